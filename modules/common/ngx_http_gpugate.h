@@ -1,0 +1,55 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Shared declarations of the gpugate modules.  Everything here lives in the
+ * one ngx_http_gpugate_module.so; modules exchange per-request data through
+ * nginx variables and request ctx, and share only helpers declared here.
+ */
+
+
+#ifndef _NGX_HTTP_GPUGATE_H_INCLUDED_
+#define _NGX_HTTP_GPUGATE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* OpenAI error "type" values used by the gateway */
+#define NGX_HTTP_GPUGATE_ERR_INVALID      "invalid_request_error"
+#define NGX_HTTP_GPUGATE_ERR_AUTH         "authentication_error"
+#define NGX_HTTP_GPUGATE_ERR_PERMISSION   "permission_error"
+#define NGX_HTTP_GPUGATE_ERR_NOT_FOUND    "not_found_error"
+#define NGX_HTTP_GPUGATE_ERR_RATE_LIMIT   "rate_limit_error"
+#define NGX_HTTP_GPUGATE_ERR_SERVER       "server_error"
+
+
+typedef struct {
+    ngx_uint_t   status;     /* HTTP status of the error response */
+    const char  *type;       /* OpenAI error type, one of the above */
+    const char  *code;       /* OpenAI error code, NULL gives JSON null */
+    ngx_str_t    message;    /* human-readable message, JSON-escaped here */
+} ngx_http_gpugate_error_t;
+
+
+/*
+ * Sends a complete OpenAI-style error response:
+ *     {"error":{"message":...,"type":...,"param":null,"code":...}}
+ * The request body is discarded first so that keepalive stays usable.
+ * Returns what a content handler should return.
+ */
+ngx_int_t ngx_http_gpugate_send_error(ngx_http_request_t *r,
+    ngx_http_gpugate_error_t *err);
+
+/* The error the gateway reports for a bare HTTP status. */
+void ngx_http_gpugate_status_error(ngx_uint_t status,
+    ngx_http_gpugate_error_t *err);
+
+/* Sends a JSON body (already serialised) with the given status. */
+ngx_int_t ngx_http_gpugate_send_json(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *body);
+
+
+#endif /* _NGX_HTTP_GPUGATE_H_INCLUDED_ */

@@ -1,0 +1,349 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * The first module of ngx_http_gpugate_module.so (it names the .so).
+ * It owns what every gpugate module shares: OpenAI-style error responses
+ * and the "gpugate_error" directive, which turns nginx's own errors
+ * (502 from a dead runtime, 413 from client_max_body_size, ...) into the
+ * JSON that OpenAI SDKs understand, by way of error_page.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate.h"
+
+
+typedef struct {
+    ngx_uint_t   status;     /* fixed status, 0: the status error_page saw */
+} ngx_http_gpugate_loc_conf_t;
+
+
+static ngx_int_t ngx_http_gpugate_error_handler(ngx_http_request_t *r);
+static void *ngx_http_gpugate_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_gpugate_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_gpugate_commands[] = {
+
+    { ngx_string("gpugate_error"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_gpugate_error,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gpugate_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_gpugate_create_loc_conf,      /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gpugate_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gpugate_module_ctx,          /* module context */
+    ngx_http_gpugate_commands,             /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_gpugate_json_type =
+    ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_gpugate_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_gpugate_json_type;
+    r->headers_out.content_type_len = ngx_http_gpugate_json_type.len;
+    r->headers_out.content_length_n = body->len;
+
+    /*
+     * A handler may run after an upstream already filled headers_out
+     * (error_page after a proxied error); what it set no longer applies.
+     */
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+    ngx_http_clear_accept_ranges(r);
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = 1;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_http_gpugate_send_error(ngx_http_request_t *r,
+    ngx_http_gpugate_error_t *err)
+{
+    size_t            len;
+    u_char           *p;
+    ngx_str_t         body;
+    ngx_table_elt_t  *h;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        /* the connection is closed after this response anyway */
+        r->keepalive = 0;
+    }
+
+    if (err->status == NGX_HTTP_TOO_MANY_REQUESTS
+        || err->status == NGX_HTTP_SERVICE_UNAVAILABLE)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "1");
+    }
+
+    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\","
+                 "\"param\":null,\"code\":\"\"}}\n") - 1
+          + err->message.len
+          + ngx_escape_json(NULL, err->message.data, err->message.len)
+          + ngx_strlen(err->type)
+          + (err->code ? ngx_strlen(err->code) : sizeof("null") - 1);
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body.data, "{\"error\":{\"message\":\"",
+                   sizeof("{\"error\":{\"message\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, err->message.data, err->message.len);
+    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":null,\"code\":",
+                    err->type);
+
+    if (err->code) {
+        p = ngx_sprintf(p, "\"%s\"}}\n", err->code);
+
+    } else {
+        p = ngx_cpymem(p, "null}}\n", sizeof("null}}\n") - 1);
+    }
+
+    body.len = p - body.data;
+
+    return ngx_http_gpugate_send_json(r, err->status, &body);
+}
+
+
+void
+ngx_http_gpugate_status_error(ngx_uint_t status, ngx_http_gpugate_error_t *err)
+{
+    err->status = status;
+    err->type = NGX_HTTP_GPUGATE_ERR_INVALID;
+    err->code = NULL;
+
+    switch (status) {
+
+    case NGX_HTTP_BAD_REQUEST:
+        ngx_str_set(&err->message, "The request could not be parsed.");
+        err->code = "bad_request";
+        break;
+
+    case NGX_HTTP_UNAUTHORIZED:
+        ngx_str_set(&err->message, "Authentication is required.");
+        err->type = NGX_HTTP_GPUGATE_ERR_AUTH;
+        err->code = "invalid_api_key";
+        break;
+
+    case NGX_HTTP_FORBIDDEN:
+        ngx_str_set(&err->message, "Access to this resource is denied.");
+        err->type = NGX_HTTP_GPUGATE_ERR_PERMISSION;
+        err->code = "forbidden";
+        break;
+
+    case NGX_HTTP_NOT_FOUND:
+        ngx_str_set(&err->message, "Unknown endpoint.");
+        err->type = NGX_HTTP_GPUGATE_ERR_NOT_FOUND;
+        err->code = "unknown_url";
+        break;
+
+    case NGX_HTTP_NOT_ALLOWED:
+        ngx_str_set(&err->message,
+                    "This method is not allowed for this endpoint.");
+        err->code = "method_not_allowed";
+        break;
+
+    case NGX_HTTP_REQUEST_TIME_OUT:
+        ngx_str_set(&err->message,
+                    "Timed out while reading the request.");
+        err->code = "request_timeout";
+        break;
+
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        ngx_str_set(&err->message, "The request body is too large.");
+        err->code = "request_too_large";
+        break;
+
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        ngx_str_set(&err->message, "Too many requests; retry later.");
+        err->type = NGX_HTTP_GPUGATE_ERR_RATE_LIMIT;
+        err->code = "rate_limit_exceeded";
+        break;
+
+    case NGX_HTTP_BAD_GATEWAY:
+        ngx_str_set(&err->message,
+                    "The inference backend failed to answer.");
+        err->type = NGX_HTTP_GPUGATE_ERR_SERVER;
+        err->code = "upstream_error";
+        break;
+
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        ngx_str_set(&err->message,
+                    "No inference capacity is available; retry later.");
+        err->type = NGX_HTTP_GPUGATE_ERR_SERVER;
+        err->code = "no_capacity";
+        break;
+
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        ngx_str_set(&err->message,
+                    "The inference backend did not answer in time.");
+        err->type = NGX_HTTP_GPUGATE_ERR_SERVER;
+        err->code = "upstream_timeout";
+        break;
+
+    default:
+        if (status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            ngx_str_set(&err->message, "The gateway failed internally.");
+            err->type = NGX_HTTP_GPUGATE_ERR_SERVER;
+            err->code = "internal_error";
+
+        } else {
+            ngx_str_set(&err->message, "The request was rejected.");
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_error_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t                    status;
+    ngx_http_gpugate_error_t      err;
+    ngx_http_gpugate_loc_conf_t  *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_module);
+
+    /*
+     * Reached through "error_page 502 @json" the original status is in
+     * r->err_status; "error_page 502 = @json" clears it, which would turn
+     * every error into a 500, so that form is documented as unsupported.
+     */
+
+    if (glcf->status) {
+        status = glcf->status;
+
+    } else if (r->err_status >= NGX_HTTP_BAD_REQUEST) {
+        status = r->err_status;
+
+    } else {
+        status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_http_gpugate_status_error(status, &err);
+
+    return ngx_http_gpugate_send_error(r, &err);
+}
+
+
+static void *
+ngx_http_gpugate_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_gpugate_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    return conf;
+}
+
+
+static char *
+ngx_http_gpugate_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_loc_conf_t *glcf = conf;
+
+    ngx_int_t                  n;
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "conflicts with another content handler in this location";
+    }
+
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        n = ngx_atoi(value[1].data, value[1].len);
+
+        if (n < NGX_HTTP_BAD_REQUEST || n > 599) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid status \"%V\", expected 400..599",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        glcf->status = n;
+    }
+
+    clcf->handler = ngx_http_gpugate_error_handler;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,310 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * The OpenAI router: configuration of served models, the gateway's own
+ * GET /v1/models answer, and the switch that makes a proxied location
+ * OpenAI-aware (see ngx_http_gpugate_openai_filter.c for the streaming
+ * side).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate.h"
+#include "ngx_http_gpugate_openai.h"
+
+
+static ngx_int_t ngx_http_gpugate_models_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gpugate_models_serialise(ngx_conf_t *cf,
+    ngx_http_gpugate_openai_loc_conf_t *conf);
+static void *ngx_http_gpugate_openai_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gpugate_models(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
+
+    { ngx_string("gpugate_model"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_gpugate_model,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_models"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gpugate_models,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_openai"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gpugate_openai_loc_conf_t, enable),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gpugate_openai_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_gpugate_openai_create_loc_conf, /* create location conf */
+    ngx_http_gpugate_openai_merge_loc_conf   /* merge location conf */
+};
+
+
+ngx_module_t  ngx_http_gpugate_openai_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gpugate_openai_module_ctx,   /* module context */
+    ngx_http_gpugate_openai_commands,      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_gpugate_models_handler(ngx_http_request_t *r)
+{
+    ngx_table_elt_t                     *h;
+    ngx_http_gpugate_error_t             err;
+    ngx_http_gpugate_openai_loc_conf_t  *olcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "GET, HEAD");
+
+        ngx_http_gpugate_status_error(NGX_HTTP_NOT_ALLOWED, &err);
+        ngx_str_set(&err.message, "Only GET is allowed on /v1/models.");
+
+        return ngx_http_gpugate_send_error(r, &err);
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+    return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &olcf->models_body);
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_models_serialise(ngx_conf_t *cf,
+    ngx_http_gpugate_openai_loc_conf_t *conf)
+{
+    size_t                     len;
+    u_char                    *p;
+    ngx_uint_t                 i, n;
+    ngx_http_gpugate_model_t  *m;
+
+    static const char  head[] = "{\"object\":\"list\",\"data\":[";
+    static const char  tail[] = "]}\n";
+
+    /* model names are validated at parse time: no escaping is needed */
+
+    m = conf->models ? conf->models->elts : NULL;
+    n = conf->models ? conf->models->nelts : 0;
+
+    len = sizeof(head) - 1 + sizeof(tail) - 1;
+
+    for (i = 0; i < n; i++) {
+        len += sizeof(",{\"id\":\"\",\"object\":\"model\",\"created\":,"
+                      "\"owned_by\":\"gpugate\"}") - 1
+               + m[i].name.len + NGX_TIME_T_LEN;
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->models_body.data = p;
+
+    p = ngx_cpymem(p, head, sizeof(head) - 1);
+
+    for (i = 0; i < n; i++) {
+        p = ngx_sprintf(p, "%s{\"id\":\"%V\",\"object\":\"model\","
+                        "\"created\":%T,\"owned_by\":\"gpugate\"}",
+                        i ? "," : "", &m[i].name, conf->created);
+    }
+
+    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+
+    conf->models_body.len = p - conf->models_body.data;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_gpugate_openai_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_gpugate_openai_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_openai_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->models = NULL;
+     *     conf->models_body = { 0, NULL };
+     *     conf->models_handler = 0;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->created = ngx_time();
+
+    return conf;
+}
+
+
+static char *
+ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_gpugate_openai_loc_conf_t *prev = parent;
+    ngx_http_gpugate_openai_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+
+    /* a level that names models replaces the inherited list, as with
+       nginx's own array directives */
+
+    if (conf->models == NULL) {
+        conf->models = prev->models;
+    }
+
+    if (conf->models_handler
+        && ngx_http_gpugate_models_serialise(cf, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_openai_loc_conf_t *olcf = conf;
+
+    u_char                    *p, *last;
+    ngx_str_t                 *value;
+    ngx_uint_t                 i;
+    ngx_http_gpugate_model_t  *m;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_GPUGATE_MODEL_MAX_LEN) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "model name must be 1..%d bytes long",
+                           NGX_HTTP_GPUGATE_MODEL_MAX_LEN);
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * Names go verbatim into JSON and log lines: printable ASCII without
+     * quotes, backslashes or spaces covers every real model id
+     * ("meta-llama/Llama-3.1-8B-Instruct", "qwen2.5:7b", ...).
+     */
+
+    last = value[1].data + value[1].len;
+
+    for (p = value[1].data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid character 0x%02xd in model name "
+                               "\"%V\"", (ngx_uint_t) *p, &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (olcf->models == NULL) {
+        olcf->models = ngx_array_create(cf->pool, 4,
+                                        sizeof(ngx_http_gpugate_model_t));
+        if (olcf->models == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    m = olcf->models->elts;
+
+    for (i = 0; i < olcf->models->nelts; i++) {
+        if (m[i].name.len == value[1].len
+            && ngx_strncmp(m[i].name.data, value[1].data, value[1].len) == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "duplicate model \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    m = ngx_array_push(olcf->models);
+    if (m == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    m->name = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_openai_loc_conf_t *olcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (olcf->models_handler) {
+        return "is duplicate";
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler) {
+        return "conflicts with another content handler in this location";
+    }
+
+    clcf->handler = ngx_http_gpugate_models_handler;
+    olcf->models_handler = 1;
+
+    return NGX_CONF_OK;
+}
