@@ -81,26 +81,27 @@ gg_on_cleanup() {
     GG_CLEANUP_CMDS+=("$1")
 }
 
-# Stops everything this script started, newest first.  Safe to call twice.
+# Stops everything this script started: tracked processes first (they may
+# use what the cleanup commands remove), then the cleanup commands, newest
+# first.  Safe to call twice.
 gg_cleanup() {
     local i pid
 
     trap - EXIT INT TERM
 
-    for ((i = ${#GG_CLEANUP_CMDS[@]} - 1; i >= 0; i--)); do
-        eval "${GG_CLEANUP_CMDS[$i]}" >/dev/null 2>&1 || true
-    done
-    GG_CLEANUP_CMDS=()
-
     for ((i = ${#GG_PIDS[@]} - 1; i >= 0; i--)); do
-        pid=${GG_PIDS[$i]}
-        kill -TERM "$pid" 2>/dev/null || continue
+        kill -TERM "${GG_PIDS[$i]}" 2>/dev/null || true
     done
 
     for pid in "${GG_PIDS[@]}"; do
         gg_wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
     done
     GG_PIDS=()
+
+    for ((i = ${#GG_CLEANUP_CMDS[@]} - 1; i >= 0; i--)); do
+        eval "${GG_CLEANUP_CMDS[$i]}" >/dev/null 2>&1 || true
+    done
+    GG_CLEANUP_CMDS=()
 }
 
 gg_install_traps() {

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+#
+# Starts the whole gpugate stack on loopback and stays in the foreground
+# until Ctrl-C (SIGINT) or SIGTERM, then stops everything it started.
+#
+#   scripts/run.sh [--port N] [--workers N] [--runtime URL] [--no-deps]
+#
+#   --port N       gateway port on 127.0.0.1 (default 8080)
+#   --workers N    nginx worker_processes (default 2)
+#   --runtime URL  use an existing OpenAI-compatible runtime (llama.cpp
+#                  server, vLLM, Ollama, ...) such as http://127.0.0.1:8000
+#                  instead of starting the mock runtime
+#   --no-deps      do not check/install Debian packages
+#
+# State (PostgreSQL data, logs, generated nginx.conf) lives in build/run/.
+
+set -euo pipefail
+
+GG_SCRIPT=run
+. "$(dirname "$0")/lib.sh"
+
+port=8080
+workers=2
+runtime=
+deps=1
+
+need_value() {
+    [ $# -ge 2 ] && [ -n "$2" ] || gg_die "$1 needs a value (see --help)"
+}
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --port) need_value "$@"; port=$2; shift ;;
+        --workers) need_value "$@"; workers=$2; shift ;;
+        --runtime) need_value "$@"; runtime=$2; shift ;;
+        --no-deps) deps=0 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) gg_die "unknown option: $1 (see --help)" ;;
+    esac
+    shift
+done
+
+[[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] \
+    || gg_die "--port must be 1..65535, got '$port'"
+[[ $workers =~ ^[0-9]+$ ]] && [ "$workers" -ge 1 ] && [ "$workers" -le 256 ] \
+    || gg_die "--workers must be 1..256, got '$workers'"
+
+if [ -n "$runtime" ]; then
+    [[ $runtime =~ ^(https?)://([^/]+)/?$ ]] \
+        || gg_die "--runtime must look like http://HOST:PORT, got '$runtime'"
+    runtime_scheme=${BASH_REMATCH[1]}
+    runtime_host=${BASH_REMATCH[2]}
+fi
+
+[ $deps -eq 1 ] && gg_install_deps
+"$GG_ROOT/scripts/build.sh" --no-deps
+
+state=$GG_BUILD/run
+mkdir -p "$state/logs" "$state/nginx/conf"
+
+gg_install_traps
+
+# A port someone else holds would make nginx fail later with a less
+# helpful message.
+perl -MIO::Socket::INET -e '
+    exit(IO::Socket::INET->new(LocalAddr => "127.0.0.1",
+        LocalPort => $ARGV[0], Proto => "tcp", ReuseAddr => 1,
+        Listen => 1) ? 0 : 1)' "$port" \
+    || gg_die "port $port on 127.0.0.1 is in use; pick another with --port"
+
+pg_port=$(gg_free_port)
+gg_start_postgres "$state/pg" "$pg_port"
+gg_apply_sql "$pg_port"
+gg_log "PostgreSQL on 127.0.0.1:$pg_port (log: $state/pg/postgres.log)"
+
+redis_port=$(gg_free_port)
+gg_start_redis "$state/redis" "$redis_port"
+gg_log "Redis on 127.0.0.1:$redis_port"
+
+if [ -z "$runtime" ]; then
+    # token timing of a small real model, so streaming is visible
+    mock_port=$(gg_start_mock "$state/logs" mock-runtime \
+        --models mock-model,mock-embed \
+        --ttft-ms 150 --token-delay-ms 60 --tokens 40)
+    runtime_scheme=http
+    runtime_host=127.0.0.1:$mock_port
+    gg_log "mock runtime (a fake, no model) on $runtime_host" \
+           "(log: $state/logs/mock-runtime.log)"
+fi
+
+# The gateway lists what the runtime actually serves.
+models_json=$(curl -fsS --max-time 10 \
+    "$runtime_scheme://$runtime_host/v1/models") \
+    || gg_die "cannot list models at $runtime_scheme://$runtime_host/v1/models"
+
+mapfile -t models < <(printf '%s' "$models_json" | perl -MJSON::PP -e '
+    my $j = eval { decode_json(join "", <STDIN>) };
+    die "not an OpenAI model list\n" unless ref $j eq "HASH"
+        && ref $j->{data} eq "ARRAY";
+    for (@{ $j->{data} }) {
+        my $id = ref $_ eq "HASH" ? $_->{id} : undef;
+        print "$id\n" if defined $id && $id =~ /^[\x21-\x7e]+$/
+            && $id !~ /["\\]/;
+    }') || gg_die "bad /v1/models answer from the runtime: $models_json"
+
+[ ${#models[@]} -gt 0 ] || gg_die "the runtime serves no models"
+
+model_lines=
+for m in "${models[@]}"; do
+    model_lines+="    gpugate_model $m;"$'\n'
+done
+
+conf=$state/nginx/conf/nginx.conf
+GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
+GG_PORT="$port" GG_RUNTIME_HOST="$runtime_host" \
+GG_RUNTIME_SCHEME="$runtime_scheme" MODEL_LINES=$model_lines \
+perl -pe '
+    s/\@MODULES\@/$ENV{GG_MODULES}/g;  s/\@STATE\@/$ENV{GG_STATE}/g;
+    s/\@WORKERS\@/$ENV{GG_WORKERS}/g;  s/\@PORT\@/$ENV{GG_PORT}/g;
+    s/\@LOG_LEVEL\@/info/g;
+    s/\@RUNTIME_HOST\@/$ENV{GG_RUNTIME_HOST}/g;
+    s/\@RUNTIME_SCHEME\@/$ENV{GG_RUNTIME_SCHEME}/g;
+    s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
+' "$GG_ROOT/conf/nginx.conf.in" > "$conf"
+
+nginx=${GPUGATE_NGINX:-/usr/sbin/nginx}
+"$nginx" -t -q -p "$state/nginx" -c "$conf" -e "$state/logs/nginx-error.log" \
+    || gg_die "nginx rejected $conf (see above)"
+
+"$nginx" -p "$state/nginx" -c "$conf" -e "$state/logs/nginx-error.log" \
+    -g 'daemon off;' &
+nginx_pid=$!
+gg_track "$nginx_pid"
+
+gg_wait_for "nginx on port $port" 30 \
+    curl -fsS --max-time 2 "http://127.0.0.1:$port/health" \
+    || gg_die "nginx did not come up (log: $state/logs/nginx-error.log)"
+
+api_key=
+first_model=${models[0]}
+
+cat <<EOF
+
+gpugate is running (nginx with $workers workers, pid $nginx_pid).
+GPUGATE_URL=http://127.0.0.1:$port
+GPUGATE_API_KEY=$api_key
+
+Stream a chat completion:
+  curl -N http://127.0.0.1:$port/v1/chat/completions \\
+    -H 'Content-Type: application/json' \\
+    -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+
+Logs: $state/logs/  (nginx-error.log, nginx-access.log, mock-runtime.log)
+Press Ctrl-C to stop everything.
+EOF
+
+# Stay in the foreground; leave if a component dies, so a broken stack is
+# not mistaken for a running one.
+while :; do
+    sleep 1 &
+    wait $! || true
+    for pid in "${GG_PIDS[@]}"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            gg_die "a component (pid $pid) exited; see $state/logs/"
+        fi
+    done
+done
