@@ -95,4 +95,12 @@ if [ -f "$GG_ROOT/worker-agent/Makefile" ]; then
         || gg_die "worker-agent build failed"
 fi
 
+# the benchmark's SSE load client: one file, rebuilt when it changes
+bench_src=$GG_ROOT/scripts/bench/gpugate_sse_bench.c
+bench_bin=$GG_BUILD/bin/gpugate-sse-bench
+if [ ! -x "$bench_bin" ] || [ "$bench_src" -nt "$bench_bin" ]; then
+    gcc -O2 -g -std=gnu11 -Wall -Wextra -Werror -o "$bench_bin" "$bench_src" \
+        || gg_die "gpugate-sse-bench build failed"
+fi
+
 gg_log "build ok: $(cd "$GG_BUILD" && ls modules/*.so bin/* 2>/dev/null | tr '\n' ' ')"

@@ -19,7 +19,6 @@
 
 /* OpenAI error "type" values used by the gateway */
 #define NGX_HTTP_GPUGATE_ERR_INVALID      "invalid_request_error"
-#define NGX_HTTP_GPUGATE_ERR_AUTH         "authentication_error"
 #define NGX_HTTP_GPUGATE_ERR_PERMISSION   "permission_error"
 #define NGX_HTTP_GPUGATE_ERR_NOT_FOUND    "not_found_error"
 #define NGX_HTTP_GPUGATE_ERR_RATE_LIMIT   "rate_limit_error"

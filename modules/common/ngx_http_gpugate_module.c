@@ -195,7 +195,6 @@ ngx_http_gpugate_status_error(ngx_uint_t status, ngx_http_gpugate_error_t *err)
 
     case NGX_HTTP_UNAUTHORIZED:
         ngx_str_set(&err->message, "Authentication is required.");
-        err->type = NGX_HTTP_GPUGATE_ERR_AUTH;
         err->code = "invalid_api_key";
         break;
 

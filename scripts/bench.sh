@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+#
+# gpugate benchmark suite: every scenario side by side in one run, against
+# the limit (plain nginx proxy_pass) and the direct path, with the same
+# mock runtime and request mix in each group.  Prints one table and writes
+# it with the machine description to build/bench/results-<time>.json.
+#
+#   scripts/bench.sh [--quick] [--no-deps] [--workers N]
+#
+#   --quick      reduced set, short runs (about 2 minutes)
+#   --workers N  nginx worker_processes for every nginx (default 1, which
+#                leaves the second core of a 2-core machine to wrk and the
+#                mock runtime; the comparison is like for like either way)
+#
+# Figures that matter are ratios within a group; absolute numbers depend
+# on the machine named in the results file.
+
+set -euo pipefail
+
+GG_SCRIPT=bench
+. "$(dirname "$0")/lib.sh"
+
+quick=0
+deps=1
+workers=1
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1 ;;
+        --no-deps) deps=0 ;;
+        --workers) workers=${2:?--workers needs a value}; shift ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) gg_die "unknown option: $1 (see --help)" ;;
+    esac
+    shift
+done
+
+[ $deps -eq 1 ] && gg_install_deps wrk
+"$GG_ROOT/scripts/build.sh" --no-deps
+
+if [ $quick -eq 1 ]; then
+    dur=3; stream_dur=4; stream_conns=(1 64)
+else
+    dur=10; stream_dur=10; stream_conns=(1 64 512)
+fi
+
+tmp=$(mktemp -d /tmp/gpugate-bench.XXXXXX)
+chmod 755 "$tmp"
+gg_install_traps
+gg_on_cleanup "rm -rf '$tmp'"
+
+out_dir=$GG_BUILD/bench
+mkdir -p "$out_dir"
+results=$tmp/results.jsonl
+: > "$results"
+
+# Two mock runtimes: one answers at once (gateway overhead shows), one
+# paces tokens like a small model (streaming: TTFT and gaps show).
+fast_port=$(gg_start_mock "$tmp" mock-fast --models mock-model --quiet \
+    --tokens 16)
+slow_port=$(gg_start_mock "$tmp" mock-slow --models mock-model --quiet \
+    --ttft-ms 50 --token-delay-ms 20 --tokens 20)
+
+# nginx_conf NAME PORT GPUGATE(0|1) RUNTIME_PORT
+nginx_conf() {
+    local name=$1 port=$2 gg=$3 rport=$4 dir=$tmp/$1 load= loc=
+
+    mkdir -p "$dir/logs"
+    if [ "$gg" = 1 ]; then
+        load="load_module $GG_BUILD/modules/ngx_http_gpugate_module.so;"
+        loc="gpugate_openai on; error_page 502 503 504 @err;"
+    else
+        # what a user of plain nginx does so that SSE streams
+        loc="proxy_buffering off;"
+    fi
+
+    cat > "$dir/nginx.conf" <<EOF
+$load
+worker_processes $workers;
+error_log $dir/logs/error.log warn;
+pid $dir/nginx.pid;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $dir; proxy_temp_path $dir;
+    fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
+    $([ "$gg" = 1 ] && echo "gpugate_model mock-model;")
+    upstream runtime { server 127.0.0.1:$rport; keepalive 128; }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location /v1/ {
+            $loc
+            proxy_pass http://runtime;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+        $([ "$gg" = 1 ] && echo "location @err { gpugate_error; }")
+    }
+}
+EOF
+    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+        -g 'daemon off;' &
+    gg_track $!
+    gg_wait_for "nginx $name" 30 perl -MIO::Socket::INET -e \
+        'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' "$port"
+}
+
+declare -A port
+for target in plain-fast gg-fast plain-slow gg-slow; do
+    port[$target]=$(gg_free_port)
+done
+nginx_conf plain-fast "${port[plain-fast]}" 0 "$fast_port"
+nginx_conf gg-fast "${port[gg-fast]}" 1 "$fast_port"
+nginx_conf plain-slow "${port[plain-slow]}" 0 "$slow_port"
+nginx_conf gg-slow "${port[gg-slow]}" 1 "$slow_port"
+
+chat='{"model":"mock-model","messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
+stream='{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
+printf '%s' "$stream" > "$tmp/stream.json"
+
+# record GROUP SCENARIO BASELINE(0|1) JSON
+record() {
+    printf '{"group":"%s","scenario":"%s","baseline":%s,"result":%s}\n' \
+        "$1" "$2" "$3" "$4" >> "$results"
+}
+
+# wrk_run GROUP SCENARIO BASELINE PORT CONNS
+wrk_run() {
+    local r
+    r=$(BENCH_BODY=$chat wrk -t1 -c"$5" -d"${dur}s" --timeout 10s \
+        -s "$GG_ROOT/scripts/bench/post.lua" \
+        "http://127.0.0.1:$4/v1/chat/completions" | tail -n 1)
+    record "$1" "$2" "$3" "$r"
+    gg_log "$1 / $2: $r"
+}
+
+# sse_run GROUP SCENARIO BASELINE PORT CONNS
+sse_run() {
+    local r
+    r=$("$GG_BUILD/bin/gpugate-sse-bench" -c "$5" -d "$stream_dur" \
+        -b "$tmp/stream.json" -u "http://127.0.0.1:$4/v1/chat/completions") \
+        || true
+    record "$1" "$2" "$3" "$r"
+    gg_log "$1 / $2: $r"
+}
+
+gg_log "gateway overhead: non-streaming chat, 64 connections, ${dur}s each"
+wrk_run overhead "plain nginx proxy_pass (limit)" 1 "${port[plain-fast]}" 64
+wrk_run overhead "direct to runtime" 0 "$fast_port" 64
+wrk_run overhead "gpugate router" 0 "${port[gg-fast]}" 64
+
+for c in "${stream_conns[@]}"; do
+    gg_log "streaming: $c concurrent streams, ${stream_dur}s each"
+    sse_run "streaming-$c" "direct to runtime" 1 "$slow_port" "$c"
+    sse_run "streaming-$c" "plain nginx, proxy_buffering off" 0 \
+        "${port[plain-slow]}" "$c"
+    sse_run "streaming-$c" "gpugate router" 0 "${port[gg-slow]}" "$c"
+done
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=$out_dir/results-$stamp.json
+
+GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
+    my @rows = map { decode_json($_) } grep { /\S/ } <STDIN>;
+    my %base;
+    for (@rows) { $base{ $_->{group} } = $_->{result} if $_->{baseline} }
+
+    my $cpu = `lscpu 2>/dev/null` =~ /Model name:\s*(.+)/ ? $1 : "unknown";
+    chomp(my $cores = `nproc`);
+    my $mem = `free -g 2>/dev/null` =~ /Mem:\s+(\d+)/ ? "$1 GiB" : "?";
+    chomp(my $kernel = `uname -r`);
+    my $nginx = `/usr/sbin/nginx -v 2>&1`; chomp $nginx;
+    my $machine = "$cpu, $cores cores, $mem RAM, Linux $kernel, $nginx";
+
+    my $fmt = "%-14s %-34s %9s %9s %9s %9s %9s %8s\n";
+    printf "\nmachine: %s; nginx workers: %s%s\n\n", $machine,
+        $ENV{GG_WORKERS}, $ENV{GG_QUICK} ? " (quick run)" : "";
+    printf $fmt, "group", "scenario", "rps", "p50 ms", "p99 ms",
+        "ttft p50", "ttft p99", "ratio";
+    for my $row (@rows) {
+        my $r = $row->{result} // {};
+        my $b = $base{ $row->{group} } // {};
+        my $ratio = ($b->{rps} // 0) > 0 && defined $r->{rps}
+            ? sprintf("%.3f", $r->{rps} / $b->{rps}) : "-";
+        $row->{ratio_rps} = $ratio;
+        my $t = $r->{ttft_ms} // {};
+        my $f = sub { defined $_[0] && $_[0] >= 0
+                      ? sprintf("%.2f", $_[0]) : "-" };
+        printf $fmt, $row->{group}, $row->{scenario},
+            $f->($r->{rps}), $f->($r->{latency_ms}{p50}),
+            $f->($r->{latency_ms}{p99}), $f->($t->{p50}), $f->($t->{p99}),
+            $ratio . ($row->{baseline} ? " (base)" : "")
+            . (($r->{errors} // 0) > 0 ? " ERR=$r->{errors}" : "");
+    }
+    open my $fh, ">", $ARGV[0] or die "$ARGV[0]: $!";
+    print $fh JSON::PP->new->pretty->canonical->encode({
+        machine => $machine, workers => $ENV{GG_WORKERS} + 0,
+        quick => $ENV{GG_QUICK} + 0, rows => \@rows });
+    print "\nresults: $ARGV[0]\n";
+' "$out" < "$results"
