@@ -224,7 +224,8 @@ gg_apply_sql() {
     local port=$1 f
     for f in "$GG_ROOT"/sql/[0-9]*.sql; do
         [ -e "$f" ] || continue
-        gg_psql_at "$port" gpugate -q -f "$f" >/dev/null \
+        PGOPTIONS="-c client_min_messages=warning" \
+            gg_psql_at "$port" gpugate -q -f "$f" >/dev/null \
             || gg_die "migration $(basename "$f") failed"
     done
 }

@@ -1,0 +1,457 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Shared-memory API-key cache: a red-black tree keyed by the key digest
+ * plus an LRU queue, in one slab zone for all workers (the shape of
+ * ngx_http_limit_req_module).  Entries carry two deadlines: fresh_until,
+ * after which a lookup must go to Redis/PostgreSQL again, and stale_until,
+ * until which an entry may still be served while PostgreSQL is down.  The
+ * zone is kept across reloads, so a reload does not empty the cache.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate_auth.h"
+
+
+typedef struct {
+    ngx_rbtree_node_t               node;        /* key: digest's first
+                                                    bytes */
+    ngx_queue_t                     lru;         /* head: most recent */
+    u_char                          digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
+                                                 /* SHA-256 of the key */
+    time_t                          fresh_until; /* serve without lookup */
+    time_t                          stale_until; /* serve in an outage */
+    ngx_uint_t                      refusal;     /* see key_info_t */
+    int64_t                         key_id;      /* see key_info_t */
+    int64_t                         tenant_id;   /* see key_info_t */
+    int64_t                         rpm;         /* see key_info_t */
+    int64_t                         tpm;         /* see key_info_t */
+    time_t                          expires;     /* see key_info_t */
+    uint16_t                        name_len;    /* lengths of the strings */
+    uint16_t                        prefix_len;  /*   stored back to back */
+    uint16_t                        tenant_len;  /*   in "data" */
+    uint32_t                        models_len;
+    u_char                          data[1];     /* name prefix tenant
+                                                    models */
+} ngx_http_gpugate_auth_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;      /* digest -> node */
+    ngx_rbtree_node_t               sentinel;    /* rbtree's sentinel */
+    ngx_queue_t                     lru;         /* all nodes, LRU order */
+    ngx_http_gpugate_auth_stats_t   stats;       /* counters */
+} ngx_http_gpugate_auth_shctx_t;
+
+
+struct ngx_http_gpugate_auth_cache_s {
+    ngx_http_gpugate_auth_shctx_t  *sh;          /* in shared memory */
+    ngx_slab_pool_t                *shpool;      /* the zone's allocator */
+};
+
+
+static ngx_int_t ngx_http_gpugate_auth_cache_init(ngx_shm_zone_t *zone,
+    void *data);
+static void ngx_http_gpugate_auth_cache_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_http_gpugate_auth_node_t *ngx_http_gpugate_auth_cache_find(
+    ngx_http_gpugate_auth_cache_t *cache, u_char *digest);
+static void ngx_http_gpugate_auth_cache_free(
+    ngx_http_gpugate_auth_cache_t *cache, ngx_http_gpugate_auth_node_t *an);
+
+
+static ngx_rbtree_key_t
+ngx_http_gpugate_auth_cache_key(u_char *digest)
+{
+    /* a SHA-256 digest is uniformly distributed: its bytes are the hash */
+    return ((ngx_rbtree_key_t) digest[0] << 24)
+           | ((ngx_rbtree_key_t) digest[1] << 16)
+           | ((ngx_rbtree_key_t) digest[2] << 8)
+           | (ngx_rbtree_key_t) digest[3];
+}
+
+
+ngx_shm_zone_t *
+ngx_http_gpugate_auth_cache_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size,
+    void *tag)
+{
+    ngx_shm_zone_t                 *zone;
+    ngx_http_gpugate_auth_cache_t  *cache;
+
+    cache = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_auth_cache_t));
+    if (cache == NULL) {
+        return NULL;
+    }
+
+    zone = ngx_shared_memory_add(cf, name, size, tag);
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    if (zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "auth zone \"%V\" is already defined", name);
+        return NULL;
+    }
+
+    zone->init = ngx_http_gpugate_auth_cache_init;
+    zone->data = cache;
+
+    return zone;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_cache_init(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_http_gpugate_auth_cache_t  *ocache = data;
+
+    size_t                          len;
+    ngx_http_gpugate_auth_cache_t  *cache;
+
+    cache = zone->data;
+
+    if (ocache) {
+        /* a reload: keep the old zone's entries */
+        cache->sh = ocache->sh;
+        cache->shpool = ocache->shpool;
+        return NGX_OK;
+    }
+
+    cache->shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (zone->shm.exists) {
+        cache->sh = cache->shpool->data;
+        return NGX_OK;
+    }
+
+    cache->sh = ngx_slab_calloc(cache->shpool,
+                                sizeof(ngx_http_gpugate_auth_shctx_t));
+    if (cache->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    cache->shpool->data = cache->sh;
+
+    ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
+                    ngx_http_gpugate_auth_cache_insert);
+    ngx_queue_init(&cache->sh->lru);
+
+    len = sizeof(" in gpugate auth zone \"\"") + zone->shm.name.len;
+
+    cache->shpool->log_ctx = ngx_slab_alloc(cache->shpool, len);
+    if (cache->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(cache->shpool->log_ctx, " in gpugate auth zone \"%V\"%Z",
+                &zone->shm.name);
+
+    /* eviction is the normal way to make room: not worth an alert */
+    cache->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_gpugate_auth_cache_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t             **p;
+    ngx_http_gpugate_auth_node_t   *an, *at;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            an = (ngx_http_gpugate_auth_node_t *) node;
+            at = (ngx_http_gpugate_auth_node_t *) temp;
+
+            p = (ngx_memcmp(an->digest, at->digest,
+                            NGX_HTTP_GPUGATE_DIGEST_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_http_gpugate_auth_node_t *
+ngx_http_gpugate_auth_cache_find(ngx_http_gpugate_auth_cache_t *cache,
+    u_char *digest)
+{
+    ngx_int_t                      rc;
+    ngx_rbtree_key_t               key;
+    ngx_rbtree_node_t             *node, *sentinel;
+    ngx_http_gpugate_auth_node_t  *an;
+
+    key = ngx_http_gpugate_auth_cache_key(digest);
+
+    node = cache->sh->rbtree.root;
+    sentinel = cache->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        an = (ngx_http_gpugate_auth_node_t *) node;
+
+        rc = ngx_memcmp(digest, an->digest, NGX_HTTP_GPUGATE_DIGEST_LEN);
+
+        if (rc == 0) {
+            return an;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_auth_cache_get(ngx_shm_zone_t *zone, u_char *digest,
+    ngx_uint_t stale, ngx_http_gpugate_key_info_t *info, ngx_pool_t *pool)
+{
+    u_char                         *p, *copy;
+    size_t                          len;
+    time_t                          now;
+    ngx_int_t                       rc;
+    ngx_http_gpugate_auth_node_t   *an;
+    ngx_http_gpugate_auth_cache_t  *cache;
+
+    cache = zone->data;
+    now = ngx_time();
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    an = ngx_http_gpugate_auth_cache_find(cache, digest);
+
+    if (an == NULL) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    if (an->fresh_until > now) {
+        rc = NGX_OK;
+
+    } else if (stale && an->stale_until > now) {
+        rc = NGX_AGAIN;
+
+    } else {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    ngx_queue_remove(&an->lru);
+    ngx_queue_insert_head(&cache->sh->lru, &an->lru);
+
+    /* copy out under the lock: another worker may free the node next */
+
+    len = an->name_len + an->prefix_len + an->tenant_len + an->models_len;
+
+    copy = ngx_pnalloc(pool, len ? len : 1);
+    if (copy == NULL) {
+        rc = NGX_ERROR;
+        goto done;
+    }
+
+    ngx_memcpy(copy, an->data, len);
+
+    info->refusal = an->refusal;
+    info->key_id = an->key_id;
+    info->tenant_id = an->tenant_id;
+    info->rpm = an->rpm;
+    info->tpm = an->tpm;
+    info->expires = an->expires;
+
+    p = copy;
+    info->name.data = p;
+    info->name.len = an->name_len;
+    p += an->name_len;
+    info->prefix.data = p;
+    info->prefix.len = an->prefix_len;
+    p += an->prefix_len;
+    info->tenant.data = p;
+    info->tenant.len = an->tenant_len;
+    p += an->tenant_len;
+    info->models.data = p;
+    info->models.len = an->models_len;
+
+done:
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return rc;
+}
+
+
+void
+ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
+    ngx_http_gpugate_key_info_t *info, time_t ttl, time_t grace)
+{
+    u_char                         *p;
+    size_t                          size;
+    time_t                          now;
+    ngx_uint_t                      tries;
+    ngx_queue_t                    *q;
+    ngx_http_gpugate_auth_node_t   *an;
+    ngx_http_gpugate_auth_cache_t  *cache;
+
+    cache = zone->data;
+    now = ngx_time();
+
+    if (info->name.len > 0xffff || info->prefix.len > 0xffff
+        || info->tenant.len > 0xffff || info->models.len > 0xffffffff)
+    {
+        return;
+    }
+
+    size = offsetof(ngx_http_gpugate_auth_node_t, data)
+           + info->name.len + info->prefix.len + info->tenant.len
+           + info->models.len;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    /* an entry filled by another worker meanwhile is simply replaced */
+
+    an = ngx_http_gpugate_auth_cache_find(cache, digest);
+    if (an) {
+        ngx_http_gpugate_auth_cache_free(cache, an);
+    }
+
+    an = ngx_slab_alloc_locked(cache->shpool, size);
+
+    /* full: evict least recently used entries until it fits */
+
+    for (tries = 0; an == NULL && tries < 64; tries++) {
+
+        if (ngx_queue_empty(&cache->sh->lru)) {
+            break;
+        }
+
+        q = ngx_queue_last(&cache->sh->lru);
+        ngx_http_gpugate_auth_cache_free(cache,
+            ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru));
+        (void) ngx_atomic_fetch_add(&cache->sh->stats.evicted, 1);
+
+        an = ngx_slab_alloc_locked(cache->shpool, size);
+    }
+
+    if (an == NULL) {
+        ngx_shmtx_unlock(&cache->shpool->mutex);
+        return;
+    }
+
+    ngx_memcpy(an->digest, digest, NGX_HTTP_GPUGATE_DIGEST_LEN);
+    an->node.key = ngx_http_gpugate_auth_cache_key(digest);
+    an->fresh_until = now + ttl;
+    an->stale_until = now + ttl + grace;
+    an->refusal = info->refusal;
+    an->key_id = info->key_id;
+    an->tenant_id = info->tenant_id;
+    an->rpm = info->rpm;
+    an->tpm = info->tpm;
+    an->expires = info->expires;
+    an->name_len = (uint16_t) info->name.len;
+    an->prefix_len = (uint16_t) info->prefix.len;
+    an->tenant_len = (uint16_t) info->tenant.len;
+    an->models_len = (uint32_t) info->models.len;
+
+    p = an->data;
+    p = ngx_cpymem(p, info->name.data, info->name.len);
+    p = ngx_cpymem(p, info->prefix.data, info->prefix.len);
+    p = ngx_cpymem(p, info->tenant.data, info->tenant.len);
+    (void) ngx_cpymem(p, info->models.data, info->models.len);
+
+    ngx_rbtree_insert(&cache->sh->rbtree, &an->node);
+    ngx_queue_insert_head(&cache->sh->lru, &an->lru);
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+}
+
+
+ngx_uint_t
+ngx_http_gpugate_auth_cache_drop(ngx_shm_zone_t *zone, u_char *digest)
+{
+    ngx_uint_t                      n;
+    ngx_queue_t                    *q;
+    ngx_http_gpugate_auth_node_t   *an;
+    ngx_http_gpugate_auth_cache_t  *cache;
+
+    cache = zone->data;
+    n = 0;
+
+    ngx_shmtx_lock(&cache->shpool->mutex);
+
+    if (digest) {
+        an = ngx_http_gpugate_auth_cache_find(cache, digest);
+        if (an) {
+            ngx_http_gpugate_auth_cache_free(cache, an);
+            n = 1;
+        }
+
+    } else {
+        while (!ngx_queue_empty(&cache->sh->lru)) {
+            q = ngx_queue_head(&cache->sh->lru);
+            ngx_http_gpugate_auth_cache_free(cache,
+                ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru));
+            n++;
+        }
+    }
+
+    ngx_shmtx_unlock(&cache->shpool->mutex);
+
+    return n;
+}
+
+
+ngx_http_gpugate_auth_stats_t *
+ngx_http_gpugate_auth_cache_stats(ngx_shm_zone_t *zone)
+{
+    ngx_http_gpugate_auth_cache_t  *cache;
+
+    cache = zone->data;
+
+    return &cache->sh->stats;
+}
+
+
+static void
+ngx_http_gpugate_auth_cache_free(ngx_http_gpugate_auth_cache_t *cache,
+    ngx_http_gpugate_auth_node_t *an)
+{
+    ngx_queue_remove(&an->lru);
+    ngx_rbtree_delete(&cache->sh->rbtree, &an->node);
+    ngx_slab_free_locked(cache->shpool, an);
+}

@@ -1,0 +1,1110 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Access phase of the API-key auth: key -> shared memory -> Redis ->
+ * PostgreSQL, filling back on the way out.  A request whose key is not
+ * cached returns NGX_AGAIN and is parked on a per-worker lookup for its
+ * digest; every request with the same key joins that one lookup, and all
+ * are resumed (ngx_http_core_run_phases) when it completes.  Nothing here
+ * waits: Redis and PostgreSQL are driven by the worker's event loop, each
+ * operation under a deadline, so a slow database delays only the requests
+ * that need it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "ngx_http_gpugate.h"
+#include "ngx_http_gpugate_auth.h"
+#include "gpugate_apikey.h"
+
+
+#define NGX_HTTP_GPUGATE_REDIS_PREFIX  "gpugate:key:"
+
+
+typedef struct {
+    ngx_rbtree_node_t                  node;      /* in the worker's tree */
+    u_char                             digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
+                                                  /* the key looked up */
+    u_char                             rkey[sizeof(NGX_HTTP_GPUGATE_REDIS_PREFIX)
+                                            - 1 + 64];
+                                                  /* its Redis key */
+    u_char                             prefix[GPUGATE_APIKEY_PREFIX_LEN];
+                                                  /* for log lines */
+    ngx_queue_t                        waiters;   /* parked requests' ctx */
+    ngx_http_gpugate_pg_query_t        query;     /* PostgreSQL stage */
+    ngx_pool_t                        *pool;      /* answer's strings */
+    ngx_http_gpugate_key_info_t        info;      /* the answer */
+    ngx_uint_t                         source;    /* who answered */
+    unsigned                           answered:1; /* info is valid; else
+                                                     every layer failed */
+} ngx_http_gpugate_auth_lookup_t;
+
+
+typedef struct {
+    ngx_http_gpugate_auth_main_conf_t *amcf;      /* configuration */
+    ngx_http_gpugate_pg_t             *pg;        /* NULL: not configured */
+    ngx_http_gpugate_redis_t          *redis;     /* NULL: not configured */
+    ngx_rbtree_t                       lookups;   /* in flight, by digest */
+    ngx_rbtree_node_t                  sentinel;  /* the tree's sentinel */
+} ngx_http_gpugate_auth_worker_t;
+
+
+static ngx_int_t ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_ctx_t *ctx);
+static ngx_int_t ngx_http_gpugate_auth_reject(ngx_http_request_t *r,
+    ngx_uint_t status, const char *code, const char *message);
+static ngx_int_t ngx_http_gpugate_auth_read_key(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key);
+static ngx_http_gpugate_auth_lookup_t *ngx_http_gpugate_auth_find(
+    u_char *digest);
+static ngx_int_t ngx_http_gpugate_auth_start(
+    ngx_http_gpugate_auth_lookup_t *lk);
+static void ngx_http_gpugate_auth_redis_done(void *data, redisReply *reply,
+    const char *error);
+static ngx_int_t ngx_http_gpugate_auth_pg_start(
+    ngx_http_gpugate_auth_lookup_t *lk);
+static void ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q,
+    PGresult *res, const char *error);
+static void ngx_http_gpugate_auth_complete(
+    ngx_http_gpugate_auth_lookup_t *lk);
+static void ngx_http_gpugate_auth_wait_cleanup(void *data);
+static void ngx_http_gpugate_auth_noop(void *data, redisReply *reply,
+    const char *error);
+static ngx_int_t ngx_http_gpugate_auth_from_json(ngx_pool_t *pool,
+    const char *s, size_t len, ngx_http_gpugate_key_info_t *info);
+static char *ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info);
+static void ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg);
+static void ngx_http_gpugate_auth_lookup_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+
+
+static ngx_http_gpugate_auth_worker_t  *ngx_http_gpugate_auth_worker;
+
+
+static const char  *ngx_http_gpugate_auth_refusals[] = {
+    "ok", "unknown", "revoked", "expired", "disabled"
+};
+
+
+ngx_int_t
+ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
+    ngx_http_gpugate_auth_main_conf_t *amcf)
+{
+    ngx_http_gpugate_auth_worker_t  *w;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_gpugate_auth_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    w->amcf = amcf;
+    ngx_rbtree_init(&w->lookups, &w->sentinel,
+                    ngx_http_gpugate_auth_lookup_insert);
+
+    if (amcf->pg.conninfo.len) {
+        w->pg = ngx_http_gpugate_pg_create(cycle, &amcf->pg);
+        if (w->pg == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (amcf->redis.addr) {
+        w->redis = ngx_http_gpugate_redis_create(cycle, &amcf->redis,
+                                                 ngx_http_gpugate_auth_message,
+                                                 w);
+        if (w->redis == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_http_gpugate_auth_worker = w;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_gpugate_auth_exit_worker(void)
+{
+    ngx_http_gpugate_auth_worker_t  *w;
+
+    w = ngx_http_gpugate_auth_worker;
+
+    if (w == NULL) {
+        return;
+    }
+
+    /* sockets still open at exit would be reported as leaked */
+
+    if (w->pg) {
+        ngx_http_gpugate_pg_destroy(w->pg);
+    }
+
+    if (w->redis) {
+        ngx_http_gpugate_redis_destroy(w->redis);
+    }
+
+    ngx_http_gpugate_auth_worker = NULL;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_auth_handler(ngx_http_request_t *r)
+{
+    u_char                             *p;
+    ngx_int_t                           rc;
+    ngx_str_t                           key;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_gpugate_auth_ctx_t        *ctx;
+    ngx_http_gpugate_auth_lookup_t     *lk;
+    ngx_http_gpugate_auth_loc_conf_t   *alcf;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_auth_module);
+
+    if (!alcf->enable) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_auth_module);
+
+    if (ctx) {
+        if (ctx->waiting) {
+            /* woken by something else than our lookup: keep waiting */
+            return NGX_AGAIN;
+        }
+
+        if (ctx->granted) {
+            return NGX_OK;
+        }
+
+        return ngx_http_gpugate_auth_finish(r, ctx);
+    }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_gpugate_auth_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gpugate_auth_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ngx_http_set_ctx(r, ctx, ngx_http_gpugate_auth_module);
+
+    rc = ngx_http_gpugate_auth_read_key(r, alcf, &key);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                   "invalid_api_key",
+                   "You didn't provide an API key. Provide it in the "
+                   "Authorization header as \"Bearer YOUR_KEY\".");
+    }
+
+    if (!gpugate_apikey_valid(key.data, key.len)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate auth: malformed API key (%uz bytes) refused",
+                      key.len);
+
+        return ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                   "invalid_api_key",
+                   "Incorrect API key provided. Keys look like "
+                   "sk-gg-... ; check the key and try again.");
+    }
+
+    if (EVP_Digest(key.data, key.len, ctx->digest, NULL, EVP_sha256(), NULL)
+        != 1)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_gpugate_auth_cache_get(amcf->zone, ctx->digest, 0,
+                                         &ctx->info, r->pool);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_OK) {
+        ctx->source = NGX_HTTP_GPUGATE_SRC_SHM;
+        ctx->answered = 1;
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_gpugate_auth_cache_stats(amcf->zone)->shm_hits,
+                   1);
+
+        return ngx_http_gpugate_auth_finish(r, ctx);
+    }
+
+    /* not cached: join the lookup of this key, or start one */
+
+    lk = ngx_http_gpugate_auth_find(ctx->digest);
+
+    if (lk == NULL) {
+        lk = ngx_alloc(sizeof(ngx_http_gpugate_auth_lookup_t),
+                       r->connection->log);
+        if (lk == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memzero(lk, sizeof(ngx_http_gpugate_auth_lookup_t));
+
+        lk->pool = ngx_create_pool(1024, ngx_cycle->log);
+        if (lk->pool == NULL) {
+            ngx_free(lk);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(lk->digest, ctx->digest, NGX_HTTP_GPUGATE_DIGEST_LEN);
+        ngx_memcpy(lk->prefix, key.data, GPUGATE_APIKEY_PREFIX_LEN);
+        p = ngx_cpymem(lk->rkey, NGX_HTTP_GPUGATE_REDIS_PREFIX,
+                       sizeof(NGX_HTTP_GPUGATE_REDIS_PREFIX) - 1);
+        gpugate_digest_hex(lk->digest, p);
+        ngx_queue_init(&lk->waiters);
+
+        lk->node.key = ((ngx_rbtree_key_t) lk->digest[0] << 24)
+                       | ((ngx_rbtree_key_t) lk->digest[1] << 16)
+                       | ((ngx_rbtree_key_t) lk->digest[2] << 8)
+                       | (ngx_rbtree_key_t) lk->digest[3];
+
+        if (ngx_http_gpugate_auth_start(lk) != NGX_OK) {
+            /* no layer can even be asked: answer from stale or 503 */
+            ngx_destroy_pool(lk->pool);
+            ngx_free(lk);
+            return ngx_http_gpugate_auth_finish(r, ctx);
+        }
+
+        ngx_rbtree_insert(&ngx_http_gpugate_auth_worker->lookups, &lk->node);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_gpugate_auth_wait_cleanup;
+    cln->data = ctx;
+
+    ngx_queue_insert_tail(&lk->waiters, &ctx->wait);
+    ctx->waiting = 1;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_ctx_t *ctx)
+{
+    ngx_int_t                           rc;
+    ngx_http_gpugate_key_info_t        *info;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_gpugate_auth_module);
+
+    if (!ctx->answered) {
+        /*
+         * No layer could answer.  A key seen recently keeps working for
+         * the stale grace period; an unknown one gets 503, never 401: the
+         * gateway cannot tell that the key is wrong.
+         */
+
+        rc = ngx_http_gpugate_auth_cache_get(amcf->zone, ctx->digest, 1,
+                                             &ctx->info, r->pool);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            (void) ngx_atomic_fetch_add(
+                &ngx_http_gpugate_auth_cache_stats(amcf->zone)->unavailable,
+                1);
+
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "gpugate auth: key cannot be checked: Redis and "
+                          "PostgreSQL unavailable, no cached entry");
+
+            return ngx_http_gpugate_auth_reject(r,
+                       NGX_HTTP_SERVICE_UNAVAILABLE, "auth_unavailable",
+                       "The gateway cannot verify API keys right now; "
+                       "retry shortly.");
+        }
+
+        ctx->answered = 1;
+        ctx->source = NGX_HTTP_GPUGATE_SRC_STALE;
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_gpugate_auth_cache_stats(amcf->zone)->stale, 1);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate auth: key %V answered from a stale cache "
+                      "entry: PostgreSQL unavailable", &ctx->info.prefix);
+    }
+
+    info = &ctx->info;
+
+    if (info->refusal == NGX_HTTP_GPUGATE_KEY_OK
+        && info->expires && info->expires <= ngx_time())
+    {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_EXPIRED;
+    }
+
+    if (info->refusal != NGX_HTTP_GPUGATE_KEY_OK) {
+        /* logged before the response: the request is gone after it */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate auth: key %V refused: %s", &info->prefix,
+                      ngx_http_gpugate_auth_refusals[
+                          info->refusal <= NGX_HTTP_GPUGATE_KEY_DISABLED
+                          ? info->refusal : NGX_HTTP_GPUGATE_KEY_UNKNOWN]);
+    }
+
+    switch (info->refusal) {
+
+    case NGX_HTTP_GPUGATE_KEY_OK:
+        ctx->granted = 1;
+        return NGX_OK;
+
+    case NGX_HTTP_GPUGATE_KEY_REVOKED:
+        rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                 "invalid_api_key", "This API key has been revoked.");
+        break;
+
+    case NGX_HTTP_GPUGATE_KEY_EXPIRED:
+        rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                 "invalid_api_key", "This API key has expired.");
+        break;
+
+    case NGX_HTTP_GPUGATE_KEY_DISABLED:
+        rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                 "invalid_api_key",
+                 "The account this API key belongs to is disabled.");
+        break;
+
+    default:
+        rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                 "invalid_api_key", "Incorrect API key provided.");
+    }
+
+    return rc;
+}
+
+
+/*
+ * Sends the error itself (nginx's own 401 page is HTML) and finishes the
+ * request, so the phase engine must only stop: NGX_DONE.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_reject(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *message)
+{
+    ngx_int_t                 rc;
+    ngx_table_elt_t          *h;
+    ngx_http_gpugate_error_t  err;
+
+    ngx_http_gpugate_status_error(status, &err);
+    err.code = code;
+    err.message.data = (u_char *) message;
+    err.message.len = ngx_strlen(message);
+
+    if (status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "WWW-Authenticate");
+        ngx_str_set(&h->value, "Bearer realm=\"gpugate\"");
+        r->headers_out.www_authenticate = h;
+    }
+
+    rc = ngx_http_gpugate_send_error(r, &err);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_read_key(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key)
+{
+    u_char           *p, *last;
+    ngx_str_t        *names, value;
+    ngx_uint_t        i, j, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    names = alcf->headers->elts;
+    n = alcf->headers->nelts;
+
+    for (j = 0; j < n; j++) {
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].key.len != names[j].len
+                || ngx_strncasecmp(h[i].key.data, names[j].data,
+                                   names[j].len) != 0)
+            {
+                continue;
+            }
+
+            value = h[i].value;
+
+            /* Authorization carries a scheme; other headers the bare key */
+
+            if (names[j].len == sizeof("authorization") - 1
+                && ngx_strncmp(names[j].data, "authorization",
+                               names[j].len) == 0)
+            {
+                if (value.len < sizeof("Bearer ") - 1
+                    || ngx_strncasecmp(value.data, (u_char *) "Bearer ",
+                                       sizeof("Bearer ") - 1) != 0)
+                {
+                    continue;
+                }
+
+                value.data += sizeof("Bearer ") - 1;
+                value.len -= sizeof("Bearer ") - 1;
+            }
+
+            p = value.data;
+            last = value.data + value.len;
+
+            while (p < last && *p == ' ') {
+                p++;
+            }
+
+            while (last > p && last[-1] == ' ') {
+                last--;
+            }
+
+            if (last > p) {
+                key->data = p;
+                key->len = last - p;
+                return NGX_OK;
+            }
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_http_gpugate_auth_lookup_t *
+ngx_http_gpugate_auth_find(u_char *digest)
+{
+    ngx_int_t                        rc;
+    ngx_rbtree_key_t                 key;
+    ngx_rbtree_node_t               *node, *sentinel;
+    ngx_http_gpugate_auth_lookup_t  *lk;
+
+    key = ((ngx_rbtree_key_t) digest[0] << 24)
+          | ((ngx_rbtree_key_t) digest[1] << 16)
+          | ((ngx_rbtree_key_t) digest[2] << 8)
+          | (ngx_rbtree_key_t) digest[3];
+
+    node = ngx_http_gpugate_auth_worker->lookups.root;
+    sentinel = ngx_http_gpugate_auth_worker->lookups.sentinel;
+
+    while (node != sentinel) {
+
+        if (key != node->key) {
+            node = (key < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        lk = (ngx_http_gpugate_auth_lookup_t *) node;
+        rc = ngx_memcmp(digest, lk->digest, NGX_HTTP_GPUGATE_DIGEST_LEN);
+
+        if (rc == 0) {
+            return lk;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_gpugate_auth_lookup_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t               **p;
+    ngx_http_gpugate_auth_lookup_t   *a, *b;
+
+    for ( ;; ) {
+
+        if (node->key != temp->key) {
+            p = (node->key < temp->key) ? &temp->left : &temp->right;
+
+        } else {
+            a = (ngx_http_gpugate_auth_lookup_t *) node;
+            b = (ngx_http_gpugate_auth_lookup_t *) temp;
+            p = (ngx_memcmp(a->digest, b->digest,
+                            NGX_HTTP_GPUGATE_DIGEST_LEN) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* NGX_OK: a layer was asked and will answer; NGX_DECLINED: none can */
+
+static ngx_int_t
+ngx_http_gpugate_auth_start(ngx_http_gpugate_auth_lookup_t *lk)
+{
+    ngx_int_t                        rc;
+    const char                      *argv[2];
+    size_t                           argvlen[2];
+    ngx_http_gpugate_auth_worker_t  *w;
+
+    w = ngx_http_gpugate_auth_worker;
+
+    if (w->redis) {
+        argv[0] = "GET";
+        argvlen[0] = 3;
+        argv[1] = (const char *) lk->rkey;
+        argvlen[1] = sizeof(lk->rkey);
+
+        rc = ngx_http_gpugate_redis_command(w->redis,
+                                            ngx_http_gpugate_auth_redis_done,
+                                            lk, 2, argv, argvlen);
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
+
+        /* Redis down: straight to the truth */
+    }
+
+    return ngx_http_gpugate_auth_pg_start(lk);
+}
+
+
+static void
+ngx_http_gpugate_auth_redis_done(void *data, redisReply *reply,
+    const char *error)
+{
+    ngx_http_gpugate_auth_lookup_t     *lk = data;
+
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_gpugate_auth_worker->amcf;
+
+    if (reply && reply->type == REDIS_REPLY_STRING) {
+
+        if (ngx_http_gpugate_auth_from_json(lk->pool, reply->str, reply->len,
+                                            &lk->info)
+            == NGX_OK)
+        {
+            lk->answered = 1;
+            lk->source = NGX_HTTP_GPUGATE_SRC_REDIS;
+
+            (void) ngx_atomic_fetch_add(
+                &ngx_http_gpugate_auth_cache_stats(amcf->zone)->redis_hits, 1);
+
+            ngx_http_gpugate_auth_cache_put(amcf->zone, lk->digest, &lk->info,
+                lk->info.refusal ? amcf->negative_ttl : amcf->ttl,
+                lk->info.refusal ? 0 : amcf->stale);
+
+            ngx_http_gpugate_auth_complete(lk);
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "gpugate auth: ignoring malformed Redis entry %s",
+                      lk->rkey);
+
+    } else if (reply == NULL || reply->type != REDIS_REPLY_NIL) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "gpugate auth: Redis lookup failed (%s), asking "
+                      "PostgreSQL", error ? error
+                      : (reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                          : "bad reply"));
+    }
+
+    if (ngx_http_gpugate_auth_pg_start(lk) != NGX_OK) {
+        ngx_http_gpugate_auth_complete(lk);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_pg_start(ngx_http_gpugate_auth_lookup_t *lk)
+{
+    ngx_http_gpugate_auth_worker_t  *w;
+
+    w = ngx_http_gpugate_auth_worker;
+
+    if (w->pg == NULL) {
+        return NGX_DECLINED;
+    }
+
+    lk->query.stmt = "gpugate_auth_key";
+    lk->query.nparams = 1;
+    lk->query.values[0] = (const char *) lk->digest;
+    lk->query.lengths[0] = NGX_HTTP_GPUGATE_DIGEST_LEN;
+    lk->query.formats[0] = 1;
+    lk->query.handler = ngx_http_gpugate_auth_pg_done;
+    lk->query.data = lk;
+
+    return ngx_http_gpugate_pg_run(w->pg, &lk->query);
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_pg_str(ngx_pool_t *pool, PGresult *res, int col,
+    ngx_str_t *s)
+{
+    s->len = PQgetlength(res, 0, col);
+    s->data = ngx_pnalloc(pool, s->len + 1);
+
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s->data, PQgetvalue(res, 0, col), s->len);
+    s->data[s->len] = '\0';
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
+    const char *error)
+{
+    ngx_http_gpugate_auth_lookup_t  *lk = q->data;
+
+    char                               *json;
+    size_t                              len;
+    const char                         *argv[5];
+    size_t                              argvlen[5];
+    u_char                              ttl[NGX_TIME_T_LEN];
+    time_t                              fresh, left;
+    ngx_http_gpugate_key_info_t        *info;
+    ngx_http_gpugate_auth_worker_t     *w;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    w = ngx_http_gpugate_auth_worker;
+    amcf = w->amcf;
+    info = &lk->info;
+
+    if (res == NULL) {
+        len = ngx_strlen(error);
+        while (len && (error[len - 1] == '\n' || error[len - 1] == ' ')) {
+            len--;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gpugate auth: PostgreSQL lookup of key %*s failed: "
+                      "%*s", (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix,
+                      len, error);
+
+        ngx_http_gpugate_auth_complete(lk);
+        return;
+    }
+
+    if (PQntuples(res) == 0) {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_UNKNOWN;
+        info->prefix.data = lk->prefix;
+        info->prefix.len = GPUGATE_APIKEY_PREFIX_LEN;
+
+    } else {
+        /* columns: see the statement in ngx_http_gpugate_auth_module.c */
+
+        info->key_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                                 PQgetlength(res, 0, 0));
+        info->tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
+                                    PQgetlength(res, 0, 3));
+        info->rpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 6),
+                              PQgetlength(res, 0, 6));
+        info->tpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 7),
+                              PQgetlength(res, 0, 7));
+        info->expires = ngx_atotm((u_char *) PQgetvalue(res, 0, 8),
+                                  PQgetlength(res, 0, 8));
+
+        if (ngx_http_gpugate_auth_pg_str(lk->pool, res, 1, &info->name)
+            != NGX_OK
+            || ngx_http_gpugate_auth_pg_str(lk->pool, res, 2, &info->prefix)
+               != NGX_OK
+            || ngx_http_gpugate_auth_pg_str(lk->pool, res, 4, &info->tenant)
+               != NGX_OK
+            || ngx_http_gpugate_auth_pg_str(lk->pool, res, 5, &info->models)
+               != NGX_OK
+            || info->key_id == NGX_ERROR || info->tenant_id == NGX_ERROR
+            || info->rpm == NGX_ERROR || info->tpm == NGX_ERROR
+            || info->expires == NGX_ERROR)
+        {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "gpugate auth: unexpected row for key %*s",
+                          (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix);
+            ngx_http_gpugate_auth_complete(lk);
+            return;
+        }
+
+        if (*PQgetvalue(res, 0, 9) == 't') {
+            info->refusal = NGX_HTTP_GPUGATE_KEY_REVOKED;
+
+        } else if (*PQgetvalue(res, 0, 10) == 't') {
+            info->refusal = NGX_HTTP_GPUGATE_KEY_DISABLED;
+
+        } else if (info->expires && info->expires <= ngx_time()) {
+            info->refusal = NGX_HTTP_GPUGATE_KEY_EXPIRED;
+        }
+    }
+
+    lk->answered = 1;
+    lk->source = NGX_HTTP_GPUGATE_SRC_POSTGRES;
+
+    (void) ngx_atomic_fetch_add(
+               &ngx_http_gpugate_auth_cache_stats(amcf->zone)->pg_hits, 1);
+
+    /* a key must not outlive its expiry in any cache */
+
+    fresh = info->refusal ? amcf->negative_ttl : amcf->ttl;
+
+    if (info->refusal == NGX_HTTP_GPUGATE_KEY_OK && info->expires) {
+        left = info->expires - ngx_time();
+        fresh = ngx_min(fresh, left);
+    }
+
+    ngx_http_gpugate_auth_cache_put(amcf->zone, lk->digest, info, fresh,
+                                    info->refusal ? 0 : amcf->stale);
+
+    if (w->redis) {
+        json = ngx_http_gpugate_auth_to_json(info);
+
+        if (json) {
+            left = info->refusal ? amcf->negative_ttl : amcf->redis_ttl;
+
+            if (info->refusal == NGX_HTTP_GPUGATE_KEY_OK && info->expires) {
+                left = ngx_min(left, info->expires - ngx_time());
+            }
+
+            argv[0] = "SET";
+            argvlen[0] = 3;
+            argv[1] = (const char *) lk->rkey;
+            argvlen[1] = sizeof(lk->rkey);
+            argv[2] = json;
+            argvlen[2] = ngx_strlen(json);
+            argv[3] = "EX";
+            argvlen[3] = 2;
+            argv[4] = (const char *) ttl;
+            argvlen[4] = ngx_sprintf(ttl, "%T", ngx_max(left, 1)) - ttl;
+
+            (void) ngx_http_gpugate_redis_command(w->redis,
+                                                  ngx_http_gpugate_auth_noop,
+                                                  NULL, 5, argv, argvlen);
+            free(json);
+        }
+    }
+
+    ngx_http_gpugate_auth_complete(lk);
+}
+
+
+static void
+ngx_http_gpugate_auth_noop(void *data, redisReply *reply, const char *error)
+{
+    /* a failed fill-back only costs a later PostgreSQL lookup */
+}
+
+
+static void
+ngx_http_gpugate_auth_complete(ngx_http_gpugate_auth_lookup_t *lk)
+{
+    u_char                       *copy;
+    size_t                        len;
+    ngx_queue_t                   *qn, waiters;
+    ngx_connection_t             *c;
+    ngx_http_request_t           *r;
+    ngx_http_gpugate_auth_ctx_t  *ctx;
+
+    ngx_rbtree_delete(&ngx_http_gpugate_auth_worker->lookups, &lk->node);
+
+    /* detach first: resumed requests may start new lookups */
+
+    ngx_queue_init(&waiters);
+
+    if (!ngx_queue_empty(&lk->waiters)) {
+        waiters = lk->waiters;
+        waiters.next->prev = &waiters;
+        waiters.prev->next = &waiters;
+        ngx_queue_init(&lk->waiters);
+    }
+
+    len = lk->info.name.len + lk->info.prefix.len + lk->info.tenant.len
+          + lk->info.models.len;
+
+    while (!ngx_queue_empty(&waiters)) {
+        qn = ngx_queue_head(&waiters);
+        ngx_queue_remove(qn);
+
+        ctx = ngx_queue_data(qn, ngx_http_gpugate_auth_ctx_t, wait);
+        r = ctx->request;
+        c = r->connection;
+
+        ctx->waiting = 0;
+
+        if (lk->answered) {
+            /* the answer's strings die with the lookup: copy them */
+            copy = ngx_pnalloc(r->pool, len ? len : 1);
+
+            if (copy != NULL) {
+                ctx->info = lk->info;
+                ctx->info.name.data = copy;
+                copy = ngx_cpymem(copy, lk->info.name.data,
+                                  lk->info.name.len);
+                ctx->info.prefix.data = copy;
+                copy = ngx_cpymem(copy, lk->info.prefix.data,
+                                  lk->info.prefix.len);
+                ctx->info.tenant.data = copy;
+                copy = ngx_cpymem(copy, lk->info.tenant.data,
+                                  lk->info.tenant.len);
+                ctx->info.models.data = copy;
+                (void) ngx_cpymem(copy, lk->info.models.data,
+                                  lk->info.models.len);
+
+                ctx->answered = 1;
+                ctx->source = lk->source;
+            }
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "gpugate auth: lookup done, resuming \"%V\"",
+                       &r->uri);
+
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(c);
+    }
+
+    ngx_destroy_pool(lk->pool);
+    ngx_free(lk);
+}
+
+
+static void
+ngx_http_gpugate_auth_wait_cleanup(void *data)
+{
+    ngx_http_gpugate_auth_ctx_t  *ctx = data;
+
+    /* a request freed while parked must leave the lookup's list */
+
+    if (ctx->waiting) {
+        ngx_queue_remove(&ctx->wait);
+        ctx->waiting = 0;
+    }
+}
+
+
+static void
+ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
+{
+    ngx_http_gpugate_auth_worker_t  *w = data;
+
+    ngx_uint_t  n;
+    u_char      digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
+
+    /*
+     * "key <64 hex>" drops one key, "flush" every key.  Every worker of
+     * every gateway node receives the message; the first one on a host
+     * does the work, the others find nothing to drop.
+     */
+
+    if (msg->len == 4 + 64 && ngx_strncmp(msg->data, "key ", 4) == 0
+        && gpugate_hex_digest(msg->data + 4, 64, digest))
+    {
+        n = ngx_http_gpugate_auth_cache_drop(w->amcf->zone, digest);
+
+    } else if (msg->len == 5 && ngx_strncmp(msg->data, "flush", 5) == 0) {
+        n = ngx_http_gpugate_auth_cache_drop(w->amcf->zone, NULL);
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "gpugate auth: ignoring invalidation message \"%V\"",
+                      msg);
+        return;
+    }
+
+    if (n) {
+        (void) ngx_atomic_fetch_add(
+            &ngx_http_gpugate_auth_cache_stats(w->amcf->zone)->invalidated,
+            n);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                  "gpugate auth: invalidation \"%*s\" dropped %ui entries",
+                  ngx_min(msg->len, 16), msg->data, n);
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_json_str(ngx_pool_t *pool, json_t *obj,
+    const char *name, ngx_str_t *s)
+{
+    json_t  *v;
+
+    v = json_object_get(obj, name);
+
+    if (v == NULL || json_is_null(v)) {
+        ngx_str_null(s);
+        return NGX_OK;
+    }
+
+    if (!json_is_string(v)) {
+        return NGX_ERROR;
+    }
+
+    s->len = json_string_length(v);
+    s->data = ngx_pnalloc(pool, s->len + 1);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s->data, json_string_value(v), s->len + 1);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
+    ngx_http_gpugate_key_info_t *info)
+{
+    json_t      *root, *v;
+    ngx_int_t    rc;
+    json_int_t   n[5];
+    ngx_uint_t   i;
+
+    static const char  *ints[] = { "id", "tenant_id", "rpm", "tpm",
+                                   "expires" };
+
+    root = json_loadb(s, len, 0, NULL);
+    if (root == NULL || !json_is_object(root)) {
+        json_decref(root);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    v = json_object_get(root, "v");
+    if (!json_is_integer(v) || json_integer_value(v) != 1) {
+        goto done;
+    }
+
+    for (i = 0; i < 5; i++) {
+        v = json_object_get(root, ints[i]);
+        n[i] = json_is_integer(v) ? json_integer_value(v) : 0;
+
+        if (n[i] < 0) {
+            goto done;
+        }
+    }
+
+    v = json_object_get(root, "refusal");
+    if (!json_is_integer(v) || json_integer_value(v) < 0
+        || json_integer_value(v) > NGX_HTTP_GPUGATE_KEY_DISABLED)
+    {
+        goto done;
+    }
+
+    info->refusal = (ngx_uint_t) json_integer_value(v);
+    info->key_id = n[0];
+    info->tenant_id = n[1];
+    info->rpm = n[2];
+    info->tpm = n[3];
+    info->expires = (time_t) n[4];
+
+    if (ngx_http_gpugate_auth_json_str(pool, root, "name", &info->name)
+        != NGX_OK
+        || ngx_http_gpugate_auth_json_str(pool, root, "prefix", &info->prefix)
+           != NGX_OK
+        || ngx_http_gpugate_auth_json_str(pool, root, "tenant", &info->tenant)
+           != NGX_OK
+        || ngx_http_gpugate_auth_json_str(pool, root, "models", &info->models)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    rc = NGX_OK;
+
+done:
+
+    json_decref(root);
+
+    return rc;
+}
+
+
+/* the Redis copy of an entry; malloc()ed, the caller frees it */
+
+static char *
+ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info)
+{
+    char    *s;
+    json_t  *root;
+
+    root = json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:s%, s:s%, s:s%,"
+                     " s:s%}",
+                     "v", 1, "refusal", (int) info->refusal,
+                     "id", (json_int_t) info->key_id,
+                     "tenant_id", (json_int_t) info->tenant_id,
+                     "rpm", (json_int_t) info->rpm,
+                     "tpm", (json_int_t) info->tpm,
+                     "expires", (json_int_t) info->expires,
+                     "name", info->name.data ? (char *) info->name.data : "",
+                     info->name.len,
+                     "prefix", info->prefix.data ? (char *) info->prefix.data
+                                                 : "",
+                     info->prefix.len,
+                     "tenant", info->tenant.data ? (char *) info->tenant.data
+                                                 : "",
+                     info->tenant.len,
+                     "models", info->models.data ? (char *) info->models.data
+                                                 : "",
+                     info->models.len);
+    if (root == NULL) {
+        return NULL;
+    }
+
+    s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    return s;
+}

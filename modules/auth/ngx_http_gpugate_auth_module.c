@@ -1,0 +1,930 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * API-key auth: directives, variables and per-worker start-up.  The phase
+ * logic is in ngx_http_gpugate_auth_handler.c, the shared-memory cache in
+ * ngx_http_gpugate_auth_cache.c.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate.h"
+#include "ngx_http_gpugate_auth.h"
+
+
+/*
+ * The one statement the gateway runs for a cache miss.  Model names never
+ * contain commas (the key tool refuses them), so a comma-joined list is
+ * unambiguous; NULL (every model) becomes "*".
+ */
+
+static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_auth_stmt = {
+    "gpugate_auth_key",
+    "SELECT k.id, k.name, k.prefix, t.id, t.name,"
+    " coalesce(array_to_string(k.allowed_models, ','), '*'),"
+    " coalesce(k.rpm_limit, 0), coalesce(k.tpm_limit, 0),"
+    " coalesce(extract(epoch FROM k.expires_at)::bigint, 0),"
+    " k.revoked_at IS NOT NULL, t.disabled"
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    " WHERE k.digest = $1",
+    1
+};
+
+
+static ngx_int_t ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_gpugate_auth_add_variables(ngx_conf_t *cf);
+static void *ngx_http_gpugate_auth_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_gpugate_auth_init_main_conf(ngx_conf_t *cf,
+    void *conf);
+static void *ngx_http_gpugate_auth_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_gpugate_auth_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gpugate_auth_postgres(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gpugate_auth_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gpugate_auth_enable(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_gpugate_auth_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gpugate_auth_init_process(ngx_cycle_t *cycle);
+static void ngx_http_gpugate_auth_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_gpugate_auth_commands[] = {
+
+    { ngx_string("gpugate_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_gpugate_auth_enable,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gpugate_auth_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("gpugate_auth_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_auth_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_auth_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_auth_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_auth_postgres"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_auth_postgres,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_auth_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_auth_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gpugate_auth_module_ctx = {
+    ngx_http_gpugate_auth_add_variables,   /* preconfiguration */
+    ngx_http_gpugate_auth_init,            /* postconfiguration */
+
+    ngx_http_gpugate_auth_create_main_conf, /* create main configuration */
+    ngx_http_gpugate_auth_init_main_conf,  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_gpugate_auth_create_loc_conf, /* create location configuration */
+    ngx_http_gpugate_auth_merge_loc_conf   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gpugate_auth_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gpugate_auth_module_ctx,     /* module context */
+    ngx_http_gpugate_auth_commands,        /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_gpugate_auth_init_process,    /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_gpugate_auth_exit_process,    /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+enum {
+    NGX_HTTP_GPUGATE_VAR_KEY_ID = 0,
+    NGX_HTTP_GPUGATE_VAR_KEY_NAME,
+    NGX_HTTP_GPUGATE_VAR_KEY_PREFIX,
+    NGX_HTTP_GPUGATE_VAR_TENANT,
+    NGX_HTTP_GPUGATE_VAR_TENANT_ID,
+    NGX_HTTP_GPUGATE_VAR_MODELS,
+    NGX_HTTP_GPUGATE_VAR_RPM,
+    NGX_HTTP_GPUGATE_VAR_TPM,
+    NGX_HTTP_GPUGATE_VAR_SOURCE
+};
+
+
+static ngx_http_variable_t  ngx_http_gpugate_auth_vars[] = {
+
+    { ngx_string("gpugate_key_id"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_KEY_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_key_name"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_KEY_NAME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_key_prefix"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_KEY_PREFIX, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_TENANT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_id"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_TENANT_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_allowed_models"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_MODELS, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_rpm_limit"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_RPM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tpm_limit"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_TPM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_auth_source"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_SOURCE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_gpugate_auth_sources[] = {
+    ngx_string(""),
+    ngx_string("shm"),
+    ngx_string("redis"),
+    ngx_string("postgres"),
+    ngx_string("stale")
+};
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                       *p;
+    int64_t                       n;
+    ngx_str_t                    *s;
+    ngx_http_gpugate_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_auth_module);
+
+    if (ctx == NULL || !ctx->answered) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = NULL;
+    n = 0;
+
+    switch (data) {
+
+    case NGX_HTTP_GPUGATE_VAR_KEY_NAME:
+        s = &ctx->info.name;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_KEY_PREFIX:
+        s = &ctx->info.prefix;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_TENANT:
+        s = &ctx->info.tenant;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_MODELS:
+        s = &ctx->info.models;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_SOURCE:
+        s = &ngx_http_gpugate_auth_sources[ctx->source];
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_KEY_ID:
+        n = ctx->info.key_id;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_TENANT_ID:
+        n = ctx->info.tenant_id;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_RPM:
+        n = ctx->info.rpm;
+        break;
+
+    default: /* NGX_HTTP_GPUGATE_VAR_TPM */
+        n = ctx->info.tpm;
+        break;
+    }
+
+    if (s) {
+        v->data = s->data;
+        v->len = s->len;
+
+    } else {
+        p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        v->data = p;
+        v->len = ngx_sprintf(p, "%L", n) - p;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_gpugate_auth_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_gpugate_auth_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_auth_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     amcf->zone = NULL;
+     *     amcf->pg.conninfo = { 0, NULL };
+     *     amcf->redis.addr = NULL;
+     *     amcf->used = 0;
+     */
+
+    amcf->ttl = 60;
+    amcf->negative_ttl = 10;
+    amcf->stale = 300;
+    amcf->redis_ttl = 300;
+
+    if (ngx_array_init(&amcf->pg.statements, cf->pool, 1,
+                       sizeof(ngx_http_gpugate_pg_stmt_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return amcf;
+}
+
+
+static char *
+ngx_http_gpugate_auth_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_gpugate_auth_main_conf_t *amcf = conf;
+
+    ngx_http_gpugate_pg_stmt_t  *stmt;
+
+    if (amcf->pg.conninfo.len) {
+        stmt = ngx_array_push(&amcf->pg.statements);
+        if (stmt == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *stmt = ngx_http_gpugate_auth_stmt;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_gpugate_auth_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_gpugate_auth_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_auth_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->headers = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_gpugate_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_gpugate_auth_loc_conf_t *prev = parent;
+    ngx_http_gpugate_auth_loc_conf_t *conf = child;
+
+    ngx_str_t  *h;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_ptr_value(conf->headers, prev->headers, NULL);
+
+    if (conf->headers == NULL) {
+        conf->headers = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+        if (conf->headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        h = ngx_array_push_n(conf->headers, 2);
+        if (h == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_str_set(&h[0], "authorization");
+        ngx_str_set(&h[1], "x-api-key");
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_auth_enable(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                               *rv;
+    ngx_http_gpugate_auth_loc_conf_t   *alcf = conf;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    rv = ngx_conf_set_flag_slot(cf, cmd, conf);
+
+    if (rv == NGX_CONF_OK && alcf->enable) {
+        amcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_gpugate_auth_module);
+        amcf->used = 1;
+    }
+
+    return rv;
+}
+
+
+static char *
+ngx_http_gpugate_auth_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_auth_loc_conf_t *alcf = conf;
+
+    ngx_str_t   *value, *h;
+    ngx_uint_t   i;
+
+    if (alcf->headers != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    alcf->headers = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                     sizeof(ngx_str_t));
+    if (alcf->headers == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        h = ngx_array_push(alcf->headers);
+        if (h == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        h->len = value[i].len;
+        h->data = ngx_pnalloc(cf->pool, h->len);
+        if (h->data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_strlow(h->data, value[i].data, h->len);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "name=" style parameter parsing shared by the three http directives */
+
+static ngx_int_t
+ngx_http_gpugate_auth_param(ngx_str_t *arg, const char *name, ngx_str_t *val)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (arg->len > len && ngx_strncmp(arg->data, name, len) == 0
+        && arg->data[len] == '=')
+    {
+        val->data = arg->data + len + 1;
+        val->len = arg->len - len - 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static char *
+ngx_http_gpugate_auth_time(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
+    time_t *t)
+{
+    *t = ngx_parse_time(val, 1);
+
+    if (*t == (time_t) NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid time in \"%V\"",
+                           arg);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_auth_msec(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
+    ngx_msec_t *t)
+{
+    ngx_int_t  n;
+
+    n = ngx_parse_time(val, 0);
+
+    if (n == NGX_ERROR || n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time in \"%V\"", arg);
+        return NGX_CONF_ERROR;
+    }
+
+    *t = (ngx_msec_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_auth_main_conf_t *amcf = conf;
+
+    u_char      *p;
+    ssize_t      size;
+    ngx_str_t   *value, name, s, val;
+    ngx_uint_t   i;
+
+    if (amcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    ngx_str_null(&name);
+    size = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_http_gpugate_auth_param(&value[i], "zone", &val)) {
+            p = (u_char *) ngx_strchr(val.data, ':');
+            if (p == NULL || p == val.data) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid zone \"%V\", expected "
+                                   "zone=NAME:SIZE", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            name.data = val.data;
+            name.len = p - val.data;
+
+            s.data = p + 1;
+            s.len = val.data + val.len - s.data;
+
+            size = ngx_parse_size(&s);
+            if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "zone \"%V\" is too small or invalid, "
+                                   "at least %uz bytes",
+                                   &value[i], 8 * ngx_pagesize);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "ttl", &val)) {
+            if (ngx_http_gpugate_auth_time(cf, &value[i], &val, &amcf->ttl)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "negative_ttl", &val)) {
+            if (ngx_http_gpugate_auth_time(cf, &value[i], &val,
+                                           &amcf->negative_ttl)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "stale", &val)) {
+            if (ngx_http_gpugate_auth_time(cf, &value[i], &val, &amcf->stale)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (name.len == 0) {
+        return "needs zone=NAME:SIZE";
+    }
+
+    if (amcf->ttl < 1) {
+        return "needs ttl of at least 1s";
+    }
+
+    amcf->zone = ngx_http_gpugate_auth_cache_zone(cf, &name, size,
+                                                  &ngx_http_gpugate_auth_module);
+    if (amcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_auth_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_gpugate_auth_main_conf_t *amcf = conf;
+
+    char                     *errmsg;
+    ngx_int_t                 n;
+    ngx_str_t                *value, val, ci;
+    ngx_uint_t                i, numeric;
+    PQconninfoOption         *opts, *o;
+    struct sockaddr_storage   sa;
+
+    if (amcf->pg.conninfo.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    amcf->pg.connections = 2;
+    amcf->pg.timeout = 3000;
+    amcf->pg.backoff_max = 10000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_gpugate_auth_param(&value[i], "connections", &val)) {
+            n = ngx_atoi(val.data, val.len);
+            if (n < 1 || n > 64) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\", expected 1..64",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            amcf->pg.connections = n;
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "timeout", &val)) {
+            if (ngx_http_gpugate_auth_msec(cf, &value[i], &val,
+                                           &amcf->pg.timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* libpq wants a C string */
+
+    ci.len = value[1].len;
+    ci.data = ngx_pnalloc(cf->pool, ci.len + 1);
+    if (ci.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(ci.data, value[1].data, ci.len);
+    ci.data[ci.len] = '\0';
+
+    errmsg = NULL;
+    opts = PQconninfoParse((char *) ci.data, &errmsg);
+
+    if (opts == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid PostgreSQL conninfo: %s",
+                           errmsg ? errmsg : "out of memory");
+        PQfreemem(errmsg);
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * PQconnectStart() resolves a host name with a blocking getaddrinfo()
+     * inside the worker: only numeric addresses (or hostaddr=, or a unix
+     * socket directory) are accepted, so the event loop never waits on DNS.
+     */
+
+    numeric = 1;
+
+    for (o = opts; o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, "hostaddr") == 0 && o->val && *o->val) {
+            numeric = 2;
+            break;
+        }
+    }
+
+    for (o = opts; numeric == 1 && o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, "host") != 0 || o->val == NULL
+            || *o->val == '\0' || *o->val == '/')
+        {
+            continue;
+        }
+
+        if (inet_pton(AF_INET, o->val, &sa) != 1
+            && inet_pton(AF_INET6, o->val, &sa) != 1)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "PostgreSQL host \"%s\" is not a numeric "
+                               "address: use an IP address or add hostaddr= "
+                               "so that workers never block on DNS",
+                               o->val);
+            PQconninfoFree(opts);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    PQconninfoFree(opts);
+
+    amcf->pg.conninfo = ci;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_auth_main_conf_t *amcf = conf;
+
+    ssize_t      n;
+    ngx_int_t    db;
+    ngx_str_t   *value, val, path;
+    ngx_uint_t   i;
+    ngx_url_t    u;
+    ngx_file_t   file;
+    u_char       buf[1024];
+
+    if (amcf->redis.addr) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid Redis address \"%V\"%s%s: a numeric "
+                           "ADDRESS:PORT is required", &value[1],
+                           u.err ? ": " : "", u.err ? u.err : "");
+        return NGX_CONF_ERROR;
+    }
+
+    amcf->redis.addr = &u.addrs[0];
+    amcf->redis.timeout = 500;
+    amcf->redis.backoff_max = 10000;
+    amcf->redis.ping = 10000;
+    ngx_str_set(&amcf->redis.channel, "gpugate:invalidate");
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_gpugate_auth_param(&value[i], "db", &val)) {
+            db = ngx_atoi(val.data, val.len);
+            if (db == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            amcf->redis.db = db;
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "timeout", &val)) {
+            if (ngx_http_gpugate_auth_msec(cf, &value[i], &val,
+                                           &amcf->redis.timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "ttl", &val)) {
+            if (ngx_http_gpugate_auth_time(cf, &value[i], &val,
+                                           &amcf->redis_ttl)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "channel", &val)) {
+            amcf->redis.channel = val;
+            continue;
+        }
+
+        if (ngx_http_gpugate_auth_param(&value[i], "password_file", &val)) {
+            /* the secret stays out of nginx.conf and out of argv */
+            path = val;
+            if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&file, sizeof(ngx_file_t));
+            file.name = path;
+            file.log = cf->log;
+            file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY,
+                                    NGX_FILE_OPEN, 0);
+
+            if (file.fd == NGX_INVALID_FILE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                                   ngx_open_file_n " \"%V\" failed", &path);
+                return NGX_CONF_ERROR;
+            }
+
+            n = ngx_read_file(&file, buf, sizeof(buf), 0);
+            ngx_close_file(file.fd);
+
+            if (n == NGX_ERROR) {
+                return NGX_CONF_ERROR;
+            }
+
+            while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+                n--;
+            }
+
+            if (n == 0 || n == (ssize_t) sizeof(buf)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "Redis password file \"%V\" is empty or "
+                                   "too long", &path);
+                return NGX_CONF_ERROR;
+            }
+
+            amcf->redis.password.len = n;
+            amcf->redis.password.data = ngx_pstrdup(cf->pool,
+                                            &(ngx_str_t) { n, buf });
+            if (amcf->redis.password.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt                *h;
+    ngx_http_core_main_conf_t          *cmcf;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gpugate_auth_module);
+
+    if (!amcf->used) {
+        return NGX_OK;
+    }
+
+    if (amcf->zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gpugate_auth on\" needs \"gpugate_auth_zone\"");
+        return NGX_ERROR;
+    }
+
+    if (amcf->pg.conninfo.len == 0 && amcf->redis.addr == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gpugate_auth on\" needs "
+                           "\"gpugate_auth_postgres\" (and optionally "
+                           "\"gpugate_auth_redis\")");
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_gpugate_auth_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_conf_ctx_t                *ctx;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    /* cache manager and loader processes serve no requests */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    ctx = (ngx_http_conf_ctx_t *) ngx_get_conf(cycle->conf_ctx,
+                                               ngx_http_module);
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    amcf = ctx->main_conf[ngx_http_gpugate_auth_module.ctx_index];
+
+    if (amcf == NULL || !amcf->used) {
+        return NGX_OK;
+    }
+
+    return ngx_http_gpugate_auth_init_worker(cycle, amcf);
+}
+
+
+static void
+ngx_http_gpugate_auth_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_gpugate_auth_exit_worker();
+}
