@@ -272,6 +272,10 @@ ngx_http_gpugate_auth_handler(ngx_http_request_t *r)
                        | ((ngx_rbtree_key_t) lk->digest[2] << 8)
                        | (ngx_rbtree_key_t) lk->digest[3];
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate auth: looking up key %*s",
+                       (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix);
+
         if (ngx_http_gpugate_auth_start(lk) != NGX_OK) {
             /* no layer can even be asked: answer from stale or 503 */
             ngx_destroy_pool(lk->pool);

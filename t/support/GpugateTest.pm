@@ -1,0 +1,284 @@
+package GpugateTest;
+
+# Helpers for gpugate tests that need more control than one request per
+# block: several nginx instances, concurrent requests, faults injected
+# between requests.  Plain Perl on top of Test::More, so these files run
+# the same whether upstream Test::Nginx is installed or not.
+#
+# Environment (exported by scripts/test.sh): TEST_NGINX_BINARY,
+# TEST_NGINX_LOAD_MODULES, TEST_NGINX_PG_PORT, TEST_NGINX_REDIS_PORT,
+# TEST_NGINX_MOCK_PORT.
+
+use strict;
+use warnings;
+
+use Digest::SHA qw(sha256_hex);
+use Exporter qw(import);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw(
+    free_port start_nginx http_request http_send http_read psql redis
+    make_key wait_until env_or_skip
+);
+
+# Dies (skipping the whole file) unless every named variable is set.
+sub env_or_skip {
+    my @missing = grep { !defined $ENV{$_} || $ENV{$_} eq '' } @_;
+    if (@missing) {
+        require Test::More;
+        Test::More::plan(skip_all => "needs @missing (run scripts/test.sh)");
+    }
+}
+
+sub free_port {
+    for (1 .. 200) {
+        my $port = 20000 + int(rand(12000));
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+            LocalPort => $port, Listen => 1, ReuseAddr => 1, Proto => 'tcp');
+        return $port if $s;
+    }
+    die "no free port\n";
+}
+
+# wait_until(SECONDS, CODE): polls CODE every 20 ms; returns its true value
+# or false when the deadline passes.
+sub wait_until {
+    my ($secs, $code) = @_;
+    my $deadline = time + $secs;
+    while (1) {
+        my $v = $code->();
+        return $v if $v;
+        return 0 if time > $deadline;
+        sleep 0.02;
+    }
+}
+
+# start_nginx(http => TEXT, server => TEXT, workers => N): an nginx with
+# the gpugate module on a free port.  Returns an object with ->port,
+# ->log (error log text since start or since ->mark), ->stop, ->reload.
+sub start_nginx {
+    my (%o) = @_;
+    my $dir = tempdir('gpugate-nginx-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chmod 0755, $dir;
+    mkdir "$dir/logs";
+    my $port = $o{port} || free_port();
+    my $workers = $o{workers} || 1;
+    my $load = join '', map { "load_module $_;\n" }
+        split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
+    my $user = $> == 0 ? "user root;\n" : '';
+
+    my $conf = <<"CONF";
+$load$user
+worker_processes $workers;
+error_log $dir/logs/error.log debug;
+pid $dir/logs/nginx.pid;
+events { worker_connections 1024; }
+http {
+    access_log $dir/logs/access.log;
+    client_body_temp_path $dir/logs; proxy_temp_path $dir/logs;
+    fastcgi_temp_path $dir/logs; uwsgi_temp_path $dir/logs;
+    scgi_temp_path $dir/logs;
+$o{http}
+    server {
+        listen 127.0.0.1:$port;
+$o{server}
+    }
+}
+CONF
+
+    open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!";
+    print $fh $conf;
+    close $fh;
+
+    my $self = bless { dir => $dir, port => $port, mark => 0 }, __PACKAGE__;
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    my $out = `$bin -p $dir -c $dir/nginx.conf -e $dir/logs/error.log 2>&1`;
+    die "nginx failed to start: $out\n" if $?;
+
+    wait_until(10, sub {
+        IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 1)
+    }) or die "nginx did not listen on $port\n";
+
+    return $self;
+}
+
+sub port { $_[0]{port} }
+sub dir { $_[0]{dir} }
+
+sub pid {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/logs/nginx.pid" or return;
+    my $pid = <$fh>;
+    chomp $pid if defined $pid;
+    return $pid;
+}
+
+# Error log text written since the last ->mark (or since start).
+sub log {
+    my ($self) = @_;
+    open my $fh, '<', "$self->{dir}/logs/error.log" or return '';
+    seek $fh, $self->{mark}, 0;
+    local $/;
+    my $text = <$fh>;
+    return defined $text ? $text : '';
+}
+
+sub mark {
+    my ($self) = @_;
+    $self->{mark} = -s "$self->{dir}/logs/error.log" || 0;
+}
+
+# Waits until the error log (since ->mark) matches.
+sub wait_log {
+    my ($self, $re, $secs) = @_;
+    return wait_until($secs || 10, sub { $self->log =~ $re });
+}
+
+sub reload {
+    my ($self) = @_;
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    system("$bin -p $self->{dir} -c $self->{dir}/nginx.conf "
+           . "-e $self->{dir}/logs/error.log -s reload") == 0
+        or die "reload failed\n";
+}
+
+sub stop {
+    my ($self) = @_;
+    my $pid = $self->pid or return;
+    kill 'QUIT', $pid;
+    wait_until(10, sub { !kill 0, $pid }) or kill 'KILL', $pid;
+    delete $self->{dir_pid};
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local $?;
+    $self->stop if $self->{dir} && -e "$self->{dir}/logs/nginx.pid";
+}
+
+# http_send(PORT, METHOD, PATH, HEADERS, BODY): sends a request, returns the
+# socket for http_read; lets a test hold several requests in flight.
+sub http_send {
+    my ($port, $method, $path, $headers, $body) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  Timeout => 5) or die "connect: $!\n";
+    $body = '' unless defined $body;
+    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\n"
+            . "Connection: close\r\n";
+    for my $k (sort keys %{ $headers || {} }) {
+        $req .= "$k: $headers->{$k}\r\n";
+    }
+    $req .= "Content-Length: " . length($body) . "\r\n" if length $body;
+    $req .= "\r\n$body";
+    print $s $req;
+    return $s;
+}
+
+# http_read(SOCKET, SECONDS): reads a whole (close-delimited) response;
+# returns a hash: status, headers (lowercase names), body, done (0 when the
+# time ran out first).
+sub http_read {
+    my ($s, $secs) = @_;
+    my $sel = IO::Select->new($s);
+    my $deadline = time + ($secs || 10);
+    my $raw = '';
+    my $done = 0;
+    while (1) {
+        my $left = $deadline - time;
+        last if $left <= 0;
+        last unless $sel->can_read($left);
+        my $n = sysread($s, my $buf, 65536);
+        if (!$n) { $done = 1; last }
+        $raw .= $buf;
+    }
+    my %r = (done => $done, raw => $raw, status => 0, headers => {},
+             body => '');
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    return \%r unless defined $head;
+    my @lines = split /\r\n/, $head;
+    ($r{status}) = (shift(@lines) // '') =~ m{^HTTP/1\.\d (\d+)};
+    $r{status} ||= 0;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $r{headers}{lc $k} = $v;
+    }
+    $body = '' unless defined $body;
+    if (($r{headers}{'transfer-encoding'} || '') =~ /chunked/i) {
+        my $plain = '';
+        while ($body =~ s/^([0-9a-fA-F]+)\r\n//) {
+            my $len = hex $1;
+            last if $len == 0;
+            $plain .= substr($body, 0, $len, '');
+            $body =~ s/^\r\n//;
+        }
+        $body = $plain;
+    }
+    $r{body} = $body;
+    return \%r;
+}
+
+sub http_request {
+    my ($port, $method, $path, $headers, $body, $secs) = @_;
+    return http_read(http_send($port, $method, $path, $headers, $body),
+                     $secs);
+}
+
+# psql(SQL [, DB]): runs SQL on the test database (or DB), returns the
+# unaligned output.
+sub psql {
+    my ($sql, $db) = @_;
+    my $port = $ENV{TEST_NGINX_PG_PORT} or die "TEST_NGINX_PG_PORT unset\n";
+    open my $ph, '-|', 'psql', '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1',
+        '-h', '127.0.0.1', '-p', $port, '-U', 'gpugate', '-d',
+        $db || 'gpugate',
+        '-c', $sql or die "psql: $!\n";
+    local $/;
+    my $out = <$ph>;
+    close $ph or die "psql failed: $sql\n";
+    $out = '' unless defined $out;
+    $out =~ s/\s+\z//;
+    return $out;
+}
+
+sub redis {
+    my @args = @_;
+    my $port = $ENV{TEST_NGINX_REDIS_PORT} or die "TEST_NGINX_REDIS_PORT\n";
+    open my $ph, '-|', 'redis-cli', '-h', '127.0.0.1', '-p', $port, @args
+        or die "redis-cli: $!\n";
+    local $/;
+    my $out = <$ph>;
+    close $ph;
+    $out = '' unless defined $out;
+    chomp $out;
+    return $out;
+}
+
+# make_key(TENANT, %columns): a fresh random key in PostgreSQL; returns
+# (raw key, id).  Columns: name, models (arrayref), rpm, tpm, expires
+# (SQL expression), revoked (bool).
+sub make_key {
+    my ($tenant, %c) = @_;
+    my @alnum = ('a' .. 'z', 'A' .. 'Z', 0 .. 9);
+    my $key = 'sk-gg-' . join '', map { $alnum[rand @alnum] } 1 .. 40;
+    my $hex = sha256_hex($key);
+    my $models = $c{models}
+        ? "ARRAY[" . join(',', map { "'$_'" } @{ $c{models} }) . "]"
+        : 'NULL';
+    my $id = psql(
+        "INSERT INTO tenants (name) VALUES ('$tenant') ON CONFLICT DO NOTHING;"
+      . "INSERT INTO api_keys (tenant_id, digest, prefix, name,"
+      . " allowed_models, rpm_limit, tpm_limit, expires_at, revoked_at)"
+      . " SELECT id, decode('$hex', 'hex'), '" . substr($key, 0, 12) . "',"
+      . " '" . ($c{name} || 'test') . "', $models,"
+      . " " . ($c{rpm} || 'NULL') . ", " . ($c{tpm} || 'NULL') . ","
+      . " " . ($c{expires} || 'NULL') . ","
+      . " " . ($c{revoked} ? 'now()' : 'NULL')
+      . " FROM tenants WHERE name = '$tenant' RETURNING id");
+    return wantarray ? ($key, $id) : $key;
+}
+
+1;
