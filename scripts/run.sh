@@ -114,10 +114,12 @@ conf=$state/nginx/conf/nginx.conf
 GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
 GG_PORT="$port" GG_RUNTIME_HOST="$runtime_host" \
 GG_RUNTIME_SCHEME="$runtime_scheme" MODEL_LINES=$model_lines \
+GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" \
 perl -pe '
     s/\@MODULES\@/$ENV{GG_MODULES}/g;  s/\@STATE\@/$ENV{GG_STATE}/g;
     s/\@WORKERS\@/$ENV{GG_WORKERS}/g;  s/\@PORT\@/$ENV{GG_PORT}/g;
     s/\@LOG_LEVEL\@/info/g;
+    s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
     s/\@RUNTIME_HOST\@/$ENV{GG_RUNTIME_HOST}/g;
     s/\@RUNTIME_SCHEME\@/$ENV{GG_RUNTIME_SCHEME}/g;
     s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
@@ -136,7 +138,11 @@ gg_wait_for "nginx on port $port" 30 \
     curl -fsS --max-time 2 "http://127.0.0.1:$port/health" \
     || gg_die "nginx did not come up (log: $state/logs/nginx-error.log)"
 
-api_key=
+# a fresh demo key on every start; only its digest is stored
+api_key=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
+    --redis "127.0.0.1:$redis_port" create --tenant demo --name "run.sh demo" \
+    2>/dev/null | sed -n 's/^key: //p')
+[ -n "$api_key" ] || gg_die "could not create the demo API key"
 first_model=${models[0]}
 
 cat <<EOF
@@ -147,6 +153,7 @@ GPUGATE_API_KEY=$api_key
 
 Stream a chat completion:
   curl -N http://127.0.0.1:$port/v1/chat/completions \\
+    -H 'Authorization: Bearer $api_key' \\
     -H 'Content-Type: application/json' \\
     -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
