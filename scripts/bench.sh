@@ -5,9 +5,10 @@
 # mock runtime and request mix in each group.  Prints one table and writes
 # it with the machine description to build/bench/results-<time>.json.
 #
-#   scripts/bench.sh [--quick] [--no-deps] [--workers N]
+#   scripts/bench.sh [--quick] [--no-deps] [--workers N] [--only GROUPS]
 #
 #   --quick      reduced set, short runs (about 2 minutes)
+#   --only G,G   run only these groups: auth, overhead, streaming
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -23,26 +24,35 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
+only=auth,overhead,streaming
 
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) quick=1 ;;
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
+        --only) only=${2:?--only needs a value}; shift ;;
         -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
 done
 
-[ $deps -eq 1 ] && gg_install_deps wrk
+want() {
+    [[ ",$only," == *",$1,"* ]]
+}
+
+[ $deps -eq 1 ] && gg_install_deps wrk libnginx-mod-http-lua lua-nginx-redis \
+    lua-nginx-string lua-cjson
 "$GG_ROOT/scripts/build.sh" --no-deps
 
 if [ $quick -eq 1 ]; then
-    dur=3; stream_dur=4; stream_conns=(1 64)
+    dur=3; stream_dur=4; stream_conns=(1 64); miss_dur=2
 else
-    dur=10; stream_dur=10; stream_conns=(1 64 512)
+    dur=10; stream_dur=10; stream_conns=(1 64 512); miss_dur=4
 fi
+
+export BENCH_LUA=$GG_ROOT/scripts/bench
 
 tmp=$(mktemp -d /tmp/gpugate-bench.XXXXXX)
 chmod 755 "$tmp"
@@ -53,6 +63,28 @@ out_dir=$GG_BUILD/bench
 mkdir -p "$out_dir"
 results=$tmp/results.jsonl
 : > "$results"
+
+# record GROUP SCENARIO BASELINE(0|1) JSON
+record() {
+    printf '{"group":"%s","scenario":"%s","baseline":%s,"result":%s}\n' \
+        "$1" "$2" "$3" "$4" >> "$results"
+}
+
+# wrk_get GROUP SCENARIO BASELINE URL [wrk args...]
+wrk_get() {
+    local group=$1 scenario=$2 base=$3 url=$4 r
+    shift 4
+    r=$(wrk -t1 -d"${dur}s" --timeout 10s -s "$BENCH_LUA/get.lua" "$@" \
+        "$url" | tail -n 1)
+    record "$group" "$scenario" "$base" "$r"
+    gg_log "$group / $scenario: $r"
+}
+
+if want auth; then
+    . "$GG_ROOT/scripts/bench/auth.sh"
+fi
+
+if want overhead || want streaming; then
 
 # Two mock runtimes: one answers at once (gateway overhead shows), one
 # paces tokens like a small model (streaming: TTFT and gaps show).
@@ -118,17 +150,11 @@ chat='{"model":"mock-model","messages":[{"role":"user","content":"Write a haiku 
 stream='{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
 printf '%s' "$stream" > "$tmp/stream.json"
 
-# record GROUP SCENARIO BASELINE(0|1) JSON
-record() {
-    printf '{"group":"%s","scenario":"%s","baseline":%s,"result":%s}\n' \
-        "$1" "$2" "$3" "$4" >> "$results"
-}
-
 # wrk_run GROUP SCENARIO BASELINE PORT CONNS
 wrk_run() {
     local r
     r=$(BENCH_BODY=$chat wrk -t1 -c"$5" -d"${dur}s" --timeout 10s \
-        -s "$GG_ROOT/scripts/bench/post.lua" \
+        -s "$BENCH_LUA/post.lua" \
         "http://127.0.0.1:$4/v1/chat/completions" | tail -n 1)
     record "$1" "$2" "$3" "$r"
     gg_log "$1 / $2: $r"
@@ -144,18 +170,22 @@ sse_run() {
     gg_log "$1 / $2: $r"
 }
 
+if want overhead; then
 gg_log "gateway overhead: non-streaming chat, 64 connections, ${dur}s each"
 wrk_run overhead "plain nginx proxy_pass (limit)" 1 "${port[plain-fast]}" 64
 wrk_run overhead "direct to runtime" 0 "$fast_port" 64
 wrk_run overhead "gpugate router" 0 "${port[gg-fast]}" 64
+fi
 
-for c in "${stream_conns[@]}"; do
+want streaming && for c in "${stream_conns[@]}"; do
     gg_log "streaming: $c concurrent streams, ${stream_dur}s each"
     sse_run "streaming-$c" "direct to runtime" 1 "$slow_port" "$c"
     sse_run "streaming-$c" "plain nginx, proxy_buffering off" 0 \
         "${port[plain-slow]}" "$c"
     sse_run "streaming-$c" "gpugate router" 0 "${port[gg-slow]}" "$c"
 done
+
+fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$out_dir/results-$stamp.json

@@ -1,0 +1,2 @@
+-- wrk script for GET scenarios (headers come from wrk -H).
+dofile(os.getenv("BENCH_LUA") .. "/report.lua")
