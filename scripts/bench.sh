@@ -47,9 +47,9 @@ want() {
 "$GG_ROOT/scripts/build.sh" --no-deps
 
 if [ $quick -eq 1 ]; then
-    dur=3; stream_dur=4; stream_conns=(1 64); miss_dur=2
+    dur=2; rounds=3; stream_dur=4; stream_conns=(1 64); miss_dur=2
 else
-    dur=10; stream_dur=10; stream_conns=(1 64 512); miss_dur=4
+    dur=4; rounds=5; stream_dur=10; stream_conns=(1 64 512); miss_dur=4
 fi
 
 export BENCH_LUA=$GG_ROOT/scripts/bench
@@ -70,14 +70,60 @@ record() {
         "$1" "$2" "$3" "$4" >> "$results"
 }
 
-# wrk_get GROUP SCENARIO BASELINE URL [wrk args...]
+# Scenarios compared within a group run interleaved, several rounds, and
+# each reports its median-RPS round: a slow moment of a shared machine then
+# hits every scenario alike instead of skewing one ratio.
+sc_names=()
+sc_base=()
+sc_cmds=()
+
+# scenario NAME BASELINE(0|1) COMMAND...  (COMMAND prints one JSON line)
+scenario() {
+    sc_names+=("$1")
+    sc_base+=("$2")
+    shift 2
+    sc_cmds+=("$(printf '%q ' "$@")")
+}
+
+# run_group GROUP: runs the registered scenarios, then forgets them
+run_group() {
+    local group=$1 round i out
+    local -a runs
+
+    for ((i = 0; i < ${#sc_names[@]}; i++)); do
+        runs[$i]=
+    done
+
+    for ((round = 1; round <= rounds; round++)); do
+        for ((i = 0; i < ${#sc_names[@]}; i++)); do
+            out=$(eval "${sc_cmds[$i]}" | tail -n 1)
+            runs[$i]+="$out"$'\n'
+        done
+    done
+
+    for ((i = 0; i < ${#sc_names[@]}; i++)); do
+        out=$(printf '%s' "${runs[$i]}" | perl -MJSON::PP -ne '
+            push @r, decode_json($_) if /\S/;
+            END {
+                @r = sort { ($a->{rps} // 0) <=> ($b->{rps} // 0) } @r;
+                my $m = $r[$#r / 2];
+                $m->{rounds} = [ map { $_->{rps} } @r ];
+                print JSON::PP->new->canonical->encode($m), "\n";
+            }')
+        record "$group" "${sc_names[$i]}" "${sc_base[$i]}" "$out"
+        gg_log "$group / ${sc_names[$i]}: $out"
+    done
+
+    sc_names=()
+    sc_base=()
+    sc_cmds=()
+}
+
+# wrk_get URL [wrk args...]: one GET run, JSON line on stdout
 wrk_get() {
-    local group=$1 scenario=$2 base=$3 url=$4 r
-    shift 4
-    r=$(wrk -t1 -d"${dur}s" --timeout 10s -s "$BENCH_LUA/get.lua" "$@" \
-        "$url" | tail -n 1)
-    record "$group" "$scenario" "$base" "$r"
-    gg_log "$group / $scenario: $r"
+    local url=$1
+    shift
+    wrk -t1 -d"${dur}s" --timeout 10s -s "$BENCH_LUA/get.lua" "$@" "$url"
 }
 
 if want auth; then

@@ -116,15 +116,16 @@ curl -fsS -o /dev/null -H "Authorization: Bearer $bench_key" \
     "http://127.0.0.1:$auth_port/v1/models" || gg_die "auth smoke failed"
 lua_nginx
 
-gg_log "auth: cache-hit path, 64 connections, ${dur}s each"
-wrk_get auth "no auth (static answer)" 1 \
-    "http://127.0.0.1:$auth_port/noauth/v1/models" -c64
-wrk_get auth "gpugate auth, shm hit" 0 \
-    "http://127.0.0.1:$auth_port/v1/models" -c64 \
+gg_log "auth: cache-hit path, 64 connections, $rounds x ${dur}s each"
+scenario "no auth (static answer)" 1 \
+    wrk_get "http://127.0.0.1:$auth_port/noauth/v1/models" -c64
+scenario "gpugate auth, shm hit" 0 \
+    wrk_get "http://127.0.0.1:$auth_port/v1/models" -c64 \
     -H "Authorization: Bearer $bench_key"
-wrk_get auth "OpenResty Lua key-auth, dict hit" 0 \
-    "http://127.0.0.1:$lua_port/v1/models" -c64 \
+scenario "OpenResty Lua key-auth, dict hit" 0 \
+    wrk_get "http://127.0.0.1:$lua_port/v1/models" -c64 \
     -H "Authorization: Bearer $bench_key"
+run_group auth
 
 # Miss path, one connection so latency is the lookup's.  The nginx restart
 # empties the shm before each pass.  Redis pass: every key is put in Redis
