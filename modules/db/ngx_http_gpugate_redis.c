@@ -136,6 +136,7 @@ void
 ngx_http_gpugate_redis_destroy(ngx_http_gpugate_redis_t *rd)
 {
     ngx_uint_t                      i;
+    ngx_queue_t                    *qn;
     ngx_http_gpugate_redis_conn_t  *rc;
 
     for (i = 0; i < 2; i++) {
@@ -164,6 +165,27 @@ ngx_http_gpugate_redis_destroy(ngx_http_gpugate_redis_t *rd)
         }
 
         rc->state = NGX_HTTP_GPUGATE_REDIS_DOWN;
+
+        /* commands still pending get no answer: the worker is leaving */
+
+        while (!ngx_queue_empty(&rc->pending)) {
+            qn = ngx_queue_head(&rc->pending);
+            ngx_queue_remove(qn);
+            ngx_free(ngx_queue_data(qn, ngx_http_gpugate_redis_cmd_t, queue));
+        }
+
+        if (rc->out) {
+            ngx_free(rc->out);
+            rc->out = NULL;
+            rc->out_len = 0;
+            rc->out_size = 0;
+        }
+    }
+
+    while (!ngx_queue_empty(&rd->free)) {
+        qn = ngx_queue_head(&rd->free);
+        ngx_queue_remove(qn);
+        ngx_free(ngx_queue_data(qn, ngx_http_gpugate_redis_cmd_t, queue));
     }
 }
 
