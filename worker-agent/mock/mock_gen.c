@@ -236,7 +236,8 @@ mock_dump(json_t *j)
 {
     char  *s;
 
-    s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER
+                      | JSON_REAL_PRECISION(6));
     json_decref(j);
 
     return s;
