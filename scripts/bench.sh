@@ -134,10 +134,11 @@ if want overhead || want streaming; then
 
 # Two mock runtimes: one answers at once (gateway overhead shows), one
 # paces tokens like a small model (streaming: TTFT and gaps show).
-fast_port=$(gg_start_mock "$tmp" mock-fast --models mock-model --quiet \
-    --tokens 16)
-slow_port=$(gg_start_mock "$tmp" mock-slow --models mock-model --quiet \
-    --ttft-ms 50 --token-delay-ms 20 --tokens 20)
+gg_start_mock "$tmp" mock-fast --models mock-model --quiet --tokens 16
+fast_port=$GG_MOCK_PORT
+gg_start_mock "$tmp" mock-slow --models mock-model --quiet \
+    --ttft-ms 50 --token-delay-ms 20 --tokens 20
+slow_port=$GG_MOCK_PORT
 
 # nginx_conf NAME PORT GPUGATE(0|1) RUNTIME_PORT
 nginx_conf() {

@@ -247,7 +247,8 @@ gg_start_redis() {
 }
 
 # gg_start_mock DIR NAME [ARGS...]: starts the mock inference runtime on a
-# free port; prints the port.
+# free port and sets GG_MOCK_PORT.  Not to be run in $(...): the process
+# must be tracked by this shell to be stopped at the end.
 gg_start_mock() {
     local dir=$1 name=$2 pid
     shift 2
@@ -263,5 +264,5 @@ gg_start_mock() {
     gg_wait_for "mock runtime $name" 30 test -s "$dir/$name.port" \
         || { tail -n 20 "$dir/$name.log" >&2; gg_die "mock runtime failed"; }
 
-    cat "$dir/$name.port"
+    GG_MOCK_PORT=$(cat "$dir/$name.port")
 }

@@ -79,9 +79,10 @@ gg_log "Redis on 127.0.0.1:$redis_port"
 
 if [ -z "$runtime" ]; then
     # token timing of a small real model, so streaming is visible
-    mock_port=$(gg_start_mock "$state/logs" mock-runtime \
+    gg_start_mock "$state/logs" mock-runtime \
         --models mock-model,mock-embed \
-        --ttft-ms 150 --token-delay-ms 60 --tokens 40)
+        --ttft-ms 150 --token-delay-ms 60 --tokens 40
+    mock_port=$GG_MOCK_PORT
     runtime_scheme=http
     runtime_host=127.0.0.1:$mock_port
     gg_log "mock runtime (a fake, no model) on $runtime_host" \

@@ -68,8 +68,10 @@ gg_apply_sql "$pg_port"
 redis_port=$(gg_free_port)
 gg_start_redis "$tmp/redis" "$redis_port"
 
-mock_port=$(gg_start_mock "$tmp" mock --models mock-model,other-model)
-mock2_port=$(gg_start_mock "$tmp" mock2 --models second-model)
+gg_start_mock "$tmp" mock --models mock-model,other-model
+mock_port=$GG_MOCK_PORT
+gg_start_mock "$tmp" mock2 --models second-model
+mock2_port=$GG_MOCK_PORT
 
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export TEST_NGINX_LOAD_MODULES="$GG_BUILD/modules/ngx_http_gpugate_module.so"
