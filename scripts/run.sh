@@ -69,9 +69,17 @@ perl -MIO::Socket::INET -e '
     || gg_die "port $port on 127.0.0.1 is in use; pick another with --port"
 
 pg_port=$(gg_free_port)
-gg_start_postgres "$state/pg" "$pg_port"
+pg_dir=$state/pg
+if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$state" 2>/dev/null
+then
+    # the server runs as "postgres", which cannot enter this checkout
+    # (e.g. under /root): keep its data in a directory it can use
+    pg_dir=/var/tmp/gpugate-run-pg-$(printf '%s' "$GG_ROOT" | sha256sum | cut -c1-12)
+    gg_log "PostgreSQL data in $pg_dir ($state is not reachable by postgres)"
+fi
+gg_start_postgres "$pg_dir" "$pg_port"
 gg_apply_sql "$pg_port"
-gg_log "PostgreSQL on 127.0.0.1:$pg_port (log: $state/pg/postgres.log)"
+gg_log "PostgreSQL on 127.0.0.1:$pg_port (log: $pg_dir/postgres.log)"
 
 redis_port=$(gg_free_port)
 gg_start_redis "$state/redis" "$redis_port"
