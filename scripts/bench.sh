@@ -126,112 +126,26 @@ wrk_get() {
     wrk -t1 -d"${dur}s" --timeout 10s -s "$BENCH_LUA/get.lua" "$@" "$url"
 }
 
+# Shared by every group: PostgreSQL and Redis for gpugate's auth, and a
+# key that every gateway scenario presents.
+bench_dir=$tmp/shared
+pg_port=$(gg_free_port)
+gg_start_postgres "$bench_dir/pg" "$pg_port"
+gg_apply_sql "$pg_port"
+redis_port=$(gg_free_port)
+gg_start_redis "$bench_dir/redis" "$redis_port"
+
+export GPUGATE_PG_DSN=$GG_PG_DSN
+bench_key=$("$GG_ROOT/scripts/gpugate-keys" --redis "127.0.0.1:$redis_port" \
+    create --tenant bench --name bench 2>/dev/null | sed -n 's/^key: //p')
+[ -n "$bench_key" ] || gg_die "cannot create the benchmark key"
+
 if want auth; then
     . "$GG_ROOT/scripts/bench/auth.sh"
 fi
 
 if want overhead || want streaming; then
-
-# Two mock runtimes: one answers at once (gateway overhead shows), one
-# paces tokens like a small model (streaming: TTFT and gaps show).
-gg_start_mock "$tmp" mock-fast --models mock-model --quiet --tokens 16
-fast_port=$GG_MOCK_PORT
-gg_start_mock "$tmp" mock-slow --models mock-model --quiet \
-    --ttft-ms 50 --token-delay-ms 20 --tokens 20
-slow_port=$GG_MOCK_PORT
-
-# nginx_conf NAME PORT GPUGATE(0|1) RUNTIME_PORT
-nginx_conf() {
-    local name=$1 port=$2 gg=$3 rport=$4 dir=$tmp/$1 load= loc=
-
-    mkdir -p "$dir/logs"
-    if [ "$gg" = 1 ]; then
-        load="load_module $GG_BUILD/modules/ngx_http_gpugate_module.so;"
-        loc="gpugate_openai on; error_page 502 503 504 @err;"
-    else
-        # what a user of plain nginx does so that SSE streams
-        loc="proxy_buffering off;"
-    fi
-
-    cat > "$dir/nginx.conf" <<EOF
-$load
-worker_processes $workers;
-error_log $dir/logs/error.log warn;
-pid $dir/nginx.pid;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $dir; proxy_temp_path $dir;
-    fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
-    $([ "$gg" = 1 ] && echo "gpugate_model mock-model;")
-    upstream runtime { server 127.0.0.1:$rport; keepalive 128; }
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location /v1/ {
-            $loc
-            proxy_pass http://runtime;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-        $([ "$gg" = 1 ] && echo "location @err { gpugate_error; }")
-    }
-}
-EOF
-    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
-        -g 'daemon off;' &
-    gg_track $!
-    gg_wait_for "nginx $name" 30 perl -MIO::Socket::INET -e \
-        'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' "$port"
-}
-
-declare -A port
-for target in plain-fast gg-fast plain-slow gg-slow; do
-    port[$target]=$(gg_free_port)
-done
-nginx_conf plain-fast "${port[plain-fast]}" 0 "$fast_port"
-nginx_conf gg-fast "${port[gg-fast]}" 1 "$fast_port"
-nginx_conf plain-slow "${port[plain-slow]}" 0 "$slow_port"
-nginx_conf gg-slow "${port[gg-slow]}" 1 "$slow_port"
-
-chat='{"model":"mock-model","messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
-stream='{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
-printf '%s' "$stream" > "$tmp/stream.json"
-
-# wrk_run GROUP SCENARIO BASELINE PORT CONNS
-wrk_run() {
-    local r
-    r=$(BENCH_BODY=$chat wrk -t1 -c"$5" -d"${dur}s" --timeout 10s \
-        -s "$BENCH_LUA/post.lua" \
-        "http://127.0.0.1:$4/v1/chat/completions" | tail -n 1)
-    record "$1" "$2" "$3" "$r"
-    gg_log "$1 / $2: $r"
-}
-
-# sse_run GROUP SCENARIO BASELINE PORT CONNS
-sse_run() {
-    local r
-    r=$("$GG_BUILD/bin/gpugate-sse-bench" -c "$5" -d "$stream_dur" \
-        -b "$tmp/stream.json" -u "http://127.0.0.1:$4/v1/chat/completions") \
-        || true
-    record "$1" "$2" "$3" "$r"
-    gg_log "$1 / $2: $r"
-}
-
-if want overhead; then
-gg_log "gateway overhead: non-streaming chat, 64 connections, ${dur}s each"
-wrk_run overhead "plain nginx proxy_pass (limit)" 1 "${port[plain-fast]}" 64
-wrk_run overhead "direct to runtime" 0 "$fast_port" 64
-wrk_run overhead "gpugate router" 0 "${port[gg-fast]}" 64
-fi
-
-want streaming && for c in "${stream_conns[@]}"; do
-    gg_log "streaming: $c concurrent streams, ${stream_dur}s each"
-    sse_run "streaming-$c" "direct to runtime" 1 "$slow_port" "$c"
-    sse_run "streaming-$c" "plain nginx, proxy_buffering off" 0 \
-        "${port[plain-slow]}" "$c"
-    sse_run "streaming-$c" "gpugate router" 0 "${port[gg-slow]}" "$c"
-done
-
+    . "$GG_ROOT/scripts/bench/proxy.sh"
 fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)

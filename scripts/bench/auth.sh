@@ -11,17 +11,6 @@ auth_dir=$tmp/auth
 mkdir -p "$auth_dir/html/v1"
 printf '{"object":"list","data":[]}\n' > "$auth_dir/html/v1/models"
 
-pg_port=$(gg_free_port)
-gg_start_postgres "$auth_dir/pg" "$pg_port"
-gg_apply_sql "$pg_port"
-redis_port=$(gg_free_port)
-gg_start_redis "$auth_dir/redis" "$redis_port"
-
-export GPUGATE_PG_DSN=$GG_PG_DSN
-bench_key=$("$GG_ROOT/scripts/gpugate-keys" --redis "127.0.0.1:$redis_port" \
-    create --tenant bench --name bench 2>/dev/null | sed -n 's/^key: //p')
-[ -n "$bench_key" ] || gg_die "cannot create the benchmark key"
-
 # Keys for the miss path: deterministic, base62, each used once.
 nmiss=40000
 seq -f "sk-gg-benchmiss%026.0f" 1 "$nmiss" > "$auth_dir/miss-keys"
@@ -154,3 +143,7 @@ miss_run "shm miss -> Redis"
 redis-cli -h 127.0.0.1 -p "$redis_port" FLUSHALL >/dev/null
 auth_nginx
 miss_run "shm miss -> Redis miss -> PostgreSQL"
+
+# the other groups' gateways find the benchmark key in Redis again
+curl -fsS -o /dev/null -H "Authorization: Bearer $bench_key" \
+    "http://127.0.0.1:$auth_port/v1/models" || gg_die "auth refill failed"
