@@ -8,7 +8,10 @@
 #   scripts/bench.sh [--quick] [--no-deps] [--workers N] [--only GROUPS]
 #
 #   --quick      reduced set, short runs (about 2 minutes)
-#   --only G,G   run only these groups: auth, overhead, streaming
+#   --only G,G   run only these groups: auth (cache hit vs none vs the
+#                OpenResty peer, miss paths), overhead (direct, plain
+#                nginx, gpugate), streaming (1/64/512 SSE streams; 1/64 with
+#                --quick)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)

@@ -14,6 +14,7 @@ use FindBin;
 use lib "$FindBin::Bin/support";
 
 use Digest::SHA qw(sha256_hex);
+use File::Temp ();
 use IO::Select;
 use Test::More;
 use Time::HiRes qw(sleep time);
@@ -175,6 +176,64 @@ sub lock_keys_table {
     like($ng->log, qr/gpugate redis: command connection to 127\.0\.0\.1:$dead failed/,
          'redis down: logged with the address');
     $ng->stop;
+}
+
+# --- 4b. Redis stops under a running gateway, then comes back -----------
+
+{
+    # a private Redis: the shared one must stay up for the other tests
+    my $rport = free_port();
+    my $rdir = File::Temp::tempdir(CLEANUP => 1);
+    my $start_redis = sub {
+        system('redis-server', '--bind', '127.0.0.1', '--port', $rport,
+               '--save', '', '--appendonly', 'no', '--daemonize', 'yes',
+               '--dir', $rdir, '--pidfile', "$rdir/redis.pid",
+               '--logfile', "$rdir/redis.log") == 0 or die "redis-server\n";
+        wait_until(10, sub {
+            `redis-cli -h 127.0.0.1 -p $rport ping 2>/dev/null` =~ /PONG/
+        }) or die "private Redis did not start\n";
+    };
+    $start_redis->();
+
+    my $cached = make_key('acme', name => 'redis-stop-cached');
+    my $fresh = make_key('acme', name => 'redis-stop-fresh');
+    my $ng = gateway(redis_port => $rport);
+    ok($ng->wait_log(qr/gpugate redis: command connection up/, 10),
+       'redis stop: gateway connected to its Redis');
+    is(src(get($ng, $cached)), 'postgres', 'redis stop: key cached');
+
+    system("redis-cli -h 127.0.0.1 -p $rport shutdown nosave"
+           . " >/dev/null 2>&1");
+    ok($ng->wait_log(qr/gpugate redis: command connection to .* failed/,
+                     10), 'redis stop: the gateway noticed');
+
+    my $r = get($ng, $cached);
+    is($r->{status}, 200, 'redis stop: cached key still accepted');
+    is(src($r), 'shm', 'redis stop: ...from shm');
+    $r = get($ng, $fresh);
+    is($r->{status}, 200, 'redis stop: new key accepted');
+    is(src($r), 'postgres', 'redis stop: ...from PostgreSQL');
+
+    $ng->mark;
+    $start_redis->();
+    ok($ng->wait_log(qr/gpugate redis: command connection up/, 20),
+       'redis stop: the gateway reconnects when Redis is back');
+    my $later = make_key('acme', name => 'redis-stop-later');
+    is(src(get($ng, $later)), 'postgres', 'redis back: miss fills Redis');
+    ok(wait_until(5, sub {
+        redis_at($rport, 'EXISTS', 'gpugate:key:' . sha256_hex($later))
+            eq '1'
+    }), 'redis back: the entry is in Redis again');
+    $ng->stop;
+    system("redis-cli -h 127.0.0.1 -p $rport shutdown nosave"
+           . " >/dev/null 2>&1");
+}
+
+sub redis_at {
+    my ($port, @args) = @_;
+    my $out = `redis-cli -h 127.0.0.1 -p $port @args 2>/dev/null`;
+    $out =~ s/\s+\z//;
+    return $out;
 }
 
 # --- 5. PostgreSQL down: Redis-cached keys work, unknown keys get 503 ---
