@@ -53,6 +53,21 @@ my @bad = (
     [ 'overlong model name',
       'gpugate_model ' . ('x' x 257) . ';',
       qr/model name must be 1\.\.256 bytes long/ ],
+    [ 'comma in a model name (key model lists are comma-separated)',
+      "gpugate_model a,b;",
+      qr/invalid character 0x2c in model name "a,b"/ ],
+    [ 'star inside a model name',
+      "gpugate_model 'a*b';",
+      qr/invalid character 0x2a in model name/ ],
+    [ 'empty pool',
+      "gpugate_model m pool=;",
+      qr/"gpugate_model" directive has an empty pool=/ ],
+    [ 'renaming a prefix',
+      "gpugate_model 'm*' target=x;",
+      qr/cannot rename a model prefix/ ],
+    [ 'unknown parameter',
+      "gpugate_model m bogus=1;",
+      qr/invalid parameter "bogus=1", expected pool= or target=/ ],
     [ 'gpugate_models with an argument',
       "server { location / { gpugate_models x; } }",
       qr/invalid number of arguments in "gpugate_models"/ ],
@@ -82,6 +97,8 @@ for my $case (@bad) {
 
 my ($rc, $out) = nginx_t(<<'GOOD');
     gpugate_model llama-3.1-8b;
+    gpugate_model qwen* pool=qwen;
+    gpugate_model gpt-4o pool=llama target=llama-3.1-8b;
     gpugate_openai on;
     server {
         location = /v1/models { gpugate_model other; gpugate_models; }

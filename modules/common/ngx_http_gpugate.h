@@ -29,6 +29,7 @@ typedef struct {
     ngx_uint_t   status;     /* HTTP status of the error response */
     const char  *type;       /* OpenAI error type, one of the above */
     const char  *code;       /* OpenAI error code, NULL gives JSON null */
+    const char  *param;      /* offending request field, NULL: null */
     ngx_str_t    message;    /* human-readable message, JSON-escaped here */
 } ngx_http_gpugate_error_t;
 

@@ -149,10 +149,11 @@ ngx_http_gpugate_send_error(ngx_http_request_t *r,
     }
 
     len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\","
-                 "\"param\":null,\"code\":\"\"}}\n") - 1
+                 "\"param\":\"\",\"code\":\"\"}}\n") - 1
           + err->message.len
           + ngx_escape_json(NULL, err->message.data, err->message.len)
           + ngx_strlen(err->type)
+          + (err->param ? ngx_strlen(err->param) : sizeof("null") - 1)
           + (err->code ? ngx_strlen(err->code) : sizeof("null") - 1);
 
     body.data = ngx_pnalloc(r->pool, len);
@@ -163,8 +164,16 @@ ngx_http_gpugate_send_error(ngx_http_request_t *r,
     p = ngx_cpymem(body.data, "{\"error\":{\"message\":\"",
                    sizeof("{\"error\":{\"message\":\"") - 1);
     p = (u_char *) ngx_escape_json(p, err->message.data, err->message.len);
-    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":null,\"code\":",
-                    err->type);
+    p = ngx_sprintf(p, "\",\"type\":\"%s\",\"param\":", err->type);
+
+    /* param and code are the gateway's own literals: no escaping needed */
+
+    if (err->param) {
+        p = ngx_sprintf(p, "\"%s\",\"code\":", err->param);
+
+    } else {
+        p = ngx_cpymem(p, "null,\"code\":", sizeof("null,\"code\":") - 1);
+    }
 
     if (err->code) {
         p = ngx_sprintf(p, "\"%s\"}}\n", err->code);
@@ -185,6 +194,7 @@ ngx_http_gpugate_status_error(ngx_uint_t status, ngx_http_gpugate_error_t *err)
     err->status = status;
     err->type = NGX_HTTP_GPUGATE_ERR_INVALID;
     err->code = NULL;
+    err->param = NULL;
 
     switch (status) {
 

@@ -20,7 +20,13 @@
 
 
 typedef struct {
-    ngx_str_t     name;            /* model id as clients send it */
+    ngx_str_t     name;            /* model id as clients send it, without
+                                      the "*" of a prefix entry */
+    ngx_str_t     pool;            /* upstream block serving it, empty:
+                                      the location's own proxy_pass */
+    ngx_str_t     target;          /* model name the runtime knows it by,
+                                      empty: the same */
+    unsigned      prefix:1;        /* "NAME*": every model starting so */
 } ngx_http_gpugate_model_t;
 
 
@@ -37,11 +43,34 @@ typedef struct {
                                       location */
     time_t        created;         /* configuration load time, reported
                                       as each model's "created" */
+    ngx_str_t     default_pool;    /* "gpugate_default_pool": $gpugate_pool
+                                      of requests not routed by model */
+    ngx_int_t     allowed_index;   /* $gpugate_allowed_models, set by the
+                                      auth module: the key's models */
     unsigned      models_handler:1; /* "gpugate_models" is set here */
 } ngx_http_gpugate_openai_loc_conf_t;
 
 
+typedef struct {
+    ngx_str_t                  model;    /* the client's model */
+    ngx_str_t                  pool;     /* upstream chosen for it */
+    ngx_int_t                  status;   /* NGX_DONE while the body is
+                                            read, then what the phase
+                                            handler returns */
+    unsigned                   stream:1; /* "stream": true */
+    unsigned                   routed:1; /* model, pool and stream set */
+} ngx_http_gpugate_openai_ctx_t;
+
+
 extern ngx_module_t  ngx_http_gpugate_openai_module;
+
+
+/* the request side of the router: body phase and its variables */
+
+ngx_int_t ngx_http_gpugate_openai_route_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_gpugate_openai_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_gpugate_models_filtered(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed);
 
 
 #endif /* _NGX_HTTP_GPUGATE_OPENAI_H_INCLUDED_ */

@@ -29,10 +29,14 @@ static char *ngx_http_gpugate_models(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 
+static ngx_str_t  ngx_http_gpugate_allowed_models_name =
+    ngx_string("gpugate_allowed_models");
+
+
 static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
 
     { ngx_string("gpugate_model"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
       ngx_http_gpugate_model,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -43,6 +47,13 @@ static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
       ngx_http_gpugate_models,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("gpugate_default_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gpugate_openai_loc_conf_t, default_pool),
       NULL },
 
     { ngx_string("gpugate_openai"),
@@ -57,8 +68,8 @@ static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_gpugate_openai_module_ctx = {
-    NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_gpugate_openai_add_variables, /* preconfiguration */
+    ngx_http_gpugate_openai_route_init,    /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -90,7 +101,9 @@ ngx_module_t  ngx_http_gpugate_openai_module = {
 static ngx_int_t
 ngx_http_gpugate_models_handler(ngx_http_request_t *r)
 {
+    ngx_str_t                            allowed;
     ngx_table_elt_t                     *h;
+    ngx_http_variable_value_t           *vv;
     ngx_http_gpugate_error_t             err;
     ngx_http_gpugate_openai_loc_conf_t  *olcf;
 
@@ -116,6 +129,21 @@ ngx_http_gpugate_models_handler(ngx_http_request_t *r)
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
 
+    /* a key limited to some models sees only those */
+
+    if (olcf->allowed_index != NGX_ERROR) {
+        vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
+
+        if (vv && !vv->not_found
+            && !(vv->len == 1 && vv->data[0] == '*'))
+        {
+            allowed.data = vv->data;
+            allowed.len = vv->len;
+
+            return ngx_http_gpugate_models_filtered(r, olcf, &allowed);
+        }
+    }
+
     return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &olcf->models_body);
 }
 
@@ -126,7 +154,7 @@ ngx_http_gpugate_models_serialise(ngx_conf_t *cf,
 {
     size_t                     len;
     u_char                    *p;
-    ngx_uint_t                 i, n;
+    ngx_uint_t                 i, n, first;
     ngx_http_gpugate_model_t  *m;
 
     static const char  head[] = "{\"object\":\"list\",\"data\":[";
@@ -145,6 +173,8 @@ ngx_http_gpugate_models_serialise(ngx_conf_t *cf,
                + m[i].name.len + NGX_TIME_T_LEN;
     }
 
+    /* prefix entries ("qwen*") stand for a family: nothing to list */
+
     p = ngx_pnalloc(cf->pool, len);
     if (p == NULL) {
         return NGX_ERROR;
@@ -154,10 +184,17 @@ ngx_http_gpugate_models_serialise(ngx_conf_t *cf,
 
     p = ngx_cpymem(p, head, sizeof(head) - 1);
 
+    first = 1;
+
     for (i = 0; i < n; i++) {
+        if (m[i].prefix) {
+            continue;
+        }
+
         p = ngx_sprintf(p, "%s{\"id\":\"%V\",\"object\":\"model\","
                         "\"created\":%T,\"owned_by\":\"gpugate\"}",
-                        i ? "," : "", &m[i].name, conf->created);
+                        first ? "" : ",", &m[i].name, conf->created);
+        first = 0;
     }
 
     p = ngx_cpymem(p, tail, sizeof(tail) - 1);
@@ -201,6 +238,11 @@ ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_gpugate_openai_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_str_value(conf->default_pool, prev->default_pool, "");
+
+    /* the auth module (same .so) defines it; NGX_ERROR if it did not */
+    conf->allowed_index = ngx_http_get_variable_index(cf,
+                              &ngx_http_gpugate_allowed_models_name);
 
     /* a level that names models replaces the inherited list, as with
        nginx's own array directives */
@@ -219,40 +261,55 @@ ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf, void *parent,
 }
 
 
+/*
+ * Names go verbatim into JSON, log lines and comma-separated key model
+ * lists: printable ASCII without quotes, backslashes, spaces or commas
+ * covers every real model id ("meta-llama/Llama-3.1-8B-Instruct",
+ * "qwen2.5:7b", ...).
+ */
+
 static char *
-ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_gpugate_model_name(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t star)
 {
-    ngx_http_gpugate_openai_loc_conf_t *olcf = conf;
+    u_char  *p, *last;
 
-    u_char                    *p, *last;
-    ngx_str_t                 *value;
-    ngx_uint_t                 i;
-    ngx_http_gpugate_model_t  *m;
-
-    value = cf->args->elts;
-
-    if (value[1].len == 0 || value[1].len > NGX_HTTP_GPUGATE_MODEL_MAX_LEN) {
+    if (name->len == 0 || name->len > NGX_HTTP_GPUGATE_MODEL_MAX_LEN) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "model name must be 1..%d bytes long",
                            NGX_HTTP_GPUGATE_MODEL_MAX_LEN);
         return NGX_CONF_ERROR;
     }
 
-    /*
-     * Names go verbatim into JSON and log lines: printable ASCII without
-     * quotes, backslashes or spaces covers every real model id
-     * ("meta-llama/Llama-3.1-8B-Instruct", "qwen2.5:7b", ...).
-     */
+    last = name->data + name->len;
 
-    last = value[1].data + value[1].len;
-
-    for (p = value[1].data; p < last; p++) {
-        if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\') {
+    for (p = name->data; p < last; p++) {
+        if (*p <= ' ' || *p >= 0x7f || *p == '"' || *p == '\\'
+            || *p == ',' || (*p == '*' && !(star && p == last - 1)))
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid character 0x%02xd in model name "
-                               "\"%V\"", (ngx_uint_t) *p, &value[1]);
+                               "\"%V\"", (ngx_uint_t) *p, name);
             return NGX_CONF_ERROR;
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_openai_loc_conf_t *olcf = conf;
+
+    ngx_str_t                 *value, name;
+    ngx_uint_t                 i;
+    ngx_http_gpugate_model_t  *m;
+
+    value = cf->args->elts;
+
+    if (ngx_http_gpugate_model_name(cf, &value[1], 1) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
     }
 
     if (olcf->models == NULL) {
@@ -266,8 +323,9 @@ ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     m = olcf->models->elts;
 
     for (i = 0; i < olcf->models->nelts; i++) {
-        if (m[i].name.len == value[1].len
-            && ngx_strncmp(m[i].name.data, value[1].data, value[1].len) == 0)
+        if (m[i].name.len + m[i].prefix == value[1].len
+            && ngx_strncmp(m[i].name.data, value[1].data, m[i].name.len) == 0
+            && (value[1].data[value[1].len - 1] == '*') == m[i].prefix)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "duplicate model \"%V\"", &value[1]);
@@ -280,7 +338,49 @@ ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    ngx_memzero(m, sizeof(ngx_http_gpugate_model_t));
+
     m->name = value[1];
+
+    if (m->name.data[m->name.len - 1] == '*') {
+        m->prefix = 1;
+        m->name.len--;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
+            m->pool.data = value[i].data + 5;
+            m->pool.len = value[i].len - 5;
+
+            if (m->pool.len == 0) {
+                return "has an empty pool=";
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "target=", 7) == 0) {
+            name.data = value[i].data + 7;
+            name.len = value[i].len - 7;
+
+            if (m->prefix) {
+                return "cannot rename a model prefix (target= with \"*\")";
+            }
+
+            if (ngx_http_gpugate_model_name(cf, &name, 0) != NGX_CONF_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            m->target = name;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected pool= or "
+                           "target=", &value[i]);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -1,0 +1,612 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Request side of the OpenAI router.  In the precontent phase (after auth
+ * has run in the access phase, before proxy_pass) the JSON body of a
+ * chat/completions/embeddings request is read like ngx_http_mirror_module
+ * reads it, checked, and its model resolved to a pool: the upstream named
+ * by $gpugate_pool, so a location routes with
+ *
+ *     proxy_pass http://$gpugate_pool;
+ *
+ * A model the runtime knows under another name (target=) gets a rewritten
+ * body.  Errors are answered here in OpenAI's JSON and never reach a
+ * runtime.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate.h"
+#include "ngx_http_gpugate_openai.h"
+#include "gpugate_oai_body.h"
+
+
+static ngx_int_t ngx_http_gpugate_openai_handler(ngx_http_request_t *r);
+static void ngx_http_gpugate_openai_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gpugate_openai_route(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx);
+static ngx_int_t ngx_http_gpugate_openai_body(ngx_http_request_t *r,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
+    char *data, size_t len);
+static ngx_http_gpugate_model_t *ngx_http_gpugate_openai_find(
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *model);
+static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_http_variable_t  ngx_http_gpugate_openai_vars[] = {
+
+    { ngx_string("gpugate_model"), NULL, ngx_http_gpugate_openai_variable,
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_pool"), NULL, ngx_http_gpugate_openai_variable,
+      1, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_stream"), NULL, ngx_http_gpugate_openai_variable,
+      2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+ngx_int_t
+ngx_http_gpugate_openai_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_gpugate_openai_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_openai_route_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_gpugate_openai_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_gpugate_openai_ctx_t       *ctx;
+    ngx_http_gpugate_openai_loc_conf_t  *olcf;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_openai_module);
+
+    if (data == 1 && (ctx == NULL || ctx->pool.len == 0)) {
+        /* not routed by model (GET, other paths, no pool=): the default */
+        olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+        if (olcf->default_pool.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = olcf->default_pool.data;
+        v->len = olcf->default_pool.len;
+        goto done;
+    }
+
+    if (ctx == NULL || !ctx->routed) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case 0:
+        v->data = ctx->model.data;
+        v->len = ctx->model.len;
+        break;
+
+    case 1:
+        v->data = ctx->pool.data;
+        v->len = ctx->pool.len;
+        break;
+
+    default:
+        v->data = (u_char *) (ctx->stream ? "1" : "0");
+        v->len = 1;
+    }
+
+done:
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static gpugate_oai_kind_e
+ngx_http_gpugate_openai_kind(ngx_http_request_t *r)
+{
+    ngx_str_t  *uri;
+
+    uri = &r->uri;
+
+#define ngx_http_gpugate_ends(s)                                              \
+    (uri->len >= sizeof(s) - 1                                               \
+     && ngx_strncmp(uri->data + uri->len - (sizeof(s) - 1), s,               \
+                    sizeof(s) - 1) == 0)
+
+    if (ngx_http_gpugate_ends("/chat/completions")) {
+        return GPUGATE_OAI_CHAT;
+    }
+
+    if (ngx_http_gpugate_ends("/completions")) {
+        return GPUGATE_OAI_COMPLETIONS;
+    }
+
+    if (ngx_http_gpugate_ends("/embeddings")) {
+        return GPUGATE_OAI_EMBEDDINGS;
+    }
+
+#undef ngx_http_gpugate_ends
+
+    return (gpugate_oai_kind_e) -1;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                            rc;
+    ngx_http_gpugate_openai_ctx_t       *ctx;
+    ngx_http_gpugate_openai_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+    if (!olcf->enable || r != r->main || r->method != NGX_HTTP_POST
+        || (int) ngx_http_gpugate_openai_kind(r) < 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
+
+    if (ctx) {
+        return ctx->status;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gpugate_openai_ctx_t));
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->status = NGX_DONE;
+    ngx_http_set_ctx(r, ctx, ngx_http_gpugate_openai_module);
+
+    /* one buffer when it fits client_body_buffer_size: no copy to parse */
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r,
+                                        ngx_http_gpugate_openai_body_handler);
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    /* the body handler runs (now or later) and resumes the phases */
+    ngx_http_finalize_request(r, NGX_DONE);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_gpugate_openai_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                       rc;
+    ngx_http_gpugate_openai_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
+
+    rc = ngx_http_gpugate_openai_route(r, ctx);
+
+    if (rc == NGX_DECLINED) {
+        /* routed: proxy_pass reads the (possibly rewritten) body kept */
+        ctx->status = NGX_DECLINED;
+        r->preserve_body = 1;
+        r->write_event_handler = ngx_http_core_run_phases;
+        ngx_http_core_run_phases(r);
+        return;
+    }
+
+    /* an error answer was sent (or could not be) */
+    ctx->status = NGX_DONE;
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * NGX_DECLINED: routed, go on; anything else: the response was sent and
+ * this is what to finalize the request with.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_route(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx)
+{
+    char                                *rewritten;
+    size_t                               len;
+    ngx_int_t                            rc;
+    ngx_str_t                            body, model;
+    gpugate_oai_body_t                   b;
+    ngx_http_gpugate_model_t            *m;
+    ngx_http_variable_value_t           *vv;
+    ngx_http_gpugate_error_t             err;
+    ngx_http_gpugate_openai_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+    rc = ngx_http_gpugate_openai_body(r, &body);
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (gpugate_oai_body_parse(&b, (char *) body.data, body.len,
+                               ngx_http_gpugate_openai_kind(r))
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate openai: bad request body: %s", b.error);
+
+        ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
+        err.message.data = (u_char *) b.error;
+        err.message.len = ngx_strlen(b.error);
+        err.code = b.code;
+        err.param = b.param;
+
+        rc = ngx_http_gpugate_send_error(r, &err);
+        gpugate_oai_body_free(&b);
+        return rc;
+    }
+
+    model.len = b.model_len;
+    model.data = ngx_pnalloc(r->pool, model.len);
+    if (model.data == NULL) {
+        gpugate_oai_body_free(&b);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(model.data, b.model, model.len);
+
+    ctx->model = model;
+    ctx->stream = b.stream;
+    ctx->routed = 1;
+
+    /* the key's model list, when auth set one */
+
+    if (olcf->allowed_index != NGX_ERROR) {
+        vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
+
+        if (vv && !vv->not_found
+            && !gpugate_oai_model_allowed((char *) vv->data, vv->len,
+                                          b.model, b.model_len))
+        {
+            gpugate_oai_body_free(&b);
+
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "gpugate openai: model \"%V\" not allowed for "
+                          "this key", &model);
+
+            ngx_http_gpugate_status_error(NGX_HTTP_FORBIDDEN, &err);
+            err.code = "model_not_allowed";
+            err.param = "model";
+            err.message.data = ngx_pnalloc(r->pool, model.len + 64);
+            if (err.message.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+            err.message.len = ngx_sprintf(err.message.data,
+                                  "This API key may not use the model `%V`.",
+                                  &model) - err.message.data;
+
+            return ngx_http_gpugate_send_error(r, &err);
+        }
+    }
+
+    m = ngx_http_gpugate_openai_find(olcf, &model);
+
+    if (m == NULL && olcf->models && olcf->models->nelts) {
+        gpugate_oai_body_free(&b);
+
+        ngx_http_gpugate_status_error(NGX_HTTP_NOT_FOUND, &err);
+        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
+        err.code = "model_not_found";
+        err.param = "model";
+        err.message.data = ngx_pnalloc(r->pool, model.len + 64);
+        if (err.message.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        err.message.len = ngx_sprintf(err.message.data,
+                              "The model `%V` does not exist.", &model)
+                          - err.message.data;
+
+        return ngx_http_gpugate_send_error(r, &err);
+    }
+
+    if (m) {
+        ctx->pool = m->pool;
+    }
+
+    if (m && m->target.len
+        && !(m->target.len == b.model_len
+             && ngx_strncmp(m->target.data, b.model, b.model_len) == 0))
+    {
+        /* jansson wants a C string for the new name */
+        u_char  *target = ngx_pnalloc(r->pool, m->target.len + 1);
+
+        if (target == NULL) {
+            gpugate_oai_body_free(&b);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_memcpy(target, m->target.data, m->target.len);
+        target[m->target.len] = '\0';
+
+        rewritten = gpugate_oai_body_with_model(&b, (char *) target, &len);
+
+        if (rewritten == NULL) {
+            gpugate_oai_body_free(&b);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_gpugate_openai_replace_body(r, rewritten, len);
+        free(rewritten);
+
+        if (rc != NGX_OK) {
+            gpugate_oai_body_free(&b);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: model \"%V\" sent as \"%V\"",
+                       &model, &m->target);
+    }
+
+    gpugate_oai_body_free(&b);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate openai: model \"%V\" -> pool \"%V\" stream:%d",
+                   &ctx->model, &ctx->pool, ctx->stream);
+
+    return NGX_DECLINED;
+}
+
+
+/* the whole body in one piece: memory buffers joined, or the temp file */
+
+static ngx_int_t
+ngx_http_gpugate_openai_body(ngx_http_request_t *r, ngx_str_t *body)
+{
+    u_char       *p;
+    size_t        len;
+    ssize_t       n;
+    ngx_buf_t    *buf;
+    ngx_chain_t  *cl;
+
+    ngx_str_null(body);
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return NGX_OK;
+    }
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    len = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        buf = cl->buf;
+        len += buf->in_file ? (size_t) (buf->file_last - buf->file_pos)
+                            : (size_t) (buf->last - buf->pos);
+    }
+
+    p = ngx_pnalloc(r->pool, len ? len : 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    body->data = p;
+    body->len = len;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        buf = cl->buf;
+
+        if (buf->in_file) {
+            n = ngx_read_file(buf->file, p, buf->file_last - buf->file_pos,
+                              buf->file_pos);
+
+            if (n != buf->file_last - buf->file_pos) {
+                return NGX_ERROR;
+            }
+
+            p += n;
+
+        } else {
+            p = ngx_cpymem(p, buf->pos, buf->last - buf->pos);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r, char *data,
+    size_t len)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, data, len);
+    b->last_buf = 1;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    /*
+     * proxy_pass sends r->request_body->bufs and takes the upstream
+     * Content-Length from content_length_n; a temp file written for the
+     * original body is simply no longer referenced.
+     */
+
+    r->request_body->bufs = cl;
+    r->request_body->temp_file = NULL;
+    r->headers_in.content_length_n = len;
+
+    if (r->headers_in.content_length) {
+        r->headers_in.content_length->value.data =
+                                        ngx_pnalloc(r->pool, NGX_SIZE_T_LEN);
+        if (r->headers_in.content_length->value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        r->headers_in.content_length->value.len =
+            ngx_sprintf(r->headers_in.content_length->value.data, "%uz", len)
+            - r->headers_in.content_length->value.data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_http_gpugate_model_t *
+ngx_http_gpugate_openai_find(ngx_http_gpugate_openai_loc_conf_t *olcf,
+    ngx_str_t *model)
+{
+    ngx_uint_t                 i;
+    ngx_http_gpugate_model_t  *m, *best;
+
+    if (olcf->models == NULL) {
+        return NULL;
+    }
+
+    m = olcf->models->elts;
+    best = NULL;
+
+    /* an exact name wins; otherwise the longest matching prefix */
+
+    for (i = 0; i < olcf->models->nelts; i++) {
+
+        if (!m[i].prefix) {
+            if (m[i].name.len == model->len
+                && ngx_strncmp(m[i].name.data, model->data, model->len) == 0)
+            {
+                return &m[i];
+            }
+
+            continue;
+        }
+
+        if (m[i].name.len <= model->len
+            && ngx_strncmp(m[i].name.data, model->data, m[i].name.len) == 0
+            && (best == NULL || m[i].name.len > best->name.len))
+        {
+            best = &m[i];
+        }
+    }
+
+    return best;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_models_filtered(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed)
+{
+    size_t                     len;
+    u_char                    *p;
+    ngx_str_t                  body;
+    ngx_uint_t                 i, n, first;
+    ngx_http_gpugate_model_t  *m;
+
+    static const char  head[] = "{\"object\":\"list\",\"data\":[";
+    static const char  tail[] = "]}\n";
+
+    m = olcf->models ? olcf->models->elts : NULL;
+    n = olcf->models ? olcf->models->nelts : 0;
+
+    len = sizeof(head) - 1 + sizeof(tail) - 1;
+
+    for (i = 0; i < n; i++) {
+        len += sizeof(",{\"id\":\"\",\"object\":\"model\",\"created\":,"
+                      "\"owned_by\":\"gpugate\"}") - 1
+               + m[i].name.len + NGX_TIME_T_LEN;
+    }
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(body.data, head, sizeof(head) - 1);
+    first = 1;
+
+    for (i = 0; i < n; i++) {
+        if (m[i].prefix
+            || !gpugate_oai_model_allowed((char *) allowed->data,
+                                          allowed->len,
+                                          (char *) m[i].name.data,
+                                          m[i].name.len))
+        {
+            continue;
+        }
+
+        p = ngx_sprintf(p, "%s{\"id\":\"%V\",\"object\":\"model\","
+                        "\"created\":%T,\"owned_by\":\"gpugate\"}",
+                        first ? "" : ",", &m[i].name, olcf->created);
+        first = 0;
+    }
+
+    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+    body.len = p - body.data;
+
+    return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &body);
+}
