@@ -106,12 +106,11 @@ if [ ${#only[@]} -gt 0 ]; then
     tests=("${only[@]}")
 else
     # C unit test programs print TAP; build/tests/ is filled by make
-    if [ -f worker-agent/Makefile ]; then
-        make -s -C worker-agent BUILDDIR="$GG_BUILD" unit-tests
-        for t in "$GG_BUILD"/tests/*; do
-            [ -x "$t" ] && tests+=("$t")
-        done
-    fi
+    make -s -C worker-agent BUILDDIR="$GG_BUILD" unit-tests
+    make -s -C modules/tests BUILDDIR="$GG_BUILD" unit-tests
+    for t in "$GG_BUILD"/tests/*; do
+        [ -x "$t" ] && tests+=("$t")
+    done
     while IFS= read -r t; do
         tests+=("$t")
     done < <(find t -name '*.t' -not -path 't/lib/*' | sort)

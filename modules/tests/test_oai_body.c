@@ -1,0 +1,139 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Unit tests of the OpenAI request body checks and rewrite.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpugate_oai_body.h"
+#include "tap.h"
+
+
+static int
+parse(gpugate_oai_body_t *b, const char *s, gpugate_oai_kind_e kind)
+{
+    return gpugate_oai_body_parse(b, s, strlen(s), kind);
+}
+
+
+static int
+fails_with(const char *s, gpugate_oai_kind_e kind, const char *param,
+    const char *code)
+{
+    int                 ok;
+    gpugate_oai_body_t  b;
+
+    ok = parse(&b, s, kind) != 0
+         && ((param == NULL && b.param == NULL)
+             || (param && b.param && strcmp(param, b.param) == 0))
+         && b.code && strcmp(code, b.code) == 0
+         && b.error && b.error[0];
+
+    gpugate_oai_body_free(&b);
+
+    return ok;
+}
+
+
+int
+main(void)
+{
+    char                *out;
+    size_t               len, i;
+    gpugate_oai_body_t   b;
+    const char          *chat = "{\"model\":\"m1\",\"stream\":true,"
+                                "\"stream_options\":{\"include_usage\":"
+                                "true},\"messages\":[{\"role\":\"user\","
+                                "\"content\":\"h\\u00e9llo \\\"q\\\"\"}],"
+                                "\"temperature\":0.5}";
+
+    tap_ok(parse(&b, chat, GPUGATE_OAI_CHAT) == 0, "valid chat body");
+    tap_ok(b.model_len == 2 && strcmp(b.model, "m1") == 0, "model read");
+    tap_ok(b.stream == 1 && b.include_usage == 1, "stream flags read");
+
+    out = gpugate_oai_body_with_model(&b, "runtime/m-1", &len);
+    tap_ok(out != NULL && len == strlen(out), "rewrite produced a body");
+    tap_ok(out && strncmp(out, "{\"model\":\"runtime/m-1\",\"stream\":true,",
+                          37) == 0, "model replaced in place, order kept");
+    tap_ok(out && strstr(out, "\"content\":\"h\xc3\xa9llo \\\"q\\\"\"")
+                  != NULL, "other fields, unicode (as UTF-8) and escapes "
+           "survive");
+    tap_ok(out && strstr(out, "\"temperature\":0.5") != NULL,
+           "numbers survive");
+    free(out);
+    gpugate_oai_body_free(&b);
+
+    tap_ok(parse(&b, "{\"model\":\"e\",\"input\":[\"a\",\"b\"]}",
+                 GPUGATE_OAI_EMBEDDINGS) == 0 && b.stream == 0,
+           "valid embeddings body");
+    gpugate_oai_body_free(&b);
+
+    tap_ok(parse(&b, "{\"model\":\"c\",\"prompt\":\"x\"}",
+                 GPUGATE_OAI_COMPLETIONS) == 0, "valid completions body");
+    gpugate_oai_body_free(&b);
+
+    tap_ok(fails_with("{\"model\":", GPUGATE_OAI_CHAT, NULL, "invalid_json"),
+           "truncated JSON");
+    tap_ok(fails_with("[1]", GPUGATE_OAI_CHAT, NULL, "invalid_json"),
+           "not an object");
+    tap_ok(fails_with("{\"messages\":[{}]}", GPUGATE_OAI_CHAT, "model",
+                      "missing_required_parameter"), "no model");
+    tap_ok(fails_with("{\"model\":null,\"messages\":[{}]}", GPUGATE_OAI_CHAT,
+                      "model", "missing_required_parameter"), "null model");
+    tap_ok(fails_with("{\"model\":1,\"messages\":[{}]}", GPUGATE_OAI_CHAT,
+                      "model", "invalid_type"), "numeric model");
+    tap_ok(fails_with("{\"model\":\"\",\"messages\":[{}]}", GPUGATE_OAI_CHAT,
+                      "model", "invalid_value"), "empty model");
+    tap_ok(fails_with("{\"model\":\"a\\u0000b\",\"messages\":[{}]}",
+                      GPUGATE_OAI_CHAT, NULL, "invalid_json"),
+           "NUL inside a string is refused by the parser");
+    tap_ok(fails_with("{\"model\":\"m\",\"model\":\"n\",\"messages\":[{}]}",
+                      GPUGATE_OAI_CHAT, NULL, "invalid_json"),
+           "duplicate keys");
+    tap_ok(fails_with("{\"model\":\"m\",\"stream\":1,\"messages\":[{}]}",
+                      GPUGATE_OAI_CHAT, "stream", "invalid_type"),
+           "numeric stream");
+    tap_ok(fails_with("{\"model\":\"m\",\"stream_options\":[],"
+                      "\"messages\":[{}]}", GPUGATE_OAI_CHAT,
+                      "stream_options", "invalid_type"),
+           "stream_options not an object");
+    tap_ok(fails_with("{\"model\":\"m\",\"messages\":[]}", GPUGATE_OAI_CHAT,
+                      "messages", "invalid_type"), "empty messages");
+    tap_ok(fails_with("{\"model\":\"m\",\"messages\":[1]}", GPUGATE_OAI_CHAT,
+                      "messages", "invalid_type"), "message not an object");
+    tap_ok(fails_with("{\"model\":\"m\"}", GPUGATE_OAI_COMPLETIONS, "prompt",
+                      "missing_required_parameter"), "no prompt");
+    tap_ok(fails_with("{\"model\":\"m\",\"prompt\":{}}",
+                      GPUGATE_OAI_COMPLETIONS, "prompt", "invalid_type"),
+           "prompt object");
+    tap_ok(fails_with("{\"model\":\"m\"}", GPUGATE_OAI_EMBEDDINGS, "input",
+                      "missing_required_parameter"), "no input");
+    tap_ok(fails_with("{\"model\":\"m\",\"input\":\"x\",\"stream\":true}",
+                      GPUGATE_OAI_EMBEDDINGS, "stream", "invalid_value"),
+           "streamed embeddings");
+
+    /* every truncation of a valid body fails cleanly (no crash, an error) */
+
+    for (i = 0; i < strlen(chat); i++) {
+        if (gpugate_oai_body_parse(&b, chat, i, GPUGATE_OAI_CHAT) == 0) {
+            gpugate_oai_body_free(&b);
+            break;
+        }
+        gpugate_oai_body_free(&b);
+    }
+    tap_ok(i == strlen(chat), "every proper prefix of a body is refused");
+
+    tap_ok(gpugate_oai_model_allowed("*", 1, "x", 1), "* allows all");
+    tap_ok(gpugate_oai_model_allowed("a,bb,c", 6, "bb", 2), "listed model");
+    tap_ok(!gpugate_oai_model_allowed("a,bb,c", 6, "b", 1),
+           "a prefix of a listed model is not it");
+    tap_ok(!gpugate_oai_model_allowed("a,bb,c", 6, "bb,c", 4),
+           "a comma-joined pair is not a model");
+    tap_ok(!gpugate_oai_model_allowed("", 0, "a", 1), "empty list: nothing");
+
+    return tap_done();
+}
