@@ -42,6 +42,7 @@ add_block_preprocessor(sub {
 
     $block->set_value("http_config", <<'CONF') unless defined $block->http_config;
     gpugate_model mock-model;
+    gpugate_model other-model;
     upstream mock {
         server 127.0.0.1:$TEST_NGINX_MOCK_PORT;
         keepalive 8;
