@@ -1,0 +1,213 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Unit tests of the SSE framer and the chunk classifier.  The central
+ * property: however a stream is split into buffers, the same events come
+ * out, each ending at the same byte.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gpugate_sse.h"
+#include "gpugate_oai_chunk.h"
+#include "tap.h"
+
+
+#define MAX_EVENTS  64
+
+
+typedef struct {
+    size_t   end[MAX_EVENTS];      /* stream offset after each event */
+    char     data[MAX_EVENTS][512]; /* each event's data */
+    int      has_field[MAX_EVENTS]; /* non-comment lines seen */
+    int      n;                    /* events */
+} events_t;
+
+
+/* feeds "s" in pieces of "step" bytes (0: byte sizes 1,2,3,... cycling) */
+
+static void
+run(const char *stream, size_t len, size_t step, events_t *ev)
+{
+    size_t          off, piece, used, k;
+    int             done;
+    unsigned char   buf[512];
+    gpugate_sse_t   s;
+
+    memset(ev, 0, sizeof(events_t));
+    gpugate_sse_init(&s, buf, sizeof(buf) - 1);
+
+    off = 0;
+    k = 1;
+
+    while (off < len) {
+        piece = step ? step : k++ % 7 + 1;
+        if (piece > len - off) {
+            piece = len - off;
+        }
+
+        while (piece) {
+            used = gpugate_sse_feed(&s, (const unsigned char *) stream + off,
+                                    piece, &done);
+            off += used;
+            piece -= used;
+
+            if (done && ev->n < MAX_EVENTS) {
+                ev->end[ev->n] = off;
+                memcpy(ev->data[ev->n], buf, s.data_len);
+                ev->data[ev->n][s.data_len] = '\0';
+                ev->has_field[ev->n] = s.has_field;
+                ev->n++;
+                gpugate_sse_next(&s);
+            }
+        }
+    }
+}
+
+
+static void
+classify(const char *data, gpugate_oai_chunk_t *c)
+{
+    gpugate_oai_chunk_classify((const unsigned char *) data, strlen(data), c);
+}
+
+
+static int
+same(events_t *a, events_t *b)
+{
+    int  i;
+
+    if (a->n != b->n) {
+        return 0;
+    }
+
+    for (i = 0; i < a->n; i++) {
+        if (a->end[i] != b->end[i] || strcmp(a->data[i], b->data[i]) != 0
+            || a->has_field[i] != b->has_field[i])
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+main(void)
+{
+    size_t               step, len, i;
+    events_t             one, other;
+    gpugate_oai_chunk_t  c;
+    int                  all_same;
+
+    static const char  openai[] =
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":"
+        "\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n"
+        "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":"
+        "{\"content\":\" hi\"},\"finish_reason\":null}]}\n\n"
+        ": keepalive\n\n"
+        "data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,"
+        "\"completion_tokens\":1,\"total_tokens\":4}}\n\n"
+        "data: [DONE]\n\n";
+
+    static const char  mixed[] =
+        "event: message\r\ndata: a\r\ndata:b\r\n\r\n"
+        "id: 7\rdata:  two spaces\r\r"
+        "data\n\n"
+        "retry: 10\n\n";
+
+    len = sizeof(openai) - 1;
+    run(openai, len, len, &one);
+
+    tap_ok(one.n == 5, "an OpenAI stream is 5 events (%d)", one.n);
+    tap_ok(one.end[4] == len, "the last event ends at the last byte");
+    tap_ok(strcmp(one.data[4], "[DONE]") == 0, "[DONE] is the last data");
+    tap_ok(one.has_field[2] == 0 && one.data[2][0] == '\0',
+           "a comment-only event has no field");
+
+    all_same = 1;
+    for (step = 1; step < len; step++) {
+        run(openai, len, step, &other);
+        all_same &= same(&one, &other);
+    }
+    run(openai, len, 0, &other);
+    all_same &= same(&one, &other);
+    tap_ok(all_same, "every split size gives the same events and ends");
+
+    gpugate_oai_chunk_classify((unsigned char *) one.data[0],
+                               strlen(one.data[0]), &c);
+    tap_ok(c.parsed && !c.content && !c.usage,
+           "the role chunk is not a token");
+    gpugate_oai_chunk_classify((unsigned char *) one.data[1],
+                               strlen(one.data[1]), &c);
+    tap_ok(c.content && !c.usage_only, "a content chunk is a token");
+    gpugate_oai_chunk_classify((unsigned char *) one.data[3],
+                               strlen(one.data[3]), &c);
+    tap_ok(c.usage && c.usage_only && c.prompt_tokens == 3
+           && c.completion_tokens == 1, "the usage-only chunk and counts");
+    gpugate_oai_chunk_classify((unsigned char *) one.data[4],
+                               strlen(one.data[4]), &c);
+    tap_ok(c.done, "[DONE] recognised");
+
+    len = sizeof(mixed) - 1;
+    run(mixed, len, len, &one);
+    tap_ok(one.n == 4, "CRLF, CR and LF line ends: 4 events (%d)", one.n);
+    tap_ok(strcmp(one.data[0], "a\nb") == 0,
+           "data lines joined with newlines, one space stripped");
+    tap_ok(strcmp(one.data[1], " two spaces") == 0,
+           "only one leading space is stripped");
+    tap_ok(one.has_field[2] && one.data[2][0] == '\0',
+           "a bare \"data\" line is an empty data field");
+    tap_ok(one.has_field[3] && one.data[3][0] == '\0',
+           "retry: is a field without data");
+
+    all_same = 1;
+    for (step = 1; step < len; step++) {
+        run(mixed, len, step, &other);
+        all_same &= same(&one, &other);
+    }
+    tap_ok(all_same, "CR at a buffer end followed by LF: same events");
+
+    /* data longer than the buffer: framed, flagged, truncated */
+    {
+        char            big[3000];
+        unsigned char   small[16];
+        int             done;
+        gpugate_sse_t   s;
+
+        memcpy(big, "data: ", 6);
+        memset(big + 6, 'x', 2000);
+        memcpy(big + 2006, "\n\n", 2);
+
+        gpugate_sse_init(&s, small, sizeof(small));
+        i = gpugate_sse_feed(&s, (unsigned char *) big, 2008, &done);
+        tap_ok(done && i == 2008 && s.overflow && s.data_len == 16,
+               "overlong data: the event still ends in the right place");
+    }
+
+    classify("{\"choices\":[{\"text\":"
+                               "\"x\"}]}", &c);
+    tap_ok(c.content, "a completions text chunk is a token");
+    classify("{\"choices\":[{\"delta\":"
+                               "{\"tool_calls\":[{}]}}]}", &c);
+    tap_ok(c.content, "a tool call is a token");
+    classify("{\"error\":{}}", &c);
+    tap_ok(c.error && !c.content, "an error object mid-stream");
+    classify("{\"usage\":{\"prompt_tokens"
+                               "\":-1}}", &c);
+    tap_ok(!c.usage, "negative counts are not usage");
+    classify("not json", &c);
+    tap_ok(!c.parsed && !c.content && !c.done, "garbage is nothing");
+    classify("{\"choices\":[{\"message\":"
+                               "{\"content\":\"a\"}}],\"usage\":{"
+                               "\"prompt_tokens\":5,\"completion_tokens\":"
+                               "7}}", &c);
+    tap_ok(c.content && c.usage && !c.usage_only && c.prompt_tokens == 5
+           && c.completion_tokens == 7, "a whole answer: content and usage");
+
+    return tap_done();
+}
