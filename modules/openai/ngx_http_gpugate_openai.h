@@ -15,8 +15,17 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "gpugate_sse.h"
+
 
 #define NGX_HTTP_GPUGATE_MODEL_MAX_LEN  256
+
+/* data of one stream event kept for inspection; longer data is framed
+   but not inspected (a token chunk is a few hundred bytes) */
+#define NGX_HTTP_GPUGATE_EVENT_DATA_MAX  16384
+
+/* a non-streaming answer is copied up to this size to read its usage */
+#define NGX_HTTP_GPUGATE_JSON_MAX        (1024 * 1024)
 
 
 typedef struct {
@@ -59,6 +68,23 @@ typedef struct {
                                             handler returns */
     unsigned                   stream:1; /* "stream": true */
     unsigned                   routed:1; /* model, pool and stream set */
+
+    /* response side, filled by the filter as the answer passes */
+
+    gpugate_sse_t              sse;      /* framer of an event stream */
+    u_char                    *data;     /* its event data buffer */
+    ngx_buf_t                 *json;     /* copy of a non-streaming answer */
+    ngx_msec_t                 ttft;     /* ms to the first token event */
+    int64_t                    prompt_tokens;     /* from usage */
+    int64_t                    completion_tokens; /* from usage */
+    ngx_uint_t                 token_events;      /* content events seen:
+                                                     the count when no
+                                                     usage arrives */
+    unsigned                   observe:1;    /* watching this response */
+    unsigned                   event_stream:1; /* text/event-stream */
+    unsigned                   first_token:1;  /* ttft is set */
+    unsigned                   usage:1;      /* usage counts were seen */
+    unsigned                   complete:1;   /* [DONE] / whole JSON seen */
 } ngx_http_gpugate_openai_ctx_t;
 
 

@@ -37,6 +37,8 @@ static ngx_http_gpugate_model_t *ngx_http_gpugate_openai_find(
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *model);
 static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_gpugate_openai_usage_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_gpugate_openai_vars[] = {
@@ -49,6 +51,22 @@ static ngx_http_variable_t  ngx_http_gpugate_openai_vars[] = {
 
     { ngx_string("gpugate_stream"), NULL, ngx_http_gpugate_openai_variable,
       2, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_prompt_tokens"), NULL,
+      ngx_http_gpugate_openai_usage_variable, 0, NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("gpugate_completion_tokens"), NULL,
+      ngx_http_gpugate_openai_usage_variable, 1, NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("gpugate_ttft_ms"), NULL,
+      ngx_http_gpugate_openai_usage_variable, 2, NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("gpugate_usage_partial"), NULL,
+      ngx_http_gpugate_openai_usage_variable, 3, NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
 
       ngx_http_null_variable
 };
@@ -139,6 +157,71 @@ ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
 
 done:
 
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the filter saw of the answer, for the log phase.  Without a usage
+ * object (a stream the client cut, or one without include_usage) the
+ * completion count is the number of token events seen, and the prompt
+ * count is unknown.  "partial": the answer did not reach its end ([DONE]
+ * or the end of the JSON).
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_usage_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                         *p;
+    int64_t                         n;
+    ngx_http_gpugate_openai_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_openai_module);
+
+    if (ctx == NULL || !ctx->observe) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    switch (data) {
+
+    case 0:
+        if (!ctx->usage) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        n = ctx->prompt_tokens;
+        break;
+
+    case 1:
+        n = ctx->usage ? ctx->completion_tokens
+                       : (int64_t) ctx->token_events;
+        break;
+
+    case 2:
+        if (!ctx->first_token) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+        n = (int64_t) ctx->ttft;
+        break;
+
+    default:
+        n = ctx->complete ? 0 : 1;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    v->len = ngx_sprintf(p, "%L", n) - p;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
