@@ -5,7 +5,9 @@
  * What one OpenAI response chunk (the data of one SSE event) or one whole
  * non-streaming answer says, independent of nginx: whether it carries a
  * token (time to first token), whether it is the usage-only chunk that
- * stream_options.include_usage adds, and the token counts.
+ * stream_options.include_usage adds, and the token counts.  Reads bytes,
+ * builds no JSON tree (see gpugate_oai_chunk.c for why that is exact
+ * enough).
  */
 
 

@@ -10,6 +10,11 @@
  * the decision is taken here, from the response's Content-Type, before
  * the upstream module picks its buffered or non-buffered path: that
  * choice is made right after the header filters run.
+ *
+ * The body filter then watches routed answers as they pass, without
+ * holding or changing a byte: the first token event of a stream gives the
+ * time to first token, the usage object the token counts (see
+ * gpugate_sse.c and gpugate_oai_chunk.c).
  */
 
 
