@@ -1,6 +1,15 @@
 
 /*
  * Copyright (C) gpugate authors
+ *
+ * Request bodies are checked by a single-pass validating scanner instead
+ * of a JSON tree: building and freeing a jansson tree for every request
+ * cost ~35,000 instructions (callgrind), more than the rest of the
+ * gateway's work on a request.  The scanner validates the whole grammar
+ * (RFC 8259: strings with escapes and UTF-16 surrogate pairs, numbers,
+ * literals, nesting up to GPUGATE_OAI_DEPTH) and remembers where the few
+ * members the router needs are, so an alias is a splice of the original
+ * bytes: everything else reaches the runtime byte for byte.
  */
 
 
@@ -9,6 +18,350 @@
 #include <string.h>
 
 #include "gpugate_oai_body.h"
+
+
+#define GPUGATE_OAI_DEPTH  64
+
+
+typedef struct {
+    const unsigned char  *p;       /* next byte */
+    const unsigned char  *end;     /* end of the body */
+    const char           *error;   /* first syntax error */
+    int                   depth;   /* current nesting */
+} gpugate_oai_scan_t;
+
+
+static int gpugate_oai_value(gpugate_oai_scan_t *s);
+
+
+static void
+gpugate_oai_ws(gpugate_oai_scan_t *s)
+{
+    while (s->p < s->end
+           && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n'
+               || *s->p == '\r'))
+    {
+        s->p++;
+    }
+}
+
+
+static int
+gpugate_oai_syntax(gpugate_oai_scan_t *s, const char *what)
+{
+    if (s->error == NULL) {
+        s->error = what;
+    }
+
+    return -1;
+}
+
+
+static int
+gpugate_oai_hex4(const unsigned char *p)
+{
+    int  i, v, c;
+
+    v = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            c -= '0';
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            c = (c | 0x20) - 'a' + 10;
+        } else {
+            return -1;
+        }
+
+        v = v << 4 | c;
+    }
+
+    return v;
+}
+
+
+/*
+ * A string at s->p (on its opening quote).  Its raw bytes (between the
+ * quotes) are returned in *raw / *raw_len; *plain is 1 when it has no
+ * escapes, so the raw bytes are the value.  UTF-8 is checked for shape.
+ */
+
+static int
+gpugate_oai_string(gpugate_oai_scan_t *s, const unsigned char **raw,
+    size_t *raw_len, int *plain)
+{
+    int                   u, lo;
+    unsigned char         c;
+    const unsigned char  *start;
+
+    start = ++s->p;
+    *plain = 1;
+
+    while (s->p < s->end) {
+        c = *s->p;
+
+        if (c == '"') {
+            *raw = start;
+            *raw_len = s->p - start;
+            s->p++;
+            return 0;
+        }
+
+        if (c < 0x20) {
+            return gpugate_oai_syntax(s, "control character in a string");
+        }
+
+        if (c == '\\') {
+            *plain = 0;
+
+            if (s->end - s->p < 2) {
+                break;
+            }
+
+            c = s->p[1];
+
+            if (c == 'u') {
+                if (s->end - s->p < 6
+                    || (u = gpugate_oai_hex4(s->p + 2)) < 0)
+                {
+                    return gpugate_oai_syntax(s, "invalid \\u escape");
+                }
+
+                if (u == 0) {
+                    return gpugate_oai_syntax(s, "\\u0000 is not allowed");
+                }
+
+                s->p += 6;
+
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    /* a high surrogate needs its low half next */
+                    if (s->end - s->p < 6 || s->p[0] != '\\'
+                        || s->p[1] != 'u'
+                        || (lo = gpugate_oai_hex4(s->p + 2)) < 0xdc00
+                        || lo > 0xdfff)
+                    {
+                        return gpugate_oai_syntax(s, "invalid surrogate "
+                                                  "pair");
+                    }
+
+                    s->p += 6;
+
+                } else if (u >= 0xdc00 && u <= 0xdfff) {
+                    return gpugate_oai_syntax(s, "invalid surrogate pair");
+                }
+
+                continue;
+            }
+
+            if (strchr("\"\\/bfnrt", c) == NULL || c == '\0') {
+                return gpugate_oai_syntax(s, "invalid escape");
+            }
+
+            s->p += 2;
+            continue;
+        }
+
+        if (c >= 0x80) {
+            /* the shape of UTF-8: a lead byte and its continuations */
+            int  n = (c >= 0xf0 && c <= 0xf4) ? 3
+                     : (c >= 0xe0) ? ((c <= 0xef) ? 2 : -1)
+                     : (c >= 0xc2 && c <= 0xdf) ? 1 : -1;
+
+            if (n < 0 || s->end - s->p <= n) {
+                return gpugate_oai_syntax(s, "invalid UTF-8");
+            }
+
+            for (u = 1; u <= n; u++) {
+                if ((s->p[u] & 0xc0) != 0x80) {
+                    return gpugate_oai_syntax(s, "invalid UTF-8");
+                }
+            }
+
+            s->p += n + 1;
+            continue;
+        }
+
+        s->p++;
+    }
+
+    return gpugate_oai_syntax(s, "unterminated string");
+}
+
+
+static int
+gpugate_oai_number(gpugate_oai_scan_t *s)
+{
+    const unsigned char  *p;
+
+    p = s->p;
+
+    if (p < s->end && *p == '-') {
+        p++;
+    }
+
+    if (p >= s->end || *p < '0' || *p > '9') {
+        return gpugate_oai_syntax(s, "invalid number");
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        while (p < s->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < s->end && *p == '.') {
+        p++;
+
+        if (p >= s->end || *p < '0' || *p > '9') {
+            return gpugate_oai_syntax(s, "invalid number");
+        }
+
+        while (p < s->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < s->end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < s->end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        if (p >= s->end || *p < '0' || *p > '9') {
+            return gpugate_oai_syntax(s, "invalid number");
+        }
+
+        while (p < s->end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    s->p = p;
+
+    return 0;
+}
+
+
+static int
+gpugate_oai_literal(gpugate_oai_scan_t *s, const char *word)
+{
+    size_t  n;
+
+    n = strlen(word);
+
+    if ((size_t) (s->end - s->p) < n || memcmp(s->p, word, n) != 0) {
+        return gpugate_oai_syntax(s, "invalid literal");
+    }
+
+    s->p += n;
+
+    return 0;
+}
+
+
+/* an object or array: only checked, its members are not remembered */
+
+static int
+gpugate_oai_container(gpugate_oai_scan_t *s)
+{
+    int                   plain;
+    size_t                len;
+    unsigned char         close;
+    const unsigned char  *raw;
+
+    close = (*s->p == '{') ? '}' : ']';
+
+    if (++s->depth > GPUGATE_OAI_DEPTH) {
+        return gpugate_oai_syntax(s, "nested too deeply");
+    }
+
+    s->p++;
+    gpugate_oai_ws(s);
+
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+
+    for ( ;; ) {
+        if (close == '}') {
+            if (s->p >= s->end || *s->p != '"') {
+                return gpugate_oai_syntax(s, "expected a member name");
+            }
+
+            if (gpugate_oai_string(s, &raw, &len, &plain) != 0) {
+                return -1;
+            }
+
+            gpugate_oai_ws(s);
+
+            if (s->p >= s->end || *s->p != ':') {
+                return gpugate_oai_syntax(s, "expected ':'");
+            }
+
+            s->p++;
+        }
+
+        if (gpugate_oai_value(s) != 0) {
+            return -1;
+        }
+
+        gpugate_oai_ws(s);
+
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            gpugate_oai_ws(s);
+            continue;
+        }
+
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            s->depth--;
+            return 0;
+        }
+
+        return gpugate_oai_syntax(s, close == '}' ? "expected ',' or '}'"
+                                                  : "expected ',' or ']'");
+    }
+}
+
+
+static int
+gpugate_oai_value(gpugate_oai_scan_t *s)
+{
+    int                   plain;
+    size_t                len;
+    const unsigned char  *raw;
+
+    gpugate_oai_ws(s);
+
+    if (s->p >= s->end) {
+        return gpugate_oai_syntax(s, "unexpected end of the body");
+    }
+
+    switch (*s->p) {
+    case '{':
+    case '[':
+        return gpugate_oai_container(s);
+    case '"':
+        return gpugate_oai_string(s, &raw, &len, &plain);
+    case 't':
+        return gpugate_oai_literal(s, "true");
+    case 'f':
+        return gpugate_oai_literal(s, "false");
+    case 'n':
+        return gpugate_oai_literal(s, "null");
+    default:
+        return gpugate_oai_number(s);
+    }
+}
 
 
 static int
@@ -23,117 +376,358 @@ gpugate_oai_fail(gpugate_oai_body_t *b, const char *error, const char *param,
 }
 
 
+/* the kind of a value by its first byte */
+
+enum {
+    GPUGATE_OAI_V_NONE = 0, GPUGATE_OAI_V_NULL, GPUGATE_OAI_V_BOOL_TRUE,
+    GPUGATE_OAI_V_BOOL_FALSE, GPUGATE_OAI_V_STRING, GPUGATE_OAI_V_ARRAY,
+    GPUGATE_OAI_V_EMPTY_ARRAY, GPUGATE_OAI_V_OBJECT, GPUGATE_OAI_V_OTHER
+};
+
+
+static int
+gpugate_oai_kind_of(const unsigned char *v, const unsigned char *end)
+{
+    const unsigned char  *p;
+
+    switch (*v) {
+    case 'n': return GPUGATE_OAI_V_NULL;
+    case 't': return GPUGATE_OAI_V_BOOL_TRUE;
+    case 'f': return GPUGATE_OAI_V_BOOL_FALSE;
+    case '"': return GPUGATE_OAI_V_STRING;
+    case '{': return GPUGATE_OAI_V_OBJECT;
+    case '[':
+        for (p = v + 1; p < end && (*p == ' ' || *p == '\t' || *p == '\n'
+                                    || *p == '\r'); p++) { /* void */ }
+        return (p < end && *p == ']') ? GPUGATE_OAI_V_EMPTY_ARRAY
+                                      : GPUGATE_OAI_V_ARRAY;
+    default: return GPUGATE_OAI_V_OTHER;
+    }
+}
+
+
+/* every element of the array at v is an object (messages) */
+
+static int
+gpugate_oai_all_objects(const unsigned char *v, const unsigned char *end)
+{
+    gpugate_oai_scan_t  s;
+
+    s = (gpugate_oai_scan_t) { v + 1, end, NULL, 1 };
+
+    for ( ;; ) {
+        gpugate_oai_ws(&s);
+
+        if (s.p >= s.end || *s.p != '{') {
+            return 0;
+        }
+
+        if (gpugate_oai_container(&s) != 0) {
+            return 0;
+        }
+
+        gpugate_oai_ws(&s);
+
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            continue;
+        }
+
+        return 1;
+    }
+}
+
+
 int
 gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
     gpugate_oai_kind_e kind)
 {
-    size_t        i;
-    json_t       *v, *opts, *item;
-    json_error_t  err;
+    int                   plain, k, seen_include;
+    size_t                raw_len;
+    const unsigned char  *raw, *v, *vend, *opts_v, *ov;
+    const unsigned char  *model_v, *stream_v, *need_v;
+    gpugate_oai_scan_t    s, o;
+    const char           *need;
 
     memset(b, 0, sizeof(gpugate_oai_body_t));
 
-    /* JSON_REJECT_DUPLICATES: {"model":"a","model":"b"} is ambiguous and
-       a runtime might pick the other one than the router */
+    b->body = (const unsigned char *) data;
+    b->body_len = len;
 
-    b->root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
+    s = (gpugate_oai_scan_t) { (const unsigned char *) data,
+                               (const unsigned char *) data + len, NULL, 0 };
 
-    if (b->root == NULL) {
+    gpugate_oai_ws(&s);
+
+    if (s.p >= s.end || *s.p != '{') {
+        if (s.p < s.end && (*s.p == '[' || *s.p == '"'
+                            || (*s.p >= '0' && *s.p <= '9') || *s.p == '-'
+                            || *s.p == 't' || *s.p == 'f' || *s.p == 'n')
+            && gpugate_oai_value(&s) == 0
+            && (gpugate_oai_ws(&s), s.p == s.end))
+        {
+            return gpugate_oai_fail(b, "The request body must be a JSON "
+                                    "object.", NULL, "invalid_json");
+        }
+
         snprintf(b->msg, sizeof(b->msg), "We could not parse the JSON body "
-                 "of your request: %s (at character %d).", err.text,
-                 err.position);
+                 "of your request: %s (at character %d).",
+                 s.error ? s.error : "expected '{'",
+                 (int) (s.p - (const unsigned char *) data));
         return gpugate_oai_fail(b, b->msg, NULL, "invalid_json");
     }
 
-    if (!json_is_object(b->root)) {
-        return gpugate_oai_fail(b, "The request body must be a JSON object.",
-                                NULL, "invalid_json");
+    need = (kind == GPUGATE_OAI_CHAT) ? "messages"
+           : (kind == GPUGATE_OAI_COMPLETIONS) ? "prompt" : "input";
+
+    model_v = NULL;
+    stream_v = NULL;
+    opts_v = NULL;
+    need_v = NULL;
+
+    /* the top-level object, member by member */
+
+    s.p++;
+    s.depth = 1;
+    gpugate_oai_ws(&s);
+
+    if (s.p < s.end && *s.p == '}') {
+        s.p++;
+        goto members_done;
     }
 
-    v = json_object_get(b->root, "model");
+    for ( ;; ) {
+        if (s.p >= s.end || *s.p != '"') {
+            gpugate_oai_syntax(&s, "expected a member name");
+            goto syntax;
+        }
 
-    if (v == NULL || json_is_null(v)) {
+        if (gpugate_oai_string(&s, &raw, &raw_len, &plain) != 0) {
+            goto syntax;
+        }
+
+        gpugate_oai_ws(&s);
+
+        if (s.p >= s.end || *s.p != ':') {
+            gpugate_oai_syntax(&s, "expected ':'");
+            goto syntax;
+        }
+
+        s.p++;
+        gpugate_oai_ws(&s);
+
+        v = s.p;
+
+        if (gpugate_oai_value(&s) != 0) {
+            goto syntax;
+        }
+
+        /*
+         * Member names the router reads are compared raw: a name written
+         * with escapes ("mod\u0065l") is a different member to us, and a
+         * runtime may read it as "model": refuse such bodies as ambiguous.
+         */
+
+#define gpugate_oai_name_is(n)                                                \
+    (raw_len == sizeof(n) - 1 && memcmp(raw, n, sizeof(n) - 1) == 0)
+
+        if (!plain) {
+            return gpugate_oai_fail(b, "Top-level member names with escapes "
+                                    "are not accepted (the request would "
+                                    "be ambiguous).", NULL, "invalid_json");
+        }
+
+        if (gpugate_oai_name_is("model")) {
+            if (model_v) {
+                goto duplicate;
+            }
+            model_v = v;
+            b->model_end = s.p;
+
+        } else if (gpugate_oai_name_is("stream")) {
+            if (stream_v) {
+                goto duplicate;
+            }
+            stream_v = v;
+
+        } else if (gpugate_oai_name_is("stream_options")) {
+            if (opts_v) {
+                goto duplicate;
+            }
+            opts_v = v;
+
+        } else if (raw_len == strlen(need)
+                   && memcmp(raw, need, raw_len) == 0)
+        {
+            if (need_v) {
+                goto duplicate;
+            }
+            need_v = v;
+        }
+
+#undef gpugate_oai_name_is
+
+        gpugate_oai_ws(&s);
+
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            gpugate_oai_ws(&s);
+            continue;
+        }
+
+        if (s.p < s.end && *s.p == '}') {
+            s.p++;
+            break;
+        }
+
+        gpugate_oai_syntax(&s, "expected ',' or '}'");
+        goto syntax;
+    }
+
+members_done:
+
+    gpugate_oai_ws(&s);
+
+    if (s.p != s.end) {
+        gpugate_oai_syntax(&s, "end of file expected");
+        goto syntax;
+    }
+
+    vend = (const unsigned char *) data + len;
+
+    /* model */
+
+    k = model_v ? gpugate_oai_kind_of(model_v, vend) : GPUGATE_OAI_V_NONE;
+
+    if (k == GPUGATE_OAI_V_NONE || k == GPUGATE_OAI_V_NULL) {
         return gpugate_oai_fail(b, "You must provide a model parameter.",
                                 "model", "missing_required_parameter");
     }
 
-    if (!json_is_string(v)) {
+    if (k != GPUGATE_OAI_V_STRING) {
         return gpugate_oai_fail(b, "'model' must be a string.", "model",
                                 "invalid_type");
     }
 
-    b->model = json_string_value(v);
-    b->model_len = json_string_length(v);
+    o = (gpugate_oai_scan_t) { model_v, vend, NULL, 0 };
+    (void) gpugate_oai_string(&o, &raw, &raw_len, &plain);
 
-    if (b->model_len == 0 || b->model_len > GPUGATE_OAI_MODEL_MAX
-        || strlen(b->model) != b->model_len)
-    {
-        return gpugate_oai_fail(b, "'model' must be 1 to 256 characters "
-                                "without NUL.", "model", "invalid_value");
+    if (!plain) {
+        /* model names are plain ASCII; escapes would need decoding */
+        return gpugate_oai_fail(b, "'model' must not contain escapes.",
+                                "model", "invalid_value");
     }
 
-    v = json_object_get(b->root, "stream");
+    if (raw_len == 0 || raw_len > GPUGATE_OAI_MODEL_MAX) {
+        return gpugate_oai_fail(b, "'model' must be 1 to 256 characters.",
+                                "model", "invalid_value");
+    }
 
-    if (v && !json_is_null(v)) {
-        if (!json_is_boolean(v)) {
+    memcpy(b->model_buf, raw, raw_len);
+    b->model_buf[raw_len] = '\0';
+    b->model = b->model_buf;
+    b->model_len = raw_len;
+    b->model_start = model_v;
+
+    /* stream */
+
+    if (stream_v) {
+        k = gpugate_oai_kind_of(stream_v, vend);
+
+        if (k != GPUGATE_OAI_V_NULL && k != GPUGATE_OAI_V_BOOL_TRUE
+            && k != GPUGATE_OAI_V_BOOL_FALSE)
+        {
             return gpugate_oai_fail(b, "'stream' must be a boolean.",
                                     "stream", "invalid_type");
         }
 
-        b->stream = json_is_true(v);
+        b->stream = (k == GPUGATE_OAI_V_BOOL_TRUE);
     }
 
-    opts = json_object_get(b->root, "stream_options");
+    /* stream_options.include_usage */
 
-    if (opts && !json_is_null(opts)) {
-        if (!json_is_object(opts)) {
+    if (opts_v && gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_NULL) {
+        if (gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_OBJECT) {
             return gpugate_oai_fail(b, "'stream_options' must be an object.",
                                     "stream_options", "invalid_type");
         }
 
-        v = json_object_get(opts, "include_usage");
+        o = (gpugate_oai_scan_t) { opts_v + 1, vend, NULL, 1 };
+        seen_include = 0;
+        gpugate_oai_ws(&o);
 
-        if (v && !json_is_null(v) && !json_is_boolean(v)) {
-            return gpugate_oai_fail(b, "'stream_options.include_usage' must "
-                                    "be a boolean.",
-                                    "stream_options.include_usage",
-                                    "invalid_type");
+        while (o.p < o.end && *o.p == '"') {
+            (void) gpugate_oai_string(&o, &raw, &raw_len, &plain);
+            gpugate_oai_ws(&o);
+            o.p++;                                  /* ':' */
+            gpugate_oai_ws(&o);
+            ov = o.p;
+            (void) gpugate_oai_value(&o);
+
+            if (raw_len == 13 && memcmp(raw, "include_usage", 13) == 0) {
+                if (seen_include) {
+                    goto duplicate;
+                }
+                seen_include = 1;
+
+                k = gpugate_oai_kind_of(ov, vend);
+
+                if (k != GPUGATE_OAI_V_NULL && k != GPUGATE_OAI_V_BOOL_TRUE
+                    && k != GPUGATE_OAI_V_BOOL_FALSE)
+                {
+                    return gpugate_oai_fail(b, "'stream_options."
+                                            "include_usage' must be a "
+                                            "boolean.",
+                                            "stream_options.include_usage",
+                                            "invalid_type");
+                }
+
+                b->include_usage = (k == GPUGATE_OAI_V_BOOL_TRUE);
+            }
+
+            gpugate_oai_ws(&o);
+
+            if (o.p < o.end && *o.p == ',') {
+                o.p++;
+                gpugate_oai_ws(&o);
+            }
         }
-
-        b->include_usage = json_is_true(v);
     }
+
+    /* the endpoint's own required member */
+
+    k = need_v ? gpugate_oai_kind_of(need_v, vend) : GPUGATE_OAI_V_NONE;
 
     switch (kind) {
 
     case GPUGATE_OAI_CHAT:
-        v = json_object_get(b->root, "messages");
-
-        if (!json_is_array(v) || json_array_size(v) == 0) {
-            return gpugate_oai_fail(b, "'messages' must be a non-empty "
-                                    "array.", "messages",
-                                    v ? "invalid_type"
-                                      : "missing_required_parameter");
-        }
-
-        json_array_foreach(v, i, item) {
-            if (!json_is_object(item)) {
+        if (k != GPUGATE_OAI_V_ARRAY
+            || !gpugate_oai_all_objects(need_v, vend))
+        {
+            if (k == GPUGATE_OAI_V_ARRAY) {
                 return gpugate_oai_fail(b, "Each message must be an object.",
                                         "messages", "invalid_type");
             }
+
+            return gpugate_oai_fail(b, "'messages' must be a non-empty "
+                                    "array.", "messages",
+                                    k == GPUGATE_OAI_V_NONE
+                                    ? "missing_required_parameter"
+                                    : "invalid_type");
         }
 
         break;
 
     case GPUGATE_OAI_COMPLETIONS:
-        v = json_object_get(b->root, "prompt");
-
-        if (v == NULL) {
+        if (k == GPUGATE_OAI_V_NONE) {
             return gpugate_oai_fail(b, "You must provide a prompt "
                                     "parameter.", "prompt",
                                     "missing_required_parameter");
         }
 
-        if (!json_is_string(v) && !json_is_array(v)) {
+        if (k != GPUGATE_OAI_V_STRING && k != GPUGATE_OAI_V_ARRAY
+            && k != GPUGATE_OAI_V_EMPTY_ARRAY)
+        {
             return gpugate_oai_fail(b, "'prompt' must be a string or an "
                                     "array.", "prompt", "invalid_type");
         }
@@ -141,15 +735,15 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
         break;
 
     default: /* GPUGATE_OAI_EMBEDDINGS */
-        v = json_object_get(b->root, "input");
-
-        if (v == NULL) {
+        if (k == GPUGATE_OAI_V_NONE) {
             return gpugate_oai_fail(b, "You must provide an input "
                                     "parameter.", "input",
                                     "missing_required_parameter");
         }
 
-        if (!json_is_string(v) && !json_is_array(v)) {
+        if (k != GPUGATE_OAI_V_STRING && k != GPUGATE_OAI_V_ARRAY
+            && k != GPUGATE_OAI_V_EMPTY_ARRAY)
+        {
             return gpugate_oai_fail(b, "'input' must be a string or an "
                                     "array.", "input", "invalid_type");
         }
@@ -161,6 +755,20 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
     }
 
     return 0;
+
+duplicate:
+
+    return gpugate_oai_fail(b, "We could not parse the JSON body of your "
+                            "request: duplicate member (the request is "
+                            "ambiguous).", NULL, "invalid_json");
+
+syntax:
+
+    snprintf(b->msg, sizeof(b->msg), "We could not parse the JSON body of "
+             "your request: %s (at character %d).", s.error,
+             (int) (s.p - (const unsigned char *) data));
+
+    return gpugate_oai_fail(b, b->msg, NULL, "invalid_json");
 }
 
 
@@ -168,35 +776,40 @@ char *
 gpugate_oai_body_with_model(gpugate_oai_body_t *b, const char *model,
     size_t *len)
 {
-    char  *s;
+    char    *out, *p;
+    size_t   n, head, tail;
 
-    /* set_new replaces the value in place: the key keeps its position */
+    /* the original bytes with the model's value replaced in place */
 
-    if (json_object_set_new(b->root, "model", json_string(model)) != 0) {
+    n = strlen(model);
+    head = b->model_start - b->body;
+    tail = b->body_len - (b->model_end - b->body);
+
+    out = malloc(head + n + 2 + tail + 1);
+    if (out == NULL) {
         return NULL;
     }
 
-    b->model = json_string_value(json_object_get(b->root, "model"));
-    b->model_len = strlen(b->model);
+    p = out;
+    memcpy(p, b->body, head);
+    p += head;
+    *p++ = '"';
+    memcpy(p, model, n);        /* model names need no escaping */
+    p += n;
+    *p++ = '"';
+    memcpy(p, b->model_end, tail);
+    p += tail;
+    *p = '\0';
 
-    s = json_dumps(b->root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    *len = p - out;
 
-    if (s) {
-        *len = strlen(s);
-    }
-
-    return s;
+    return out;
 }
 
 
 void
 gpugate_oai_body_free(gpugate_oai_body_t *b)
 {
-    if (b->root) {
-        json_decref(b->root);
-        b->root = NULL;
-    }
-
     b->model = NULL;
 }
 

@@ -15,8 +15,6 @@
 
 #include <stddef.h>
 
-#include <jansson.h>
-
 
 #define GPUGATE_OAI_MODEL_MAX  256
 
@@ -29,8 +27,13 @@ typedef enum {
 
 
 typedef struct {
-    json_t       *root;          /* parsed body; owns "model" */
-    const char   *model;         /* "model", NUL-terminated */
+    const unsigned char  *body;        /* the body checked (not copied) */
+    size_t                body_len;    /* its length */
+    const unsigned char  *model_start; /* the model value's opening quote */
+    const unsigned char  *model_end;   /* just after its closing quote */
+    char          model_buf[GPUGATE_OAI_MODEL_MAX + 1];
+                                 /* the model name, NUL-terminated */
+    const char   *model;         /* model_buf once set */
     size_t        model_len;     /* its length */
     int           stream;        /* "stream": true */
     int           include_usage; /* stream_options.include_usage: true */
@@ -42,15 +45,16 @@ typedef struct {
 
 
 /*
- * Parses and checks a body for the endpoint.  0 on success; -1 with
- * error/param/code set.  gpugate_oai_body_free() in both cases.
+ * Checks a body for the endpoint.  0 on success; -1 with error/param/code
+ * set.  The body must stay in place while "b" is used.
  */
 int gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data,
     size_t len, gpugate_oai_kind_e kind);
 
 /*
- * The body with "model" replaced, serialised compactly with the key order
- * kept; malloc()ed (free() it), NULL when out of memory.
+ * The body with the model's value replaced and every other byte as it
+ * was; malloc()ed (free() it), NULL when out of memory.  "model" must be
+ * a valid model name (printable ASCII, no quotes or backslashes).
  */
 char *gpugate_oai_body_with_model(gpugate_oai_body_t *b, const char *model,
     size_t *len);
