@@ -26,14 +26,15 @@
 
 
 #define NGX_HTTP_GPUGATE_REDIS_PREFIX  "gpugate:key:"
+#define NGX_HTTP_GPUGATE_REDIS_KEY_LEN  (sizeof(NGX_HTTP_GPUGATE_REDIS_PREFIX) \
+                                         - 1 + 64)
 
 
 typedef struct {
     ngx_rbtree_node_t                  node;      /* in the worker's tree */
     u_char                             digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
                                                   /* the key looked up */
-    u_char                             rkey[sizeof(NGX_HTTP_GPUGATE_REDIS_PREFIX)
-                                            - 1 + 64];
+    u_char                             rkey[NGX_HTTP_GPUGATE_REDIS_KEY_LEN];
                                                   /* its Redis key */
     u_char                             prefix[GPUGATE_APIKEY_PREFIX_LEN];
                                                   /* for log lines */

@@ -594,7 +594,7 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     amcf->zone = ngx_http_gpugate_auth_cache_zone(cf, &name, size,
-                                                  &ngx_http_gpugate_auth_module);
+                                               &ngx_http_gpugate_auth_module);
     if (amcf->zone == NULL) {
         return NGX_CONF_ERROR;
     }

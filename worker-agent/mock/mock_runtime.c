@@ -311,8 +311,9 @@ mock_head(mock_req_ctx_t *rc, int status, const char *type, long length,
                  "Content-Type: %s\r\n%s%s%s",
                  rc->http11, status, reason, type,
                  rc->chunked ? "Transfer-Encoding: chunked\r\n" : "",
-                 rc->keepalive ? (rc->http11 ? "" : "Connection: keep-alive\r\n")
-                               : "Connection: close\r\n",
+                 rc->keepalive
+                 ? (rc->http11 ? "" : "Connection: keep-alive\r\n")
+                 : "Connection: close\r\n",
                  extra ? extra : "");
 
     if (length >= 0) {
