@@ -45,9 +45,10 @@ static int
 gpugate_scram_unb64(const char *in, size_t len, unsigned char *out,
     size_t size)
 {
-    int  n, pad;
+    int            n, pad;
+    unsigned char  check[256];
 
-    if (len == 0 || len % 4 || len / 4 * 3 > size) {
+    if (len == 0 || len % 4 || len / 4 * 3 > size || len >= sizeof(check)) {
         return -1;
     }
 
@@ -58,8 +59,21 @@ gpugate_scram_unb64(const char *in, size_t len, unsigned char *out,
 
     /* EVP_DecodeBlock counts padding as zero bytes */
     pad = (in[len - 1] == '=') + (in[len - 2] == '=');
+    n -= pad;
 
-    return n - pad;
+    /*
+     * Only the canonical encoding is accepted: unused low bits of the last
+     * character must be zero, so one value has one spelling.
+     */
+
+    if (n < 0 || (size_t) n > sizeof(check) / 4 * 3
+        || EVP_EncodeBlock(check, out, n) != (int) len
+        || memcmp(check, in, len) != 0)
+    {
+        return -1;
+    }
+
+    return n;
 }
 
 
