@@ -44,13 +44,22 @@ my $n = 0;
 # posts BODY with HEADERS to /v1/chat/completions?tag, returns the log
 # line of that request
 sub usage_line {
-    my ($body, $headers, $abort_after) = @_;
+    my ($body, $headers, $abort_events) = @_;
     my $tag = 'r' . ++$n;
-    if ($abort_after) {
+    if ($abort_events) {
+        # read until that many events arrived (the mock then stalls), then
+        # leave: no race with how the bytes are split into packets
         my $s = http_send($ng->port, 'POST', "/v1/chat/completions?$tag",
                           $headers, $body);
-        IO::Select->new($s)->can_read($abort_after);
-        sysread($s, my $buf, 65536);
+        my $got = '';
+        wait_until(10, sub {
+            if (IO::Select->new($s)->can_read(0.05)) {
+                sysread($s, my $buf, 65536) or return 1;
+                $got .= $buf;
+            }
+            my $events = () = $got =~ /data: /g;
+            return $events >= $abort_events;
+        });
         close $s;
     } else {
         http_request($ng->port, 'POST', "/v1/chat/completions?$tag",
@@ -89,7 +98,7 @@ my $plain = '{"model":"mock-model","stream":true,"max_tokens":5,'
 like(usage_line($plain), qr/ stream=1 p=- c=5 ttft=\d+ partial=0$/,
      'stream without usage: token events counted, prompt unknown');
 
-like(usage_line($plain, { 'X-Mock-Stall-After' => 2 }, 1),
+like(usage_line($plain, { 'X-Mock-Stall-After' => 2 }, 3),
      qr/ stream=1 p=- c=2 ttft=\d+ partial=1$/,
      'client gone mid-stream: the tokens seen so far, marked partial');
 
