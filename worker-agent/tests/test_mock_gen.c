@@ -168,6 +168,36 @@ main(void)
                 == 0, "error JSON shape and escaping");
     free(a);
 
+    /* golden bytes: t/002-proxy.t compares these through nginx */
+    j1 = parse("{\"model\":\"mock-model\",\"max_tokens\":4,\"messages\":"
+               "[{\"role\":\"user\",\"content\":\"Say hello\"}]}");
+    mock_parse_request(j1, MOCK_CHAT, &r1, &msg, &param);
+    a = mock_full(&r1, 4, "length");
+    tap_ok(a && strcmp(a, "{\"id\":\"chatcmpl-mock-7c5ecc2690386c64\","
+                       "\"object\":\"chat.completion\",\"created\":"
+                       "1700000000,\"model\":\"mock-model\",\"choices\":"
+                       "[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                       "\"content\":\" each one as soon\"},\"finish_reason\":"
+                       "\"length\"}],\"usage\":{\"prompt_tokens\":2,"
+                       "\"completion_tokens\":4,\"total_tokens\":6}}") == 0,
+           "golden chat answer (id from fnv1a of model and prompt)");
+    free(a);
+    json_decref(j1);
+
+    j1 = parse("{\"model\":\"other-model\",\"prompt\":\"Once upon\"}");
+    tap_ok(mock_parse_request(j1, MOCK_COMPLETION, &r1, &msg, &param) == 0
+           && strcmp(r1.id, "cmpl-mock-0c352cb18e2492ba") == 0
+           && strcmp(mock_token(&r1, 0), " gamma") == 0
+           && strcmp(mock_token(&r1, 1), " delta") == 0,
+           "golden completion id and tokens");
+    json_decref(j1);
+
+    j1 = parse("{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+               "\"content\":\"   \"}]}");
+    tap_ok(mock_parse_request(j1, MOCK_CHAT, &r1, &msg, &param) == 0
+           && r1.prompt_tokens == 1, "empty prompt counts as one token");
+    json_decref(j1);
+
     printf("1..%d\n", tap_n);
 
     return tap_failed ? 1 : 0;

@@ -350,14 +350,14 @@ mock_full(const mock_req_t *req, long n, const char *finish)
 char *
 mock_embeddings(json_t *body, const char *model, int dim, const char **msg)
 {
-    int        d;
-    char      *s;
-    size_t     i, n;
-    json_t    *input, *in, *data, *vec;
-    uint64_t   h, x;
-    long       tokens;
-    const char *text;
-    mock_req_t  words;
+    int          d;
+    long         tokens;
+    char        *s;
+    size_t       i, n;
+    json_t      *input, *in, *data, *vec;
+    uint64_t     h, x;
+    mock_req_t   words;
+    const char  *text;
 
     input = json_object_get(body, "input");
 

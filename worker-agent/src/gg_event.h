@@ -1,0 +1,80 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * A single-threaded event loop: level-triggered epoll for descriptors, a
+ * binary heap of one-shot timers with microsecond resolution, and
+ * SIGTERM/SIGINT delivered through a signalfd so that no handler runs in
+ * signal context.
+ */
+
+
+#ifndef _GG_EVENT_H_INCLUDED_
+#define _GG_EVENT_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+
+typedef struct gg_loop_s   gg_loop_t;
+typedef struct gg_io_s     gg_io_t;
+typedef struct gg_timer_s  gg_timer_t;
+
+typedef void (*gg_io_handler_pt)(gg_io_t *io, uint32_t revents);
+typedef void (*gg_timer_handler_pt)(gg_timer_t *t);
+
+
+struct gg_io_s {
+    int                  fd;        /* owned by the user, not the loop */
+    uint32_t             events;    /* the mask registered with epoll */
+    gg_io_handler_pt     handler;   /* called with the returned events */
+    void                *data;      /* the user's object */
+};
+
+
+struct gg_timer_s {
+    uint64_t             when;      /* monotonic microseconds */
+    size_t               slot;      /* heap index + 1; 0: not armed */
+    gg_timer_handler_pt  handler;   /* called once when "when" passes */
+    void                *data;      /* the user's object */
+};
+
+
+struct gg_loop_s {
+    int                  epfd;      /* the epoll instance */
+    gg_io_t              sig;       /* signalfd for SIGTERM and SIGINT */
+    gg_timer_t         **heap;      /* armed timers, earliest first */
+    size_t               nheap;     /* armed timers */
+    size_t               heap_cap;  /* slots in "heap" */
+    uint64_t             now;       /* cached clock, refreshed per wait */
+    int                  stop;      /* set by a signal or gg_loop_stop */
+    int                  signo;     /* the signal that stopped the loop */
+    int                  no_pwait2; /* kernel (or valgrind) lacks it */
+};
+
+
+uint64_t gg_time_us(void);
+
+/* Blocks SIGTERM and SIGINT and creates the epoll and signal fds. */
+int gg_loop_init(gg_loop_t *loop);
+void gg_loop_free(gg_loop_t *loop);
+
+/*
+ * Registers "events" for io->fd: adds, modifies or (events == 0) removes
+ * the registration as needed.  Cheap when the mask does not change.
+ */
+int gg_io_set(gg_loop_t *loop, gg_io_t *io, uint32_t events);
+
+/* Arms (or re-arms) the timer "us" microseconds from the loop's now. */
+int gg_timer_add(gg_loop_t *loop, gg_timer_t *t, uint64_t us);
+void gg_timer_del(gg_loop_t *loop, gg_timer_t *t);
+
+#define gg_timer_armed(t)  ((t)->slot != 0)
+
+/* Runs until "stop" is set.  Returns 0, or -1 if epoll fails. */
+int gg_loop_run(gg_loop_t *loop);
+
+
+#endif /* _GG_EVENT_H_INCLUDED_ */

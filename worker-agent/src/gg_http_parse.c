@@ -1,0 +1,743 @@
+
+/*
+ * Copyright (C) gpugate authors
+ */
+
+
+#include <string.h>
+#include <strings.h>
+
+#include "gg_http_parse.h"
+
+
+#define GG_CHUNK_LINE_MAX    4096
+#define GG_TRAILERS_MAX      8192
+
+
+enum {
+    gg_st_start = 0,
+    gg_st_method,
+    gg_st_uri,
+    gg_st_req_version,
+    gg_st_resp_version,
+    gg_st_status,
+    gg_st_reason,
+    gg_st_line_lf,
+    gg_st_hdr_start,
+    gg_st_hdr_name,
+    gg_st_hdr_ows,
+    gg_st_hdr_value,
+    gg_st_hdr_lf,
+    gg_st_end_lf
+};
+
+
+enum {
+    gg_ck_size = 0,
+    gg_ck_ext,
+    gg_ck_size_lf,
+    gg_ck_data,
+    gg_ck_data_cr,
+    gg_ck_data_lf,
+    gg_ck_trailer_start,
+    gg_ck_trailer,
+    gg_ck_trailer_lf,
+    gg_ck_end_lf
+};
+
+
+/* RFC 9110 tchar: the bytes of methods and field names */
+
+static int
+gg_http_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+        || (c >= '0' && c <= '9'))
+    {
+        return 1;
+    }
+
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+
+/* field-value bytes: VCHAR, obs-text, SP, HTAB */
+
+static int
+gg_http_vchar(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+
+static int
+gg_http_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+void
+gg_http_head_init(gg_http_head_t *h, int response, size_t max_head)
+{
+    memset(h, 0, sizeof(gg_http_head_t));
+
+    h->response = response;
+    h->max_head = max_head;
+    h->content_length = -1;
+    h->state = gg_st_start;
+}
+
+
+/* "HTTP/1.x": returns 10 or 11, 0 for another major version, -1 for junk */
+
+static int
+gg_http_version(const char *p, size_t len)
+{
+    if (len != 8 || memcmp(p, "HTTP/", 5) != 0 || p[6] != '.'
+        || p[5] < '0' || p[5] > '9' || p[7] < '0' || p[7] > '9')
+    {
+        return -1;
+    }
+
+    if (p[5] != '1') {
+        return 0;
+    }
+
+    return p[7] == '0' ? 10 : 11;
+}
+
+
+/* 1 if the comma-separated list "p" holds the token "tok" */
+
+static int
+gg_http_list_has(const char *p, size_t len, const char *tok)
+{
+    size_t  i, start, end, tlen;
+
+    tlen = strlen(tok);
+    i = 0;
+
+    while (i < len) {
+        while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == ',')) {
+            i++;
+        }
+
+        start = i;
+
+        while (i < len && p[i] != ',') {
+            i++;
+        }
+
+        end = i;
+
+        while (end > start && (p[end - 1] == ' ' || p[end - 1] == '\t')) {
+            end--;
+        }
+
+        if (end - start == tlen && strncasecmp(p + start, tok, tlen) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* framing from the complete head: the checks that keep bodies unambiguous */
+
+static int
+gg_http_framing(gg_http_head_t *h, const char *buf)
+{
+    int                      close, keep, te;
+    size_t                   i, k;
+    int64_t                  n;
+    const char              *v;
+    const gg_http_header_t  *hd;
+
+    close = 0;
+    keep = 0;
+    te = 0;
+
+    for (i = 0; i < h->nheaders; i++) {
+        hd = &h->headers[i];
+        v = buf + hd->value;
+
+        if (gg_http_header_is(hd, buf, "content-length")) {
+            if (hd->value_len == 0 || hd->value_len > 18) {
+                return hd->value_len > 18 ? GG_HTTP_TOO_LARGE
+                                          : GG_HTTP_ERROR;
+            }
+
+            n = 0;
+
+            for (k = 0; k < hd->value_len; k++) {
+                if (v[k] < '0' || v[k] > '9') {
+                    return GG_HTTP_ERROR;
+                }
+
+                n = n * 10 + (v[k] - '0');
+            }
+
+            /* repeated lengths must agree, or the body is ambiguous */
+            if (h->content_length >= 0 && h->content_length != n) {
+                return GG_HTTP_ERROR;
+            }
+
+            h->content_length = n;
+
+        } else if (gg_http_header_is(hd, buf, "transfer-encoding")) {
+            if (te || hd->value_len != 7
+                || strncasecmp(v, "chunked", 7) != 0)
+            {
+                return GG_HTTP_UNSUPPORTED;
+            }
+
+            te = 1;
+
+        } else if (gg_http_header_is(hd, buf, "connection")) {
+            close |= gg_http_list_has(v, hd->value_len, "close");
+            keep |= gg_http_list_has(v, hd->value_len, "keep-alive");
+
+        } else if (gg_http_header_is(hd, buf, "expect")) {
+            h->expect_continue = (hd->value_len == 12
+                                  && strncasecmp(v, "100-continue", 12)
+                                     == 0);
+        }
+    }
+
+    /* both framings at once is the request smuggling vector: refuse it */
+    if (te && h->content_length >= 0) {
+        return GG_HTTP_ERROR;
+    }
+
+    h->chunked = te;
+    h->keep_alive = !close && (h->version == 11 || keep);
+
+    return GG_HTTP_OK;
+}
+
+
+int
+gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
+{
+    int              v;
+    size_t           p;
+    unsigned char    c;
+    gg_http_header_t  *hd;
+
+    for (p = h->pos; p < len; p++) {
+        c = (unsigned char) buf[p];
+
+        if (p >= h->max_head) {
+            h->pos = p;
+            return GG_HTTP_TOO_LARGE;
+        }
+
+        switch (h->state) {
+
+        case gg_st_start:
+            /* RFC 9112 2.2: empty lines before the start line are ignored */
+            if (c == '\r' || c == '\n') {
+                break;
+            }
+
+            h->mark = p;
+
+            if (h->response) {
+                h->state = gg_st_resp_version;
+                p--;
+                break;
+            }
+
+            if (!gg_http_tchar(c)) {
+                return GG_HTTP_ERROR;
+            }
+
+            h->state = gg_st_method;
+            break;
+
+        case gg_st_method:
+            if (c == ' ') {
+                h->method = h->mark;
+                h->method_len = p - h->mark;
+                h->mark = p + 1;
+                h->state = gg_st_uri;
+                break;
+            }
+
+            if (!gg_http_tchar(c)) {
+                return GG_HTTP_ERROR;
+            }
+
+            break;
+
+        case gg_st_uri:
+            if (c == ' ') {
+                if (p == h->mark) {
+                    return GG_HTTP_ERROR;
+                }
+
+                h->uri = h->mark;
+                h->uri_len = p - h->mark;
+                h->mark = p + 1;
+                h->state = gg_st_req_version;
+                break;
+            }
+
+            if (c <= 0x20 || c == 0x7f) {
+                return GG_HTTP_ERROR;
+            }
+
+            break;
+
+        case gg_st_req_version:
+            if (c != '\r' && c != '\n') {
+                if (p - h->mark >= 8) {
+                    return GG_HTTP_ERROR;
+                }
+                break;
+            }
+
+            v = gg_http_version(buf + h->mark, p - h->mark);
+
+            if (v <= 0) {
+                return v == 0 ? GG_HTTP_UNSUPPORTED : GG_HTTP_ERROR;
+            }
+
+            h->version = v;
+            h->state = (c == '\r') ? gg_st_line_lf : gg_st_hdr_start;
+            break;
+
+        case gg_st_resp_version:
+            if (c != ' ') {
+                if (p - h->mark >= 8) {
+                    return GG_HTTP_ERROR;
+                }
+                break;
+            }
+
+            v = gg_http_version(buf + h->mark, p - h->mark);
+
+            if (v <= 0) {
+                return v == 0 ? GG_HTTP_UNSUPPORTED : GG_HTTP_ERROR;
+            }
+
+            h->version = v;
+            h->mark = p + 1;
+            h->state = gg_st_status;
+            break;
+
+        case gg_st_status:
+            if (p - h->mark < 3) {
+                if (c < '0' || c > '9') {
+                    return GG_HTTP_ERROR;
+                }
+
+                h->status = h->status * 10 + (c - '0');
+                break;
+            }
+
+            if (h->status < 100) {
+                return GG_HTTP_ERROR;
+            }
+
+            h->reason = p + 1;
+
+            if (c == ' ') {
+                h->state = gg_st_reason;
+                break;
+            }
+
+            /* "HTTP/1.1 200" with no reason at all is seen in the wild */
+            h->reason = p;
+
+            if (c == '\r') {
+                h->state = gg_st_line_lf;
+
+            } else if (c == '\n') {
+                h->state = gg_st_hdr_start;
+
+            } else {
+                return GG_HTTP_ERROR;
+            }
+
+            break;
+
+        case gg_st_reason:
+            if (c == '\r' || c == '\n') {
+                h->reason_len = p - h->reason;
+                h->state = (c == '\r') ? gg_st_line_lf : gg_st_hdr_start;
+                break;
+            }
+
+            if (!gg_http_vchar(c)) {
+                return GG_HTTP_ERROR;
+            }
+
+            break;
+
+        case gg_st_line_lf:
+            if (c != '\n') {
+                return GG_HTTP_ERROR;
+            }
+
+            h->state = gg_st_hdr_start;
+            break;
+
+        case gg_st_hdr_start:
+            if (c == '\r') {
+                h->state = gg_st_end_lf;
+                break;
+            }
+
+            if (c == '\n') {
+                goto done;
+            }
+
+            /* obs-fold (a continuation line) is refused, as RFC 9112 lets */
+            if (!gg_http_tchar(c)) {
+                return GG_HTTP_ERROR;
+            }
+
+            if (h->nheaders == GG_HTTP_MAX_HEADERS) {
+                return GG_HTTP_TOO_LARGE;
+            }
+
+            h->mark = p;
+            h->state = gg_st_hdr_name;
+            break;
+
+        case gg_st_hdr_name:
+            if (c == ':') {
+                hd = &h->headers[h->nheaders];
+                hd->name = h->mark;
+                hd->name_len = p - h->mark;
+                h->state = gg_st_hdr_ows;
+                break;
+            }
+
+            /* no space before the colon: RFC 9112 5.1 says reject */
+            if (!gg_http_tchar(c)) {
+                return GG_HTTP_ERROR;
+            }
+
+            break;
+
+        case gg_st_hdr_ows:
+            if (c == ' ' || c == '\t') {
+                break;
+            }
+
+            hd = &h->headers[h->nheaders];
+            hd->value = p;
+            h->value_end = p;
+            h->state = gg_st_hdr_value;
+
+            /* fall through */
+
+        case gg_st_hdr_value:
+            if (c == '\r' || c == '\n') {
+                hd = &h->headers[h->nheaders++];
+                hd->value_len = h->value_end - hd->value;
+                h->state = (c == '\r') ? gg_st_hdr_lf : gg_st_hdr_start;
+                break;
+            }
+
+            if (!gg_http_vchar(c)) {
+                return GG_HTTP_ERROR;
+            }
+
+            if (c != ' ' && c != '\t') {
+                h->value_end = p + 1;
+            }
+
+            break;
+
+        case gg_st_hdr_lf:
+            if (c != '\n') {
+                return GG_HTTP_ERROR;
+            }
+
+            h->state = gg_st_hdr_start;
+            break;
+
+        case gg_st_end_lf:
+            if (c != '\n') {
+                return GG_HTTP_ERROR;
+            }
+
+            goto done;
+        }
+    }
+
+    h->pos = p;
+
+    return len >= h->max_head ? GG_HTTP_TOO_LARGE : GG_HTTP_AGAIN;
+
+done:
+
+    h->pos = p + 1;
+    h->head_len = p + 1;
+
+    return gg_http_framing(h, buf);
+}
+
+
+int
+gg_http_header_is(const gg_http_header_t *hd, const char *buf,
+    const char *name)
+{
+    size_t  n;
+
+    n = strlen(name);
+
+    return hd->name_len == n && strncasecmp(buf + hd->name, name, n) == 0;
+}
+
+
+const gg_http_header_t *
+gg_http_find_header(const gg_http_head_t *h, const char *buf,
+    const char *name)
+{
+    size_t  i;
+
+    for (i = 0; i < h->nheaders; i++) {
+        if (gg_http_header_is(&h->headers[i], buf, name)) {
+            return &h->headers[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+gg_http_chunked_init(gg_http_chunked_t *ck, uint64_t max_size)
+{
+    memset(ck, 0, sizeof(gg_http_chunked_t));
+
+    ck->max_size = max_size;
+    ck->state = gg_ck_size;
+}
+
+
+int
+gg_http_parse_chunked(gg_http_chunked_t *ck, const char *in, size_t len,
+    char *out, size_t *used, size_t *out_len)
+{
+    int            d, rc;
+    size_t         p, o, take;
+    unsigned char  c;
+
+    p = 0;
+    o = 0;
+    rc = GG_HTTP_AGAIN;
+
+    while (p < len) {
+
+        if (ck->state == gg_ck_data) {
+            take = len - p;
+            if (take > ck->size) {
+                take = (size_t) ck->size;
+            }
+
+            /* out <= in + p always holds, so memmove is enough in place */
+            memmove(out + o, in + p, take);
+            o += take;
+            p += take;
+            ck->size -= take;
+
+            if (ck->size == 0) {
+                ck->state = gg_ck_data_cr;
+            }
+
+            continue;
+        }
+
+        c = (unsigned char) in[p++];
+
+        switch (ck->state) {
+
+        case gg_ck_size:
+            d = gg_http_hex(c);
+
+            if (d >= 0) {
+                /* 15 hex digits are 2^60: far past any limit we allow */
+                if (++ck->digits > 15) {
+                    rc = GG_HTTP_TOO_LARGE;
+                    goto out;
+                }
+
+                ck->size = ck->size * 16 + d;
+                break;
+            }
+
+            if (ck->digits == 0) {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            if (ck->size > ck->max_size - ck->total) {
+                rc = GG_HTTP_TOO_LARGE;
+                goto out;
+            }
+
+            ck->line = 0;
+
+            if (c == ';' || c == ' ' || c == '\t') {
+                ck->state = gg_ck_ext;
+
+            } else if (c == '\r') {
+                ck->state = gg_ck_size_lf;
+
+            } else if (c == '\n') {
+                goto size_done;
+
+            } else {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            break;
+
+        case gg_ck_ext:
+            /* chunk extensions carry nothing we use: bounded and skipped */
+            if (++ck->line > GG_CHUNK_LINE_MAX) {
+                rc = GG_HTTP_TOO_LARGE;
+                goto out;
+            }
+
+            if (c == '\r') {
+                ck->state = gg_ck_size_lf;
+
+            } else if (c == '\n') {
+                goto size_done;
+
+            } else if (!gg_http_vchar(c)) {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            break;
+
+        case gg_ck_size_lf:
+            if (c != '\n') {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+        size_done:
+
+            ck->total += ck->size;
+            ck->digits = 0;
+
+            if (ck->size == 0) {
+                ck->line = 0;
+                ck->state = gg_ck_trailer_start;
+
+            } else {
+                ck->state = gg_ck_data;
+            }
+
+            break;
+
+        case gg_ck_data_cr:
+            if (c == '\r') {
+                ck->state = gg_ck_data_lf;
+
+            } else if (c == '\n') {
+                ck->state = gg_ck_size;
+
+            } else {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            break;
+
+        case gg_ck_data_lf:
+            if (c != '\n') {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            ck->state = gg_ck_size;
+            break;
+
+        case gg_ck_trailer_start:
+            if (c == '\r') {
+                ck->state = gg_ck_end_lf;
+                break;
+            }
+
+            if (c == '\n') {
+                rc = GG_HTTP_OK;
+                goto out;
+            }
+
+            if (!gg_http_tchar(c)) {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            ck->state = gg_ck_trailer;
+
+            /* fall through */
+
+        case gg_ck_trailer:
+            if (++ck->line > GG_TRAILERS_MAX) {
+                rc = GG_HTTP_TOO_LARGE;
+                goto out;
+            }
+
+            if (c == '\r') {
+                ck->state = gg_ck_trailer_lf;
+
+            } else if (c == '\n') {
+                ck->state = gg_ck_trailer_start;
+
+            } else if (!gg_http_vchar(c)) {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            break;
+
+        case gg_ck_trailer_lf:
+            if (c != '\n') {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            ck->state = gg_ck_trailer_start;
+            break;
+
+        case gg_ck_end_lf:
+            if (c != '\n') {
+                rc = GG_HTTP_ERROR;
+                goto out;
+            }
+
+            rc = GG_HTTP_OK;
+            goto out;
+        }
+    }
+
+out:
+
+    *used = p;
+    *out_len = o;
+
+    return rc;
+}

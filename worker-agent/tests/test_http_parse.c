@@ -1,0 +1,400 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Unit tests of gg_http_parse: the same result however the bytes are
+ * split, refusals of malformed and ambiguous input, limits.  Prints TAP.
+ */
+
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "gg_http_parse.h"
+#include "tap.h"
+
+
+/* parses "s" given in pieces of "step" bytes (0: all at once) */
+
+static int
+head_steps(gg_http_head_t *h, const char *s, size_t step, int response,
+    size_t max)
+{
+    int     rc;
+    size_t  len, n;
+
+    gg_http_head_init(h, response, max);
+    len = strlen(s);
+    rc = GG_HTTP_AGAIN;
+
+    for (n = step ? step : len; ; n += step ? step : len) {
+        if (n > len) {
+            n = len;
+        }
+
+        rc = gg_http_parse_head(h, s, n);
+
+        if (rc != GG_HTTP_AGAIN || n == len) {
+            return rc;
+        }
+    }
+}
+
+
+static int
+head(const char *s)
+{
+    gg_http_head_t  h;
+
+    return head_steps(&h, s, 0, 0, 65536);
+}
+
+
+static int
+same_head(const gg_http_head_t *a, const gg_http_head_t *b)
+{
+    size_t  i;
+
+    if (a->method != b->method || a->method_len != b->method_len
+        || a->uri != b->uri || a->uri_len != b->uri_len
+        || a->version != b->version || a->nheaders != b->nheaders
+        || a->head_len != b->head_len
+        || a->content_length != b->content_length
+        || a->chunked != b->chunked || a->keep_alive != b->keep_alive
+        || a->status != b->status || a->reason_len != b->reason_len)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < a->nheaders; i++) {
+        if (memcmp(&a->headers[i], &b->headers[i], sizeof(a->headers[i])))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+value_is(const gg_http_head_t *h, const char *buf, const char *name,
+    const char *value)
+{
+    const gg_http_header_t  *hd;
+
+    hd = gg_http_find_header(h, buf, name);
+
+    return hd && hd->value_len == strlen(value)
+           && memcmp(buf + hd->value, value, hd->value_len) == 0;
+}
+
+
+static void
+test_request(void)
+{
+    int              rc, all_same;
+    size_t           step, split;
+    gg_http_head_t   h, g;
+    const char      *req;
+
+    req = "POST /v1/chat/completions?x=1 HTTP/1.1\r\n"
+          "Host: example\r\n"
+          "Content-Length: 11\r\n"
+          "X-Mock-Tokens:   7  \r\n"
+          "Empty:\r\n"
+          "\r\n"
+          "{\"model\":1}";
+
+    rc = head_steps(&h, req, 0, 0, 65536);
+    tap_ok(rc == GG_HTTP_OK, "request head parses");
+    tap_ok(h.method_len == 4 && memcmp(req + h.method, "POST", 4) == 0,
+           "method");
+    tap_ok(h.uri_len == 24
+           && memcmp(req + h.uri, "/v1/chat/completions?x=1", 24) == 0,
+           "target with query");
+    tap_ok(h.version == 11 && h.keep_alive && !h.chunked,
+           "HTTP/1.1: keep-alive by default");
+    tap_ok(h.content_length == 11, "Content-Length");
+    tap_ok(h.head_len == strlen(req) - 11, "head length stops at the body");
+    tap_ok(h.nheaders == 4 && value_is(&h, req, "x-mock-tokens", "7"),
+           "header lookup is case-insensitive, value OWS trimmed");
+    tap_ok(value_is(&h, req, "EMPTY", ""), "empty value");
+    tap_ok(gg_http_find_header(&h, req, "missing") == NULL,
+           "absent header is NULL");
+
+    all_same = 1;
+
+    for (step = 1; step < strlen(req); step++) {
+        rc = head_steps(&g, req, step, 0, 65536);
+        if (rc != GG_HTTP_OK || !same_head(&h, &g)) {
+            all_same = 0;
+            printf("# differs with steps of %zu\n", step);
+        }
+    }
+
+    tap_ok(all_same, "same result for every step size 1..%zu",
+           strlen(req) - 1);
+
+    /* two pieces, split at every byte position */
+    all_same = 1;
+
+    for (split = 1; split < h.head_len; split++) {
+        gg_http_head_init(&g, 0, 65536);
+        rc = gg_http_parse_head(&g, req, split);
+        if (rc != GG_HTTP_AGAIN) {
+            all_same = 0;
+        }
+
+        rc = gg_http_parse_head(&g, req, strlen(req));
+        if (rc != GG_HTTP_OK || !same_head(&h, &g)) {
+            all_same = 0;
+            printf("# differs when split at %zu\n", split);
+        }
+    }
+
+    tap_ok(all_same, "same result split in two at every byte");
+}
+
+
+static void
+test_request_forms(void)
+{
+    gg_http_head_t   h;
+    const char      *s;
+
+    s = "\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    tap_ok(head_steps(&h, s, 1, 0, 65536) == GG_HTTP_OK
+           && h.uri_len == 1, "empty lines before the request line");
+
+    s = "GET /a HTTP/1.0\nHost: x\n\n";
+    tap_ok(head_steps(&h, s, 0, 0, 65536) == GG_HTTP_OK && h.version == 10
+           && !h.keep_alive && h.content_length == -1,
+           "bare LF line ends; HTTP/1.0 closes by default");
+
+    s = "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    tap_ok(head_steps(&h, s, 0, 0, 65536) == GG_HTTP_OK && h.keep_alive,
+           "HTTP/1.0 with Connection: keep-alive");
+
+    s = "GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n";
+    tap_ok(head_steps(&h, s, 0, 0, 65536) == GG_HTTP_OK && !h.keep_alive,
+           "HTTP/1.1 with close in a Connection list");
+
+    s = "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n"
+        "Expect: 100-continue\r\n\r\n";
+    tap_ok(head_steps(&h, s, 0, 0, 65536) == GG_HTTP_OK && h.chunked
+           && h.expect_continue, "chunked and Expect: 100-continue");
+
+    s = "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n";
+    tap_ok(head_steps(&h, s, 0, 0, 65536) == GG_HTTP_OK
+           && h.content_length == 5, "repeated equal Content-Length");
+}
+
+
+static void
+test_malformed(void)
+{
+    size_t           i;
+    gg_http_head_t   h;
+    char            *big;
+
+    static const struct {
+        const char  *req;
+        int          rc;
+        const char  *what;
+    } bad[] = {
+        { "G(T / HTTP/1.1\r\n\r\n", GG_HTTP_ERROR, "bad method byte" },
+        { "GET  / HTTP/1.1\r\n\r\n", GG_HTTP_ERROR, "empty target" },
+        { "GET / HTTP/1.1 \r\n\r\n", GG_HTTP_ERROR, "junk after version" },
+        { "GET / FOO/1.1\r\n\r\n", GG_HTTP_ERROR, "not HTTP" },
+        { "GET / HTTP/2.0\r\n\r\n", GG_HTTP_UNSUPPORTED, "HTTP/2.0" },
+        { "GET /\x01 HTTP/1.1\r\n\r\n", GG_HTTP_ERROR, "control in target" },
+        { "GET / HTTP/1.1\rX\n\r\n", GG_HTTP_ERROR, "CR without LF" },
+        { "GET / HTTP/1.1\r\nA : b\r\n\r\n", GG_HTTP_ERROR,
+          "space before colon" },
+        { "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", GG_HTTP_ERROR,
+          "obs-fold" },
+        { "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", GG_HTTP_ERROR,
+          "DEL in value" },
+        { "GET / HTTP/1.1\r\n: b\r\n\r\n", GG_HTTP_ERROR, "empty name" },
+        { "POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", GG_HTTP_ERROR,
+          "non-digit Content-Length" },
+        { "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", GG_HTTP_ERROR,
+          "negative Content-Length" },
+        { "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+          GG_HTTP_ERROR, "conflicting Content-Length" },
+        { "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+          GG_HTTP_TOO_LARGE, "huge Content-Length" },
+        { "POST / HTTP/1.1\r\nContent-Length: 3\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n", GG_HTTP_ERROR,
+          "Content-Length with Transfer-Encoding" },
+        { "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+          GG_HTTP_UNSUPPORTED, "coding other than chunked" },
+        { "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+          "Transfer-Encoding: chunked\r\n\r\n", GG_HTTP_UNSUPPORTED,
+          "chunked twice" },
+    };
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tap_ok(head(bad[i].req) == bad[i].rc, "refused: %s", bad[i].what);
+    }
+
+    big = malloc(70000);
+    memset(big, 'a', 70000);
+    memcpy(big, "GET / HTTP/1.1\r\nX: ", 19);
+    big[69999] = '\0';
+    tap_ok(head_steps(&h, big, 1000, 0, 65536) == GG_HTTP_TOO_LARGE,
+           "head over the limit");
+
+    gg_http_head_init(&h, 0, 64);
+    tap_ok(gg_http_parse_head(&h, big, 63) == GG_HTTP_AGAIN
+           && gg_http_parse_head(&h, big, 64) == GG_HTTP_TOO_LARGE,
+           "limit reached exactly");
+
+    big[0] = '\0';
+    strcat(big, "GET / HTTP/1.1\r\n");
+    for (i = 0; i < GG_HTTP_MAX_HEADERS + 1; i++) {
+        strcat(big, "A: b\r\n");
+    }
+    strcat(big, "\r\n");
+    tap_ok(head(big) == GG_HTTP_TOO_LARGE, "too many headers");
+
+    free(big);
+}
+
+
+static void
+test_response(void)
+{
+    gg_http_head_t   h;
+    const char      *s;
+
+    s = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    tap_ok(head_steps(&h, s, 1, 1, 65536) == GG_HTTP_OK && h.status == 200
+           && h.reason_len == 2 && memcmp(s + h.reason, "OK", 2) == 0
+           && h.chunked, "response head, byte by byte");
+
+    s = "HTTP/1.0 204\r\n\r\n";
+    tap_ok(head_steps(&h, s, 0, 1, 65536) == GG_HTTP_OK && h.status == 204
+           && h.reason_len == 0 && h.version == 10,
+           "status line without a reason");
+
+    tap_ok(head_steps(&h, "HTTP/1.1 20 OK\r\n\r\n", 0, 1, 65536)
+           == GG_HTTP_ERROR, "two-digit status refused");
+    tap_ok(head_steps(&h, "HTTP/1.1 2000 OK\r\n\r\n", 0, 1, 65536)
+           == GG_HTTP_ERROR, "four-digit status refused");
+    tap_ok(head_steps(&h, "HTTP/1.1 099 X\r\n\r\n", 0, 1, 65536)
+           == GG_HTTP_ERROR, "status below 100 refused");
+}
+
+
+/* decodes "s" fed in pieces of "step" bytes, as a connection would */
+
+static int
+chunked_steps(const char *s, size_t step, uint64_t max, char *out,
+    size_t *out_len, size_t *rest)
+{
+    int                 rc;
+    char                buf[1024];
+    size_t              len, have, fed, used, n;
+    gg_http_chunked_t   ck;
+
+    gg_http_chunked_init(&ck, max);
+    len = strlen(s);
+    have = 0;
+    fed = 0;
+    *out_len = 0;
+
+    for ( ;; ) {
+        n = step ? step : len;
+        if (n > len - fed) {
+            n = len - fed;
+        }
+
+        memcpy(buf + have, s + fed, n);
+        have += n;
+        fed += n;
+
+        /* in place, as mock_conn.c does */
+        rc = gg_http_parse_chunked(&ck, buf, have, buf, &used, &n);
+
+        memcpy(out + *out_len, buf, n);
+        *out_len += n;
+        memmove(buf, buf + used, have - used);
+        have -= used;
+
+        if (rc != GG_HTTP_AGAIN || fed == len) {
+            *rest = have + (len - fed);
+            return rc;
+        }
+    }
+}
+
+
+static void
+test_chunked(void)
+{
+    int          rc, ok;
+    char         out[1024];
+    size_t       step, n, rest;
+    const char  *s;
+
+    s = "4\r\nWiki\r\n5;name=value\r\npedia\r\nE\r\n in\r\n\r\nchunks."
+        "\r\n0\r\nTrailer: yes\r\n\r\nNEXT";
+
+    rc = chunked_steps(s, 0, 1024, out, &n, &rest);
+    tap_ok(rc == GG_HTTP_OK && n == 23
+           && memcmp(out, "Wikipedia in\r\n\r\nchunks.", 23) == 0
+           && rest == 4, "chunked body with extension and trailer");
+
+    ok = 1;
+
+    for (step = 1; step < strlen(s); step++) {
+        rc = chunked_steps(s, step, 1024, out, &n, &rest);
+        if (rc != GG_HTTP_OK || n != 23 || rest != 4
+            || memcmp(out, "Wikipedia in\r\n\r\nchunks.", 23) != 0)
+        {
+            ok = 0;
+            printf("# differs with steps of %zu\n", step);
+        }
+    }
+
+    tap_ok(ok, "same body for every step size");
+
+    rc = chunked_steps("3\nabc\n0\n\n", 0, 1024, out, &n, &rest);
+    tap_ok(rc == GG_HTTP_OK && n == 3 && rest == 0, "bare LF accepted");
+
+    rc = chunked_steps("3\r\nabc\r\n", 0, 1024, out, &n, &rest);
+    tap_ok(rc == GG_HTTP_AGAIN && n == 3, "incomplete body: AGAIN");
+
+    tap_ok(chunked_steps("x\r\n", 0, 1024, out, &n, &rest) == GG_HTTP_ERROR,
+           "non-hex size refused");
+    tap_ok(chunked_steps("\r\n", 0, 1024, out, &n, &rest) == GG_HTTP_ERROR,
+           "empty size refused");
+    tap_ok(chunked_steps("3\r\nabcX\r\n", 0, 1024, out, &n, &rest)
+           == GG_HTTP_ERROR, "missing CRLF after data refused");
+    tap_ok(chunked_steps("3\r\nabc\r\n0\r\n\rX", 0, 1024, out, &n, &rest)
+           == GG_HTTP_ERROR, "bad end refused");
+    tap_ok(chunked_steps("401\r\n", 0, 1024, out, &n, &rest)
+           == GG_HTTP_TOO_LARGE, "chunk over the limit");
+    tap_ok(chunked_steps("200\r\n", 0, 1024, out, &n, &rest)
+           == GG_HTTP_AGAIN, "chunk at the limit accepted");
+    tap_ok(chunked_steps("1000000000000000\r\n", 0, (uint64_t) -1, out, &n,
+                         &rest) == GG_HTTP_TOO_LARGE, "16 hex digits refused");
+    tap_ok(chunked_steps("3\r\nabc\r\n3\r\ndef\r\n", 0, 5, out, &n, &rest)
+           == GG_HTTP_TOO_LARGE, "limit counts all chunks");
+}
+
+
+int
+main(void)
+{
+    test_request();
+    test_request_forms();
+    test_malformed();
+    test_response();
+    test_chunked();
+
+    return tap_done();
+}
