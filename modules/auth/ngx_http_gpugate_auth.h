@@ -114,6 +114,9 @@ ngx_int_t ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
     ngx_http_gpugate_auth_main_conf_t *amcf);
 void ngx_http_gpugate_auth_exit_worker(void);
 
+/* this worker's PostgreSQL pool, NULL if none (the tunnel uses it) */
+ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
+
 
 /* shared-memory cache: one zone per host, shared by every worker */
 

@@ -156,6 +156,22 @@ ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
 }
 
 
+/*
+ * The tunnel's handshake reads agent verifiers through the same pool, so a
+ * worker keeps one set of PostgreSQL connections.
+ */
+
+ngx_http_gpugate_pg_t *
+ngx_http_gpugate_auth_pg(void)
+{
+    if (ngx_http_gpugate_auth_worker == NULL) {
+        return NULL;
+    }
+
+    return ngx_http_gpugate_auth_worker->pg;
+}
+
+
 void
 ngx_http_gpugate_auth_exit_worker(void)
 {

@@ -63,6 +63,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                  model;    /* the client's model */
     ngx_str_t                  pool;     /* upstream chosen for it */
+    ngx_str_t                  target;   /* model name the runtime gets:
+                                            the alias target or "model" */
     ngx_int_t                  status;   /* NGX_DONE while the body is
                                             read, then what the phase
                                             handler returns */

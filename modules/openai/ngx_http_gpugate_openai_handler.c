@@ -439,8 +439,14 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         return ngx_http_gpugate_send_error(r, &err);
     }
 
+    ctx->target = ctx->model;
+
     if (m) {
         ctx->pool = m->pool;
+
+        if (m->target.len) {
+            ctx->target = m->target;
+        }
     }
 
     if (m && m->target.len

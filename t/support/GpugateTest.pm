@@ -13,6 +13,8 @@ use strict;
 use warnings;
 
 use Digest::SHA qw(sha256_hex);
+use FindBin;
+use MIME::Base64 ();
 use Exporter qw(import);
 use File::Temp qw(tempdir);
 use IO::Select;
@@ -22,7 +24,8 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(
     free_port start_nginx http_request http_send http_read psql redis
-    make_key wait_until env_or_skip
+    make_key wait_until env_or_skip make_agent tunnel_connect
+    tunnel_step1 tunnel_step2 read_head
 );
 
 # Dies (skipping the whole file) unless every named variable is set.
@@ -71,8 +74,9 @@ sub start_nginx {
         split ' ', ($ENV{TEST_NGINX_LOAD_MODULES} || '');
     my $user = $> == 0 ? "user root;\n" : '';
 
+    my $main = $o{main} || '';
     my $conf = <<"CONF";
-$load$user
+$load$user$main
 worker_processes $workers;
 error_log $dir/logs/error.log debug;
 pid $dir/logs/nginx.pid;
@@ -279,6 +283,125 @@ sub make_key {
       . " " . ($c{revoked} ? 'now()' : 'NULL')
       . " FROM tenants WHERE name = '$tenant' RETURNING id");
     return wantarray ? ($key, $id) : $key;
+}
+
+# make_agent(NAME): an agent in PostgreSQL made by the key tool; returns
+# its token.
+sub make_agent {
+    my ($name) = @_;
+    my $port = $ENV{TEST_NGINX_PG_PORT} or die "TEST_NGINX_PG_PORT unset\n";
+    my $tool = "$FindBin::Bin/../scripts/gpugate-keys";
+    psql("DELETE FROM agents WHERE name = '$name'");
+    my $out = `$tool --dsn 'host=127.0.0.1 port=$port user=gpugate dbname=gpugate' agent-create $name 2>/dev/null`;
+    my ($token) = $out =~ /^token: (\S+)/m or die "agent-create: $out\n";
+    return $token;
+}
+
+# read_head(SOCKET, SECONDS): reads one response head and a Content-Length
+# body; returns a hash like http_read's (without closing).
+sub read_head {
+    my ($s, $secs) = @_;
+    my $sel = IO::Select->new($s);
+    my $deadline = time + ($secs || 5);
+    my $raw = '';
+    my %r = (status => 0, headers => {}, body => '', eof => 0);
+    while ($raw !~ /\r\n\r\n/) {
+        my $left = $deadline - time;
+        return \%r if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread($s, my $buf, 1);
+        if (!$n) { $r{eof} = 1; $r{raw} = $raw; return \%r }
+        $raw .= $buf;
+    }
+    my @lines = split /\r\n/, $raw;
+    ($r{status}) = (shift(@lines) // '') =~ m{^HTTP/1\.\d (\d+)};
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $r{headers}{lc $k} = $v;
+    }
+    my $len = $r{headers}{'content-length'} || 0;
+    while (length($r{body}) < $len) {
+        my $left = $deadline - time;
+        last if $left <= 0 || !$sel->can_read($left);
+        my $n = sysread($s, my $buf, $len - length $r{body});
+        last unless $n;
+        $r{body} .= $buf;
+    }
+    $r{raw} = $raw;
+    return \%r;
+}
+
+sub _b64 { my $v = MIME::Base64::encode_base64($_[0], ''); $v }
+
+# tunnel_step1(SOCKET, NAME): sends the first handshake request; returns
+# (response, SCRAM state).
+sub tunnel_step1 {
+    my ($s, $name, $path) = @_;
+    my $nonce = _b64(join '', map { chr int rand 256 } 1 .. 18);
+    $nonce =~ tr{+/}{-_};
+    my $first_bare = "n=$name,r=$nonce";
+    print $s "GET " . ($path || '/gpugate/tunnel') . " HTTP/1.1\r\n"
+           . "Host: localhost\r\n"
+           . "Authorization: SCRAM-SHA-256 data=" . _b64("n,,$first_bare")
+           . "\r\n\r\n";
+    my $r = read_head($s);
+    return ($r, { first_bare => $first_bare, nonce => $nonce });
+}
+
+# tunnel_step2(SOCKET, RESPONSE1, STATE, TOKEN, %headers): the second
+# request; returns (response, server signature ok).
+sub tunnel_step2 {
+    my ($s, $r1, $st, $token, %h) = @_;
+    my ($sid) = ($r1->{headers}{'www-authenticate'} || '') =~ /sid=(\w+)/;
+    my ($data) = ($r1->{headers}{'www-authenticate'} || '') =~ /data=([^ ,]+)/;
+    my $server_first = MIME::Base64::decode_base64($data || '');
+    my ($r, $salt, $iter) = $server_first =~ /^r=([^,]+),s=([^,]+),i=(\d+)/;
+    $r //= ''; $salt //= ''; $iter ||= 4096;
+    $salt = MIME::Base64::decode_base64($salt);
+    my $u = Digest::SHA::hmac_sha256($salt . pack("N", 1), $token);
+    my $salted = $u;
+    for (2 .. $iter) {
+        $u = Digest::SHA::hmac_sha256($u, $token);
+        $salted ^= $u;
+    }
+    my $client_key = Digest::SHA::hmac_sha256("Client Key", $salted);
+    my $stored = Digest::SHA::sha256($client_key);
+    my $without = "c=biws,r=$r";
+    my $auth = "$st->{first_bare},$server_first,$without";
+    my $sig = Digest::SHA::hmac_sha256($auth, $stored);
+    my $proof = _b64($client_key ^ $sig);
+    my $server_key = Digest::SHA::hmac_sha256("Server Key", $salted);
+    my $want = "v=" . _b64(Digest::SHA::hmac_sha256($auth, $server_key));
+    my %hdr = ('X-Gpugate-Instance' => '0123456789abcdef',
+               'X-Gpugate-Capacity' => 4, 'X-Gpugate-Models' => '', %h);
+    my $req = "GET /gpugate/tunnel HTTP/1.1\r\nHost: localhost\r\n"
+            . "Authorization: SCRAM-SHA-256 sid=" . ($sid // '')
+            . ", data=" . _b64("$without,p=$proof") . "\r\n"
+            . "Connection: Upgrade\r\n";
+    for my $k (sort keys %hdr) {
+        next unless defined $hdr{$k};
+        $req .= "$k: $hdr{$k}\r\n";
+    }
+    print $s "$req\r\n";
+    my $r2 = read_head($s);
+    my ($final) = ($r2->{headers}{'authentication-info'} || '')
+        =~ /data=([^ ,]+)/;
+    my $ok = defined $final && MIME::Base64::decode_base64($final) eq $want;
+    return ($r2, $ok);
+}
+
+# tunnel_connect(PORT, NAME, TOKEN, %headers): a whole handshake; returns
+# (socket, 101 response) or (undef, refusal).
+sub tunnel_connect {
+    my ($port, $name, $token, %h) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                  Timeout => 5) or die "connect: $!\n";
+    my ($r1, $st) = tunnel_step1($s, $name);
+    return (undef, $r1) unless $r1->{status} == 401
+        && ($r1->{headers}{'www-authenticate'} || '') =~ /sid=/;
+    my ($r2, $ok) = tunnel_step2($s, $r1, $st, $token,
+                                 Upgrade => 'gpugate-tunnel/1', %h);
+    return (undef, $r2) unless $r2->{status} == 101 && $ok;
+    return ($s, $r2);
 }
 
 1;

@@ -1,0 +1,243 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Reverse tunnel: agents on GPU hosts dial in, authenticate with
+ * SCRAM-SHA-256 and are parked; an "upstream { gpugate_tunnel; }" block
+ * hands the parked connections out like cached keepalive connections.
+ * docs/tunnel-protocol.md is the wire contract.
+ */
+
+
+#ifndef _NGX_HTTP_GPUGATE_TUNNEL_H_INCLUDED_
+#define _NGX_HTTP_GPUGATE_TUNNEL_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "gpugate_tunnel_proto.h"
+#include "ngx_http_gpugate_pg.h"
+
+
+/* worker processes tracked in shared memory (old and new generations) */
+#define NGX_HTTP_GPUGATE_TUNNEL_PROCS      64
+
+#define NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX   64
+
+/* most agents one upstream choice looks at, and tries per request */
+#define NGX_HTTP_GPUGATE_TUNNEL_TRIES      4
+
+
+/* per agent, per worker process: what that worker holds */
+typedef struct {
+    ngx_atomic_t      idle;        /* parked and free to hand out */
+    ngx_atomic_t      busy;        /* carrying a request */
+    ngx_atomic_t      conns;       /* all of its connections, any state;
+                                      the agent slot is free when every
+                                      worker's count is 0 */
+} ngx_http_gpugate_tunnel_count_t;
+
+
+/* one connected agent process (name + instance) */
+typedef struct {
+    ngx_uint_t        used;        /* 1 while any worker holds a
+                                      connection of it; changed under the
+                                      slab pool's lock */
+    int64_t           agent_id;    /* agents.id in PostgreSQL */
+    u_char            name[NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX];
+                                   /* agent name, the SCRAM user */
+    size_t            name_len;    /* its length */
+    u_char            instance[GPUGATE_TUNNEL_INSTANCE_MAX];
+                                   /* random per agent process, so two
+                                      processes sharing a name are told
+                                      apart */
+    size_t            instance_len; /* its length */
+    u_char            models[GPUGATE_TUNNEL_MODELS_MAX];
+                                   /* advertised models, as sent;
+                                      written under the lock, read
+                                      without it (a torn read only
+                                      misroutes one request) */
+    size_t            models_len;  /* its length; 0: any model */
+    ngx_atomic_t      capacity;    /* requests the agent takes at once */
+    ngx_atomic_t      inflight;    /* requests on it, all workers */
+    ngx_atomic_t      requests;    /* requests handed to it, ever */
+    time_t            since;       /* first connection of this process */
+    ngx_http_gpugate_tunnel_count_t  count[NGX_HTTP_GPUGATE_TUNNEL_PROCS];
+                                   /* indexed by worker process slot */
+} ngx_http_gpugate_tunnel_agent_t;
+
+
+/* a worker process known to the zone */
+typedef struct {
+    ngx_pid_t         pid;         /* 0: slot free */
+    ngx_uint_t        generation;  /* the reload it belongs to */
+} ngx_http_gpugate_tunnel_proc_t;
+
+
+typedef struct {
+    ngx_atomic_t      generation;  /* grows with every reload */
+    u_char            secret[32];  /* key of the fake salts for unknown
+                                      agents; random once, kept across
+                                      reloads so salts stay stable */
+    ngx_http_gpugate_tunnel_proc_t   procs[NGX_HTTP_GPUGATE_TUNNEL_PROCS];
+                                   /* worker processes */
+    ngx_uint_t        nagents;     /* agent slots that fit the zone */
+    ngx_http_gpugate_tunnel_agent_t  agents[1];
+                                   /* nagents slots */
+} ngx_http_gpugate_tunnel_shm_t;
+
+
+/* "gpugate_tunnel_accept" location settings */
+typedef struct {
+    ngx_flag_t        enable;      /* agents are accepted here */
+    ngx_msec_t        ping;        /* idle time before a ping */
+    ngx_msec_t        ping_timeout; /* wait for the ping's answer */
+    ngx_msec_t        step_timeout; /* between handshake steps */
+} ngx_http_gpugate_tunnel_loc_conf_t;
+
+
+/* "gpugate_tunnel" in an upstream block */
+typedef struct {
+    ngx_http_upstream_srv_conf_t  *upstream; /* the block */
+    ngx_uint_t        queue;       /* waiting requests per worker */
+    ngx_msec_t        queue_timeout; /* how long one waits */
+} ngx_http_gpugate_tunnel_srv_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t   *zone;        /* agent registry */
+    ssize_t           zone_size;   /* "gpugate_tunnel_zone" */
+    ngx_array_t       upstreams;   /* of ..._tunnel_srv_conf_t * */
+    ngx_flag_t        accept;      /* some location accepts agents */
+} ngx_http_gpugate_tunnel_main_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_GPUGATE_TC_DETACHING = 0, /* 101 being written */
+    NGX_HTTP_GPUGATE_TC_IDLE,          /* parked, in the idle list */
+    NGX_HTTP_GPUGATE_TC_PING,          /* a ping is on the wire */
+    NGX_HTTP_GPUGATE_TC_RESERVED,      /* promised to a waiting request */
+    NGX_HTTP_GPUGATE_TC_BUSY           /* owned by an upstream request */
+} ngx_http_gpugate_tc_state_e;
+
+
+typedef struct ngx_http_gpugate_tunnel_ctx_s  ngx_http_gpugate_tunnel_ctx_t;
+
+
+/*
+ * A tunnel connection after 101.  Allocated with ngx_alloc and freed when
+ * the connection closes; the connection itself (and its TLS state and
+ * accept-time pool) is ours except while BUSY, when the upstream module
+ * uses it and hands it back through peer.free.
+ */
+typedef struct {
+    ngx_connection_t                *connection; /* the agent's socket */
+    ngx_uint_t                       agent;  /* slot in the zone */
+    ngx_uint_t                       state;  /* ..._tc_state_e */
+    ngx_queue_t                      queue;  /* in the worker's idle list
+                                                of the agent while IDLE */
+    ngx_event_t                      timer;  /* next ping, or the ping's
+                                                deadline, or the write of
+                                                the 101 */
+    ngx_log_t                       *log;    /* the accept-time log,
+                                                restored when the upstream
+                                                gives the connection back */
+    ngx_http_gpugate_tunnel_loc_conf_t *conf; /* ping settings */
+    ngx_http_gpugate_tunnel_ctx_t   *reserved; /* the waiting request it is
+                                                  promised to */
+    ngx_http_request_t              *request; /* the handshake request,
+                                                 until it is freed */
+    ngx_queue_t                      all;    /* in the worker's list of
+                                                tunnel connections */
+    u_char                          *out;    /* bytes still to write: 101
+                                                or ping */
+    size_t                           out_len; /* their number */
+    size_t                           in_len; /* ping answer bytes read */
+    u_char                           in[128]; /* ping answer head */
+    u_char                           head[512]; /* the 101 response */
+} ngx_http_gpugate_tunnel_conn_t;
+
+
+/* per request that goes to a tunnel upstream */
+struct ngx_http_gpugate_tunnel_ctx_s {
+    ngx_http_request_t              *request; /* owner */
+    ngx_http_gpugate_tunnel_srv_conf_t *conf; /* the upstream */
+    ngx_str_t                        model;  /* runtime model name; empty:
+                                                any agent */
+    ngx_http_gpugate_tunnel_conn_t  *tc;     /* reserved connection */
+    ngx_queue_t                      queue;  /* in the wait queue */
+    ngx_event_t                      timer;  /* queue deadline */
+    ngx_event_t                      resume; /* posted to run the phases
+                                                again outside the caller
+                                                that freed a connection */
+    ngx_msec_t                       queued; /* when it began to wait */
+    ngx_uint_t                       tried[NGX_HTTP_GPUGATE_TUNNEL_TRIES];
+                                             /* agent slots already tried */
+    ngx_uint_t                       ntried; /* their number */
+    ngx_http_gpugate_tunnel_conn_t  *current; /* connection handed out */
+    unsigned                         waiting:1; /* in the wait queue */
+    unsigned                         checked:1; /* the phase handler ran */
+};
+
+
+extern ngx_module_t  ngx_http_gpugate_tunnel_module;
+
+
+/* worker-wide state and parked connections (..._tunnel_conn.c) */
+
+ngx_int_t ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf);
+void ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle);
+ngx_http_gpugate_tunnel_shm_t *ngx_http_gpugate_tunnel_shm(void);
+ngx_uint_t ngx_http_gpugate_tunnel_generation(void);
+
+/* a connection that finished its handshake joins the pool */
+ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
+    int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
+    ngx_uint_t capacity, ngx_str_t *head);
+
+/* the agent slot of a tunnel connection */
+ngx_http_gpugate_tunnel_agent_t *ngx_http_gpugate_tunnel_agent(
+    ngx_http_gpugate_tunnel_conn_t *tc);
+
+/* the worker's idle connections of agent slot "i" (a queue of tc) */
+ngx_queue_t *ngx_http_gpugate_tunnel_idle(ngx_uint_t i);
+
+/* state changes keep the shared counts right */
+void ngx_http_gpugate_tunnel_set_state(ngx_http_gpugate_tunnel_conn_t *tc,
+    ngx_uint_t state);
+
+/* back from an upstream request, or a ping answered: park or hand on */
+void ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc);
+
+/* closes a connection we own and forgets it */
+void ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc);
+
+/* one more request in flight on the agent unless it is at capacity */
+ngx_int_t ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a);
+
+
+/* the balancer and the wait queue (..._tunnel_peer.c) */
+
+ngx_int_t ngx_http_gpugate_tunnel_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+ngx_int_t ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r);
+void ngx_http_gpugate_tunnel_queue_init(void);
+
+/* offers an idle connection to a waiting request; NGX_OK if taken */
+ngx_int_t ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc);
+
+/* a reserved connection closed: its request must choose again */
+void ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx);
+
+
+/* the handshake location (ngx_http_gpugate_tunnel_handshake.c) */
+ngx_int_t ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle);
+void ngx_http_gpugate_tunnel_handshake_exit(void);
+
+
+#endif /* _NGX_HTTP_GPUGATE_TUNNEL_H_INCLUDED_ */

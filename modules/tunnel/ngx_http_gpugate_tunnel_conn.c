@@ -1,0 +1,901 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Parked tunnel connections: the agent registry in shared memory, the
+ * detach from the handshake request, idle watching, pings and closing.
+ *
+ * Ownership.  After 101 the connection, its TLS state and its accept-time
+ * pool belong to a ngx_http_gpugate_tunnel_conn_t (tc, heap-allocated).
+ * While BUSY the upstream module drives the connection (it points c->log
+ * and c->data at its request) and gives it back through peer.free, which
+ * either parks it again or closes it through here; every close of a
+ * tunnel connection goes through ngx_http_gpugate_tunnel_close(), which
+ * undoes the shared counts.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate_tunnel.h"
+
+
+typedef struct {
+    ngx_http_gpugate_tunnel_shm_t  *shm;      /* the zone's data */
+    ngx_slab_pool_t                *shpool;   /* its lock */
+    ngx_uint_t                      proc;     /* our slot in shm->procs */
+    ngx_uint_t                      generation; /* shm's at our start */
+    ngx_queue_t                    *idle;     /* per agent slot: idle tcs
+                                                 of this worker */
+    ngx_queue_t                     all;      /* every tc of the worker */
+} ngx_http_gpugate_tunnel_worker_t;
+
+
+static void ngx_http_gpugate_tunnel_reclaim(ngx_uint_t proc);
+static ngx_int_t ngx_http_gpugate_tunnel_register(ngx_str_t *name,
+    int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
+    ngx_uint_t capacity);
+static void ngx_http_gpugate_tunnel_release(ngx_uint_t agent);
+static void ngx_http_gpugate_tunnel_detach(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_write(ngx_event_t *wev);
+static void ngx_http_gpugate_tunnel_flushed(ngx_http_gpugate_tunnel_conn_t *tc);
+static void ngx_http_gpugate_tunnel_idle_read(ngx_event_t *rev);
+static void ngx_http_gpugate_tunnel_timer(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc);
+static void ngx_http_gpugate_tunnel_pong(ngx_event_t *rev);
+static void ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c);
+
+
+static ngx_http_gpugate_tunnel_worker_t  *ngx_http_gpugate_tunnel_worker;
+
+static u_char  ngx_http_gpugate_tunnel_ping_req[] =
+    "GET /gpugate/ping HTTP/1.1" CRLF
+    "Host: gpugate" CRLF CRLF;
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf)
+{
+    ngx_uint_t                         i, free;
+    ngx_http_gpugate_tunnel_shm_t     *shm;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_gpugate_tunnel_worker_t));
+    if (w == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm = tmcf->zone->data;
+    w->shm = shm;
+    w->shpool = (ngx_slab_pool_t *) tmcf->zone->shm.addr;
+    w->generation = shm->generation;
+
+    w->idle = ngx_palloc(cycle->pool, shm->nagents * sizeof(ngx_queue_t));
+    if (w->idle == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < shm->nagents; i++) {
+        ngx_queue_init(&w->idle[i]);
+    }
+
+    ngx_queue_init(&w->all);
+    ngx_http_gpugate_tunnel_worker = w;
+
+    /*
+     * A worker that died without exit (crash, SIGKILL) left its counts
+     * behind: its process slot is reclaimed once the pid is gone.
+     */
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    free = NGX_HTTP_GPUGATE_TUNNEL_PROCS;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_TUNNEL_PROCS; i++) {
+        if (shm->procs[i].pid != 0 && shm->procs[i].pid != ngx_pid
+            && kill(shm->procs[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            ngx_http_gpugate_tunnel_reclaim(i);
+        }
+
+        if (shm->procs[i].pid == 0 && free == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
+            free = i;
+        }
+    }
+
+    if (free == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
+        /* shared with another process: sums stay right, per-worker
+           figures in the status are merged */
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "gpugate tunnel: more than %d worker processes, "
+                      "per-worker counts are merged",
+                      NGX_HTTP_GPUGATE_TUNNEL_PROCS);
+        free = NGX_HTTP_GPUGATE_TUNNEL_PROCS - 1;
+
+    } else {
+        shm->procs[free].pid = ngx_pid;
+        shm->procs[free].generation = w->generation;
+    }
+
+    w->proc = free;
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+
+    ngx_http_gpugate_tunnel_queue_init();
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle)
+{
+    ngx_queue_t                       *q;
+    ngx_http_gpugate_tunnel_conn_t    *tc;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+
+    if (w == NULL) {
+        return;
+    }
+
+    /* fast shutdown leaves connections open; their counts go with us */
+
+    while (!ngx_queue_empty(&w->all)) {
+        q = ngx_queue_head(&w->all);
+        tc = ngx_queue_data(q, ngx_http_gpugate_tunnel_conn_t, all);
+        ngx_queue_remove(q);
+
+        if (tc->state == NGX_HTTP_GPUGATE_TC_IDLE) {
+            ngx_queue_remove(&tc->queue);
+        }
+
+        ngx_free(tc);
+    }
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    ngx_http_gpugate_tunnel_reclaim(w->proc);
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+
+    ngx_http_gpugate_tunnel_worker = NULL;
+}
+
+
+ngx_http_gpugate_tunnel_shm_t *
+ngx_http_gpugate_tunnel_shm(void)
+{
+    return ngx_http_gpugate_tunnel_worker->shm;
+}
+
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_generation(void)
+{
+    return ngx_http_gpugate_tunnel_worker->generation;
+}
+
+
+ngx_queue_t *
+ngx_http_gpugate_tunnel_idle(ngx_uint_t i)
+{
+    return &ngx_http_gpugate_tunnel_worker->idle[i];
+}
+
+
+ngx_http_gpugate_tunnel_agent_t *
+ngx_http_gpugate_tunnel_agent(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    return &ngx_http_gpugate_tunnel_worker->shm->agents[tc->agent];
+}
+
+
+/* under the lock: forgets what process slot "proc" held */
+
+static void
+ngx_http_gpugate_tunnel_reclaim(ngx_uint_t proc)
+{
+    ngx_uint_t                        i, p;
+    ngx_atomic_int_t                  busy;
+    ngx_http_gpugate_tunnel_shm_t    *shm;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+
+    shm = ngx_http_gpugate_tunnel_worker->shm;
+
+    for (i = 0; i < shm->nagents; i++) {
+        a = &shm->agents[i];
+
+        if (!a->used) {
+            continue;
+        }
+
+        busy = (ngx_atomic_int_t) a->count[proc].busy;
+
+        if (busy) {
+            (void) ngx_atomic_fetch_add(&a->inflight, -busy);
+        }
+
+        a->count[proc].idle = 0;
+        a->count[proc].busy = 0;
+        a->count[proc].conns = 0;
+
+        for (p = 0; p < NGX_HTTP_GPUGATE_TUNNEL_PROCS; p++) {
+            if (a->count[p].conns) {
+                break;
+            }
+        }
+
+        if (p == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
+            a->used = 0;
+            a->inflight = 0;
+        }
+    }
+
+    shm->procs[proc].pid = 0;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_register(ngx_str_t *name, int64_t agent_id,
+    ngx_str_t *instance, ngx_str_t *models, ngx_uint_t capacity)
+{
+    ngx_uint_t                         i, found, free;
+    ngx_http_gpugate_tunnel_agent_t   *a;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+
+    if (name->len > NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX
+        || instance->len > GPUGATE_TUNNEL_INSTANCE_MAX
+        || models->len > GPUGATE_TUNNEL_MODELS_MAX)
+    {
+        return NGX_ERROR;
+    }
+
+    found = w->shm->nagents;
+    free = w->shm->nagents;
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    for (i = 0; i < w->shm->nagents; i++) {
+        a = &w->shm->agents[i];
+
+        if (!a->used) {
+            if (free == w->shm->nagents) {
+                free = i;
+            }
+
+            continue;
+        }
+
+        if (a->name_len == name->len && a->instance_len == instance->len
+            && ngx_memcmp(a->name, name->data, name->len) == 0
+            && ngx_memcmp(a->instance, instance->data, instance->len) == 0)
+        {
+            found = i;
+            break;
+        }
+    }
+
+    if (found == w->shm->nagents) {
+
+        if (free == w->shm->nagents) {
+            ngx_shmtx_unlock(&w->shpool->mutex);
+            return NGX_ERROR;
+        }
+
+        found = free;
+        a = &w->shm->agents[found];
+
+        ngx_memzero(a, sizeof(ngx_http_gpugate_tunnel_agent_t));
+        a->used = 1;
+        a->name_len = name->len;
+        ngx_memcpy(a->name, name->data, name->len);
+        a->instance_len = instance->len;
+        ngx_memcpy(a->instance, instance->data, instance->len);
+        a->since = ngx_time();
+    }
+
+    a = &w->shm->agents[found];
+
+    /* the latest handshake's view wins: the agent re-advertises */
+
+    a->agent_id = agent_id;
+    a->capacity = capacity;
+    a->models_len = models->len;
+    ngx_memcpy(a->models, models->data, models->len);
+
+    (void) ngx_atomic_fetch_add(&a->count[w->proc].conns, 1);
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+
+    return found;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_release(ngx_uint_t agent)
+{
+    ngx_uint_t                         p;
+    ngx_http_gpugate_tunnel_agent_t   *a;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+    a = &w->shm->agents[agent];
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    if (a->count[w->proc].conns) {
+        (void) ngx_atomic_fetch_add(&a->count[w->proc].conns, -1);
+    }
+
+    for (p = 0; p < NGX_HTTP_GPUGATE_TUNNEL_PROCS; p++) {
+        if (a->count[p].conns) {
+            break;
+        }
+    }
+
+    if (p == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
+        a->used = 0;
+    }
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_atomic_uint_t  n;
+
+    /* increment first, so two workers cannot both take the last place */
+
+    n = ngx_atomic_fetch_add(&a->inflight, 1);
+
+    if (n >= a->capacity) {
+        (void) ngx_atomic_fetch_add(&a->inflight, -1);
+        return NGX_BUSY;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_gpugate_tunnel_set_state(ngx_http_gpugate_tunnel_conn_t *tc,
+    ngx_uint_t state)
+{
+    ngx_uint_t                        old, proc;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+
+    a = ngx_http_gpugate_tunnel_agent(tc);
+    proc = ngx_http_gpugate_tunnel_worker->proc;
+    old = tc->state;
+
+    if (old == NGX_HTTP_GPUGATE_TC_IDLE) {
+        (void) ngx_atomic_fetch_add(&a->count[proc].idle, -1);
+    }
+
+    if (state == NGX_HTTP_GPUGATE_TC_IDLE) {
+        (void) ngx_atomic_fetch_add(&a->count[proc].idle, 1);
+    }
+
+    /*
+     * "inflight" counts RESERVED and BUSY: ngx_http_gpugate_tunnel_take()
+     * added the place before the connection was reserved or handed out.
+     */
+
+    if (old == NGX_HTTP_GPUGATE_TC_BUSY) {
+        (void) ngx_atomic_fetch_add(&a->count[proc].busy, -1);
+    }
+
+    if (state == NGX_HTTP_GPUGATE_TC_BUSY) {
+        (void) ngx_atomic_fetch_add(&a->count[proc].busy, 1);
+        (void) ngx_atomic_fetch_add(&a->requests, 1);
+    }
+
+    if ((old == NGX_HTTP_GPUGATE_TC_BUSY
+         || old == NGX_HTTP_GPUGATE_TC_RESERVED)
+        && state != NGX_HTTP_GPUGATE_TC_BUSY
+        && state != NGX_HTTP_GPUGATE_TC_RESERVED)
+    {
+        (void) ngx_atomic_fetch_add(&a->inflight, -1);
+    }
+
+    tc->state = state;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
+    int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
+    ngx_uint_t capacity, ngx_str_t *head)
+{
+    ngx_int_t                        agent;
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    if (head->len > sizeof(tc->head)) {
+        return NGX_ERROR;
+    }
+
+    tc = ngx_calloc(sizeof(ngx_http_gpugate_tunnel_conn_t),
+                    r->connection->log);
+    if (tc == NULL) {
+        return NGX_ERROR;
+    }
+
+    agent = ngx_http_gpugate_tunnel_register(name, agent_id, instance,
+                                             models, capacity);
+    if (agent == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "gpugate tunnel: no free agent slot for \"%V\", "
+                      "gpugate_tunnel_zone is full", name);
+        ngx_free(tc);
+        return NGX_ERROR;
+    }
+
+    tc->agent = agent;
+    tc->state = NGX_HTTP_GPUGATE_TC_DETACHING;
+    tc->conf = conf;
+    tc->connection = r->connection;
+    tc->request = r;
+
+    ngx_memcpy(tc->head, head->data, head->len);
+    tc->out = tc->head;
+    tc->out_len = head->len;
+
+    ngx_queue_insert_tail(&ngx_http_gpugate_tunnel_worker->all, &tc->all);
+
+    /*
+     * The request cannot be freed from inside its own handler (the
+     * caller and ngx_http_run_posted_requests() still use it), so the
+     * detach runs as a posted event; until then the request is held.
+     */
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    r->write_event_handler = ngx_http_request_empty_handler;
+    r->read_event_handler = ngx_http_block_reading;
+    r->main->count++;
+
+    tc->timer.handler = ngx_http_gpugate_tunnel_detach;
+    tc->timer.data = tc;
+    tc->timer.log = r->connection->log;
+
+    ngx_post_event(&tc->timer, &ngx_posted_events);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_detach(ngx_event_t *ev)
+{
+    ngx_http_gpugate_tunnel_conn_t *tc = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = tc->request;
+    c = r->connection;
+    tc->request = NULL;
+
+    /* anything the agent sent after step 2 breaks the protocol */
+
+    if (r->header_in->pos < r->header_in->last) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "gpugate tunnel: agent sent data before the 101");
+        ngx_http_free_request(r, 0);
+        c->destroyed = 0;
+        tc->log = c->log;
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    /* logs the 101 and frees the request; the connection stays */
+
+    ngx_http_free_request(r, 0);
+
+    c->destroyed = 0;
+    c->data = tc;
+    tc->log = c->log;
+    c->log->action = "serving a gpugate tunnel";
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    ngx_http_gpugate_tunnel_keepalive(c);
+
+    tc->timer.handler = ngx_http_gpugate_tunnel_timer;
+    tc->timer.cancelable = 1;
+    tc->timer.log = c->log;
+
+    c->read->handler = ngx_http_gpugate_tunnel_idle_read;
+    c->write->handler = ngx_http_gpugate_tunnel_write;
+
+    ngx_http_gpugate_tunnel_write(c->write);
+}
+
+
+/* writes tc->out; shared by the 101 and pings */
+
+static void
+ngx_http_gpugate_tunnel_write(ngx_event_t *wev)
+{
+    ssize_t                          n;
+    ngx_connection_t                *c;
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    c = wev->data;
+    tc = c->data;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "gpugate tunnel: write to agent timed out");
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    while (tc->out_len) {
+        n = c->send(c, tc->out, tc->out_len);
+
+        if (n == NGX_AGAIN) {
+            if (!wev->timer_set) {
+                ngx_add_timer(wev, tc->conf->ping_timeout);
+            }
+
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_gpugate_tunnel_close(tc);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_http_gpugate_tunnel_close(tc);
+            return;
+        }
+
+        tc->out += n;
+        tc->out_len -= n;
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    wev->handler = ngx_http_empty_handler;
+
+    ngx_http_gpugate_tunnel_flushed(tc);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_flushed(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    ngx_connection_t  *c;
+
+    c = tc->connection;
+
+    if (tc->state == NGX_HTTP_GPUGATE_TC_DETACHING) {
+        ngx_http_gpugate_tunnel_park(tc);
+        return;
+    }
+
+    /* a ping is out: wait for its answer */
+
+    tc->in_len = 0;
+    c->read->handler = ngx_http_gpugate_tunnel_pong;
+
+    if (tc->timer.timer_set) {
+        ngx_del_timer(&tc->timer);
+    }
+
+    ngx_add_timer(&tc->timer, tc->conf->ping_timeout);
+
+    if (c->read->ready) {
+        ngx_http_gpugate_tunnel_pong(c->read);
+        return;
+    }
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_gpugate_tunnel_close(tc);
+    }
+}
+
+
+void
+ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    ngx_connection_t  *c;
+
+    c = tc->connection;
+
+    c->data = tc;
+    c->log = tc->log;
+    c->read->log = tc->log;
+    c->write->log = tc->log;
+    c->pool->log = tc->log;
+    c->read->handler = ngx_http_gpugate_tunnel_idle_read;
+    c->write->handler = ngx_http_empty_handler;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    /* closed by ngx_close_idle_connections() when the worker exits */
+    c->idle = 1;
+
+    if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    if (ngx_http_gpugate_tunnel_offer(tc) == NGX_OK) {
+        return;
+    }
+
+    if (ngx_exiting || ngx_terminate) {
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_IDLE);
+
+    /* most recently used first: the cold end gets the pings */
+    ngx_queue_insert_head(ngx_http_gpugate_tunnel_idle(tc->agent),
+                          &tc->queue);
+
+    if (tc->timer.timer_set) {
+        ngx_del_timer(&tc->timer);
+    }
+
+    ngx_add_timer(&tc->timer, tc->conf->ping);
+
+    if (c->read->ready) {
+        ngx_http_gpugate_tunnel_idle_read(c->read);
+    }
+}
+
+
+/*
+ * An idle, pinging or reserved connection became readable: the agent
+ * closed it, or sent bytes nobody asked for; either way it is done.
+ */
+
+static void
+ngx_http_gpugate_tunnel_idle_read(ngx_event_t *rev)
+{
+    char                             buf[1];
+    ssize_t                          n;
+    ngx_connection_t                *c;
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    c = rev->data;
+    tc = c->data;
+
+    if (c->close) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "gpugate tunnel: closing idle agent connection, "
+                      "worker is exiting");
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+
+    if (n == -1 && ngx_socket_errno == NGX_EAGAIN) {
+        rev->ready = 0;
+
+        if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+            ngx_http_gpugate_tunnel_close(tc);
+        }
+
+        return;
+    }
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "gpugate tunnel: agent closed an idle connection");
+    } else if (n == -1) {
+        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+                      "gpugate tunnel: idle agent connection failed");
+    } else {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "gpugate tunnel: agent sent unrequested data on an "
+                      "idle connection, closing it");
+    }
+
+    ngx_http_gpugate_tunnel_close(tc);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_timer(ngx_event_t *ev)
+{
+    ngx_http_gpugate_tunnel_conn_t *tc = ev->data;
+
+    if (tc->state == NGX_HTTP_GPUGATE_TC_IDLE) {
+        ngx_http_gpugate_tunnel_ping(tc);
+        return;
+    }
+
+    if (tc->state == NGX_HTTP_GPUGATE_TC_PING) {
+        ngx_log_error(NGX_LOG_WARN, tc->connection->log, 0,
+                      "gpugate tunnel: agent did not answer a ping in "
+                      "%M ms, closing the connection",
+                      tc->conf->ping_timeout);
+        ngx_http_gpugate_tunnel_close(tc);
+    }
+}
+
+
+static void
+ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    ngx_connection_t  *c;
+
+    c = tc->connection;
+
+    ngx_queue_remove(&tc->queue);
+    ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_PING);
+
+    tc->out = ngx_http_gpugate_tunnel_ping_req;
+    tc->out_len = sizeof(ngx_http_gpugate_tunnel_ping_req) - 1;
+
+    c->write->handler = ngx_http_gpugate_tunnel_write;
+    ngx_http_gpugate_tunnel_write(c->write);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
+{
+    ssize_t                          n;
+    u_char                          *end;
+    ngx_connection_t                *c;
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    c = rev->data;
+    tc = c->data;
+
+    if (c->close) {
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    for ( ;; ) {
+        n = c->recv(c, tc->in + tc->in_len, sizeof(tc->in) - tc->in_len);
+
+        if (n == NGX_AGAIN) {
+            if (ngx_handle_read_event(rev, 0) != NGX_OK) {
+                ngx_http_gpugate_tunnel_close(tc);
+            }
+
+            return;
+        }
+
+        if (n == NGX_ERROR || n == 0) {
+            ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                          "gpugate tunnel: agent closed the connection "
+                          "during a ping");
+            ngx_http_gpugate_tunnel_close(tc);
+            return;
+        }
+
+        tc->in_len += n;
+
+        end = ngx_strlcasestrn(tc->in, tc->in + tc->in_len,
+                               (u_char *) CRLF CRLF, 4 - 1);
+
+        if (end) {
+            break;
+        }
+
+        if (tc->in_len == sizeof(tc->in)) {
+            goto invalid;
+        }
+    }
+
+    /* nothing may follow the answer: the connection must be clean */
+
+    if (end + 4 != tc->in + tc->in_len
+        || tc->in_len < sizeof("HTTP/1.1 204") - 1
+        || ngx_strncmp(tc->in, "HTTP/1.1 204", sizeof("HTTP/1.1 204") - 1)
+           != 0)
+    {
+        goto invalid;
+    }
+
+    ngx_http_gpugate_tunnel_park(tc);
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "gpugate tunnel: invalid answer to a ping: \"%*s\"",
+                  ngx_min(tc->in_len, 64), tc->in);
+    ngx_http_gpugate_tunnel_close(tc);
+}
+
+
+void
+ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    ngx_connection_t  *c;
+
+    c = tc->connection;
+
+    if (tc->state == NGX_HTTP_GPUGATE_TC_IDLE) {
+        ngx_queue_remove(&tc->queue);
+    }
+
+    if (tc->state == NGX_HTTP_GPUGATE_TC_RESERVED && tc->reserved) {
+        ngx_http_gpugate_tunnel_unreserve(tc->reserved);
+    }
+
+    ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_DETACHING);
+    ngx_http_gpugate_tunnel_release(tc->agent);
+
+    if (tc->timer.timer_set) {
+        ngx_del_timer(&tc->timer);
+    }
+
+    if (tc->timer.posted) {
+        ngx_delete_posted_event(&tc->timer);
+    }
+
+    ngx_queue_remove(&tc->all);
+
+    /* the upstream may have left its request's log here */
+
+    c->log = tc->log;
+    c->read->log = tc->log;
+    c->write->log = tc->log;
+    c->pool->log = tc->log;
+    c->idle = 0;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        c->ssl->no_wait_shutdown = 1;
+    }
+#endif
+
+    ngx_free(tc);
+
+    ngx_http_close_connection(c);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c)
+{
+    int  on;
+
+    /* the backstop for half-open connections, under the pings */
+
+    on = 1;
+
+    if (setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, (const void *) &on,
+                   sizeof(int))
+        == -1)
+    {
+        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+                      "setsockopt(SO_KEEPALIVE) failed, ignored");
+    }
+}

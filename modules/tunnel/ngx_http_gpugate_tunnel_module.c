@@ -1,0 +1,607 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Directives and shared memory of the reverse tunnel:
+ *
+ *     gpugate_tunnel_zone    SIZE;                     (http)
+ *     gpugate_tunnel_accept  [ping=T] [ping_timeout=T] [step_timeout=T];
+ *                                                      (location)
+ *     gpugate_tunnel         [queue=N] [queue_timeout=T]; (upstream)
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_gpugate_tunnel.h"
+#include "ngx_http_gpugate_auth.h"
+
+
+/*
+ * The verifier lookup of the handshake.  Revoked agents are not found,
+ * so they get the same fake exchange as unknown names.
+ */
+
+static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_stmt = {
+    "gpugate_tunnel_agent",
+    "SELECT id, encode(scram_salt, 'hex'), scram_iterations,"
+    " encode(scram_stored_key, 'hex'), encode(scram_server_key, 'hex')"
+    " FROM agents WHERE name = $1 AND revoked_at IS NULL",
+    1
+};
+
+
+static void *ngx_http_gpugate_tunnel_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_gpugate_tunnel_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_gpugate_tunnel_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_gpugate_tunnel_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_gpugate_tunnel_accept(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_gpugate_tunnel(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_gpugate_tunnel_add_zone(ngx_conf_t *cf,
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf);
+static ngx_int_t ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_gpugate_tunnel_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gpugate_tunnel_init_process(ngx_cycle_t *cycle);
+static void ngx_http_gpugate_tunnel_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value,
+    size_t prefix, ngx_msec_t *ms);
+
+
+static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
+
+    { ngx_string("gpugate_tunnel_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_gpugate_tunnel_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_tunnel_accept"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
+      ngx_http_gpugate_tunnel_accept,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_tunnel"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_gpugate_tunnel,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_gpugate_tunnel_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_gpugate_tunnel_init,          /* postconfiguration */
+
+    ngx_http_gpugate_tunnel_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_gpugate_tunnel_create_loc_conf, /* create location configuration */
+    ngx_http_gpugate_tunnel_merge_loc_conf /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_gpugate_tunnel_module = {
+    NGX_MODULE_V1,
+    &ngx_http_gpugate_tunnel_module_ctx,   /* module context */
+    ngx_http_gpugate_tunnel_commands,      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_gpugate_tunnel_init_process,  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_gpugate_tunnel_exit_process,  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_gpugate_tunnel_zone_name =
+    ngx_string("gpugate_tunnel");
+
+
+static void *
+ngx_http_gpugate_tunnel_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_tunnel_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     tmcf->zone = NULL;
+     *     tmcf->accept = 0;
+     */
+
+    tmcf->zone_size = NGX_CONF_UNSET;
+
+    if (ngx_array_init(&tmcf->upstreams, cf->pool, 2,
+                       sizeof(ngx_http_gpugate_tunnel_srv_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return tmcf;
+}
+
+
+static void *
+ngx_http_gpugate_tunnel_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_gpugate_tunnel_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_tunnel_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->ping = NGX_CONF_UNSET_MSEC;
+    conf->ping_timeout = NGX_CONF_UNSET_MSEC;
+    conf->step_timeout = NGX_CONF_UNSET_MSEC;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_gpugate_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_gpugate_tunnel_loc_conf_t *prev = parent;
+    ngx_http_gpugate_tunnel_loc_conf_t *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_msec_value(conf->ping, prev->ping, 5000);
+    ngx_conf_merge_msec_value(conf->ping_timeout, prev->ping_timeout, 3000);
+    ngx_conf_merge_msec_value(conf->step_timeout, prev->step_timeout, 10000);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_tunnel_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (tmcf->zone_size != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid gpugate_tunnel_zone size \"%V\", "
+                           "at least %uz needed", &value[1],
+                           8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    tmcf->zone_size = size;
+
+    if (tmcf->zone) {
+        tmcf->zone->shm.size = size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_tunnel_accept(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_gpugate_tunnel_loc_conf_t *tlcf = conf;
+
+    char                                 *rv;
+    ngx_str_t                            *value;
+    ngx_uint_t                            i;
+    ngx_http_core_loc_conf_t             *clcf;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    if (tlcf->enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    tlcf->enable = 1;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "ping=", 5) == 0) {
+            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 5, &tlcf->ping);
+
+        } else if (ngx_strncmp(value[i].data, "ping_timeout=", 13) == 0) {
+            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 13,
+                                              &tlcf->ping_timeout);
+
+        } else if (ngx_strncmp(value[i].data, "step_timeout=", 13) == 0) {
+            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 13,
+                                              &tlcf->step_timeout);
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+    }
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gpugate_tunnel_module);
+    tmcf->accept = 1;
+
+    if (ngx_http_gpugate_tunnel_add_zone(cf, tmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_gpugate_tunnel_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_gpugate_tunnel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                                 *rv;
+    ngx_int_t                             n;
+    ngx_str_t                            *value;
+    ngx_uint_t                            i;
+    ngx_http_upstream_server_t           *us;
+    ngx_http_upstream_srv_conf_t         *uscf;
+    ngx_http_gpugate_tunnel_srv_conf_t   *tscf, **tscfp;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    uscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_upstream_module);
+
+    if (uscf->peer.init_upstream) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "load balancing method redefined");
+    }
+
+    tscf = ngx_pcalloc(cf->pool, sizeof(ngx_http_gpugate_tunnel_srv_conf_t));
+    if (tscf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    tscf->upstream = uscf;
+    tscf->queue = 256;
+    tscf->queue_timeout = 10000;
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+
+            if (n == NGX_ERROR || n > 65536) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid queue length \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            tscf->queue = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "queue_timeout=", 14) == 0) {
+            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 14,
+                                              &tscf->queue_timeout);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * The upstream block refuses to end without a "server"; the parked
+     * agent connections are this block's peers, so one placeholder entry
+     * with no addresses satisfies the check and is never used.
+     */
+
+    if (uscf->servers == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gpugate_tunnel\" needs an upstream block");
+        return NGX_CONF_ERROR;
+    }
+
+    if (uscf->servers->nelts) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gpugate_tunnel\" upstream \"%V\" cannot have "
+                           "\"server\" entries: its peers are the agents",
+                           &uscf->host);
+        return NGX_CONF_ERROR;
+    }
+
+    us = ngx_array_push(uscf->servers);
+    if (us == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(us, sizeof(ngx_http_upstream_server_t));
+    ngx_str_set(&us->name, "gpugate-tunnel");
+    us->weight = 1;
+
+    uscf->peer.init_upstream = ngx_http_gpugate_tunnel_init_upstream;
+    uscf->flags = NGX_HTTP_UPSTREAM_CREATE;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gpugate_tunnel_module);
+
+    tscfp = ngx_array_push(&tmcf->upstreams);
+    if (tscfp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *tscfp = tscf;
+
+    if (ngx_http_gpugate_tunnel_add_zone(cf, tmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The zone is added by whichever directive comes first; its size may be
+ * given later by "gpugate_tunnel_zone" and otherwise defaults in
+ * postconfiguration.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_add_zone(ngx_conf_t *cf,
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf)
+{
+    if (tmcf->zone) {
+        return NGX_OK;
+    }
+
+    tmcf->zone = ngx_shared_memory_add(cf, &ngx_http_gpugate_tunnel_zone_name,
+                                       0, &ngx_http_gpugate_tunnel_module);
+    if (tmcf->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    tmcf->zone->init = ngx_http_gpugate_tunnel_init_zone;
+    tmcf->zone->data = tmcf;
+
+    if (tmcf->zone_size != NGX_CONF_UNSET) {
+        tmcf->zone->shm.size = tmcf->zone_size;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_gpugate_tunnel_shm_t  *oshm = data;
+
+    size_t                          size;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_gpugate_tunnel_shm_t  *shm;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (oshm) {
+
+        /*
+         * A reload: agents, counts and the fake-salt key carry over; the
+         * new generation tells agents which workers are draining.
+         */
+
+        shm_zone->data = oshm;
+        (void) ngx_atomic_fetch_add(&oshm->generation, 1);
+
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    size = shm_zone->shm.size - sizeof(ngx_slab_pool_t) - 4 * ngx_pagesize;
+
+    shm = ngx_slab_calloc(shpool, size);
+    if (shm == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm->nagents = (size - offsetof(ngx_http_gpugate_tunnel_shm_t, agents))
+                   / sizeof(ngx_http_gpugate_tunnel_agent_t);
+
+    if (shm->nagents == 0) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "gpugate_tunnel_zone is too small for one agent");
+        return NGX_ERROR;
+    }
+
+    shm->generation = 1;
+
+    if (RAND_bytes(shm->secret, sizeof(shm->secret)) != 1) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "gpugate tunnel: RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    shpool->data = shm;
+    shm_zone->data = shm;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt                  *h;
+    ngx_http_core_main_conf_t            *cmcf;
+    ngx_http_gpugate_pg_stmt_t           *stmt;
+    ngx_http_gpugate_auth_main_conf_t    *amcf;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gpugate_tunnel_module);
+
+    if (tmcf->zone == NULL) {
+        if (tmcf->zone_size != NGX_CONF_UNSET) {
+            ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                               "\"gpugate_tunnel_zone\" is set but nothing "
+                               "uses the tunnel");
+        }
+
+        return NGX_OK;
+    }
+
+    if (tmcf->zone->shm.size == 0) {
+        tmcf->zone->shm.size = 1024 * 1024;
+    }
+
+    if (tmcf->accept) {
+        amcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_gpugate_auth_module);
+
+        if (amcf->pg.conninfo.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"gpugate_tunnel_accept\" reads agent "
+                               "verifiers from PostgreSQL: "
+                               "\"gpugate_auth_postgres\" is required");
+            return NGX_ERROR;
+        }
+
+        stmt = ngx_array_push(&amcf->pg.statements);
+        if (stmt == NULL) {
+            return NGX_ERROR;
+        }
+
+        *stmt = ngx_http_gpugate_tunnel_stmt;
+
+        /* the auth module starts the per-worker pool only when used */
+        amcf->used = 1;
+    }
+
+    if (tmcf->upstreams.nelts) {
+
+        /*
+         * Runs after the router's body handler (handlers registered
+         * earlier run later), so the model and pool are known.
+         */
+
+        cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_gpugate_tunnel_wait_handler;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_conf_ctx_t                  *ctx;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    ctx = (ngx_http_conf_ctx_t *) cycle->conf_ctx[ngx_http_module.index];
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    tmcf = ctx->main_conf[ngx_http_gpugate_tunnel_module.ctx_index];
+
+    if (tmcf->zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_gpugate_tunnel_init_worker(cycle, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_gpugate_tunnel_handshake_init(cycle);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_gpugate_tunnel_handshake_exit();
+    ngx_http_gpugate_tunnel_exit_worker(cycle);
+}
+
+
+static char *
+ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value, size_t prefix,
+    ngx_msec_t *ms)
+{
+    ngx_str_t  s;
+
+    s.data = value->data + prefix;
+    s.len = value->len - prefix;
+
+    *ms = ngx_parse_time(&s, 0);
+
+    if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time \"%V\"", value);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,743 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * The tunnel balancer and its wait queue.
+ *
+ * peer.get cannot wait, so waiting happens one phase earlier: a
+ * precontent handler (after the router has read the body and chosen the
+ * model and pool) reserves an idle connection of a suitable agent in this
+ * worker, or queues the request with a deadline until one is parked here:
+ * after a response (peer.free), a ping, or a new handshake.  peer.get then
+ * hands the reserved connection out like the keepalive module hands out a
+ * cached one; a retry takes any other suitable idle connection.
+ *
+ * Choice: agents that serve the model and are below their capacity, least
+ * in flight first (over all workers, from shared memory), among those
+ * with an idle connection in this worker.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate.h"
+#include "ngx_http_gpugate_tunnel.h"
+#include "ngx_http_gpugate_openai.h"
+
+
+/* while requests wait, also look again this often: capacity freed in
+   another worker is not announced here */
+#define NGX_HTTP_GPUGATE_TUNNEL_RECHECK  25
+
+
+typedef struct {
+    ngx_queue_t       waiting;     /* of ..._tunnel_ctx_t, oldest first */
+    ngx_uint_t        nwaiting;    /* their number */
+    ngx_event_t       recheck;     /* periodic look while any wait */
+} ngx_http_gpugate_tunnel_queue_t;
+
+
+static ngx_int_t ngx_http_gpugate_tunnel_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us);
+static ngx_int_t ngx_http_gpugate_tunnel_get_peer(ngx_peer_connection_t *pc,
+    void *data);
+static void ngx_http_gpugate_tunnel_free_peer(ngx_peer_connection_t *pc,
+    void *data, ngx_uint_t state);
+static ngx_http_gpugate_tunnel_ctx_t *ngx_http_gpugate_tunnel_ctx(
+    ngx_http_request_t *r, ngx_http_gpugate_tunnel_srv_conf_t *tscf);
+static ngx_int_t ngx_http_gpugate_tunnel_suits(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t i,
+    ngx_http_gpugate_tunnel_agent_t *a);
+static ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
+static void ngx_http_gpugate_tunnel_reserve(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_conn_t *tc);
+static void ngx_http_gpugate_tunnel_dequeue(
+    ngx_http_gpugate_tunnel_ctx_t *ctx);
+static void ngx_http_gpugate_tunnel_resume(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_deadline(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_cleanup(void *data);
+static ngx_int_t ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_ctx_t *ctx, const char *why);
+
+
+static ngx_http_gpugate_tunnel_queue_t  ngx_http_gpugate_tunnel_queue;
+
+
+void
+ngx_http_gpugate_tunnel_queue_init(void)
+{
+    ngx_http_gpugate_tunnel_queue_t  *wq;
+
+    wq = &ngx_http_gpugate_tunnel_queue;
+
+    ngx_queue_init(&wq->waiting);
+    wq->nwaiting = 0;
+    wq->recheck.handler = ngx_http_gpugate_tunnel_recheck;
+
+    /* debug logs read a connection's fd through "data": never NULL */
+    wq->recheck.data = wq;
+    wq->recheck.log = ngx_cycle->log;
+    wq->recheck.cancelable = 1;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_init_upstream(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    us->peer.init = ngx_http_gpugate_tunnel_init_peer;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_gpugate_tunnel_srv_conf_t *
+ngx_http_gpugate_tunnel_find(ngx_str_t *name,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t                            i;
+    ngx_http_conf_ctx_t                  *ctx;
+    ngx_http_gpugate_tunnel_srv_conf_t  **tscfp;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    ctx = (ngx_http_conf_ctx_t *) ngx_cycle->conf_ctx[ngx_http_module.index];
+    tmcf = ctx->main_conf[ngx_http_gpugate_tunnel_module.ctx_index];
+    tscfp = tmcf->upstreams.elts;
+
+    for (i = 0; i < tmcf->upstreams.nelts; i++) {
+        if (us) {
+            if (tscfp[i]->upstream == us) {
+                return tscfp[i];
+            }
+
+            continue;
+        }
+
+        if (tscfp[i]->upstream->host.len == name->len
+            && ngx_strncasecmp(tscfp[i]->upstream->host.data, name->data,
+                               name->len) == 0)
+        {
+            return tscfp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_init_peer(ngx_http_request_t *r,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_http_gpugate_tunnel_ctx_t       *ctx;
+    ngx_http_gpugate_tunnel_srv_conf_t  *tscf;
+
+    tscf = ngx_http_gpugate_tunnel_find(NULL, us);
+    if (tscf == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx = ngx_http_gpugate_tunnel_ctx(r, tscf);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->conf = tscf;
+
+    r->upstream->peer.data = ctx;
+    r->upstream->peer.get = ngx_http_gpugate_tunnel_get_peer;
+    r->upstream->peer.free = ngx_http_gpugate_tunnel_free_peer;
+    r->upstream->peer.tries = NGX_HTTP_GPUGATE_TUNNEL_TRIES;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
+{
+    ngx_http_gpugate_tunnel_ctx_t *ctx = data;
+
+    ngx_uint_t                        exists;
+    ngx_str_t                        *name;
+    ngx_connection_t                 *c;
+    ngx_http_gpugate_tunnel_conn_t   *tc;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+
+    tc = ctx->tc;
+
+    if (tc == NULL) {
+        /* a retry, or a location without the router's wait phase */
+
+        tc = ngx_http_gpugate_tunnel_pick(ctx, &exists);
+
+        if (tc == NULL) {
+            pc->name = &ctx->conf->upstream->host;
+            return NGX_BUSY;
+        }
+
+        ngx_http_gpugate_tunnel_reserve(ctx, tc);
+    }
+
+    ctx->tc = NULL;
+    tc->reserved = NULL;
+    ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_BUSY);
+
+    if (tc->timer.timer_set) {
+        ngx_del_timer(&tc->timer);
+    }
+
+    a = ngx_http_gpugate_tunnel_agent(tc);
+
+    if (ctx->ntried < NGX_HTTP_GPUGATE_TUNNEL_TRIES) {
+        ctx->tried[ctx->ntried++] = tc->agent;
+    }
+
+    ctx->current = tc;
+
+    /* $upstream_addr names the agent; the log outlives the slot */
+
+    name = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t) + a->name_len);
+    if (name == NULL) {
+        return NGX_ERROR;
+    }
+
+    name->data = (u_char *) (name + 1);
+    name->len = a->name_len;
+    ngx_memcpy(name->data, a->name, a->name_len);
+
+    c = tc->connection;
+    c->idle = 0;
+
+    pc->connection = c;
+    pc->cached = 1;
+    pc->sockaddr = c->sockaddr;
+    pc->socklen = c->socklen;
+    pc->name = name;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_free_peer(ngx_peer_connection_t *pc, void *data,
+    ngx_uint_t state)
+{
+    ngx_http_gpugate_tunnel_ctx_t *ctx = data;
+
+    ngx_connection_t                *c;
+    ngx_http_upstream_t             *u;
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    tc = ctx->current;
+    ctx->current = NULL;
+
+    if (tc == NULL) {
+        return;
+    }
+
+    c = pc->connection;
+    u = ctx->request->upstream;
+
+    if (c == NULL || c != tc->connection) {
+        /* cannot happen: the upstream closes only after peer.free */
+        ngx_log_error(NGX_LOG_ALERT, pc->log, 0,
+                      "gpugate tunnel: connection lost track of");
+        return;
+    }
+
+    pc->connection = NULL;
+
+    if (state & NGX_PEER_FAILED
+        || c->read->eof
+        || c->read->error
+        || c->read->timedout
+        || c->write->error
+        || c->write->timedout
+        || !u->keepalive
+        || !u->request_body_sent
+        || ngx_terminate)
+    {
+        /* the agent closes its runtime connection when this one goes */
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_DETACHING);
+    ngx_http_gpugate_tunnel_park(tc);
+}
+
+
+/* the per-request state, shared by the wait phase and the balancer */
+
+static ngx_http_gpugate_tunnel_ctx_t *
+ngx_http_gpugate_tunnel_ctx(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_srv_conf_t *tscf)
+{
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_gpugate_openai_ctx_t  *octx;
+    ngx_http_gpugate_tunnel_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_tunnel_module);
+
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gpugate_tunnel_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_gpugate_tunnel_cleanup;
+    cln->data = ctx;
+
+    ctx->request = r;
+    ctx->conf = tscf;
+
+    octx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
+
+    if (octx && octx->routed) {
+        ctx->model = octx->target;
+    }
+
+    ctx->timer.handler = ngx_http_gpugate_tunnel_deadline;
+    ctx->timer.data = ctx;
+    ctx->timer.log = r->connection->log;
+
+    ctx->resume.handler = ngx_http_gpugate_tunnel_resume;
+    ctx->resume.data = ctx;
+    ctx->resume.log = r->connection->log;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_gpugate_tunnel_module);
+
+    return ctx;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
+{
+    const char                          *why;
+    ngx_uint_t                           exists;
+    ngx_http_gpugate_tunnel_ctx_t       *ctx;
+    ngx_http_gpugate_openai_ctx_t       *octx;
+    ngx_http_gpugate_tunnel_conn_t      *tc;
+    ngx_http_gpugate_tunnel_queue_t     *wq;
+    ngx_http_gpugate_tunnel_srv_conf_t  *tscf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_tunnel_module);
+
+    if (ctx == NULL) {
+        octx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
+
+        if (octx == NULL || !octx->routed || octx->pool.len == 0) {
+            return NGX_DECLINED;
+        }
+
+        tscf = ngx_http_gpugate_tunnel_find(&octx->pool, NULL);
+
+        if (tscf == NULL) {
+            return NGX_DECLINED;
+        }
+
+        ctx = ngx_http_gpugate_tunnel_ctx(r, tscf);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->checked = 1;
+        ctx->queued = ngx_current_msec;
+
+    } else if (!ctx->checked || ctx->tc) {
+        return NGX_DECLINED;
+    }
+
+    if (ctx->waiting) {
+        /* a write event re-ran the phases; keep waiting */
+        return NGX_AGAIN;
+    }
+
+    tc = ngx_http_gpugate_tunnel_pick(ctx, &exists);
+
+    if (tc) {
+        ngx_http_gpugate_tunnel_reserve(ctx, tc);
+        return NGX_DECLINED;
+    }
+
+    wq = &ngx_http_gpugate_tunnel_queue;
+
+    why = !exists ? "no connected agent serves this model"
+          : wq->nwaiting >= ctx->conf->queue ? "the wait queue is full"
+          : ngx_current_msec - ctx->queued >= ctx->conf->queue_timeout
+            ? "no agent connection became free in time"
+          : NULL;
+
+    if (why) {
+        /* answered here: the phases must not go on to proxy_pass */
+        ngx_http_finalize_request(r,
+            ngx_http_gpugate_tunnel_no_capacity(r, ctx, why));
+        return NGX_DONE;
+    }
+
+    ngx_queue_insert_tail(&wq->waiting, &ctx->queue);
+    wq->nwaiting++;
+    ctx->waiting = 1;
+
+    ngx_add_timer(&ctx->timer,
+                  ctx->conf->queue_timeout - (ngx_current_msec - ctx->queued));
+
+    if (!wq->recheck.timer_set) {
+        ngx_add_timer(&wq->recheck, NGX_HTTP_GPUGATE_TUNNEL_RECHECK);
+    }
+
+    /* a client that leaves while waiting ends the request */
+    r->read_event_handler = ngx_http_test_reading;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate tunnel: request waits, %ui in queue",
+                   wq->nwaiting);
+
+    return NGX_AGAIN;
+}
+
+
+/* 1 if agent slot "i" may take this request now */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_uint_t  k;
+
+    if (!a->used) {
+        return 0;
+    }
+
+    for (k = 0; k < ctx->ntried; k++) {
+        if (ctx->tried[k] == i) {
+            return 0;
+        }
+    }
+
+    if (ctx->model.len
+        && !gpugate_tunnel_models_has((char *) a->models, a->models_len,
+                                      (char *) ctx->model.data,
+                                      ctx->model.len))
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
+ * The idle connection of the least loaded suitable agent in this worker,
+ * with its place taken (see _take()); NULL if none.  "exists" tells
+ * whether any suitable agent is connected at all.
+ */
+
+static ngx_http_gpugate_tunnel_conn_t *
+ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t *exists)
+{
+    ngx_uint_t                        i, best, tries;
+    ngx_atomic_uint_t                 load, best_load;
+    ngx_queue_t                      *idle;
+    ngx_http_gpugate_tunnel_shm_t    *shm;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    *exists = 0;
+
+    for (tries = 0; tries < 3; tries++) {
+        best = shm->nagents;
+        best_load = 0;
+
+        for (i = 0; i < shm->nagents; i++) {
+            a = &shm->agents[i];
+
+            if (!ngx_http_gpugate_tunnel_suits(ctx, i, a)) {
+                continue;
+            }
+
+            *exists = 1;
+
+            idle = ngx_http_gpugate_tunnel_idle(i);
+            load = a->inflight;
+
+            if (ngx_queue_empty(idle) || load >= a->capacity) {
+                continue;
+            }
+
+            if (best == shm->nagents || load < best_load) {
+                best = i;
+                best_load = load;
+            }
+        }
+
+        if (best == shm->nagents) {
+            return NULL;
+        }
+
+        /* another worker may have taken the last place meanwhile */
+
+        if (ngx_http_gpugate_tunnel_take(&shm->agents[best]) == NGX_OK) {
+            idle = ngx_http_gpugate_tunnel_idle(best);
+            return ngx_queue_data(ngx_queue_head(idle),
+                                  ngx_http_gpugate_tunnel_conn_t, queue);
+        }
+    }
+
+    return NULL;
+}
+
+
+/* the place on the agent is already taken */
+
+static void
+ngx_http_gpugate_tunnel_reserve(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    if (tc->state == NGX_HTTP_GPUGATE_TC_IDLE) {
+        ngx_queue_remove(&tc->queue);
+    }
+
+    if (tc->timer.timer_set) {
+        ngx_del_timer(&tc->timer);
+    }
+
+    ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_RESERVED);
+    tc->reserved = ctx;
+    ctx->tc = tc;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    ngx_queue_t                      *q;
+    ngx_http_gpugate_tunnel_ctx_t    *ctx;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+    ngx_http_gpugate_tunnel_queue_t  *wq;
+
+    wq = &ngx_http_gpugate_tunnel_queue;
+
+    if (wq->nwaiting == 0) {
+        return NGX_DECLINED;
+    }
+
+    a = ngx_http_gpugate_tunnel_agent(tc);
+
+    for (q = ngx_queue_head(&wq->waiting);
+         q != ngx_queue_sentinel(&wq->waiting);
+         q = ngx_queue_next(q))
+    {
+        ctx = ngx_queue_data(q, ngx_http_gpugate_tunnel_ctx_t, queue);
+
+        if (!ngx_http_gpugate_tunnel_suits(ctx, tc->agent, a)) {
+            continue;
+        }
+
+        if (ngx_http_gpugate_tunnel_take(a) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        ngx_http_gpugate_tunnel_dequeue(ctx);
+        ngx_http_gpugate_tunnel_reserve(ctx, tc);
+
+        /* not from here: the caller may be inside another request */
+        ngx_post_event(&ctx->resume, &ngx_posted_events);
+
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+void
+ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx)
+{
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    tc = ctx->tc;
+    ctx->tc = NULL;
+
+    if (tc) {
+        tc->reserved = NULL;
+    }
+
+    /* a resume already posted will find no connection and choose again */
+}
+
+
+static void
+ngx_http_gpugate_tunnel_dequeue(ngx_http_gpugate_tunnel_ctx_t *ctx)
+{
+    ngx_http_gpugate_tunnel_queue_t  *wq;
+
+    wq = &ngx_http_gpugate_tunnel_queue;
+
+    if (!ctx->waiting) {
+        return;
+    }
+
+    ngx_queue_remove(&ctx->queue);
+    wq->nwaiting--;
+    ctx->waiting = 0;
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
+
+    if (wq->nwaiting == 0 && wq->recheck.timer_set) {
+        ngx_del_timer(&wq->recheck);
+    }
+}
+
+
+static void
+ngx_http_gpugate_tunnel_resume(ngx_event_t *ev)
+{
+    ngx_http_gpugate_tunnel_ctx_t *ctx = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_deadline(ngx_event_t *ev)
+{
+    ngx_http_gpugate_tunnel_ctx_t *ctx = ev->data;
+
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_gpugate_tunnel_dequeue(ctx);
+
+    rc = ngx_http_gpugate_tunnel_no_capacity(r, ctx,
+             "no agent connection became free in time");
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
+{
+    ngx_uint_t                        exists;
+    ngx_queue_t                      *q, *next;
+    ngx_http_gpugate_tunnel_ctx_t    *ctx;
+    ngx_http_gpugate_tunnel_conn_t   *tc;
+    ngx_http_gpugate_tunnel_queue_t  *wq;
+
+    wq = &ngx_http_gpugate_tunnel_queue;
+
+    for (q = ngx_queue_head(&wq->waiting);
+         q != ngx_queue_sentinel(&wq->waiting);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        ctx = ngx_queue_data(q, ngx_http_gpugate_tunnel_ctx_t, queue);
+
+        tc = ngx_http_gpugate_tunnel_pick(ctx, &exists);
+
+        if (tc == NULL) {
+            continue;
+        }
+
+        ngx_http_gpugate_tunnel_dequeue(ctx);
+        ngx_http_gpugate_tunnel_reserve(ctx, tc);
+        ngx_post_event(&ctx->resume, &ngx_posted_events);
+    }
+
+    if (wq->nwaiting && !wq->recheck.timer_set) {
+        ngx_add_timer(&wq->recheck, NGX_HTTP_GPUGATE_TUNNEL_RECHECK);
+    }
+}
+
+
+static void
+ngx_http_gpugate_tunnel_cleanup(void *data)
+{
+    ngx_http_gpugate_tunnel_ctx_t *ctx = data;
+
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    ngx_http_gpugate_tunnel_dequeue(ctx);
+
+    if (ctx->resume.posted) {
+        ngx_delete_posted_event(&ctx->resume);
+    }
+
+    /* a promised connection that was never used goes back */
+
+    tc = ctx->tc;
+
+    if (tc) {
+        ctx->tc = NULL;
+        tc->reserved = NULL;
+        ngx_http_gpugate_tunnel_set_state(tc,
+                                          NGX_HTTP_GPUGATE_TC_DETACHING);
+        ngx_http_gpugate_tunnel_park(tc);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_ctx_t *ctx, const char *why)
+{
+    ngx_table_elt_t           *h;
+    ngx_http_gpugate_error_t   err;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "gpugate tunnel: 503 for model \"%V\" on \"%V\": %s",
+                  &ctx->model, &ctx->conf->upstream->host, why);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    ngx_http_gpugate_status_error(NGX_HTTP_SERVICE_UNAVAILABLE, &err);
+    err.type = NGX_HTTP_GPUGATE_ERR_SERVER;
+    err.code = "no_capacity";
+    err.message.data = (u_char *) why;
+    err.message.len = ngx_strlen(why);
+
+    return ngx_http_gpugate_send_error(r, &err);
+}
