@@ -65,7 +65,8 @@ sub wait_until {
 # ->log (error log text since start or since ->mark), ->stop, ->reload.
 sub start_nginx {
     my (%o) = @_;
-    my $dir = tempdir('gpugate-nginx-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $dir = tempdir('gpugate-nginx-XXXXXX', TMPDIR => 1,
+                      CLEANUP => !$ENV{GPUGATE_KEEP_TMP});
     chmod 0755, $dir;
     mkdir "$dir/logs";
     my $port = $o{port} || free_port();
@@ -75,6 +76,7 @@ sub start_nginx {
     my $user = $> == 0 ? "user root;\n" : '';
 
     my $main = $o{main} || '';
+    my $listen = $o{listen} ? " $o{listen}" : '';
     my $conf = <<"CONF";
 $load$user$main
 worker_processes $workers;
@@ -88,7 +90,7 @@ http {
     scgi_temp_path $dir/logs;
 $o{http}
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port$listen;
 $o{server}
     }
 }

@@ -1,0 +1,148 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * gpugate-agent: holds tunnel connections to gateways and forwards the
+ * requests nginx sends down them to the local runtime
+ * (docs/tunnel-protocol.md).  One thread, one gg_event loop.
+ */
+
+
+#ifndef _GA_AGENT_H_INCLUDED_
+#define _GA_AGENT_H_INCLUDED_
+
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "gg_buf.h"
+#include "gg_event.h"
+#include "gg_http_parse.h"
+#include "gpugate_scram.h"
+#include "ga_conf.h"
+
+
+#define GA_VERSION        "0.2.0"
+
+/* the most a tunnel's output may hold before the runtime is not read */
+#define GA_OUT_HIGH       (64 * 1024)
+
+/* biggest request (head and body) the agent takes from nginx */
+#define GA_REQUEST_MAX    (32 * 1024 * 1024)
+
+#define GA_MAX_WORKERS    64
+
+
+typedef enum {
+    GA_CONNECTING = 0,    /* TCP connect in progress */
+    GA_TLS,               /* TLS handshake */
+    GA_STEP1,             /* step 1 sent, reading the 401 */
+    GA_STEP2,             /* step 2 sent, reading the 101 */
+    GA_IDLE,              /* parked at the gateway, reading requests */
+    GA_RELAY,             /* forwarding one request to the runtime */
+    GA_CLOSING            /* flushing a last answer, then close */
+} ga_state_e;
+
+
+typedef struct ga_gateway_s  ga_gateway_t;
+
+
+/* one nginx worker process as seen through the handshake replies */
+typedef struct {
+    uint64_t             pid;        /* 0: entry free */
+    uint64_t             generation; /* its reload generation */
+    int                  conns;      /* our connections in it */
+    int                  idle;       /* of which waiting for requests */
+} ga_worker_t;
+
+
+typedef struct ga_conn_s {
+    ga_gateway_t        *gw;         /* the gateway dialed */
+    struct ga_conn_s    *next;       /* in the gateway's list */
+    struct ga_conn_s    *prev;
+    gg_io_t              io;         /* tunnel socket */
+    SSL                 *ssl;        /* NULL on plain http gateways */
+    int                  state;      /* ga_state_e */
+    int                  ssl_want_write; /* TLS needs the socket
+                                            writable to go on reading */
+    ga_worker_t         *worker;     /* where it landed, after 101 */
+    gg_buf_t             in;         /* from nginx */
+    gg_buf_t             out;        /* to nginx */
+    gg_http_head_t       head;       /* message being parsed from "in" */
+    gg_timer_t           timer;      /* handshake deadline, idle timeout,
+                                        drain */
+    gpugate_scram_client_t scram;    /* the exchange of this connection */
+
+    /* relay of one request */
+    gg_io_t              rio;        /* runtime socket, fd -1 if none */
+    int                  rconnected; /* its connect finished */
+    gg_buf_t             rout;       /* request bytes for the runtime */
+    gg_buf_t             rin;        /* response bytes not yet handled */
+    gg_http_head_t       rhead;      /* the runtime's response head */
+    int                  rhead_done; /* head parsed and passed on */
+    int                  head_req;   /* the request was HEAD: no body */
+    int                  rframe;     /* 0 length, 1 chunked, 2 until
+                                        close (re-framed), 3 none */
+    int64_t              rleft;      /* length framing: bytes to go */
+    gg_http_chunked_t    rchunk;     /* chunked framing tracker */
+    uint64_t             started;    /* request arrival, for the log */
+} ga_conn_t;
+
+
+struct ga_gateway_s {
+    ga_url_t            *url;        /* from the configuration */
+    ga_conn_t           *conns;      /* all connections, any state */
+    int                  nconns;     /* their number */
+    int                  dialing;    /* connections not yet at 101 */
+    int                  failures;   /* consecutive failures: backoff */
+    gg_timer_t           backoff;    /* armed while waiting to dial */
+    unsigned             nworkers;   /* worker_processes, 0: unknown */
+    uint64_t             generation; /* newest seen */
+    ga_worker_t          workers[GA_MAX_WORKERS]; /* known workers */
+    SSL_CTX             *ssl_ctx;    /* verifies this gateway */
+};
+
+
+typedef struct {
+    ga_conf_t            conf;       /* settings */
+    gg_loop_t            loop;       /* the event loop */
+    ga_gateway_t         gateways[GA_MAX_GATEWAYS];
+    char                *token;      /* the secret, from file or env */
+    size_t               token_len;  /* its length */
+    char                 instance[33]; /* random id of this process */
+    char                 models[1024]; /* advertised list */
+    int                  inflight;   /* requests being relayed */
+    int                  draining;   /* SIGTERM seen */
+    uint64_t             drain_deadline; /* us, when draining */
+    uint64_t             served;     /* requests relayed, ever */
+} ga_agent_t;
+
+
+extern ga_agent_t  ga_agent;
+
+
+void ga_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define GA_ERROR  0
+#define GA_WARN   1
+#define GA_INFO   2
+#define GA_DEBUG  3
+
+
+/* ga_conn.c */
+int ga_conn_dial(ga_gateway_t *gw);
+void ga_conn_close(ga_conn_t *c, const char *why);
+void ga_conn_drain(ga_conn_t *c);
+SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
+
+/* ga_main.c */
+void ga_supply(ga_gateway_t *gw);
+void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
+    unsigned workers, uint64_t generation);
+void ga_handshake_failed(ga_gateway_t *gw);
+void ga_handshake_done(ga_gateway_t *gw);
+
+
+#endif /* _GA_AGENT_H_INCLUDED_ */

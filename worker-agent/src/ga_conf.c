@@ -1,0 +1,479 @@
+
+/*
+ * Copyright (C) gpugate authors
+ */
+
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ga_conf.h"
+
+
+static int ga_conf_int(const char *value, int min, int max, int *out);
+static char *ga_conf_trim(char *s);
+static int ga_conf_copy(char *dst, size_t size, const char *value);
+
+
+void
+ga_conf_defaults(ga_conf_t *cf)
+{
+    memset(cf, 0, sizeof(*cf));
+
+    (void) ga_url_parse(&cf->runtime, "http://127.0.0.1:8000", 0);
+
+    cf->capacity = 16;
+    cf->spare = 2;
+    cf->max_connections = 256;
+    cf->drain_timeout = 30;
+    cf->idle_timeout = 20;
+    cf->log_level = 2;
+}
+
+
+int
+ga_url_parse(ga_url_t *u, const char *s, int allow_path)
+{
+    size_t       n;
+    const char  *p, *host, *colon, *slash;
+
+    memset(u, 0, sizeof(*u));
+
+    if (strncmp(s, "https://", 8) == 0) {
+        u->tls = 1;
+        p = s + 8;
+
+    } else if (strncmp(s, "http://", 7) == 0) {
+        p = s + 7;
+
+    } else {
+        return -1;
+    }
+
+    host = p;
+    slash = strchr(p, '/');
+    colon = memchr(p, ':', slash ? (size_t) (slash - p) : strlen(p));
+
+    n = (colon ? colon : slash ? slash : p + strlen(p)) - host;
+
+    if (n == 0 || n >= sizeof(u->host)) {
+        return -1;
+    }
+
+    memcpy(u->host, host, n);
+
+    if (colon) {
+        n = (slash ? slash : colon + strlen(colon)) - colon - 1;
+
+        if (n == 0 || n > 5 || strspn(colon + 1, "0123456789") < n
+            || atoi(colon + 1) < 1 || atoi(colon + 1) > 65535)
+        {
+            return -1;
+        }
+
+        memcpy(u->port, colon + 1, n);
+
+    } else {
+        strcpy(u->port, u->tls ? "443" : "80");
+    }
+
+    if (slash == NULL || strcmp(slash, "/") == 0) {
+        strcpy(u->path, allow_path ? "/gpugate/tunnel" : "/");
+        return 0;
+    }
+
+    if (!allow_path || strlen(slash) >= sizeof(u->path)
+        || strpbrk(slash, " \t\r\n?#") != NULL)
+    {
+        return -1;
+    }
+
+    strcpy(u->path, slash);
+
+    return 0;
+}
+
+
+int
+ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
+    size_t size)
+{
+    const char  *p;
+
+    if (strcmp(key, "gateway") == 0) {
+        if (cf->ngateways == GA_MAX_GATEWAYS) {
+            snprintf(err, size, "gateway: at most %d gateways",
+                     GA_MAX_GATEWAYS);
+            return -1;
+        }
+
+        if (ga_url_parse(&cf->gateways[cf->ngateways], value, 1) != 0) {
+            snprintf(err, size, "gateway: \"%s\" is not an "
+                     "https://host[:port][/path] URL", value);
+            return -1;
+        }
+
+        cf->ngateways++;
+        return 0;
+    }
+
+    if (strcmp(key, "runtime") == 0) {
+        if (ga_url_parse(&cf->runtime, value, 0) != 0 || cf->runtime.tls) {
+            snprintf(err, size, "runtime: \"%s\" is not an "
+                     "http://host[:port] URL", value);
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (strcmp(key, "name") == 0) {
+        for (p = value; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+                  || (*p >= '0' && *p <= '9')
+                  || (p > value && (*p == '.' || *p == '_' || *p == '-'))))
+            {
+                break;
+            }
+        }
+
+        if (*p || p == value || p - value > 64) {
+            snprintf(err, size, "name: \"%s\" must be 1-64 of A-Z a-z 0-9 "
+                     "and . _ - (not first)", value);
+            return -1;
+        }
+
+        return ga_conf_copy(cf->name, sizeof(cf->name), value);
+    }
+
+    if (strcmp(key, "token_file") == 0) {
+        if (ga_conf_copy(cf->token_file, sizeof(cf->token_file), value)) {
+            snprintf(err, size, "token_file: path too long");
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (strcmp(key, "token") == 0) {
+        snprintf(err, size, "token: not accepted here (it would show in "
+                 "the process list or the config); use token_file or "
+                 "GPUGATE_AGENT_TOKEN");
+        return -1;
+    }
+
+    if (strcmp(key, "ca_file") == 0) {
+        if (ga_conf_copy(cf->ca_file, sizeof(cf->ca_file), value)) {
+            snprintf(err, size, "ca_file: path too long");
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (strcmp(key, "server_name") == 0) {
+        if (ga_conf_copy(cf->server_name, sizeof(cf->server_name), value)) {
+            snprintf(err, size, "server_name: too long");
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (strcmp(key, "models") == 0) {
+        if (ga_conf_copy(cf->models, sizeof(cf->models), value)
+            || strpbrk(value, "\"\r\n") != NULL)
+        {
+            snprintf(err, size, "models: too long or bad characters");
+            return -1;
+        }
+
+        cf->models_set = 1;
+        return 0;
+    }
+
+    if (strcmp(key, "log_level") == 0) {
+        static const char  *levels[] = { "error", "warn", "info", "debug" };
+        int                 i;
+
+        for (i = 0; i < 4; i++) {
+            if (strcmp(value, levels[i]) == 0) {
+                cf->log_level = i;
+                return 0;
+            }
+        }
+
+        snprintf(err, size, "log_level: \"%s\" is not error, warn, info "
+                 "or debug", value);
+        return -1;
+    }
+
+    {
+        static const struct {
+            const char  *key;
+            size_t       off;
+            int          min, max;
+        } ints[] = {
+            { "capacity", offsetof(ga_conf_t, capacity), 1, 65535 },
+            { "spare", offsetof(ga_conf_t, spare), 1, 4096 },
+            { "max_connections", offsetof(ga_conf_t, max_connections),
+              1, 100000 },
+            { "drain_timeout", offsetof(ga_conf_t, drain_timeout), 0, 86400 },
+            { "idle_timeout", offsetof(ga_conf_t, idle_timeout), 2, 86400 },
+        };
+
+        size_t  i;
+
+        for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+            if (strcmp(key, ints[i].key) != 0) {
+                continue;
+            }
+
+            if (ga_conf_int(value, ints[i].min, ints[i].max,
+                            (int *) ((char *) cf + ints[i].off))
+                != 0)
+            {
+                snprintf(err, size, "%s: \"%s\" is not an integer in "
+                         "%d..%d", key, value, ints[i].min, ints[i].max);
+                return -1;
+            }
+
+            return 0;
+        }
+    }
+
+    snprintf(err, size, "unknown key \"%s\"", key);
+
+    return -1;
+}
+
+
+int
+ga_conf_file(ga_conf_t *cf, const char *path, char *err, size_t size)
+{
+    FILE   *f;
+    char    line[2048], msg[GA_ERR_SIZE], *key, *value, *eq;
+    int     n;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, size, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+
+    n = 0;
+
+    while (fgets(line, sizeof(line), f) != NULL) {
+        n++;
+
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            snprintf(err, size, "%s:%d: line too long", path, n);
+            fclose(f);
+            return -1;
+        }
+
+        key = ga_conf_trim(line);
+
+        if (*key == '\0' || *key == '#') {
+            continue;
+        }
+
+        eq = strchr(key, '=');
+
+        if (eq == NULL) {
+            snprintf(err, size, "%s:%d: expected \"key = value\"", path, n);
+            fclose(f);
+            return -1;
+        }
+
+        *eq = '\0';
+        key = ga_conf_trim(key);
+        value = ga_conf_trim(eq + 1);
+
+        if (ga_conf_set(cf, key, value, msg, sizeof(msg)) != 0) {
+            snprintf(err, size, "%s:%d: %s", path, n, msg);
+            fclose(f);
+            return -1;
+        }
+    }
+
+    fclose(f);
+
+    return 0;
+}
+
+
+int
+ga_conf_args(ga_conf_t *cf, int argc, char **argv, int *check, int *version,
+    char *err, size_t size)
+{
+    int          i;
+    char         key[64], msg[GA_ERR_SIZE], *p;
+    const char  *arg, *value, *eq;
+
+    *check = 0;
+    *version = 0;
+
+    /* the file first, so that flags override it whatever their order */
+
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            if (ga_conf_file(cf, argv[i + 1], err, size) != 0) {
+                return -1;
+            }
+
+            i++;
+
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            if (ga_conf_file(cf, argv[i] + 9, err, size) != 0) {
+                return -1;
+            }
+        }
+    }
+
+    for (i = 1; i < argc; i++) {
+        arg = argv[i];
+
+        if (strcmp(arg, "--check") == 0) {
+            *check = 1;
+            continue;
+        }
+
+        if (strcmp(arg, "--version") == 0) {
+            *version = 1;
+            continue;
+        }
+
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, size, "unexpected argument \"%s\"", arg);
+            return -1;
+        }
+
+        arg += 2;
+        eq = strchr(arg, '=');
+
+        if ((eq ? (size_t) (eq - arg) : strlen(arg)) >= sizeof(key)) {
+            snprintf(err, size, "unknown flag \"%s\"", argv[i]);
+            return -1;
+        }
+
+        memcpy(key, arg, eq ? (size_t) (eq - arg) : strlen(arg) + 1);
+
+        if (eq) {
+            key[eq - arg] = '\0';
+            value = eq + 1;
+
+        } else {
+            if (i + 1 >= argc) {
+                snprintf(err, size, "flag \"%s\" needs a value", argv[i]);
+                return -1;
+            }
+
+            value = argv[++i];
+        }
+
+        for (p = key; *p; p++) {
+            if (*p == '-') {
+                *p = '_';
+            }
+        }
+
+        if (strcmp(key, "config") == 0) {
+            continue;
+        }
+
+        if (ga_conf_set(cf, key, value, msg, sizeof(msg)) != 0) {
+            snprintf(err, size, "--%s", msg);
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+ga_conf_validate(const ga_conf_t *cf, char *err, size_t size)
+{
+    if (cf->ngateways == 0) {
+        snprintf(err, size, "gateway: at least one is required");
+        return -1;
+    }
+
+    if (cf->name[0] == '\0') {
+        snprintf(err, size, "name: required (the agent's name from "
+                 "\"gpugate-keys agent-create\")");
+        return -1;
+    }
+
+    if (cf->token_file[0] == '\0' && getenv("GPUGATE_AGENT_TOKEN") == NULL) {
+        snprintf(err, size, "token_file: required unless "
+                 "GPUGATE_AGENT_TOKEN is set");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+ga_conf_int(const char *value, int min, int max, int *out)
+{
+    long   n;
+    char  *end;
+
+    if (*value < '0' || *value > '9') {
+        return -1;
+    }
+
+    errno = 0;
+    n = strtol(value, &end, 10);
+
+    if (errno || *end != '\0' || n < min || n > max) {
+        return -1;
+    }
+
+    *out = (int) n;
+
+    return 0;
+}
+
+
+static char *
+ga_conf_trim(char *s)
+{
+    char  *e;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+
+    e = s + strlen(s);
+
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n'
+                     || e[-1] == '\r'))
+    {
+        *--e = '\0';
+    }
+
+    return s;
+}
+
+
+static int
+ga_conf_copy(char *dst, size_t size, const char *value)
+{
+    size_t  n;
+
+    n = strlen(value);
+
+    if (n >= size) {
+        return -1;
+    }
+
+    memcpy(dst, value, n + 1);
+
+    return 0;
+}

@@ -1,0 +1,81 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * gpugate-agent configuration: a "key = value" file and command-line
+ * flags (flags win), checked in one place so that --check and a real start
+ * refuse exactly the same things.  docs/agent.md lists the keys.
+ */
+
+
+#ifndef _GA_CONF_H_INCLUDED_
+#define _GA_CONF_H_INCLUDED_
+
+
+#include <stddef.h>
+
+
+#define GA_MAX_GATEWAYS   8
+#define GA_ERR_SIZE       512
+
+#define GA_EXIT_OK        0
+#define GA_EXIT_FAILURE   1
+#define GA_EXIT_CONFIG    2
+
+
+typedef struct {
+    int          tls;          /* https: 1, http: 0 */
+    char         host[256];    /* as written in the URL */
+    char         port[8];      /* decimal */
+    char         path[256];    /* tunnel location, "/gpugate/tunnel" */
+} ga_url_t;
+
+
+typedef struct {
+    ga_url_t     gateways[GA_MAX_GATEWAYS];  /* where to dial */
+    int          ngateways;                  /* how many */
+    char         name[65];                   /* agent name (SCRAM user) */
+    char         token_file[1024];           /* token source, "" for env */
+    char         ca_file[1024];              /* private CA, "" for the
+                                                system store */
+    char         server_name[256];           /* TLS name to verify, "":
+                                                the URL's host */
+    ga_url_t     runtime;                    /* local inference server */
+    char         models[1024];               /* advertised, "" discover */
+    int          models_set;                 /* "models" was given */
+    int          capacity;                   /* concurrent requests */
+    int          spare;                      /* idle per nginx worker */
+    int          max_connections;            /* per gateway */
+    int          drain_timeout;              /* seconds */
+    int          idle_timeout;               /* seconds */
+    int          log_level;                  /* 0 error .. 3 debug */
+} ga_conf_t;
+
+
+void ga_conf_defaults(ga_conf_t *cf);
+
+/*
+ * Applies one "key", "value" pair.  0, or -1 with a message in err that
+ * names the key.
+ */
+int ga_conf_set(ga_conf_t *cf, const char *key, const char *value,
+    char *err, size_t size);
+
+/* Reads a file; errors name "file:line". 0 or -1. */
+int ga_conf_file(ga_conf_t *cf, const char *path, char *err, size_t size);
+
+/*
+ * Parses argv ("--key value", "--key=value"; "--config FILE" first, then
+ * the rest over it).  Sets *check and *version for those flags.  0 or -1.
+ */
+int ga_conf_args(ga_conf_t *cf, int argc, char **argv, int *check,
+    int *version, char *err, size_t size);
+
+/* Whole-configuration checks after everything is applied. 0 or -1. */
+int ga_conf_validate(const ga_conf_t *cf, char *err, size_t size);
+
+/* "https://host:port/path" into u; 0 or -1 */
+int ga_url_parse(ga_url_t *u, const char *s, int allow_path);
+
+
+#endif /* _GA_CONF_H_INCLUDED_ */
