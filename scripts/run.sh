@@ -3,13 +3,16 @@
 # Starts the whole gpugate stack on loopback and stays in the foreground
 # until Ctrl-C (SIGINT) or SIGTERM, then stops everything it started.
 #
-#   scripts/run.sh [--port N] [--workers N] [--runtime URL] [--no-deps]
+#   scripts/run.sh [--port N] [--workers N] [--agents N] [--runtime URL]
+#                  [--no-deps]
 #
 #   --port N       gateway port on 127.0.0.1 (default 8080)
 #   --workers N    nginx worker_processes (default 2)
-#   --runtime URL  use an existing OpenAI-compatible runtime (llama.cpp
-#                  server, vLLM, Ollama, ...) such as http://127.0.0.1:8000
-#                  instead of starting the mock runtime
+#   --agents N     gpugate-agent processes (default 1), each with its own
+#                  mock runtime, connected through the TLS tunnel
+#   --runtime URL  the agents forward to this OpenAI-compatible runtime
+#                  (llama.cpp server, vLLM, Ollama, ...), such as
+#                  http://127.0.0.1:8000, instead of starting mocks
 #   --no-deps      do not check/install Debian packages
 #
 # State (PostgreSQL data, logs, generated nginx.conf) lives in build/run/.
@@ -21,6 +24,7 @@ GG_SCRIPT=run
 
 port=8080
 workers=2
+agents=1
 runtime=
 deps=1
 
@@ -32,9 +36,10 @@ while [ $# -gt 0 ]; do
     case $1 in
         --port) need_value "$@"; port=$2; shift ;;
         --workers) need_value "$@"; workers=$2; shift ;;
+        --agents) need_value "$@"; agents=$2; shift ;;
         --runtime) need_value "$@"; runtime=$2; shift ;;
         --no-deps) deps=0 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -45,11 +50,13 @@ done
 [[ $workers =~ ^[0-9]+$ ]] && [ "$workers" -ge 1 ] && [ "$workers" -le 256 ] \
     || gg_die "--workers must be 1..256, got '$workers'"
 
+[[ $agents =~ ^[0-9]+$ ]] && [ "$agents" -ge 1 ] && [ "$agents" -le 64 ] \
+    || gg_die "--agents must be 1..64, got '$agents'"
+
 if [ -n "$runtime" ]; then
-    [[ $runtime =~ ^(https?)://([^/]+)/?$ ]] \
+    [[ $runtime =~ ^http://([^/]+)/?$ ]] \
         || gg_die "--runtime must look like http://HOST:PORT, got '$runtime'"
-    runtime_scheme=${BASH_REMATCH[1]}
-    runtime_host=${BASH_REMATCH[2]}
+    runtime_host=${BASH_REMATCH[1]}
 fi
 
 [ $deps -eq 1 ] && gg_install_deps
@@ -85,22 +92,25 @@ redis_port=$(gg_free_port)
 gg_start_redis "$state/redis" "$redis_port"
 gg_log "Redis on 127.0.0.1:$redis_port"
 
-if [ -z "$runtime" ]; then
+# one runtime per agent: the mock (a fake, no model) unless --runtime
+runtime_hosts=()
+for i in $(seq 1 "$agents"); do
+    if [ -n "$runtime" ]; then
+        runtime_hosts+=("$runtime_host")
+        continue
+    fi
     # token timing of a small real model, so streaming is visible
-    gg_start_mock "$state/logs" mock-runtime \
+    gg_start_mock "$state/logs" "mock-runtime-$i" \
         --models mock-model,mock-embed \
         --ttft-ms 150 --token-delay-ms 60 --tokens 40
-    mock_port=$GG_MOCK_PORT
-    runtime_scheme=http
-    runtime_host=127.0.0.1:$mock_port
-    gg_log "mock runtime (a fake, no model) on $runtime_host" \
-           "(log: $state/logs/mock-runtime.log)"
-fi
+    runtime_hosts+=("127.0.0.1:$GG_MOCK_PORT")
+    gg_log "mock runtime $i (a fake, no model) on 127.0.0.1:$GG_MOCK_PORT" \
+           "(log: $state/logs/mock-runtime-$i.log)"
+done
 
 # The gateway lists what the runtime actually serves.
-models_json=$(curl -fsS --max-time 10 \
-    "$runtime_scheme://$runtime_host/v1/models") \
-    || gg_die "cannot list models at $runtime_scheme://$runtime_host/v1/models"
+models_json=$(curl -fsS --max-time 10 "http://${runtime_hosts[0]}/v1/models") \
+    || gg_die "cannot list models at http://${runtime_hosts[0]}/v1/models"
 
 mapfile -t models < <(printf '%s' "$models_json" | perl -MJSON::PP -e '
     my $j = eval { decode_json(join "", <STDIN>) };
@@ -116,21 +126,23 @@ mapfile -t models < <(printf '%s' "$models_json" | perl -MJSON::PP -e '
 
 model_lines=
 for m in "${models[@]}"; do
-    model_lines+="    gpugate_model $m;"$'\n'
+    model_lines+="    gpugate_model $m pool=gpugate_agents;"$'\n'
 done
+
+# the tunnel's TLS: a private CA the agents trust
+"$GG_ROOT/scripts/gpugate-ca" "$state/ca" >/dev/null
+tunnel_port=$(gg_free_port)
 
 conf=$state/nginx/conf/nginx.conf
 GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
-GG_PORT="$port" GG_RUNTIME_HOST="$runtime_host" \
-GG_RUNTIME_SCHEME="$runtime_scheme" MODEL_LINES=$model_lines \
+GG_PORT="$port" GG_TUNNEL_PORT="$tunnel_port" MODEL_LINES=$model_lines \
 GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" \
 perl -pe '
     s/\@MODULES\@/$ENV{GG_MODULES}/g;  s/\@STATE\@/$ENV{GG_STATE}/g;
     s/\@WORKERS\@/$ENV{GG_WORKERS}/g;  s/\@PORT\@/$ENV{GG_PORT}/g;
     s/\@LOG_LEVEL\@/info/g;
     s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
-    s/\@RUNTIME_HOST\@/$ENV{GG_RUNTIME_HOST}/g;
-    s/\@RUNTIME_SCHEME\@/$ENV{GG_RUNTIME_SCHEME}/g;
+    s/\@TUNNEL_PORT\@/$ENV{GG_TUNNEL_PORT}/g;
     s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
 ' "$GG_ROOT/conf/nginx.conf.in" > "$conf"
 
@@ -154,9 +166,35 @@ api_key=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
 [ -n "$api_key" ] || gg_die "could not create the demo API key"
 first_model=${models[0]}
 
+# the agents: each its own credentials (a SCRAM verifier in PostgreSQL;
+# the token goes to a 0600 file, never to argv)
+for i in $(seq 1 "$agents"); do
+    name=run-agent-$i
+    gg_psql_at "$pg_port" gpugate -qc \
+        "DELETE FROM agents WHERE name = '$name'" >/dev/null
+    token=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
+        agent-create "$name" 2>/dev/null | sed -n 's/^token: //p')
+    [ -n "$token" ] || gg_die "could not create agent $name"
+    (umask 077; printf '%s\n' "$token" > "$state/$name.token")
+    "$GG_BUILD/bin/gpugate-agent" \
+        --gateway "https://127.0.0.1:$tunnel_port/gpugate/tunnel" \
+        --ca-file "$state/ca/ca.crt" --name "$name" \
+        --token-file "$state/$name.token" \
+        --runtime "http://${runtime_hosts[$((i - 1))]}" \
+        >>"$state/logs/$name.log" 2>&1 &
+    gg_track $!
+done
+
+gg_wait_for "a request through the tunnel" 30 \
+    curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$port/v1/chat/completions" \
+        -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
+        -d "{\"model\":\"$first_model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" \
+    || gg_die "no agent came up (logs: $state/logs/run-agent-*.log)"
+
 cat <<EOF
 
-gpugate is running (nginx with $workers workers, pid $nginx_pid).
+gpugate is running (nginx with $workers workers, pid $nginx_pid;
+$agents agent(s) connected through the TLS tunnel on 127.0.0.1:$tunnel_port).
 GPUGATE_URL=http://127.0.0.1:$port
 GPUGATE_API_KEY=$api_key
 
@@ -166,7 +204,8 @@ Stream a chat completion:
     -H 'Content-Type: application/json' \\
     -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
-Logs: $state/logs/  (nginx-error.log, nginx-access.log, mock-runtime.log)
+Logs: $state/logs/  (nginx-error.log, nginx-access.log, run-agent-N.log,
+      mock-runtime-N.log)
 Press Ctrl-C to stop everything.
 EOF
 

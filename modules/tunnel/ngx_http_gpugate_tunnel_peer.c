@@ -14,7 +14,8 @@
  *
  * Choice: agents that serve the model and are below their capacity, least
  * in flight first (over all workers, from shared memory), among those
- * with an idle connection in this worker.
+ * with an idle connection in this worker; on equal load the agent handed
+ * fewer requests so far.
  */
 
 
@@ -456,7 +457,7 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t *exists)
 {
     ngx_uint_t                        i, best, tries;
-    ngx_atomic_uint_t                 load, best_load;
+    ngx_atomic_uint_t                 load, best_load, best_requests;
     ngx_queue_t                      *idle;
     ngx_http_gpugate_tunnel_shm_t    *shm;
     ngx_http_gpugate_tunnel_agent_t  *a;
@@ -467,6 +468,7 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     for (tries = 0; tries < 3; tries++) {
         best = shm->nagents;
         best_load = 0;
+        best_requests = 0;
 
         for (i = 0; i < shm->nagents; i++) {
             a = &shm->agents[i];
@@ -484,9 +486,15 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
                 continue;
             }
 
-            if (best == shm->nagents || load < best_load) {
+            /* equal load: the one handed fewer requests, so that
+               sequential traffic rotates over the agents */
+
+            if (best == shm->nagents || load < best_load
+                || (load == best_load && a->requests < best_requests))
+            {
                 best = i;
                 best_load = load;
+                best_requests = a->requests;
             }
         }
 
