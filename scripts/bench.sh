@@ -11,7 +11,10 @@
 #   --only G,G   run only these groups: auth (cache hit vs none vs the
 #                OpenResty peer, miss paths), overhead (direct, plain
 #                nginx, gpugate), streaming (1/64/512 SSE streams; 1/64 with
-#                --quick)
+#                --quick), tunnel (plain proxy_pass vs the gpugate tunnel
+#                vs ssh -R, non-streaming and 64 streams), scale (memory
+#                with 1,000 and 10,000 parked tunnel connections; 1,000
+#                with --quick)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -27,7 +30,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,streaming
+only=auth,overhead,streaming,tunnel,scale
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -35,7 +38,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -46,13 +49,15 @@ want() {
 }
 
 [ $deps -eq 1 ] && gg_install_deps wrk libnginx-mod-http-lua lua-nginx-redis \
-    lua-nginx-string lua-cjson
+    lua-nginx-string lua-cjson openssh-server openssh-client bc
 "$GG_ROOT/scripts/build.sh" --no-deps
 
 if [ $quick -eq 1 ]; then
     dur=2; rounds=3; stream_dur=4; stream_conns=(1 64); miss_dur=2
+    scale_conns=(1000)
 else
     dur=4; rounds=5; stream_dur=10; stream_conns=(1 64 512); miss_dur=4
+    scale_conns=(1000 10000)
 fi
 
 export BENCH_LUA=$GG_ROOT/scripts/bench
@@ -151,6 +156,10 @@ if want overhead || want streaming; then
     . "$GG_ROOT/scripts/bench/proxy.sh"
 fi
 
+if want tunnel || want scale; then
+    . "$GG_ROOT/scripts/bench/tunnel.sh"
+fi
+
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$out_dir/results-$stamp.json
 
@@ -177,6 +186,11 @@ GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
         my $ratio = ($b->{rps} // 0) > 0 && defined $r->{rps}
             ? sprintf("%.3f", $r->{rps} / $b->{rps}) : "-";
         $row->{ratio_rps} = $ratio;
+        if (defined $r->{note}) {
+            printf "%-14s %-34s %s\n", $row->{group}, $row->{scenario},
+                $r->{note};
+            next;
+        }
         my $t = $r->{ttft_ms} // {};
         my $f = sub { defined $_[0] && $_[0] >= 0
                       ? sprintf("%.2f", $_[0]) : "-" };

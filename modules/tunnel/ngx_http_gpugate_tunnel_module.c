@@ -445,7 +445,16 @@ ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone, void *data)
         return NGX_OK;
     }
 
-    size = shm_zone->shm.size - sizeof(ngx_slab_pool_t) - 4 * ngx_pagesize;
+    /* every free page but one: the slab's own bookkeeping grows with
+       the zone, so a fixed reserve would not do */
+
+    if (shpool->pfree < 2) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "gpugate_tunnel_zone is too small");
+        return NGX_ERROR;
+    }
+
+    size = (shpool->pfree - 1) * ngx_pagesize;
 
     shm = ngx_slab_calloc(shpool, size);
     if (shm == NULL) {

@@ -60,6 +60,16 @@ static int ga_answer(ga_conn_t *c, int status, const char *reason,
 static int ga_socket(const char *host, const char *port, int *fd,
     char *err, size_t size);
 static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out);
+static void ga_dead_io(gg_io_t *io, uint32_t revents);
+static void ga_reap(gg_timer_t *t);
+
+
+#define ga_conn_dead(c)  ((c)->io.handler == ga_dead_io)
+
+
+/* closed connections waiting for the end of the epoll batch */
+static ga_conn_t   *ga_graveyard;
+static gg_timer_t   ga_reaper;
 
 
 SSL_CTX *
@@ -149,6 +159,10 @@ ga_conn_close(ga_conn_t *c, const char *why)
 {
     ga_gateway_t  *gw;
 
+    if (ga_conn_dead(c)) {
+        return;
+    }
+
     gw = c->gw;
 
     if (why) {
@@ -203,9 +217,47 @@ ga_conn_close(ga_conn_t *c, const char *why)
     gg_buf_free(&c->out);
     gg_buf_free(&c->rin);
     gg_buf_free(&c->rout);
-    free(c);
+
+    /*
+     * The rest of this epoll batch may still name c (its tunnel or
+     * runtime socket): it is freed by a timer that runs after the batch,
+     * and until then its handlers do nothing.
+     */
+
+    c->io.handler = ga_dead_io;
+    c->rio.handler = ga_dead_io;
+    c->next = ga_graveyard;
+    ga_graveyard = c;
+
+    if (!gg_timer_armed(&ga_reaper)) {
+        ga_reaper.handler = ga_reap;
+        (void) gg_timer_add(&ga_agent.loop, &ga_reaper, 0);
+    }
 
     ga_supply(gw);
+}
+
+
+static void
+ga_dead_io(gg_io_t *io, uint32_t revents)
+{
+    (void) io;
+    (void) revents;
+}
+
+
+static void
+ga_reap(gg_timer_t *t)
+{
+    ga_conn_t  *c;
+
+    (void) t;
+
+    while (ga_graveyard) {
+        c = ga_graveyard;
+        ga_graveyard = c->next;
+        free(c);
+    }
 }
 
 
@@ -323,7 +375,7 @@ ga_conn_io(gg_io_t *io, uint32_t revents)
         break;
     }
 
-    if (rc == 1) {
+    if (rc == 1 || ga_conn_dead(c)) {
         /* closed inside */
         return;
     }
@@ -1010,7 +1062,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
         != 0)
     {
         ga_relay_fail(c, err);
-        return 0;
+        return ga_conn_dead(c) ? 1 : 0;
     }
 
     c->rio.fd = fd;
@@ -1039,7 +1091,11 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
             || err != 0)
         {
             ga_relay_fail(c, strerror(err ? err : errno));
-            ga_conn_update(c);
+
+            if (c->io.handler != ga_dead_io) {
+                ga_conn_update(c);
+            }
+
             return;
         }
 
@@ -1089,7 +1145,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
 
         c->rin.end += n;
 
-        if (ga_relay_response(c, 0) != 0) {
+        if (ga_relay_response(c, 0) != 0 || ga_conn_dead(c)) {
             return;
         }
 
@@ -1098,7 +1154,9 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
         }
     }
 
-    if (eof && c->rio.fd != -1 && ga_relay_response(c, 1) != 0) {
+    if (eof && c->rio.fd != -1
+        && (ga_relay_response(c, 1) != 0 || ga_conn_dead(c)))
+    {
         return;
     }
 

@@ -1,0 +1,240 @@
+# shellcheck shell=bash
+#
+# Benchmark groups "tunnel" and "scale", sourced by scripts/bench.sh.
+#
+# tunnel: the same mock runtime and request mix (a) through plain nginx
+#   proxy_pass (the limit), (b) through the gpugate tunnel alone (nginx
+#   proxy_pass to a "gpugate_tunnel" upstream, gpugate-agent over TLS on
+#   loopback), (c) the tunnel behind auth + router (the overhead group's
+#   (d)), (d) the runtime exposed through "ssh -R" (the frp-style peer),
+#   non-streaming and 64 streams.
+# scale: RSS of the nginx worker and of the agent with N idle parked
+#   tunnel connections (TLS), per connection.
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+gg_start_mock "$tmp" mock-tfast --models mock-model --quiet --tokens 16
+tfast_port=$GG_MOCK_PORT
+gg_start_mock "$tmp" mock-tslow --models mock-model --quiet \
+    --ttft-ms 50 --token-delay-ms 20 --tokens 20
+tslow_port=$GG_MOCK_PORT
+
+"$GG_ROOT/scripts/gpugate-ca" "$tmp/ca" >/dev/null
+
+# tunnel_nginx NAME PORT TUNNEL_PORT MODE(plain|tunnel|gpugate) RUNTIME
+tunnel_nginx() {
+    local name=$1 port=$2 tport=$3 mode=$4 rport=$5 dir=$tmp/$1 up loc=
+
+    mkdir -p "$dir/logs"
+    if [ "$mode" = plain ]; then
+        up="upstream runtime { server 127.0.0.1:$rport; keepalive 128; }"
+        loc="proxy_buffering off; proxy_pass http://runtime;"
+    else
+        up="upstream agents { gpugate_tunnel queue=4096 queue_timeout=10s; }"
+        loc="proxy_pass http://agents;"
+        [ "$mode" = gpugate ] && loc="gpugate_auth on; gpugate_openai on;
+            proxy_set_header Authorization \"\";
+            proxy_pass http://agents;"
+    fi
+
+    cat > "$dir/nginx.conf" <<CONF
+load_module $GG_BUILD/modules/ngx_http_gpugate_module.so;
+worker_processes $workers;
+worker_rlimit_nofile 65536;
+error_log $dir/logs/error.log warn;
+pid $dir/nginx.pid;
+events { worker_connections 32768; }
+http {
+    access_log off;
+    client_body_temp_path $dir; proxy_temp_path $dir;
+    fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
+    gpugate_model mock-model pool=agents;
+    gpugate_auth_zone zone=bench_$name:16m ttl=600s;
+    gpugate_auth_postgres "host=127.0.0.1 port=$pg_port user=gpugate dbname=gpugate";
+    gpugate_tunnel_zone 4m;
+    $up
+    server {
+        listen 127.0.0.1:$tport ssl reuseport backlog=4096;
+        ssl_certificate $tmp/ca/gateway.crt;
+        ssl_certificate_key $tmp/ca/gateway.key;
+        location = /gpugate/tunnel { gpugate_tunnel_accept ping=30s; }
+    }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location /v1/ {
+            $loc
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+        -g 'daemon off;' &
+    gg_track $!
+    gg_wait_for "nginx $name" 30 perl -MIO::Socket::INET -e \
+        'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' "$port"
+}
+
+# start_agent NAME TUNNEL_PORT RUNTIME_PORT [flags...]: sets agent_pid
+start_agent() {
+    local name=$1 tport=$2 rport=$3 token
+    shift 3
+    "$GG_ROOT/scripts/gpugate-keys" agent-revoke "$name" >/dev/null 2>&1 || true
+    psql -X -q -h 127.0.0.1 -p "$pg_port" -U gpugate -d gpugate \
+        -c "DELETE FROM agents WHERE name = '$name'" >/dev/null
+    token=$("$GG_ROOT/scripts/gpugate-keys" agent-create "$name" 2>/dev/null \
+        | sed -n 's/^token: //p')
+    (umask 077; printf '%s\n' "$token" > "$tmp/$name.token")
+    "$GG_BUILD/bin/gpugate-agent" --name "$name" \
+        --gateway "https://127.0.0.1:$tport/gpugate/tunnel" \
+        --ca-file "$tmp/ca/ca.crt" --token-file "$tmp/$name.token" \
+        --runtime "http://127.0.0.1:$rport" --models mock-model \
+        --log-level warn "$@" >>"$tmp/$name.log" 2>&1 &
+    agent_pid=$!
+    gg_track "$agent_pid"
+}
+
+# tunnel_ready PORT: a request through the tunnel succeeds
+tunnel_ready() {
+    gg_wait_for "tunnel on $1" 30 curl -fsS -o /dev/null --max-time 5 \
+        -H "Authorization: Bearer $bench_key" -H 'Content-Type: application/json' \
+        -d "$chat" "http://127.0.0.1:$1/v1/chat/completions"
+}
+
+rss_kb() {
+    awk '/^VmRSS/ { print $2 }' "/proc/$1/status"
+}
+
+# the worker of an nginx started with worker_processes 1
+nginx_worker() {
+    pgrep -P "$(cat "$tmp/$1/nginx.pid")" | head -n 1
+}
+
+chat='{"model":"mock-model","messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
+stream='{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
+printf '%s' "$stream" > "$tmp/tstream.json"
+
+t_post() {
+    BENCH_BODY=$chat BENCH_HEADERS="Authorization: Bearer $bench_key" \
+        wrk -t1 -c"$2" -d"${dur}s" --timeout 10s -s "$BENCH_LUA/post.lua" \
+        "http://127.0.0.1:$1/v1/chat/completions"
+}
+
+t_sse() {
+    "$GG_BUILD/bin/gpugate-sse-bench" -c "$2" -d "$stream_dur" \
+        -b "$tmp/tstream.json" -H "Authorization: Bearer $bench_key" \
+        -u "http://127.0.0.1:$1/v1/chat/completions" || true
+}
+
+# "ssh -R": the runtime's host dials out to an sshd on the gateway and
+# forwards a port there back to its runtime; nginx proxies to that port
+ssh_tunnel() {
+    local rport=$1 fport dir=$tmp/ssh
+    command -v sshd >/dev/null && command -v ssh >/dev/null || return 1
+    mkdir -p "$dir"
+    [ -s "$dir/host" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/host"
+    [ -s "$dir/user" ] || ssh-keygen -q -t ed25519 -N '' -f "$dir/user"
+    cp "$dir/user.pub" "$dir/authorized_keys"
+    chmod 600 "$dir/authorized_keys"
+    sshd_port=$(gg_free_port)
+    fport=$(gg_free_port)
+    mkdir -p /run/sshd
+    /usr/sbin/sshd -D -e -p "$sshd_port" -o ListenAddress=127.0.0.1 \
+        -h "$dir/host" -o "AuthorizedKeysFile=$dir/authorized_keys" \
+        -o StrictModes=no -o PasswordAuthentication=no \
+        -o PidFile=none -o GatewayPorts=no >>"$dir/sshd.log" 2>&1 &
+    gg_track $!
+    gg_wait_for sshd 10 perl -MIO::Socket::INET -e \
+        'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' \
+        "$sshd_port"
+    ssh -N -i "$dir/user" -p "$sshd_port" -o StrictHostKeyChecking=no \
+        -o UserKnownHostsFile=/dev/null -o ExitOnForwardFailure=yes \
+        -R "127.0.0.1:$fport:127.0.0.1:$rport" "$(id -un)@127.0.0.1" \
+        >>"$dir/ssh.log" 2>&1 &
+    gg_track $!
+    gg_wait_for "ssh -R" 10 perl -MIO::Socket::INET -e \
+        'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' "$fport"
+    ssh_fport=$fport
+}
+
+if want tunnel; then
+    declare -A tp
+    for t in plain tunnel gpugate plain-s tunnel-s ssh ssh-s; do
+        tp[$t]=$(gg_free_port)
+        tp[$t-t]=$(gg_free_port)
+    done
+    tunnel_nginx t-plain "${tp[plain]}" "${tp[plain-t]}" plain "$tfast_port"
+    tunnel_nginx t-tunnel "${tp[tunnel]}" "${tp[tunnel-t]}" tunnel "$tfast_port"
+    tunnel_nginx t-gpugate "${tp[gpugate]}" "${tp[gpugate-t]}" gpugate \
+        "$tfast_port"
+    tunnel_nginx t-plain-s "${tp[plain-s]}" "${tp[plain-s-t]}" plain \
+        "$tslow_port"
+    tunnel_nginx t-tunnel-s "${tp[tunnel-s]}" "${tp[tunnel-s-t]}" tunnel \
+        "$tslow_port"
+    start_agent bench-t1 "${tp[tunnel-t]}" "$tfast_port" --capacity 1024 \
+        --spare 70
+    start_agent bench-t2 "${tp[gpugate-t]}" "$tfast_port" --capacity 1024 \
+        --spare 70
+    start_agent bench-t3 "${tp[tunnel-s-t]}" "$tslow_port" --capacity 1024 \
+        --spare 70
+    tunnel_ready "${tp[tunnel]}"
+    tunnel_ready "${tp[gpugate]}"
+    tunnel_ready "${tp[tunnel-s]}"
+
+    have_ssh=0
+    if ssh_tunnel "$tfast_port"; then
+        tunnel_nginx t-ssh "${tp[ssh]}" "${tp[ssh-t]}" plain "$ssh_fport"
+        ssh_fast=$ssh_fport
+        ssh_tunnel "$tslow_port"
+        tunnel_nginx t-ssh-s "${tp[ssh-s]}" "${tp[ssh-s-t]}" plain "$ssh_fport"
+        have_ssh=1
+    else
+        gg_log "tunnel: no OpenSSH server here, ssh -R peer skipped"
+    fi
+
+    gg_log "tunnel: non-streaming chat, 64 connections, $rounds x ${dur}s"
+    scenario "plain nginx proxy_pass (limit)" 1 t_post "${tp[plain]}" 64
+    scenario "gpugate tunnel (TLS, agent)" 0 t_post "${tp[tunnel]}" 64
+    scenario "gpugate auth + router + tunnel" 0 t_post "${tp[gpugate]}" 64
+    [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
+        t_post "${tp[ssh]}" 64
+    run_group tunnel
+
+    gg_log "tunnel: 64 concurrent streams, ${stream_dur}s"
+    scenario "plain nginx proxy_pass (limit)" 1 t_sse "${tp[plain-s]}" 64
+    scenario "gpugate tunnel (TLS, agent)" 0 t_sse "${tp[tunnel-s]}" 64
+    [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
+        t_sse "${tp[ssh-s]}" 64
+    sse_rounds=$rounds
+    rounds=1
+    run_group tunnel-stream-64
+    rounds=$sse_rounds
+fi
+
+if want scale; then
+    for n in "${scale_conns[@]}"; do
+        sp=$(gg_free_port)
+        st=$(gg_free_port)
+        tunnel_nginx "scale-$n" "$sp" "$st" tunnel "$tfast_port"
+        w=$(nginx_worker "scale-$n")
+        base_ngx=$(rss_kb "$w")
+        start_agent "bench-scale-$n" "$st" "$tfast_port" --spare "$n" \
+            --max-connections "$n" --idle-timeout 600
+        a_start=$(rss_kb "$agent_pid")
+        gg_wait_for "$n parked connections" 300 bash -c \
+            "[ \$(ss -Htn state established '( sport = :$st )' | wc -l) -ge $n ]"
+        sleep 2
+        ngx_rss=$(rss_kb "$w")
+        agent_rss=$(rss_kb "$agent_pid")
+        note=$(printf 'nginx worker %d KiB (+%d KiB, %.1f KiB/conn); agent %d KiB (%.1f KiB/conn)' \
+            "$ngx_rss" $((ngx_rss - base_ngx)) \
+            "$(echo "($ngx_rss - $base_ngx) / $n" | bc -l)" "$agent_rss" \
+            "$(echo "$agent_rss / $n" | bc -l)")
+        record scale "$n parked TLS tunnel connections" 0 \
+            "{\"note\":\"$note\",\"nginx_rss_kb\":$ngx_rss,\"nginx_base_kb\":$base_ngx,\"agent_rss_kb\":$agent_rss,\"agent_start_kb\":$a_start}"
+        gg_log "scale / $n: $note"
+        kill "$agent_pid" 2>/dev/null || true
+        kill "$(cat "$tmp/scale-$n/nginx.pid")" 2>/dev/null || true
+    done
+fi
