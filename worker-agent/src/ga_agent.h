@@ -87,6 +87,8 @@ typedef struct ga_conn_s {
     int64_t              rleft;      /* length framing: bytes to go */
     gg_http_chunked_t    rchunk;     /* chunked framing tracker */
     uint64_t             started;    /* request arrival, for the log */
+    uint64_t             up;         /* when the 101 came, us */
+    unsigned             requests;   /* requests seen since the 101 */
 } ga_conn_t;
 
 
@@ -96,6 +98,8 @@ struct ga_gateway_s {
     int                  nconns;     /* their number */
     int                  dialing;    /* connections not yet at 101 */
     int                  failures;   /* consecutive failures: backoff */
+    int                  flaps;      /* tunnels dropped right after the
+                                        101, in a row: backoff too */
     gg_timer_t           backoff;    /* armed while waiting to dial */
     unsigned             nworkers;   /* worker_processes, 0: unknown */
     uint64_t             generation; /* newest seen */
@@ -143,6 +147,7 @@ void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
     unsigned workers, uint64_t generation);
 void ga_handshake_failed(ga_gateway_t *gw);
 void ga_handshake_done(ga_gateway_t *gw);
+void ga_tunnel_dropped(ga_gateway_t *gw);
 
 
 #endif /* _GA_AGENT_H_INCLUDED_ */

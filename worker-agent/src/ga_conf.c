@@ -4,17 +4,22 @@
  */
 
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ga_conf.h"
+#include "gpugate_tunnel_proto.h"
 
 
 static int ga_conf_int(const char *value, int min, int max, int *out);
 static char *ga_conf_trim(char *s);
 static int ga_conf_copy(char *dst, size_t size, const char *value);
+static int ga_conf_loopback(const char *host);
+static int ga_conf_models(ga_conf_t *cf, const char *value, char *err,
+    size_t size);
 
 
 void
@@ -115,6 +120,17 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
             return -1;
         }
 
+        /* the token proof is safe in clear, but not the traffic */
+
+        if (!cf->gateways[cf->ngateways].tls
+            && !ga_conf_loopback(cf->gateways[cf->ngateways].host))
+        {
+            snprintf(err, size, "gateway: \"%s\": plain http is only for "
+                     "loopback tests (127.0.0.0/8, localhost); use https",
+                     value);
+            return -1;
+        }
+
         cf->ngateways++;
         return 0;
     }
@@ -183,15 +199,7 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
     }
 
     if (strcmp(key, "models") == 0) {
-        if (ga_conf_copy(cf->models, sizeof(cf->models), value)
-            || strpbrk(value, "\"\r\n") != NULL)
-        {
-            snprintf(err, size, "models: too long or bad characters");
-            return -1;
-        }
-
-        cf->models_set = 1;
-        return 0;
+        return ga_conf_models(cf, value, err, size);
     }
 
     if (strcmp(key, "log_level") == 0) {
@@ -385,7 +393,13 @@ ga_conf_args(ga_conf_t *cf, int argc, char **argv, int *check, int *version,
         }
 
         if (ga_conf_set(cf, key, value, msg, sizeof(msg)) != 0) {
-            snprintf(err, size, "--%s", msg);
+            if (strncmp(msg, "unknown key", 11) == 0) {
+                snprintf(err, size, "unknown flag \"--%s\"", key);
+
+            } else {
+                snprintf(err, size, "--%s", msg);
+            }
+
             return -1;
         }
     }
@@ -459,6 +473,100 @@ ga_conf_trim(char *s)
     }
 
     return s;
+}
+
+
+/*
+ * "a,b , c" becomes "a, b, c", the form of X-Gpugate-Models, checked with
+ * the gateway's own rules now rather than refused at every handshake.
+ */
+
+static int
+ga_conf_models(ga_conf_t *cf, const char *value, char *err, size_t size)
+{
+    size_t       len, n;
+    const char  *p, *id;
+
+    len = 0;
+    p = value;
+
+    for ( ;; ) {
+        while (*p == ' ' || *p == '\t') {
+            p++;
+        }
+
+        if (*p == '\0' && len == 0) {
+            /* empty: any model */
+            break;
+        }
+
+        id = p;
+
+        while (*p && *p != ',') {
+            p++;
+        }
+
+        n = p - id;
+
+        while (n && (id[n - 1] == ' ' || id[n - 1] == '\t')) {
+            n--;
+        }
+
+        if (n == 0) {
+            snprintf(err, size, "models: \"%s\" has an empty model id",
+                     value);
+            return -1;
+        }
+
+        if (len + n + 3 > sizeof(cf->models)) {
+            snprintf(err, size, "models: over %d bytes",
+                     (int) sizeof(cf->models) - 1);
+            return -1;
+        }
+
+        if (len) {
+            memcpy(cf->models + len, ", ", 2);
+            len += 2;
+        }
+
+        memcpy(cf->models + len, id, n);
+        len += n;
+
+        if (*p == '\0') {
+            break;
+        }
+
+        p++;
+    }
+
+    cf->models[len] = '\0';
+
+    if (len > GPUGATE_TUNNEL_MODELS_MAX
+        || gpugate_tunnel_check_models(cf->models, len) < 0)
+    {
+        snprintf(err, size, "models: \"%s\": ids are 1-%d printable ASCII "
+                 "characters without spaces or commas",
+                 value, GPUGATE_TUNNEL_MODEL_MAX);
+        return -1;
+    }
+
+    cf->models_set = 1;
+
+    return 0;
+}
+
+
+static int
+ga_conf_loopback(const char *host)
+{
+    struct in_addr  a;
+
+    if (strcmp(host, "localhost") == 0) {
+        return 1;
+    }
+
+    return inet_pton(AF_INET, host, &a) == 1
+           && (ntohl(a.s_addr) >> 24) == 127;
 }
 
 

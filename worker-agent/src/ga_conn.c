@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
@@ -35,6 +36,9 @@
 
 #define GA_HANDSHAKE_TIMEOUT  (10 * 1000000ULL)
 #define GA_HEAD_MAX           (64 * 1024)
+
+/* a tunnel the gateway drops sooner than this, unused, is a failure */
+#define GA_FLAP_US            (1000000ULL)
 
 
 static void ga_conn_io(gg_io_t *io, uint32_t revents);
@@ -90,8 +94,12 @@ ga_tls_ctx(const ga_conf_t *cf)
 
     if (cf->ca_file[0]) {
         if (SSL_CTX_load_verify_locations(ctx, cf->ca_file, NULL) != 1) {
+            char  reason[256];
+
+            ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
+            ERR_clear_error();
             ga_log(GA_ERROR, "ca_file \"%s\": cannot load: %s", cf->ca_file,
-                   ERR_reason_error_string(ERR_get_error()));
+                   reason);
             SSL_CTX_free(ctx);
             return NULL;
         }
@@ -178,7 +186,18 @@ ga_conn_close(ga_conn_t *c, const char *why)
 
     if (c->state < GA_IDLE) {
         gw->dialing--;
+
+    } else if (c->state == GA_IDLE && c->requests == 0
+               && !ga_agent.draining && gg_time_us() - c->up < GA_FLAP_US)
+    {
+        /*
+         * Accepted and dropped at once: redialing at full speed would be
+         * a loop of PBKDF2 handshakes on both sides.
+         */
+        ga_tunnel_dropped(gw);
     }
+
+    OPENSSL_cleanse(&c->scram, sizeof(c->scram));
 
     if (c->worker) {
         c->worker->conns--;
@@ -269,6 +288,14 @@ ga_conn_drain(ga_conn_t *c)
         return;
     }
 
+    if (c->state == GA_IDLE && gg_buf_len(&c->out)) {
+        /* the runtime is done, but the end of its answer is not sent */
+        c->worker->idle--;
+        c->state = GA_CLOSING;
+        ga_conn_update(c);
+        return;
+    }
+
     ga_conn_close(c, "draining");
 }
 
@@ -284,10 +311,21 @@ ga_conn_timer(gg_timer_t *t)
         return;
     }
 
-    if (c->state == GA_IDLE) {
-        ga_conn_close(c, "no request or ping within idle_timeout "
-                         "(half-open?)");
+    if (c->state != GA_IDLE) {
+        return;
     }
+
+    if (gg_buf_len(&c->out)) {
+        /*
+         * The gateway is still taking the last answer (a slow client):
+         * the connection is in use, not silent.
+         */
+        (void) gg_timer_add(&ga_agent.loop, &c->timer,
+                            ga_agent.conf.idle_timeout * 1000000ULL);
+        return;
+    }
+
+    ga_conn_close(c, "no request or ping within idle_timeout (half-open?)");
 }
 
 
@@ -581,6 +619,11 @@ ga_conn_read(ga_conn_t *c)
             if (c->state == GA_RELAY) {
                 ga_log(GA_INFO, "gateway closed the tunnel mid-request: "
                        "closing the runtime connection");
+
+            } else if (c->state == GA_IDLE) {
+                ga_log(GA_DEBUG, "gateway %s:%s closed an idle tunnel%s",
+                       c->gw->url->host, c->gw->url->port,
+                       n == 0 ? "" : " (error)");
             }
 
             return -1;
@@ -828,6 +871,9 @@ ga_step2_done(ga_conn_t *c)
     flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) final);
     src = gpugate_scram_client_verify(&c->scram, final, flen);
 
+    /* the exchange is over: keep none of it */
+    OPENSSL_cleanse(&c->scram, sizeof(c->scram));
+
     if (src != GPUGATE_SCRAM_OK) {
         /* whoever answered does not hold our verifier: not our gateway */
         ga_log(GA_ERROR, "gateway %s:%s: server signature refused (%s): "
@@ -851,6 +897,8 @@ ga_step2_done(ga_conn_t *c)
 
     c->gw->dialing--;
     c->state = GA_IDLE;
+    c->up = gg_time_us();
+    c->requests = 0;
     gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
 
     ga_worker_seen(c, wk.pid, wk.slot, wk.workers, wk.generation);
@@ -1023,6 +1071,11 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
             continue;
         }
 
+        if (gg_http_header_is(h, buf, "expect")) {
+            /* the body is whole already: no "100 Continue" wanted */
+            continue;
+        }
+
         if (gg_buf_printf(&c->rout, "%.*s: %.*s\r\n", (int) h->name_len,
                           buf + h->name, (int) h->value_len, buf + h->value)
             != 0)
@@ -1047,8 +1100,13 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 
     c->state = GA_RELAY;
     c->worker->idle--;
+    c->requests++;
+    c->gw->flaps = 0;
     ga_agent.inflight++;
     ga_agent.served++;
+
+    /* one idle connection fewer in this worker: replace it now (§3) */
+    ga_supply(c->gw);
 
     gg_timer_del(&ga_agent.loop, &c->timer);
 
@@ -1195,7 +1253,7 @@ ga_relay_response(ga_conn_t *c, int eof)
     const gg_http_header_t  *h;
     char                     scratch[16384];
 
-    if (!c->rhead_done) {
+    while (!c->rhead_done) {
         buf = gg_buf_pos(&c->rin);
         rc = gg_http_parse_head(&c->rhead, buf, gg_buf_len(&c->rin));
 
@@ -1210,6 +1268,15 @@ ga_relay_response(ga_conn_t *c, int eof)
         if (rc != GG_HTTP_OK) {
             ga_relay_fail(c, "malformed response from the runtime");
             return 0;
+        }
+
+        if (c->rhead.status >= 100 && c->rhead.status < 200
+            && c->rhead.status != 101)
+        {
+            /* interim (103 Early Hints): the final head follows */
+            gg_buf_consume(&c->rin, c->rhead.head_len);
+            gg_http_head_init(&c->rhead, 1, GA_HEAD_MAX);
+            continue;
         }
 
         if (gg_buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", c->rhead.status,
@@ -1356,8 +1423,15 @@ ga_relay_end(ga_conn_t *c)
     }
 
     ga_agent.inflight--;
+
+    if (ga_agent.draining) {
+        /* closed once the answer is sent */
+        c->state = GA_CLOSING;
+        return;
+    }
+
     c->worker->idle++;
-    c->state = ga_agent.draining ? GA_CLOSING : GA_IDLE;
+    c->state = GA_IDLE;
 
     (void) gg_timer_add(&ga_agent.loop, &c->timer,
                         ga_agent.conf.idle_timeout * 1000000ULL);
@@ -1391,12 +1465,34 @@ static int
 ga_answer(ga_conn_t *c, int status, const char *reason, const char *code,
     const char *message)
 {
-    char  body[512];
-    int   n;
+    char    body[1024], esc[600], *e;
+    int     n;
+    size_t  i;
+
+    /* the message may quote strerror() or a host name: keep JSON valid */
+
+    e = esc;
+
+    for (i = 0; message[i] && e < esc + sizeof(esc) - 7; i++) {
+        unsigned char  ch = (unsigned char) message[i];
+
+        if (ch == '"' || ch == '\\') {
+            *e++ = '\\';
+            *e++ = (char) ch;
+
+        } else if (ch < 0x20 || ch == 0x7f) {
+            e += snprintf(e, 7, "\\u%04x", ch);
+
+        } else {
+            *e++ = (char) ch;
+        }
+    }
+
+    *e = '\0';
 
     n = snprintf(body, sizeof(body),
                  "{\"error\":{\"message\":\"%s\",\"type\":\"server_error\","
-                 "\"param\":null,\"code\":\"%s\"}}\n", message, code);
+                 "\"param\":null,\"code\":\"%s\"}}\n", esc, code);
 
     return gg_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n"
                          "Content-Type: application/json\r\n"

@@ -28,6 +28,7 @@
 #include <openssl/rand.h>
 
 #include "ga_agent.h"
+#include "gpugate_tunnel_proto.h"
 
 
 #define GA_DIAL_PARALLEL   8
@@ -38,6 +39,7 @@
 ga_agent_t  ga_agent;
 
 
+static void ga_backoff(ga_gateway_t *gw, int attempt);
 static int ga_read_token(void);
 static void ga_discover_models(void);
 static void ga_backoff_done(gg_timer_t *t);
@@ -168,17 +170,46 @@ ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot, unsigned workers,
 void
 ga_handshake_failed(ga_gateway_t *gw)
 {
-    uint64_t  cap, delay;
-
     if (gg_timer_armed(&gw->backoff)) {
         return;
     }
 
     gw->failures++;
+    ga_backoff(gw, gw->failures);
+}
+
+
+/*
+ * The gateway closed a tunnel that had served nothing right after its
+ * 101.  The handshake itself succeeded (which resets "failures"), so a
+ * separate count, reset by the first request served, keeps such a
+ * gateway from being redialed in a tight loop.
+ */
+
+void
+ga_tunnel_dropped(ga_gateway_t *gw)
+{
+    if (gg_timer_armed(&gw->backoff)) {
+        return;
+    }
+
+    gw->flaps++;
+
+    ga_log(GA_WARN, "gateway %s:%s closed a new tunnel at once (%d in a "
+           "row)", gw->url->host, gw->url->port, gw->flaps);
+
+    ga_backoff(gw, gw->flaps);
+}
+
+
+static void
+ga_backoff(ga_gateway_t *gw, int attempt)
+{
+    uint64_t  cap, delay;
 
     /* full jitter: spread the reconnects of many agents */
 
-    cap = GA_BACKOFF_BASE << (gw->failures > 20 ? 20 : gw->failures);
+    cap = GA_BACKOFF_BASE << (attempt > 20 ? 20 : attempt);
     cap = cap > GA_BACKOFF_CAP ? GA_BACKOFF_CAP : cap;
     delay = (uint64_t) random() % (cap + 1);
 
@@ -213,14 +244,26 @@ ga_backoff_done(gg_timer_t *t)
 static void
 ga_drain_tick(gg_timer_t *t)
 {
-    int            i;
+    int            i, left;
     ga_conn_t     *c, *next;
     ga_gateway_t  *gw;
 
-    if (ga_agent.inflight == 0 || gg_time_us() >= ga_agent.drain_deadline) {
-        if (ga_agent.inflight) {
-            ga_log(GA_WARN, "drain_timeout: %d requests cut",
-                   ga_agent.inflight);
+    /*
+     * Idle tunnels were closed when the drain began; the others close
+     * themselves once their answer is sent (not merely read from the
+     * runtime), so the drain is over when no connection is left.
+     */
+
+    left = 0;
+
+    for (i = 0; i < ga_agent.conf.ngateways; i++) {
+        left += ga_agent.gateways[i].nconns;
+    }
+
+    if (left == 0 || gg_time_us() >= ga_agent.drain_deadline) {
+        if (left) {
+            ga_log(GA_WARN, "drain_timeout: %d request(s) cut, %d "
+                   "connection(s) closed", ga_agent.inflight, left);
         }
 
         for (i = 0; i < ga_agent.conf.ngateways; i++) {
@@ -536,9 +579,21 @@ ga_discover_models(void)
         id = json_object_get(json_array_get(data, i), "id");
 
         if (!json_is_string(id)
-            || len + json_string_length(id) + 3 > sizeof(ga_agent.models)
-            || strpbrk(json_string_value(id), " ,\r\n\"") != NULL)
+            || strchr(json_string_value(id), ' ') != NULL
+            || gpugate_tunnel_check_models(json_string_value(id),
+                                           json_string_length(id)) != 1
+            || json_string_length(id) > GPUGATE_TUNNEL_MODEL_MAX)
         {
+            /* the gateway would refuse every handshake that names it */
+            ga_log(GA_WARN, "runtime model id %s not advertised (ids are "
+                   "printable ASCII without spaces or commas)",
+                   json_is_string(id) ? json_string_value(id) : "(none)");
+            continue;
+        }
+
+        if (len + json_string_length(id) + 3 > sizeof(ga_agent.models)) {
+            ga_log(GA_WARN, "runtime model %s not advertised: the list "
+                   "is full", json_string_value(id));
             continue;
         }
 

@@ -94,6 +94,14 @@ main(void)
        "ftp gateway refused");
     tap_ok(ga_conf_set(&cf, "gateway", "https://:443", err, sizeof(err)) == -1,
        "empty host refused");
+    tap_ok(ga_conf_set(&cf, "gateway", "http://gw.example:80", err,
+                       sizeof(err)) == -1
+       && strstr(err, "plain http is only for loopback"),
+       "plain http to a remote host refused");
+    tap_ok(ga_conf_set(&cf, "gateway", "http://127.0.0.2:80", err,
+                       sizeof(err)) == 0
+       && ga_conf_set(&cf, "gateway", "http://localhost:80", err,
+                      sizeof(err)) == 0, "plain http to loopback allowed");
     tap_ok(ga_conf_set(&cf, "gateway", "https://h:99999", err, sizeof(err))
        == -1, "port out of range refused");
     tap_ok(ga_conf_set(&cf, "runtime", "https://h:1", err, sizeof(err)) == -1,
@@ -102,6 +110,17 @@ main(void)
        "runtime with a path refused");
     tap_ok(ga_conf_set(&cf, "name", "-bad", err, sizeof(err)) == -1,
        "name starting with - refused");
+    tap_ok(ga_conf_set(&cf, "models", " a,b , c ", err, sizeof(err)) == 0
+       && strcmp(cf.models, "a, b, c") == 0 && cf.models_set,
+       "models normalized to \"a, b, c\"");
+    tap_ok(ga_conf_set(&cf, "models", "", err, sizeof(err)) == 0
+       && cf.models[0] == '\0' && cf.models_set, "empty models: any");
+    tap_ok(ga_conf_set(&cf, "models", "a,,b", err, sizeof(err)) == -1
+       && strstr(err, "empty model id"), "empty model id refused");
+    tap_ok(ga_conf_set(&cf, "models", "a b", err, sizeof(err)) == -1
+       && strstr(err, "models:"), "model id with a space refused");
+    tap_ok(ga_conf_set(&cf, "models", "caf\xc3\xa9", err, sizeof(err)) == -1,
+       "non-ASCII model id refused");
     tap_ok(ga_conf_set(&cf, "log_level", "loud", err, sizeof(err)) == -1
        && strstr(err, "log_level"), "bad log level");
     tap_ok(ga_conf_set(&cf, "spare", "3x", err, sizeof(err)) == -1,
@@ -130,6 +149,13 @@ main(void)
 
         tap_ok(ga_conf_args(&cf, 2, argv, &check, &version, err, sizeof(err))
            == -1 && strstr(err, "needs a value"), "flag without value");
+    }
+
+    {
+        char *argv[] = { "gpugate-agent", "--bogus", "x", NULL };
+
+        tap_ok(ga_conf_args(&cf, 3, argv, &check, &version, err, sizeof(err))
+           == -1 && strstr(err, "unknown flag \"--bogus\""), "unknown flag");
     }
 
     {
