@@ -46,6 +46,8 @@ typedef enum {
 
 
 typedef struct ga_gateway_s  ga_gateway_t;
+typedef struct ga_rconn_s    ga_rconn_t;   /* runtime connection,
+                                              ga_relay.c */
 
 
 /* one nginx worker process as seen through the handshake replies */
@@ -75,9 +77,14 @@ typedef struct ga_conn_s {
     gpugate_scram_client_t scram;    /* the exchange of this connection */
 
     /* relay of one request */
-    gg_io_t              rio;        /* runtime socket, fd -1 if none */
-    int                  rconnected; /* its connect finished */
-    gg_buf_t             rout;       /* request bytes for the runtime */
+    ga_rconn_t          *rc;         /* runtime connection, NULL if none */
+    gg_buf_t             rout;       /* the request for the runtime, kept
+                                        whole until the answer is done so
+                                        that it can be sent again */
+    size_t               rsent;      /* bytes of rout written */
+    unsigned             rretried:1; /* sent again once already */
+    unsigned             rkeep:1;    /* nothing so far forbids reusing
+                                        the runtime connection */
     gg_buf_t             rin;        /* response bytes not yet handled */
     gg_http_head_t       rhead;      /* the runtime's response head */
     int                  rhead_done; /* head parsed and passed on */
@@ -139,7 +146,19 @@ void ga_log(int level, const char *fmt, ...)
 int ga_conn_dial(ga_gateway_t *gw);
 void ga_conn_close(ga_conn_t *c, const char *why);
 void ga_conn_drain(ga_conn_t *c);
+void ga_conn_update(ga_conn_t *c);
+int ga_conn_flush(ga_conn_t *c);
+void ga_dead_io(gg_io_t *io, uint32_t revents);
 SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
+
+/* a closed connection: its handlers do nothing until it is freed */
+#define ga_conn_dead(c)  ((c)->io.handler == ga_dead_io)
+
+/* ga_relay.c */
+int ga_serve(ga_conn_t *c);
+void ga_relay_end(ga_conn_t *c, int clean);
+void ga_relay_update(ga_conn_t *c);
+void ga_relay_pool_close(void);
 
 /* ga_main.c */
 void ga_supply(ga_gateway_t *gw);

@@ -48,6 +48,9 @@ typedef struct {
     int          max_connections;            /* per gateway */
     int          drain_timeout;              /* seconds */
     int          idle_timeout;               /* seconds */
+    int          runtime_keepalive;          /* idle runtime connections
+                                                kept, 0: none */
+    int          runtime_keepalive_timeout;  /* seconds one is kept */
     int          log_level;                  /* 0 error .. 3 debug */
 } ga_conf_t;
 

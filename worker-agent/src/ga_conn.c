@@ -3,14 +3,9 @@
  * Copyright (C) gpugate authors
  *
  * One tunnel connection of gpugate-agent: dial, TLS, the two-step SCRAM
- * handshake, then serving nginx's requests one at a time by relaying
- * each to the runtime over its own TCP connection.
- *
- * The runtime connection lives exactly as long as the request: when the
- * tunnel breaks mid-answer it is closed at once, which is what stops the
- * GPU (the runtime sees its client go).  Response bytes are passed on as
- * they arrive; the runtime is read only while the tunnel's output holds
- * less than GA_OUT_HIGH, so a slow client slows the runtime, not memory.
+ * handshake, then reading nginx's requests and writing the answers that
+ * ga_relay.c produces.  A closed connection is freed only after the epoll
+ * batch, since later events of the batch may still name it.
  */
 
 
@@ -43,32 +38,18 @@
 
 static void ga_conn_io(gg_io_t *io, uint32_t revents);
 static void ga_conn_timer(gg_timer_t *t);
-static void ga_conn_update(ga_conn_t *c);
 static int ga_conn_connected(ga_conn_t *c);
 static int ga_tls_step(ga_conn_t *c);
 static ssize_t ga_recv(ga_conn_t *c, char *buf, size_t size);
 static ssize_t ga_send(ga_conn_t *c, const char *buf, size_t size);
 static int ga_conn_read(ga_conn_t *c);
-static int ga_conn_flush(ga_conn_t *c);
 static int ga_step1_send(ga_conn_t *c);
 static int ga_step1_done(ga_conn_t *c);
 static int ga_step2_done(ga_conn_t *c);
-static int ga_serve(ga_conn_t *c);
-static int ga_relay_start(ga_conn_t *c, size_t body, size_t total);
-static void ga_relay_io(gg_io_t *io, uint32_t revents);
-static int ga_relay_response(ga_conn_t *c, int eof);
-static void ga_relay_end(ga_conn_t *c);
-static void ga_relay_fail(ga_conn_t *c, const char *why);
-static int ga_answer(ga_conn_t *c, int status, const char *reason,
-    const char *code, const char *message);
 static int ga_socket(const char *host, const char *port, int *fd,
     char *err, size_t size);
 static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out);
-static void ga_dead_io(gg_io_t *io, uint32_t revents);
 static void ga_reap(gg_timer_t *t);
-
-
-#define ga_conn_dead(c)  ((c)->io.handler == ga_dead_io)
 
 
 /* closed connections waiting for the end of the epoll batch */
@@ -117,7 +98,7 @@ int
 ga_conn_dial(ga_gateway_t *gw)
 {
     int         fd;
-    char        err[256];
+    char        err[GA_ERR_SIZE];
     ga_conn_t  *c;
 
     if (ga_socket(gw->url->host, gw->url->port, &fd, err, sizeof(err))
@@ -138,7 +119,6 @@ ga_conn_dial(ga_gateway_t *gw)
     c->io.fd = fd;
     c->io.handler = ga_conn_io;
     c->io.data = c;
-    c->rio.fd = -1;
     c->state = GA_CONNECTING;
     c->timer.handler = ga_conn_timer;
     c->timer.data = c;
@@ -179,9 +159,9 @@ ga_conn_close(ga_conn_t *c, const char *why)
                gw->url->port, why);
     }
 
-    if (c->rio.fd != -1) {
+    if (c->rc != NULL) {
         /* the runtime sees its client go: generation stops */
-        ga_relay_end(c);
+        ga_relay_end(c, 0);
     }
 
     if (c->state < GA_IDLE) {
@@ -244,7 +224,6 @@ ga_conn_close(ga_conn_t *c, const char *why)
      */
 
     c->io.handler = ga_dead_io;
-    c->rio.handler = ga_dead_io;
     c->next = ga_graveyard;
     ga_graveyard = c;
 
@@ -257,7 +236,7 @@ ga_conn_close(ga_conn_t *c, const char *why)
 }
 
 
-static void
+void
 ga_dead_io(gg_io_t *io, uint32_t revents)
 {
     (void) io;
@@ -284,7 +263,7 @@ void
 ga_conn_drain(ga_conn_t *c)
 {
     if (c->state == GA_RELAY || c->state == GA_CLOSING) {
-        /* finishes its answer first; ga_relay_end() closes it */
+        /* finishes its answer first, then closes */
         return;
     }
 
@@ -329,7 +308,7 @@ ga_conn_timer(gg_timer_t *t)
 }
 
 
-static void
+void
 ga_conn_update(ga_conn_t *c)
 {
     uint32_t  ev;
@@ -344,21 +323,19 @@ ga_conn_update(ga_conn_t *c)
 
     (void) gg_io_set(&ga_agent.loop, &c->io, ev);
 
-    if (c->rio.fd == -1) {
-        return;
+    if (c->state == GA_IDLE) {
+        /* a parked tunnel holds no buffers: 1,000 of them are cheap */
+
+        if (gg_buf_len(&c->in) == 0) {
+            gg_buf_free(&c->in);
+        }
+
+        if (gg_buf_len(&c->out) == 0) {
+            gg_buf_free(&c->out);
+        }
     }
 
-    ev = 0;
-
-    if (!c->rconnected || gg_buf_len(&c->rout)) {
-        ev |= EPOLLOUT;
-    }
-
-    if (c->rconnected && gg_buf_len(&c->out) < GA_OUT_HIGH) {
-        ev |= EPOLLIN;
-    }
-
-    (void) gg_io_set(&ga_agent.loop, &c->rio, ev);
+    ga_relay_update(c);
 }
 
 
@@ -634,7 +611,7 @@ ga_conn_read(ga_conn_t *c)
 }
 
 
-static int
+int
 ga_conn_flush(ga_conn_t *c)
 {
     ssize_t  n;
@@ -653,9 +630,9 @@ ga_conn_flush(ga_conn_t *c)
         gg_buf_consume(&c->out, n);
     }
 
-    if (c->rio.fd != -1) {
+    if (c->rc != NULL) {
         /* room again: the runtime may be read */
-        ga_conn_update(c);
+        ga_relay_update(c);
     }
 
     return 0;
@@ -920,585 +897,6 @@ ga_step2_done(ga_conn_t *c)
     return gg_buf_len(&c->in) ? ga_serve(c) : 0;
 }
 
-
-/* handles complete requests in c->in while the connection is idle */
-
-static int
-ga_serve(ga_conn_t *c)
-{
-    int                 rc;
-    size_t              used, out_len, body, total;
-    const char         *buf;
-    gg_http_chunked_t   ck;
-    char                scratch[4096];
-
-    while (c->state == GA_IDLE && gg_buf_len(&c->in)) {
-
-        buf = gg_buf_pos(&c->in);
-        rc = gg_http_parse_head(&c->head, buf, gg_buf_len(&c->in));
-
-        if (rc == GG_HTTP_AGAIN) {
-            return 0;
-        }
-
-        if (rc != GG_HTTP_OK) {
-            ga_log(GA_WARN, "malformed request from the gateway (%d)", rc);
-            return -1;
-        }
-
-        /* the request must be whole before the runtime is dialed */
-
-        body = 0;
-
-        if (c->head.chunked) {
-            gg_http_chunked_init(&ck, GA_REQUEST_MAX);
-            used = 0;
-            rc = GG_HTTP_AGAIN;
-
-            while (c->head.head_len + used < gg_buf_len(&c->in)) {
-                size_t  n, k;
-
-                n = gg_buf_len(&c->in) - c->head.head_len - used;
-                n = n > sizeof(scratch) ? sizeof(scratch) : n;
-                memcpy(scratch, buf + c->head.head_len + used, n);
-
-                rc = gg_http_parse_chunked(&ck, scratch, n, scratch, &k,
-                                           &out_len);
-                used += k;
-
-                if (rc != GG_HTTP_AGAIN) {
-                    break;
-                }
-            }
-
-            if (rc == GG_HTTP_AGAIN) {
-                gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
-                return 0;
-            }
-
-            if (rc != GG_HTTP_OK) {
-                return -1;
-            }
-
-            body = used;
-
-        } else if (c->head.content_length > 0) {
-            body = (size_t) c->head.content_length;
-
-            if (gg_buf_len(&c->in) - c->head.head_len < body) {
-                /* parsed again when more arrives: cheap, heads are small */
-                gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
-                return 0;
-            }
-        }
-
-        total = c->head.head_len + body;
-
-        (void) gg_timer_add(&ga_agent.loop, &c->timer,
-                            ga_agent.conf.idle_timeout * 1000000ULL);
-
-        if (c->head.method_len == 3 && memcmp(buf + c->head.method, "GET", 3)
-            == 0 && c->head.uri_len == sizeof("/gpugate/ping") - 1
-            && memcmp(buf + c->head.uri, "/gpugate/ping",
-                      c->head.uri_len) == 0)
-        {
-            gg_buf_consume(&c->in, total);
-            gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
-
-            if (gg_buf_printf(&c->out, "HTTP/1.1 204 No Content\r\n"
-                              "X-Gpugate-Inflight: %d\r\n\r\n",
-                              ga_agent.inflight)
-                != 0)
-            {
-                return -1;
-            }
-
-            continue;
-        }
-
-        if (ga_agent.inflight >= ga_agent.conf.capacity) {
-            gg_buf_consume(&c->in, total);
-            gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
-
-            if (ga_answer(c, 503, "Service Unavailable", "agent_busy",
-                          "agent at capacity") != 0)
-            {
-                return -1;
-            }
-
-            continue;
-        }
-
-        return ga_relay_start(c, body, total);
-    }
-
-    return 0;
-}
-
-
-static int
-ga_relay_start(ga_conn_t *c, size_t body, size_t total)
-{
-    int                      fd;
-    size_t                   i;
-    char                     err[256];
-    const char              *buf;
-    const gg_http_header_t  *h;
-
-    buf = gg_buf_pos(&c->in);
-
-    gg_buf_reset(&c->rout);
-
-    if (gg_buf_printf(&c->rout, "%.*s %.*s HTTP/1.1\r\n",
-                      (int) c->head.method_len, buf + c->head.method,
-                      (int) c->head.uri_len, buf + c->head.uri) != 0)
-    {
-        return -1;
-    }
-
-    for (i = 0; i < c->head.nheaders; i++) {
-        h = &c->head.headers[i];
-
-        /* hop-by-hop: this hop ends here */
-
-        if (gg_http_header_is(h, buf, "host")
-            || gg_http_header_is(h, buf, "connection")
-            || gg_http_header_is(h, buf, "keep-alive")
-            || gg_http_header_is(h, buf, "proxy-connection")
-            || gg_http_header_is(h, buf, "te")
-            || gg_http_header_is(h, buf, "upgrade"))
-        {
-            continue;
-        }
-
-        if (gg_http_header_is(h, buf, "expect")) {
-            /* the body is whole already: no "100 Continue" wanted */
-            continue;
-        }
-
-        if (gg_buf_printf(&c->rout, "%.*s: %.*s\r\n", (int) h->name_len,
-                          buf + h->name, (int) h->value_len, buf + h->value)
-            != 0)
-        {
-            return -1;
-        }
-    }
-
-    if (gg_buf_printf(&c->rout, "Host: %s:%s\r\nConnection: close\r\n\r\n",
-                      ga_agent.conf.runtime.host, ga_agent.conf.runtime.port)
-        != 0
-        || gg_buf_append(&c->rout, buf + c->head.head_len, body) != 0)
-    {
-        return -1;
-    }
-
-    c->head_req = (c->head.method_len == 4
-                   && memcmp(buf + c->head.method, "HEAD", 4) == 0);
-
-    gg_buf_consume(&c->in, total);
-    gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
-
-    c->state = GA_RELAY;
-    c->worker->idle--;
-    c->requests++;
-    c->gw->flaps = 0;
-    ga_agent.inflight++;
-    ga_agent.served++;
-
-    /* one idle connection fewer in this worker: replace it now (§3) */
-    ga_supply(c->gw);
-
-    gg_timer_del(&ga_agent.loop, &c->timer);
-
-    gg_buf_reset(&c->rin);
-    gg_http_head_init(&c->rhead, 1, GA_HEAD_MAX);
-    c->rhead_done = 0;
-    c->rconnected = 0;
-
-    if (ga_socket(ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-                  &fd, err, sizeof(err))
-        != 0)
-    {
-        ga_relay_fail(c, err);
-        return ga_conn_dead(c) ? 1 : 0;
-    }
-
-    c->rio.fd = fd;
-    c->rio.handler = ga_relay_io;
-    c->rio.data = c;
-    c->rio.events = 0;
-
-    return 0;
-}
-
-
-static void
-ga_relay_io(gg_io_t *io, uint32_t revents)
-{
-    ga_conn_t  *c = io->data;
-    int         err, eof;
-    ssize_t     n;
-    socklen_t   len;
-
-    (void) revents;
-
-    if (!c->rconnected) {
-        len = sizeof(err);
-
-        if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
-            || err != 0)
-        {
-            ga_relay_fail(c, strerror(err ? err : errno));
-
-            if (c->io.handler != ga_dead_io) {
-                ga_conn_update(c);
-            }
-
-            return;
-        }
-
-        c->rconnected = 1;
-    }
-
-    while (gg_buf_len(&c->rout)) {
-        n = send(io->fd, gg_buf_pos(&c->rout), gg_buf_len(&c->rout),
-                 MSG_NOSIGNAL);
-
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                break;
-            }
-
-            /* the runtime may answer before reading everything */
-            gg_buf_reset(&c->rout);
-            break;
-        }
-
-        gg_buf_consume(&c->rout, n);
-    }
-
-    eof = 0;
-
-    while (gg_buf_len(&c->out) < GA_OUT_HIGH) {
-        if (gg_buf_reserve(&c->rin, 16384) != 0) {
-            ga_conn_close(c, "out of memory");
-            return;
-        }
-
-        n = read(io->fd, gg_buf_last(&c->rin), gg_buf_room(&c->rin));
-
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                break;
-            }
-
-            eof = 1;
-            break;
-        }
-
-        if (n == 0) {
-            eof = 1;
-            break;
-        }
-
-        c->rin.end += n;
-
-        if (ga_relay_response(c, 0) != 0 || ga_conn_dead(c)) {
-            return;
-        }
-
-        if (c->rio.fd == -1) {
-            break;
-        }
-    }
-
-    if (eof && c->rio.fd != -1
-        && (ga_relay_response(c, 1) != 0 || ga_conn_dead(c)))
-    {
-        return;
-    }
-
-    if (ga_conn_flush(c) != 0) {
-        ga_conn_close(c, "write to gateway failed");
-        return;
-    }
-
-    if (c->state == GA_CLOSING && gg_buf_len(&c->out) == 0) {
-        ga_conn_close(c, NULL);
-        return;
-    }
-
-    ga_conn_update(c);
-
-    /* requests queued behind this one (nginx does not pipeline, but) */
-    if (c->state == GA_IDLE && gg_buf_len(&c->in) && ga_serve(c) != 0) {
-        ga_conn_close(c, NULL);
-    }
-}
-
-
-/*
- * Moves what the runtime sent from c->rin to c->out: the head rewritten
- * (hop-by-hop fields dropped, a close-delimited body re-framed as
- * chunked), then body bytes as they are.  Returns 0, or -1 when the
- * connection was closed here.
- */
-
-static int
-ga_relay_response(ga_conn_t *c, int eof)
-{
-    int                      rc;
-    size_t                   i, n, used, out_len;
-    const char              *buf;
-    const gg_http_header_t  *h;
-    char                     scratch[16384];
-
-    while (!c->rhead_done) {
-        buf = gg_buf_pos(&c->rin);
-        rc = gg_http_parse_head(&c->rhead, buf, gg_buf_len(&c->rin));
-
-        if (rc == GG_HTTP_AGAIN) {
-            if (eof) {
-                ga_relay_fail(c, "runtime closed before answering");
-            }
-
-            return 0;
-        }
-
-        if (rc != GG_HTTP_OK) {
-            ga_relay_fail(c, "malformed response from the runtime");
-            return 0;
-        }
-
-        if (c->rhead.status >= 100 && c->rhead.status < 200
-            && c->rhead.status != 101)
-        {
-            /* interim (103 Early Hints): the final head follows */
-            gg_buf_consume(&c->rin, c->rhead.head_len);
-            gg_http_head_init(&c->rhead, 1, GA_HEAD_MAX);
-            continue;
-        }
-
-        if (gg_buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", c->rhead.status,
-                          (int) c->rhead.reason_len, buf + c->rhead.reason)
-            != 0)
-        {
-            ga_conn_close(c, "out of memory");
-            return -1;
-        }
-
-        if (c->head_req || c->rhead.status < 200 || c->rhead.status == 204
-            || c->rhead.status == 304)
-        {
-            c->rframe = 3;
-
-        } else if (c->rhead.chunked) {
-            c->rframe = 1;
-            gg_http_chunked_init(&c->rchunk, UINT64_MAX);
-
-        } else if (c->rhead.content_length >= 0) {
-            c->rframe = 0;
-            c->rleft = c->rhead.content_length;
-
-        } else {
-            c->rframe = 2;
-        }
-
-        for (i = 0; i < c->rhead.nheaders; i++) {
-            h = &c->rhead.headers[i];
-
-            if (gg_http_header_is(h, buf, "connection")
-                || gg_http_header_is(h, buf, "keep-alive"))
-            {
-                continue;
-            }
-
-            (void) gg_buf_printf(&c->out, "%.*s: %.*s\r\n",
-                                 (int) h->name_len, buf + h->name,
-                                 (int) h->value_len, buf + h->value);
-        }
-
-        if (c->rframe == 2) {
-            (void) gg_buf_append(&c->out, "Transfer-Encoding: chunked\r\n",
-                                 28);
-        }
-
-        if (gg_buf_append(&c->out, "\r\n", 2) != 0) {
-            ga_conn_close(c, "out of memory");
-            return -1;
-        }
-
-        gg_buf_consume(&c->rin, c->rhead.head_len);
-        c->rhead_done = 1;
-    }
-
-    n = gg_buf_len(&c->rin);
-
-    switch (c->rframe) {
-
-    case 0:
-        n = (int64_t) n > c->rleft ? (size_t) c->rleft : n;
-        (void) gg_buf_append(&c->out, gg_buf_pos(&c->rin), n);
-        gg_buf_reset(&c->rin);
-        c->rleft -= n;
-
-        if (c->rleft == 0) {
-            ga_relay_end(c);
-        } else if (eof) {
-            ga_conn_close(c, "runtime answer cut short");
-            return -1;
-        }
-
-        break;
-
-    case 1:
-        used = 0;
-        rc = GG_HTTP_AGAIN;
-
-        while (used < n && rc == GG_HTTP_AGAIN) {
-            size_t  k, m;
-
-            m = n - used > sizeof(scratch) ? sizeof(scratch) : n - used;
-            memcpy(scratch, gg_buf_pos(&c->rin) + used, m);
-            rc = gg_http_parse_chunked(&c->rchunk, scratch, m, scratch, &k,
-                                       &out_len);
-            used += k;
-        }
-
-        if (rc != GG_HTTP_AGAIN && rc != GG_HTTP_OK) {
-            ga_conn_close(c, "malformed chunked answer from the runtime");
-            return -1;
-        }
-
-        (void) gg_buf_append(&c->out, gg_buf_pos(&c->rin), used);
-        gg_buf_reset(&c->rin);
-
-        if (rc == GG_HTTP_OK) {
-            ga_relay_end(c);
-        } else if (eof) {
-            ga_conn_close(c, "runtime answer cut short");
-            return -1;
-        }
-
-        break;
-
-    case 2:
-        if (n) {
-            (void) gg_buf_printf(&c->out, "%zx\r\n", n);
-            (void) gg_buf_append(&c->out, gg_buf_pos(&c->rin), n);
-            (void) gg_buf_append(&c->out, "\r\n", 2);
-            gg_buf_reset(&c->rin);
-        }
-
-        if (eof) {
-            (void) gg_buf_append(&c->out, "0\r\n\r\n", 5);
-            ga_relay_end(c);
-        }
-
-        break;
-
-    default:
-        gg_buf_reset(&c->rin);
-        ga_relay_end(c);
-        break;
-    }
-
-    return 0;
-}
-
-
-/* the runtime connection is done with: the tunnel goes back to idle */
-
-static void
-ga_relay_end(ga_conn_t *c)
-{
-    if (c->rio.fd != -1) {
-        (void) gg_io_set(&ga_agent.loop, &c->rio, 0);
-        close(c->rio.fd);
-        c->rio.fd = -1;
-    }
-
-    if (c->state != GA_RELAY) {
-        return;
-    }
-
-    ga_agent.inflight--;
-
-    if (ga_agent.draining) {
-        /* closed once the answer is sent */
-        c->state = GA_CLOSING;
-        return;
-    }
-
-    c->worker->idle++;
-    c->state = GA_IDLE;
-
-    (void) gg_timer_add(&ga_agent.loop, &c->timer,
-                        ga_agent.conf.idle_timeout * 1000000ULL);
-}
-
-
-static void
-ga_relay_fail(ga_conn_t *c, const char *why)
-{
-    char  msg[300];
-
-    ga_log(GA_WARN, "runtime %s:%s: %s", ga_agent.conf.runtime.host,
-           ga_agent.conf.runtime.port, why);
-
-    if (c->rhead_done) {
-        ga_conn_close(c, "runtime failed mid-answer");
-        return;
-    }
-
-    ga_relay_end(c);
-
-    snprintf(msg, sizeof(msg), "runtime unreachable: %s", why);
-
-    if (ga_answer(c, 502, "Bad Gateway", "runtime_unavailable", msg) != 0) {
-        ga_conn_close(c, "out of memory");
-    }
-}
-
-
-static int
-ga_answer(ga_conn_t *c, int status, const char *reason, const char *code,
-    const char *message)
-{
-    char    body[1024], esc[600], *e;
-    int     n;
-    size_t  i;
-
-    /* the message may quote strerror() or a host name: keep JSON valid */
-
-    e = esc;
-
-    for (i = 0; message[i] && e < esc + sizeof(esc) - 7; i++) {
-        unsigned char  ch = (unsigned char) message[i];
-
-        if (ch == '"' || ch == '\\') {
-            *e++ = '\\';
-            *e++ = (char) ch;
-
-        } else if (ch < 0x20 || ch == 0x7f) {
-            e += snprintf(e, 7, "\\u%04x", ch);
-
-        } else {
-            *e++ = (char) ch;
-        }
-    }
-
-    *e = '\0';
-
-    n = snprintf(body, sizeof(body),
-                 "{\"error\":{\"message\":\"%s\",\"type\":\"server_error\","
-                 "\"param\":null,\"code\":\"%s\"}}\n", esc, code);
-
-    return gg_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n"
-                         "Content-Type: application/json\r\n"
-                         "Content-Length: %d\r\n\r\n%s",
-                         status, reason, n, body);
-}
 
 
 static int

@@ -389,6 +389,7 @@ main(int argc, char **argv)
            ga_agent.conf.drain_timeout);
 
     ga_agent.draining = 1;
+    ga_relay_pool_close();
     ga_agent.drain_deadline = gg_time_us()
                               + ga_agent.conf.drain_timeout * 1000000ULL;
 
@@ -635,6 +636,8 @@ ga_usage(void)
            "  max_connections N  per gateway (256)\n"
            "  drain_timeout S    SIGTERM grace period (30)\n"
            "  idle_timeout S     drop a silent connection (20)\n"
+           "  runtime_keepalive N  idle runtime connections kept (32)\n"
+           "  runtime_keepalive_timeout S  how long one is kept (4)\n"
            "  log_level L        error, warn, info, debug (info)\n"
            "\n"
            "exit codes: 0 stopped, 1 failure, 2 usage or configuration\n");

@@ -139,6 +139,7 @@ mock_accept(gg_io_t *io, uint32_t revents)
 
         one = 1;
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        mock_connections++;
 
         c = calloc(1, sizeof(mock_conn_t));
         if (c == NULL) {
@@ -439,6 +440,13 @@ mock_request_done(mock_conn_t *c)
 
     if (c->keepalive) {
         mock_conn_reset(c);
+
+        if (mock_conf.keepalive_ms) {
+            /* READ_HEAD with no input: the timer closes the connection */
+            (void) gg_timer_add(&mock_loop, &c->gen_timer,
+                                mock_conf.keepalive_ms * 1000);
+        }
+
         return;
     }
 
@@ -714,6 +722,9 @@ mock_conn_process(mock_conn_t *c)
                 return;
             }
 
+            /* a request came: the keep-alive limit no longer applies */
+            gg_timer_del(&mock_loop, &c->gen_timer);
+
             rc = gg_http_parse_head(&c->head, gg_buf_pos(&c->in),
                                     gg_buf_len(&c->in));
 
@@ -935,6 +946,11 @@ mock_conn_gen_timer(gg_timer_t *t)
     c = t->data;
 
     if (c->state == MOCK_LINGER) {
+        c->dead = 1;
+
+    } else if (c->state == MOCK_READ_HEAD) {
+        mock_log(0, "keep-alive connection idle %ld ms: closed",
+                 mock_conf.keepalive_ms);
         c->dead = 1;
 
     } else {

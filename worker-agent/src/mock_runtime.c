@@ -38,6 +38,7 @@ mock_conf_t   mock_conf;
 gg_loop_t     mock_loop;
 long          mock_in_flight;
 long          mock_disconnects;
+long          mock_connections;
 long          mock_completion_tokens;
 
 static FILE  *mock_log_file;
@@ -139,8 +140,12 @@ mock_metrics_text(gg_buf_t *b)
         "# HELP gpugate_mock_completion_tokens_total Completion tokens "
         "generated.\n"
         "# TYPE gpugate_mock_completion_tokens_total counter\n"
-        "gpugate_mock_completion_tokens_total %ld\n",
-        mock_in_flight, mock_disconnects, mock_completion_tokens);
+        "gpugate_mock_completion_tokens_total %ld\n"
+        "# HELP gpugate_mock_connections_total Connections accepted.\n"
+        "# TYPE gpugate_mock_connections_total counter\n"
+        "gpugate_mock_connections_total %ld\n",
+        mock_in_flight, mock_disconnects, mock_completion_tokens,
+        mock_connections);
 
     return rc ? -1 : 0;
 }
@@ -176,6 +181,9 @@ mock_usage(FILE *f)
 "                         N inference requests in flight (default 0: no\n"
 "                         limit)\n"
 "  --embedding-dim N      floats per embedding (default 8)\n"
+"  --keepalive-timeout-ms N\n"
+"                         close a keep-alive connection idle N ms, as\n"
+"                         servers do (default 0: never)\n"
 "  --log-file FILE        append the log to FILE (default stderr)\n"
 "  --quiet                log only errors, drops and disconnects\n"
 "  -h, --help             this text\n"
@@ -386,6 +394,8 @@ main(int argc, char **argv)
             mock_conf.drop_after = mock_arg_long(a, v, 0, 100000000);
         } else if (strcmp(a, "--max-concurrency") == 0) {
             mock_conf.max_concurrency = mock_arg_long(a, v, 0, 100000000);
+        } else if (strcmp(a, "--keepalive-timeout-ms") == 0) {
+            mock_conf.keepalive_ms = mock_arg_long(a, v, 0, 3600000);
         } else if (strcmp(a, "--embedding-dim") == 0) {
             mock_conf.embedding_dim = (int) mock_arg_long(a, v, 1, 65536);
         } else if (strcmp(a, "--log-file") == 0) {

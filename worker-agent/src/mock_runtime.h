@@ -39,6 +39,8 @@ typedef struct {
     int            fail_status;      /* 0: none */
     long           drop_after;       /* -1: never */
     long           max_concurrency;  /* 0: unlimited */
+    long           keepalive_ms;     /* close a keep-alive connection
+                                        idle this long; 0: never */
     int            embedding_dim;    /* floats per embedding */
     int            quiet;            /* only errors and disconnects */
 } mock_conf_t;
@@ -136,6 +138,7 @@ extern mock_conf_t   mock_conf;
 extern gg_loop_t     mock_loop;
 extern long          mock_in_flight;
 extern long          mock_disconnects;
+extern long          mock_connections;
 extern long          mock_completion_tokens;
 
 

@@ -1,0 +1,271 @@
+# The agent's kept-alive connections to the runtime: reused across
+# requests (the mock runtime counts its connections), dropped when the
+# runtime closes them while idle, never reused after "Connection: close",
+# and a request the runtime drops unanswered on a reused connection (its
+# keep-alive limit ran out just then) is sent again on a new one.  With
+# runtime_keepalive 0 every request has its own connection.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/support";
+
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Test::More;
+use Time::HiRes qw(sleep);
+
+use GpugateTest qw(start_nginx http_request http_send http_read
+                   wait_until env_or_skip free_port make_agent);
+
+env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
+
+my $root = "$FindBin::Bin/..";
+my $agent_bin = "$root/build/bin/gpugate-agent";
+my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
+plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+
+my $pg = $ENV{TEST_NGINX_PG_PORT};
+my $dir = tempdir('gpugate-keepalive-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my @kids;
+
+sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
+
+# the mock runtime closes keep-alive connections idle for 300 ms
+my $mock_port = free_port();
+my $mock_log = "$dir/mock.log";
+my $mock_pid = fork // die;
+if (!$mock_pid) {
+    exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
+         'mock-model', '--log-file', $mock_log, '--keepalive-timeout-ms',
+         300;
+    exit 1;
+}
+push @kids, $mock_pid;
+
+# A scripted runtime: answers {"conn":N,"req":K}; "X-Fake: close" answers
+# with Connection: close; "X-Fake: drop-reused" closes, unanswered, any
+# connection on its second request.
+my $fake_port = free_port();
+my $fake_log = "$dir/fake.log";
+my $fake_pid = fork // die;
+if (!$fake_pid) {
+    my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$fake_port",
+                                  Listen => 64, ReuseAddr => 1) or exit 1;
+    open my $log, '>>', $fake_log or exit 1;
+    $log->autoflush(1);
+    my $sel = IO::Select->new($l);
+    my (%buf, %id, %nreq);
+    my $conns = 0;
+    while (1) {
+        for my $s ($sel->can_read) {
+            if ($s == $l) {
+                my $c = $l->accept or next;
+                $id{$c} = ++$conns;
+                $nreq{$c} = 0;
+                $buf{$c} = '';
+                $sel->add($c);
+                next;
+            }
+            my $n = sysread($s, my $chunk, 65536);
+            if (!$n) {
+                $sel->remove($s);
+                close $s;
+                next;
+            }
+            $buf{$s} .= $chunk;
+            while ($buf{$s} =~ /\A(.*?\r\n\r\n)/s) {
+                my $head = $1;
+                my ($len) = $head =~ /^content-length:\s*(\d+)/mi;
+                $len //= 0;
+                last if length($buf{$s}) < length($head) + $len;
+                substr($buf{$s}, 0, length($head) + $len) = '';
+                my $k = ++$nreq{$s};
+                my ($mode) = $head =~ /^x-fake:\s*(\S+)/mi;
+                $mode //= '';
+                my ($close) = $head =~ /^connection:\s*(\S+)/mi;
+                print $log "conn $id{$s} req $k mode $mode"
+                    . ($close ? " connection $close" : '') . "\n";
+                if ($mode eq 'drop-reused' && $k >= 2) {
+                    $sel->remove($s);
+                    close $s;
+                    last;
+                }
+                my $body = "{\"conn\":$id{$s},\"req\":$k}";
+                syswrite($s, "HTTP/1.1 200 OK\r\n"
+                    . "Content-Type: application/json\r\n"
+                    . 'Content-Length: ' . length($body) . "\r\n"
+                    . ($mode eq 'close' ? "Connection: close\r\n" : '')
+                    . "\r\n$body");
+                if ($mode eq 'close') {
+                    $sel->remove($s);
+                    close $s;
+                    last;
+                }
+            }
+        }
+    }
+}
+push @kids, $fake_pid;
+
+wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
+    or BAIL_OUT('mock runtime did not start');
+wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$fake_port") })
+    or BAIL_OUT('scripted runtime did not start');
+
+my %token;
+for my $name (qw(ka-mock ka-fake ka-off)) {
+    $token{$name} = make_agent($name);
+    open my $tf, '>', "$dir/$name.token" or die;
+    print $tf "$token{$name}\n";
+    close $tf;
+    chmod 0600, "$dir/$name.token";
+}
+
+my $ngx = start_nginx(workers => 1, http => <<"HTTP", server => <<'SRV');
+    gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
+    upstream agents {
+        gpugate_tunnel queue=64 queue_timeout=5s;
+    }
+HTTP
+        location = /gpugate/tunnel {
+            gpugate_tunnel_accept ping=30s;
+        }
+        location /v1/ {
+            gpugate_openai on;
+            gpugate_model mock-model pool=agents;
+            gpugate_model fake-model pool=agents;
+            gpugate_model off-model pool=agents;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_pass http://$gpugate_pool;
+        }
+SRV
+
+my $port = $ngx->port;
+
+sub start_agent {
+    my ($name, $rport, $model, @extra) = @_;
+    my $log = "$dir/$name.log";
+    my $pid = fork // die;
+    if (!$pid) {
+        open STDERR, '>', $log or die;
+        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
+             '--name', $name, '--token-file', "$dir/$name.token",
+             '--runtime', "http://127.0.0.1:$rport", '--models', $model,
+             '--spare', 2, '--log-level', 'debug', @extra;
+        exit 1;
+    }
+    push @kids, $pid;
+    return ($pid, $log);
+}
+
+sub chat {
+    my ($model, $stream, %h) = @_;
+    my $body = "{\"model\":\"$model\",\"stream\":"
+             . ($stream ? 'true' : 'false')
+             . ',"messages":[{"role":"user","content":"hi"}]}';
+    return http_read(http_send($port, 'POST', '/v1/chat/completions',
+                               { 'Content-Type' => 'application/json', %h },
+                               $body), 10);
+}
+
+sub mock_conns {
+    my $r = http_request($mock_port, 'GET', '/metrics', {}, '');
+    my ($n) = $r->{body} =~ /^gpugate_mock_connections_total (\d+)$/m;
+    return $n;
+}
+
+# --- reuse ------------------------------------------------------------------
+
+my (undef, $mock_agent_log) = start_agent('ka-mock', $mock_port, 'mock-model');
+ok(wait_until(10, sub { chat('mock-model', 0)->{status} == 200 }),
+   'agent up, first request answered')
+    or diag slurp($mock_agent_log);
+
+{
+    my $want = http_request($mock_port, 'POST', '/v1/chat/completions',
+        { 'Content-Type' => 'application/json' },
+        '{"model":"mock-model","stream":true,'
+        . '"messages":[{"role":"user","content":"hi"}]}');
+    my $before = mock_conns();
+    my ($ok, $same) = (0, 0);
+    for my $i (1 .. 20) {
+        my $r = chat('mock-model', $i % 2);
+        $ok++ if $r->{status} == 200;
+        $same++ if $i % 2 && $r->{body} eq $want->{body};
+    }
+    my $after = mock_conns();
+    is($ok, 20, 'reuse: 20 requests in a row answered');
+    is($same, 10, 'reuse: streams byte-identical to a direct request');
+    # the metrics requests themselves are one connection each
+    cmp_ok($after - $before - 1, '<=', 1,
+           'reuse: 20 requests took at most one new runtime connection');
+}
+
+# --- the runtime closes an idle kept-alive connection -----------------------
+
+{
+    my $before = mock_conns();
+    sleep 0.8;
+    like(slurp($mock_log), qr/keep-alive connection idle 300 ms: closed/,
+         'runtime closed the idle connection');
+    ok(wait_until(2, sub { slurp($mock_agent_log)
+                           =~ /runtime closed an idle kept-alive/ }),
+       'agent saw it close while pooled');
+    is(chat('mock-model', 0)->{status}, 200,
+       'next request answered on a new connection');
+    is(mock_conns() - $before - 1, 1, '... exactly one new connection');
+    unlike(slurp($mock_agent_log), qr/sending the request again/,
+           'no retry was needed');
+}
+
+# --- Connection: close, and a reused connection dropped unanswered ----------
+
+my (undef, $fake_agent_log) = start_agent('ka-fake', $fake_port, 'fake-model');
+ok(wait_until(10, sub { chat('fake-model', 0)->{status} == 200 }),
+   'second agent up');
+
+{
+    my $r1 = chat('fake-model', 0, 'X-Fake' => 'close');
+    my $r2 = chat('fake-model', 0);
+    is($r1->{status}, 200, 'Connection: close answer passed on');
+    my ($c1) = $r1->{body} =~ /"conn":(\d+)/;
+    my ($c2, $k2) = $r2->{body} =~ /"conn":(\d+),"req":(\d+)/;
+    isnt($c2, $c1, 'a connection the runtime closed is not reused');
+    is($k2, 1, '... the next request opened a new one');
+
+    my $r3 = chat('fake-model', 0, 'X-Fake' => 'drop-reused');
+    my $r4 = chat('fake-model', 0, 'X-Fake' => 'drop-reused');
+    is($r3->{status}, 200, 'first request on a connection answered');
+    is($r4->{status}, 200, 'request dropped on a reused connection: 200');
+    like($r4->{body}, qr/"req":1\}/, '... answered on a new connection');
+    like(slurp($fake_agent_log), qr/sending the request again/,
+         '... the agent logged the resend');
+    like(slurp($fake_log), qr/^conn \d+ req 2 mode drop-reused$/m,
+         'the runtime did see the dropped request');
+    unlike(slurp($fake_log), qr/connection close/i,
+           'the agent sent no Connection: close');
+}
+
+# --- runtime_keepalive 0 ----------------------------------------------------
+
+start_agent('ka-off', $fake_port, 'off-model', '--runtime-keepalive', 0);
+ok(wait_until(10, sub { chat('off-model', 0)->{status} == 200 }),
+   'agent with runtime_keepalive 0 up');
+{
+    my @k = map { (chat('off-model', 0)->{body} =~ /"req":(\d+)/)[0] } 1 .. 3;
+    is("@k", '1 1 1', 'runtime_keepalive 0: a connection per request');
+    like(slurp($fake_log), qr/connection close$/m,
+         '... each sent with Connection: close');
+}
+
+unlike($ngx->log, qr/signal \d+|\[alert\]/, 'no worker crashed');
+
+kill 'TERM', @kids;
+waitpid $_, 0 for @kids;
+
+done_testing();
