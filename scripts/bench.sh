@@ -175,11 +175,11 @@ GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
     my $nginx = `/usr/sbin/nginx -v 2>&1`; chomp $nginx;
     my $machine = "$cpu, $cores cores, $mem RAM, Linux $kernel, $nginx";
 
-    my $fmt = "%-14s %-34s %9s %9s %9s %9s %9s %8s\n";
+    my $fmt = "%-16s %-34s %9s %9s %9s %9s %9s %9s %9s %8s\n";
     printf "\nmachine: %s; nginx workers: %s%s\n\n", $machine,
         $ENV{GG_WORKERS}, $ENV{GG_QUICK} ? " (quick run)" : "";
     printf $fmt, "group", "scenario", "rps", "p50 ms", "p99 ms",
-        "ttft p50", "ttft p99", "ratio";
+        "ttft p50", "ttft p99", "ngx us/rq", "agt us/rq", "ratio";
     for my $row (@rows) {
         my $r = $row->{result} // {};
         my $b = $base{ $row->{group} } // {};
@@ -187,17 +187,18 @@ GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
             ? sprintf("%.3f", $r->{rps} / $b->{rps}) : "-";
         $row->{ratio_rps} = $ratio;
         if (defined $r->{note}) {
-            printf "%-14s %-34s %s\n", $row->{group}, $row->{scenario},
+            printf "%-16s %-34s %s\n", $row->{group}, $row->{scenario},
                 $r->{note};
             next;
         }
         my $t = $r->{ttft_ms} // {};
+        my $c = $r->{cpu_us_per_request} // {};
         my $f = sub { defined $_[0] && $_[0] >= 0
                       ? sprintf("%.2f", $_[0]) : "-" };
         printf $fmt, $row->{group}, $row->{scenario},
             $f->($r->{rps}), $f->($r->{latency_ms}{p50}),
             $f->($r->{latency_ms}{p99}), $f->($t->{p50}), $f->($t->{p99}),
-            $ratio . ($row->{baseline} ? " (base)" : "")
+            $f->($c->{nginx}), $f->($c->{agent}), $ratio . ($row->{baseline} ? " (base)" : "")
             . (($r->{errors} // 0) > 0 ? " ERR=$r->{errors}" : "");
     }
     open my $fh, ">", $ARGV[0] or die "$ARGV[0]: $!";

@@ -5,9 +5,11 @@
 # tunnel: the same mock runtime and request mix (a) through plain nginx
 #   proxy_pass (the limit), (b) through the gpugate tunnel alone (nginx
 #   proxy_pass to a "gpugate_tunnel" upstream, gpugate-agent over TLS on
-#   loopback), (c) the tunnel behind auth + router (the overhead group's
-#   (d)), (d) the runtime exposed through "ssh -R" (the frp-style peer),
-#   non-streaming and 64 streams.
+#   loopback), (c) the same over plain TCP (what TLS costs), (d) the
+#   tunnel behind auth + router (the overhead group's (d)), (e) the
+#   runtime exposed through "ssh -R" (the frp-style peer): 64 connections
+#   at saturation, with the CPU time the nginx worker and the agent spent
+#   per request; one connection (added latency, no queueing); 64 streams.
 # scale: RSS of the nginx worker and of the agent with N idle parked
 #   tunnel connections (TLS), per connection.
 
@@ -22,10 +24,14 @@ tslow_port=$GG_MOCK_PORT
 "$GG_ROOT/scripts/gpugate-ca" "$tmp/ca" >/dev/null
 
 # tunnel_nginx NAME PORT TUNNEL_PORT MODE(plain|tunnel|gpugate) RUNTIME
+#   [PLAIN_TUNNEL_PORT]: the tunnel listens with TLS, and also without
+#   on the optional last port
 tunnel_nginx() {
     local name=$1 port=$2 tport=$3 mode=$4 rport=$5 dir=$tmp/$1 up loc=
+    local plain_listen=
 
     mkdir -p "$dir/logs"
+    [ -n "${6:-}" ] && plain_listen="listen 127.0.0.1:$6 reuseport;"
     if [ "$mode" = plain ]; then
         up="upstream runtime { server 127.0.0.1:$rport; keepalive 128; }"
         loc="proxy_buffering off; proxy_pass http://runtime;"
@@ -55,6 +61,7 @@ http {
     $up
     server {
         listen 127.0.0.1:$tport ssl reuseport backlog=4096;
+        $plain_listen
         ssl_certificate $tmp/ca/gateway.crt;
         ssl_certificate_key $tmp/ca/gateway.key;
         location = /gpugate/tunnel { gpugate_tunnel_accept ping=30s; }
@@ -76,9 +83,10 @@ CONF
         'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' "$port"
 }
 
-# start_agent NAME TUNNEL_PORT RUNTIME_PORT [flags...]: sets agent_pid
+# start_agent NAME TUNNEL_PORT RUNTIME_PORT [flags...]: sets agent_pid;
+# AGENT_SCHEME=http dials the plain TCP listener instead
 start_agent() {
-    local name=$1 tport=$2 rport=$3 token
+    local name=$1 tport=$2 rport=$3 token scheme=${AGENT_SCHEME:-https}
     shift 3
     "$GG_ROOT/scripts/gpugate-keys" agent-revoke "$name" >/dev/null 2>&1 || true
     psql -X -q -h 127.0.0.1 -p "$pg_port" -U gpugate -d gpugate \
@@ -87,7 +95,7 @@ start_agent() {
         | sed -n 's/^token: //p')
     (umask 077; printf '%s\n' "$token" > "$tmp/$name.token")
     "$GG_BUILD/bin/gpugate-agent" --name "$name" \
-        --gateway "https://127.0.0.1:$tport/gpugate/tunnel" \
+        --gateway "$scheme://127.0.0.1:$tport/gpugate/tunnel" \
         --ca-file "$tmp/ca/ca.crt" --token-file "$tmp/$name.token" \
         --runtime "http://127.0.0.1:$rport" --models mock-model \
         --log-level warn "$@" >>"$tmp/$name.log" 2>&1 &
@@ -119,6 +127,30 @@ t_post() {
     BENCH_BODY=$chat BENCH_HEADERS="Authorization: Bearer $bench_key" \
         wrk -t1 -c"$2" -d"${dur}s" --timeout 10s -s "$BENCH_LUA/post.lua" \
         "http://127.0.0.1:$1/v1/chat/completions"
+}
+
+# t_post_cpu PORT CONNS NGINX_NAME [AGENT_PID]: t_post, plus the CPU time
+# (user + system) the nginx worker and the agent spent per request
+t_post_cpu() {
+    local w a=${4:-} w0 w1 a0=0 a1=0 out
+    w=$(nginx_worker "$3")
+    w0=$(cpu_ticks "$w")
+    [ -n "$a" ] && a0=$(cpu_ticks "$a")
+    out=$(t_post "$1" "$2" | tail -n 1)
+    w1=$(cpu_ticks "$w")
+    [ -n "$a" ] && a1=$(cpu_ticks "$a")
+    printf '%s\n' "$out" | perl -MJSON::PP -e '
+        my ($w, $a, $hz) = @ARGV;
+        my $r = decode_json(scalar <STDIN>);
+        my $n = $r->{requests} || 1;
+        $r->{cpu_us_per_request}{nginx} = $w * 1e6 / $hz / $n;
+        $r->{cpu_us_per_request}{agent} = $a * 1e6 / $hz / $n if $a > 0;
+        print JSON::PP->new->canonical->encode($r), "\n";
+    ' $((w1 - w0)) $((a1 - a0)) "$(getconf CLK_TCK)"
+}
+
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
 t_sse() {
@@ -160,12 +192,15 @@ ssh_tunnel() {
 
 if want tunnel; then
     declare -A tp
-    for t in plain tunnel gpugate plain-s tunnel-s ssh ssh-s; do
+    for t in plain tunnel tcp gpugate plain-s tunnel-s ssh ssh-s; do
         tp[$t]=$(gg_free_port)
         tp[$t-t]=$(gg_free_port)
     done
     tunnel_nginx t-plain "${tp[plain]}" "${tp[plain-t]}" plain "$tfast_port"
     tunnel_nginx t-tunnel "${tp[tunnel]}" "${tp[tunnel-t]}" tunnel "$tfast_port"
+    tp[tcp-p]=$(gg_free_port)
+    tunnel_nginx t-tcp "${tp[tcp]}" "${tp[tcp-t]}" tunnel "$tfast_port" \
+        "${tp[tcp-p]}"
     tunnel_nginx t-gpugate "${tp[gpugate]}" "${tp[gpugate-t]}" gpugate \
         "$tfast_port"
     tunnel_nginx t-plain-s "${tp[plain-s]}" "${tp[plain-s-t]}" plain \
@@ -174,11 +209,16 @@ if want tunnel; then
         "$tslow_port"
     start_agent bench-t1 "${tp[tunnel-t]}" "$tfast_port" --capacity 1024 \
         --spare 70
+    t1_pid=$agent_pid
+    AGENT_SCHEME=http start_agent bench-t4 "${tp[tcp-p]}" "$tfast_port" \
+        --capacity 1024 --spare 70
+    t4_pid=$agent_pid
     start_agent bench-t2 "${tp[gpugate-t]}" "$tfast_port" --capacity 1024 \
         --spare 70
     start_agent bench-t3 "${tp[tunnel-s-t]}" "$tslow_port" --capacity 1024 \
         --spare 70
     tunnel_ready "${tp[tunnel]}"
+    tunnel_ready "${tp[tcp]}"
     tunnel_ready "${tp[gpugate]}"
     tunnel_ready "${tp[tunnel-s]}"
 
@@ -194,12 +234,25 @@ if want tunnel; then
     fi
 
     gg_log "tunnel: non-streaming chat, 64 connections, $rounds x ${dur}s"
-    scenario "plain nginx proxy_pass (limit)" 1 t_post "${tp[plain]}" 64
-    scenario "gpugate tunnel (TLS, agent)" 0 t_post "${tp[tunnel]}" 64
+    scenario "plain nginx proxy_pass (limit)" 1 \
+        t_post_cpu "${tp[plain]}" 64 t-plain
+    scenario "gpugate tunnel (TLS, agent)" 0 \
+        t_post_cpu "${tp[tunnel]}" 64 t-tunnel "$t1_pid"
+    scenario "gpugate tunnel (plain TCP, agent)" 0 \
+        t_post_cpu "${tp[tcp]}" 64 t-tcp "$t4_pid"
     scenario "gpugate auth + router + tunnel" 0 t_post "${tp[gpugate]}" 64
     [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
-        t_post "${tp[ssh]}" 64
+        t_post_cpu "${tp[ssh]}" 64 t-ssh
     run_group tunnel
+
+    # one request at a time: what the extra hop adds to each request
+    gg_log "tunnel: non-streaming chat, 1 connection, $rounds x ${dur}s"
+    scenario "plain nginx proxy_pass (limit)" 1 t_post "${tp[plain]}" 1
+    scenario "gpugate tunnel (TLS, agent)" 0 t_post "${tp[tunnel]}" 1
+    scenario "gpugate tunnel (plain TCP, agent)" 0 t_post "${tp[tcp]}" 1
+    [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
+        t_post "${tp[ssh]}" 1
+    run_group tunnel-1conn
 
     gg_log "tunnel: 64 concurrent streams, ${stream_dur}s"
     scenario "plain nginx proxy_pass (limit)" 1 t_sse "${tp[plain-s]}" 64

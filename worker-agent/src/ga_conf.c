@@ -34,7 +34,8 @@ ga_conf_defaults(ga_conf_t *cf)
     cf->max_connections = 256;
     cf->drain_timeout = 30;
     cf->idle_timeout = 20;
-    cf->runtime_keepalive = 32;
+    /* -1: as many as "capacity", the most ever in use at once */
+    cf->runtime_keepalive = -1;
 
     /* below uvicorn's (vLLM, SGLang) 5 s and Go's (Ollama) limits */
     cf->runtime_keepalive_timeout = 4;
@@ -235,7 +236,7 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
             { "drain_timeout", offsetof(ga_conf_t, drain_timeout), 0, 86400 },
             { "idle_timeout", offsetof(ga_conf_t, idle_timeout), 2, 86400 },
             { "runtime_keepalive", offsetof(ga_conf_t, runtime_keepalive),
-              0, 4096 },
+              0, 65535 },
             { "runtime_keepalive_timeout",
               offsetof(ga_conf_t, runtime_keepalive_timeout), 1, 3600 },
         };

@@ -49,7 +49,8 @@ typedef struct {
     int          drain_timeout;              /* seconds */
     int          idle_timeout;               /* seconds */
     int          runtime_keepalive;          /* idle runtime connections
-                                                kept, 0: none */
+                                                kept, 0: none, -1: as
+                                                many as capacity */
     int          runtime_keepalive_timeout;  /* seconds one is kept */
     int          log_level;                  /* 0 error .. 3 debug */
 } ga_conf_t;

@@ -73,6 +73,9 @@ ga_tls_ctx(const ga_conf_t *cf)
                           | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
                           | SSL_MODE_RELEASE_BUFFERS);
 
+    /* whole records in one read(), not a header read and a body read */
+    SSL_CTX_set_read_ahead(ctx, 1);
+
     if (cf->ca_file[0]) {
         if (SSL_CTX_load_verify_locations(ctx, cf->ca_file, NULL) != 1) {
             char  reason[256];
@@ -573,6 +576,7 @@ ga_send(ga_conn_t *c, const char *buf, size_t size)
 static int
 ga_conn_read(ga_conn_t *c)
 {
+    size_t   room;
     ssize_t  n;
 
     for ( ;; ) {
@@ -586,7 +590,8 @@ ga_conn_read(ga_conn_t *c)
             return -1;
         }
 
-        n = ga_recv(c, gg_buf_last(&c->in), gg_buf_room(&c->in));
+        room = gg_buf_room(&c->in);
+        n = ga_recv(c, gg_buf_last(&c->in), room);
 
         if (n == -2) {
             return 0;
@@ -607,6 +612,16 @@ ga_conn_read(ga_conn_t *c)
         }
 
         c->in.end += n;
+
+        if ((size_t) n < room
+            && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
+        {
+            /*
+             * The socket is drained for now (epoll is level-triggered):
+             * no read() just to be told EAGAIN.
+             */
+            return 0;
+        }
     }
 }
 

@@ -636,7 +636,7 @@ ga_usage(void)
            "  max_connections N  per gateway (256)\n"
            "  drain_timeout S    SIGTERM grace period (30)\n"
            "  idle_timeout S     drop a silent connection (20)\n"
-           "  runtime_keepalive N  idle runtime connections kept (32)\n"
+           "  runtime_keepalive N  idle runtime connections kept (capacity)\n"
            "  runtime_keepalive_timeout S  how long one is kept (4)\n"
            "  log_level L        error, warn, info, debug (info)\n"
            "\n"

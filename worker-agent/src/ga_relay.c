@@ -78,6 +78,10 @@ static gg_timer_t                ga_pool_timer;
 static ga_rconn_t               *ga_rgrave;
 static gg_timer_t                ga_rreaper;
 
+#define ga_relay_keepalive()                                                  \
+    (ga_agent.conf.runtime_keepalive < 0 ? ga_agent.conf.capacity           \
+                                         : ga_agent.conf.runtime_keepalive)
+
 /* the runtime's address, resolved once and again after a failure */
 static struct sockaddr_storage   ga_raddr;
 static socklen_t                 ga_raddr_len;
@@ -246,8 +250,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 
     if (gg_buf_printf(&c->rout, "Host: %s:%s\r\n%s\r\n",
                       ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-                      ga_agent.conf.runtime_keepalive
-                      ? "" : "Connection: close\r\n")
+                      ga_relay_keepalive() ? "" : "Connection: close\r\n")
         != 0
         || gg_buf_append(&c->rout, buf + c->head.head_len, body) != 0)
     {
@@ -397,6 +400,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
     ga_conn_t   *c = io->data;
     ga_rconn_t  *rc = c->rc;
     int          err, eof;
+    size_t       room;
     ssize_t      n;
     socklen_t    len;
 
@@ -435,7 +439,8 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
             return;
         }
 
-        n = read(io->fd, gg_buf_last(&c->rin), gg_buf_room(&c->rin));
+        room = gg_buf_room(&c->rin);
+        n = read(io->fd, gg_buf_last(&c->rin), room);
 
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
@@ -456,6 +461,11 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
 
         if (ga_relay_response(c, 0) != 0 || ga_conn_dead(c)) {
             return;
+        }
+
+        if ((size_t) n < room) {
+            /* drained for now: epoll says when there is more */
+            break;
         }
     }
 
@@ -688,7 +698,7 @@ ga_relay_end(ga_conn_t *c, int clean)
 {
     if (c->rc != NULL) {
         if (clean && c->rkeep && c->rsent == gg_buf_len(&c->rout)
-            && ga_agent.conf.runtime_keepalive > 0 && !ga_agent.draining)
+            && ga_relay_keepalive() > 0 && !ga_agent.draining)
         {
             ga_rconn_put(c->rc);
 
@@ -882,7 +892,7 @@ ga_rconn_get(int fresh, char *err, size_t size)
 static void
 ga_rconn_put(ga_rconn_t *rc)
 {
-    if (ga_pool_n >= ga_agent.conf.runtime_keepalive) {
+    if (ga_pool_n >= ga_relay_keepalive()) {
         /* the oldest goes: the newest is the one reused next */
         ga_rconn_close(ga_pool_tail);
     }
