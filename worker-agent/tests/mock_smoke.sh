@@ -243,8 +243,10 @@ curl -sS --max-time 5 "http://127.0.0.1:$port/metrics" >"$tmp/metrics"
 if command -v promtool >/dev/null; then
     check "metrics pass promtool" promtool check metrics <"$tmp/metrics"
 fi
-check "metrics: TYPE lines for all four" \
-    test "$(grep -c '^# TYPE gpugate_mock_' "$tmp/metrics")" -eq 4
+check "metrics: TYPE lines for all five" \
+    test "$(grep -c '^# TYPE gpugate_mock_' "$tmp/metrics")" -eq 5
+check "metrics: connections counted" grep -q \
+    '^gpugate_mock_connections_total [1-9]' "$tmp/metrics"
 check "metrics: requests by path and status" grep -q \
     '^gpugate_mock_requests_total{path="/v1/chat/completions",status="200"} [1-9]' \
     "$tmp/metrics"
