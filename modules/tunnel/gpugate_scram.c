@@ -795,6 +795,19 @@ gpugate_scram_client_final(gpugate_scram_client_t *st,
     const unsigned char *token, size_t token_len, char *out, size_t size,
     size_t *out_len)
 {
+    return gpugate_scram_client_final_keys(st, server_first,
+                                           server_first_len, token,
+                                           token_len, NULL, out, size,
+                                           out_len);
+}
+
+
+gpugate_scram_rc_t
+gpugate_scram_client_final_keys(gpugate_scram_client_t *st,
+    const char *server_first, size_t server_first_len,
+    const unsigned char *token, size_t token_len, gpugate_scram_keys_t *keys,
+    char *out, size_t size, size_t *out_len)
+{
     int                     slen, ok;
     char                    name, *p;
     size_t                  rlen, b64len, ilen, wo_len, i;
@@ -927,18 +940,37 @@ gpugate_scram_client_final(gpugate_scram_client_t *st,
      * AuthMessage) with ServerKey = HMAC(SaltedPassword, "Server Key").
      */
 
-    ok = PKCS5_PBKDF2_HMAC((const char *) token, (int) token_len, salt, slen,
-                           (int) iter, EVP_sha256(), GPUGATE_SCRAM_KEY_LEN,
-                           salted) == 1
-         && gpugate_scram_hmac1(salted, sizeof(salted), "Client Key", 10,
-                                client_key) == 0
+    if (keys != NULL && keys->salt_len == (size_t) slen
+        && keys->iterations == iter && memcmp(keys->salt, salt, slen) == 0)
+    {
+        memcpy(client_key, keys->client_key, sizeof(client_key));
+        memcpy(server_key, keys->server_key, sizeof(server_key));
+        ok = 1;
+
+    } else {
+        ok = PKCS5_PBKDF2_HMAC((const char *) token, (int) token_len, salt,
+                               slen, (int) iter, EVP_sha256(),
+                               GPUGATE_SCRAM_KEY_LEN, salted) == 1
+             && gpugate_scram_hmac1(salted, sizeof(salted), "Client Key", 10,
+                                    client_key) == 0
+             && gpugate_scram_hmac1(salted, sizeof(salted), "Server Key", 10,
+                                    server_key) == 0;
+
+        if (ok && keys != NULL) {
+            memcpy(keys->salt, salt, slen);
+            keys->salt_len = slen;
+            keys->iterations = iter;
+            memcpy(keys->client_key, client_key, sizeof(client_key));
+            memcpy(keys->server_key, server_key, sizeof(server_key));
+        }
+    }
+
+    ok = ok
          && gpugate_scram_sha256(client_key, sizeof(client_key), stored_key)
             == 0
          && gpugate_scram_sign(stored_key, st->first_bare,
                                st->first_bare_len, server_first,
                                server_first_len, out, wo_len, sig) == 0
-         && gpugate_scram_hmac1(salted, sizeof(salted), "Server Key", 10,
-                                server_key) == 0
          && gpugate_scram_sign(server_key, st->first_bare,
                                st->first_bare_len, server_first,
                                server_first_len, out, wo_len,

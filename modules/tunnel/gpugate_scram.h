@@ -134,6 +134,22 @@ typedef struct {
 
 
 /*
+ * Client side: what PBKDF2 gave for one salt and iteration count, so
+ * that an agent dialing many connections to one gateway pays for it once.
+ * Valid for one token only.  ClientKey logs in by itself: keep this only
+ * where the token is kept, and zero it with the token.
+ */
+typedef struct {
+    unsigned char  salt[GPUGATE_SCRAM_SALT_MAX];
+                                       /* the salt the keys are for */
+    size_t         salt_len;           /* its length; 0: empty */
+    unsigned       iterations;         /* the count the keys are for */
+    unsigned char  client_key[GPUGATE_SCRAM_KEY_LEN]; /* ClientKey */
+    unsigned char  server_key[GPUGATE_SCRAM_KEY_LEN]; /* ServerKey */
+} gpugate_scram_keys_t;
+
+
+/*
  * Server (gateway) side.  Flat, no pointers, nothing secret: nginx copies
  * it into a per-worker table between the two HTTP requests.
  */
@@ -188,6 +204,12 @@ gpugate_scram_rc_t gpugate_scram_client_final(gpugate_scram_client_t *st,
     const char *server_first, size_t server_first_len,
     const unsigned char *token, size_t token_len, char *out, size_t size,
     size_t *out_len);
+
+/* the same, reusing and filling "keys" (may be NULL) */
+gpugate_scram_rc_t gpugate_scram_client_final_keys(
+    gpugate_scram_client_t *st, const char *server_first,
+    size_t server_first_len, const unsigned char *token, size_t token_len,
+    gpugate_scram_keys_t *keys, char *out, size_t size, size_t *out_len);
 
 /*
  * server-final: GPUGATE_SCRAM_OK when "v=" is right, _SERVER_ERROR when

@@ -121,6 +121,8 @@ typedef struct {
     ga_gateway_t         gateways[GA_MAX_GATEWAYS];
     char                *token;      /* the secret, from file or env */
     size_t               token_len;  /* its length */
+    gpugate_scram_keys_t scram_keys; /* derived from the token for the
+                                        gateway's salt: as secret */
     char                 instance[33]; /* random id of this process */
     char                 models[1024]; /* advertised list */
     int                  inflight;   /* requests being relayed */

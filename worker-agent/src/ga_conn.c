@@ -778,10 +778,12 @@ ga_step1_done(ga_conn_t *c)
     memcpy(sid, auth.sid, GPUGATE_TUNNEL_SID_LEN);
     sid[GPUGATE_TUNNEL_SID_LEN] = '\0';
 
-    src = gpugate_scram_client_final(&c->scram, first, flen,
-                                     (unsigned char *) ga_agent.token,
-                                     ga_agent.token_len, final,
-                                     sizeof(final), &len);
+    /* PBKDF2 once per salt, not once per connection */
+    src = gpugate_scram_client_final_keys(&c->scram, first, flen,
+                                          (unsigned char *) ga_agent.token,
+                                          ga_agent.token_len,
+                                          &ga_agent.scram_keys, final,
+                                          sizeof(final), &len);
 
     if (src != GPUGATE_SCRAM_OK) {
         ga_log(GA_ERROR, "gateway %s:%s: bad server-first: %s",

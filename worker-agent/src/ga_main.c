@@ -416,6 +416,7 @@ main(int argc, char **argv)
            (unsigned long long) ga_agent.served);
 
     OPENSSL_cleanse(ga_agent.token, ga_agent.token_len);
+    OPENSSL_cleanse(&ga_agent.scram_keys, sizeof(ga_agent.scram_keys));
     free(ga_agent.token);
 
     for (i = 0; i < ga_agent.conf.ngateways; i++) {

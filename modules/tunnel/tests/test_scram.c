@@ -362,6 +362,79 @@ test_rfc7677(void)
 }
 
 
+/* the agent's key cache: same proofs, PBKDF2 skipped on a hit */
+
+static void
+test_client_keys(void)
+{
+    char                    out[GPUGATE_SCRAM_CLIENT_FINAL_SIZE];
+    char                    first[GPUGATE_SCRAM_CLIENT_FIRST_SIZE];
+    char                    other[sizeof(RFC_SFIRST)];
+    size_t                  n, i;
+    gpugate_scram_keys_t    keys, copy;
+    gpugate_scram_client_t  cli;
+
+    memset(&keys, 0, sizeof(keys));
+
+    for (i = 0; i < 2; i++) {
+        gpugate_scram_client_first_nonce(&cli, "user", RFC_CNONCE,
+                                         strlen(RFC_CNONCE), first,
+                                         sizeof(first), &n);
+        test_rc(gpugate_scram_client_final_keys(&cli, RFC_SFIRST,
+                                                strlen(RFC_SFIRST),
+                                                (const unsigned char *)
+                                                "pencil", 6, &keys, out,
+                                                sizeof(out), &n),
+                GPUGATE_SCRAM_OK, "keys: client_final, %s",
+                i ? "cache hit" : "cache filled");
+        test_str(out, n, RFC_CFINAL, "keys: RFC proof (%s)",
+                 i ? "from the cache" : "computed");
+        test_rc(gpugate_scram_client_verify(&cli, RFC_SFINAL,
+                                            strlen(RFC_SFINAL)),
+                GPUGATE_SCRAM_OK, "keys: server signature verifies (%zu)",
+                i);
+    }
+
+    test_ok(keys.salt_len == 16 && keys.iterations == 4096,
+           "keys: salt and iteration count remembered");
+
+    /*
+     * A hit must not run PBKDF2: a wrong token with the cached keys still
+     * gives the right proof, which shows the keys, not the token, were
+     * used (the agent's token never changes while it runs).
+     */
+
+    gpugate_scram_client_first_nonce(&cli, "user", RFC_CNONCE,
+                                     strlen(RFC_CNONCE), first,
+                                     sizeof(first), &n);
+    test_rc(gpugate_scram_client_final_keys(&cli, RFC_SFIRST,
+                                            strlen(RFC_SFIRST),
+                                            (const unsigned char *) "x", 1,
+                                            &keys, out, sizeof(out), &n),
+            GPUGATE_SCRAM_OK, "keys: hit with another token");
+    test_str(out, n, RFC_CFINAL, "keys: hit uses the cached keys");
+
+    /* another salt: computed again, and the cache replaced */
+
+    memcpy(other, RFC_SFIRST, sizeof(other));
+    other[strlen("r=" RFC_CNONCE RFC_SNONCE ",s=")] = 'X';
+    copy = keys;
+
+    gpugate_scram_client_first_nonce(&cli, "user", RFC_CNONCE,
+                                     strlen(RFC_CNONCE), first,
+                                     sizeof(first), &n);
+    test_rc(gpugate_scram_client_final_keys(&cli, other, strlen(other),
+                                            (const unsigned char *) "pencil",
+                                            6, &keys, out, sizeof(out), &n),
+            GPUGATE_SCRAM_OK, "keys: other salt");
+    test_ok(n != strlen(RFC_CFINAL) || memcmp(out, RFC_CFINAL, n) != 0,
+           "keys: other salt, other proof");
+    test_ok(memcmp(keys.salt, copy.salt, 16) != 0
+           && memcmp(keys.client_key, copy.client_key, 32) != 0,
+           "keys: cache replaced for the new salt");
+}
+
+
 static void
 test_round_trips(void)
 {
@@ -1338,6 +1411,7 @@ main(void)
     test_first_message();
     test_server_first_message();
     test_client_side_misc();
+    test_client_keys();
     test_authzid();
     test_fake_salt();
     test_errors();
