@@ -478,11 +478,15 @@ ngx_http_gpugate_tunnel_detach(ngx_event_t *ev)
 {
     ngx_http_gpugate_tunnel_conn_t *tc = ev->data;
 
-    ngx_connection_t    *c;
-    ngx_http_request_t  *r;
+    ngx_buf_t               *b;
+    ngx_chain_t             *cl;
+    ngx_connection_t        *c;
+    ngx_http_request_t      *r;
+    ngx_http_connection_t   *hc;
 
     r = tc->request;
     c = r->connection;
+    hc = r->http_connection;
     tc->request = NULL;
 
     /* anything the agent sent after step 2 breaks the protocol */
@@ -500,6 +504,36 @@ ngx_http_gpugate_tunnel_detach(ngx_event_t *ev)
     /* logs the 101 and frees the request; the connection stays */
 
     ngx_http_free_request(r, 0);
+
+    /*
+     * The header buffers of the handshake are not needed again: a parked
+     * connection is read by the upstream module into its own buffers.
+     * They are large allocations of c->pool (as in ngx_http_set_keepalive)
+     * and 1,000 parked connections would otherwise keep 1,000 of each.
+     */
+
+    b = c->buffer;
+
+    if (b != NULL && b->start != NULL
+        && ngx_pfree(c->pool, b->start) == NGX_OK)
+    {
+        b->start = NULL;
+        b->pos = NULL;
+        b->last = NULL;
+        b->end = NULL;
+    }
+
+    for (cl = hc->busy; cl; cl = cl->next) {
+        (void) ngx_pfree(c->pool, cl->buf->start);
+    }
+
+    for (cl = hc->free; cl; cl = cl->next) {
+        (void) ngx_pfree(c->pool, cl->buf->start);
+    }
+
+    hc->busy = NULL;
+    hc->free = NULL;
+    hc->nbusy = 0;
 
     c->destroyed = 0;
     c->data = tc;
@@ -639,6 +673,15 @@ ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc)
 
     /* closed by ngx_close_idle_connections() when the worker exits */
     c->idle = 1;
+
+#if (NGX_HTTP_SSL)
+
+    /* the 16k send buffer is made again for the next request */
+    if (c->ssl) {
+        ngx_ssl_free_buffer(c);
+    }
+
+#endif
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
         ngx_http_gpugate_tunnel_close(tc);
