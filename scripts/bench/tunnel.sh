@@ -123,9 +123,12 @@ chat='{"model":"mock-model","messages":[{"role":"user","content":"Write a haiku 
 stream='{"model":"mock-model","stream":true,"messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
 printf '%s' "$stream" > "$tmp/tstream.json"
 
+# the load generator's CPU pinning in the split group ("taskset -c 0")
+wrk_pin=
+
 t_post() {
     BENCH_BODY=$chat BENCH_HEADERS="Authorization: Bearer $bench_key" \
-        wrk -t1 -c"$2" -d"${dur}s" --timeout 10s -s "$BENCH_LUA/post.lua" \
+        $wrk_pin wrk -t1 -c"$2" -d"${dur}s" --timeout 10s -s "$BENCH_LUA/post.lua" \
         "http://127.0.0.1:$1/v1/chat/completions"
 }
 
@@ -151,6 +154,22 @@ t_post_cpu() {
 
 cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# pin CPUS PID...: every thread of each process onto CPUS
+pin() {
+    local cpus=$1 p
+    shift
+    for p in "$@"; do
+        taskset -a -p -c "$cpus" "$p" >/dev/null 2>&1 || true
+    done
+}
+
+# nginx_pids NAME: master and workers
+nginx_pids() {
+    local m
+    m=$(cat "$tmp/$1/nginx.pid")
+    echo "$m" $(pgrep -P "$m")
 }
 
 t_sse() {
@@ -253,6 +272,32 @@ if want tunnel; then
     [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
         t_post "${tp[ssh]}" 1
     run_group tunnel-1conn
+
+    # The deployment's shape on two cores: the gateway (nginx, sshd and
+    # the load generator) on CPU 0, the GPU host (runtime, agent, ssh
+    # client) on CPU 1, so that the agent's hop is paid for on the GPU
+    # host's core, as it is in production, not on the gateway's.
+    if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+        gg_log "tunnel: gateway on CPU 0, GPU host on CPU 1, 64 connections"
+        split_gw=$(for n in t-plain t-tunnel t-tcp; do nginx_pids $n; done)
+        [ $have_ssh = 1 ] && split_gw+=" $(nginx_pids t-ssh) $(pgrep -x sshd)"
+        split_host="$(pgrep -f 'mock-tfast[.]port') $t1_pid $t4_pid"
+        [ $have_ssh = 1 ] && split_host+=" $(pgrep -x ssh)"
+        pin 0 $split_gw
+        pin 1 $split_host
+        wrk_pin="taskset -c 0"
+        scenario "plain nginx proxy_pass (limit)" 1 \
+            t_post_cpu "${tp[plain]}" 64 t-plain
+        scenario "gpugate tunnel (TLS, agent)" 0 \
+            t_post_cpu "${tp[tunnel]}" 64 t-tunnel "$t1_pid"
+        scenario "gpugate tunnel (plain TCP, agent)" 0 \
+            t_post_cpu "${tp[tcp]}" 64 t-tcp "$t4_pid"
+        [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
+            t_post_cpu "${tp[ssh]}" 64 t-ssh
+        run_group tunnel-split
+        wrk_pin=
+        pin "0-$(($(nproc) - 1))" $split_gw $split_host
+    fi
 
     gg_log "tunnel: 64 concurrent streams, ${stream_dur}s"
     scenario "plain nginx proxy_pass (limit)" 1 t_sse "${tp[plain-s]}" 64

@@ -32,6 +32,15 @@
 #define GA_HANDSHAKE_TIMEOUT  (10 * 1000000ULL)
 #define GA_HEAD_MAX           (64 * 1024)
 
+#define GA_TLS12_CIPHERS                                                      \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"              \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"              \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+
+#define GA_TLS13_CIPHERS                                                      \
+    "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"                    \
+    "TLS_AES_256_GCM_SHA384"
+
 /* a tunnel the gateway drops sooner than this, unused, is a failure */
 #define GA_FLAP_US            (1000000ULL)
 
@@ -75,6 +84,18 @@ ga_tls_ctx(const ga_conf_t *cf)
 
     /* whole records in one read(), not a header read and a body read */
     SSL_CTX_set_read_ahead(ctx, 1);
+
+    /*
+     * Forward-secret AEAD only, AES-128-GCM first: records are small
+     * and many, and nginx (ssl_prefer_server_ciphers off) takes our order.
+     */
+    if (SSL_CTX_set_cipher_list(ctx, GA_TLS12_CIPHERS) != 1
+        || SSL_CTX_set_ciphersuites(ctx, GA_TLS13_CIPHERS) != 1)
+    {
+        ga_log(GA_ERROR, "TLS: cipher list refused by OpenSSL");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
 
     if (cf->ca_file[0]) {
         if (SSL_CTX_load_verify_locations(ctx, cf->ca_file, NULL) != 1) {
