@@ -64,6 +64,7 @@ http {
         $plain_listen
         ssl_certificate $tmp/ca/gateway.crt;
         ssl_certificate_key $tmp/ca/gateway.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
         location = /gpugate/tunnel { gpugate_tunnel_accept ping=30s; }
     }
     server {
