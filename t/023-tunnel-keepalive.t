@@ -3,7 +3,8 @@
 # runtime closes them while idle, never reused after "Connection: close",
 # and a request the runtime drops unanswered on a reused connection (its
 # keep-alive limit ran out just then) is sent again on a new one.  With
-# runtime_keepalive 0 every request has its own connection.
+# runtime_keepalive 0 every request has its own connection.  Also
+# /v1/models: configured names plus what connected agents advertise.
 
 use strict;
 use warnings;
@@ -130,15 +131,18 @@ my $ngx = start_nginx(workers => 1, http => <<"HTTP", server => <<'SRV');
     upstream agents {
         gpugate_tunnel queue=64 queue_timeout=5s;
     }
+    upstream elsewhere { server 127.0.0.1:1; }
+    gpugate_model mock-model pool=agents;
+    gpugate_model fake* pool=agents;
+    gpugate_model off* pool=agents;
+    gpugate_model stray* pool=elsewhere;
 HTTP
         location = /gpugate/tunnel {
             gpugate_tunnel_accept ping=30s;
         }
+        location = /v1/models { gpugate_models; }
         location /v1/ {
             gpugate_openai on;
-            gpugate_model mock-model pool=agents;
-            gpugate_model fake-model pool=agents;
-            gpugate_model off-model pool=agents;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_pass http://$gpugate_pool;
@@ -178,6 +182,13 @@ sub mock_conns {
     my ($n) = $r->{body} =~ /^gpugate_mock_connections_total (\d+)$/m;
     return $n;
 }
+
+sub model_ids {
+    my $r = http_request($port, 'GET', '/v1/models', {}, '');
+    return join ' ', sort $r->{body} =~ /"id":"([^"]*)"/g;
+}
+
+is(model_ids(), 'mock-model', '/v1/models: configured names only, no agent');
 
 # --- reuse ------------------------------------------------------------------
 
@@ -225,9 +236,12 @@ ok(wait_until(10, sub { chat('mock-model', 0)->{status} == 200 }),
 
 # --- Connection: close, and a reused connection dropped unanswered ----------
 
-my (undef, $fake_agent_log) = start_agent('ka-fake', $fake_port, 'fake-model');
+my ($fake_agent, $fake_agent_log) = start_agent('ka-fake', $fake_port,
+                                                'fake-model');
 ok(wait_until(10, sub { chat('fake-model', 0)->{status} == 200 }),
    'second agent up');
+is(model_ids(), 'fake-model mock-model',
+   '/v1/models: a connected agent\'s model, routed by a prefix, listed');
 
 {
     my $r1 = chat('fake-model', 0, 'X-Fake' => 'close');
@@ -253,15 +267,30 @@ ok(wait_until(10, sub { chat('fake-model', 0)->{status} == 200 }),
 
 # --- runtime_keepalive 0 ----------------------------------------------------
 
-start_agent('ka-off', $fake_port, 'off-model', '--runtime-keepalive', 0);
+my ($off_agent) = start_agent('ka-off', $fake_port,
+                              'off-model,stray-model,fake-model',
+                              '--runtime-keepalive', 0);
 ok(wait_until(10, sub { chat('off-model', 0)->{status} == 200 }),
    'agent with runtime_keepalive 0 up');
+is(model_ids(), 'fake-model mock-model off-model',
+   '/v1/models: each model once; one routed to a non-tunnel pool is not');
 {
     my @k = map { (chat('off-model', 0)->{body} =~ /"req":(\d+)/)[0] } 1 .. 3;
     is("@k", '1 1 1', 'runtime_keepalive 0: a connection per request');
     like(slurp($fake_log), qr/connection close$/m,
          '... each sent with Connection: close');
 }
+
+kill 'TERM', $fake_agent;
+waitpid $fake_agent, 0;
+@kids = grep { $_ != $fake_agent } @kids;
+ok(wait_until(5, sub { model_ids() eq 'fake-model mock-model off-model' }),
+   '/v1/models: still listed while another agent has it');
+kill 'TERM', $off_agent;
+waitpid $off_agent, 0;
+@kids = grep { $_ != $off_agent } @kids;
+ok(wait_until(5, sub { model_ids() eq 'mock-model' }),
+   '/v1/models: gone with the last agent advertising it');
 
 unlike($ngx->log, qr/signal \d+|\[alert\]/, 'no worker crashed');
 

@@ -51,5 +51,15 @@ void ngx_http_gpugate_status_error(ngx_uint_t status,
 ngx_int_t ngx_http_gpugate_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);
 
+/*
+ * The tunnel's view for the router's /v1/models: every model a connected
+ * agent advertises, once each, as ngx_str_t copied into "pool" (agents
+ * that take any model add nothing; nothing when no tunnel zone is
+ * configured); and whether an upstream block is a "gpugate_tunnel" one.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool,
+    ngx_array_t *out);
+ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
+
 
 #endif /* _NGX_HTTP_GPUGATE_H_INCLUDED_ */

@@ -97,7 +97,7 @@ extern ngx_module_t  ngx_http_gpugate_openai_module;
 
 ngx_int_t ngx_http_gpugate_openai_route_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_gpugate_openai_add_variables(ngx_conf_t *cf);
-ngx_int_t ngx_http_gpugate_models_filtered(ngx_http_request_t *r,
+ngx_int_t ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed);
 
 

@@ -646,15 +646,24 @@ ngx_http_gpugate_openai_find(ngx_http_gpugate_openai_loc_conf_t *olcf,
 }
 
 
+/*
+ * The /v1/models list: the configured model names, then the models that
+ * connected agents advertise and that this location routes to a tunnel
+ * pool (through a prefix entry, or as the default pool when there are no
+ * entries), each once; only what "allowed" lets the key use, unless it is
+ * NULL.  Built per request when agents or a key's limits are involved.
+ */
+
 ngx_int_t
-ngx_http_gpugate_models_filtered(ngx_http_request_t *r,
+ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed)
 {
     size_t                     len;
     u_char                    *p;
-    ngx_str_t                  body;
-    ngx_uint_t                 i, n, first;
-    ngx_http_gpugate_model_t  *m;
+    ngx_str_t                  body, *name, *live;
+    ngx_uint_t                 i, j, n, first, listed;
+    ngx_array_t                names, agents;
+    ngx_http_gpugate_model_t  *m, *e;
 
     static const char  head[] = "{\"object\":\"list\",\"data\":[";
     static const char  tail[] = "]}\n";
@@ -662,12 +671,83 @@ ngx_http_gpugate_models_filtered(ngx_http_request_t *r,
     m = olcf->models ? olcf->models->elts : NULL;
     n = olcf->models ? olcf->models->nelts : 0;
 
-    len = sizeof(head) - 1 + sizeof(tail) - 1;
+    if (ngx_array_init(&names, r->pool, n + 8, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_array_init(&agents, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK
+        || ngx_http_gpugate_tunnel_live_models(r->pool, &agents) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (agents.nelts == 0 && allowed == NULL) {
+        return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &olcf->models_body);
+    }
 
     for (i = 0; i < n; i++) {
+        if (!m[i].prefix) {
+            name = ngx_array_push(&names);
+            if (name == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            *name = m[i].name;
+        }
+    }
+
+    listed = names.nelts;
+    live = agents.elts;
+
+    for (i = 0; i < agents.nelts; i++) {
+
+        if (olcf->models == NULL) {
+            if (olcf->default_pool.len == 0
+                || !ngx_http_gpugate_tunnel_is_pool(&olcf->default_pool))
+            {
+                continue;
+            }
+
+        } else {
+            e = ngx_http_gpugate_openai_find(olcf, &live[i]);
+
+            /* exact names are listed already; aliases are not ids */
+
+            if (e == NULL || !e->prefix || e->pool.len == 0
+                || !ngx_http_gpugate_tunnel_is_pool(&e->pool))
+            {
+                continue;
+            }
+        }
+
+        name = names.elts;
+
+        for (j = 0; j < listed; j++) {
+            if (name[j].len == live[i].len
+                && ngx_strncmp(name[j].data, live[i].data, live[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < listed) {
+            continue;
+        }
+
+        name = ngx_array_push(&names);
+        if (name == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *name = live[i];
+    }
+
+    name = names.elts;
+    len = sizeof(head) - 1 + sizeof(tail) - 1;
+
+    for (i = 0; i < names.nelts; i++) {
         len += sizeof(",{\"id\":\"\",\"object\":\"model\",\"created\":,"
                       "\"owned_by\":\"gpugate\"}") - 1
-               + m[i].name.len + NGX_TIME_T_LEN;
+               + name[i].len + ngx_escape_json(NULL, name[i].data,
+                                               name[i].len)
+               + NGX_TIME_T_LEN;
     }
 
     body.data = ngx_pnalloc(r->pool, len);
@@ -678,19 +758,20 @@ ngx_http_gpugate_models_filtered(ngx_http_request_t *r,
     p = ngx_cpymem(body.data, head, sizeof(head) - 1);
     first = 1;
 
-    for (i = 0; i < n; i++) {
-        if (m[i].prefix
-            || !gpugate_oai_model_allowed((char *) allowed->data,
+    for (i = 0; i < names.nelts; i++) {
+        if (allowed
+            && !gpugate_oai_model_allowed((char *) allowed->data,
                                           allowed->len,
-                                          (char *) m[i].name.data,
-                                          m[i].name.len))
+                                          (char *) name[i].data,
+                                          name[i].len))
         {
             continue;
         }
 
-        p = ngx_sprintf(p, "%s{\"id\":\"%V\",\"object\":\"model\","
-                        "\"created\":%T,\"owned_by\":\"gpugate\"}",
-                        first ? "" : ",", &m[i].name, olcf->created);
+        p = ngx_sprintf(p, "%s{\"id\":\"", first ? "" : ",");
+        p = (u_char *) ngx_escape_json(p, name[i].data, name[i].len);
+        p = ngx_sprintf(p, "\",\"object\":\"model\",\"created\":%T,"
+                        "\"owned_by\":\"gpugate\"}", olcf->created);
         first = 0;
     }
 

@@ -140,11 +140,11 @@ ngx_http_gpugate_models_handler(ngx_http_request_t *r)
             allowed.data = vv->data;
             allowed.len = vv->len;
 
-            return ngx_http_gpugate_models_filtered(r, olcf, &allowed);
+            return ngx_http_gpugate_models_answer(r, olcf, &allowed);
         }
     }
 
-    return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &olcf->models_body);
+    return ngx_http_gpugate_models_answer(r, olcf, NULL);
 }
 
 

@@ -174,6 +174,96 @@ ngx_http_gpugate_tunnel_shm(void)
 }
 
 
+ngx_int_t
+ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool, ngx_array_t *out)
+{
+    u_char                           *p, *end, *s, *e;
+    ngx_str_t                        *m;
+    ngx_uint_t                        i, j, dup;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+    ngx_http_gpugate_tunnel_worker_t *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+
+    if (w == NULL) {
+        return NGX_OK;
+    }
+
+    /* the lock: a list rewritten by a reconnecting agent is not torn */
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    for (i = 0; i < w->shm->nagents; i++) {
+        a = &w->shm->agents[i];
+
+        if (!a->used) {
+            continue;
+        }
+
+        p = a->models;
+        end = a->models + a->models_len;
+
+        while (p < end) {
+            s = p;
+
+            while (p < end && *p != ',') {
+                p++;
+            }
+
+            e = p++;
+
+            while (s < e && *s == ' ') {
+                s++;
+            }
+
+            while (e > s && e[-1] == ' ') {
+                e--;
+            }
+
+            if (s == e) {
+                continue;
+            }
+
+            m = out->elts;
+            dup = 0;
+
+            for (j = 0; j < out->nelts; j++) {
+                if (m[j].len == (size_t) (e - s)
+                    && ngx_strncmp(m[j].data, s, e - s) == 0)
+                {
+                    dup = 1;
+                    break;
+                }
+            }
+
+            if (dup) {
+                continue;
+            }
+
+            m = ngx_array_push(out);
+            if (m == NULL) {
+                ngx_shmtx_unlock(&w->shpool->mutex);
+                return NGX_ERROR;
+            }
+
+            m->len = e - s;
+            m->data = ngx_pnalloc(pool, m->len);
+
+            if (m->data == NULL) {
+                ngx_shmtx_unlock(&w->shpool->mutex);
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(m->data, s, m->len);
+        }
+    }
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
 ngx_uint_t
 ngx_http_gpugate_tunnel_generation(void)
 {

@@ -130,6 +130,13 @@ ngx_http_gpugate_tunnel_find(ngx_str_t *name,
 }
 
 
+ngx_uint_t
+ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name)
+{
+    return ngx_http_gpugate_tunnel_find(name, NULL) != NULL;
+}
+
+
 static ngx_int_t
 ngx_http_gpugate_tunnel_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
