@@ -292,6 +292,56 @@ sub closed_within {
     http_read($busy[1], 5);
 }
 
+# --- reported load breaks ties ------------------------------------------------
+
+{
+    my $t4 = make_agent('t-agent-4');
+    my $t5 = make_agent('t-agent-5');
+    my @h = ('X-Gpugate-Models' => 'other-model', 'X-Gpugate-Capacity' => 4);
+    my $other_chat = '{"model":"other-model","messages":'
+                   . '[{"role":"user","content":"hi"}]}';
+
+    my ($bad, $r) = tunnel_connect($port, 't-agent-4', $t4, @h,
+                                   'X-Gpugate-Load' => 'queue=-1');
+    is($r->{status}, 400, 'X-Gpugate-Load malformed: 400');
+
+    my ($s4) = tunnel_connect($port, 't-agent-4', $t4, @h,
+                              'X-Gpugate-Load' => 'queue=5, gpu_free_mb=9000');
+    my ($s5) = tunnel_connect($port, 't-agent-5', $t5, @h,
+                              'X-Gpugate-Load' => 'queue=0');
+    ok($s4 && $s5, 'two agents with reported load connected');
+
+    my $c = http_send($port, 'POST', '/v1/chat/completions',
+                      { 'Content-Type' => 'application/json' }, $other_chat);
+    my @got = IO::Select->new($s4, $s5)->can_read(5);
+    ok(@got == 1 && $got[0] == $s5,
+       'equal in-flight: the shorter runtime queue is chosen');
+    read_head($s5, 5);
+    print $s5 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    is(http_read($c, 5)->{status}, 200, '... and answers');
+
+    # ping answers carry fresh figures: equal queues, more GPU memory wins
+    my %load = ($s4 => 'queue=0, gpu_free_mb=8000',
+                $s5 => 'queue=0, gpu_free_mb=1000, future_key=1');
+    for my $s ($s4, $s5) {
+        my $ping = read_head($s, 5);
+        like($ping->{raw}, qr{^GET /gpugate/ping}, 'idle connection pinged');
+        print $s "HTTP/1.1 204 No Content\r\nX-Gpugate-Load: $load{$s}\r\n\r\n";
+    }
+    sleep 0.2;
+
+    $c = http_send($port, 'POST', '/v1/chat/completions',
+                   { 'Content-Type' => 'application/json' }, $other_chat);
+    @got = IO::Select->new($s4, $s5)->can_read(5);
+    ok(@got == 1 && $got[0] == $s4,
+       'equal queues: more free GPU memory is chosen');
+    read_head($s4, 5);
+    print $s4 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    is(http_read($c, 5)->{status}, 200, '... and answers');
+    close $s4;
+    close $s5;
+}
+
 unless (Test::More->builder->is_passing) {
     diag(join "", grep { /gpugate tunnel|\[(warn|error|alert|crit)\]/ }
                   split /^/m, `cat ${\ $ngx->dir}/logs/error.log`);

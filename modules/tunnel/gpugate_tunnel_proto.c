@@ -313,6 +313,77 @@ gpugate_tunnel_models_has(const char *list, size_t list_len,
 }
 
 
+int
+gpugate_tunnel_parse_load(const char *p, size_t len,
+    gpugate_tunnel_load_t *out)
+{
+    int          sep;
+    size_t       klen, vlen;
+    uint64_t     n;
+    const char  *end, *k, *v;
+
+    memset(out, 0, sizeof(*out));
+    end = p + len;
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    while (p < end) {
+        k = p;
+
+        while (p < end && *p != '=' && *p != ',' && *p != ' ') {
+            p++;
+        }
+
+        klen = p - k;
+
+        if (klen == 0 || p == end || *p != '=') {
+            return -1;
+        }
+
+        v = ++p;
+
+        while (p < end && *p != ',' && *p != ' ') {
+            p++;
+        }
+
+        vlen = p - v;
+
+        if (klen == 5 && memcmp(k, "queue", 5) == 0) {
+            if (out->has_queue
+                || gpugate_tunnel_uint(v, vlen, UINT32_MAX, &n) != 0)
+            {
+                return -1;
+            }
+
+            out->queue = n;
+            out->has_queue = 1;
+
+        } else if (klen == 11 && memcmp(k, "gpu_free_mb", 11) == 0) {
+            if (out->has_gpu
+                || gpugate_tunnel_uint(v, vlen, UINT32_MAX, &n) != 0)
+            {
+                return -1;
+            }
+
+            out->gpu_free_mb = n;
+            out->has_gpu = 1;
+
+        } else if (vlen == 0) {
+            return -1;
+        }
+
+        p = gpugate_tunnel_skip_sep(p, end, &sep);
+
+        if (p == NULL || (p == end && sep) || (p < end && !sep)) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
 static int
 gpugate_tunnel_is_hex(const char *p, size_t len, int lower)
 {

@@ -72,6 +72,22 @@ int gpugate_tunnel_parse_capacity(const char *p, size_t len,
  */
 int gpugate_tunnel_check_models(const char *p, size_t len);
 
+typedef struct {
+    uint64_t     queue;       /* requests waiting in the runtime */
+    uint64_t     gpu_free_mb; /* free GPU memory, MiB */
+    unsigned     has_queue:1; /* "queue" was given */
+    unsigned     has_gpu:1;   /* "gpu_free_mb" was given */
+} gpugate_tunnel_load_t;
+
+
+/*
+ * X-Gpugate-Load: "queue=<n>, gpu_free_mb=<n>", either or both, in any
+ * order; decimal without sign or leading zero, up to 2^32-1; keys this
+ * version does not know are skipped, a repeated one is refused.  0 or -1.
+ */
+int gpugate_tunnel_parse_load(const char *p, size_t len,
+    gpugate_tunnel_load_t *out);
+
 /*
  * Whether "model" is one of the ids in a list that passed
  * gpugate_tunnel_check_models(); an empty list serves any model.

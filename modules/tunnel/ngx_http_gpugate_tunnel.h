@@ -63,6 +63,11 @@ typedef struct {
     ngx_atomic_t      capacity;    /* requests the agent takes at once */
     ngx_atomic_t      inflight;    /* requests on it, all workers */
     ngx_atomic_t      requests;    /* requests handed to it, ever */
+    ngx_atomic_t      queue;       /* X-Gpugate-Load: requests waiting
+                                      in its runtime; 0 if not told */
+    ngx_atomic_t      gpu_free_mb; /* X-Gpugate-Load: free GPU memory;
+                                      0 if not told.  Both break ties
+                                      of equal in-flight counts */
     time_t            since;       /* first connection of this process */
     ngx_http_gpugate_tunnel_count_t  count[NGX_HTTP_GPUGATE_TUNNEL_PROCS];
                                    /* indexed by worker process slot */
@@ -197,7 +202,11 @@ ngx_uint_t ngx_http_gpugate_tunnel_generation(void);
 ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
-    ngx_uint_t capacity, ngx_str_t *head);
+    ngx_uint_t capacity, gpugate_tunnel_load_t *load, ngx_str_t *head);
+
+/* what the agent last reported of its load (handshake or ping) */
+void ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
+    gpugate_tunnel_load_t *load);
 
 /* the agent slot of a tunnel connection */
 ngx_http_gpugate_tunnel_agent_t *ngx_http_gpugate_tunnel_agent(

@@ -45,6 +45,8 @@ static void ngx_http_gpugate_tunnel_idle_read(ngx_event_t *rev);
 static void ngx_http_gpugate_tunnel_timer(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_pong(ngx_event_t *rev);
+static void ngx_http_gpugate_tunnel_pong_load(
+    ngx_http_gpugate_tunnel_conn_t *tc, u_char *end);
 static void ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c);
 
 
@@ -505,7 +507,7 @@ ngx_int_t
 ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
-    ngx_uint_t capacity, ngx_str_t *head)
+    ngx_uint_t capacity, gpugate_tunnel_load_t *load, ngx_str_t *head)
 {
     ngx_int_t                        agent;
     ngx_http_gpugate_tunnel_conn_t  *tc;
@@ -529,6 +531,9 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
         ngx_free(tc);
         return NGX_ERROR;
     }
+
+    ngx_http_gpugate_tunnel_set_load(&ngx_http_gpugate_tunnel_worker->shm
+                                          ->agents[agent], load);
 
     tc->agent = agent;
     tc->state = NGX_HTTP_GPUGATE_TC_DETACHING;
@@ -560,6 +565,22 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_post_event(&tc->timer, &ngx_posted_events);
 
     return NGX_OK;
+}
+
+
+void
+ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
+    gpugate_tunnel_load_t *load)
+{
+    /* word-sized stores: a reader sees the old value or the new one */
+
+    if (load->has_queue) {
+        a->queue = (ngx_atomic_uint_t) load->queue;
+    }
+
+    if (load->has_gpu) {
+        a->gpu_free_mb = (ngx_atomic_uint_t) load->gpu_free_mb;
+    }
 }
 
 
@@ -895,6 +916,53 @@ ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc)
 }
 
 
+/*
+ * "X-Gpugate-Load" in a ping's answer (head up to "end"): a bad value is
+ * logged and ignored, since telemetry is no reason to drop a tunnel.
+ */
+
+static void
+ngx_http_gpugate_tunnel_pong_load(ngx_http_gpugate_tunnel_conn_t *tc,
+    u_char *end)
+{
+    u_char                 *v, *e;
+    gpugate_tunnel_load_t   load;
+
+    static const char  name[] = CRLF "x-gpugate-load:";
+
+    v = ngx_strlcasestrn(tc->in, end, (u_char *) name, sizeof(name) - 2);
+
+    if (v == NULL) {
+        return;
+    }
+
+    v += sizeof(name) - 1;
+    e = ngx_strlcasestrn(v, end, (u_char *) CRLF, 2 - 1);
+
+    if (e == NULL) {
+        e = end;
+    }
+
+    while (v < e && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+
+    while (e > v && (e[-1] == ' ' || e[-1] == '\t')) {
+        e--;
+    }
+
+    if (gpugate_tunnel_parse_load((char *) v, e - v, &load) != 0) {
+        ngx_log_error(NGX_LOG_WARN, tc->log, 0,
+                      "gpugate tunnel: invalid X-Gpugate-Load in a ping "
+                      "answer: \"%*s\"", ngx_min(e - v, 64), v);
+        return;
+    }
+
+    ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent(tc),
+                                     &load);
+}
+
+
 static void
 ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
 {
@@ -953,6 +1021,8 @@ ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
     {
         goto invalid;
     }
+
+    ngx_http_gpugate_tunnel_pong_load(tc, end + 2);
 
     ngx_http_gpugate_tunnel_park(tc);
 

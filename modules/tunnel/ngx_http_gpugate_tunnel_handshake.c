@@ -463,8 +463,9 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     ngx_str_t                           msg, name, instance, models, head;
     ngx_str_t                           b64, raw;
     unsigned                            capacity;
+    gpugate_tunnel_load_t               load;
     ngx_queue_t                        *q;
-    ngx_table_elt_t                    *upgrade, *hi, *hc, *hm;
+    ngx_table_elt_t                    *upgrade, *hi, *hc, *hm, *hl;
     gpugate_scram_rc_t                  src;
     ngx_http_gpugate_tunnel_hs_t       *hs;
     ngx_http_gpugate_tunnel_shm_t      *shm;
@@ -530,6 +531,23 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     hi = ngx_http_gpugate_tunnel_header(r, "x-gpugate-instance", 18);
     hc = ngx_http_gpugate_tunnel_header(r, "x-gpugate-capacity", 18);
     hm = ngx_http_gpugate_tunnel_header(r, "x-gpugate-models", 16);
+    hl = ngx_http_gpugate_tunnel_header(r, "x-gpugate-load", 14);
+
+    if (hl == NULL) {
+        ngx_memzero(&load, sizeof(gpugate_tunnel_load_t));
+
+    } else if (gpugate_tunnel_parse_load((char *) hl->value.data,
+                                         hl->value.len, &load) != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: agent \"%s\": invalid "
+                      "X-Gpugate-Load \"%V\"", st->user, &hl->value);
+        ngx_free(st);
+
+        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_handshake", "X-Gpugate-Load must be "
+                   "\"queue=N, gpu_free_mb=N\".");
+    }
 
     n = hm ? gpugate_tunnel_check_models((char *) hm->value.data,
                                          hm->value.len)
@@ -617,7 +635,8 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
 
     if (ngx_http_gpugate_tunnel_attach(r, tlcf, &name, st->agent_id,
-                                       &instance, &models, capacity, &head)
+                                       &instance, &models, capacity, &load,
+                                       &head)
         != NGX_OK)
     {
         ngx_free(st);

@@ -53,6 +53,8 @@ static ngx_int_t ngx_http_gpugate_tunnel_suits(
     ngx_http_gpugate_tunnel_agent_t *a);
 static ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
+static ngx_uint_t ngx_http_gpugate_tunnel_better(
+    ngx_http_gpugate_tunnel_agent_t *a, ngx_http_gpugate_tunnel_agent_t *b);
 static void ngx_http_gpugate_tunnel_reserve(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_dequeue(
@@ -464,7 +466,7 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t *exists)
 {
     ngx_uint_t                        i, best, tries;
-    ngx_atomic_uint_t                 load, best_load, best_requests;
+    ngx_atomic_uint_t                 load, best_load;
     ngx_queue_t                      *idle;
     ngx_http_gpugate_tunnel_shm_t    *shm;
     ngx_http_gpugate_tunnel_agent_t  *a;
@@ -475,7 +477,6 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     for (tries = 0; tries < 3; tries++) {
         best = shm->nagents;
         best_load = 0;
-        best_requests = 0;
 
         for (i = 0; i < shm->nagents; i++) {
             a = &shm->agents[i];
@@ -493,15 +494,12 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
                 continue;
             }
 
-            /* equal load: the one handed fewer requests, so that
-               sequential traffic rotates over the agents */
-
             if (best == shm->nagents || load < best_load
-                || (load == best_load && a->requests < best_requests))
+                || (load == best_load
+                    && ngx_http_gpugate_tunnel_better(a, &shm->agents[best])))
             {
                 best = i;
                 best_load = load;
-                best_requests = a->requests;
             }
         }
 
@@ -523,6 +521,28 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
 
 /* the place on the agent is already taken */
+
+/*
+ * Between agents with as many requests in flight: the shorter runtime
+ * queue, then more free GPU memory (both as the agents last reported),
+ * then the one handed fewer requests, so that sequential traffic rotates.
+ */
+
+static ngx_uint_t
+ngx_http_gpugate_tunnel_better(ngx_http_gpugate_tunnel_agent_t *a,
+    ngx_http_gpugate_tunnel_agent_t *b)
+{
+    if (a->queue != b->queue) {
+        return a->queue < b->queue;
+    }
+
+    if (a->gpu_free_mb != b->gpu_free_mb) {
+        return a->gpu_free_mb > b->gpu_free_mb;
+    }
+
+    return a->requests < b->requests;
+}
+
 
 static void
 ngx_http_gpugate_tunnel_reserve(ngx_http_gpugate_tunnel_ctx_t *ctx,

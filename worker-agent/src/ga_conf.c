@@ -230,7 +230,7 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
             int          min, max;
         } ints[] = {
             { "capacity", offsetof(ga_conf_t, capacity), 1, 65535 },
-            { "spare", offsetof(ga_conf_t, spare), 1, 4096 },
+            { "spare", offsetof(ga_conf_t, spare), 1, 100000 },
             { "max_connections", offsetof(ga_conf_t, max_connections),
               1, 100000 },
             { "drain_timeout", offsetof(ga_conf_t, drain_timeout), 0, 86400 },
