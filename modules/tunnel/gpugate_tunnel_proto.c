@@ -384,6 +384,7 @@ gpugate_tunnel_parse_load(const char *p, size_t len,
     return 0;
 }
 
+
 static int
 gpugate_tunnel_is_hex(const char *p, size_t len, int lower)
 {
