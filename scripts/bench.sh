@@ -12,7 +12,9 @@
 #                OpenResty peer, miss paths), overhead (direct, plain
 #                nginx, gpugate), streaming (1/64/512 SSE streams; 1/64 with
 #                --quick), tunnel (plain proxy_pass vs the gpugate tunnel
-#                vs ssh -R, non-streaming and 64 streams), scale (memory
+#                over TLS and plain TCP vs ssh -R: 64 connections with CPU
+#                per request, 64 streams; the full run adds 1 connection
+#                and gateway / GPU host on separate cores), scale (memory
 #                with 1,000 and 10,000 parked tunnel connections; 1,000
 #                with --quick)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
@@ -53,7 +55,7 @@ want() {
 "$GG_ROOT/scripts/build.sh" --no-deps
 
 if [ $quick -eq 1 ]; then
-    dur=2; rounds=3; stream_dur=4; stream_conns=(1 64); miss_dur=2
+    dur=2; rounds=3; stream_dur=3; stream_conns=(1 64); miss_dur=2
     scale_conns=(1000)
 else
     dur=4; rounds=5; stream_dur=10; stream_conns=(1 64 512); miss_dur=4

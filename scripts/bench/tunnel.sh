@@ -258,7 +258,7 @@ if want tunnel; then
         t_post_cpu "${tp[plain]}" 64 t-plain
     scenario "gpugate tunnel (TLS, agent)" 0 \
         t_post_cpu "${tp[tunnel]}" 64 t-tunnel "$t1_pid"
-    scenario "gpugate tunnel (plain TCP, agent)" 0 \
+    [ $quick -eq 0 ] && scenario "gpugate tunnel (plain TCP, agent)" 0 \
         t_post_cpu "${tp[tcp]}" 64 t-tcp "$t4_pid"
     scenario "gpugate auth + router + tunnel" 0 t_post "${tp[gpugate]}" 64
     [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
@@ -266,19 +266,25 @@ if want tunnel; then
     run_group tunnel
 
     # one request at a time: what the extra hop adds to each request
-    gg_log "tunnel: non-streaming chat, 1 connection, $rounds x ${dur}s"
-    scenario "plain nginx proxy_pass (limit)" 1 t_post "${tp[plain]}" 1
-    scenario "gpugate tunnel (TLS, agent)" 0 t_post "${tp[tunnel]}" 1
-    scenario "gpugate tunnel (plain TCP, agent)" 0 t_post "${tp[tcp]}" 1
-    [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
-        t_post "${tp[ssh]}" 1
-    run_group tunnel-1conn
+    # (this and the split group only in the full run, to keep --quick
+    # under 2 minutes)
+    [ $quick -eq 0 ] && gg_log "tunnel: non-streaming chat, 1 connection, $rounds x ${dur}s"
+    if [ $quick -eq 0 ]; then
+        scenario "plain nginx proxy_pass (limit)" 1 t_post "${tp[plain]}" 1
+        scenario "gpugate tunnel (TLS, agent)" 0 t_post "${tp[tunnel]}" 1
+        scenario "gpugate tunnel (plain TCP, agent)" 0 t_post "${tp[tcp]}" 1
+        [ $have_ssh = 1 ] && scenario "ssh -R tunnel + nginx" 0 \
+            t_post "${tp[ssh]}" 1
+        run_group tunnel-1conn
+    fi
 
     # The deployment's shape on two cores: the gateway (nginx, sshd and
     # the load generator) on CPU 0, the GPU host (runtime, agent, ssh
     # client) on CPU 1, so that the agent's hop is paid for on the GPU
     # host's core, as it is in production, not on the gateway's.
-    if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    if [ $quick -eq 0 ] && [ "$(nproc)" -ge 2 ] \
+        && command -v taskset >/dev/null
+    then
         gg_log "tunnel: gateway on CPU 0, GPU host on CPU 1, 64 connections"
         split_gw=$(for n in t-plain t-tunnel t-tcp; do nginx_pids $n; done)
         [ $have_ssh = 1 ] && split_gw+=" $(nginx_pids t-ssh) $(pgrep -x sshd)"
