@@ -129,6 +129,8 @@ typedef struct {
     int                  draining;   /* SIGTERM seen */
     uint64_t             drain_deadline; /* us, when draining */
     uint64_t             served;     /* requests relayed, ever */
+    ga_load_t            load;       /* the runtime's, last read */
+    uint64_t             load_at;    /* us when read; 0: never */
 } ga_agent_t;
 
 
@@ -161,6 +163,10 @@ int ga_serve(ga_conn_t *c);
 void ga_relay_end(ga_conn_t *c, int clean);
 void ga_relay_update(ga_conn_t *c);
 void ga_relay_pool_close(void);
+
+/* ga_probe.c */
+void ga_probe_init(void);
+const char *ga_probe_header(char *buf, size_t size);
 
 /* ga_main.c */
 void ga_supply(ga_gateway_t *gw);

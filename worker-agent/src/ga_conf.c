@@ -36,6 +36,8 @@ ga_conf_defaults(ga_conf_t *cf)
     cf->idle_timeout = 20;
     /* -1: as many as "capacity", the most ever in use at once */
     cf->runtime_keepalive = -1;
+    cf->runtime_type = GA_RUNTIME_OPENAI;
+    cf->load_interval = 2;
 
     /* below uvicorn's (vLLM, SGLang) 5 s and Go's (Ollama) limits */
     cf->runtime_keepalive_timeout = 4;
@@ -207,6 +209,16 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
         return ga_conf_models(cf, value, err, size);
     }
 
+    if (strcmp(key, "runtime_type") == 0) {
+        if (ga_runtime_type(value, &cf->runtime_type) != 0) {
+            snprintf(err, size, "runtime_type: \"%.64s\" is not openai, "
+                     "vllm, llamacpp, sglang or tgi", value);
+            return -1;
+        }
+
+        return 0;
+    }
+
     if (strcmp(key, "log_level") == 0) {
         static const char  *levels[] = { "error", "warn", "info", "debug" };
         int                 i;
@@ -237,6 +249,8 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
             { "idle_timeout", offsetof(ga_conf_t, idle_timeout), 2, 86400 },
             { "runtime_keepalive", offsetof(ga_conf_t, runtime_keepalive),
               0, 65535 },
+            { "load_interval", offsetof(ga_conf_t, load_interval),
+              1, 3600 },
             { "runtime_keepalive_timeout",
               offsetof(ga_conf_t, runtime_keepalive_timeout), 1, 3600 },
         };

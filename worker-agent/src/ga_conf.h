@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "ga_load.h"
+
 
 #define GA_MAX_GATEWAYS   8
 #define GA_ERR_SIZE       512
@@ -52,6 +54,9 @@ typedef struct {
                                                 kept, 0: none, -1: as
                                                 many as capacity */
     int          runtime_keepalive_timeout;  /* seconds one is kept */
+    ga_runtime_e runtime_type;               /* its metrics dialect */
+    int          load_interval;              /* seconds between reads of
+                                                the runtime's load */
     int          log_level;                  /* 0 error .. 3 debug */
 } ga_conf_t;
 

@@ -373,6 +373,8 @@ main(int argc, char **argv)
            ga_agent.conf.runtime.port, ga_agent.conf.capacity,
            ga_agent.models);
 
+    ga_probe_init();
+
     for (i = 0; i < ga_agent.conf.ngateways; i++) {
         ga_supply(&ga_agent.gateways[i]);
     }
@@ -639,6 +641,9 @@ ga_usage(void)
            "  idle_timeout S     drop a silent connection (20)\n"
            "  runtime_keepalive N  idle runtime connections kept (capacity)\n"
            "  runtime_keepalive_timeout S  how long one is kept (4)\n"
+           "  runtime_type T     openai, vllm, llamacpp, sglang or tgi:\n"
+           "                     how its load is read (openai: not read)\n"
+           "  load_interval S    seconds between load reads (2)\n"
            "  log_level L        error, warn, info, debug (info)\n"
            "\n"
            "exit codes: 0 stopped, 1 failure, 2 usage or configuration\n");

@@ -96,7 +96,7 @@ ga_serve(ga_conn_t *c)
     size_t              used, out_len, body, total;
     const char         *buf;
     gg_http_chunked_t   ck;
-    char                scratch[4096];
+    char                scratch[4096], load[64];
 
     while (c->state == GA_IDLE && gg_buf_len(&c->in)) {
 
@@ -172,8 +172,9 @@ ga_serve(ga_conn_t *c)
             gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
 
             if (gg_buf_printf(&c->out, "HTTP/1.1 204 No Content\r\n"
-                              "X-Gpugate-Inflight: %d\r\n\r\n",
-                              ga_agent.inflight)
+                              "X-Gpugate-Inflight: %d\r\n%s\r\n",
+                              ga_agent.inflight,
+                              ga_probe_header(load, sizeof(load)))
                 != 0)
             {
                 return -1;

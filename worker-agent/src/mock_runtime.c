@@ -112,6 +112,56 @@ mock_count(const char *path, int status)
 }
 
 
+/*
+ * The load gauges of the runtime named by --dialect, as that runtime
+ * exports them (one per model where it labels by model), so that each
+ * of the agent's adapters reads its own dialect: in flight requests are
+ * "running", --waiting ones "queued".
+ */
+
+static int
+mock_metrics_dialect(gg_buf_t *b)
+{
+    int          i, rc;
+    const char  *d;
+
+    d = mock_conf.dialect;
+
+    if (d == NULL) {
+        return 0;
+    }
+
+    if (strcmp(d, "vllm") == 0) {
+        rc = 0;
+
+        for (i = 0; i < mock_conf.nmodels; i++) {
+            rc |= gg_buf_printf(b,
+                      "vllm:num_requests_running{model_name=\"%s\"} %ld.0\n"
+                      "vllm:num_requests_waiting{model_name=\"%s\"} %ld.0\n",
+                      mock_conf.models[i], i ? 0 : mock_in_flight,
+                      mock_conf.models[i], i ? 0 : mock_conf.waiting);
+        }
+
+        return rc;
+    }
+
+    if (strcmp(d, "llamacpp") == 0) {
+        return gg_buf_printf(b, "llamacpp:requests_processing %ld\n"
+                             "llamacpp:requests_deferred %ld\n",
+                             mock_in_flight, mock_conf.waiting);
+    }
+
+    if (strcmp(d, "sglang") == 0) {
+        return gg_buf_printf(b, "sglang:num_running_reqs{tp_rank=\"0\"} %ld\n"
+                             "sglang:num_queue_reqs{tp_rank=\"0\"} %ld\n",
+                             mock_in_flight, mock_conf.waiting);
+    }
+
+    return gg_buf_printf(b, "tgi_batch_current_size %ld\ntgi_queue_size %ld\n",
+                         mock_in_flight, mock_conf.waiting);
+}
+
+
 int
 mock_metrics_text(gg_buf_t *b)
 {
@@ -147,6 +197,8 @@ mock_metrics_text(gg_buf_t *b)
         mock_in_flight, mock_disconnects, mock_completion_tokens,
         mock_connections);
 
+    rc |= mock_metrics_dialect(b);
+
     return rc ? -1 : 0;
 }
 
@@ -181,6 +233,9 @@ mock_usage(FILE *f)
 "                         N inference requests in flight (default 0: no\n"
 "                         limit)\n"
 "  --embedding-dim N      floats per embedding (default 8)\n"
+"  --dialect NAME         /metrics also exports the load gauges of vllm,\n"
+"                         llamacpp, sglang or tgi (for the agent)\n"
+"  --waiting N            requests those gauges report as queued (0)\n"
 "  --keepalive-timeout-ms N\n"
 "                         close a keep-alive connection idle N ms, as\n"
 "                         servers do (default 0: never)\n"
@@ -394,6 +449,18 @@ main(int argc, char **argv)
             mock_conf.drop_after = mock_arg_long(a, v, 0, 100000000);
         } else if (strcmp(a, "--max-concurrency") == 0) {
             mock_conf.max_concurrency = mock_arg_long(a, v, 0, 100000000);
+        } else if (strcmp(a, "--dialect") == 0) {
+            if (strcmp(v, "vllm") != 0 && strcmp(v, "llamacpp") != 0
+                && strcmp(v, "sglang") != 0 && strcmp(v, "tgi") != 0)
+            {
+                fprintf(stderr, MOCK_NAME ": --dialect: vllm, llamacpp, "
+                        "sglang or tgi\n");
+                return 2;
+            }
+
+            mock_conf.dialect = v;
+        } else if (strcmp(a, "--waiting") == 0) {
+            mock_conf.waiting = mock_arg_long(a, v, 0, 100000000);
         } else if (strcmp(a, "--keepalive-timeout-ms") == 0) {
             mock_conf.keepalive_ms = mock_arg_long(a, v, 0, 3600000);
         } else if (strcmp(a, "--embedding-dim") == 0) {

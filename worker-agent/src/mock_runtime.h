@@ -41,6 +41,9 @@ typedef struct {
     long           max_concurrency;  /* 0: unlimited */
     long           keepalive_ms;     /* close a keep-alive connection
                                         idle this long; 0: never */
+    const char    *dialect;          /* /metrics also speaks this
+                                        runtime's load gauges, or NULL */
+    long           waiting;          /* requests it claims are queued */
     int            embedding_dim;    /* floats per embedding */
     int            quiet;            /* only errors and disconnects */
 } mock_conf_t;

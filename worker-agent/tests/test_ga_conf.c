@@ -125,6 +125,15 @@ main(void)
        && strstr(err, "log_level"), "bad log level");
     tap_ok(ga_conf_set(&cf, "spare", "3x", err, sizeof(err)) == -1,
        "trailing garbage in a number");
+    tap_ok(cf.runtime_type == GA_RUNTIME_OPENAI && cf.load_interval == 2,
+       "runtime_type openai and load_interval 2 by default");
+    tap_ok(ga_conf_set(&cf, "runtime_type", "vllm", err, sizeof(err)) == 0
+       && cf.runtime_type == GA_RUNTIME_VLLM, "runtime_type vllm");
+    tap_ok(ga_conf_set(&cf, "runtime_type", "ollama", err, sizeof(err)) == -1
+       && strstr(err, "runtime_type: \"ollama\" is not"),
+       "unknown runtime_type named in the error");
+    tap_ok(ga_conf_set(&cf, "load_interval", "0", err, sizeof(err)) == -1,
+       "load_interval 0 refused");
     tap_ok(ga_conf_set(&cf, "idle_timeout", "1", err, sizeof(err)) == -1,
        "idle_timeout below 2 s refused");
 
