@@ -2,7 +2,9 @@
 # metrics in that runtime's dialect (the mock speaks llama.cpp's, SGLang's
 # and TGI's gauges), reports the waiting count as X-Gpugate-Load, and nginx
 # sends equal-load traffic to the agent whose runtime has the shorter
-# queue.  A runtime that does not export the gauge is logged once.
+# queue.  A runtime that does not export the gauge is logged once.  And
+# SIGHUP: the agent reads its configuration again without dropping
+# anything, refuses a bad one, and says which changes need a restart.
 
 use strict;
 use warnings;
@@ -137,6 +139,61 @@ ok(wait_until(5, sub { slurp($plain_log) =~ /cannot read its load \(tgi \/metric
 sleep 1.5;
 my @warn = slurp($plain_log) =~ /cannot read its load/g;
 is(scalar @warn, 1, '... once, not on every probe');
+
+# --- SIGHUP --------------------------------------------------------------
+
+{
+    my $token = make_agent('load-hup');
+    open my $tf, '>', "$dir/load-hup.token" or die;
+    print $tf "$token\n";
+    close $tf;
+    chmod 0600, "$dir/load-hup.token";
+
+    my $conf = "$dir/hup.conf";
+    my $write = sub {
+        open my $f, '>', $conf or die;
+        print $f "gateway = http://127.0.0.1:$port/gpugate/tunnel\n"
+               . "name = load-hup\ntoken_file = $dir/load-hup.token\n"
+               . "runtime = http://127.0.0.1:$mport{free}\n"
+               . "models = mock-model\nspare = 1\n$_[0]";
+        close $f;
+    };
+    $write->("capacity = 4\n");
+
+    my $log = "$dir/load-hup.log";
+    my $pid = fork // die;
+    if (!$pid) {
+        open STDERR, '>', $log or die;
+        exec $agent_bin, '--config', $conf, '--log-level', 'info';
+        exit 1;
+    }
+    push @kids, $pid;
+    ok(wait_until(10, sub { $ngx->log =~ /agent "load-hup" connected/ }),
+       'agent from a file up')
+        or diag slurp($log);
+
+    $write->("capacity = 7\nruntime_type = sglang\n");
+    kill 'HUP', $pid;
+    ok(wait_until(5, sub { slurp($log) =~ /SIGHUP: configuration reloaded: capacity 7, spare 1, models "mock-model", runtime_type sglang/ }),
+       'SIGHUP: new capacity and runtime_type applied');
+    ok(kill(0, $pid), '... and the agent lives on');
+
+    $write->("capacity = many\n");
+    kill 'HUP', $pid;
+    ok(wait_until(5, sub { slurp($log) =~ /SIGHUP: .*capacity.*; the running configuration is kept/ }),
+       'SIGHUP with a bad file: refused, old configuration kept');
+
+    $write->("capacity = 7\n");
+    open my $f, '>>', $conf or die;
+    print $f "name = someone-else\n";
+    close $f;
+    kill 'HUP', $pid;
+    ok(wait_until(5, sub { slurp($log) =~ /SIGHUP: "name" changed; it applies after a restart/ }),
+       'SIGHUP: a changed name needs a restart, and says so');
+
+    is(chat()->{status}, 200, 'requests still served after three SIGHUPs');
+    ok(kill(0, $pid), 'agent still running');
+}
 
 unlike($ngx->log, qr/signal \d+|\[alert\]|invalid X-Gpugate-Load/,
        'no crash, no rejected load header');

@@ -42,6 +42,7 @@ ga_agent_t  ga_agent;
 static void ga_backoff(ga_gateway_t *gw, int attempt);
 static int ga_read_token(void);
 static void ga_discover_models(void);
+static void ga_reload(gg_loop_t *loop);
 static void ga_backoff_done(gg_timer_t *t);
 static void ga_drain_tick(gg_timer_t *t);
 static void ga_usage(void);
@@ -283,6 +284,97 @@ ga_drain_tick(gg_timer_t *t)
 }
 
 
+/* the command line, read again on SIGHUP */
+static int     ga_argc;
+static char  **ga_argv;
+
+
+/*
+ * SIGHUP: the configuration file and flags are read again and checked as
+ * at start.  A bad one changes nothing.  What the running connections
+ * depend on (gateways, name, token, TLS, runtime address) needs a restart
+ * and is only reported; the rest applies at once, and new connections
+ * advertise the new models and capacity.  Nothing in flight is touched.
+ */
+
+static void
+ga_reload(gg_loop_t *loop)
+{
+    int         i, check, version;
+    char        err[GA_ERR_SIZE];
+    ga_conf_t  *old, cf;
+
+    (void) loop;
+
+    if (ga_agent.draining) {
+        return;
+    }
+
+    old = &ga_agent.conf;
+    ga_conf_defaults(&cf);
+
+    if (ga_conf_args(&cf, ga_argc, ga_argv, &check, &version, err,
+                     sizeof(err)) != 0
+        || ga_conf_validate(&cf, err, sizeof(err)) != 0)
+    {
+        ga_log(GA_ERROR, "SIGHUP: %s; the running configuration is kept",
+               err);
+        return;
+    }
+
+#define ga_reload_fixed(name, differs)                                        \
+    if (differs) {                                                            \
+        ga_log(GA_WARN, "SIGHUP: \"" name "\" changed; it applies after a "  \
+               "restart");                                                    \
+    }
+
+    ga_reload_fixed("gateway", cf.ngateways != old->ngateways
+                    || memcmp(cf.gateways, old->gateways,
+                              sizeof(cf.gateways)) != 0);
+    ga_reload_fixed("name", strcmp(cf.name, old->name) != 0);
+    ga_reload_fixed("token_file", strcmp(cf.token_file, old->token_file)
+                                  != 0);
+    ga_reload_fixed("ca_file", strcmp(cf.ca_file, old->ca_file) != 0);
+    ga_reload_fixed("server_name", strcmp(cf.server_name, old->server_name)
+                                   != 0);
+    ga_reload_fixed("runtime", memcmp(&cf.runtime, &old->runtime,
+                                      sizeof(cf.runtime)) != 0);
+
+#undef ga_reload_fixed
+
+    old->capacity = cf.capacity;
+    old->spare = cf.spare;
+    old->max_connections = cf.max_connections;
+    old->drain_timeout = cf.drain_timeout;
+    old->idle_timeout = cf.idle_timeout;
+    old->runtime_keepalive = cf.runtime_keepalive;
+    old->runtime_keepalive_timeout = cf.runtime_keepalive_timeout;
+    old->runtime_type = cf.runtime_type;
+    old->load_interval = cf.load_interval;
+    old->log_level = cf.log_level;
+
+    if (cf.models_set) {
+        memcpy(old->models, cf.models, sizeof(cf.models));
+        old->models_set = 1;
+        snprintf(ga_agent.models, sizeof(ga_agent.models), "%s", cf.models);
+
+    } else if (old->models_set) {
+        ga_log(GA_WARN, "SIGHUP: \"models\" removed; discovery applies "
+               "after a restart, \"%s\" stays advertised", ga_agent.models);
+    }
+
+    ga_probe_init();
+
+    ga_log(GA_INFO, "SIGHUP: configuration reloaded: capacity %d, spare %d, "
+           "models \"%s\", runtime_type %s", old->capacity, old->spare,
+           ga_agent.models, ga_runtime_name(old->runtime_type));
+
+    for (i = 0; i < old->ngateways; i++) {
+        ga_supply(&ga_agent.gateways[i]);
+    }
+}
+
+
 int
 main(int argc, char **argv)
 {
@@ -374,6 +466,10 @@ main(int argc, char **argv)
            ga_agent.models);
 
     ga_probe_init();
+
+    ga_argc = argc;
+    ga_argv = argv;
+    ga_agent.loop.on_hup = ga_reload;
 
     for (i = 0; i < ga_agent.conf.ngateways; i++) {
         ga_supply(&ga_agent.gateways[i]);

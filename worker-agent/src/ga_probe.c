@@ -48,16 +48,22 @@ static void ga_probe_done(const char *error);
 static ga_probe_t  ga_probe;
 
 
+/* at start and after SIGHUP: probing starts unless it is under way */
+
 void
 ga_probe_init(void)
 {
-    ga_probe.io.fd = -1;
+    if (ga_probe.timer.handler == NULL) {
+        ga_probe.io.fd = -1;
+        ga_probe.timer.handler = ga_probe_tick;
+    }
 
-    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL) {
+    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL
+        || gg_timer_armed(&ga_probe.timer))
+    {
         return;
     }
 
-    ga_probe.timer.handler = ga_probe_tick;
     (void) gg_timer_add(&ga_agent.loop, &ga_probe.timer, 0);
 }
 
@@ -98,6 +104,12 @@ ga_probe_tick(gg_timer_t *t)
 
     if (ga_probe.io.fd != -1) {
         ga_probe_done("no answer within 2 s");
+        return;
+    }
+
+    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL) {
+        /* runtime_type openai since a SIGHUP: report nothing */
+        ga_agent.load_at = 0;
         return;
     }
 

@@ -42,6 +42,15 @@ gg_loop_on_signal(gg_io_t *io, uint32_t revents)
     loop = io->data;
 
     while (read(io->fd, &si, sizeof(si)) == sizeof(si)) {
+
+        if (si.ssi_signo == SIGHUP) {
+            if (loop->on_hup) {
+                loop->on_hup(loop);
+            }
+
+            continue;
+        }
+
         loop->stop = 1;
         loop->signo = (int) si.ssi_signo;
     }
@@ -65,6 +74,7 @@ gg_loop_init(gg_loop_t *loop)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
 
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
         return -1;

@@ -44,7 +44,8 @@ struct gg_timer_s {
 
 struct gg_loop_s {
     int                  epfd;      /* the epoll instance */
-    gg_io_t              sig;       /* signalfd for SIGTERM and SIGINT */
+    gg_io_t              sig;       /* signalfd for SIGTERM, SIGINT and
+                                       SIGHUP */
     gg_timer_t         **heap;      /* armed timers, earliest first */
     size_t               nheap;     /* armed timers */
     size_t               heap_cap;  /* slots in "heap" */
@@ -52,6 +53,9 @@ struct gg_loop_s {
     int                  stop;      /* set by a signal or gg_loop_stop */
     int                  signo;     /* the signal that stopped the loop */
     int                  no_pwait2; /* kernel (or valgrind) lacks it */
+    void               (*on_hup)(gg_loop_t *loop);
+                                    /* SIGHUP: called in the loop; NULL:
+                                       the signal is ignored */
 };
 
 
