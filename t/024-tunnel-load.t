@@ -2,7 +2,9 @@
 # metrics in that runtime's dialect (the mock speaks llama.cpp's, SGLang's
 # and TGI's gauges), reports the waiting count as X-Gpugate-Load, and nginx
 # sends equal-load traffic to the agent whose runtime has the shorter
-# queue.  A runtime that does not export the gauge is logged once.  And
+# queue.  A runtime that does not export the gauge is logged once.  A
+# runtime that stops listening takes its agent out of the pool (no 502s:
+# the other agent serves) until it listens again.  And
 # SIGHUP: the agent reads its configuration again without dropping
 # anything, refuses a bad one, and says which changes need a restart.
 
@@ -39,10 +41,10 @@ my %mocks = (
     free  => [ '--dialect', 'sglang', '--waiting', 0 ],
     plain => [],
 );
-my %mport;
+my (%mport, %mpid);
 
-for my $m (sort keys %mocks) {
-    $mport{$m} = free_port();
+sub start_mock {
+    my ($m) = @_;
     my $pid = fork // die;
     if (!$pid) {
         exec $mock_bin, '--listen', "127.0.0.1:$mport{$m}", '--models',
@@ -50,7 +52,13 @@ for my $m (sort keys %mocks) {
              @{ $mocks{$m} };
         exit 1;
     }
+    $mpid{$m} = $pid;
     push @kids, $pid;
+}
+
+for my $m (sort keys %mocks) {
+    $mport{$m} = free_port();
+    start_mock($m);
 }
 
 for my $m (sort keys %mocks) {
@@ -130,6 +138,33 @@ $ok += chat()->{status} == 200 for 1 .. 10;
 is($ok, 10, '10 sequential requests answered');
 is(served('free'), 10, 'all went to the agent whose runtime has no queue');
 is(served('busy'), 0, 'none to the one with 5 waiting');
+
+# the preferred agent's runtime dies: that agent withdraws, the other serves
+
+{
+    kill 'KILL', $mpid{free};
+    waitpid $mpid{free}, 0;
+    ok(wait_until(5, sub { slurp($free_log) =~ /stopped listening .*no capacity offered/ }),
+       'runtime killed: its agent withdraws')
+        or diag slurp($free_log);
+    sleep 0.3;
+    my $before = served('busy');
+    my $ok = 0;
+    $ok += chat()->{status} == 200 for 1 .. 6;
+    is($ok, 6, 'no 502: every request answered');
+    is(served('busy') - $before, 6, '... by the other agent');
+
+    start_mock('free');
+    ok(wait_until(5, sub { slurp($free_log) =~ /listens again: offering capacity/ }),
+       'runtime back: the agent offers capacity again');
+    ok(wait_until(5, sub {
+        my $n = () = $ngx->log =~ /agent "load-free" connected/g;
+        $n >= 2 }), '... and reconnects');
+    sleep 2.5;
+    $before = served('free');
+    chat() for 1 .. 4;
+    is(served('free') - $before, 4, '... and serves (the shorter queue) again');
+}
 
 # a runtime that does not speak the configured dialect
 

@@ -131,6 +131,10 @@ typedef struct {
     uint64_t             served;     /* requests relayed, ever */
     ga_load_t            load;       /* the runtime's, last read */
     uint64_t             load_at;    /* us when read; 0: never */
+    int                  runtime_known; /* a probe has connected or
+                                          been refused */
+    int                  runtime_down; /* nothing listens at the runtime:
+                                        no capacity is offered */
 } ga_agent_t;
 
 
@@ -165,7 +169,7 @@ void ga_relay_update(ga_conn_t *c);
 void ga_relay_pool_close(void);
 
 /* ga_probe.c */
-void ga_probe_init(void);
+void ga_probe_now(void);
 const char *ga_probe_header(char *buf, size_t size);
 
 /* ga_main.c */
@@ -175,6 +179,7 @@ void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
 void ga_handshake_failed(ga_gateway_t *gw);
 void ga_handshake_done(ga_gateway_t *gw);
 void ga_tunnel_dropped(ga_gateway_t *gw);
+void ga_runtime_down(int down, const char *why);
 
 
 #endif /* _GA_AGENT_H_INCLUDED_ */

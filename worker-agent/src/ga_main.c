@@ -80,7 +80,9 @@ ga_supply(ga_gateway_t *gw)
     int           need, known, i, want;
     ga_worker_t  *w;
 
-    if (ga_agent.draining || gg_timer_armed(&gw->backoff)) {
+    if (ga_agent.draining || gg_timer_armed(&gw->backoff)
+        || !ga_agent.runtime_known || ga_agent.runtime_down)
+    {
         return;
     }
 
@@ -113,6 +115,63 @@ ga_supply(ga_gateway_t *gw)
         if (ga_conn_dial(gw) != 0) {
             ga_handshake_failed(gw);
             return;
+        }
+    }
+}
+
+
+/*
+ * The probe found the runtime listening, or not.  Down, the agent closes
+ * its idle tunnels and dials no more, so that nginx sends this agent's
+ * share to the others instead of to a 502 here; what is in flight ends
+ * as it will.  Up again (or first found up), it supplies connections.
+ */
+
+void
+ga_runtime_down(int down, const char *why)
+{
+    int            i, first;
+    ga_conn_t     *c, *next;
+    ga_gateway_t  *gw;
+
+    if (ga_agent.runtime_known && ga_agent.runtime_down == down) {
+        return;
+    }
+
+    first = !ga_agent.runtime_known;
+    ga_agent.runtime_known = 1;
+    ga_agent.runtime_down = down;
+
+    if (!down) {
+        if (!first) {
+            ga_log(GA_WARN, "runtime %s:%s listens again: offering "
+                   "capacity", ga_agent.conf.runtime.host,
+                   ga_agent.conf.runtime.port);
+        }
+
+        for (i = 0; i < ga_agent.conf.ngateways; i++) {
+            ga_supply(&ga_agent.gateways[i]);
+        }
+
+        return;
+    }
+
+    ga_log(GA_WARN, "runtime %s:%s %s (%s): idle tunnels closed, no "
+           "capacity offered until it listens again",
+           ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
+           first ? "not listening at start" : "stopped listening", why);
+
+    for (i = 0; i < ga_agent.conf.ngateways; i++) {
+        gw = &ga_agent.gateways[i];
+
+        for (c = gw->conns; c; c = next) {
+            next = c->next;
+
+            if (c->state < GA_IDLE
+                || (c->state == GA_IDLE && gg_buf_len(&c->out) == 0))
+            {
+                ga_conn_close(c, NULL);
+            }
         }
     }
 }
@@ -363,7 +422,7 @@ ga_reload(gg_loop_t *loop)
                "after a restart, \"%s\" stays advertised", ga_agent.models);
     }
 
-    ga_probe_init();
+    ga_probe_now();
 
     ga_log(GA_INFO, "SIGHUP: configuration reloaded: capacity %d, spare %d, "
            "models \"%s\", runtime_type %s", old->capacity, old->spare,
@@ -465,15 +524,12 @@ main(int argc, char **argv)
            ga_agent.conf.runtime.port, ga_agent.conf.capacity,
            ga_agent.models);
 
-    ga_probe_init();
-
     ga_argc = argc;
     ga_argv = argv;
     ga_agent.loop.on_hup = ga_reload;
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        ga_supply(&ga_agent.gateways[i]);
-    }
+    /* dialing starts once the first probe found the runtime listening */
+    ga_probe_now();
 
     if (gg_loop_run(&ga_agent.loop) != 0) {
         ga_log(GA_ERROR, "event loop failed: %s", strerror(errno));

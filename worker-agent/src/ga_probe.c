@@ -2,9 +2,16 @@
 /*
  * Copyright (C) gpugate authors
  *
- * The runtime's load, read every load_interval seconds from its metrics
- * endpoint in its own dialect (runtime_type, ga_load.c), and reported to
- * the gateway as X-Gpugate-Load in the handshake and in ping answers.
+ * The runtime's health and load, read every load_interval seconds: its
+ * metrics endpoint in its own dialect (runtime_type, ga_load.c), reported
+ * to the gateway as X-Gpugate-Load in the handshake and in ping answers;
+ * or, for a plain OpenAI-compatible runtime, GET /v1/models.
+ *
+ * A runtime that cannot be connected to (nothing listens: it died or has
+ * not started) is down: the agent then offers the gateway no capacity
+ * (ga_runtime_down()), so requests go to other agents instead of getting
+ * 502s here, until a probe connects again.  Slow or odd answers are not
+ * "down": a runtime busy generating may be slow to serve its metrics.
  *
  * One probe at a time, non-blocking in the event loop: HTTP/1.0, so the
  * answer ends where the runtime closes; at most GA_PROBE_MAX bytes and
@@ -42,25 +49,23 @@ typedef struct {
 
 static void ga_probe_tick(gg_timer_t *t);
 static void ga_probe_io(gg_io_t *io, uint32_t revents);
-static void ga_probe_done(const char *error);
+static void ga_probe_done(const char *error, int down);
 
 
 static ga_probe_t  ga_probe;
 
 
-/* at start and after SIGHUP: probing starts unless it is under way */
+/* at start, and now rather than later: unless a probe is under way */
 
 void
-ga_probe_init(void)
+ga_probe_now(void)
 {
     if (ga_probe.timer.handler == NULL) {
         ga_probe.io.fd = -1;
         ga_probe.timer.handler = ga_probe_tick;
     }
 
-    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL
-        || gg_timer_armed(&ga_probe.timer))
-    {
+    if (ga_probe.io.fd != -1 || ga_agent.draining) {
         return;
     }
 
@@ -98,19 +103,24 @@ static void
 ga_probe_tick(gg_timer_t *t)
 {
     int               fd, rc;
+    const char       *path;
     struct addrinfo   hints, *res;
 
     (void) t;
 
     if (ga_probe.io.fd != -1) {
-        ga_probe_done("no answer within 2 s");
+        ga_probe_done("no answer within 2 s", 0);
         return;
     }
 
-    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL) {
-        /* runtime_type openai since a SIGHUP: report nothing */
+    ga_probe.connected = 0;
+
+    path = ga_runtime_metrics_path(ga_agent.conf.runtime_type);
+
+    if (path == NULL) {
+        /* runtime_type openai, perhaps since a SIGHUP: health only */
         ga_agent.load_at = 0;
-        return;
+        path = "/v1/models";
     }
 
     memset(&hints, 0, sizeof(hints));
@@ -120,7 +130,7 @@ ga_probe_tick(gg_timer_t *t)
                      &hints, &res);
 
     if (rc != 0) {
-        ga_probe_done(gai_strerror(rc));
+        ga_probe_done(gai_strerror(rc), 1);
         return;
     }
 
@@ -138,7 +148,7 @@ ga_probe_tick(gg_timer_t *t)
             close(fd);
         }
 
-        ga_probe_done(strerror(rc));
+        ga_probe_done(strerror(rc), 1);
         return;
     }
 
@@ -154,12 +164,12 @@ ga_probe_tick(gg_timer_t *t)
 
     if (gg_buf_printf(&ga_probe.out, "GET %s HTTP/1.0\r\nHost: %s:%s\r\n"
                       "User-Agent: gpugate-agent/" GA_VERSION "\r\n\r\n",
-                      ga_runtime_metrics_path(ga_agent.conf.runtime_type),
-                      ga_agent.conf.runtime.host, ga_agent.conf.runtime.port)
+                      path, ga_agent.conf.runtime.host,
+                      ga_agent.conf.runtime.port)
         != 0
         || gg_io_set(&ga_agent.loop, &ga_probe.io, EPOLLOUT) != 0)
     {
-        ga_probe_done("out of memory");
+        ga_probe_done("out of memory", 0);
         return;
     }
 
@@ -183,7 +193,8 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
         if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
             || err != 0)
         {
-            ga_probe_done(strerror(err ? err : errno));
+            /* nothing listens: the runtime is down */
+            ga_probe_done(strerror(err ? err : errno), 1);
             return;
         }
 
@@ -199,7 +210,7 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
                 return;
             }
 
-            ga_probe_done(strerror(errno));
+            ga_probe_done(strerror(errno), 0);
             return;
         }
 
@@ -212,7 +223,7 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
         if (gg_buf_len(&ga_probe.in) >= GA_PROBE_MAX
             || gg_buf_reserve(&ga_probe.in, 16384) != 0)
         {
-            ga_probe_done("answer over 1 MiB");
+            ga_probe_done("answer over 1 MiB", 0);
             return;
         }
 
@@ -224,7 +235,7 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
                 return;
             }
 
-            ga_probe_done(strerror(errno));
+            ga_probe_done(strerror(errno), 0);
             return;
         }
 
@@ -242,12 +253,18 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
     if (gg_http_parse_head(&ga_probe.head, gg_buf_pos(&ga_probe.in),
                            gg_buf_len(&ga_probe.in)) != GG_HTTP_OK)
     {
-        ga_probe_done("malformed answer");
+        ga_probe_done("malformed answer", 0);
         return;
     }
 
     if (ga_probe.head.status != 200) {
-        ga_probe_done("status is not 200");
+        ga_probe_done("status is not 200", 0);
+        return;
+    }
+
+    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL) {
+        /* health only: the runtime answers */
+        ga_probe_done(NULL, 0);
         return;
     }
 
@@ -257,19 +274,21 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
                       &load)
         != 0)
     {
-        ga_probe_done("no waiting-requests gauge of this runtime type");
+        ga_probe_done("no waiting-requests gauge of this runtime type", 0);
         return;
     }
 
     ga_agent.load = load;
     ga_agent.load_at = gg_time_us();
-    ga_probe_done(NULL);
+    ga_probe_done(NULL, 0);
 }
 
 
 static void
-ga_probe_done(const char *error)
+ga_probe_done(const char *error, int down)
 {
+    const char  *path;
+
     if (ga_probe.io.fd != -1) {
         (void) gg_io_set(&ga_agent.loop, &ga_probe.io, 0);
         close(ga_probe.io.fd);
@@ -279,23 +298,34 @@ ga_probe_done(const char *error)
     gg_buf_free(&ga_probe.in);
     gg_buf_free(&ga_probe.out);
 
-    if (error && !ga_probe.failing) {
-        ga_log(GA_WARN, "runtime %s:%s: cannot read its load (%s %s): %s",
+    path = ga_runtime_metrics_path(ga_agent.conf.runtime_type);
+
+    if (error && !ga_probe.failing && !down) {
+        ga_log(GA_WARN, "runtime %s:%s: cannot read its %s (%s %s): %s",
                ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
+               path ? "load" : "models",
                ga_runtime_name(ga_agent.conf.runtime_type),
-               ga_runtime_metrics_path(ga_agent.conf.runtime_type), error);
+               path ? path : "/v1/models", error);
 
     } else if (!error && ga_probe.failing) {
-        ga_log(GA_INFO, "runtime %s:%s: load readable again",
+        ga_log(GA_INFO, "runtime %s:%s: answers again",
                ga_agent.conf.runtime.host, ga_agent.conf.runtime.port);
 
-    } else if (!error) {
+    } else if (!error && path) {
         ga_log(GA_DEBUG, "runtime load: %llu running, %llu waiting",
                (unsigned long long) ga_agent.load.running,
                (unsigned long long) ga_agent.load.waiting);
     }
 
     ga_probe.failing = (error != NULL);
+
+    if (down) {
+        ga_runtime_down(1, error);
+
+    } else if (ga_probe.connected) {
+        /* it took the connection: whatever it said, it is up */
+        ga_runtime_down(0, NULL);
+    }
 
     if (!ga_agent.draining) {
         (void) gg_timer_add(&ga_agent.loop, &ga_probe.timer,

@@ -302,6 +302,7 @@ ga_relay_connect(ga_conn_t *c, int fresh)
     rc = ga_rconn_get(fresh, err, sizeof(err));
 
     if (rc == NULL) {
+        ga_probe_now();
         ga_relay_fail(c, err);
         return ga_conn_dead(c) ? 1 : 0;
     }
@@ -415,6 +416,9 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
         {
             /* resolved again next time: the runtime may have moved */
             ga_raddr_len = 0;
+
+            /* is it gone?  then no more capacity is offered (§ probe) */
+            ga_probe_now();
             ga_relay_fail(c, strerror(err ? err : errno));
 
             if (!ga_conn_dead(c)) {
