@@ -1,6 +1,7 @@
 # Usage and time to first token, read by the response filter as the answer
-# passes (without holding a byte), as log variables: non-streaming JSON,
-# streams with usage, streams without, and a stream the client cut.
+# passes, as log variables: non-streaming JSON, streams with usage,
+# streams without (the gateway asks the runtime for usage all the same:
+# see 007-include-usage.t), and a stream the client cut.
 #
 # Test::More: the values are only complete in the log phase, so the test
 # reads the access log.  Needs: TEST_NGINX_LOAD_MODULES,
@@ -95,8 +96,8 @@ ok(defined $ttft && $ttft >= 200 && $ttft < 5000,
 my $plain = '{"model":"mock-model","stream":true,"max_tokens":5,'
           . '"messages":[{"role":"user","content":"Say hello"}]}';
 
-like(usage_line($plain), qr/ stream=1 p=- c=5 ttft=\d+ partial=0$/,
-     'stream without usage: token events counted, prompt unknown');
+like(usage_line($plain), qr/ stream=1 p=2 c=5 ttft=\d+ partial=0$/,
+     'stream without include_usage: the counts the gateway asked for');
 
 like(usage_line($plain, { 'X-Mock-Stall-After' => 2 }, 3),
      qr/ stream=1 p=- c=2 ttft=\d+ partial=1$/,

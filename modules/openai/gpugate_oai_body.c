@@ -31,6 +31,16 @@ typedef struct {
 } gpugate_oai_scan_t;
 
 
+/* one splice of the body: "cut" bytes at "off" replaced by "add" */
+
+typedef struct {
+    size_t        off;             /* where, from the start of the body */
+    size_t        cut;             /* original bytes left out there */
+    const char   *add;             /* bytes put in their place */
+    size_t        add_len;         /* their number */
+} gpugate_oai_edit_t;
+
+
 static int gpugate_oai_value(gpugate_oai_scan_t *s);
 
 
@@ -555,6 +565,7 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
                 goto duplicate;
             }
             opts_v = v;
+            b->opts_end = s.p;
 
         } else if (raw_len == strlen(need)
                    && memcmp(raw, need, raw_len) == 0)
@@ -566,6 +577,10 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
         }
 
 #undef gpugate_oai_name_is
+
+        /* where a new member goes: after the last value, before any
+           whitespace, so the body keeps its layout */
+        b->members_end = s.p;
 
         gpugate_oai_ws(&s);
 
@@ -646,6 +661,8 @@ members_done:
 
     /* stream_options.include_usage */
 
+    b->opts_start = opts_v;
+
     if (opts_v && gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_NULL) {
         if (gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_OBJECT) {
             return gpugate_oai_fail(b, "'stream_options' must be an object.",
@@ -683,6 +700,8 @@ members_done:
                 }
 
                 b->include_usage = (k == GPUGATE_OAI_V_BOOL_TRUE);
+                b->usage_start = ov;
+                b->usage_end = o.p;
             }
 
             gpugate_oai_ws(&o);
@@ -776,29 +795,129 @@ char *
 gpugate_oai_body_with_model(gpugate_oai_body_t *b, const char *model,
     size_t *len)
 {
-    char    *out, *p;
-    size_t   n, head, tail;
+    return gpugate_oai_body_rewrite(b, model, 0, len);
+}
 
-    /* the original bytes with the model's value replaced in place */
 
-    n = strlen(model);
-    head = b->model_start - b->body;
-    tail = b->body_len - (b->model_end - b->body);
+char *
+gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
+    int ask_usage, size_t *len)
+{
+    char                 *out, *p;
+    size_t                n, i, pos, size;
+    gpugate_oai_edit_t    edit[2], t;
+    const unsigned char  *q, *end;
+    char                  quoted[GPUGATE_OAI_MODEL_MAX + 3];
 
-    out = malloc(head + n + 2 + tail + 1);
+    static const char  include_true[] = "true";
+    static const char  options_null[] = "{\"include_usage\":true}";
+    static const char  options_new[] = ",\"stream_options\":"
+                                       "{\"include_usage\":true}";
+    static const char  member_first[] = "\"include_usage\":true,";
+
+    n = 0;
+
+    if (model) {
+        size = strlen(model);
+
+        if (size > GPUGATE_OAI_MODEL_MAX) {
+            return NULL;
+        }
+
+        /* model names need no escaping */
+        quoted[0] = '"';
+        memcpy(quoted + 1, model, size);
+        quoted[size + 1] = '"';
+
+        edit[n].off = b->model_start - b->body;
+        edit[n].cut = b->model_end - b->model_start;
+        edit[n].add = quoted;
+        edit[n].add_len = size + 2;
+        n++;
+    }
+
+    if (ask_usage && !b->include_usage) {
+
+        if (b->usage_start) {
+            /* "include_usage": false or null */
+            edit[n].off = b->usage_start - b->body;
+            edit[n].cut = b->usage_end - b->usage_start;
+            edit[n].add = include_true;
+            edit[n].add_len = sizeof(include_true) - 1;
+
+        } else if (b->opts_start && *b->opts_start == '{') {
+            /* first member of stream_options, the others kept after it */
+            edit[n].off = b->opts_start + 1 - b->body;
+            edit[n].cut = 0;
+            edit[n].add = member_first;
+            edit[n].add_len = sizeof(member_first) - 1;
+
+            end = b->body + b->body_len;
+
+            for (q = b->opts_start + 1;
+                 q < end && (*q == ' ' || *q == '\t' || *q == '\n'
+                             || *q == '\r');
+                 q++)
+            {
+                /* void */
+            }
+
+            if (q < end && *q == '}') {
+                /* an empty object: no comma after the new member */
+                edit[n].add_len--;
+            }
+
+        } else if (b->opts_start) {
+            /* "stream_options": null */
+            edit[n].off = b->opts_start - b->body;
+            edit[n].cut = b->opts_end - b->opts_start;
+            edit[n].add = options_null;
+            edit[n].add_len = sizeof(options_null) - 1;
+
+        } else {
+            /* a new last member (the object has one at least: model) */
+            edit[n].off = b->members_end - b->body;
+            edit[n].cut = 0;
+            edit[n].add = options_new;
+            edit[n].add_len = sizeof(options_new) - 1;
+        }
+
+        n++;
+    }
+
+    /* the two splices never overlap: model is not in stream_options */
+
+    if (n == 2 && edit[1].off < edit[0].off) {
+        t = edit[0];
+        edit[0] = edit[1];
+        edit[1] = t;
+    }
+
+    size = b->body_len + 1;
+
+    for (i = 0; i < n; i++) {
+        size += edit[i].add_len;
+        size -= edit[i].cut;
+    }
+
+    out = malloc(size);
     if (out == NULL) {
         return NULL;
     }
 
     p = out;
-    memcpy(p, b->body, head);
-    p += head;
-    *p++ = '"';
-    memcpy(p, model, n);        /* model names need no escaping */
-    p += n;
-    *p++ = '"';
-    memcpy(p, b->model_end, tail);
-    p += tail;
+    pos = 0;
+
+    for (i = 0; i < n; i++) {
+        memcpy(p, b->body + pos, edit[i].off - pos);
+        p += edit[i].off - pos;
+        memcpy(p, edit[i].add, edit[i].add_len);
+        p += edit[i].add_len;
+        pos = edit[i].off + edit[i].cut;
+    }
+
+    memcpy(p, b->body + pos, b->body_len - pos);
+    p += b->body_len - pos;
     *p = '\0';
 
     *len = p - out;

@@ -31,6 +31,14 @@ typedef struct {
     size_t                body_len;    /* its length */
     const unsigned char  *model_start; /* the model value's opening quote */
     const unsigned char  *model_end;   /* just after its closing quote */
+    const unsigned char  *opts_start;  /* stream_options' value, NULL:
+                                          no such member */
+    const unsigned char  *opts_end;    /* just after that value */
+    const unsigned char  *usage_start; /* stream_options.include_usage's
+                                          value, NULL: no such member */
+    const unsigned char  *usage_end;   /* just after that value */
+    const unsigned char  *members_end; /* just after the value of the
+                                          last top-level member */
     char          model_buf[GPUGATE_OAI_MODEL_MAX + 1];
                                  /* the model name, NUL-terminated */
     const char   *model;         /* model_buf once set */
@@ -58,6 +66,16 @@ int gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data,
  */
 char *gpugate_oai_body_with_model(gpugate_oai_body_t *b, const char *model,
     size_t *len);
+
+/*
+ * The body with the model's value replaced ("model" not NULL, as above)
+ * and, if "ask_usage", stream_options.include_usage made true: set in the
+ * stream_options object (other members kept), replacing a false or null
+ * value, or a new stream_options member after the last one.  Every other
+ * byte is as it was.  malloc()ed (free() it), NULL when out of memory.
+ */
+char *gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
+    int ask_usage, size_t *len);
 
 void gpugate_oai_body_free(gpugate_oai_body_t *b);
 

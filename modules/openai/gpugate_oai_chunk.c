@@ -10,12 +10,38 @@
  * escaped, so an unescaped '"content"' followed by ':' can only be a
  * member name.  A runtime's own JSON is not checked for validity here: the
  * client receives it untouched either way; this only reads it.
+ *
+ * Stripping does change bytes, so it walks the chunk's top-level object
+ * member by member (strings, nesting and bracket kinds checked) and
+ * touches nothing unless the chunk is exactly what it expects.
  */
 
 
+#include <stdint.h>
 #include <string.h>
 
 #include "gpugate_oai_chunk.h"
+
+
+/* nesting a chunk may have before stripping leaves it alone */
+#define GPUGATE_OAI_STRIP_DEPTH  64
+
+
+/* the top-level members of a chunk that stripping looks at */
+
+typedef struct {
+    unsigned char  *usage;         /* the "usage" member's name */
+    unsigned char  *usage_end;     /* just after its value */
+    unsigned char  *before;        /* the ',' before it, NULL: first */
+    unsigned char  *after;         /* past the ',' after it and the
+                                      whitespace that follows, NULL:
+                                      last */
+    unsigned        usages;        /* members named "usage" */
+    unsigned        choices;       /* members named "choices" */
+    unsigned        usage_null:1;  /* its value is null */
+    unsigned        usage_object:1; /* its value is an object */
+    unsigned        no_choices:1;  /* "choices" is [] */
+} gpugate_oai_top_t;
 
 
 static const unsigned char *
@@ -227,4 +253,401 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
         c->usage_only = (v && v < end && *v == '['
                          && !gpugate_oai_nonempty(v, end));
     }
+}
+
+
+/* a string at p (its opening quote): returns just past it, or NULL */
+
+static unsigned char *
+gpugate_oai_skip_string(unsigned char *p, unsigned char *end)
+{
+    for (p++; p < end; p++) {
+
+        if (*p == '\\') {
+            if (end - p < 2) {
+                return NULL;
+            }
+
+            p++;
+            continue;
+        }
+
+        if (*p == '"') {
+            return p + 1;
+        }
+
+        if (*p < 0x20) {
+            return NULL;
+        }
+    }
+
+    return NULL;
+}
+
+
+/* any value at p: returns just past it, or NULL if it is not one */
+
+static unsigned char *
+gpugate_oai_skip_value(unsigned char *p, unsigned char *end)
+{
+    unsigned        depth;
+    uint64_t        objects;
+    unsigned char  *start;
+
+    if (p >= end) {
+        return NULL;
+    }
+
+    if (*p == '"') {
+        return gpugate_oai_skip_string(p, end);
+    }
+
+    if (*p != '{' && *p != '[') {
+        /* a number or a literal */
+
+        for (start = p; p < end; p++) {
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z')
+                  || *p == '-' || *p == '+' || *p == '.' || *p == 'E'))
+            {
+                break;
+            }
+        }
+
+        return p > start ? p : NULL;
+    }
+
+    /* "objects" is a stack of bits: is each open level an object? */
+
+    depth = 0;
+    objects = 0;
+
+    while (p < end) {
+
+        switch (*p) {
+
+        case '"':
+            p = gpugate_oai_skip_string(p, end);
+            if (p == NULL) {
+                return NULL;
+            }
+            continue;
+
+        case '{':
+        case '[':
+            if (depth == GPUGATE_OAI_STRIP_DEPTH) {
+                return NULL;
+            }
+
+            objects = objects << 1 | (*p == '{');
+            depth++;
+            break;
+
+        case '}':
+        case ']':
+            if ((*p == '}') != (objects & 1)) {
+                return NULL;
+            }
+
+            objects >>= 1;
+
+            if (--depth == 0) {
+                return p + 1;
+            }
+
+            break;
+        }
+
+        p++;
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Walks the object in [p, end): -1 unless it is one object with nothing
+ * after it but whitespace.
+ */
+
+static int
+gpugate_oai_top(unsigned char *p, unsigned char *end, gpugate_oai_top_t *t)
+{
+    size_t          n;
+    unsigned char  *name, *v, *comma;
+
+    memset(t, 0, sizeof(gpugate_oai_top_t));
+
+    p = (unsigned char *) gpugate_oai_ws(p, end);
+
+    if (p >= end || *p != '{') {
+        return -1;
+    }
+
+    p = (unsigned char *) gpugate_oai_ws(p + 1, end);
+    comma = NULL;
+
+    if (p < end && *p == '}') {
+        p++;
+        goto closed;
+    }
+
+    for ( ;; ) {
+        if (p >= end || *p != '"') {
+            return -1;
+        }
+
+        name = p;
+        p = gpugate_oai_skip_string(p, end);
+        if (p == NULL) {
+            return -1;
+        }
+
+        n = p - name;
+        p = (unsigned char *) gpugate_oai_ws(p, end);
+
+        if (p >= end || *p != ':') {
+            return -1;
+        }
+
+        v = (unsigned char *) gpugate_oai_ws(p + 1, end);
+        p = gpugate_oai_skip_value(v, end);
+        if (p == NULL) {
+            return -1;
+        }
+
+        if (n == 7 && memcmp(name, "\"usage\"", 7) == 0) {
+            t->usages++;
+            t->usage = name;
+            t->usage_end = p;
+            t->before = comma;
+            t->after = NULL;
+            t->usage_null = (p - v == 4 && memcmp(v, "null", 4) == 0);
+            t->usage_object = (*v == '{');
+
+        } else if (n == 9 && memcmp(name, "\"choices\"", 9) == 0) {
+            t->choices++;
+            t->no_choices = (*v == '['
+                             && gpugate_oai_ws(v + 1, end) == p - 1);
+        }
+
+        p = (unsigned char *) gpugate_oai_ws(p, end);
+
+        if (p < end && *p == ',') {
+            comma = p;
+            p = (unsigned char *) gpugate_oai_ws(p + 1, end);
+
+            if (t->usage && t->after == NULL && t->usage_end <= comma) {
+                /* the member after "usage" starts here */
+                t->after = p;
+            }
+
+            continue;
+        }
+
+        if (p < end && *p == '}') {
+            p++;
+            break;
+        }
+
+        return -1;
+    }
+
+closed:
+
+    return gpugate_oai_ws(p, end) == end ? 0 : -1;
+}
+
+
+size_t
+gpugate_oai_event_strip(unsigned char *ev, size_t len)
+{
+    unsigned char      *end, *v, *e, *p, *from, *to;
+    gpugate_oai_top_t   t;
+
+    /* exactly one line, a "data" field, then the empty line */
+
+    if (len < 5 || memcmp(ev, "data:", 5) != 0) {
+        return len;
+    }
+
+    end = ev + len;
+    v = ev + 5;
+
+    if (v < end && *v == ' ') {
+        v++;
+    }
+
+    for (e = v; e < end && *e != '\r' && *e != '\n'; e++) {
+        /* void */
+    }
+
+    for (p = e; p < end; p++) {
+        if (*p != '\r' && *p != '\n') {
+            return len;
+        }
+    }
+
+    if (gpugate_oai_top(v, e, &t) != 0 || t.usages != 1 || t.choices > 1) {
+        return len;
+    }
+
+    if (t.usage_object && t.choices == 1 && t.no_choices) {
+        /* the usage-only chunk that only the gateway asked for */
+        return 0;
+    }
+
+    if (!t.usage_null) {
+        /* usage the runtime sends unasked, or not null: not ours */
+        return len;
+    }
+
+    /*
+     * Remove the member with one of its commas, so the object reads as if
+     * it had never been there: ',"usage":null' when it follows another
+     * member (OpenAI puts it last), '"usage":null,' when it leads.
+     */
+
+    if (t.before) {
+        from = t.before;
+        to = t.usage_end;
+
+    } else if (t.after) {
+        from = t.usage;
+        to = t.after;
+
+    } else {
+        from = t.usage;
+        to = t.usage_end;
+    }
+
+    memmove(from, to, end - to);
+
+    return len - (to - from);
+}
+
+
+void
+gpugate_oai_strip_init(gpugate_oai_strip_t *st, unsigned char *data,
+    size_t data_cap, unsigned char *hold, size_t hold_cap)
+{
+    *st = (gpugate_oai_strip_t) { 0 };
+
+    gpugate_sse_init(&st->sse, data, data_cap);
+    st->hold = hold;
+    st->hold_cap = hold_cap;
+}
+
+
+size_t
+gpugate_oai_strip_feed(gpugate_oai_strip_t *st, const unsigned char *p,
+    size_t len, unsigned char *out, size_t *out_len, gpugate_oai_chunk_t *c,
+    int *what)
+{
+    int     done;
+    size_t  i, n, m;
+
+    *what = GPUGATE_OAI_STRIP_MORE;
+    i = 0;
+
+    if (st->cr_end && len) {
+        st->cr_end = 0;
+
+        if (p[0] == '\n') {
+            /*
+             * The LF of the CRLF whose CR ended the last event: it belongs
+             * to that event, so it goes (or is dropped) with it now rather
+             * than wait as the first byte of the next one.
+             */
+
+            (void) gpugate_sse_feed(&st->sse, p, 1, &done);
+
+            if (!st->cr_drop) {
+                out[(*out_len)++] = '\n';
+            }
+
+            i = 1;
+        }
+    }
+
+    while (i < len) {
+        m = len - i;
+
+        if (!st->passing) {
+            if (st->held == st->hold_cap) {
+                *what = GPUGATE_OAI_STRIP_FULL;
+                return i;
+            }
+
+            if (m > st->hold_cap - st->held) {
+                m = st->hold_cap - st->held;
+            }
+        }
+
+        n = gpugate_sse_feed(&st->sse, p + i, m, &done);
+
+        if (st->passing) {
+            memcpy(out + *out_len, p + i, n);
+            *out_len += n;
+
+        } else {
+            memcpy(st->hold + st->held, p + i, n);
+            st->held += n;
+        }
+
+        i += n;
+
+        if (!done) {
+            continue;
+        }
+
+        if (st->sse.has_data && !st->sse.overflow) {
+            gpugate_oai_chunk_classify(st->sse.data, st->sse.data_len, c);
+
+        } else {
+            memset(c, 0, sizeof(gpugate_oai_chunk_t));
+        }
+
+        st->cr_drop = 0;
+
+        if (!st->passing) {
+            n = gpugate_oai_event_strip(st->hold, st->held);
+
+            memcpy(out + *out_len, st->hold, n);
+            *out_len += n;
+            st->cr_drop = (n == 0);
+        }
+
+        st->held = 0;
+        st->passing = 0;
+        st->cr_end = st->sse.skip_lf;
+        gpugate_sse_next(&st->sse);
+
+        *what = GPUGATE_OAI_STRIP_EVENT;
+        return i;
+    }
+
+    return i;
+}
+
+
+void
+gpugate_oai_strip_grow(gpugate_oai_strip_t *st, unsigned char *hold,
+    size_t hold_cap)
+{
+    memcpy(hold, st->hold, st->held);
+
+    st->hold = hold;
+    st->hold_cap = hold_cap;
+}
+
+
+void
+gpugate_oai_strip_pass(gpugate_oai_strip_t *st, unsigned char *out,
+    size_t *out_len)
+{
+    memcpy(out + *out_len, st->hold, st->held);
+    *out_len += st->held;
+
+    st->held = 0;
+    st->passing = 1;
 }

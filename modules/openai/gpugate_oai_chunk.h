@@ -8,6 +8,12 @@
  * stream_options.include_usage adds, and the token counts.  Reads bytes,
  * builds no JSON tree (see gpugate_oai_chunk.c for why that is exact
  * enough).
+ *
+ * Also the stripper for a stream whose usage the gateway asked for and
+ * the client did not: it takes the stream as it comes, in buffers split
+ * anywhere, and gives back what the client would have received without
+ * asking (no usage-only chunk, no "usage": null member), holding back at
+ * most the incomplete tail of the current event.
  */
 
 
@@ -16,6 +22,8 @@
 
 
 #include <stddef.h>
+
+#include "gpugate_sse.h"
 
 
 typedef struct {
@@ -31,9 +39,72 @@ typedef struct {
 } gpugate_oai_chunk_t;
 
 
+typedef struct {
+    gpugate_sse_t   sse;           /* framer of the stream */
+    unsigned char  *hold;          /* bytes of the current event so far */
+    size_t          hold_cap;      /* size of "hold" */
+    size_t          held;          /* bytes in "hold" */
+    unsigned        passing:1;     /* the current event outgrew "hold":
+                                      its bytes pass unchanged as they
+                                      come */
+    unsigned        cr_end:1;      /* the last event ended with a CR */
+    unsigned        cr_drop:1;     /* ...and was dropped: the LF of its
+                                      CRLF is dropped too */
+} gpugate_oai_strip_t;
+
+
+/* what gpugate_oai_strip_feed() stopped at */
+
+#define GPUGATE_OAI_STRIP_MORE   0 /* all bytes taken, event incomplete */
+#define GPUGATE_OAI_STRIP_EVENT  1 /* an event ended */
+#define GPUGATE_OAI_STRIP_FULL   2 /* "hold" is full */
+
+
 /* Classifies the data of one stream event. */
 void gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
     gpugate_oai_chunk_t *c);
+
+/*
+ * One complete event, as its bytes came ("data: {...}" and the line ends
+ * that end it), of a stream whose usage the client did not ask for:
+ * rewrites it in place into what the client gets and returns its new
+ * length.  0: the usage-only chunk, dropped.  Less: the "usage": null
+ * member removed.  "len": anything else, left as it is (another shape of
+ * event, JSON not as expected).
+ */
+size_t gpugate_oai_event_strip(unsigned char *ev, size_t len);
+
+/*
+ * Starts a stream: "data" receives each event's data for the classifier
+ * (up to "data_cap" bytes), "hold" the bytes of an incomplete event.
+ */
+void gpugate_oai_strip_init(gpugate_oai_strip_t *st, unsigned char *data,
+    size_t data_cap, unsigned char *hold, size_t hold_cap);
+
+/*
+ * Consumes bytes of p[0..len) and appends to out (at *out_len) what the
+ * client gets of them; out needs room for st->held + len bytes at the
+ * first call for a buffer.  Returns the bytes consumed.  *what: EVENT, an
+ * event ended and was written (rewritten, or dropped), *c classifies it;
+ * FULL, "hold" is full (call gpugate_oai_strip_grow() or
+ * gpugate_oai_strip_pass(), then feed the rest); MORE, all of p was
+ * consumed, and the incomplete event's bytes are held.
+ */
+size_t gpugate_oai_strip_feed(gpugate_oai_strip_t *st,
+    const unsigned char *p, size_t len, unsigned char *out, size_t *out_len,
+    gpugate_oai_chunk_t *c, int *what);
+
+/* Moves the held bytes to a larger "hold". */
+void gpugate_oai_strip_grow(gpugate_oai_strip_t *st, unsigned char *hold,
+    size_t hold_cap);
+
+/*
+ * Appends the held bytes to out unchanged; the rest of the current event
+ * then passes as it comes.  For an event too long to hold, and at the end
+ * of the stream.
+ */
+void gpugate_oai_strip_pass(gpugate_oai_strip_t *st, unsigned char *out,
+    size_t *out_len);
 
 
 #endif /* _GPUGATE_OAI_CHUNK_H_INCLUDED_ */

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include "gpugate_sse.h"
+#include "gpugate_oai_chunk.h"
 
 
 #define NGX_HTTP_GPUGATE_MODEL_MAX_LEN  256
@@ -26,6 +27,12 @@
 
 /* a non-streaming answer is copied up to this size to read its usage */
 #define NGX_HTTP_GPUGATE_JSON_MAX        (1024 * 1024)
+
+/* an event of a stream whose usage the gateway asked for is held until it
+   is complete in a buffer that starts small and doubles up to the max;
+   an event longer than that passes unchanged */
+#define NGX_HTTP_GPUGATE_HOLD_MIN        1024
+#define NGX_HTTP_GPUGATE_HOLD_MAX        (32 * 1024)
 
 
 typedef struct {
@@ -46,6 +53,9 @@ typedef struct {
     ngx_flag_t    enable;          /* "gpugate_openai": responses proxied
                                       here are OpenAI-aware (SSE streams
                                       unbuffered) */
+    ngx_flag_t    stream_usage;    /* "gpugate_stream_usage": streams are
+                                      asked for usage the client did not
+                                      ask for, and it is hidden from it */
     ngx_str_t     models_body;     /* "gpugate_models": /v1/models answer,
                                       serialised once at configuration
                                       time; empty len if not a models
@@ -70,11 +80,25 @@ typedef struct {
                                             handler returns */
     unsigned                   stream:1; /* "stream": true */
     unsigned                   routed:1; /* model, pool and stream set */
+    unsigned                   ask_usage:1; /* the gateway added
+                                               include_usage to the
+                                               body: its traces are
+                                               stripped from the stream */
 
     /* response side, filled by the filter as the answer passes */
 
     gpugate_sse_t              sse;      /* framer of an event stream */
     u_char                    *data;     /* its event data buffer */
+    gpugate_oai_strip_t        strip;    /* framer and stripper of a
+                                            stream with ask_usage */
+    ngx_chain_t               *free;     /* stripped output buffers to
+                                            reuse */
+    ngx_chain_t               *busy;     /* stripped output not yet
+                                            sent */
+    ngx_chain_t               *taken;    /* runtime buffers copied into
+                                            the output, kept unconsumed
+                                            until "busy" is sent: the
+                                            runtime's flow control */
     ngx_buf_t                 *json;     /* copy of a non-streaming answer */
     ngx_msec_t                 ttft;     /* ms to the first token event */
     int64_t                    prompt_tokens;     /* from usage */
@@ -87,6 +111,9 @@ typedef struct {
     unsigned                   first_token:1;  /* ttft is set */
     unsigned                   usage:1;      /* usage counts were seen */
     unsigned                   complete:1;   /* [DONE] / whole JSON seen */
+    unsigned                   stripping:1;  /* the stream is rewritten
+                                                (ask_usage, an event
+                                                stream) */
 } ngx_http_gpugate_openai_ctx_t;
 
 

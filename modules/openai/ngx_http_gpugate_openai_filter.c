@@ -15,6 +15,14 @@
  * holding or changing a byte: the first token event of a stream gives the
  * time to first token, the usage object the token counts (see
  * gpugate_sse.c and gpugate_oai_chunk.c).
+ *
+ * A stream for which the gateway asked for usage the client did not ask
+ * for is the exception: it is copied into the filter's own buffers with
+ * the usage-only chunk and the "usage": null members left out.  Only the
+ * incomplete tail of the current event is held back; every event leaves
+ * in the call it completed in.  The runtime's buffers are marked consumed
+ * only once the copies are sent, so a slow client still holds the
+ * runtime back instead of filling memory.
  */
 
 
@@ -32,8 +40,12 @@ static ngx_int_t ngx_http_gpugate_openai_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static void ngx_http_gpugate_openai_watch(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, u_char *p, size_t len);
-static void ngx_http_gpugate_openai_chunk(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_ctx_t *ctx, u_char *data, size_t len);
+static ngx_int_t ngx_http_gpugate_openai_strip(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_chain_t *in);
+static ngx_chain_t *ngx_http_gpugate_openai_out_buf(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, size_t size);
+static void ngx_http_gpugate_openai_record(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c);
 static ngx_uint_t ngx_http_gpugate_is_event_stream(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_filter_init(ngx_conf_t *cf);
 
@@ -76,6 +88,7 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 static ngx_int_t
 ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r)
 {
+    u_char                              *hold;
     ngx_table_elt_t                     *h;
     ngx_http_upstream_t                 *u;
     ngx_http_gpugate_openai_ctx_t       *ctx;
@@ -109,6 +122,22 @@ ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r)
 
             gpugate_sse_init(&ctx->sse, ctx->data,
                              NGX_HTTP_GPUGATE_EVENT_DATA_MAX);
+        }
+
+        if (ctx->event_stream && ctx->ask_usage) {
+            hold = ngx_pnalloc(r->pool, NGX_HTTP_GPUGATE_HOLD_MIN);
+            if (hold == NULL) {
+                return NGX_ERROR;
+            }
+
+            gpugate_oai_strip_init(&ctx->strip, ctx->data,
+                                   NGX_HTTP_GPUGATE_EVENT_DATA_MAX, hold,
+                                   NGX_HTTP_GPUGATE_HOLD_MIN);
+            ctx->stripping = 1;
+
+            /* the client gets fewer bytes than the runtime sent */
+            ngx_http_clear_content_length(r);
+            ngx_http_clear_accept_ranges(r);
         }
     }
 
@@ -175,7 +204,8 @@ ngx_http_gpugate_is_event_stream(ngx_http_request_t *r)
 
 /*
  * Watches the answer on its way out without holding or changing a byte:
- * buffers pass through as they came, so watching adds no latency.
+ * buffers pass through as they came, so watching adds no latency.  A
+ * stripped stream goes through ngx_http_gpugate_openai_strip() instead.
  */
 
 static ngx_int_t
@@ -188,7 +218,15 @@ ngx_http_gpugate_openai_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
 
-    if (ctx == NULL || !ctx->observe || ctx->complete) {
+    if (ctx == NULL || !ctx->observe) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->stripping) {
+        return ngx_http_gpugate_openai_strip(r, ctx, in);
+    }
+
+    if (ctx->complete) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -221,8 +259,9 @@ static void
 ngx_http_gpugate_openai_watch(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, u_char *p, size_t len)
 {
-    int      done;
-    size_t   n, cap;
+    int                  done;
+    size_t               n, cap;
+    gpugate_oai_chunk_t  c;
 
     if (!ctx->event_stream) {
         /* the answer's usage is at its end: keep a bounded copy */
@@ -275,8 +314,9 @@ ngx_http_gpugate_openai_watch(ngx_http_request_t *r,
 
         if (done) {
             if (ctx->sse.has_data && !ctx->sse.overflow) {
-                ngx_http_gpugate_openai_chunk(r, ctx, ctx->data,
-                                              ctx->sse.data_len);
+                gpugate_oai_chunk_classify(ctx->data, ctx->sse.data_len,
+                                           &c);
+                ngx_http_gpugate_openai_record(r, ctx, &c);
             }
 
             gpugate_sse_next(&ctx->sse);
@@ -285,22 +325,259 @@ ngx_http_gpugate_openai_watch(ngx_http_request_t *r,
 }
 
 
-static void
-ngx_http_gpugate_openai_chunk(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_ctx_t *ctx, u_char *data, size_t len)
+/*
+ * The stripped stream: every byte of "in" goes through the stripper into
+ * one output buffer of ours (nothing is added, so held bytes plus input
+ * bound its size); the input buffers' flags follow the data.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_strip(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_chain_t *in)
 {
-    ngx_msec_int_t       ms;
-    ngx_time_t          *tp;
-    gpugate_oai_chunk_t  c;
+    int                   what;
+    size_t                size, len, cap;
+    u_char               *p, *hold;
+    ngx_int_t             rc;
+    ngx_buf_t            *b, *ob;
+    ngx_uint_t            flush, last_buf, last_in_chain, last_special;
+    ngx_chain_t          *cl, *ocl, *tl, *out, *special, **ll, **sl;
+    gpugate_oai_chunk_t   c;
 
-    gpugate_oai_chunk_classify(data, len, &c);
+    size = ctx->strip.held;
 
-    if (c.done) {
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (ngx_buf_in_memory(b)) {
+            size += b->last - b->pos;
+
+        } else if (b->in_file) {
+            /* event streams take the non-buffered path: never on disk */
+            ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                          "gpugate openai: file buffer in a stripped "
+                          "event stream");
+            return NGX_ERROR;
+        }
+    }
+
+    ocl = NULL;
+    ob = NULL;
+
+    if (size) {
+        ocl = ngx_http_gpugate_openai_out_buf(r, ctx, size);
+        if (ocl == NULL) {
+            return NGX_ERROR;
+        }
+
+        ob = ocl->buf;
+    }
+
+    flush = 0;
+    last_buf = 0;
+    last_in_chain = 0;
+    last_special = 0;
+    special = NULL;
+    sl = &special;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!ngx_buf_in_memory(b)) {
+            /* flush, sync or last: passed on as it is, after the data */
+
+            last_special |= b->last_buf | b->last_in_chain;
+
+            *sl = ngx_alloc_chain_link(r->pool);
+            if (*sl == NULL) {
+                return NGX_ERROR;
+            }
+
+            (*sl)->buf = b;
+            sl = &(*sl)->next;
+            continue;
+        }
+
+        flush |= b->flush;
+        last_buf |= b->last_buf;
+        last_in_chain |= b->last_in_chain;
+
+        for (p = b->pos; p < b->last; /* void */) {
+            len = ob->last - ob->pos;
+
+            p += gpugate_oai_strip_feed(&ctx->strip, p, b->last - p,
+                                        ob->pos, &len, &c, &what);
+
+            ob->last = ob->pos + len;
+
+            if (what == GPUGATE_OAI_STRIP_EVENT) {
+                if (!ctx->complete) {
+                    ngx_http_gpugate_openai_record(r, ctx, &c);
+                }
+
+            } else if (what == GPUGATE_OAI_STRIP_FULL) {
+
+                if (ctx->strip.hold_cap < NGX_HTTP_GPUGATE_HOLD_MAX) {
+                    cap = ngx_min(2 * ctx->strip.hold_cap,
+                                  NGX_HTTP_GPUGATE_HOLD_MAX);
+
+                    hold = ngx_pnalloc(r->pool, cap);
+                    if (hold == NULL) {
+                        return NGX_ERROR;
+                    }
+
+                    gpugate_oai_strip_grow(&ctx->strip, hold, cap);
+
+                } else {
+                    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log,
+                                   0, "gpugate openai: event too long to "
+                                   "strip, passed as it is");
+
+                    len = ob->last - ob->pos;
+                    gpugate_oai_strip_pass(&ctx->strip, ob->pos, &len);
+                    ob->last = ob->pos + len;
+                }
+            }
+        }
+
+        if (b->last > b->pos) {
+            /* consumed, but released only once our copy is sent */
+
+            tl = ngx_alloc_chain_link(r->pool);
+            if (tl == NULL) {
+                return NGX_ERROR;
+            }
+
+            tl->buf = b;
+            tl->next = ctx->taken;
+            ctx->taken = tl;
+        }
+    }
+
+    if ((last_buf || last_in_chain || last_special) && ctx->strip.held) {
+        /* the end of the answer: an incomplete event goes as it came */
+
+        len = ob->last - ob->pos;
+        gpugate_oai_strip_pass(&ctx->strip, ob->pos, &len);
+        ob->last = ob->pos + len;
+    }
+
+    out = NULL;
+    ll = &out;
+
+    if (ob && ob->last > ob->pos) {
+        ob->flush = flush;
+        ob->last_buf = last_buf;
+        ob->last_in_chain = last_in_chain;
+
+        *ll = ocl;
+        ll = &ocl->next;
+
+    } else {
+        if (ocl) {
+            /* nothing to send yet: the buffer is free again */
+            ocl->next = ctx->free;
+            ctx->free = ocl;
+        }
+
+        if (last_buf || last_in_chain) {
+            b = ngx_calloc_buf(r->pool);
+            if (b == NULL) {
+                return NGX_ERROR;
+            }
+
+            b->last_buf = last_buf;
+            b->last_in_chain = last_in_chain;
+
+            *ll = ngx_alloc_chain_link(r->pool);
+            if (*ll == NULL) {
+                return NGX_ERROR;
+            }
+
+            (*ll)->buf = b;
+            ll = &(*ll)->next;
+        }
+    }
+
+    *ll = special;
+    *sl = NULL;
+
+    rc = ngx_http_next_body_filter(r, out);
+
+    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
+                            (ngx_buf_tag_t)
+                                &ngx_http_gpugate_openai_filter_module);
+
+    if (ctx->busy == NULL) {
+        /* all sent: the runtime's buffers may be reused */
+
+        while (ctx->taken) {
+            tl = ctx->taken;
+            ctx->taken = tl->next;
+
+            tl->buf->pos = tl->buf->last;
+            ngx_free_chain(r->pool, tl);
+        }
+    }
+
+    return rc;
+}
+
+
+/* a free output buffer of at least "size" bytes, ours to reuse */
+
+static ngx_chain_t *
+ngx_http_gpugate_openai_out_buf(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, size_t size)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, **ll;
+
+    for (ll = &ctx->free; *ll; ll = &(*ll)->next) {
+        b = (*ll)->buf;
+
+        if ((size_t) (b->end - b->start) >= size) {
+            cl = *ll;
+            *ll = cl->next;
+            cl->next = NULL;
+            return cl;
+        }
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    /* rounded up, so that buffers fit later calls too */
+
+    b = ngx_create_temp_buf(r->pool, ngx_align(size, 1024));
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->tag = (ngx_buf_tag_t) &ngx_http_gpugate_openai_filter_module;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    return cl;
+}
+
+
+static void
+ngx_http_gpugate_openai_record(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c)
+{
+    ngx_msec_int_t   ms;
+    ngx_time_t      *tp;
+
+    if (c->done) {
         ctx->complete = 1;
         return;
     }
 
-    if (c.content) {
+    if (c->content) {
         ctx->token_events++;
 
         if (!ctx->first_token) {
@@ -317,10 +594,10 @@ ngx_http_gpugate_openai_chunk(ngx_http_request_t *r,
         }
     }
 
-    if (c.usage) {
+    if (c->usage) {
         ctx->usage = 1;
-        ctx->prompt_tokens = c.prompt_tokens;
-        ctx->completion_tokens = c.completion_tokens;
+        ctx->prompt_tokens = c->prompt_tokens;
+        ctx->completion_tokens = c->completion_tokens;
     }
 }
 

@@ -11,8 +11,10 @@
  *     proxy_pass http://$gpugate_pool;
  *
  * A model the runtime knows under another name (target=) gets a rewritten
- * body.  Errors are answered here in OpenAI's JSON and never reach a
- * runtime.
+ * body, and so does a stream whose client did not ask for usage
+ * ("gpugate_stream_usage": stream_options.include_usage is added, and the
+ * response filter hides the usage from the client).  Errors are answered
+ * here in OpenAI's JSON and never reach a runtime.
  */
 
 
@@ -341,6 +343,7 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx)
 {
     char                                *rewritten;
+    u_char                              *target;
     size_t                               len;
     ngx_int_t                            rc;
     ngx_str_t                            body, model;
@@ -449,13 +452,14 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         }
     }
 
+    target = NULL;
+
     if (m && m->target.len
         && !(m->target.len == b.model_len
              && ngx_strncmp(m->target.data, b.model, b.model_len) == 0))
     {
-        /* jansson wants a C string for the new name */
-        u_char  *target = ngx_pnalloc(r->pool, m->target.len + 1);
-
+        /* the rewrite wants a C string for the new name */
+        target = ngx_pnalloc(r->pool, m->target.len + 1);
         if (target == NULL) {
             gpugate_oai_body_free(&b);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -463,8 +467,21 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
 
         ngx_memcpy(target, m->target.data, m->target.len);
         target[m->target.len] = '\0';
+    }
 
-        rewritten = gpugate_oai_body_with_model(&b, (char *) target, &len);
+    /*
+     * A stream the client did not ask usage for: the runtime is asked
+     * anyway, so the log has real counts, and the filter hides the
+     * answer's traces of it from the client.
+     */
+
+    ctx->ask_usage = (olcf->stream_usage && b.stream && !b.include_usage
+                      && ngx_http_gpugate_openai_kind(r)
+                         != GPUGATE_OAI_EMBEDDINGS);
+
+    if (target || ctx->ask_usage) {
+        rewritten = gpugate_oai_body_rewrite(&b, (char *) target,
+                                             ctx->ask_usage, &len);
 
         if (rewritten == NULL) {
             gpugate_oai_body_free(&b);
@@ -479,9 +496,17 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "gpugate openai: model \"%V\" sent as \"%V\"",
-                       &model, &m->target);
+        if (target) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "gpugate openai: model \"%V\" sent as \"%V\"",
+                           &model, &m->target);
+        }
+
+        if (ctx->ask_usage) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "gpugate openai: include_usage added for the "
+                           "runtime");
+        }
     }
 
     gpugate_oai_body_free(&b);

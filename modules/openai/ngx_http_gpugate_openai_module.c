@@ -63,6 +63,13 @@ static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
       offsetof(ngx_http_gpugate_openai_loc_conf_t, enable),
       NULL },
 
+    { ngx_string("gpugate_stream_usage"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gpugate_openai_loc_conf_t, stream_usage),
+      NULL },
+
       ngx_null_command
 };
 
@@ -224,6 +231,7 @@ ngx_http_gpugate_openai_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->enable = NGX_CONF_UNSET;
+    conf->stream_usage = NGX_CONF_UNSET;
     conf->created = ngx_time();
 
     return conf;
@@ -238,6 +246,7 @@ ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_gpugate_openai_loc_conf_t *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->stream_usage, prev->stream_usage, 1);
     ngx_conf_merge_str_value(conf->default_pool, prev->default_pool, "");
 
     /* the auth module (same .so) defines it; NGX_ERROR if it did not */

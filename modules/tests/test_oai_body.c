@@ -20,6 +20,47 @@ parse(gpugate_oai_body_t *b, const char *s, gpugate_oai_kind_e kind)
 }
 
 
+/* the body rewritten (model NULL: kept) is "want", and parses again */
+
+static int
+rewrites_to(const char *s, const char *model, int ask_usage,
+    const char *want)
+{
+    int                 ok;
+    char               *out;
+    size_t              len;
+    gpugate_oai_body_t  b, again;
+
+    if (parse(&b, s, GPUGATE_OAI_CHAT) != 0) {
+        printf("# refused: %s (%s)\n", s, b.error);
+        return 0;
+    }
+
+    out = gpugate_oai_body_rewrite(&b, model, ask_usage, &len);
+    gpugate_oai_body_free(&b);
+
+    if (out == NULL) {
+        return 0;
+    }
+
+    ok = (len == strlen(want) && strcmp(out, want) == 0);
+
+    if (!ok) {
+        printf("# got %s\n", out);
+    }
+
+    if (ok && ask_usage) {
+        ok = parse(&again, out, GPUGATE_OAI_CHAT) == 0
+             && again.include_usage == 1;
+        gpugate_oai_body_free(&again);
+    }
+
+    free(out);
+
+    return ok;
+}
+
+
 static int
 fails_with(const char *s, gpugate_oai_kind_e kind, const char *param,
     const char *code)
@@ -187,6 +228,75 @@ main(void)
         gpugate_oai_body_free(&b);
     }
     tap_ok(i == strlen(chat), "every proper prefix of a body is refused");
+
+    /* asking the runtime for usage */
+
+#define MSG  "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true," MSG "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true," MSG
+                       ",\"stream_options\":{\"include_usage\":true}}"),
+           "no stream_options: a new last member");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true," MSG " \n}", NULL,
+                       1, "{\"model\":\"m\",\"stream\":true," MSG
+                       ",\"stream_options\":{\"include_usage\":true} \n}"),
+           "...placed after the last value, the layout kept");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{}," MSG "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true}," MSG
+                       "}"),
+           "an empty stream_options");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{ \"continuous_usage_stats\":"
+                       "true }," MSG "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true, "
+                       "\"continuous_usage_stats\":true }," MSG "}"),
+           "other stream_options members are kept");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"a\":1,\"include_usage\": false"
+                       "}," MSG "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"a\":1,\"include_usage\": true"
+                       "}," MSG "}"),
+           "an explicit false becomes true");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":null}," MSG
+                       "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true}," MSG
+                       "}"),
+           "include_usage null becomes true");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\": null," MSG "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\": {\"include_usage\":true}," MSG
+                       "}"),
+           "stream_options null becomes the object");
+    tap_ok(rewrites_to("{\"stream_options\":{},\"model\":\"alias\","
+                       "\"stream\":true," MSG "}", "runtime-name", 1,
+                       "{\"stream_options\":{\"include_usage\":true},"
+                       "\"model\":\"runtime-name\",\"stream\":true," MSG
+                       "}"),
+           "with a model alias, stream_options first");
+    tap_ok(rewrites_to("{\"model\":\"alias\",\"stream\":true," MSG "}",
+                       "runtime-name", 1,
+                       "{\"model\":\"runtime-name\",\"stream\":true," MSG
+                       ",\"stream_options\":{\"include_usage\":true}}"),
+           "with a model alias, stream_options added");
+    tap_ok(rewrites_to("{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true}," MSG
+                       "}", NULL, 1,
+                       "{\"model\":\"m\",\"stream\":true,"
+                       "\"stream_options\":{\"include_usage\":true}," MSG
+                       "}"),
+           "the client's own include_usage: unchanged");
+    tap_ok(rewrites_to("{\"model\":\"a\",\"stream\":true," MSG "}", "b", 0,
+                       "{\"model\":\"b\",\"stream\":true," MSG "}"),
+           "alias only: stream_options untouched");
+
+#undef MSG
 
     tap_ok(gpugate_oai_model_allowed("*", 1, "x", 1), "* allows all");
     tap_ok(gpugate_oai_model_allowed("a,bb,c", 6, "bb", 2), "listed model");

@@ -3,12 +3,14 @@
  * Copyright (C) gpugate authors
  *
  * libFuzzer target: any bytes as a request body for every endpoint; a
- * successful parse must also survive a rewrite.
+ * successful parse must also survive a rewrite, and a body rewritten to
+ * ask for usage must parse again, asking for it, with the new model.
  */
 
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gpugate_oai_body.h"
 
@@ -19,13 +21,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int                 kind;
     char               *out;
     size_t              len;
-    gpugate_oai_body_t  b;
+    gpugate_oai_body_t  b, again;
 
     for (kind = 0; kind < 3; kind++) {
         if (gpugate_oai_body_parse(&b, (const char *) data, size,
                                    (gpugate_oai_kind_e) kind) == 0)
         {
             out = gpugate_oai_body_with_model(&b, "fuzz-target", &len);
+            free(out);
+
+            out = gpugate_oai_body_rewrite(&b, "fuzz-target", 1, &len);
+
+            if (out == NULL
+                || gpugate_oai_body_parse(&again, out, len,
+                                          (gpugate_oai_kind_e) kind) != 0
+                || !again.include_usage || again.stream != b.stream
+                || strcmp(again.model, "fuzz-target") != 0)
+            {
+                __builtin_trap();
+            }
+
+            gpugate_oai_body_free(&again);
             free(out);
         }
 
