@@ -13,7 +13,7 @@ GG_PACKAGES=(
     nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev openssl
     libjansson-dev libhiredis-dev libpq-dev
     postgresql redis-server
-    libtest-base-perl libtest-longstring-perl
+    libtest-base-perl libtest-longstring-perl libhttp-message-perl
     curl procps valgrind
 )
 
