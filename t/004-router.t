@@ -299,3 +299,51 @@ GET /v1/models
 GET /v1/models
 --- response_body_like chomp
 ^\{"object":"list","data":\[\{"id":"mock-model","object":"model","created":\d+,"owned_by":"gpugate"\}\]\}$
+
+
+
+=== TEST 19: a 1 MB prompt is routed whole (body on disk), also through an alias
+Every one of the 200,000 words reached the runtime: it counts them as
+prompt tokens.
+--- config
+    location /v1/ {
+        client_max_body_size 2m;
+        gpugate_openai on;
+        proxy_pass http://$gpugate_pool;
+        add_header X-Model $gpugate_model always;
+    }
+--- request eval
+"POST /v1/chat/completions\n" . '{"model":"public-name","max_tokens":1,"messages":[{"role":"user","content":"' . ("word " x 200000) . '"}]}'
+--- response_headers
+X-Model: public-name
+--- response_body_like chomp
+"model":"other-model".*"prompt_tokens":200000,
+--- error_log
+a client request body is buffered to a temporary file
+
+
+
+=== TEST 20: a body that is not UTF-8 is refused before any runtime sees it
+--- request eval
+"POST /v1/chat/completions\n" . qq({"model":"mock-model","messages":[{"role":"user","content":"caf\xe9"}]})
+--- error_code: 400
+--- response_body_like chomp
+^\{"error":\{"message":"We could not parse the JSON body of your request: invalid UTF-8 \(at character \d+\)\.","type":"invalid_request_error","param":null,"code":"invalid_json"\}\}$
+
+
+
+=== TEST 21: an overlong UTF-8 encoding is not UTF-8 either
+--- request eval
+"POST /v1/chat/completions\n" . qq({"model":"mock-model","messages":[{"role":"user","content":"\xc0\xaf"}]})
+--- error_code: 400
+--- response_body_like chomp
+"code":"invalid_json"
+
+
+
+=== TEST 22: valid multi-byte UTF-8 passes
+--- request eval
+"POST /v1/chat/completions\n" . qq({"model":"mock-model","max_tokens":1,"messages":[{"role":"user","content":"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"}]})
+--- error_code: 200
+--- response_body_like chomp
+"object":"chat.completion"

@@ -51,6 +51,16 @@ HTTP
             proxy_set_header Connection "";
             proxy_pass http://$gpugate_pool;
         }
+        location /retry/v1/ {
+            access_log logs/tun.log tun;
+            gpugate_openai on;
+            gpugate_model retry-model pool=agents;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries 3;
+            proxy_pass http://$gpugate_pool;
+        }
 SRV
 
 my $port = $ngx->port;
@@ -340,6 +350,54 @@ sub closed_within {
     is(http_read($c, 5)->{status}, 200, '... and answers');
     close $s4;
     close $s5;
+}
+
+# --- a request no agent answered is retried on another ---------------------
+
+{
+    my $t6 = make_agent('t-agent-6');
+    my $t7 = make_agent('t-agent-7');
+    my @h = ('X-Gpugate-Models' => 'retry-model', 'X-Gpugate-Capacity' => 4);
+    my $retry_chat = '{"model":"retry-model","messages":'
+                   . '[{"role":"user","content":"hi"}]}';
+
+    # the shorter queue makes agent 6 the first choice
+    my ($s6) = tunnel_connect($port, 't-agent-6', $t6, @h,
+                              'X-Gpugate-Load' => 'queue=0');
+    my ($s7) = tunnel_connect($port, 't-agent-7', $t7, @h,
+                              'X-Gpugate-Load' => 'queue=3');
+    ok($s6 && $s7, 'two agents for the retry connected');
+
+    my $c = http_send($port, 'POST', '/retry/v1/chat/completions',
+                      { 'Content-Type' => 'application/json' }, $retry_chat);
+    my $req6 = read_head($s6, 5);
+    like($req6->{raw}, qr{^POST /retry/v1/chat/completions},
+         'the request reached agent 6 first');
+    close $s6;                      # gone before answering a byte
+
+    my $req7 = read_head($s7, 5);
+    like($req7->{raw}, qr{^POST /retry/v1/chat/completions},
+         '... and was sent again to agent 7');
+    is($req7->{body}, $retry_chat, '... with the same body');
+    print $s7 "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    my $r = http_read($c, 5);
+    is($r->{status}, 200, 'the client got agent 7\'s answer');
+    is($r->{body}, 'ok', '... and only that');
+    close $c;
+
+    ok(wait_until(5, sub {
+        `cat ${\ $ngx->dir}/logs/tun.log` =~ /^200 t-agent-6, t-agent-7 502, 200$/m
+    }), 'access log: both agents tried, in order');
+
+    # an answer already begun is not retried: the client sees the cut
+    $c = http_send($port, 'POST', '/retry/v1/chat/completions',
+                   { 'Content-Type' => 'application/json' }, $retry_chat);
+    read_head($s7, 5);
+    print $s7 "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\npart";
+    close $s7;
+    $r = http_read($c, 5);
+    is($r->{status}, 200, 'an answer cut after its head keeps its status');
+    isnt($r->{body}, 'partpartpa', '... is not completed by a retry');
 }
 
 unless (Test::More->builder->is_passing) {
