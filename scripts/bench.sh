@@ -177,11 +177,12 @@ GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
     my $nginx = `/usr/sbin/nginx -v 2>&1`; chomp $nginx;
     my $machine = "$cpu, $cores cores, $mem RAM, Linux $kernel, $nginx";
 
-    my $fmt = "%-16s %-34s %9s %9s %9s %9s %9s %9s %9s %8s\n";
+    my $fmt = "%-16s %-34s %9s %8s %8s %8s %8s %8s %8s %9s %9s %8s\n";
     printf "\nmachine: %s; nginx workers: %s%s\n\n", $machine,
         $ENV{GG_WORKERS}, $ENV{GG_QUICK} ? " (quick run)" : "";
     printf $fmt, "group", "scenario", "rps", "p50 ms", "p99 ms",
-        "ttft p50", "ttft p99", "ngx us/rq", "agt us/rq", "ratio";
+        "ttft p50", "ttft p99", "gap p50", "gap p99", "ngx us/rq",
+        "agt us/rq", "ratio";
     for my $row (@rows) {
         my $r = $row->{result} // {};
         my $b = $base{ $row->{group} } // {};
@@ -194,13 +195,14 @@ GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
             next;
         }
         my $t = $r->{ttft_ms} // {};
+        my $g = $r->{gap_ms} // {};
         my $c = $r->{cpu_us_per_request} // {};
         my $f = sub { defined $_[0] && $_[0] >= 0
                       ? sprintf("%.2f", $_[0]) : "-" };
         printf $fmt, $row->{group}, $row->{scenario},
             $f->($r->{rps}), $f->($r->{latency_ms}{p50}),
             $f->($r->{latency_ms}{p99}), $f->($t->{p50}), $f->($t->{p99}),
-            $f->($c->{nginx}), $f->($c->{agent}), $ratio . ($row->{baseline} ? " (base)" : "")
+            $f->($g->{p50}), $f->($g->{p99}), $f->($c->{nginx}), $f->($c->{agent}), $ratio . ($row->{baseline} ? " (base)" : "")
             . (($r->{errors} // 0) > 0 ? " ERR=$r->{errors}" : "");
     }
     open my $fh, ">", $ARGV[0] or die "$ARGV[0]: $!";

@@ -125,8 +125,8 @@ sub chat {
 my $busy_log = start_agent('load-busy', 'busy', 'llamacpp');
 my $free_log = start_agent('load-free', 'free', 'sglang');
 
-ok(wait_until(10, sub { slurp($busy_log) =~ /runtime load: 0 running, 5 waiting/
-                        && slurp($free_log) =~ /runtime load: 0 running, 0 waiting/ }),
+ok(wait_until(10, sub { slurp($busy_log) =~ /runtime "default" load: 0 running, 5 waiting/
+                        && slurp($free_log) =~ /runtime "default" load: 0 running, 0 waiting/ }),
    'each agent read its runtime\'s dialect')
     or diag slurp($busy_log), slurp($free_log);
 
@@ -209,7 +209,7 @@ is(scalar @warn, 1, '... once, not on every probe');
 
     $write->("capacity = 7\nruntime_type = sglang\n");
     kill 'HUP', $pid;
-    ok(wait_until(5, sub { slurp($log) =~ /SIGHUP: configuration reloaded: capacity 7, spare 1, models "mock-model", runtime_type sglang/ }),
+    ok(wait_until(5, sub { slurp($log) =~ /SIGHUP: runtime "default": capacity 7, models "mock-model", runtime_type sglang/ }),
        'SIGHUP: new capacity and runtime_type applied');
     ok(kill(0, $pid), '... and the agent lives on');
 

@@ -15,6 +15,23 @@ static int gpugate_tunnel_uint(const char *p, size_t len, uint64_t max,
     uint64_t *v);
 static const char *gpugate_tunnel_skip_sep(const char *p, const char *end,
     int *sep);
+static int gpugate_tunnel_key(const char *const *keys, const char *k,
+    size_t klen);
+
+
+/* a key's index is its bit in the section's "seen" */
+
+static const char *const  gpugate_tunnel_host_keys[] = {
+    "cpu_pct", "cpus", "mem_used_mb", "mem_total_mb", "gpus", NULL
+};
+
+static const char *const  gpugate_tunnel_gpu_keys[] = {
+    "gpu", "name", "util_pct", "mem_used_mb", "mem_total_mb", "temp_c",
+    "power_w", NULL
+};
+
+#define GPUGATE_TUNNEL_HOST_SEEN  0x1f    /* all five host keys */
+#define GPUGATE_TUNNEL_GPU_SEEN   0x03    /* gpu= and name= */
 
 
 int
@@ -385,6 +402,224 @@ gpugate_tunnel_parse_load(const char *p, size_t len,
 }
 
 
+int
+gpugate_tunnel_parse_telemetry(const char *p, size_t len,
+    gpugate_tunnel_telemetry_t *out)
+{
+    int                    key, host, quoted;
+    size_t                 klen, vlen;
+    uint64_t               n;
+    unsigned               seen, sections;
+    const char            *end, *k, *v;
+    gpugate_tunnel_gpu_t   gpu;
+
+    memset(out, 0, sizeof(*out));
+    memset(&gpu, 0, sizeof(gpu));
+
+    if (len > GPUGATE_TUNNEL_TELEMETRY_MAX) {
+        return -1;
+    }
+
+    end = p + len;
+    host = 1;
+    seen = 0;
+    sections = 0;
+
+    while (p < end && *p == ' ') {
+        p++;
+    }
+
+    for ( ;; ) {
+        k = p;
+
+        while (p < end && *p != '=' && *p != ',' && *p != ';' && *p != ' '
+               && *p != '"')
+        {
+            p++;
+        }
+
+        klen = p - k;
+
+        if (klen == 0 || p == end || *p != '=') {
+            return -1;
+        }
+
+        v = ++p;
+        quoted = 0;
+
+        if (p < end && *p == '"') {
+
+            /* no escapes: a name never needs them, and none are sent */
+
+            quoted = 1;
+            v = ++p;
+
+            while (p < end && *p != '"') {
+                if (*p < 0x20 || *p > 0x7e || *p == '\\') {
+                    return -1;
+                }
+
+                p++;
+            }
+
+            if (p == end) {
+                return -1;
+            }
+
+            vlen = p++ - v;
+
+        } else {
+            while (p < end && *p != ',' && *p != ';' && *p != ' '
+                   && *p != '"')
+            {
+                p++;
+            }
+
+            vlen = p - v;
+        }
+
+        key = gpugate_tunnel_key(host ? gpugate_tunnel_host_keys
+                                      : gpugate_tunnel_gpu_keys, k, klen);
+
+        if (key < 0) {
+            if (vlen == 0 && !quoted) {
+                return -1;
+            }
+
+        } else if (seen & (1u << key)) {
+            return -1;
+
+        } else if (!host && key == 1) {
+            if (!quoted || vlen == 0 || vlen > GPUGATE_TUNNEL_GPU_NAME_MAX) {
+                return -1;
+            }
+
+            memcpy(gpu.name, v, vlen);
+            gpu.name[vlen] = '\0';
+            gpu.name_len = vlen;
+
+        } else if (quoted
+                   || gpugate_tunnel_uint(v, vlen,
+                                          host && key == 0 ? 100 : UINT32_MAX,
+                                          &n)
+                      != 0)
+        {
+            return -1;
+
+        } else if (host) {
+            switch (key) {
+            case 0:
+                out->cpu_pct = (uint32_t) n;
+                break;
+            case 1:
+                out->cpus = (uint32_t) n;
+                break;
+            case 2:
+                out->mem_used_mb = (uint32_t) n;
+                break;
+            case 3:
+                out->mem_total_mb = (uint32_t) n;
+                break;
+            default:
+                out->gpus = (uint32_t) n;
+            }
+
+        } else {
+            switch (key) {
+            case 0:
+                gpu.index = (uint32_t) n;
+                break;
+            case 2:
+                gpu.util_pct = (uint32_t) n;
+                gpu.has_util = 1;
+                break;
+            case 3:
+                gpu.mem_used_mb = (uint32_t) n;
+                gpu.has_mem_used = 1;
+                break;
+            case 4:
+                gpu.mem_total_mb = (uint32_t) n;
+                gpu.has_mem_total = 1;
+                break;
+            case 5:
+                gpu.temp_c = (uint32_t) n;
+                gpu.has_temp = 1;
+                break;
+            default:
+                gpu.power_w = (uint32_t) n;
+                gpu.has_power = 1;
+            }
+        }
+
+        if (key >= 0) {
+            seen |= 1u << key;
+        }
+
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        if (p < end && *p == ',') {
+            p++;
+
+            while (p < end && *p == ' ') {
+                p++;
+            }
+
+            if (p == end || *p == ';') {
+                return -1;
+            }
+
+            continue;
+        }
+
+        if (p < end && *p != ';') {
+            return -1;
+        }
+
+        /* the end of a section */
+
+        if (host) {
+            if (seen != GPUGATE_TUNNEL_HOST_SEEN) {
+                return -1;
+            }
+
+            host = 0;
+
+        } else {
+            if ((seen & GPUGATE_TUNNEL_GPU_SEEN) != GPUGATE_TUNNEL_GPU_SEEN) {
+                return -1;
+            }
+
+            if (out->ngpus < GPUGATE_TUNNEL_GPUS_MAX) {
+                out->gpu[out->ngpus++] = gpu;
+            }
+
+            sections++;
+        }
+
+        if (p == end) {
+            break;
+        }
+
+        p++;
+
+        while (p < end && *p == ' ') {
+            p++;
+        }
+
+        if (p == end) {
+            return -1;
+        }
+
+        seen = 0;
+        memset(&gpu, 0, sizeof(gpu));
+    }
+
+    return sections == out->gpus ? 0 : -1;
+}
+
+
 static int
 gpugate_tunnel_is_hex(const char *p, size_t len, int lower)
 {
@@ -497,4 +732,21 @@ gpugate_tunnel_skip_sep(const char *p, const char *end, int *sep)
     }
 
     return p;
+}
+
+
+/* the index of k in a NULL-terminated list, or -1 */
+
+static int
+gpugate_tunnel_key(const char *const *keys, const char *k, size_t klen)
+{
+    int  i;
+
+    for (i = 0; keys[i] != NULL; i++) {
+        if (strlen(keys[i]) == klen && memcmp(keys[i], k, klen) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
 }

@@ -96,4 +96,62 @@ int gpugate_tunnel_models_has(const char *list, size_t list_len,
     const char *model, size_t model_len);
 
 
+#define GPUGATE_TUNNEL_TELEMETRY_MAX  2048   /* X-Gpugate-Telemetry, bytes */
+#define GPUGATE_TUNNEL_GPUS_MAX       8      /* GPU sections kept */
+#define GPUGATE_TUNNEL_GPU_NAME_MAX   63     /* a GPU name, bytes */
+
+
+typedef struct {
+    uint32_t     index;        /* gpu=, the agent's NVML index */
+    uint32_t     util_pct;     /* busy, percent */
+    uint32_t     mem_used_mb;  /* MiB */
+    uint32_t     mem_total_mb; /* MiB */
+    uint32_t     temp_c;       /* core temperature */
+    uint32_t     power_w;      /* board power draw */
+    size_t       name_len;     /* 1..GPUGATE_TUNNEL_GPU_NAME_MAX */
+    char         name[GPUGATE_TUNNEL_GPU_NAME_MAX + 1];
+                               /* a copy, NUL-terminated: the result
+                                  outlives the request (shared memory) */
+    unsigned     has_util:1;      /* util_pct was given */
+    unsigned     has_mem_used:1;  /* mem_used_mb was given */
+    unsigned     has_mem_total:1; /* mem_total_mb was given */
+    unsigned     has_temp:1;      /* temp_c was given */
+    unsigned     has_power:1;     /* power_w was given */
+} gpugate_tunnel_gpu_t;
+
+
+typedef struct {
+    uint32_t              cpu_pct;      /* 0..100 */
+    uint32_t              cpus;         /* online CPUs */
+    uint32_t              mem_used_mb;  /* host memory in use, MiB */
+    uint32_t              mem_total_mb; /* host memory, MiB */
+    uint32_t              gpus;         /* GPUs the agent announced */
+    unsigned              ngpus;        /* sections kept in gpu[]: gpus, at
+                                           most GPUGATE_TUNNEL_GPUS_MAX */
+    gpugate_tunnel_gpu_t  gpu[GPUGATE_TUNNEL_GPUS_MAX];
+} gpugate_tunnel_telemetry_t;
+
+
+/*
+ * X-Gpugate-Telemetry:
+ *
+ *   cpu_pct=<n>, cpus=<n>, mem_used_mb=<n>, mem_total_mb=<n>, gpus=<n>
+ *   [; gpu=<i>, name="<name>", util_pct=<n>, mem_used_mb=<n>,
+ *      mem_total_mb=<n>, temp_c=<n>, power_w=<n>]...
+ *
+ * Sections separated by ";", keys by ",", both with optional spaces, keys
+ * in any order.  The five host keys are needed, and gpu= and name= in a
+ * GPU section; other keys this version does not know are skipped (their
+ * value a token or a quoted string), a repeated one is refused.  Numbers
+ * as in X-Gpugate-Load, cpu_pct at most 100; a name is 1..63 printable
+ * ASCII characters other than '"' and '\' in double quotes.  There must
+ * be as many GPU sections as gpus= says; all are checked, the first
+ * GPUGATE_TUNNEL_GPUS_MAX kept.  At most GPUGATE_TUNNEL_TELEMETRY_MAX
+ * bytes.  Unlike the other parsers this one copies what it keeps.  0 or
+ * -1 (then "out" holds nothing useful).
+ */
+int gpugate_tunnel_parse_telemetry(const char *p, size_t len,
+    gpugate_tunnel_telemetry_t *out);
+
+
 #endif /* _GPUGATE_TUNNEL_PROTO_H_INCLUDED_ */

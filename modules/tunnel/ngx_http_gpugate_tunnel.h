@@ -29,6 +29,9 @@
 /* most agents one upstream choice looks at, and tries per request */
 #define NGX_HTTP_GPUGATE_TUNNEL_TRIES      4
 
+/* a ping's answer: status line, X-Gpugate-Inflight, -Load, -Telemetry */
+#define NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX   (GPUGATE_TUNNEL_TELEMETRY_MAX + 512)
+
 
 /* per agent, per worker process: what that worker holds */
 typedef struct {
@@ -69,6 +72,13 @@ typedef struct {
                                       0 if not told.  Both break ties
                                       of equal in-flight counts */
     time_t            since;       /* first connection of this process */
+    time_t            telemetry_at; /* when "telemetry" was reported;
+                                      0: never */
+    gpugate_tunnel_telemetry_t       telemetry;
+                                   /* X-Gpugate-Telemetry: the host and
+                                      GPUs as the agent last saw them;
+                                      copied under the slab pool's lock,
+                                      for the status page */
     ngx_http_gpugate_tunnel_count_t  count[NGX_HTTP_GPUGATE_TUNNEL_PROCS];
                                    /* indexed by worker process slot */
 } ngx_http_gpugate_tunnel_agent_t;
@@ -160,7 +170,10 @@ typedef struct {
                                                 or ping */
     size_t                           out_len; /* their number */
     size_t                           in_len; /* ping answer bytes read */
-    u_char                           in[128]; /* ping answer head */
+    u_char                          *in;     /* ping answer head, allocated
+                                                (PONG_MAX) while a ping is
+                                                out: parked connections
+                                                hold no buffer */
     u_char                           head[512]; /* the 101 response */
 } ngx_http_gpugate_tunnel_conn_t;
 
@@ -202,11 +215,19 @@ ngx_uint_t ngx_http_gpugate_tunnel_generation(void);
 ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
-    ngx_uint_t capacity, gpugate_tunnel_load_t *load, ngx_str_t *head);
+    ngx_uint_t capacity, gpugate_tunnel_load_t *load,
+    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head);
 
 /* what the agent last reported of its load (handshake or ping) */
 void ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
     gpugate_tunnel_load_t *load);
+
+/* what the agent last reported of its host and GPUs */
+void ngx_http_gpugate_tunnel_set_telemetry(
+    ngx_http_gpugate_tunnel_agent_t *a, gpugate_tunnel_telemetry_t *t);
+
+/* the zone's lock, for readers of whole agent slots (status) */
+ngx_slab_pool_t *ngx_http_gpugate_tunnel_shpool(void);
 
 /* the agent slot of a tunnel connection */
 ngx_http_gpugate_tunnel_agent_t *ngx_http_gpugate_tunnel_agent(
@@ -241,6 +262,10 @@ ngx_int_t ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc);
 
 /* a reserved connection closed: its request must choose again */
 void ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx);
+
+
+/* "gpugate_tunnel_status" (ngx_http_gpugate_tunnel_status.c) */
+ngx_int_t ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r);
 
 
 /* the handshake location (ngx_http_gpugate_tunnel_handshake.c) */

@@ -507,7 +507,8 @@ ngx_int_t
 ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
-    ngx_uint_t capacity, gpugate_tunnel_load_t *load, ngx_str_t *head)
+    ngx_uint_t capacity, gpugate_tunnel_load_t *load,
+    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head)
 {
     ngx_int_t                        agent;
     ngx_http_gpugate_tunnel_conn_t  *tc;
@@ -534,6 +535,11 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
 
     ngx_http_gpugate_tunnel_set_load(&ngx_http_gpugate_tunnel_worker->shm
                                           ->agents[agent], load);
+
+    if (telemetry) {
+        ngx_http_gpugate_tunnel_set_telemetry(
+            &ngx_http_gpugate_tunnel_worker->shm->agents[agent], telemetry);
+    }
 
     tc->agent = agent;
     tc->state = NGX_HTTP_GPUGATE_TC_DETACHING;
@@ -581,6 +587,30 @@ ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
     if (load->has_gpu) {
         a->gpu_free_mb = (ngx_atomic_uint_t) load->gpu_free_mb;
     }
+}
+
+
+void
+ngx_http_gpugate_tunnel_set_telemetry(ngx_http_gpugate_tunnel_agent_t *a,
+    gpugate_tunnel_telemetry_t *t)
+{
+    ngx_slab_pool_t  *shpool;
+
+    /* too big for one store: readers take the lock too */
+
+    shpool = ngx_http_gpugate_tunnel_worker->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+    ngx_memcpy(&a->telemetry, t, sizeof(gpugate_tunnel_telemetry_t));
+    a->telemetry_at = ngx_time();
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+ngx_slab_pool_t *
+ngx_http_gpugate_tunnel_shpool(void)
+{
+    return ngx_http_gpugate_tunnel_worker->shpool;
 }
 
 
@@ -738,6 +768,15 @@ ngx_http_gpugate_tunnel_flushed(ngx_http_gpugate_tunnel_conn_t *tc)
     }
 
     /* a ping is out: wait for its answer */
+
+    if (tc->in == NULL) {
+        tc->in = ngx_alloc(NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX, c->log);
+
+        if (tc->in == NULL) {
+            ngx_http_gpugate_tunnel_close(tc);
+            return;
+        }
+    }
 
     tc->in_len = 0;
     c->read->handler = ngx_http_gpugate_tunnel_pong;
@@ -916,27 +955,21 @@ ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc)
 }
 
 
-/*
- * "X-Gpugate-Load" in a ping's answer (head up to "end"): a bad value is
- * logged and ignored, since telemetry is no reason to drop a tunnel.
- */
+/* the value of header "name" (CRLF, lower case, colon) in a ping answer */
 
-static void
-ngx_http_gpugate_tunnel_pong_load(ngx_http_gpugate_tunnel_conn_t *tc,
-    u_char *end)
+static ngx_int_t
+ngx_http_gpugate_tunnel_pong_header(ngx_http_gpugate_tunnel_conn_t *tc,
+    u_char *end, const char *name, size_t len, ngx_str_t *value)
 {
-    u_char                 *v, *e;
-    gpugate_tunnel_load_t   load;
+    u_char  *v, *e;
 
-    static const char  name[] = CRLF "x-gpugate-load:";
-
-    v = ngx_strlcasestrn(tc->in, end, (u_char *) name, sizeof(name) - 2);
+    v = ngx_strlcasestrn(tc->in, end, (u_char *) name, len - 1);
 
     if (v == NULL) {
-        return;
+        return NGX_DECLINED;
     }
 
-    v += sizeof(name) - 1;
+    v += len;
     e = ngx_strlcasestrn(v, end, (u_char *) CRLF, 2 - 1);
 
     if (e == NULL) {
@@ -951,15 +984,62 @@ ngx_http_gpugate_tunnel_pong_load(ngx_http_gpugate_tunnel_conn_t *tc,
         e--;
     }
 
-    if (gpugate_tunnel_parse_load((char *) v, e - v, &load) != 0) {
-        ngx_log_error(NGX_LOG_WARN, tc->log, 0,
-                      "gpugate tunnel: invalid X-Gpugate-Load in a ping "
-                      "answer: \"%*s\"", ngx_min(e - v, 64), v);
-        return;
+    value->data = v;
+    value->len = e - v;
+
+    return NGX_OK;
+}
+
+
+/*
+ * X-Gpugate-Load and X-Gpugate-Telemetry in a ping's answer (head up to
+ * "end"): a bad value is logged and ignored, since telemetry is no
+ * reason to drop a tunnel.
+ */
+
+static void
+ngx_http_gpugate_tunnel_pong_load(ngx_http_gpugate_tunnel_conn_t *tc,
+    u_char *end)
+{
+    ngx_str_t                    v;
+    gpugate_tunnel_load_t        load;
+    gpugate_tunnel_telemetry_t   tel;
+
+    static const char  load_name[] = CRLF "x-gpugate-load:";
+    static const char  tel_name[] = CRLF "x-gpugate-telemetry:";
+
+    if (ngx_http_gpugate_tunnel_pong_header(tc, end, load_name,
+                                            sizeof(load_name) - 1, &v)
+        == NGX_OK)
+    {
+        if (gpugate_tunnel_parse_load((char *) v.data, v.len, &load) == 0) {
+            ngx_http_gpugate_tunnel_set_load(
+                ngx_http_gpugate_tunnel_agent(tc), &load);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, tc->log, 0,
+                          "gpugate tunnel: invalid X-Gpugate-Load in a ping "
+                          "answer: \"%*s\"", ngx_min(v.len, 64), v.data);
+        }
     }
 
-    ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent(tc),
-                                     &load);
+    if (ngx_http_gpugate_tunnel_pong_header(tc, end, tel_name,
+                                            sizeof(tel_name) - 1, &v)
+        == NGX_OK)
+    {
+        if (gpugate_tunnel_parse_telemetry((char *) v.data, v.len, &tel)
+            == 0)
+        {
+            ngx_http_gpugate_tunnel_set_telemetry(
+                ngx_http_gpugate_tunnel_agent(tc), &tel);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, tc->log, 0,
+                          "gpugate tunnel: invalid X-Gpugate-Telemetry in a "
+                          "ping answer: \"%*s\"", ngx_min(v.len, 128),
+                          v.data);
+        }
+    }
 }
 
 
@@ -980,7 +1060,8 @@ ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
     }
 
     for ( ;; ) {
-        n = c->recv(c, tc->in + tc->in_len, sizeof(tc->in) - tc->in_len);
+        n = c->recv(c, tc->in + tc->in_len,
+                    NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX - tc->in_len);
 
         if (n == NGX_AGAIN) {
             if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -1007,7 +1088,7 @@ ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
             break;
         }
 
-        if (tc->in_len == sizeof(tc->in)) {
+        if (tc->in_len == NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX) {
             goto invalid;
         }
     }
@@ -1023,6 +1104,9 @@ ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
     }
 
     ngx_http_gpugate_tunnel_pong_load(tc, end + 2);
+
+    ngx_free(tc->in);
+    tc->in = NULL;
 
     ngx_http_gpugate_tunnel_park(tc);
 
@@ -1064,6 +1148,11 @@ ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc)
     }
 
     ngx_queue_remove(&tc->all);
+
+    if (tc->in) {
+        ngx_free(tc->in);
+        tc->in = NULL;
+    }
 
     /* the upstream may have left its request's log here */
 

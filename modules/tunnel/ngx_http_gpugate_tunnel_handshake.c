@@ -464,8 +464,9 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     ngx_str_t                           b64, raw;
     unsigned                            capacity;
     gpugate_tunnel_load_t               load;
+    gpugate_tunnel_telemetry_t          tel;
     ngx_queue_t                        *q;
-    ngx_table_elt_t                    *upgrade, *hi, *hc, *hm, *hl;
+    ngx_table_elt_t                    *upgrade, *hi, *hc, *hm, *hl, *ht;
     gpugate_scram_rc_t                  src;
     ngx_http_gpugate_tunnel_hs_t       *hs;
     ngx_http_gpugate_tunnel_shm_t      *shm;
@@ -547,6 +548,20 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
         return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake", "X-Gpugate-Load must be "
                    "\"queue=N, gpu_free_mb=N\".");
+    }
+
+    /* telemetry is no reason to refuse a tunnel: a bad one is ignored */
+
+    ht = ngx_http_gpugate_tunnel_header(r, "x-gpugate-telemetry", 19);
+
+    if (ht && gpugate_tunnel_parse_telemetry((char *) ht->value.data,
+                                             ht->value.len, &tel) != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: agent \"%s\": invalid "
+                      "X-Gpugate-Telemetry \"%*s\"", st->user,
+                      ngx_min(ht->value.len, 128), ht->value.data);
+        ht = NULL;
     }
 
     n = hm ? gpugate_tunnel_check_models((char *) hm->value.data,
@@ -636,7 +651,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
 
     if (ngx_http_gpugate_tunnel_attach(r, tlcf, &name, st->agent_id,
                                        &instance, &models, capacity, &load,
-                                       &head)
+                                       ht ? &tel : NULL, &head)
         != NGX_OK)
     {
         ngx_free(st);

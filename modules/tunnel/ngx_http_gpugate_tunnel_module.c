@@ -52,6 +52,8 @@ static ngx_int_t ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_int_t ngx_http_gpugate_tunnel_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_gpugate_tunnel_init_process(ngx_cycle_t *cycle);
 static void ngx_http_gpugate_tunnel_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_gpugate_tunnel_status(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value,
     size_t prefix, ngx_msec_t *ms);
 
@@ -69,6 +71,13 @@ static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
       NGX_HTTP_LOC_CONF|NGX_CONF_ANY,
       ngx_http_gpugate_tunnel_accept,
       NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_tunnel_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_gpugate_tunnel_status,
+      0,
       0,
       NULL },
 
@@ -270,6 +279,29 @@ ngx_http_gpugate_tunnel_accept(ngx_conf_t *cf, ngx_command_t *cmd,
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_gpugate_tunnel_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* the agents as JSON, answered from the zone by any worker */
+
+static char *
+ngx_http_gpugate_tunnel_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_core_loc_conf_t             *clcf;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gpugate_tunnel_module);
+
+    if (ngx_http_gpugate_tunnel_add_zone(cf, tmcf) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_gpugate_tunnel_status_handler;
 
     return NGX_CONF_OK;
 }

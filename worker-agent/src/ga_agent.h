@@ -13,6 +13,7 @@
 
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <openssl/ssl.h>
 
@@ -33,6 +34,9 @@
 
 #define GA_MAX_WORKERS    64
 
+/* room for the X-Gpugate-Telemetry header line */
+#define GA_TELEMETRY_HEADER  2112
+
 
 typedef enum {
     GA_CONNECTING = 0,    /* TCP connect in progress */
@@ -46,6 +50,7 @@ typedef enum {
 
 
 typedef struct ga_gateway_s  ga_gateway_t;
+typedef struct ga_runtime_s  ga_runtime_t;
 typedef struct ga_rconn_s    ga_rconn_t;   /* runtime connection,
                                               ga_relay.c */
 
@@ -96,11 +101,21 @@ typedef struct ga_conn_s {
     uint64_t             started;    /* request arrival, for the log */
     uint64_t             up;         /* when the 101 came, us */
     unsigned             requests;   /* requests seen since the 101 */
+    unsigned             models_gen; /* the runtime's model list it
+                                        advertised (ga_runtime_t) */
 } ga_conn_t;
 
 
+/*
+ * The tunnels of one runtime to one gateway.  Each runtime of the agent
+ * has its own (its own instance id, models and capacity at the gateway),
+ * so that nginx counts every runtime's capacity apart and a request that
+ * arrives on a tunnel belongs to that tunnel's runtime.
+ */
+
 struct ga_gateway_s {
     ga_url_t            *url;        /* from the configuration */
+    ga_runtime_t        *rt;         /* the runtime these tunnels serve */
     ga_conn_t           *conns;      /* all connections, any state */
     int                  nconns;     /* their number */
     int                  dialing;    /* connections not yet at 101 */
@@ -115,27 +130,93 @@ struct ga_gateway_s {
 };
 
 
+/* the health and load probe of one runtime (ga_probe.c) */
+typedef struct {
+    gg_io_t              io;         /* the probe's socket, fd -1 if none */
+    gg_timer_t           timer;      /* next probe, or this one's deadline */
+    gg_buf_t             out;        /* request bytes not yet written */
+    gg_buf_t             in;         /* the answer so far */
+    gg_http_head_t       head;       /* its head */
+    const char          *path;       /* what this probe asked for */
+    int                  models;     /* it asks for the model list */
+    unsigned             connected:1; /* connect() finished */
+    unsigned             failing:1;  /* the last probe failed: logged once */
+    unsigned             models_failing:1; /* discovery failed: logged
+                                              once */
+    unsigned             ticks;      /* probes since the models were read */
+} ga_probe_t;
+
+
+/* a supervised runtime process (ga_super.c) */
+typedef struct {
+    int                  pid;        /* 0: not running */
+    int                  restarts;   /* in a row, for the backoff */
+    int                  stopping;   /* SIGTERM sent: do not restart */
+    uint64_t             started;    /* us, when it was started */
+    uint64_t             ready;      /* us, when it first listened */
+    gg_timer_t           timer;      /* restart backoff, start deadline,
+                                        stop deadline */
+} ga_super_t;
+
+
+struct ga_runtime_s {
+    ga_rtconf_t         *conf;       /* its settings, in ga_agent.conf */
+    char                 instance[33]; /* X-Gpugate-Instance of its
+                                          tunnels: random per runtime */
+    char                 models[1024]; /* advertised list */
+    int                  models_known; /* models are configured or were
+                                          read: tunnels may be dialed */
+    unsigned             models_gen; /* grows when the list changes:
+                                        tunnels of older lists close */
+    int                  inflight;   /* requests being relayed to it */
+    int                  known;      /* a probe has connected or been
+                                        refused */
+    int                  down;       /* nothing listens: no capacity is
+                                        offered */
+    ga_load_t            load;       /* its load, last read */
+    uint64_t             load_at;    /* us when read; 0: never */
+    ga_probe_t           probe;      /* health, load and models */
+    ga_super_t           super;      /* the process, when supervised */
+
+    /* kept-alive runtime connections (ga_relay.c) */
+    ga_rconn_t          *pool;       /* idle ones, newest first */
+    ga_rconn_t          *pool_tail;  /* the oldest */
+    int                  pool_n;     /* their number */
+    gg_timer_t           pool_timer; /* closes those idle too long */
+    struct sockaddr_storage addr;    /* its address, resolved once and
+                                        again after a failure */
+    socklen_t            addr_len;   /* 0: not resolved */
+
+    ga_gateway_t         links[GA_MAX_GATEWAYS]; /* one per gateway */
+};
+
+
 typedef struct {
     ga_conf_t            conf;       /* settings */
     gg_loop_t            loop;       /* the event loop */
-    ga_gateway_t         gateways[GA_MAX_GATEWAYS];
+    ga_runtime_t         runtimes[GA_MAX_RUNTIMES]; /* conf.nruntimes */
     char                *token;      /* the secret, from file or env */
     size_t               token_len;  /* its length */
     gpugate_scram_keys_t scram_keys; /* derived from the token for the
                                         gateway's salt: as secret */
-    char                 instance[33]; /* random id of this process */
-    char                 models[1024]; /* advertised list */
-    int                  inflight;   /* requests being relayed */
+    int                  inflight;   /* requests being relayed, all
+                                        runtimes */
     int                  draining;   /* SIGTERM seen */
     uint64_t             drain_deadline; /* us, when draining */
     uint64_t             served;     /* requests relayed, ever */
-    ga_load_t            load;       /* the runtime's, last read */
-    uint64_t             load_at;    /* us when read; 0: never */
-    int                  runtime_known; /* a probe has connected or
-                                          been refused */
-    int                  runtime_down; /* nothing listens at the runtime:
-                                        no capacity is offered */
+    char                 telemetry[GA_TELEMETRY_HEADER];
+                                     /* "X-Gpugate-Telemetry: ...\r\n"
+                                        from the last reading, or "" */
+    uint64_t             gpu_free_mb; /* the GPU with the most free
+                                         memory, last reading; 0: none */
 } ga_agent_t;
+
+
+/* every tunnel pool: runtime r, gateway g */
+#define ga_for_each_link(r, g, gw)                                            \
+    for (r = 0; r < ga_agent.conf.nruntimes; r++)                             \
+        for (g = 0; g < ga_agent.conf.ngateways                               \
+                    && ((gw) = &ga_agent.runtimes[r].links[g]); g++)
 
 
 extern ga_agent_t  ga_agent;
@@ -166,20 +247,31 @@ SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
 int ga_serve(ga_conn_t *c);
 void ga_relay_end(ga_conn_t *c, int clean);
 void ga_relay_update(ga_conn_t *c);
-void ga_relay_pool_close(void);
+void ga_relay_pool_close(ga_runtime_t *rt);
 
 /* ga_probe.c */
-void ga_probe_now(void);
-const char *ga_probe_header(char *buf, size_t size);
+void ga_probe_now(ga_runtime_t *rt);
+void ga_probe_stop(ga_runtime_t *rt);
+const char *ga_probe_header(ga_runtime_t *rt, char *buf, size_t size);
+
+/* ga_super.c */
+int ga_super_init(void);
+void ga_super_start(ga_runtime_t *rt);
+void ga_super_ready(ga_runtime_t *rt);
+void ga_super_stop_all(void);
+int ga_super_running(void);
 
 /* ga_main.c */
 void ga_supply(ga_gateway_t *gw);
+void ga_supply_runtime(ga_runtime_t *rt);
 void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
     unsigned workers, uint64_t generation);
 void ga_handshake_failed(ga_gateway_t *gw);
 void ga_handshake_done(ga_gateway_t *gw);
 void ga_tunnel_dropped(ga_gateway_t *gw);
-void ga_runtime_down(int down, const char *why);
+void ga_runtime_down(ga_runtime_t *rt, int down, const char *why);
+void ga_runtime_models(ga_runtime_t *rt, const char *models);
+void ga_close_idle(ga_runtime_t *rt, int stale_only);
 
 
 #endif /* _GA_AGENT_H_INCLUDED_ */

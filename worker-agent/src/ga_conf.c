@@ -18,8 +18,20 @@ static int ga_conf_int(const char *value, int min, int max, int *out);
 static char *ga_conf_trim(char *s);
 static int ga_conf_copy(char *dst, size_t size, const char *value);
 static int ga_conf_loopback(const char *host);
-static int ga_conf_models(ga_conf_t *cf, const char *value, char *err,
+static int ga_conf_models(ga_rtconf_t *rt, const char *value, char *err,
     size_t size);
+static int ga_conf_runtime_key(const char *key);
+static int ga_conf_runtime_set(ga_rtconf_t *rt, const char *key,
+    const char *value, char *err, size_t size);
+static void ga_rtconf_defaults(ga_rtconf_t *rt, const char *name);
+
+
+/* keys of one runtime: in a "[runtime NAME]" section or at the top level */
+static const char  *ga_conf_runtime_keys[] = {
+    "runtime", "runtime_type", "models", "capacity", "runtime_keepalive",
+    "runtime_keepalive_timeout", "runtime_command", "runtime_start_timeout",
+    NULL
+};
 
 
 void
@@ -27,21 +39,101 @@ ga_conf_defaults(ga_conf_t *cf)
 {
     memset(cf, 0, sizeof(*cf));
 
-    (void) ga_url_parse(&cf->runtime, "http://127.0.0.1:8000", 0);
+    ga_rtconf_defaults(&cf->runtimes[0], "default");
+    cf->nruntimes = 1;
+    cf->section = -1;
 
-    cf->capacity = 16;
     cf->spare = 2;
     cf->max_connections = 256;
     cf->drain_timeout = 30;
     cf->idle_timeout = 20;
-    /* -1: as many as "capacity", the most ever in use at once */
-    cf->runtime_keepalive = -1;
-    cf->runtime_type = GA_RUNTIME_OPENAI;
     cf->load_interval = 2;
+    cf->telemetry_interval = 5;
+    cf->log_level = 2;
+}
+
+
+static void
+ga_rtconf_defaults(ga_rtconf_t *rt, const char *name)
+{
+    memset(rt, 0, sizeof(*rt));
+
+    snprintf(rt->name, sizeof(rt->name), "%s", name);
+    (void) ga_url_parse(&rt->url, "http://127.0.0.1:8000", 0);
+
+    rt->type = GA_RUNTIME_OPENAI;
+    rt->capacity = 16;
+
+    /* -1: as many as "capacity", the most ever in use at once */
+    rt->keepalive = -1;
 
     /* below uvicorn's (vLLM, SGLang) 5 s and Go's (Ollama) limits */
-    cf->runtime_keepalive_timeout = 4;
-    cf->log_level = 2;
+    rt->keepalive_timeout = 4;
+
+    /* loading weights onto the GPU takes minutes for big models */
+    rt->start_timeout = 600;
+}
+
+
+/*
+ * "[runtime NAME]": the keys that follow describe one more runtime.  The
+ * first section takes the place of the top-level runtime, so that an
+ * agent with sections has exactly the runtimes they name.
+ */
+
+int
+ga_conf_section(ga_conf_t *cf, const char *name, char *err, size_t size)
+{
+    int          i;
+    const char  *p;
+
+    for (p = name; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')
+              || (p > name && (*p == '.' || *p == '_' || *p == '-'))))
+        {
+            break;
+        }
+    }
+
+    if (*p || p == name || p - name > 32) {
+        snprintf(err, size, "[runtime %s]: a name is 1-32 of A-Z a-z 0-9 "
+                 "and . _ - (not first)", name);
+        return -1;
+    }
+
+    if (!cf->sections) {
+        if (cf->top_runtime) {
+            snprintf(err, size, "[runtime %s]: runtime keys were set at "
+                     "the top level; with sections, every runtime is a "
+                     "section", name);
+            return -1;
+        }
+
+        cf->sections = 1;
+        cf->section = 0;
+
+    } else {
+        for (i = 0; i < cf->nruntimes; i++) {
+            if (strcmp(cf->runtimes[i].name, name) == 0) {
+                snprintf(err, size, "[runtime %s]: a second section of "
+                         "that name", name);
+                return -1;
+            }
+        }
+
+        if (cf->nruntimes == GA_MAX_RUNTIMES) {
+            snprintf(err, size, "[runtime %s]: at most %d runtimes", name,
+                     GA_MAX_RUNTIMES);
+            return -1;
+        }
+
+        cf->section = cf->nruntimes++;
+    }
+
+    ga_rtconf_defaults(&cf->runtimes[cf->section], name);
+
+    return 0;
 }
 
 
@@ -112,7 +204,32 @@ int
 ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
     size_t size)
 {
-    const char  *p;
+    const char   *p;
+    ga_rtconf_t  *rt;
+
+    if (ga_conf_runtime_key(key)) {
+        if (cf->section < 0 && cf->sections) {
+            snprintf(err, size, "%s: the configuration has [runtime] "
+                     "sections; set it in one of them", key);
+            return -1;
+        }
+
+        if (cf->section < 0) {
+            cf->top_runtime = 1;
+            rt = &cf->runtimes[0];
+
+        } else {
+            rt = &cf->runtimes[cf->section];
+        }
+
+        return ga_conf_runtime_set(rt, key, value, err, size);
+    }
+
+    if (cf->section >= 0) {
+        snprintf(err, size, "%s: not a runtime key; the agent's own keys "
+                 "go before the first [runtime] section", key);
+        return -1;
+    }
 
     if (strcmp(key, "gateway") == 0) {
         if (cf->ngateways == GA_MAX_GATEWAYS) {
@@ -139,16 +256,6 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
         }
 
         cf->ngateways++;
-        return 0;
-    }
-
-    if (strcmp(key, "runtime") == 0) {
-        if (ga_url_parse(&cf->runtime, value, 0) != 0 || cf->runtime.tls) {
-            snprintf(err, size, "runtime: \"%s\" is not an "
-                     "http://host[:port] URL", value);
-            return -1;
-        }
-
         return 0;
     }
 
@@ -205,20 +312,6 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
         return 0;
     }
 
-    if (strcmp(key, "models") == 0) {
-        return ga_conf_models(cf, value, err, size);
-    }
-
-    if (strcmp(key, "runtime_type") == 0) {
-        if (ga_runtime_type(value, &cf->runtime_type) != 0) {
-            snprintf(err, size, "runtime_type: \"%.64s\" is not openai, "
-                     "vllm, llamacpp, sglang or tgi", value);
-            return -1;
-        }
-
-        return 0;
-    }
-
     if (strcmp(key, "log_level") == 0) {
         static const char  *levels[] = { "error", "warn", "info", "debug" };
         int                 i;
@@ -241,18 +334,15 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
             size_t       off;
             int          min, max;
         } ints[] = {
-            { "capacity", offsetof(ga_conf_t, capacity), 1, 65535 },
             { "spare", offsetof(ga_conf_t, spare), 1, 100000 },
             { "max_connections", offsetof(ga_conf_t, max_connections),
               1, 100000 },
             { "drain_timeout", offsetof(ga_conf_t, drain_timeout), 0, 86400 },
             { "idle_timeout", offsetof(ga_conf_t, idle_timeout), 2, 86400 },
-            { "runtime_keepalive", offsetof(ga_conf_t, runtime_keepalive),
-              0, 65535 },
             { "load_interval", offsetof(ga_conf_t, load_interval),
               1, 3600 },
-            { "runtime_keepalive_timeout",
-              offsetof(ga_conf_t, runtime_keepalive_timeout), 1, 3600 },
+            { "telemetry_interval", offsetof(ga_conf_t, telemetry_interval),
+              1, 3600 },
         };
 
         size_t  i;
@@ -278,6 +368,92 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
     snprintf(err, size, "unknown key \"%s\"", key);
 
     return -1;
+}
+
+
+static int
+ga_conf_runtime_key(const char *key)
+{
+    int  i;
+
+    for (i = 0; ga_conf_runtime_keys[i]; i++) {
+        if (strcmp(key, ga_conf_runtime_keys[i]) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+ga_conf_runtime_set(ga_rtconf_t *rt, const char *key, const char *value,
+    char *err, size_t size)
+{
+    int  *n, min, max;
+
+    if (strcmp(key, "runtime") == 0) {
+        if (ga_url_parse(&rt->url, value, 0) != 0 || rt->url.tls) {
+            snprintf(err, size, "runtime: \"%s\" is not an "
+                     "http://host[:port] URL", value);
+            return -1;
+        }
+
+        rt->url_set = 1;
+        return 0;
+    }
+
+    if (strcmp(key, "runtime_type") == 0) {
+        if (ga_runtime_type(value, &rt->type) != 0) {
+            snprintf(err, size, "runtime_type: \"%.64s\" is not openai, "
+                     "vllm, llamacpp, sglang, tgi or ollama", value);
+            return -1;
+        }
+
+        return 0;
+    }
+
+    if (strcmp(key, "models") == 0) {
+        return ga_conf_models(rt, value, err, size);
+    }
+
+    if (strcmp(key, "runtime_command") == 0) {
+        if (ga_conf_copy(rt->command, sizeof(rt->command), value) != 0) {
+            snprintf(err, size, "runtime_command: over %d bytes",
+                     (int) sizeof(rt->command) - 1);
+            return -1;
+        }
+
+        return 0;
+    }
+
+    min = 1;
+
+    if (strcmp(key, "capacity") == 0) {
+        n = &rt->capacity;
+        max = 65535;
+
+    } else if (strcmp(key, "runtime_keepalive") == 0) {
+        n = &rt->keepalive;
+        min = 0;
+        max = 65535;
+
+    } else if (strcmp(key, "runtime_keepalive_timeout") == 0) {
+        n = &rt->keepalive_timeout;
+        max = 3600;
+
+    } else {
+        n = &rt->start_timeout;
+        max = 86400;
+    }
+
+    if (ga_conf_int(value, min, max, n) != 0) {
+        snprintf(err, size, "%s: \"%s\" is not an integer in %d..%d", key,
+                 value, min, max);
+        return -1;
+    }
+
+    return 0;
 }
 
 
@@ -311,6 +487,31 @@ ga_conf_file(ga_conf_t *cf, const char *path, char *err, size_t size)
             continue;
         }
 
+        if (*key == '[') {
+            eq = key + strlen(key) - 1;
+
+            if (*eq != ']' || strncmp(key, "[runtime", 8) != 0
+                || (key[8] != ' ' && key[8] != '\t'))
+            {
+                snprintf(err, size, "%s:%d: expected \"[runtime NAME]\"",
+                         path, n);
+                fclose(f);
+                return -1;
+            }
+
+            *eq = '\0';
+
+            if (ga_conf_section(cf, ga_conf_trim(key + 8), msg, sizeof(msg))
+                != 0)
+            {
+                snprintf(err, size, "%s:%d: %s", path, n, msg);
+                fclose(f);
+                return -1;
+            }
+
+            continue;
+        }
+
         eq = strchr(key, '=');
 
         if (eq == NULL) {
@@ -331,6 +532,9 @@ ga_conf_file(ga_conf_t *cf, const char *path, char *err, size_t size)
     }
 
     fclose(f);
+
+    /* what follows (flags, another file) is at the top level again */
+    cf->section = -1;
 
     return 0;
 }
@@ -434,6 +638,9 @@ ga_conf_args(ga_conf_t *cf, int argc, char **argv, int *check, int *version,
 int
 ga_conf_validate(const ga_conf_t *cf, char *err, size_t size)
 {
+    int                 i, j;
+    const ga_rtconf_t  *rt;
+
     if (cf->ngateways == 0) {
         snprintf(err, size, "gateway: at least one is required");
         return -1;
@@ -449,6 +656,27 @@ ga_conf_validate(const ga_conf_t *cf, char *err, size_t size)
         snprintf(err, size, "token_file: required unless "
                  "GPUGATE_AGENT_TOKEN is set");
         return -1;
+    }
+
+    for (i = 0; i < cf->nruntimes; i++) {
+        rt = &cf->runtimes[i];
+
+        if (cf->sections && !rt->url_set) {
+            snprintf(err, size, "[runtime %s]: \"runtime\" (its URL) is "
+                     "required", rt->name);
+            return -1;
+        }
+
+        for (j = 0; j < i; j++) {
+            if (strcmp(rt->url.host, cf->runtimes[j].url.host) == 0
+                && strcmp(rt->url.port, cf->runtimes[j].url.port) == 0)
+            {
+                snprintf(err, size, "[runtime %s]: %s:%s is runtime "
+                         "\"%s\" already", rt->name, rt->url.host,
+                         rt->url.port, cf->runtimes[j].name);
+                return -1;
+            }
+        }
     }
 
     return 0;
@@ -505,7 +733,7 @@ ga_conf_trim(char *s)
  */
 
 static int
-ga_conf_models(ga_conf_t *cf, const char *value, char *err, size_t size)
+ga_conf_models(ga_rtconf_t *rt, const char *value, char *err, size_t size)
 {
     size_t       len, n;
     const char  *p, *id;
@@ -541,18 +769,18 @@ ga_conf_models(ga_conf_t *cf, const char *value, char *err, size_t size)
             return -1;
         }
 
-        if (len + n + 3 > sizeof(cf->models)) {
+        if (len + n + 3 > sizeof(rt->models)) {
             snprintf(err, size, "models: over %d bytes",
-                     (int) sizeof(cf->models) - 1);
+                     (int) sizeof(rt->models) - 1);
             return -1;
         }
 
         if (len) {
-            memcpy(cf->models + len, ", ", 2);
+            memcpy(rt->models + len, ", ", 2);
             len += 2;
         }
 
-        memcpy(cf->models + len, id, n);
+        memcpy(rt->models + len, id, n);
         len += n;
 
         if (*p == '\0') {
@@ -562,10 +790,10 @@ ga_conf_models(ga_conf_t *cf, const char *value, char *err, size_t size)
         p++;
     }
 
-    cf->models[len] = '\0';
+    rt->models[len] = '\0';
 
     if (len > GPUGATE_TUNNEL_MODELS_MAX
-        || gpugate_tunnel_check_models(cf->models, len) < 0)
+        || gpugate_tunnel_check_models(rt->models, len) < 0)
     {
         snprintf(err, size, "models: \"%s\": ids are 1-%d printable ASCII "
                  "characters without spaces or commas",
@@ -573,7 +801,7 @@ ga_conf_models(ga_conf_t *cf, const char *value, char *err, size_t size)
         return -1;
     }
 
-    cf->models_set = 1;
+    rt->models_set = 1;
 
     return 0;
 }

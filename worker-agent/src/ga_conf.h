@@ -18,6 +18,7 @@
 
 
 #define GA_MAX_GATEWAYS   8
+#define GA_MAX_RUNTIMES   8
 #define GA_ERR_SIZE       512
 
 #define GA_EXIT_OK        0
@@ -33,6 +34,29 @@ typedef struct {
 } ga_url_t;
 
 
+/* one local runtime: a "[runtime NAME]" section, or the top-level keys */
+typedef struct {
+    char         name[33];                   /* section name, "default" for
+                                                the top-level one */
+    ga_url_t     url;                        /* "runtime": where it listens */
+    int          url_set;                    /* "runtime" was given */
+    ga_runtime_e type;                       /* its dialect: metrics,
+                                                models and health paths */
+    char         models[1024];               /* advertised, "" discover */
+    int          models_set;                 /* "models" was given */
+    int          capacity;                   /* concurrent requests */
+    int          keepalive;                  /* idle runtime connections
+                                                kept, 0: none, -1: as
+                                                many as capacity */
+    int          keepalive_timeout;          /* seconds one is kept */
+    char         command[2048];              /* supervised: the shell
+                                                command that starts it;
+                                                "" when run by others */
+    int          start_timeout;              /* seconds a started runtime
+                                                may take to listen */
+} ga_rtconf_t;
+
+
 typedef struct {
     ga_url_t     gateways[GA_MAX_GATEWAYS];  /* where to dial */
     int          ngateways;                  /* how many */
@@ -42,21 +66,22 @@ typedef struct {
                                                 system store */
     char         server_name[256];           /* TLS name to verify, "":
                                                 the URL's host */
-    ga_url_t     runtime;                    /* local inference server */
-    char         models[1024];               /* advertised, "" discover */
-    int          models_set;                 /* "models" was given */
-    int          capacity;                   /* concurrent requests */
+    ga_rtconf_t  runtimes[GA_MAX_RUNTIMES];  /* local inference servers */
+    int          nruntimes;                  /* how many, at least 1 */
+    int          section;                    /* while parsing: the
+                                                "[runtime]" section being
+                                                read, -1 at the top level */
+    int          sections;                   /* sections were given */
+    int          top_runtime;                /* a runtime key was set at
+                                                the top level */
     int          spare;                      /* idle per nginx worker */
-    int          max_connections;            /* per gateway */
+    int          max_connections;            /* per gateway and runtime */
     int          drain_timeout;              /* seconds */
     int          idle_timeout;               /* seconds */
-    int          runtime_keepalive;          /* idle runtime connections
-                                                kept, 0: none, -1: as
-                                                many as capacity */
-    int          runtime_keepalive_timeout;  /* seconds one is kept */
-    ga_runtime_e runtime_type;               /* its metrics dialect */
     int          load_interval;              /* seconds between reads of
                                                 the runtime's load */
+    int          telemetry_interval;         /* seconds between GPU and
+                                                host readings */
     int          log_level;                  /* 0 error .. 3 debug */
 } ga_conf_t;
 
@@ -70,7 +95,10 @@ void ga_conf_defaults(ga_conf_t *cf);
 int ga_conf_set(ga_conf_t *cf, const char *key, const char *value,
     char *err, size_t size);
 
-/* Reads a file; errors name "file:line". 0 or -1. */
+/*
+ * Reads a file; errors name "file:line".  "[runtime NAME]" starts a
+ * section of runtime keys.  0 or -1.
+ */
 int ga_conf_file(ga_conf_t *cf, const char *path, char *err, size_t size);
 
 /*

@@ -770,7 +770,7 @@ ga_step1_done(ga_conn_t *c)
     char                     final[GPUGATE_SCRAM_CLIENT_FINAL_SIZE];
     char                     b64[GPUGATE_SCRAM_B64_LEN(
                                      GPUGATE_SCRAM_CLIENT_FINAL_SIZE) + 1];
-    char                     sid[GPUGATE_TUNNEL_SID_LEN + 1], load[64];
+    char                     sid[GPUGATE_TUNNEL_SID_LEN + 1], load[96];
     size_t                   body_len, len, flen;
     const char              *body, *buf;
     gpugate_scram_rc_t       src;
@@ -828,16 +828,19 @@ ga_step1_done(ga_conn_t *c)
                       "Upgrade: " GPUGATE_TUNNEL_UPGRADE "\r\n"
                       "X-Gpugate-Instance: %s\r\n"
                       "X-Gpugate-Capacity: %d\r\n"
-                      "X-Gpugate-Models: %s\r\n%s\r\n",
+                      "X-Gpugate-Models: %s\r\n%s%s\r\n",
                       c->gw->url->path, c->gw->url->host, sid, b64,
-                      ga_agent.instance, ga_agent.conf.capacity,
-                      ga_agent.models, ga_probe_header(load, sizeof(load)))
+                      c->gw->rt->instance, c->gw->rt->conf->capacity,
+                      c->gw->rt->models,
+                      ga_probe_header(c->gw->rt, load, sizeof(load)),
+                      ga_agent.telemetry)
         != 0)
     {
         return -1;
     }
 
     c->state = GA_STEP2;
+    c->models_gen = c->gw->rt->models_gen;
     gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
 
     return 0;

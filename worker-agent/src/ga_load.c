@@ -2,8 +2,9 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Runtime load from Prometheus text (ga_load.h).  The input is not
- * NUL-terminated and may be anything: every read is bounded by "len".
+ * Runtime load from Prometheus text, or from Ollama's /api/ps JSON
+ * (ga_load.h).  The input is not NUL-terminated and may be anything:
+ * every read is bounded by "len".
  */
 
 
@@ -11,12 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "ga_load.h"
 
 
 typedef struct {
     const char  *name;         /* ga_runtime_type() spelling */
     const char  *path;         /* metrics endpoint */
+    const char  *models;       /* endpoint listing the served models */
+    const char  *health;       /* endpoint that answers 200 when up */
     const char  *running;      /* gauge of requests being generated */
     const char  *waiting;      /* gauge of requests queued */
 } ga_runtime_dialect_t;
@@ -24,19 +29,24 @@ typedef struct {
 
 /* indexed by ga_runtime_e */
 static const ga_runtime_dialect_t  ga_dialects[] = {
-    { "openai", NULL, NULL, NULL },
-    { "vllm", "/metrics", "vllm:num_requests_running",
-      "vllm:num_requests_waiting" },
-    { "llamacpp", "/metrics", "llamacpp:requests_processing",
-      "llamacpp:requests_deferred" },
-    { "sglang", "/metrics", "sglang:num_running_reqs",
-      "sglang:num_queue_reqs" },
-    { "tgi", "/metrics", "tgi_batch_current_size", "tgi_queue_size" },
+    { "openai", NULL, "/v1/models", "/v1/models", NULL, NULL },
+    { "vllm", "/metrics", "/v1/models", "/health",
+      "vllm:num_requests_running", "vllm:num_requests_waiting" },
+    { "llamacpp", "/metrics", "/v1/models", "/health",
+      "llamacpp:requests_processing", "llamacpp:requests_deferred" },
+    { "sglang", "/metrics", "/v1/models", "/health",
+      "sglang:num_running_reqs", "sglang:num_queue_reqs" },
+    { "tgi", "/metrics", "/info", "/health",
+      "tgi_batch_current_size", "tgi_queue_size" },
+    { "ollama", "/api/ps", "/api/tags", "/", NULL, NULL },
 };
 
 #define GA_NDIALECTS  (sizeof(ga_dialects) / sizeof(ga_dialects[0]))
 
+#define GA_MIB  (1024 * 1024)
 
+
+static int ga_load_ollama(const char *text, size_t len, ga_load_t *load);
 static const char *ga_load_sample(const char *p, const char *end,
     const char *metric, double *value);
 
@@ -71,6 +81,20 @@ ga_runtime_metrics_path(ga_runtime_e type)
 }
 
 
+const char *
+ga_runtime_models_path(ga_runtime_e type)
+{
+    return (size_t) type < GA_NDIALECTS ? ga_dialects[type].models : NULL;
+}
+
+
+const char *
+ga_runtime_health_path(ga_runtime_e type)
+{
+    return (size_t) type < GA_NDIALECTS ? ga_dialects[type].health : NULL;
+}
+
+
 int
 ga_load_parse(ga_runtime_e type, const char *text, size_t len,
     ga_load_t *load)
@@ -80,6 +104,10 @@ ga_load_parse(ga_runtime_e type, const char *text, size_t len,
     const ga_runtime_dialect_t  *d;
 
     memset(load, 0, sizeof(*load));
+
+    if (type == GA_RUNTIME_OLLAMA) {
+        return ga_load_ollama(text, len, load);
+    }
 
     if ((size_t) type >= GA_NDIALECTS || ga_dialects[type].waiting == NULL) {
         return -1;
@@ -106,6 +134,82 @@ ga_load_parse(ga_runtime_e type, const char *text, size_t len,
     }
 
     return load->has_waiting ? 0 : -1;
+}
+
+
+/*
+ * Ollama's /api/ps: {"models": [{"name": ..., "size_vram": <bytes>, ...}]}.
+ * Only the shape is checked that the numbers rely on: a model that is not
+ * an object, or a size_vram that is not a non-negative integer, means the
+ * answer is not what was asked for, and half of it would mislead.
+ */
+
+static int
+ga_load_ollama(const char *text, size_t len, ga_load_t *load)
+{
+    size_t        i, n;
+    json_t       *root, *models, *m, *v;
+    uint64_t      bytes, b;
+    json_int_t    iv;
+    json_error_t  jerr;
+
+    root = json_loadb(text, len, 0, &jerr);
+
+    if (root == NULL) {
+        return -1;
+    }
+
+    models = json_object_get(root, "models");
+
+    if (!json_is_array(models)) {
+        json_decref(root);
+        return -1;
+    }
+
+    n = json_array_size(models);
+    bytes = 0;
+    load->has_vram = 1;
+
+    for (i = 0; i < n; i++) {
+        m = json_array_get(models, i);
+
+        if (!json_is_object(m)) {
+            goto invalid;
+        }
+
+        v = json_object_get(m, "size_vram");
+
+        if (v == NULL) {
+            /* an older Ollama: resident, but how much is on the GPU? */
+            load->has_vram = 0;
+            continue;
+        }
+
+        if (!json_is_integer(v) || (iv = json_integer_value(v)) < 0) {
+            goto invalid;
+        }
+
+        b = (uint64_t) iv;
+        bytes = (bytes > UINT64_MAX - b) ? UINT64_MAX : bytes + b;
+    }
+
+    json_decref(root);
+
+    load->loaded = n;
+    load->has_loaded = 1;
+
+    if (load->has_vram) {
+        load->vram_mb = bytes / GA_MIB;
+    }
+
+    return 0;
+
+invalid:
+
+    json_decref(root);
+    memset(load, 0, sizeof(*load));
+
+    return -1;
 }
 
 

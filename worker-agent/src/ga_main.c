@@ -2,9 +2,10 @@
 /*
  * Copyright (C) gpugate authors
  *
- * gpugate-agent: configuration, the secret, model discovery, keeping every
- * nginx worker supplied with idle tunnel connections, reconnect backoff,
- * and the SIGTERM drain.  docs/agent.md is the operator's manual.
+ * gpugate-agent: configuration, the secret, keeping every nginx worker
+ * supplied with idle tunnel connections for every runtime, reconnect
+ * backoff, runtimes going down and coming back, GPU telemetry and the
+ * SIGTERM drain.  docs/agent.md is the operator's manual.
  *
  * Exit codes: 0 stopped (drained), 1 runtime failure, 2 usage or
  * configuration error.
@@ -13,21 +14,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "ga_agent.h"
+#include "ga_telemetry.h"
 #include "gpugate_tunnel_proto.h"
 
 
@@ -38,10 +37,15 @@
 
 ga_agent_t  ga_agent;
 
+/* NVML and /proc readings (ga_telemetry.c) */
+static ga_telemetry_t  ga_telemetry;
+
 
 static void ga_backoff(ga_gateway_t *gw, int attempt);
 static int ga_read_token(void);
-static void ga_discover_models(void);
+static void ga_telemetry_tick(gg_timer_t *t);
+static void ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf,
+    SSL_CTX **ctx);
 static void ga_reload(gg_loop_t *loop);
 static void ga_backoff_done(gg_timer_t *t);
 static void ga_drain_tick(gg_timer_t *t);
@@ -81,7 +85,7 @@ ga_supply(ga_gateway_t *gw)
     ga_worker_t  *w;
 
     if (ga_agent.draining || gg_timer_armed(&gw->backoff)
-        || !ga_agent.runtime_known || ga_agent.runtime_down)
+        || !gw->rt->known || gw->rt->down || !gw->rt->models_known)
     {
         return;
     }
@@ -120,52 +124,37 @@ ga_supply(ga_gateway_t *gw)
 }
 
 
+void
+ga_supply_runtime(ga_runtime_t *rt)
+{
+    int  i;
+
+    for (i = 0; i < ga_agent.conf.ngateways; i++) {
+        ga_supply(&rt->links[i]);
+    }
+}
+
+
 /*
- * The probe found the runtime listening, or not.  Down, the agent closes
- * its idle tunnels and dials no more, so that nginx sends this agent's
- * share to the others instead of to a 502 here; what is in flight ends
- * as it will.  Up again (or first found up), it supplies connections.
+ * Closes the runtime's tunnels that carry no request: all of them, or
+ * with "stale_only" those that advertised an older model list (the
+ * others close when their answer is done, ga_relay_end()).  A tunnel
+ * whose last answer is still being written is left to finish.
  */
 
 void
-ga_runtime_down(int down, const char *why)
+ga_close_idle(ga_runtime_t *rt, int stale_only)
 {
-    int            i, first;
-    ga_conn_t     *c, *next;
-    ga_gateway_t  *gw;
-
-    if (ga_agent.runtime_known && ga_agent.runtime_down == down) {
-        return;
-    }
-
-    first = !ga_agent.runtime_known;
-    ga_agent.runtime_known = 1;
-    ga_agent.runtime_down = down;
-
-    if (!down) {
-        if (!first) {
-            ga_log(GA_WARN, "runtime %s:%s listens again: offering "
-                   "capacity", ga_agent.conf.runtime.host,
-                   ga_agent.conf.runtime.port);
-        }
-
-        for (i = 0; i < ga_agent.conf.ngateways; i++) {
-            ga_supply(&ga_agent.gateways[i]);
-        }
-
-        return;
-    }
-
-    ga_log(GA_WARN, "runtime %s:%s %s (%s): idle tunnels closed, no "
-           "capacity offered until it listens again",
-           ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-           first ? "not listening at start" : "stopped listening", why);
+    int         i;
+    ga_conn_t  *c, *next;
 
     for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        gw = &ga_agent.gateways[i];
-
-        for (c = gw->conns; c; c = next) {
+        for (c = rt->links[i].conns; c; c = next) {
             next = c->next;
+
+            if (stale_only && c->models_gen == rt->models_gen) {
+                continue;
+            }
 
             if (c->state < GA_IDLE
                 || (c->state == GA_IDLE && gg_buf_len(&c->out) == 0))
@@ -174,6 +163,88 @@ ga_runtime_down(int down, const char *why)
             }
         }
     }
+}
+
+
+/*
+ * The probe found the runtime listening, or not.  Down, the agent closes
+ * the runtime's idle tunnels and dials no more for it, so that nginx
+ * sends its share to other runtimes and agents instead of to a 502 here;
+ * what is in flight ends as it will.  A discovered model list is read
+ * again when it comes back (a restarted runtime may serve other models).
+ * Up again (or first found up), it supplies connections.
+ */
+
+void
+ga_runtime_down(ga_runtime_t *rt, int down, const char *why)
+{
+    int  first;
+
+    if (rt->known && rt->down == down) {
+        return;
+    }
+
+    first = !rt->known;
+    rt->known = 1;
+    rt->down = down;
+
+    if (!down) {
+        if (!first) {
+            ga_log(GA_WARN, "runtime \"%s\" (%s:%s) listens again: "
+                   "offering capacity", rt->conf->name, rt->conf->url.host,
+                   rt->conf->url.port);
+        }
+
+        if (rt->conf->command[0]) {
+            ga_super_ready(rt);
+        }
+
+        ga_supply_runtime(rt);
+        return;
+    }
+
+    ga_log(rt->conf->command[0] && first ? GA_INFO : GA_WARN,
+           "runtime \"%s\" (%s:%s) %s (%s): no capacity offered until it "
+           "listens again", rt->conf->name, rt->conf->url.host,
+           rt->conf->url.port,
+           first ? "not listening at start" : "stopped listening", why);
+
+    if (!rt->conf->models_set) {
+        rt->models_known = 0;
+    }
+
+    ga_close_idle(rt, 0);
+}
+
+
+/*
+ * The runtime's model list was read.  A new list is advertised by new
+ * tunnels only (the gateway learns models at the handshake), so tunnels
+ * of the old list are replaced: idle ones now, busy ones after their
+ * answer.
+ */
+
+void
+ga_runtime_models(ga_runtime_t *rt, const char *models)
+{
+    int  changed;
+
+    changed = strcmp(rt->models, models) != 0;
+
+    if (changed || !rt->models_known) {
+        ga_log(GA_INFO, "runtime \"%s\" serves: %s", rt->conf->name,
+               models[0] ? models : "(no models)");
+    }
+
+    if (changed) {
+        snprintf(rt->models, sizeof(rt->models), "%s", models);
+        rt->models_gen++;
+        ga_close_idle(rt, 1);
+    }
+
+    rt->models_known = 1;
+
+    ga_supply_runtime(rt);
 }
 
 
@@ -304,7 +375,7 @@ ga_backoff_done(gg_timer_t *t)
 static void
 ga_drain_tick(gg_timer_t *t)
 {
-    int            i, left;
+    int            r, g, left;
     ga_conn_t     *c, *next;
     ga_gateway_t  *gw;
 
@@ -316,8 +387,8 @@ ga_drain_tick(gg_timer_t *t)
 
     left = 0;
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        left += ga_agent.gateways[i].nconns;
+    ga_for_each_link(r, g, gw) {
+        left += gw->nconns;
     }
 
     if (left == 0 || gg_time_us() >= ga_agent.drain_deadline) {
@@ -326,9 +397,7 @@ ga_drain_tick(gg_timer_t *t)
                    "connection(s) closed", ga_agent.inflight, left);
         }
 
-        for (i = 0; i < ga_agent.conf.ngateways; i++) {
-            gw = &ga_agent.gateways[i];
-
+        ga_for_each_link(r, g, gw) {
             for (c = gw->conns; c; c = next) {
                 next = c->next;
                 ga_conn_close(c, NULL);
@@ -359,9 +428,12 @@ static char  **ga_argv;
 static void
 ga_reload(gg_loop_t *loop)
 {
-    int         i, check, version;
-    char        err[GA_ERR_SIZE];
-    ga_conf_t  *old, cf;
+    int            i, r, g, check, version, same;
+    char           err[GA_ERR_SIZE];
+    ga_conf_t     *old, cf;
+    ga_rtconf_t   *ort, *nrt;
+    ga_runtime_t  *rt;
+    ga_gateway_t  *gw;
 
     (void) loop;
 
@@ -383,8 +455,8 @@ ga_reload(gg_loop_t *loop)
 
 #define ga_reload_fixed(name, differs)                                        \
     if (differs) {                                                            \
-        ga_log(GA_WARN, "SIGHUP: \"" name "\" changed; it applies after a "  \
-               "restart");                                                    \
+        ga_log(GA_WARN, "SIGHUP: \"%s\" changed; it applies after a "       \
+               "restart", name);                                              \
     }
 
     ga_reload_fixed("gateway", cf.ngateways != old->ngateways
@@ -396,40 +468,64 @@ ga_reload(gg_loop_t *loop)
     ga_reload_fixed("ca_file", strcmp(cf.ca_file, old->ca_file) != 0);
     ga_reload_fixed("server_name", strcmp(cf.server_name, old->server_name)
                                    != 0);
-    ga_reload_fixed("runtime", memcmp(&cf.runtime, &old->runtime,
-                                      sizeof(cf.runtime)) != 0);
 
-#undef ga_reload_fixed
+    same = cf.nruntimes == old->nruntimes;
 
-    old->capacity = cf.capacity;
+    for (i = 0; same && i < cf.nruntimes; i++) {
+        same = strcmp(cf.runtimes[i].name, old->runtimes[i].name) == 0;
+    }
+
+    ga_reload_fixed("[runtime] sections", !same);
+
     old->spare = cf.spare;
     old->max_connections = cf.max_connections;
     old->drain_timeout = cf.drain_timeout;
     old->idle_timeout = cf.idle_timeout;
-    old->runtime_keepalive = cf.runtime_keepalive;
-    old->runtime_keepalive_timeout = cf.runtime_keepalive_timeout;
-    old->runtime_type = cf.runtime_type;
     old->load_interval = cf.load_interval;
+    old->telemetry_interval = cf.telemetry_interval;
     old->log_level = cf.log_level;
 
-    if (cf.models_set) {
-        memcpy(old->models, cf.models, sizeof(cf.models));
-        old->models_set = 1;
-        snprintf(ga_agent.models, sizeof(ga_agent.models), "%s", cf.models);
+    for (i = 0; same && i < cf.nruntimes; i++) {
+        ort = &old->runtimes[i];
+        nrt = &cf.runtimes[i];
+        rt = &ga_agent.runtimes[i];
 
-    } else if (old->models_set) {
-        ga_log(GA_WARN, "SIGHUP: \"models\" removed; discovery applies "
-               "after a restart, \"%s\" stays advertised", ga_agent.models);
+        ga_reload_fixed("runtime",
+                        memcmp(&nrt->url, &ort->url, sizeof(nrt->url)) != 0);
+        ga_reload_fixed("runtime_command",
+                        strcmp(nrt->command, ort->command) != 0);
+
+        ort->capacity = nrt->capacity;
+        ort->keepalive = nrt->keepalive;
+        ort->keepalive_timeout = nrt->keepalive_timeout;
+        ort->type = nrt->type;
+        ort->start_timeout = nrt->start_timeout;
+
+        if (nrt->models_set) {
+            memcpy(ort->models, nrt->models, sizeof(ort->models));
+            ort->models_set = 1;
+            ga_runtime_models(rt, nrt->models);
+
+        } else if (ort->models_set) {
+            /* read from the runtime from now on */
+            ort->models_set = 0;
+            rt->probe.ticks = (unsigned) -1;
+        }
+
+        ga_probe_now(rt);
+
+        ga_log(GA_INFO, "SIGHUP: runtime \"%s\": capacity %d, models "
+               "\"%s\", runtime_type %s", ort->name, ort->capacity,
+               rt->models, ga_runtime_name(ort->type));
     }
 
-    ga_probe_now();
+#undef ga_reload_fixed
 
-    ga_log(GA_INFO, "SIGHUP: configuration reloaded: capacity %d, spare %d, "
-           "models \"%s\", runtime_type %s", old->capacity, old->spare,
-           ga_agent.models, ga_runtime_name(old->runtime_type));
+    ga_log(GA_INFO, "SIGHUP: configuration reloaded: spare %d, "
+           "max_connections %d", old->spare, old->max_connections);
 
-    for (i = 0; i < old->ngateways; i++) {
-        ga_supply(&ga_agent.gateways[i]);
+    ga_for_each_link(r, g, gw) {
+        ga_supply(gw);
     }
 }
 
@@ -437,12 +533,13 @@ ga_reload(gg_loop_t *loop)
 int
 main(int argc, char **argv)
 {
-    int            i, check, version;
+    int            r, g, check, version;
     char           err[GA_ERR_SIZE];
+    SSL_CTX       *ctx[GA_MAX_GATEWAYS];
     ga_conn_t     *c, *next;
-    gg_timer_t     drain;
+    gg_timer_t     drain, telemetry;
     ga_gateway_t  *gw;
-    unsigned char  rnd[16];
+    unsigned char  rnd[4];
 
     ga_conf_defaults(&ga_agent.conf);
 
@@ -474,16 +571,15 @@ main(int argc, char **argv)
         return GA_EXIT_CONFIG;
     }
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        gw = &ga_agent.gateways[i];
-        gw->url = &ga_agent.conf.gateways[i];
-        gw->backoff.handler = ga_backoff_done;
-        gw->backoff.data = gw;
+    /* one TLS context per gateway, shared by the runtimes' tunnels */
 
-        if (gw->url->tls) {
-            gw->ssl_ctx = ga_tls_ctx(&ga_agent.conf);
+    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+        ctx[g] = NULL;
 
-            if (gw->ssl_ctx == NULL) {
+        if (ga_agent.conf.gateways[g].tls) {
+            ctx[g] = ga_tls_ctx(&ga_agent.conf);
+
+            if (ctx[g] == NULL) {
                 return GA_EXIT_CONFIG;
             }
         }
@@ -498,17 +594,15 @@ main(int argc, char **argv)
         return GA_EXIT_FAILURE;
     }
 
-    for (i = 0; i < 16; i++) {
-        snprintf(ga_agent.instance + 2 * i, 3, "%02x", rnd[i]);
-    }
-
     srandom((unsigned) (rnd[0] | rnd[1] << 8 | rnd[2] << 16) ^ getpid());
 
-    if (ga_agent.conf.models_set) {
-        snprintf(ga_agent.models, sizeof(ga_agent.models), "%s",
-                 ga_agent.conf.models);
-    } else {
-        ga_discover_models();
+    for (r = 0; r < ga_agent.conf.nruntimes; r++) {
+        ga_runtime_init(&ga_agent.runtimes[r], &ga_agent.conf.runtimes[r],
+                        ctx);
+
+        if (ga_agent.runtimes[r].instance[0] == '\0') {
+            return GA_EXIT_FAILURE;
+        }
     }
 
     if (gg_loop_init(&ga_agent.loop) != 0) {
@@ -518,18 +612,47 @@ main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
 
-    ga_log(GA_INFO, "agent \"%s\" starting: %d gateway(s), runtime %s:%s, "
-           "capacity %d, models \"%s\"", ga_agent.conf.name,
-           ga_agent.conf.ngateways, ga_agent.conf.runtime.host,
-           ga_agent.conf.runtime.port, ga_agent.conf.capacity,
-           ga_agent.models);
+    if (ga_super_init() != 0) {
+        ga_log(GA_ERROR, "SIGCHLD: %s", strerror(errno));
+        return GA_EXIT_FAILURE;
+    }
+
+    ga_log(GA_INFO, "agent \"%s\" " GA_VERSION " starting: %d gateway(s), "
+           "%d runtime(s)", ga_agent.conf.name, ga_agent.conf.ngateways,
+           ga_agent.conf.nruntimes);
 
     ga_argc = argc;
     ga_argv = argv;
     ga_agent.loop.on_hup = ga_reload;
 
-    /* dialing starts once the first probe found the runtime listening */
-    ga_probe_now();
+    if (ga_telemetry_open(&ga_telemetry, NULL) == 0) {
+        ga_log(GA_INFO, "NVML: %u GPU(s)", ga_telemetry.snap.ngpus);
+    } else {
+        ga_log(GA_INFO, "no GPU telemetry: %s", ga_telemetry.reason);
+    }
+
+    memset(&telemetry, 0, sizeof(telemetry));
+    telemetry.handler = ga_telemetry_tick;
+    ga_telemetry_tick(&telemetry);
+
+    for (r = 0; r < ga_agent.conf.nruntimes; r++) {
+        ga_runtime_t  *rt = &ga_agent.runtimes[r];
+
+        ga_log(GA_INFO, "runtime \"%s\": %s:%s, %s, capacity %d, models "
+               "%s%s%s", rt->conf->name, rt->conf->url.host,
+               rt->conf->url.port, ga_runtime_name(rt->conf->type),
+               rt->conf->capacity,
+               rt->conf->models_set ? "\"" : "",
+               rt->conf->models_set ? rt->models : "discovered",
+               rt->conf->models_set ? "\"" : "");
+
+        if (rt->conf->command[0]) {
+            ga_super_start(rt);
+        }
+
+        /* dialing starts once a probe found the runtime listening */
+        ga_probe_now(rt);
+    }
 
     if (gg_loop_run(&ga_agent.loop) != 0) {
         ga_log(GA_ERROR, "event loop failed: %s", strerror(errno));
@@ -543,12 +666,16 @@ main(int argc, char **argv)
            ga_agent.conf.drain_timeout);
 
     ga_agent.draining = 1;
-    ga_relay_pool_close();
     ga_agent.drain_deadline = gg_time_us()
                               + ga_agent.conf.drain_timeout * 1000000ULL;
+    gg_timer_del(&ga_agent.loop, &telemetry);
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        gw = &ga_agent.gateways[i];
+    for (r = 0; r < ga_agent.conf.nruntimes; r++) {
+        ga_relay_pool_close(&ga_agent.runtimes[r]);
+        ga_probe_stop(&ga_agent.runtimes[r]);
+    }
+
+    ga_for_each_link(r, g, gw) {
         gg_timer_del(&ga_agent.loop, &gw->backoff);
 
         for (c = gw->conns; c; c = next) {
@@ -566,6 +693,17 @@ main(int argc, char **argv)
         return GA_EXIT_FAILURE;
     }
 
+    /* the answers are out: supervised runtimes may stop now */
+
+    if (ga_super_running()) {
+        ga_agent.loop.stop = 0;
+        ga_super_stop_all();
+
+        if (!ga_agent.loop.stop && gg_loop_run(&ga_agent.loop) != 0) {
+            return GA_EXIT_FAILURE;
+        }
+    }
+
     ga_log(GA_INFO, "stopped after %llu request(s)",
            (unsigned long long) ga_agent.served);
 
@@ -573,15 +711,88 @@ main(int argc, char **argv)
     OPENSSL_cleanse(&ga_agent.scram_keys, sizeof(ga_agent.scram_keys));
     free(ga_agent.token);
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        if (ga_agent.gateways[i].ssl_ctx) {
-            SSL_CTX_free(ga_agent.gateways[i].ssl_ctx);
+    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+        if (ctx[g]) {
+            SSL_CTX_free(ctx[g]);
         }
     }
 
+    ga_telemetry_close(&ga_telemetry);
     gg_loop_free(&ga_agent.loop);
 
     return GA_EXIT_OK;
+}
+
+
+static void
+ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf, SSL_CTX **ctx)
+{
+    int            g;
+    unsigned char  rnd[16];
+    ga_gateway_t  *gw;
+
+    rt->conf = conf;
+    rt->probe.io.fd = -1;
+
+    if (conf->models_set) {
+        snprintf(rt->models, sizeof(rt->models), "%s", conf->models);
+        rt->models_known = 1;
+    }
+
+    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+        gw = &rt->links[g];
+        gw->url = &ga_agent.conf.gateways[g];
+        gw->rt = rt;
+        gw->ssl_ctx = ctx[g];
+        gw->backoff.handler = ga_backoff_done;
+        gw->backoff.data = gw;
+    }
+
+    /* each runtime is an agent instance of its own at the gateway */
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return;
+    }
+
+    for (g = 0; g < 16; g++) {
+        snprintf(rt->instance + 2 * g, 3, "%02x", rnd[g]);
+    }
+}
+
+
+/*
+ * GPU and host figures every telemetry_interval: sent to the gateway in
+ * ping answers and handshakes; the GPU with the most free memory also
+ * goes into X-Gpugate-Load, where it breaks ties between agents.
+ */
+
+static void
+ga_telemetry_tick(gg_timer_t *t)
+{
+    size_t        n;
+    static const char  name[] = "X-Gpugate-Telemetry: ";
+
+    (void) ga_telemetry_read(&ga_telemetry);
+
+    /* the value is written in place, between the name and the CRLF */
+
+    n = ga_telemetry_format(&ga_telemetry,
+                            ga_agent.telemetry + sizeof(name) - 1,
+                            sizeof(ga_agent.telemetry) - sizeof(name) - 2);
+
+    if (n) {
+        memcpy(ga_agent.telemetry, name, sizeof(name) - 1);
+        memcpy(ga_agent.telemetry + sizeof(name) - 1 + n, "\r\n", 3);
+    } else {
+        ga_agent.telemetry[0] = '\0';
+    }
+
+    ga_agent.gpu_free_mb = ga_telemetry_gpu_free_mb(&ga_telemetry);
+
+    if (!ga_agent.draining) {
+        (void) gg_timer_add(&ga_agent.loop, t,
+                            ga_agent.conf.telemetry_interval * 1000000ULL);
+    }
 }
 
 
@@ -644,134 +855,6 @@ ga_read_token(void)
 }
 
 
-/*
- * Asks the runtime's /v1/models once at start (blocking, 2 s): the agent
- * has nothing else to do yet.  Without an answer it advertises "any
- * model" and says so.
- */
-
-static void
-ga_discover_models(void)
-{
-    int               fd;
-    char              req[512], *body;
-    size_t            i, len, cap;
-    ssize_t           n;
-    json_t           *root, *data, *id;
-    json_error_t      jerr;
-    struct timeval    tv;
-    struct addrinfo   hints, *res;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-
-    if (getaddrinfo(ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-                    &hints, &res) != 0)
-    {
-        goto failed;
-    }
-
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    tv.tv_sec = 2;
-    tv.tv_usec = 0;
-
-    if (fd == -1
-        || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0
-        || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0
-        || connect(fd, res->ai_addr, res->ai_addrlen) != 0)
-    {
-        freeaddrinfo(res);
-        if (fd != -1) {
-            close(fd);
-        }
-        goto failed;
-    }
-
-    freeaddrinfo(res);
-
-    n = snprintf(req, sizeof(req), "GET /v1/models HTTP/1.0\r\nHost: %s\r\n"
-                 "\r\n", ga_agent.conf.runtime.host);
-
-    if (write(fd, req, n) != n) {
-        close(fd);
-        goto failed;
-    }
-
-    cap = 1 << 20;
-    body = malloc(cap + 1);
-    len = 0;
-
-    while (body && len < cap && (n = read(fd, body + len, cap - len)) > 0) {
-        len += n;
-    }
-
-    close(fd);
-
-    if (body == NULL) {
-        goto failed;
-    }
-
-    body[len] = '\0';
-
-    root = NULL;
-
-    if (strncmp(body, "HTTP/1.", 7) == 0 && strncmp(body + 9, "200", 3) == 0
-        && strstr(body, "\r\n\r\n"))
-    {
-        root = json_loads(strstr(body, "\r\n\r\n") + 4, 0, &jerr);
-    }
-
-    free(body);
-    data = root ? json_object_get(root, "data") : NULL;
-
-    if (!json_is_array(data)) {
-        json_decref(root);
-        goto failed;
-    }
-
-    len = 0;
-
-    for (i = 0; i < json_array_size(data); i++) {
-        id = json_object_get(json_array_get(data, i), "id");
-
-        if (!json_is_string(id)
-            || strchr(json_string_value(id), ' ') != NULL
-            || gpugate_tunnel_check_models(json_string_value(id),
-                                           json_string_length(id)) != 1
-            || json_string_length(id) > GPUGATE_TUNNEL_MODEL_MAX)
-        {
-            /* the gateway would refuse every handshake that names it */
-            ga_log(GA_WARN, "runtime model id %s not advertised (ids are "
-                   "printable ASCII without spaces or commas)",
-                   json_is_string(id) ? json_string_value(id) : "(none)");
-            continue;
-        }
-
-        if (len + json_string_length(id) + 3 > sizeof(ga_agent.models)) {
-            ga_log(GA_WARN, "runtime model %s not advertised: the list "
-                   "is full", json_string_value(id));
-            continue;
-        }
-
-        len += snprintf(ga_agent.models + len, sizeof(ga_agent.models) - len,
-                        "%s%s", len ? ", " : "", json_string_value(id));
-    }
-
-    json_decref(root);
-
-    ga_log(GA_INFO, "runtime models: %s", ga_agent.models);
-
-    return;
-
-failed:
-
-    ga_agent.models[0] = '\0';
-    ga_log(GA_WARN, "runtime %s:%s: /v1/models unavailable, advertising "
-           "any model", ga_agent.conf.runtime.host,
-           ga_agent.conf.runtime.port);
-}
-
-
 static void
 ga_usage(void)
 {
@@ -780,23 +863,30 @@ ga_usage(void)
            "\n"
            "keys (file \"key = value\" or flag \"--key value\"):\n"
            "  gateway URL        https://host[:port][/path], repeatable\n"
-           "  name NAME          agent name (gpugate-keys agent-create)\n"
+           "  name NAME          agent name (gpugate-keys agent create)\n"
            "  token_file PATH    the agent token (or GPUGATE_AGENT_TOKEN)\n"
            "  ca_file PATH       private CA for the gateway certificate\n"
            "  server_name NAME   TLS name to verify instead of the host\n"
-           "  runtime URL        http://host:port of the local runtime\n"
-           "  models LIST        advertised models (default: discover)\n"
-           "  capacity N         requests served at once (16)\n"
            "  spare N            idle connections per nginx worker (2)\n"
-           "  max_connections N  per gateway (256)\n"
+           "  max_connections N  per gateway and runtime (256)\n"
            "  drain_timeout S    SIGTERM grace period (30)\n"
            "  idle_timeout S     drop a silent connection (20)\n"
+           "  load_interval S    seconds between health/load reads (2)\n"
+           "  telemetry_interval S  seconds between GPU readings (5)\n"
+           "  log_level L        error, warn, info, debug (info)\n"
+           "\n"
+           "runtime keys (top level for one runtime, or in one\n"
+           "\"[runtime NAME]\" section per runtime in the file):\n"
+           "  runtime URL        http://host:port of the runtime\n"
+           "  runtime_type T     openai, vllm, llamacpp, sglang, tgi or\n"
+           "                     ollama: how models, load and health are\n"
+           "                     read (openai: models and health only)\n"
+           "  models LIST        advertised models (default: discovered)\n"
+           "  capacity N         requests served at once (16)\n"
            "  runtime_keepalive N  idle runtime connections kept (capacity)\n"
            "  runtime_keepalive_timeout S  how long one is kept (4)\n"
-           "  runtime_type T     openai, vllm, llamacpp, sglang or tgi:\n"
-           "                     how its load is read (openai: not read)\n"
-           "  load_interval S    seconds between load reads (2)\n"
-           "  log_level L        error, warn, info, debug (info)\n"
+           "  runtime_command CMD  start and supervise the runtime\n"
+           "  runtime_start_timeout S  time it may take to listen (600)\n"
            "\n"
            "exit codes: 0 stopped, 1 failure, 2 usage or configuration\n");
 }

@@ -2,23 +2,28 @@
 /*
  * Copyright (C) gpugate authors
  *
- * The runtime's health and load, read every load_interval seconds: its
- * metrics endpoint in its own dialect (runtime_type, ga_load.c), reported
- * to the gateway as X-Gpugate-Load in the handshake and in ping answers;
- * or, for a plain OpenAI-compatible runtime, GET /v1/models.
+ * Each runtime's health, load and models, read every load_interval
+ * seconds in its own dialect (runtime_type): the metrics endpoint
+ * (ga_load.c), reported to the gateway as X-Gpugate-Load in the handshake
+ * and in ping answers; the model list (ga_models.c) when it is not
+ * configured, at start, after the runtime was down, and every
+ * GA_PROBE_MODELS_EVERY probes, so that a runtime that loads another
+ * model is advertised with it; for a plain OpenAI-compatible runtime,
+ * every probe is GET /v1/models.
  *
  * A runtime that cannot be connected to (nothing listens: it died or has
- * not started) is down: the agent then offers the gateway no capacity
- * (ga_runtime_down()), so requests go to other agents instead of getting
- * 502s here, until a probe connects again.  Slow or odd answers are not
- * "down": a runtime busy generating may be slow to serve its metrics.
+ * not started) is down: the agent then offers the gateway no capacity for
+ * it (ga_runtime_down()), so requests go to other runtimes and agents
+ * instead of getting 502s here, until a probe connects again.  Slow or
+ * odd answers are not "down": a runtime busy generating may be slow to
+ * serve its metrics.
  *
- * One probe at a time, non-blocking in the event loop: HTTP/1.0, so the
- * answer ends where the runtime closes; at most GA_PROBE_MAX bytes and
- * GA_PROBE_TIMEOUT.  A failed probe keeps nothing: figures older than
- * three intervals are not reported, so a runtime that stops answering
- * stops steering traffic.  Failures are logged when they start and when
- * they end, not on every probe.
+ * One probe at a time per runtime, non-blocking in the event loop:
+ * HTTP/1.0, so the answer ends where the runtime closes; at most
+ * GA_PROBE_MAX bytes and GA_PROBE_TIMEOUT.  A failed probe keeps nothing:
+ * figures older than three intervals are not reported, so a runtime that
+ * stops answering stops steering traffic.  Failures are logged when they
+ * start and when they end, not on every probe.
  */
 
 
@@ -30,70 +35,88 @@
 #include <unistd.h>
 
 #include "ga_agent.h"
+#include "ga_models.h"
+#include "gpugate_tunnel_proto.h"
 
 
-#define GA_PROBE_MAX      (1024 * 1024)
-#define GA_PROBE_TIMEOUT  (2 * 1000000ULL)
-
-
-typedef struct {
-    gg_io_t          io;         /* the probe's socket, fd -1 if none */
-    gg_timer_t       timer;      /* next probe, or this one's deadline */
-    gg_buf_t         out;        /* request bytes not yet written */
-    gg_buf_t         in;         /* the answer so far */
-    gg_http_head_t   head;       /* its head */
-    unsigned         connected:1; /* connect() finished */
-    unsigned         failing:1;  /* the last probe failed: logged once */
-} ga_probe_t;
+#define GA_PROBE_MAX          (1024 * 1024)
+#define GA_PROBE_TIMEOUT      (2 * 1000000ULL)
+#define GA_PROBE_MODELS_EVERY 15
 
 
 static void ga_probe_tick(gg_timer_t *t);
 static void ga_probe_io(gg_io_t *io, uint32_t revents);
-static void ga_probe_done(const char *error, int down);
-
-
-static ga_probe_t  ga_probe;
+static void ga_probe_answer(ga_runtime_t *rt);
+static void ga_probe_done(ga_runtime_t *rt, const char *error, int down);
 
 
 /* at start, and now rather than later: unless a probe is under way */
 
 void
-ga_probe_now(void)
+ga_probe_now(ga_runtime_t *rt)
 {
-    if (ga_probe.timer.handler == NULL) {
-        ga_probe.io.fd = -1;
-        ga_probe.timer.handler = ga_probe_tick;
+    if (rt->probe.timer.handler == NULL) {
+        rt->probe.io.fd = -1;
+        rt->probe.timer.handler = ga_probe_tick;
+        rt->probe.timer.data = rt;
     }
 
-    if (ga_probe.io.fd != -1 || ga_agent.draining) {
+    if (rt->probe.io.fd != -1 || ga_agent.draining) {
         return;
     }
 
-    (void) gg_timer_add(&ga_agent.loop, &ga_probe.timer, 0);
+    (void) gg_timer_add(&ga_agent.loop, &rt->probe.timer, 0);
 }
 
 
-/* "X-Gpugate-Load: ...\r\n" into buf when fresh figures exist, else "" */
+/* the drain: no more probes */
+
+void
+ga_probe_stop(ga_runtime_t *rt)
+{
+    if (rt->probe.io.fd != -1) {
+        (void) gg_io_set(&ga_agent.loop, &rt->probe.io, 0);
+        close(rt->probe.io.fd);
+        rt->probe.io.fd = -1;
+    }
+
+    gg_timer_del(&ga_agent.loop, &rt->probe.timer);
+    gg_buf_free(&rt->probe.in);
+    gg_buf_free(&rt->probe.out);
+}
+
+
+/*
+ * "X-Gpugate-Load: ...\r\n" into buf: the runtime's queue when fresh
+ * figures exist, the free memory of the emptiest GPU when there is one;
+ * else "".
+ */
 
 const char *
-ga_probe_header(char *buf, size_t size)
+ga_probe_header(ga_runtime_t *rt, char *buf, size_t size)
 {
-    uint64_t  age;
+    int  queue;
 
-    buf[0] = '\0';
+    queue = rt->load_at != 0 && rt->load.has_waiting
+            && gg_time_us() - rt->load_at
+               <= 3ULL * ga_agent.conf.load_interval * 1000000ULL;
 
-    if (ga_agent.load_at == 0) {
-        return buf;
+    if (queue && ga_agent.gpu_free_mb) {
+        snprintf(buf, size, "X-Gpugate-Load: queue=%llu, gpu_free_mb=%llu\r\n",
+                 (unsigned long long) rt->load.waiting,
+                 (unsigned long long) ga_agent.gpu_free_mb);
+
+    } else if (queue) {
+        snprintf(buf, size, "X-Gpugate-Load: queue=%llu\r\n",
+                 (unsigned long long) rt->load.waiting);
+
+    } else if (ga_agent.gpu_free_mb) {
+        snprintf(buf, size, "X-Gpugate-Load: gpu_free_mb=%llu\r\n",
+                 (unsigned long long) ga_agent.gpu_free_mb);
+
+    } else {
+        buf[0] = '\0';
     }
-
-    age = gg_time_us() - ga_agent.load_at;
-
-    if (age > 3ULL * ga_agent.conf.load_interval * 1000000ULL) {
-        return buf;
-    }
-
-    snprintf(buf, size, "X-Gpugate-Load: queue=%llu\r\n",
-             (unsigned long long) ga_agent.load.waiting);
 
     return buf;
 }
@@ -103,34 +126,49 @@ static void
 ga_probe_tick(gg_timer_t *t)
 {
     int               fd, rc;
-    const char       *path;
+    ga_probe_t       *pr;
+    ga_rtconf_t      *cf;
+    ga_runtime_t     *rt;
     struct addrinfo   hints, *res;
 
-    (void) t;
+    rt = t->data;
+    pr = &rt->probe;
+    cf = rt->conf;
 
-    if (ga_probe.io.fd != -1) {
-        ga_probe_done("no answer within 2 s", 0);
+    if (pr->io.fd != -1) {
+        ga_probe_done(rt, "no answer within 2 s", 0);
         return;
     }
 
-    ga_probe.connected = 0;
+    pr->connected = 0;
+    pr->models = 0;
+    pr->path = ga_runtime_metrics_path(cf->type);
 
-    path = ga_runtime_metrics_path(ga_agent.conf.runtime_type);
-
-    if (path == NULL) {
-        /* runtime_type openai, perhaps since a SIGHUP: health only */
-        ga_agent.load_at = 0;
-        path = "/v1/models";
+    if (pr->path == NULL) {
+        /* runtime_type openai, perhaps since a SIGHUP: no load read */
+        rt->load_at = 0;
     }
+
+    if (!cf->models_set
+        && (pr->path == NULL || !rt->models_known
+            || pr->ticks >= GA_PROBE_MODELS_EVERY))
+    {
+        pr->models = 1;
+        pr->path = ga_runtime_models_path(cf->type);
+
+    } else if (pr->path == NULL) {
+        pr->path = ga_runtime_health_path(cf->type);
+    }
+
+    pr->ticks++;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
 
-    rc = getaddrinfo(ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-                     &hints, &res);
+    rc = getaddrinfo(cf->url.host, cf->url.port, &hints, &res);
 
     if (rc != 0) {
-        ga_probe_done(gai_strerror(rc), 1);
+        ga_probe_done(rt, gai_strerror(rc), 1);
         return;
     }
 
@@ -148,94 +186,95 @@ ga_probe_tick(gg_timer_t *t)
             close(fd);
         }
 
-        ga_probe_done(strerror(rc), 1);
+        ga_probe_done(rt, strerror(rc), 1);
         return;
     }
 
     freeaddrinfo(res);
 
-    ga_probe.io.fd = fd;
-    ga_probe.io.events = 0;
-    ga_probe.io.handler = ga_probe_io;
-    ga_probe.io.data = &ga_probe;
-    ga_probe.connected = 0;
-    gg_buf_reset(&ga_probe.in);
-    gg_buf_reset(&ga_probe.out);
+    pr->io.fd = fd;
+    pr->io.events = 0;
+    pr->io.handler = ga_probe_io;
+    pr->io.data = rt;
+    gg_buf_reset(&pr->in);
+    gg_buf_reset(&pr->out);
 
-    if (gg_buf_printf(&ga_probe.out, "GET %s HTTP/1.0\r\nHost: %s:%s\r\n"
+    if (gg_buf_printf(&pr->out, "GET %s HTTP/1.0\r\nHost: %s:%s\r\n"
                       "User-Agent: gpugate-agent/" GA_VERSION "\r\n\r\n",
-                      path, ga_agent.conf.runtime.host,
-                      ga_agent.conf.runtime.port)
+                      pr->path, cf->url.host, cf->url.port)
         != 0
-        || gg_io_set(&ga_agent.loop, &ga_probe.io, EPOLLOUT) != 0)
+        || gg_io_set(&ga_agent.loop, &pr->io, EPOLLOUT) != 0)
     {
-        ga_probe_done("out of memory", 0);
+        ga_probe_done(rt, "out of memory", 0);
         return;
     }
 
-    (void) gg_timer_add(&ga_agent.loop, &ga_probe.timer, GA_PROBE_TIMEOUT);
+    (void) gg_timer_add(&ga_agent.loop, &pr->timer, GA_PROBE_TIMEOUT);
 }
 
 
 static void
 ga_probe_io(gg_io_t *io, uint32_t revents)
 {
-    int        err;
-    ssize_t    n;
-    ga_load_t  load;
-    socklen_t  len;
+    int            err;
+    ssize_t        n;
+    socklen_t      len;
+    ga_probe_t    *pr;
+    ga_runtime_t  *rt;
 
     (void) revents;
 
-    if (!ga_probe.connected) {
+    rt = io->data;
+    pr = &rt->probe;
+
+    if (!pr->connected) {
         len = sizeof(err);
 
         if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
             || err != 0)
         {
             /* nothing listens: the runtime is down */
-            ga_probe_done(strerror(err ? err : errno), 1);
+            ga_probe_done(rt, strerror(err ? err : errno), 1);
             return;
         }
 
-        ga_probe.connected = 1;
+        pr->connected = 1;
     }
 
-    while (gg_buf_len(&ga_probe.out)) {
-        n = send(io->fd, gg_buf_pos(&ga_probe.out),
-                 gg_buf_len(&ga_probe.out), MSG_NOSIGNAL);
+    while (gg_buf_len(&pr->out)) {
+        n = send(io->fd, gg_buf_pos(&pr->out), gg_buf_len(&pr->out),
+                 MSG_NOSIGNAL);
 
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 return;
             }
 
-            ga_probe_done(strerror(errno), 0);
+            ga_probe_done(rt, strerror(errno), 0);
             return;
         }
 
-        gg_buf_consume(&ga_probe.out, n);
+        gg_buf_consume(&pr->out, n);
     }
 
     (void) gg_io_set(&ga_agent.loop, io, EPOLLIN);
 
     for ( ;; ) {
-        if (gg_buf_len(&ga_probe.in) >= GA_PROBE_MAX
-            || gg_buf_reserve(&ga_probe.in, 16384) != 0)
+        if (gg_buf_len(&pr->in) >= GA_PROBE_MAX
+            || gg_buf_reserve(&pr->in, 16384) != 0)
         {
-            ga_probe_done("answer over 1 MiB", 0);
+            ga_probe_done(rt, "answer over 1 MiB", 0);
             return;
         }
 
-        n = read(io->fd, gg_buf_last(&ga_probe.in),
-                 gg_buf_room(&ga_probe.in));
+        n = read(io->fd, gg_buf_last(&pr->in), gg_buf_room(&pr->in));
 
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 return;
             }
 
-            ga_probe_done(strerror(errno), 0);
+            ga_probe_done(rt, strerror(errno), 0);
             return;
         }
 
@@ -243,92 +282,141 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
             break;
         }
 
-        ga_probe.in.end += n;
+        pr->in.end += n;
     }
 
     /* the runtime closed: the answer is whole */
 
-    gg_http_head_init(&ga_probe.head, 1, 64 * 1024);
+    gg_http_head_init(&pr->head, 1, 64 * 1024);
 
-    if (gg_http_parse_head(&ga_probe.head, gg_buf_pos(&ga_probe.in),
-                           gg_buf_len(&ga_probe.in)) != GG_HTTP_OK)
+    if (gg_http_parse_head(&pr->head, gg_buf_pos(&pr->in),
+                           gg_buf_len(&pr->in)) != GG_HTTP_OK)
     {
-        ga_probe_done("malformed answer", 0);
+        ga_probe_done(rt, "malformed answer", 0);
         return;
     }
 
-    if (ga_probe.head.status != 200) {
-        ga_probe_done("status is not 200", 0);
+    if (pr->head.status != 200) {
+        ga_probe_done(rt, "status is not 200", 0);
         return;
     }
 
-    if (ga_runtime_metrics_path(ga_agent.conf.runtime_type) == NULL) {
+    ga_probe_answer(rt);
+}
+
+
+/* a 200 answer: the model list, the load, or just "alive" */
+
+static void
+ga_probe_answer(ga_runtime_t *rt)
+{
+    int          n;
+    char         models[GPUGATE_TUNNEL_MODELS_MAX + 1], err[GA_ERR_SIZE];
+    size_t       len;
+    ga_load_t    load;
+    ga_probe_t  *pr;
+    const char  *body;
+
+    pr = &rt->probe;
+    body = gg_buf_pos(&pr->in) + pr->head.head_len;
+    len = gg_buf_len(&pr->in) - pr->head.head_len;
+
+    if (pr->models) {
+        n = ga_models_parse(rt->conf->type, body, len, models,
+                            sizeof(models), err, sizeof(err));
+
+        if (n < 0) {
+            ga_probe_done(rt, err, 0);
+            return;
+        }
+
+        if (err[0] && (strcmp(models, rt->models) != 0
+                       || !rt->models_known))
+        {
+            ga_log(GA_WARN, "runtime \"%s\": %s %s", rt->conf->name,
+                   pr->path, err);
+        }
+
+        pr->ticks = 0;
+        ga_runtime_models(rt, models);
+        ga_probe_done(rt, NULL, 0);
+        return;
+    }
+
+    if (ga_runtime_metrics_path(rt->conf->type) == NULL
+        || strcmp(pr->path, ga_runtime_metrics_path(rt->conf->type)) != 0)
+    {
         /* health only: the runtime answers */
-        ga_probe_done(NULL, 0);
+        ga_probe_done(rt, NULL, 0);
         return;
     }
 
-    if (ga_load_parse(ga_agent.conf.runtime_type,
-                      gg_buf_pos(&ga_probe.in) + ga_probe.head.head_len,
-                      gg_buf_len(&ga_probe.in) - ga_probe.head.head_len,
-                      &load)
-        != 0)
-    {
-        ga_probe_done("no waiting-requests gauge of this runtime type", 0);
+    if (ga_load_parse(rt->conf->type, body, len, &load) != 0) {
+        ga_probe_done(rt, "no waiting-requests gauge of this runtime type",
+                      0);
         return;
     }
 
-    ga_agent.load = load;
-    ga_agent.load_at = gg_time_us();
-    ga_probe_done(NULL, 0);
+    rt->load = load;
+    rt->load_at = gg_time_us();
+    ga_probe_done(rt, NULL, 0);
 }
 
 
 static void
-ga_probe_done(const char *error, int down)
+ga_probe_done(ga_runtime_t *rt, const char *error, int down)
 {
-    const char  *path;
+    uint64_t     next;
+    ga_probe_t  *pr;
 
-    if (ga_probe.io.fd != -1) {
-        (void) gg_io_set(&ga_agent.loop, &ga_probe.io, 0);
-        close(ga_probe.io.fd);
-        ga_probe.io.fd = -1;
+    pr = &rt->probe;
+
+    if (pr->io.fd != -1) {
+        (void) gg_io_set(&ga_agent.loop, &pr->io, 0);
+        close(pr->io.fd);
+        pr->io.fd = -1;
     }
 
-    gg_buf_free(&ga_probe.in);
-    gg_buf_free(&ga_probe.out);
+    gg_buf_free(&pr->in);
+    gg_buf_free(&pr->out);
 
-    path = ga_runtime_metrics_path(ga_agent.conf.runtime_type);
+    if (error && !pr->failing && !down) {
+        ga_log(GA_WARN, "runtime \"%s\" (%s:%s): cannot read its %s (%s "
+               "%s): %s", rt->conf->name, rt->conf->url.host,
+               rt->conf->url.port, pr->models ? "models" : "load",
+               ga_runtime_name(rt->conf->type), pr->path, error);
 
-    if (error && !ga_probe.failing && !down) {
-        ga_log(GA_WARN, "runtime %s:%s: cannot read its %s (%s %s): %s",
-               ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-               path ? "load" : "models",
-               ga_runtime_name(ga_agent.conf.runtime_type),
-               path ? path : "/v1/models", error);
+    } else if (!error && pr->failing) {
+        ga_log(GA_INFO, "runtime \"%s\" (%s:%s): answers again",
+               rt->conf->name, rt->conf->url.host, rt->conf->url.port);
 
-    } else if (!error && ga_probe.failing) {
-        ga_log(GA_INFO, "runtime %s:%s: answers again",
-               ga_agent.conf.runtime.host, ga_agent.conf.runtime.port);
-
-    } else if (!error && path) {
-        ga_log(GA_DEBUG, "runtime load: %llu running, %llu waiting",
-               (unsigned long long) ga_agent.load.running,
-               (unsigned long long) ga_agent.load.waiting);
+    } else if (!error && !pr->models && rt->load_at) {
+        ga_log(GA_DEBUG, "runtime \"%s\" load: %llu running, %llu waiting",
+               rt->conf->name, (unsigned long long) rt->load.running,
+               (unsigned long long) rt->load.waiting);
     }
 
-    ga_probe.failing = (error != NULL);
+    pr->failing = (error != NULL);
 
     if (down) {
-        ga_runtime_down(1, error);
+        ga_runtime_down(rt, 1, error);
 
-    } else if (ga_probe.connected) {
+    } else if (pr->connected) {
         /* it took the connection: whatever it said, it is up */
-        ga_runtime_down(0, NULL);
+        ga_runtime_down(rt, 0, NULL);
     }
 
-    if (!ga_agent.draining) {
-        (void) gg_timer_add(&ga_agent.loop, &ga_probe.timer,
-                            ga_agent.conf.load_interval * 1000000ULL);
+    if (ga_agent.draining) {
+        return;
     }
+
+    /* up without a model list: ask for it now, not an interval later */
+
+    next = ga_agent.conf.load_interval * 1000000ULL;
+
+    if (pr->connected && !rt->models_known && !pr->models) {
+        next = 0;
+    }
+
+    (void) gg_timer_add(&ga_agent.loop, &pr->timer, next);
 }

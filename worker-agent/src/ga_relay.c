@@ -41,6 +41,7 @@ struct ga_rconn_s {
     gg_io_t              io;         /* the socket; io.data is the tunnel
                                         relaying on it, or this object
                                         while pooled */
+    ga_runtime_t        *rt;         /* whose pool it belongs to */
     struct ga_rconn_s   *next;       /* pool (newest first), graveyard */
     struct ga_rconn_s   *prev;       /* pool */
     uint64_t             idle_since; /* us, when it was pooled */
@@ -59,7 +60,8 @@ static int ga_relay_response(ga_conn_t *c, int eof);
 static void ga_relay_fail(ga_conn_t *c, const char *why);
 static int ga_answer(ga_conn_t *c, int status, const char *reason,
     const char *code, const char *message);
-static ga_rconn_t *ga_rconn_get(int fresh, char *err, size_t size);
+static ga_rconn_t *ga_rconn_get(ga_runtime_t *rt, int fresh, char *err,
+    size_t size);
 static void ga_rconn_put(ga_rconn_t *rc);
 static void ga_rconn_close(ga_rconn_t *rc);
 static void ga_rconn_unlink(ga_rconn_t *rc);
@@ -68,23 +70,13 @@ static void ga_rconn_expire(gg_timer_t *t);
 static void ga_rconn_reap(gg_timer_t *t);
 
 
-/* idle runtime connections, newest first: the warmest is reused */
-static ga_rconn_t               *ga_pool;
-static ga_rconn_t               *ga_pool_tail;
-static int                       ga_pool_n;
-static gg_timer_t                ga_pool_timer;
-
 /* closed runtime connections waiting for the end of the epoll batch */
 static ga_rconn_t               *ga_rgrave;
 static gg_timer_t                ga_rreaper;
 
-#define ga_relay_keepalive()                                                  \
-    (ga_agent.conf.runtime_keepalive < 0 ? ga_agent.conf.capacity           \
-                                         : ga_agent.conf.runtime_keepalive)
-
-/* the runtime's address, resolved once and again after a failure */
-static struct sockaddr_storage   ga_raddr;
-static socklen_t                 ga_raddr_len;
+/* idle connections kept: "runtime_keepalive", -1 meaning "capacity" */
+#define ga_relay_keepalive(rt)                                                \
+    ((rt)->conf->keepalive < 0 ? (rt)->conf->capacity : (rt)->conf->keepalive)
 
 
 /* handles complete requests in c->in while the connection is idle */
@@ -95,8 +87,11 @@ ga_serve(ga_conn_t *c)
     int                 rc;
     size_t              used, out_len, body, total;
     const char         *buf;
+    ga_runtime_t       *rt;
     gg_http_chunked_t   ck;
-    char                scratch[4096], load[64];
+    char                scratch[4096], load[96];
+
+    rt = c->gw->rt;
 
     while (c->state == GA_IDLE && gg_buf_len(&c->in)) {
 
@@ -172,9 +167,10 @@ ga_serve(ga_conn_t *c)
             gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
 
             if (gg_buf_printf(&c->out, "HTTP/1.1 204 No Content\r\n"
-                              "X-Gpugate-Inflight: %d\r\n%s\r\n",
-                              ga_agent.inflight,
-                              ga_probe_header(load, sizeof(load)))
+                              "X-Gpugate-Inflight: %d\r\n%s%s\r\n",
+                              rt->inflight,
+                              ga_probe_header(rt, load, sizeof(load)),
+                              ga_agent.telemetry)
                 != 0)
             {
                 return -1;
@@ -183,7 +179,7 @@ ga_serve(ga_conn_t *c)
             continue;
         }
 
-        if (ga_agent.inflight >= ga_agent.conf.capacity) {
+        if (rt->inflight >= rt->conf->capacity) {
             gg_buf_consume(&c->in, total);
             gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
 
@@ -250,8 +246,9 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     }
 
     if (gg_buf_printf(&c->rout, "Host: %s:%s\r\n%s\r\n",
-                      ga_agent.conf.runtime.host, ga_agent.conf.runtime.port,
-                      ga_relay_keepalive() ? "" : "Connection: close\r\n")
+                      c->gw->rt->conf->url.host, c->gw->rt->conf->url.port,
+                      ga_relay_keepalive(c->gw->rt)
+                      ? "" : "Connection: close\r\n")
         != 0
         || gg_buf_append(&c->rout, buf + c->head.head_len, body) != 0)
     {
@@ -268,6 +265,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     c->worker->idle--;
     c->requests++;
     c->gw->flaps = 0;
+    c->gw->rt->inflight++;
     ga_agent.inflight++;
     ga_agent.served++;
 
@@ -299,10 +297,10 @@ ga_relay_connect(ga_conn_t *c, int fresh)
     char         err[GA_ERR_SIZE];
     ga_rconn_t  *rc;
 
-    rc = ga_rconn_get(fresh, err, sizeof(err));
+    rc = ga_rconn_get(c->gw->rt, fresh, err, sizeof(err));
 
     if (rc == NULL) {
-        ga_probe_now();
+        ga_probe_now(c->gw->rt);
         ga_relay_fail(c, err);
         return ga_conn_dead(c) ? 1 : 0;
     }
@@ -377,9 +375,8 @@ ga_relay_retry(ga_conn_t *c, const char *why)
         return 0;
     }
 
-    ga_log(GA_INFO, "runtime %s:%s closed a kept-alive connection (%s): "
-           "sending the request again", ga_agent.conf.runtime.host,
-           ga_agent.conf.runtime.port, why);
+    ga_log(GA_INFO, "runtime \"%s\" closed a kept-alive connection (%s): "
+           "sending the request again", c->gw->rt->conf->name, why);
 
     ga_rconn_close(c->rc);
     c->rc = NULL;
@@ -415,10 +412,10 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
             || err != 0)
         {
             /* resolved again next time: the runtime may have moved */
-            ga_raddr_len = 0;
+            c->gw->rt->addr_len = 0;
 
             /* is it gone?  then no more capacity is offered (§ probe) */
-            ga_probe_now();
+            ga_probe_now(c->gw->rt);
             ga_relay_fail(c, strerror(err ? err : errno));
 
             if (!ga_conn_dead(c)) {
@@ -703,7 +700,7 @@ ga_relay_end(ga_conn_t *c, int clean)
 {
     if (c->rc != NULL) {
         if (clean && c->rkeep && c->rsent == gg_buf_len(&c->rout)
-            && ga_relay_keepalive() > 0 && !ga_agent.draining)
+            && ga_relay_keepalive(c->gw->rt) > 0 && !ga_agent.draining)
         {
             ga_rconn_put(c->rc);
 
@@ -722,10 +719,11 @@ ga_relay_end(ga_conn_t *c, int clean)
     gg_buf_free(&c->rin);
     gg_buf_free(&c->rout);
 
+    c->gw->rt->inflight--;
     ga_agent.inflight--;
 
-    if (ga_agent.draining) {
-        /* closed once the answer is sent */
+    if (ga_agent.draining || c->models_gen != c->gw->rt->models_gen) {
+        /* closed once the answer is sent; a new list needs a new tunnel */
         c->state = GA_CLOSING;
         return;
     }
@@ -769,8 +767,8 @@ ga_relay_fail(ga_conn_t *c, const char *why)
 {
     char  msg[300];
 
-    ga_log(GA_WARN, "runtime %s:%s: %s", ga_agent.conf.runtime.host,
-           ga_agent.conf.runtime.port, why);
+    ga_log(GA_WARN, "runtime \"%s\" (%s:%s): %s", c->gw->rt->conf->name,
+           c->gw->rt->conf->url.host, c->gw->rt->conf->url.port, why);
 
     if (c->rhead_done) {
         ga_conn_close(c, "runtime failed mid-answer");
@@ -830,38 +828,38 @@ ga_answer(ga_conn_t *c, int status, const char *reason, const char *code,
 /* the newest pooled connection, or a new one (connect in progress) */
 
 static ga_rconn_t *
-ga_rconn_get(int fresh, char *err, size_t size)
+ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size)
 {
     int               fd, on, rc;
     ga_rconn_t       *r;
     struct addrinfo   hints, *res;
 
-    if (!fresh && ga_pool != NULL) {
-        r = ga_pool;
+    if (!fresh && rt->pool != NULL) {
+        r = rt->pool;
         ga_rconn_unlink(r);
         return r;
     }
 
-    if (ga_raddr_len == 0) {
+    if (rt->addr_len == 0) {
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
 
-        rc = getaddrinfo(ga_agent.conf.runtime.host,
-                         ga_agent.conf.runtime.port, &hints, &res);
+        rc = getaddrinfo(rt->conf->url.host, rt->conf->url.port, &hints,
+                         &res);
 
         if (rc != 0) {
-            snprintf(err, size, "%s: %s", ga_agent.conf.runtime.host,
+            snprintf(err, size, "%s: %s", rt->conf->url.host,
                      gai_strerror(rc));
             return NULL;
         }
 
-        memcpy(&ga_raddr, res->ai_addr, res->ai_addrlen);
-        ga_raddr_len = res->ai_addrlen;
+        memcpy(&rt->addr, res->ai_addr, res->ai_addrlen);
+        rt->addr_len = res->ai_addrlen;
         freeaddrinfo(res);
     }
 
-    fd = socket(ga_raddr.ss_family, SOCK_STREAM | SOCK_NONBLOCK
+    fd = socket(rt->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK
                                     | SOCK_CLOEXEC, 0);
 
     if (fd == -1) {
@@ -872,11 +870,11 @@ ga_rconn_get(int fresh, char *err, size_t size)
     on = 1;
     (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 
-    if (connect(fd, (struct sockaddr *) &ga_raddr, ga_raddr_len) != 0
+    if (connect(fd, (struct sockaddr *) &rt->addr, rt->addr_len) != 0
         && errno != EINPROGRESS)
     {
         snprintf(err, size, "connect: %s", strerror(errno));
-        ga_raddr_len = 0;
+        rt->addr_len = 0;
         close(fd);
         return NULL;
     }
@@ -889,6 +887,7 @@ ga_rconn_get(int fresh, char *err, size_t size)
     }
 
     r->io.fd = fd;
+    r->rt = rt;
 
     return r;
 }
@@ -897,9 +896,13 @@ ga_rconn_get(int fresh, char *err, size_t size)
 static void
 ga_rconn_put(ga_rconn_t *rc)
 {
-    if (ga_pool_n >= ga_relay_keepalive()) {
+    ga_runtime_t  *rt;
+
+    rt = rc->rt;
+
+    if (rt->pool_n >= ga_relay_keepalive(rt)) {
         /* the oldest goes: the newest is the one reused next */
-        ga_rconn_close(ga_pool_tail);
+        ga_rconn_close(rt->pool_tail);
     }
 
     rc->io.handler = ga_rconn_idle_io;
@@ -907,16 +910,16 @@ ga_rconn_put(ga_rconn_t *rc)
     rc->idle_since = gg_time_us();
     rc->pooled = 1;
     rc->prev = NULL;
-    rc->next = ga_pool;
+    rc->next = rt->pool;
 
-    if (ga_pool) {
-        ga_pool->prev = rc;
+    if (rt->pool) {
+        rt->pool->prev = rc;
     } else {
-        ga_pool_tail = rc;
+        rt->pool_tail = rc;
     }
 
-    ga_pool = rc;
-    ga_pool_n++;
+    rt->pool = rc;
+    rt->pool_n++;
 
     /* a close by the runtime must be seen while pooled */
     if (gg_io_set(&ga_agent.loop, &rc->io, EPOLLIN | EPOLLRDHUP) != 0) {
@@ -924,11 +927,11 @@ ga_rconn_put(ga_rconn_t *rc)
         return;
     }
 
-    if (!gg_timer_armed(&ga_pool_timer)) {
-        ga_pool_timer.handler = ga_rconn_expire;
-        (void) gg_timer_add(&ga_agent.loop, &ga_pool_timer,
-                            ga_agent.conf.runtime_keepalive_timeout
-                            * 1000000ULL);
+    if (!gg_timer_armed(&rt->pool_timer)) {
+        rt->pool_timer.handler = ga_rconn_expire;
+        rt->pool_timer.data = rt;
+        (void) gg_timer_add(&ga_agent.loop, &rt->pool_timer,
+                            rt->conf->keepalive_timeout * 1000000ULL);
     }
 }
 
@@ -936,26 +939,30 @@ ga_rconn_put(ga_rconn_t *rc)
 static void
 ga_rconn_unlink(ga_rconn_t *rc)
 {
+    ga_runtime_t  *rt;
+
     if (!rc->pooled) {
         return;
     }
 
+    rt = rc->rt;
+
     if (rc->prev) {
         rc->prev->next = rc->next;
     } else {
-        ga_pool = rc->next;
+        rt->pool = rc->next;
     }
 
     if (rc->next) {
         rc->next->prev = rc->prev;
     } else {
-        ga_pool_tail = rc->prev;
+        rt->pool_tail = rc->prev;
     }
 
     rc->next = NULL;
     rc->prev = NULL;
     rc->pooled = 0;
-    ga_pool_n--;
+    rt->pool_n--;
 }
 
 
@@ -995,18 +1002,20 @@ ga_rconn_idle_io(gg_io_t *io, uint32_t revents)
 static void
 ga_rconn_expire(gg_timer_t *t)
 {
-    uint64_t  now, limit;
+    uint64_t       now, limit;
+    ga_runtime_t  *rt;
 
+    rt = t->data;
     now = gg_time_us();
-    limit = ga_agent.conf.runtime_keepalive_timeout * 1000000ULL;
+    limit = rt->conf->keepalive_timeout * 1000000ULL;
 
-    while (ga_pool_tail && now - ga_pool_tail->idle_since >= limit) {
-        ga_rconn_close(ga_pool_tail);
+    while (rt->pool_tail && now - rt->pool_tail->idle_since >= limit) {
+        ga_rconn_close(rt->pool_tail);
     }
 
-    if (ga_pool_tail) {
+    if (rt->pool_tail) {
         (void) gg_timer_add(&ga_agent.loop, t,
-                            ga_pool_tail->idle_since + limit - now);
+                            rt->pool_tail->idle_since + limit - now);
     }
 }
 
@@ -1029,11 +1038,11 @@ ga_rconn_reap(gg_timer_t *t)
 /* SIGTERM: idle runtime connections are not wanted any more */
 
 void
-ga_relay_pool_close(void)
+ga_relay_pool_close(ga_runtime_t *rt)
 {
-    while (ga_pool) {
-        ga_rconn_close(ga_pool);
+    while (rt->pool) {
+        ga_rconn_close(rt->pool);
     }
 
-    gg_timer_del(&ga_agent.loop, &ga_pool_timer);
+    gg_timer_del(&ga_agent.loop, &rt->pool_timer);
 }

@@ -51,6 +51,15 @@ gg_loop_on_signal(gg_io_t *io, uint32_t revents)
             continue;
         }
 
+        if (si.ssi_signo == SIGCHLD) {
+            /* signals merge: the handler reaps every child that ended */
+            if (loop->on_child) {
+                loop->on_child(loop);
+            }
+
+            continue;
+        }
+
         loop->stop = 1;
         loop->signo = (int) si.ssi_signo;
     }
@@ -75,6 +84,7 @@ gg_loop_init(gg_loop_t *loop)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
 
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
         return -1;

@@ -4,8 +4,9 @@
  *
  * A single-threaded event loop: level-triggered epoll for descriptors, a
  * binary heap of one-shot timers with microsecond resolution, and
- * SIGTERM/SIGINT delivered through a signalfd so that no handler runs in
- * signal context.
+ * SIGTERM, SIGINT, SIGHUP and SIGCHLD delivered through a signalfd so
+ * that no handler runs in signal context.  They stay blocked in children
+ * unless the child unblocks them before exec.
  */
 
 
@@ -44,8 +45,8 @@ struct gg_timer_s {
 
 struct gg_loop_s {
     int                  epfd;      /* the epoll instance */
-    gg_io_t              sig;       /* signalfd for SIGTERM, SIGINT and
-                                       SIGHUP */
+    gg_io_t              sig;       /* signalfd for SIGTERM, SIGINT,
+                                       SIGHUP and SIGCHLD */
     gg_timer_t         **heap;      /* armed timers, earliest first */
     size_t               nheap;     /* armed timers */
     size_t               heap_cap;  /* slots in "heap" */
@@ -56,12 +57,14 @@ struct gg_loop_s {
     void               (*on_hup)(gg_loop_t *loop);
                                     /* SIGHUP: called in the loop; NULL:
                                        the signal is ignored */
+    void               (*on_child)(gg_loop_t *loop);
+                                    /* SIGCHLD, likewise */
 };
 
 
 uint64_t gg_time_us(void);
 
-/* Blocks SIGTERM and SIGINT and creates the epoll and signal fds. */
+/* Blocks the signals above and creates the epoll and signal fds. */
 int gg_loop_init(gg_loop_t *loop);
 void gg_loop_free(gg_loop_t *loop);
 

@@ -43,6 +43,9 @@ long          mock_completion_tokens;
 
 static FILE  *mock_log_file;
 
+/* backs the names in mock_conf.models */
+static char  *mock_models_buf;
+
 static struct {
     const char    *path;             /* one of mock_paths, static */
     int            status;           /* HTTP status */
@@ -54,7 +57,8 @@ static int     mock_ncounts;
 /* the label values of gpugate_mock_requests_total: a closed set */
 static const char  *mock_paths[] = {
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
-    "/v1/models", "/health", "/metrics", "other"
+    "/v1/models", "/health", "/metrics", "/api/tags", "/api/ps", "/info",
+    "/", "/mock/models", "other"
 };
 
 
@@ -116,7 +120,8 @@ mock_count(const char *path, int status)
  * The load gauges of the runtime named by --dialect, as that runtime
  * exports them (one per model where it labels by model), so that each
  * of the agent's adapters reads its own dialect: in flight requests are
- * "running", --waiting ones "queued".
+ * "running", --waiting ones "queued".  Ollama has no Prometheus endpoint
+ * (its load is /api/ps): nothing.
  */
 
 static int
@@ -127,7 +132,7 @@ mock_metrics_dialect(gg_buf_t *b)
 
     d = mock_conf.dialect;
 
-    if (d == NULL) {
+    if (d == NULL || strcmp(d, "ollama") == 0) {
         return 0;
     }
 
@@ -233,8 +238,13 @@ mock_usage(FILE *f)
 "                         N inference requests in flight (default 0: no\n"
 "                         limit)\n"
 "  --embedding-dim N      floats per embedding (default 8)\n"
-"  --dialect NAME         /metrics also exports the load gauges of vllm,\n"
-"                         llamacpp, sglang or tgi (for the agent)\n"
+"  --dialect NAME         also speak that runtime's own endpoints (for the\n"
+"                         agent): vllm, llamacpp, sglang, tgi: /metrics\n"
+"                         exports its load gauges; tgi: GET /info gives\n"
+"                         the first model as model_id; ollama: GET\n"
+"                         /api/tags lists the models, GET /api/ps lists\n"
+"                         them as loaded, GET / answers \"Ollama is\n"
+"                         running\" (/v1/* keep working in all)\n"
 "  --waiting N            requests those gauges report as queued (0)\n"
 "  --keepalive-timeout-ms N\n"
 "                         close a keep-alive connection idle N ms, as\n"
@@ -255,7 +265,10 @@ mock_usage(FILE *f)
 "  A bad X-Mock-* value gets 400 on inference endpoints.\n"
 "\n"
 "Endpoints: GET /v1/models, POST /v1/chat/completions, /v1/completions,\n"
-"/v1/embeddings, GET /health, GET /metrics (Prometheus text).\n"
+"/v1/embeddings, GET /health, GET /metrics (Prometheus text), and those\n"
+"of --dialect.  Test control: POST /mock/models with a body \"a,b,c\"\n"
+"replaces the served models (empty body: none), so that discovery sees\n"
+"the change; it answers as GET /v1/models does.\n"
 "A client that leaves before its answer is complete is logged as\n"
 "\"gpugate-mock-runtime: client disconnected mid-stream path=P model=M\n"
 "sent=K/N tokens\" and counted in gpugate_mock_stream_disconnects_total.\n"
@@ -282,26 +295,72 @@ mock_arg_long(const char *flag, const char *v, long min, long max)
 }
 
 
-static void
-mock_arg_models(char *list)
+/*
+ * The served models, from --models or POST /mock/models: "a,b,c", each
+ * name non-empty and without control characters (they go into JSON and
+ * log lines); an empty list serves none.  On error nothing changes.
+ * In-flight requests hold their model name in their own request JSON,
+ * so replacing the list under them is safe.
+ */
+
+int
+mock_models_set(const char *list, size_t len, const char **err)
 {
-    char  *p, *tok;
+    int          n;
+    char        *buf, *p, *tok, *models[MOCK_MODELS_MAX];
+    size_t       i;
+    static char  msg[64];
 
-    for (p = list; (tok = strsep(&p, ",")) != NULL; ) {
-        if (*tok == '\0') {
-            fprintf(stderr, MOCK_NAME ": invalid --models value: empty "
-                    "model name\n");
-            exit(2);
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) list[i] < 0x20 || list[i] == 0x7f) {
+            *err = "control character in a model name";
+            return -1;
         }
-
-        if (mock_conf.nmodels == MOCK_MODELS_MAX) {
-            fprintf(stderr, MOCK_NAME ": invalid --models value: more "
-                    "than %d models\n", MOCK_MODELS_MAX);
-            exit(2);
-        }
-
-        mock_conf.models[mock_conf.nmodels++] = tok;
     }
+
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        *err = "out of memory";
+        return -1;
+    }
+
+    memcpy(buf, list, len);
+    buf[len] = '\0';
+    n = 0;
+
+    for (p = len ? buf : NULL; (tok = strsep(&p, ",")) != NULL; ) {
+        if (*tok == '\0') {
+            *err = "empty model name";
+            free(buf);
+            return -1;
+        }
+
+        if (n == MOCK_MODELS_MAX) {
+            snprintf(msg, sizeof(msg), "more than %d models",
+                     MOCK_MODELS_MAX);
+            *err = msg;
+            free(buf);
+            return -1;
+        }
+
+        models[n++] = tok;
+    }
+
+    free(mock_models_buf);
+    mock_models_buf = buf;
+    memcpy(mock_conf.models, models, n * sizeof(char *));
+    mock_conf.nmodels = n;
+
+    return 0;
+}
+
+
+void
+mock_models_free(void)
+{
+    free(mock_models_buf);
+    mock_models_buf = NULL;
+    mock_conf.nmodels = 0;
 }
 
 
@@ -390,8 +449,8 @@ int
 main(int argc, char **argv)
 {
     int                 i, ls, one, rc;
-    char               *models, addr[INET_ADDRSTRLEN];
-    const char         *a, *v, *port_file, *log_path;
+    char                addr[INET_ADDRSTRLEN];
+    const char         *a, *v, *models, *port_file, *log_path;
     socklen_t           slen;
     struct sockaddr_in  sin;
 
@@ -432,11 +491,7 @@ main(int argc, char **argv)
         } else if (strcmp(a, "--port-file") == 0) {
             port_file = v;
         } else if (strcmp(a, "--models") == 0) {
-            free(models);
-            models = strdup(v);
-            if (models == NULL) {
-                return 1;
-            }
+            models = v;
         } else if (strcmp(a, "--ttft-ms") == 0) {
             mock_conf.ttft_ms = mock_arg_long(a, v, 0, 3600000);
         } else if (strcmp(a, "--token-delay-ms") == 0) {
@@ -451,10 +506,11 @@ main(int argc, char **argv)
             mock_conf.max_concurrency = mock_arg_long(a, v, 0, 100000000);
         } else if (strcmp(a, "--dialect") == 0) {
             if (strcmp(v, "vllm") != 0 && strcmp(v, "llamacpp") != 0
-                && strcmp(v, "sglang") != 0 && strcmp(v, "tgi") != 0)
+                && strcmp(v, "sglang") != 0 && strcmp(v, "tgi") != 0
+                && strcmp(v, "ollama") != 0)
             {
                 fprintf(stderr, MOCK_NAME ": --dialect: vllm, llamacpp, "
-                        "sglang or tgi\n");
+                        "sglang, tgi or ollama\n");
                 return 2;
             }
 
@@ -475,14 +531,15 @@ main(int argc, char **argv)
     }
 
     if (models == NULL) {
-        models = strdup("mock-model");
-        if (models == NULL) {
-            return 1;
-        }
+        models = "mock-model";
     }
 
-    /* "models" backs the names in mock_conf.models until exit */
-    mock_arg_models(models);
+    if (*models == '\0' || mock_models_set(models, strlen(models), &v) != 0)
+    {
+        fprintf(stderr, MOCK_NAME ": invalid --models value: %s\n",
+                *models ? v : "empty model name");
+        return 2;
+    }
 
     if (log_path) {
         mock_log_file = fopen(log_path, "a");
@@ -544,7 +601,7 @@ main(int argc, char **argv)
     close(ls);
     mock_conns_free();
     gg_loop_free(&mock_loop);
-    free(models);
+    mock_models_free();
 
     if (mock_log_file != stderr) {
         fclose(mock_log_file);

@@ -41,8 +41,9 @@ typedef struct {
     long           max_concurrency;  /* 0: unlimited */
     long           keepalive_ms;     /* close a keep-alive connection
                                         idle this long; 0: never */
-    const char    *dialect;          /* /metrics also speaks this
-                                        runtime's load gauges, or NULL */
+    const char    *dialect;          /* also speak this runtime's load,
+                                        discovery and health endpoints,
+                                        or NULL */
     long           waiting;          /* requests it claims are queued */
     int            embedding_dim;    /* floats per embedding */
     int            quiet;            /* only errors and disconnects */
@@ -149,6 +150,8 @@ void mock_log(int always, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void mock_count(const char *path, int status);
 int mock_metrics_text(gg_buf_t *b);
+int mock_models_set(const char *list, size_t len, const char **err);
+void mock_models_free(void);
 
 /* mock_conn.c */
 int mock_listen_start(int fd);

@@ -251,6 +251,71 @@ check "metrics: requests by path and status" grep -q \
     '^gpugate_mock_requests_total{path="/v1/chat/completions",status="200"} [1-9]' \
     "$tmp/metrics"
 
+# discovery, health and load endpoints of each --dialect
+
+get() {       # get PATH: body to stdout
+    curl -sS --max-time 5 "http://127.0.0.1:$port$1"
+}
+
+code_of() {   # code_of PATH: the status only
+    curl -sS --max-time 5 -o /dev/null -w '%{http_code}' \
+        "http://127.0.0.1:$port$1"
+}
+
+check "no dialect: /api/tags, /info and / are 404" \
+    test "$(code_of /api/tags)$(code_of /info)$(code_of /)" = 404404404
+
+code=$(post /mock/models 'a,b b' -o "$tmp/body" -w '%{http_code}')
+check "POST /mock/models: replaces the served models" test "$code" = 200 \
+    -a "$(get /v1/models | grep -o '"id":"[^"]*"' | tr '\n' ' ')" = \
+       '"id":"a" "id":"b b" '
+code=$(post /mock/models 'a,,b' -o "$tmp/body" -w '%{http_code}')
+check "POST /mock/models: an empty name is 400, nothing changes" \
+    test "$code" = 400 -a "$(get /v1/models | grep -o '"id":"a"')" = '"id":"a"'
+post /mock/models '' >/dev/null
+check "POST /mock/models: empty body serves none" \
+    test "$(get /v1/models)" = '{"object":"list","data":[]}'
+
+start ollama --dialect ollama --models llama3:8b,qwen2:7b
+
+check "ollama: GET / says it is running" test "$(get /)" = 'Ollama is running'
+check "ollama: /health" test "$(get /health)" = '{"status":"ok"}'
+dig=8934d96d3f08982e95922b2b7a2c626a1fe873d7c3b06e8e56d7bc0a1fef9246
+details='"details":{"parent_model":"","format":"gguf","family":"llama","families":["llama"],"parameter_size":"8.0B","quantization_level":"Q4_0"}'
+check "ollama: /api/tags lists the models" test "$(get /api/tags)" = \
+"{\"models\":[{\"name\":\"llama3:8b\",\"model\":\"llama3:8b\",\"modified_at\":\"2024-05-01T10:00:00Z\",\"size\":4661224676,\"digest\":\"$dig\",$details},{\"name\":\"qwen2:7b\",\"model\":\"qwen2:7b\",\"modified_at\":\"2024-05-01T10:00:00Z\",\"size\":4661224676,\"digest\":\"$dig\",$details}]}"
+check "ollama: /api/ps lists them loaded, with size_vram" \
+    test "$(get /api/ps | grep -o '"name":"[^"]*"\|"size_vram":[0-9]*' \
+            | tr '\n' ' ')" = \
+    '"name":"llama3:8b" "size_vram":5137025024 "name":"qwen2:7b" "size_vram":5137025024 '
+check "ollama: /v1/models still served" \
+    test "$(get /v1/models | grep -c '"id":"qwen2:7b"')" -eq 1
+check "ollama: no Prometheus gauges of another runtime" \
+    test -z "$(get /metrics | grep -v '^gpugate_mock_\|^#')"
+check "ollama: /info is TGI's, 404" test "$(code_of /info)" = 404
+post /mock/models 'phi3:mini' >/dev/null
+check "ollama: POST /mock/models changes /api/tags" \
+    test "$(get /api/tags | grep -o '"name":"[^"]*"')" = '"name":"phi3:mini"'
+
+start tgi --dialect tgi --models org/served,org/other --waiting 3
+
+check "tgi: /info names the first model" test "$(get /info)" = \
+'{"model_id":"org/served","model_sha":"0000000000000000000000000000000000000000","model_dtype":"torch.float16","model_device_type":"cuda","max_concurrent_requests":128,"max_input_tokens":4095,"max_total_tokens":4096,"version":"2.4.1-gpugate-mock"}'
+check "tgi: /health" test "$(code_of /health)" = 200
+check "tgi: /metrics has tgi_queue_size" \
+    test "$(metric tgi_queue_size)" = 3
+check "tgi: /api/tags is Ollama's, 404" test "$(code_of /api/tags)" = 404
+
+for d in vllm llamacpp sglang; do
+    start "$d" --dialect "$d"
+    check "$d: /health and /v1/models" \
+        test "$(code_of /health)$(code_of /v1/models)" = 200200
+done
+
+"$bin" --dialect nope 2>"$tmp/err"; rc=$?
+check "unknown --dialect: exit 2, ollama among the choices" \
+    test "$rc" -eq 2 -a -n "$(grep -F 'tgi or ollama' "$tmp/err")"
+
 # --max-concurrency 1: a second request while one is slow gets 429
 start limited --max-concurrency 1 --ttft-ms 3000
 post /v1/chat/completions "$chat" -o /dev/null 2>/dev/null &

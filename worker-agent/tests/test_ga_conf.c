@@ -40,10 +40,11 @@ main(void)
     const char *path;
 
     ga_conf_defaults(&cf);
-    tap_ok(cf.capacity == 16 && cf.spare == 2 && cf.max_connections == 256,
-       "defaults");
-    tap_ok(strcmp(cf.runtime.host, "127.0.0.1") == 0
-       && strcmp(cf.runtime.port, "8000") == 0, "default runtime");
+    tap_ok(cf.runtimes[0].capacity == 16 && cf.spare == 2
+       && cf.max_connections == 256 && cf.nruntimes == 1
+       && strcmp(cf.runtimes[0].name, "default") == 0, "defaults");
+    tap_ok(strcmp(cf.runtimes[0].url.host, "127.0.0.1") == 0
+       && strcmp(cf.runtimes[0].url.port, "8000") == 0, "default runtime");
 
     path = write_file("# comment\n"
                       "gateway = https://gw.example:8443\n"
@@ -63,9 +64,9 @@ main(void)
     tap_ok(!cf.gateways[1].tls
        && strcmp(cf.gateways[1].path, "/custom/tunnel") == 0,
        "http gateway with a path");
-    tap_ok(strcmp(cf.name, "gpu-a") == 0 && cf.capacity == 8
-       && cf.log_level == 3 && cf.models_set
-       && strcmp(cf.models, "m1, m2") == 0, "values");
+    tap_ok(strcmp(cf.name, "gpu-a") == 0 && cf.runtimes[0].capacity == 8
+       && cf.log_level == 3 && cf.runtimes[0].models_set
+       && strcmp(cf.runtimes[0].models, "m1, m2") == 0, "values");
     tap_ok(ga_conf_validate(&cf, err, sizeof(err)) == 0, "validates");
 
     ga_conf_defaults(&cf);
@@ -111,10 +112,10 @@ main(void)
     tap_ok(ga_conf_set(&cf, "name", "-bad", err, sizeof(err)) == -1,
        "name starting with - refused");
     tap_ok(ga_conf_set(&cf, "models", " a,b , c ", err, sizeof(err)) == 0
-       && strcmp(cf.models, "a, b, c") == 0 && cf.models_set,
+       && strcmp(cf.runtimes[0].models, "a, b, c") == 0 && cf.runtimes[0].models_set,
        "models normalized to \"a, b, c\"");
     tap_ok(ga_conf_set(&cf, "models", "", err, sizeof(err)) == 0
-       && cf.models[0] == '\0' && cf.models_set, "empty models: any");
+       && cf.runtimes[0].models[0] == '\0' && cf.runtimes[0].models_set, "empty models: any");
     tap_ok(ga_conf_set(&cf, "models", "a,,b", err, sizeof(err)) == -1
        && strstr(err, "empty model id"), "empty model id refused");
     tap_ok(ga_conf_set(&cf, "models", "a b", err, sizeof(err)) == -1
@@ -125,12 +126,12 @@ main(void)
        && strstr(err, "log_level"), "bad log level");
     tap_ok(ga_conf_set(&cf, "spare", "3x", err, sizeof(err)) == -1,
        "trailing garbage in a number");
-    tap_ok(cf.runtime_type == GA_RUNTIME_OPENAI && cf.load_interval == 2,
+    tap_ok(cf.runtimes[0].type == GA_RUNTIME_OPENAI && cf.load_interval == 2,
        "runtime_type openai and load_interval 2 by default");
     tap_ok(ga_conf_set(&cf, "runtime_type", "vllm", err, sizeof(err)) == 0
-       && cf.runtime_type == GA_RUNTIME_VLLM, "runtime_type vllm");
-    tap_ok(ga_conf_set(&cf, "runtime_type", "ollama", err, sizeof(err)) == -1
-       && strstr(err, "runtime_type: \"ollama\" is not"),
+       && cf.runtimes[0].type == GA_RUNTIME_VLLM, "runtime_type vllm");
+    tap_ok(ga_conf_set(&cf, "runtime_type", "triton", err, sizeof(err)) == -1
+       && strstr(err, "runtime_type: \"triton\" is not"),
        "unknown runtime_type named in the error");
     tap_ok(ga_conf_set(&cf, "load_interval", "0", err, sizeof(err)) == -1,
        "load_interval 0 refused");
@@ -149,9 +150,137 @@ main(void)
 
         tap_ok(ga_conf_args(&cf, 7, argv, &check, &version, err, sizeof(err))
            == 0, "flags parse");
-        tap_ok(cf.capacity == 9 && cf.spare == 3 && check && !version,
-           "flags win over the file whatever their order");
+        tap_ok(cf.runtimes[0].capacity == 9 && cf.spare == 3 && check
+           && !version, "flags win over the file whatever their order");
     }
+
+    /* [runtime NAME] sections: one runtime each */
+
+    ga_conf_defaults(&cf);
+    path = write_file("gateway = https://gw.example\n"
+                      "name = gpu-a\n"
+                      "token_file = /t\n"
+                      "spare = 3\n"
+                      "\n"
+                      "[runtime llama]\n"
+                      "runtime = http://127.0.0.1:8001\n"
+                      "runtime_type = llamacpp\n"
+                      "capacity = 4\n"
+                      "runtime_command = /usr/bin/llama-server --port 8001\n"
+                      "\n"
+                      "[ runtime  big.model-2 ]\n"
+                      "runtime = http://127.0.0.1:8002\n"
+                      "runtime_type = ollama\n"
+                      "models = qwen2.5:7b\n"
+                      "runtime_start_timeout = 30\n");
+    tap_ok(ga_conf_file(&cf, path, err, sizeof(err)) == -1
+       && strstr(err, ":12: expected \"[runtime NAME]\""),
+       "sections: \"[ runtime\" is refused with its line");
+
+    ga_conf_defaults(&cf);
+    path = write_file("gateway = https://gw.example\n"
+                      "name = gpu-a\n"
+                      "token_file = /t\n"
+                      "[runtime llama]\n"
+                      "runtime = http://127.0.0.1:8001\n"
+                      "runtime_type = llamacpp\n"
+                      "capacity = 4\n"
+                      "runtime_command = /usr/bin/llama-server --port 8001\n"
+                      "[runtime big.model-2]\n"
+                      "runtime = http://127.0.0.1:8002\n"
+                      "runtime_type = ollama\n"
+                      "models = qwen2.5:7b\n"
+                      "runtime_start_timeout = 30\n");
+    tap_ok(ga_conf_file(&cf, path, err, sizeof(err)) == 0
+       && ga_conf_validate(&cf, err, sizeof(err)) == 0, "two sections");
+    tap_ok(cf.nruntimes == 2 && strcmp(cf.runtimes[0].name, "llama") == 0
+       && strcmp(cf.runtimes[1].name, "big.model-2") == 0, "... named");
+    tap_ok(strcmp(cf.runtimes[0].url.port, "8001") == 0
+       && cf.runtimes[0].type == GA_RUNTIME_LLAMACPP
+       && cf.runtimes[0].capacity == 4 && !cf.runtimes[0].models_set
+       && strcmp(cf.runtimes[0].command,
+                 "/usr/bin/llama-server --port 8001") == 0,
+       "... the first with its own keys");
+    tap_ok(strcmp(cf.runtimes[1].url.port, "8002") == 0
+       && cf.runtimes[1].type == GA_RUNTIME_OLLAMA
+       && cf.runtimes[1].capacity == 16 && cf.runtimes[1].models_set
+       && strcmp(cf.runtimes[1].models, "qwen2.5:7b") == 0
+       && cf.runtimes[1].start_timeout == 30
+       && cf.runtimes[1].command[0] == '\0',
+       "... the second with defaults where it sets nothing");
+
+    {
+        char *argv[] = { "gpugate-agent", "--config", (char *) path,
+                         "--capacity", "9", NULL };
+
+        ga_conf_defaults(&cf);
+        tap_ok(ga_conf_args(&cf, 5, argv, &check, &version, err, sizeof(err))
+           == -1 && strstr(err, "--capacity: the configuration has "
+                           "[runtime] sections"),
+           "sections: a runtime flag is refused");
+    }
+
+    {
+        static const struct {
+            const char  *text;
+            const char  *error;
+        } bad[] = {
+            { "capacity = 2\n[runtime a]\nruntime = http://127.0.0.1:1\n",
+              ":2: [runtime a]: runtime keys were set at the top level" },
+            { "[runtime a]\nruntime = http://127.0.0.1:1\ncapacity = 2\n"
+              "capacity = 3\n[runtime a]\n",
+              ":5: [runtime a]: a second section of that name" },
+            { "[runtime a]\nspare = 2\n",
+              ":2: spare: not a runtime key; the agent's own keys go "
+              "before the first [runtime] section" },
+            { "[runtime -a]\n", ":1: [runtime -a]: a name is 1-32" },
+            { "[runtime]\n", ":1: expected \"[runtime NAME]\"" },
+            { "[runtime a]\nruntime_keepalive = -1\n",
+              ":2: runtime_keepalive: \"-1\" is not an integer in 0..65535" },
+            { "[runtime a]\nruntime_start_timeout = 0\n",
+              ":2: runtime_start_timeout: \"0\" is not an integer in "
+              "1..86400" },
+            { "[runtime a]\n[runtime b]\n[runtime c]\n[runtime d]\n"
+              "[runtime e]\n[runtime f]\n[runtime g]\n[runtime h]\n"
+              "[runtime i]\n", ":9: [runtime i]: at most 8 runtimes" },
+        };
+
+        size_t  k;
+
+        for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            ga_conf_defaults(&cf);
+            path = write_file(bad[k].text);
+            tap_ok(ga_conf_file(&cf, path, err, sizeof(err)) == -1
+               && strstr(err, bad[k].error) != NULL,
+               "sections: refused: %s", bad[k].error);
+        }
+    }
+
+    ga_conf_defaults(&cf);
+    path = write_file("gateway = https://gw.example\nname = a\n"
+                      "token_file = /t\n[runtime a]\nmodels = x\n");
+    tap_ok(ga_conf_file(&cf, path, err, sizeof(err)) == 0
+       && ga_conf_validate(&cf, err, sizeof(err)) == -1
+       && strstr(err, "[runtime a]: \"runtime\" (its URL) is required"),
+       "sections: a section needs its URL");
+
+    ga_conf_defaults(&cf);
+    path = write_file("gateway = https://gw.example\nname = a\n"
+                      "token_file = /t\n[runtime a]\n"
+                      "runtime = http://127.0.0.1:7000\n[runtime b]\n"
+                      "runtime = http://127.0.0.1:7000/\n");
+    tap_ok(ga_conf_file(&cf, path, err, sizeof(err)) == 0
+       && ga_conf_validate(&cf, err, sizeof(err)) == -1
+       && strstr(err, "[runtime b]: 127.0.0.1:7000 is runtime \"a\""),
+       "sections: two runtimes on one address are refused");
+
+    ga_conf_defaults(&cf);
+    tap_ok(ga_conf_set(&cf, "runtime_command", "vllm serve m", err,
+                       sizeof(err)) == 0
+       && strcmp(cf.runtimes[0].command, "vllm serve m") == 0
+       && cf.top_runtime, "runtime_command at the top level");
+    tap_ok(ga_conf_set(&cf, "telemetry_interval", "0", err, sizeof(err))
+       == -1 && strstr(err, "1..3600"), "telemetry_interval bounds");
 
     {
         char *argv[] = { "gpugate-agent", "--max-connections", NULL };

@@ -3,7 +3,8 @@
  * Copyright (C) gpugate authors
  *
  * Runtime load parsers (src/ga_load.c): each dialect's gauges, labels,
- * sums over models, and input that must be skipped or refused.
+ * sums over models, Ollama's /api/ps, the endpoints of every runtime
+ * type, and input that must be skipped or refused.
  */
 
 
@@ -17,6 +18,13 @@ static int
 parse(ga_runtime_e type, const char *text, ga_load_t *load)
 {
     return ga_load_parse(type, text, strlen(text), load);
+}
+
+
+static int
+same(const char *a, const char *b)
+{
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
 }
 
 
@@ -47,6 +55,34 @@ main(void)
               == 0, "metrics path");
     tap_ok(strcmp(ga_runtime_name(GA_RUNTIME_SGLANG), "sglang") == 0,
            "name of a type");
+    tap_ok(ga_runtime_type("ollama", &t) == 0 && t == GA_RUNTIME_OLLAMA
+           && same(ga_runtime_name(GA_RUNTIME_OLLAMA), "ollama"),
+           "type: ollama");
+
+    /* endpoints of every type */
+
+    tap_ok(same(ga_runtime_metrics_path(GA_RUNTIME_VLLM), "/metrics")
+           && same(ga_runtime_metrics_path(GA_RUNTIME_LLAMACPP), "/metrics")
+           && same(ga_runtime_metrics_path(GA_RUNTIME_SGLANG), "/metrics")
+           && same(ga_runtime_metrics_path(GA_RUNTIME_OLLAMA), "/api/ps")
+           && ga_runtime_metrics_path((ga_runtime_e) 99) == NULL,
+           "metrics path of every type");
+    tap_ok(same(ga_runtime_models_path(GA_RUNTIME_OPENAI), "/v1/models")
+           && same(ga_runtime_models_path(GA_RUNTIME_VLLM), "/v1/models")
+           && same(ga_runtime_models_path(GA_RUNTIME_LLAMACPP), "/v1/models")
+           && same(ga_runtime_models_path(GA_RUNTIME_SGLANG), "/v1/models")
+           && same(ga_runtime_models_path(GA_RUNTIME_TGI), "/info")
+           && same(ga_runtime_models_path(GA_RUNTIME_OLLAMA), "/api/tags")
+           && ga_runtime_models_path((ga_runtime_e) 99) == NULL,
+           "models path of every type");
+    tap_ok(same(ga_runtime_health_path(GA_RUNTIME_OPENAI), "/v1/models")
+           && same(ga_runtime_health_path(GA_RUNTIME_VLLM), "/health")
+           && same(ga_runtime_health_path(GA_RUNTIME_LLAMACPP), "/health")
+           && same(ga_runtime_health_path(GA_RUNTIME_SGLANG), "/health")
+           && same(ga_runtime_health_path(GA_RUNTIME_TGI), "/health")
+           && same(ga_runtime_health_path(GA_RUNTIME_OLLAMA), "/")
+           && ga_runtime_health_path((ga_runtime_e) 99) == NULL,
+           "health path of every type");
 
     /* vLLM: labelled per model, floats, summed */
 
@@ -67,7 +103,8 @@ main(void)
                  "llamacpp:prompt_tokens_total 10\n"
                  "llamacpp:requests_processing 1\n"
                  "llamacpp:requests_deferred 4\n", &l) == 0
-           && l.waiting == 4 && l.running == 1, "llamacpp: deferred, processing");
+           && l.waiting == 4 && l.running == 1,
+           "llamacpp: deferred, processing");
 
     /* SGLang, with a timestamp and CRLF */
 
@@ -132,6 +169,49 @@ main(void)
     tap_ok(ga_load_parse(GA_RUNTIME_TGI, "tgi_queue_size 7\ntgi_queue_size 9",
                          17, &l) == 0 && l.waiting == 7,
            "stops at len");
+
+    /* Ollama /api/ps: resident models and their GPU memory, no queue */
+
+    tap_ok(parse(GA_RUNTIME_OLLAMA,
+                 "{\"models\":[{\"name\":\"llama3:8b\",\"model\":"
+                 "\"llama3:8b\",\"size\":6654289920,\"digest\":\"365c\","
+                 "\"details\":{\"format\":\"gguf\"},\"expires_at\":"
+                 "\"2024-06-04T14:38:31.83753-07:00\",\"size_vram\":"
+                 "5137025024},{\"name\":\"qwen2:7b\",\"size_vram\":"
+                 "1048576}]}", &l) == 0
+           && l.loaded == 2 && l.has_loaded && l.has_vram
+           && l.vram_mb == (5137025024ULL + 1048576) / (1024 * 1024)
+           && !l.has_waiting && l.waiting == 0 && !l.has_running,
+           "ollama: loaded models and size_vram summed in MiB, no queue");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"models\":[]}", &l) == 0
+           && l.has_loaded && l.loaded == 0 && l.has_vram && l.vram_mb == 0,
+           "ollama: nothing loaded is an answer");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"models\":[{\"name\":\"a\"},"
+                 "{\"name\":\"b\",\"size_vram\":2097152}]}", &l) == 0
+           && l.loaded == 2 && !l.has_vram && l.vram_mb == 0,
+           "ollama: a model without size_vram: vram unknown");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"models\":[{\"size_vram\":1}", &l)
+           == -1 && !l.has_loaded, "ollama: truncated JSON");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "", &l) == -1, "ollama: empty body");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"object\":\"list\",\"data\":[]}",
+                 &l) == -1, "ollama: no models array");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"models\":{}}", &l) == -1,
+           "ollama: models not an array");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"models\":[1]}", &l) == -1,
+           "ollama: a model not an object");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "{\"models\":[{\"size_vram\":\"1\"}]}",
+                 &l) == -1
+           && parse(GA_RUNTIME_OLLAMA, "{\"models\":[{\"size_vram\":-1}]}",
+                    &l) == -1
+           && parse(GA_RUNTIME_OLLAMA, "{\"models\":[{\"size_vram\":1.5}]}",
+                    &l) == -1 && !l.has_loaded && l.loaded == 0,
+           "ollama: size_vram a string, negative or a float");
+    tap_ok(parse(GA_RUNTIME_OLLAMA, "vllm:num_requests_waiting 3\n", &l)
+           == -1, "ollama parser refuses Prometheus text");
+    tap_ok(ga_load_parse(GA_RUNTIME_OLLAMA, "{\"models\":[]}xx", 13, &l)
+           == 0 && l.has_loaded, "ollama: stops at len");
+    tap_ok(parse(GA_RUNTIME_VLLM, "{\"models\":[]}", &l) == -1,
+           "vllm parser refuses /api/ps");
 
     return tap_done();
 }

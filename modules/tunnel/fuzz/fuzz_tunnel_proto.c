@@ -387,6 +387,137 @@ check_load(const char *in, size_t len)
 }
 
 
+static int
+same_gpu(const gpugate_tunnel_gpu_t *a, const gpugate_tunnel_gpu_t *b)
+{
+    return a->index == b->index && a->name_len == b->name_len
+           && memcmp(a->name, b->name, a->name_len + 1) == 0
+           && a->has_util == b->has_util && a->util_pct == b->util_pct
+           && a->has_mem_used == b->has_mem_used
+           && a->mem_used_mb == b->mem_used_mb
+           && a->has_mem_total == b->has_mem_total
+           && a->mem_total_mb == b->mem_total_mb
+           && a->has_temp == b->has_temp && a->temp_c == b->temp_c
+           && a->has_power == b->has_power && a->power_w == b->power_w;
+}
+
+
+/* the canonical form of an accepted value, or 0 when it is too long */
+
+static size_t
+write_telemetry(const gpugate_tunnel_telemetry_t *t, char *buf, size_t size)
+{
+    int                          n;
+    size_t                       len;
+    unsigned                     i;
+    const gpugate_tunnel_gpu_t  *g;
+
+    n = snprintf(buf, size, "cpu_pct=%u, cpus=%u, mem_used_mb=%u, "
+                 "mem_total_mb=%u, gpus=%u", (unsigned) t->cpu_pct,
+                 (unsigned) t->cpus, (unsigned) t->mem_used_mb,
+                 (unsigned) t->mem_total_mb, (unsigned) t->gpus);
+
+    if (n < 0 || (size_t) n >= size) {
+        return 0;
+    }
+
+    len = n;
+
+    for (i = 0; i < t->ngpus; i++) {
+        g = &t->gpu[i];
+
+        n = snprintf(buf + len, size - len, "; gpu=%u, name=\"%s\"",
+                     (unsigned) g->index, g->name);
+
+        if (n < 0 || (size_t) n >= size - len) {
+            return 0;
+        }
+
+        len += n;
+
+#define FIELD(has, key, v)                                                    \
+        if (has) {                                                            \
+            n = snprintf(buf + len, size - len, ", " key "=%u",               \
+                         (unsigned) (v));                                     \
+            if (n < 0 || (size_t) n >= size - len) {                          \
+                return 0;                                                     \
+            }                                                                 \
+            len += n;                                                         \
+        }
+
+        FIELD(g->has_util, "util_pct", g->util_pct)
+        FIELD(g->has_mem_used, "mem_used_mb", g->mem_used_mb)
+        FIELD(g->has_mem_total, "mem_total_mb", g->mem_total_mb)
+        FIELD(g->has_temp, "temp_c", g->temp_c)
+        FIELD(g->has_power, "power_w", g->power_w)
+
+#undef FIELD
+    }
+
+    return len;
+}
+
+
+static void
+check_telemetry(const char *in, size_t len)
+{
+    char                        buf[GPUGATE_TUNNEL_TELEMETRY_MAX + 1];
+    size_t                      n;
+    unsigned                    i;
+    gpugate_tunnel_telemetry_t  t, u;
+
+    if (gpugate_tunnel_parse_telemetry(in, len, &t) != 0) {
+        return;
+    }
+
+    if (len > GPUGATE_TUNNEL_TELEMETRY_MAX || t.cpu_pct > 100
+        || t.ngpus != (t.gpus < GPUGATE_TUNNEL_GPUS_MAX
+                       ? t.gpus : GPUGATE_TUNNEL_GPUS_MAX))
+    {
+        abort();
+    }
+
+    for (i = 0; i < t.ngpus; i++) {
+        if (t.gpu[i].name_len == 0
+            || t.gpu[i].name_len > GPUGATE_TUNNEL_GPU_NAME_MAX
+            || strlen(t.gpu[i].name) != t.gpu[i].name_len
+            || !all(t.gpu[i].name, t.gpu[i].name_len,
+                    " !#$%&'()*+,-./0123456789:;<=>?@"
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`"
+                    "abcdefghijklmnopqrstuvwxyz{|}~"))
+        {
+            abort();
+        }
+    }
+
+    /* sections past the kept ones are gone, so gpus= would not match */
+
+    if (t.gpus > GPUGATE_TUNNEL_GPUS_MAX) {
+        return;
+    }
+
+    n = write_telemetry(&t, buf, sizeof(buf));
+
+    if (n == 0 || n > GPUGATE_TUNNEL_TELEMETRY_MAX) {
+        return;
+    }
+
+    if (gpugate_tunnel_parse_telemetry(buf, n, &u) != 0
+        || u.cpu_pct != t.cpu_pct || u.cpus != t.cpus
+        || u.mem_used_mb != t.mem_used_mb || u.mem_total_mb != t.mem_total_mb
+        || u.gpus != t.gpus || u.ngpus != t.ngpus)
+    {
+        abort();
+    }
+
+    for (i = 0; i < t.ngpus; i++) {
+        if (!same_gpu(&u.gpu[i], &t.gpu[i])) {
+            abort();
+        }
+    }
+}
+
+
 int
 LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
@@ -410,6 +541,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     check_models(in, size);
     check_models_has(in, size);
     check_load(in, size);
+    check_telemetry(in, size);
 
     free(in);
 

@@ -10,6 +10,7 @@
 
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "gpugate_tunnel_proto.h"
@@ -567,6 +568,296 @@ test_load(void)
 }
 
 
+static void
+tele_is(const char *p, size_t len, int expect, const char *what)
+{
+    int                         rc;
+    gpugate_tunnel_telemetry_t  t;
+
+    rc = gpugate_tunnel_parse_telemetry(p, len, &t);
+
+    tap_ok(rc == expect, "telemetry %s %s (rc %d)",
+           expect == 0 ? "accepts" : "refuses", what, rc);
+}
+
+
+/* a host section ahead of what a test puts after it */
+
+#define HOST   "cpu_pct=5, cpus=2, mem_used_mb=3, mem_total_mb=4, "
+#define GPU0   "; gpu=0, name=\"A\""
+
+
+static void
+test_telemetry(void)
+{
+    int                          rc, ok;
+    char                         big[GPUGATE_TUNNEL_TELEMETRY_MAX + 64];
+    size_t                       i, n, accepted;
+    gpugate_tunnel_telemetry_t   t;
+    const gpugate_tunnel_gpu_t  *g;
+
+    static const char  full[] =
+        "cpu_pct=12, cpus=8, mem_used_mb=1000, mem_total_mb=16000, gpus=2"
+        "; gpu=0, name=\"NVIDIA H200\", util_pct=37, mem_used_mb=81234, "
+        "mem_total_mb=143771, temp_c=45, power_w=312"
+        "; gpu=1, name=\"NVIDIA A100-SXM4-80GB\", temp_c=0";
+
+    static const char  prefix[] = HOST "gpus=1; gpu=0, name=\"A\", temp_c=40";
+
+    /* what the agent sends */
+
+    rc = gpugate_tunnel_parse_telemetry(S(full), &t);
+    g = &t.gpu[0];
+
+    ok = rc == 0 && t.cpu_pct == 12 && t.cpus == 8 && t.mem_used_mb == 1000
+         && t.mem_total_mb == 16000 && t.gpus == 2 && t.ngpus == 2
+         && g->index == 0 && g->name_len == 11
+         && strcmp(g->name, "NVIDIA H200") == 0
+         && g->has_util && g->util_pct == 37
+         && g->has_mem_used && g->mem_used_mb == 81234
+         && g->has_mem_total && g->mem_total_mb == 143771
+         && g->has_temp && g->temp_c == 45 && g->has_power
+         && g->power_w == 312;
+
+    g = &t.gpu[1];
+
+    ok = ok && g->index == 1 && g->name_len == 21
+         && strcmp(g->name, "NVIDIA A100-SXM4-80GB") == 0
+         && !g->has_util && !g->has_mem_used && !g->has_mem_total
+         && g->has_temp && g->temp_c == 0 && !g->has_power;
+
+    tap_ok(ok, "telemetry: two GPUs, all values, optional ones left out");
+
+    rc = gpugate_tunnel_parse_telemetry(S(HOST "gpus=0"), &t);
+    tap_ok(rc == 0 && t.cpu_pct == 5 && t.cpus == 2 && t.mem_used_mb == 3
+           && t.mem_total_mb == 4 && t.gpus == 0 && t.ngpus == 0,
+           "telemetry: no GPU");
+
+    rc = gpugate_tunnel_parse_telemetry(S("gpus=0,mem_total_mb=4,cpus=2 ,"
+                                          "  mem_used_mb=3, cpu_pct=100"),
+                                        &t);
+    tap_ok(rc == 0 && t.cpu_pct == 100 && t.cpus == 2 && t.gpus == 0,
+           "telemetry: host keys in any order, odd spacing, cpu_pct 100");
+
+    rc = gpugate_tunnel_parse_telemetry(S("  " HOST "gpus=1  ;  "
+                                          "name=\"x, y; z=1\" ,gpu=7  "), &t);
+    tap_ok(rc == 0 && t.ngpus == 1 && t.gpu[0].index == 7
+           && strcmp(t.gpu[0].name, "x, y; z=1") == 0
+           && t.gpu[0].name_len == 9,
+           "telemetry: spaces around \";\", name first, \",\" \";\" \"=\" in "
+           "a name");
+
+    rc = gpugate_tunnel_parse_telemetry(S(HOST "load=0.5, gpus=1, x=\"a b\""
+                                          GPU0 ", fan_pct=30, "
+                                          "uuid=\"GPU-1234\""), &t);
+    tap_ok(rc == 0 && t.gpus == 1 && t.ngpus == 1
+           && strcmp(t.gpu[0].name, "A") == 0,
+           "telemetry: unknown keys skipped, tokens and quoted strings");
+
+    rc = gpugate_tunnel_parse_telemetry(S("cpu_pct=0, cpus=4294967295, "
+                                          "mem_used_mb=4294967295, "
+                                          "mem_total_mb=4294967295, gpus=1; "
+                                          "gpu=4294967295, name=\"A\", "
+                                          "util_pct=4294967295, "
+                                          "power_w=4294967295"), &t);
+    tap_ok(rc == 0 && t.cpus == UINT32_MAX && t.mem_total_mb == UINT32_MAX
+           && t.gpu[0].index == UINT32_MAX && t.gpu[0].power_w == UINT32_MAX
+           && t.gpu[0].util_pct == UINT32_MAX, "telemetry: 2^32-1");
+
+    n = sizeof(HOST "gpus=1; gpu=0, name=\"") - 1;
+    memcpy(big, HOST "gpus=1; gpu=0, name=\"", n);
+    memset(big + n, '~', 63);
+    big[n + 63] = '"';
+
+    rc = gpugate_tunnel_parse_telemetry(big, n + 64, &t);
+    tap_ok(rc == 0 && t.gpu[0].name_len == 63 && t.gpu[0].name[63] == '\0'
+           && t.gpu[0].name[62] == '~', "telemetry: a 63-byte name");
+
+    big[n + 63] = '~';
+    big[n + 64] = '"';
+    tele_is(big, n + 65, -1, "a 64-byte name");
+
+    tele_is(S(HOST "gpus=1; gpu=0, name=\" !#$%&'()*+,-./09:;<=>?@AZ[]^_`az"
+              "{|}~\""), 0, "every printable character but '\"' and '\\'");
+
+    /* ten sections: all checked, eight kept */
+
+    n = sizeof(HOST "gpus=10") - 1;
+    memcpy(big, HOST "gpus=10", n);
+
+    for (i = 0; i < 10; i++) {
+        n += sprintf(big + n, "; gpu=%zu, name=\"G%zu\", temp_c=%zu", i, i,
+                     40 + i);
+    }
+
+    rc = gpugate_tunnel_parse_telemetry(big, n, &t);
+    tap_ok(rc == 0 && t.gpus == 10 && t.ngpus == GPUGATE_TUNNEL_GPUS_MAX
+           && t.gpu[7].index == 7 && strcmp(t.gpu[7].name, "G7") == 0
+           && t.gpu[7].temp_c == 47,
+           "telemetry: ten sections, the first eight kept");
+
+    memcpy(big + n - 2, "4x", 2);
+    tele_is(big, n, -1, "a bad number in the tenth section (not kept)");
+
+    tele_is(big, sizeof(HOST "gpus=10") - 1, -1,
+            "gpus=10 and no sections");
+
+    /* the size limit */
+
+    n = sizeof(HOST "gpus=0, pad=") - 1;
+    memcpy(big, HOST "gpus=0, pad=", n);
+    memset(big + n, 'p', GPUGATE_TUNNEL_TELEMETRY_MAX - n);
+
+    tele_is(big, GPUGATE_TUNNEL_TELEMETRY_MAX, 0, "2048 bytes");
+
+    big[GPUGATE_TUNNEL_TELEMETRY_MAX] = 'p';
+    tele_is(big, GPUGATE_TUNNEL_TELEMETRY_MAX + 1, -1, "2049 bytes");
+
+    /* the host section */
+
+    tele_is(S(""), -1, "an empty value");
+    tele_is(S("   "), -1, "only spaces");
+    tele_is(S("cpus=2, mem_used_mb=3, mem_total_mb=4, gpus=0"), -1,
+            "no cpu_pct");
+    tele_is(S("cpu_pct=5, mem_used_mb=3, mem_total_mb=4, gpus=0"), -1,
+            "no cpus");
+    tele_is(S("cpu_pct=5, cpus=2, mem_total_mb=4, gpus=0"), -1,
+            "no mem_used_mb");
+    tele_is(S("cpu_pct=5, cpus=2, mem_used_mb=3, gpus=0"), -1,
+            "no mem_total_mb");
+    tele_is(S("cpu_pct=5, cpus=2, mem_used_mb=3, mem_total_mb=4"), -1,
+            "no gpus");
+    tele_is(S(HOST "gpus=0, cpus=2"), -1, "a repeated host key");
+    tele_is(S(HOST "gpus=0, gpus=0"), -1, "a repeated gpus");
+    tele_is(S(HOST "gpus=0, CPUS=2"), 0, "an upper-case key as unknown");
+    tele_is(S("cpu_pct=101, cpus=2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "cpu_pct 101");
+    tele_is(S("cpu_pct=05, cpus=2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "a leading zero");
+    tele_is(S("cpu_pct=5, cpus=-2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "a minus sign");
+    tele_is(S("cpu_pct=5, cpus=+2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "a plus sign");
+    tele_is(S("cpu_pct=5, cpus=2, mem_used_mb=4294967296, mem_total_mb=4, "
+              "gpus=0"), -1, "2^32");
+    tele_is(S("cpu_pct=5, cpus=2x, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "a letter in a number");
+    tele_is(S("cpu_pct=5, cpus=1.5, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "a decimal point");
+    tele_is(S("cpu_pct=, cpus=2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "an empty number");
+    tele_is(S("cpu_pct=\"5\", cpus=2, mem_used_mb=3, mem_total_mb=4, "
+              "gpus=0"), -1, "a quoted number");
+    tele_is(S(HOST "gpus=0, x="), -1, "an unknown key with an empty value");
+    tele_is(S(HOST "gpus=0, x=\"a"), -1, "an unterminated quoted unknown");
+    tele_is(S(HOST "gpus=0, x=a\"b\""), -1, "a quote inside a token");
+    tele_is(S(HOST "gpus=0,"), -1, "a trailing comma");
+    tele_is(S(HOST "gpus=0 ,  "), -1, "a trailing comma and spaces");
+    tele_is(S(", " HOST "gpus=0"), -1, "a leading comma");
+    tele_is(S(HOST "gpus=0;"), -1, "a trailing semicolon");
+    tele_is(S(HOST "gpus=0 ; "), -1, "a trailing semicolon and a space");
+    tele_is(S("cpu_pct=5 cpus=2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "a missing comma");
+    tele_is(S("cpu_pct=5,, cpus=2, mem_used_mb=3, mem_total_mb=4, gpus=0"),
+            -1, "two commas");
+    tele_is(S(HOST "gpus"), -1, "a key without a value");
+    tele_is(S(HOST "=0"), -1, "a value without a key");
+    tele_is(S(HOST "gpus =0"), -1, "a space before \"=\"");
+    tele_is(S(HOST "gpus= 0"), -1, "a space after \"=\"");
+    tele_is(S(HOST "gpus=0\0"), -1, "a NUL");
+    tele_is(S(HOST "gpus=0\r\n"), -1, "CR LF");
+
+    /* GPU sections */
+
+    tele_is(S(HOST "gpus=1; name=\"A\""), -1, "a section without gpu=");
+    tele_is(S(HOST "gpus=1; gpu=0"), -1, "a section without name=");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"A\", gpu=1"), -1,
+            "a repeated gpu=");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"A\", name=\"B\""), -1,
+            "a repeated name=");
+    tele_is(S(HOST "gpus=1" GPU0 ", temp_c=1, temp_c=1"), -1,
+            "a repeated temp_c");
+    tele_is(S(HOST "gpus=2; gpu=0, name=\"A\", temp_c=1; gpu=1, name=\"B\", "
+              "temp_c=1"), 0, "the same key in two sections");
+    tele_is(S(HOST "gpus=1" GPU0 ", cpus=3"), 0,
+            "a host key in a GPU section as unknown");
+    tele_is(S(HOST "gpus=1; gpu=0, name=A"), -1, "an unquoted name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"\""), -1, "an empty name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"a\\\"b\""), -1,
+            "an escaped quote in a name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"a\\b\""), -1,
+            "a backslash in a name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"caf\xc3\xa9\""), -1,
+            "UTF-8 in a name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"a\tb\""), -1, "a tab in a name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"a\x7f\""), -1, "DEL in a name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"a\0\""), -1, "a NUL in a name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"A"), -1, "an unterminated name");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"A\"x"), -1,
+            "a name followed by a letter");
+    tele_is(S(HOST "gpus=1; gpu=0, name=\"A\"\"B\""), -1,
+            "two quoted strings");
+    tele_is(S(HOST "gpus=1; gpu=\"0\", name=\"A\""), -1, "a quoted gpu=");
+    tele_is(S(HOST "gpus=1" GPU0 ", util_pct=01"), -1,
+            "a leading zero in util_pct");
+    tele_is(S(HOST "gpus=1" GPU0 ", power_w=4294967296"), -1,
+            "power_w 2^32");
+    tele_is(S(HOST "gpus=1" GPU0 ", temp_c="), -1, "an empty temp_c");
+    tele_is(S(HOST "gpus=1" GPU0 ", temp_c=-3"), -1, "a negative temp_c");
+    tele_is(S(HOST "gpus=1" GPU0 ", util_pct=101"), 0,
+            "util_pct above 100 (only cpu_pct is bounded)");
+    tele_is(S(HOST "gpus=0" GPU0), -1, "gpus=0 and one section");
+    tele_is(S(HOST "gpus=2" GPU0), -1, "gpus=2 and one section");
+    tele_is(S(HOST "gpus=1" GPU0 ";"), -1, "a trailing semicolon");
+    tele_is(S(HOST "gpus=1;" GPU0), -1, "an empty section");
+    tele_is(S(HOST "gpus=1" GPU0 ","), -1, "a trailing comma in a section");
+    tele_is(S(HOST "gpus=1; , gpu=0, name=\"A\""), -1,
+            "a section opening with a comma");
+
+    /*
+     * every prefix: only those ending after name="A", after "temp_c=4"
+     * and the whole are valid
+     */
+
+    accepted = 0;
+    ok = 1;
+
+    for (i = 0; i <= sizeof(prefix) - 1; i++) {
+        rc = gpugate_tunnel_parse_telemetry(prefix, i, &t);
+
+        if (rc != 0) {
+            continue;
+        }
+
+        accepted++;
+
+        if ((i != sizeof(prefix) - 1 && i != sizeof(prefix) - 2
+             && i != sizeof(HOST "gpus=1; gpu=0, name=\"A\"") - 1)
+            || t.ngpus != 1)
+        {
+            ok = 0;
+        }
+    }
+
+    tap_ok(ok && accepted == 3,
+           "telemetry: of every prefix, exactly the valid three accepted "
+           "(%zu)", accepted);
+
+    accepted = 0;
+
+    for (i = 0; i <= sizeof(full) - 1; i++) {
+        if (gpugate_tunnel_parse_telemetry(full, i, &t) == 0) {
+            accepted++;
+        }
+    }
+
+    /* gpus=2 holds back all but the last section's name= and temp_c=0 */
+
+    tap_ok(accepted == 2, "telemetry: prefixes of a two-GPU value: %zu "
+           "accepted", accepted);
+}
+
+
 int
 main(void)
 {
@@ -577,6 +868,7 @@ main(void)
     test_models();
     test_models_has();
     test_load();
+    test_telemetry();
 
     return tap_done();
 }
