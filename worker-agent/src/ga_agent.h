@@ -24,7 +24,7 @@
 #include "ga_conf.h"
 
 
-#define GA_VERSION        "0.2.0"
+#define GA_VERSION        "0.3.0"
 
 /* the most a tunnel's output may hold before the runtime is not read */
 #define GA_OUT_HIGH       (64 * 1024)
