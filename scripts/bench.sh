@@ -16,7 +16,9 @@
 #                per request, 64 streams; the full run adds 1 connection
 #                and gateway / GPU host on separate cores), scale (memory
 #                with 1,000 and 10,000 parked tunnel connections; 1,000
-#                with --quick)
+#                with --quick), agent (the agent's RSS and CPU with 256
+#                idle parked connections and under 64 streams, against
+#                the runtime's CPU)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -32,7 +34,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,streaming,tunnel,scale
+only=auth,overhead,streaming,tunnel,scale,agent
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -158,7 +160,7 @@ if want overhead || want streaming; then
     . "$GG_ROOT/scripts/bench/proxy.sh"
 fi
 
-if want tunnel || want scale; then
+if want tunnel || want scale || want agent; then
     . "$GG_ROOT/scripts/bench/tunnel.sh"
 fi
 

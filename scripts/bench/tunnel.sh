@@ -343,3 +343,45 @@ if want scale; then
         kill "$(cat "$tmp/scale-$n/nginx.pid")" 2>/dev/null || true
     done
 fi
+
+# agent: the GPU host's side alone.  RSS and CPU of one agent holding 256
+# idle parked connections, then carrying 64 concurrent streams, against
+# the CPU the (mock) runtime spends producing the same streams.
+if want agent; then
+    ap=$(gg_free_port)
+    at=$(gg_free_port)
+    tunnel_nginx agent-s "$ap" "$at" tunnel "$tslow_port"
+    start_agent bench-agent "$at" "$tslow_port" --spare 256 \
+        --max-connections 256 --idle-timeout 600 --capacity 1024
+    a_pid=$agent_pid
+    gg_wait_for "256 parked connections" 120 bash -c \
+        "[ \$(ss -Htn state established '( sport = :$at )' | wc -l) -ge 256 ]"
+    sleep 2
+    hz=$(getconf CLK_TCK)
+    idle_rss=$(rss_kb "$a_pid")
+    a0=$(cpu_ticks "$a_pid")
+    sleep 5
+    a1=$(cpu_ticks "$a_pid")
+    idle_cpu=$(echo "($a1 - $a0) * 100 / $hz / 5" | bc -l)
+
+    m_pid=$(pgrep -f 'mock-tslow[.]port' | head -n 1)
+    a0=$(cpu_ticks "$a_pid")
+    m0=$(cpu_ticks "$m_pid")
+    s0=$(date +%s.%N)
+    out=$(t_sse "$ap" 64 | tail -n 1)
+    s1=$(date +%s.%N)
+    a1=$(cpu_ticks "$a_pid")
+    m1=$(cpu_ticks "$m_pid")
+    peak_rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$a_pid/status")
+    secs=$(echo "$s1 - $s0" | bc -l)
+    a_cpu=$(echo "($a1 - $a0) * 100 / $hz / $secs" | bc -l)
+    m_cpu=$(echo "($m1 - $m0) * 100 / $hz / $secs" | bc -l)
+    ratio=$(echo "if ($m1 - $m0 > 0) ($a1 - $a0) / ($m1 - $m0) else 0" | bc -l)
+    note=$(printf '256 idle: RSS %d KiB, CPU %.2f%%; 64 streams: peak RSS %d KiB, CPU %.1f%% vs runtime %.1f%% (%.2fx)' \
+        "$idle_rss" "$idle_cpu" "$peak_rss" "$a_cpu" "$m_cpu" "$ratio")
+    record agent "gpugate-agent, 256 parked + 64 streams" 0 \
+        "{\"note\":\"$note\",\"idle_rss_kb\":$idle_rss,\"idle_cpu_pct\":$idle_cpu,\"peak_rss_kb\":$peak_rss,\"stream_cpu_pct\":$a_cpu,\"runtime_cpu_pct\":$m_cpu,\"cpu_ratio\":$ratio,\"streams\":$out}"
+    gg_log "agent: $note"
+    kill "$a_pid" 2>/dev/null || true
+    kill "$(cat "$tmp/agent-s/nginx.pid")" 2>/dev/null || true
+fi
