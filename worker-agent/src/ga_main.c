@@ -152,7 +152,11 @@ ga_close_idle(ga_runtime_t *rt, int stale_only)
         for (c = rt->links[i].conns; c; c = next) {
             next = c->next;
 
-            if (stale_only && c->models_gen == rt->models_gen) {
+            /* one not yet at step 2 will advertise the new list */
+
+            if (stale_only && (c->state < GA_STEP2
+                               || c->models_gen == rt->models_gen))
+            {
                 continue;
             }
 

@@ -98,6 +98,9 @@ ga_super_start(ga_runtime_t *rt)
         _exit(127);
     }
 
+    /* also here: a kill(-pid) must not race the child's own setpgid() */
+    (void) setpgid(pid, pid);
+
     s->pid = pid;
     s->started = gg_time_us();
     s->ready = 0;
