@@ -14,7 +14,7 @@ GG_PACKAGES=(
     libjansson-dev libhiredis-dev libpq-dev
     postgresql redis-server
     libtest-base-perl libtest-longstring-perl libhttp-message-perl
-    curl procps valgrind
+    curl procps valgrind prometheus
 )
 
 GG_PIDS=()

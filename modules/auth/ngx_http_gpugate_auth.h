@@ -101,6 +101,9 @@ typedef struct {
     unsigned                       waiting:1; /* a lookup is pending */
     unsigned                       answered:1; /* "info" is set */
     unsigned                       granted:1; /* access allowed */
+    unsigned                       refused:1; /* 401 sent */
+    unsigned                       unavailable:1; /* 503 sent: no layer
+                                                     could answer */
 } ngx_http_gpugate_auth_ctx_t;
 
 

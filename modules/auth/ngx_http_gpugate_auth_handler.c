@@ -459,9 +459,10 @@ static ngx_int_t
 ngx_http_gpugate_auth_reject(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message)
 {
-    ngx_int_t                 rc;
-    ngx_table_elt_t          *h;
-    ngx_http_gpugate_error_t  err;
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h;
+    ngx_http_gpugate_error_t      err;
+    ngx_http_gpugate_auth_ctx_t  *ctx;
 
     ngx_http_gpugate_status_error(status, &err);
     err.code = code;
@@ -478,6 +479,14 @@ ngx_http_gpugate_auth_reject(ngx_http_request_t *r, ngx_uint_t status,
         ngx_str_set(&h->key, "WWW-Authenticate");
         ngx_str_set(&h->value, "Bearer realm=\"gpugate\"");
         r->headers_out.www_authenticate = h;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_auth_module);
+
+    if (ctx) {
+        /* for $gpugate_auth_result: metrics and logs */
+        ctx->refused = (status == NGX_HTTP_UNAUTHORIZED);
+        ctx->unavailable = (status == NGX_HTTP_SERVICE_UNAVAILABLE);
     }
 
     rc = ngx_http_gpugate_send_error(r, &err);

@@ -140,7 +140,8 @@ enum {
     NGX_HTTP_GPUGATE_VAR_MODELS,
     NGX_HTTP_GPUGATE_VAR_RPM,
     NGX_HTTP_GPUGATE_VAR_TPM,
-    NGX_HTTP_GPUGATE_VAR_SOURCE
+    NGX_HTTP_GPUGATE_VAR_SOURCE,
+    NGX_HTTP_GPUGATE_VAR_RESULT
 };
 
 
@@ -175,7 +176,19 @@ static ngx_http_variable_t  ngx_http_gpugate_auth_vars[] = {
       ngx_http_gpugate_auth_variable,
       NGX_HTTP_GPUGATE_VAR_SOURCE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("gpugate_auth_result"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_RESULT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_gpugate_auth_results[] = {
+    ngx_string(""),
+    ngx_string("ok"),
+    ngx_string("refused"),
+    ngx_string("unavailable")
 };
 
 
@@ -198,6 +211,20 @@ ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
     ngx_http_gpugate_auth_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_auth_module);
+
+    if (ctx && data == NGX_HTTP_GPUGATE_VAR_RESULT) {
+        /* "ok", "refused" (401), "unavailable" (503); "" while pending */
+        s = &ngx_http_gpugate_auth_results[ctx->granted ? 1
+                                           : ctx->refused ? 2
+                                           : ctx->unavailable ? 3 : 0];
+        v->data = s->data;
+        v->len = s->len;
+        v->valid = 1;
+        v->no_cacheable = 1;
+        v->not_found = 0;
+
+        return NGX_OK;
+    }
 
     if (ctx == NULL || !ctx->answered) {
         v->not_found = 1;

@@ -61,5 +61,18 @@ ngx_int_t ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool,
     ngx_array_t *out);
 ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
 
+/*
+ * The tunnel's Prometheus lines (agents' connections, load and
+ * telemetry) in a buffer from "pool"; NGX_DECLINED when no tunnel zone
+ * is configured.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool,
+    ngx_buf_t **out);
+
+/* the connected agents as a JSON array; NGX_DECLINED (and *out NULL)
+   without a tunnel zone */
+ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
+    ngx_buf_t **out);
+
 
 #endif /* _NGX_HTTP_GPUGATE_H_INCLUDED_ */

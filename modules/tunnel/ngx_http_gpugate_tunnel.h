@@ -88,6 +88,7 @@ typedef struct {
 typedef struct {
     ngx_pid_t         pid;         /* 0: slot free */
     ngx_uint_t        generation;  /* the reload it belongs to */
+    ngx_atomic_t      waiting;     /* requests in its wait queue */
 } ngx_http_gpugate_tunnel_proc_t;
 
 
@@ -245,6 +246,9 @@ void ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc);
 
 /* closes a connection we own and forgets it */
 void ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc);
+
+/* this worker's wait queue grew or shrank (for metrics) */
+void ngx_http_gpugate_tunnel_waiting(ngx_int_t delta);
 
 /* one more request in flight on the agent unless it is at capacity */
 ngx_int_t ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a);

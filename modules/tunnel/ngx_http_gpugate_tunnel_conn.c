@@ -120,6 +120,7 @@ ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
     } else {
         shm->procs[free].pid = ngx_pid;
         shm->procs[free].generation = w->generation;
+        shm->procs[free].waiting = 0;
     }
 
     w->proc = free;
@@ -172,7 +173,9 @@ ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle)
 ngx_http_gpugate_tunnel_shm_t *
 ngx_http_gpugate_tunnel_shm(void)
 {
-    return ngx_http_gpugate_tunnel_worker->shm;
+    /* NULL in a worker without a tunnel zone */
+    return ngx_http_gpugate_tunnel_worker ? ngx_http_gpugate_tunnel_worker->shm
+                                          : NULL;
 }
 
 
@@ -604,6 +607,17 @@ ngx_http_gpugate_tunnel_set_telemetry(ngx_http_gpugate_tunnel_agent_t *a,
     ngx_memcpy(&a->telemetry, t, sizeof(gpugate_tunnel_telemetry_t));
     a->telemetry_at = ngx_time();
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+void
+ngx_http_gpugate_tunnel_waiting(ngx_int_t delta)
+{
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+
+    (void) ngx_atomic_fetch_add(&w->shm->procs[w->proc].waiting, delta);
 }
 
 

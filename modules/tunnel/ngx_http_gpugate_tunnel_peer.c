@@ -406,6 +406,7 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
     ngx_queue_insert_tail(&wq->waiting, &ctx->queue);
     wq->nwaiting++;
     ctx->waiting = 1;
+    ngx_http_gpugate_tunnel_waiting(1);
 
     ngx_add_timer(&ctx->timer,
                   ctx->conf->queue_timeout - (ngx_current_msec - ctx->queued));
@@ -635,6 +636,7 @@ ngx_http_gpugate_tunnel_dequeue(ngx_http_gpugate_tunnel_ctx_t *ctx)
     ngx_queue_remove(&ctx->queue);
     wq->nwaiting--;
     ctx->waiting = 0;
+    ngx_http_gpugate_tunnel_waiting(-1);
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);

@@ -18,6 +18,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_tunnel.h"
 
 
@@ -31,65 +32,76 @@
 #define NGX_HTTP_GPUGATE_STATUS_GPU  320
 
 
+static ngx_http_gpugate_tunnel_agent_t *ngx_http_gpugate_tunnel_snapshot(
+    ngx_pool_t *pool, ngx_http_gpugate_tunnel_shm_t *shm, ngx_uint_t *n);
+static u_char *ngx_http_gpugate_tunnel_prom_label(u_char *p, u_char *s,
+    size_t len);
 static u_char *ngx_http_gpugate_tunnel_status_agent(u_char *p,
     ngx_http_gpugate_tunnel_agent_t *a, ngx_http_gpugate_tunnel_shm_t *shm);
 static u_char *ngx_http_gpugate_tunnel_status_telemetry(u_char *p,
     ngx_http_gpugate_tunnel_agent_t *a);
 
 
-ngx_int_t
-ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r)
+/* the used agent slots, copied under the lock (telemetry is too big to
+   be read torn-free otherwise) */
+
+static ngx_http_gpugate_tunnel_agent_t *
+ngx_http_gpugate_tunnel_snapshot(ngx_pool_t *pool,
+    ngx_http_gpugate_tunnel_shm_t *shm, ngx_uint_t *n)
 {
-    size_t                            size;
-    u_char                           *p;
-    ngx_int_t                         rc;
-    ngx_buf_t                        *b;
-    ngx_uint_t                        i, n;
-    ngx_chain_t                       out;
+    ngx_uint_t                        i;
     ngx_slab_pool_t                  *shpool;
-    ngx_http_gpugate_tunnel_agent_t  *a, *copy;
-    ngx_http_gpugate_tunnel_shm_t    *shm;
+    ngx_http_gpugate_tunnel_agent_t  *copy;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
-    }
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    shm = ngx_http_gpugate_tunnel_shm();
-
-    if (shm == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    copy = ngx_palloc(pool, (shm->nagents + 1)
+                            * sizeof(ngx_http_gpugate_tunnel_agent_t));
+    if (copy == NULL) {
+        return NULL;
     }
 
     shpool = ngx_http_gpugate_tunnel_shpool();
-
-    /* a snapshot: slots change while we format */
-
-    copy = ngx_palloc(r->pool, shm->nagents
-                               * sizeof(ngx_http_gpugate_tunnel_agent_t));
-    if (copy == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    n = 0;
+    *n = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
 
     for (i = 0; i < shm->nagents; i++) {
         if (shm->agents[i].used) {
-            ngx_memcpy(&copy[n++], &shm->agents[i],
+            ngx_memcpy(&copy[(*n)++], &shm->agents[i],
                        sizeof(ngx_http_gpugate_tunnel_agent_t));
         }
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    size = sizeof("{\"generation\":,\"agents\":[]}" CRLF) + NGX_INT_T_LEN;
+    return copy;
+}
+
+
+/* {"generation":G,"agents":[...]}, also the "tunnel" of gpugate_status */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
+{
+    size_t                            size;
+    u_char                           *p;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        i, n;
+    ngx_http_gpugate_tunnel_agent_t  *a, *copy;
+    ngx_http_gpugate_tunnel_shm_t    *shm;
+
+    *out = NULL;
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    if (shm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    copy = ngx_http_gpugate_tunnel_snapshot(pool, shm, &n);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    size = sizeof("{\"generation\":,\"agents\":[]}") + NGX_INT_T_LEN;
 
     for (i = 0; i < n; i++) {
         a = &copy[i];
@@ -102,9 +114,9 @@ ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r)
                 + GPUGATE_TUNNEL_GPUS_MAX * NGX_HTTP_GPUGATE_STATUS_GPU;
     }
 
-    b = ngx_create_temp_buf(r->pool, size);
+    b = ngx_create_temp_buf(pool, size);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     p = ngx_sprintf(b->last, "{\"generation\":%uA,\"agents\":[",
@@ -118,15 +130,49 @@ ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r)
         p = ngx_http_gpugate_tunnel_status_agent(p, &copy[i], shm);
     }
 
-    p = ngx_cpymem(p, "]}" CRLF, sizeof("]}" CRLF) - 1);
-    b->last = p;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    b->last = ngx_cpymem(p, "]}", 2);
+    *out = b;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b, *nl;
+    ngx_chain_t   out[2];
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ngx_http_gpugate_tunnel_status_json(r->pool, &b) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    nl = ngx_calloc_buf(r->pool);
+    if (nl == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    nl->pos = (u_char *) CRLF;
+    nl->last = nl->pos + 2;
+    nl->memory = 1;
+    nl->last_buf = (r == r->main) ? 1 : 0;
+    nl->last_in_chain = 1;
 
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_length_n = b->last - b->pos + 2;
 
     rc = ngx_http_send_header(r);
 
@@ -134,10 +180,12 @@ ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    out.buf = b;
-    out.next = NULL;
+    out[0].buf = b;
+    out[0].next = &out[1];
+    out[1].buf = nl;
+    out[1].next = NULL;
 
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_output_filter(r, &out[0]);
 }
 
 
@@ -268,4 +316,243 @@ ngx_http_gpugate_tunnel_status_telemetry(u_char *p,
     }
 
     return ngx_cpymem(p, "]}", 2);
+}
+
+
+/* a Prometheus label value: backslash, quote and newline escaped */
+
+static u_char *
+ngx_http_gpugate_tunnel_prom_label(u_char *p, u_char *s, size_t len)
+{
+    while (len--) {
+        if (*s == '\\' || *s == '"') {
+            *p++ = '\\';
+            *p++ = *s++;
+
+        } else if (*s == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+            s++;
+
+        } else {
+            *p++ = *s++;
+        }
+    }
+
+    return p;
+}
+
+
+/* one agent name's figures, summed over its runtimes and processes */
+typedef struct {
+    u_char                           *name;     /* label value, escaped */
+    size_t                            len;      /* its length */
+    ngx_uint_t                        v[5];     /* idle, busy, inflight,
+                                                   capacity, queue */
+    ngx_http_gpugate_tunnel_agent_t  *newest;   /* newest telemetry */
+} ngx_http_gpugate_tunnel_prom_t;
+
+
+static const char  *ngx_http_gpugate_tunnel_prom_gauges[][3] = {
+    { "gpugate_tunnel_connections", "state=\"idle\",",
+      "Tunnel connections held by the gateway, by agent and state." },
+    { "gpugate_tunnel_connections", "state=\"busy\",", NULL },
+    { "gpugate_tunnel_inflight_requests", "",
+      "Requests in flight on the agent's tunnels." },
+    { "gpugate_tunnel_capacity_requests", "",
+      "Requests the agent's runtimes take at once." },
+    { "gpugate_tunnel_runtime_queue_requests", "",
+      "Requests waiting in the agent's runtimes, as reported." },
+};
+
+
+/*
+ * The tunnel's part of the Prometheus page: per agent name (its runtimes
+ * and processes summed: instance ids change at every restart and would
+ * make series churn), the connections by state, in-flight requests,
+ * capacity and reported queue; the gateway's wait queue; and the newest
+ * telemetry of each agent.  Each family is written whole, as the text
+ * format wants.  Series are bounded by the zone's slots.
+ */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool, ngx_buf_t **out)
+{
+    u_char                           *p;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        i, k, n, w, na, waiting, f;
+    gpugate_tunnel_gpu_t             *g;
+    gpugate_tunnel_telemetry_t       *t;
+    ngx_http_gpugate_tunnel_shm_t    *shm;
+    ngx_http_gpugate_tunnel_prom_t   *ag, *x;
+    ngx_http_gpugate_tunnel_agent_t  *copy, *a;
+
+    *out = NULL;
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    if (shm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    copy = ngx_http_gpugate_tunnel_snapshot(pool, shm, &n);
+    ag = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_gpugate_tunnel_prom_t));
+
+    if (copy == NULL || ag == NULL) {
+        return NGX_ERROR;
+    }
+
+    na = 0;
+
+    for (i = 0; i < n; i++) {
+        a = &copy[i];
+
+        for (k = 0; k < na; k++) {
+            if (ag[k].newest->name_len == a->name_len
+                && ngx_memcmp(ag[k].newest->name, a->name, a->name_len) == 0)
+            {
+                break;
+            }
+        }
+
+        x = &ag[k];
+
+        if (k == na) {
+            na++;
+            x->name = ngx_pnalloc(pool, 2 * a->name_len + 1);
+            if (x->name == NULL) {
+                return NGX_ERROR;
+            }
+
+            x->len = ngx_http_gpugate_tunnel_prom_label(x->name, a->name,
+                                                        a->name_len)
+                     - x->name;
+            x->newest = a;
+        }
+
+        for (w = 0; w < NGX_HTTP_GPUGATE_TUNNEL_PROCS; w++) {
+            x->v[0] += a->count[w].idle;
+            x->v[1] += a->count[w].busy;
+        }
+
+        x->v[2] += a->inflight;
+        x->v[3] += a->capacity;
+        x->v[4] += a->queue;
+
+        if (a->telemetry_at > x->newest->telemetry_at) {
+            x->newest = a;
+        }
+    }
+
+    b = ngx_create_temp_buf(pool, 8192 + na * (2048 + GPUGATE_TUNNEL_GPUS_MAX
+                                                        * 1024));
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    waiting = 0;
+
+    for (w = 0; w < NGX_HTTP_GPUGATE_TUNNEL_PROCS; w++) {
+        if (shm->procs[w].pid) {
+            waiting += shm->procs[w].waiting;
+        }
+    }
+
+    p = ngx_sprintf(b->last,
+        "# HELP gpugate_tunnel_waiting_requests Requests waiting in the "
+        "gateway for a free tunnel connection.\n"
+        "# TYPE gpugate_tunnel_waiting_requests gauge\n"
+        "gpugate_tunnel_waiting_requests %ui\n", waiting);
+
+    for (f = 0; f < 5; f++) {
+        if (ngx_http_gpugate_tunnel_prom_gauges[f][2]) {
+            p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s gauge\n",
+                            ngx_http_gpugate_tunnel_prom_gauges[f][0],
+                            ngx_http_gpugate_tunnel_prom_gauges[f][2],
+                            ngx_http_gpugate_tunnel_prom_gauges[f][0]);
+        }
+
+        for (k = 0; k < na; k++) {
+            p = ngx_sprintf(p, "%s{%sagent=\"%*s\"} %ui\n",
+                            ngx_http_gpugate_tunnel_prom_gauges[f][0],
+                            ngx_http_gpugate_tunnel_prom_gauges[f][1],
+                            ag[k].len, ag[k].name, ag[k].v[f]);
+        }
+    }
+
+#define ngx_http_gpugate_prom_family(metric, help, type)                      \
+    p = ngx_sprintf(p, "# HELP " metric " " help "\n# TYPE " metric " "     \
+                    type "\n")
+
+#define ngx_http_gpugate_prom_agents(metric, help, fmt, value)                \
+    ngx_http_gpugate_prom_family(metric, help, "gauge");                      \
+    for (k = 0; k < na; k++) {                                                \
+        t = &ag[k].newest->telemetry;                                         \
+        if (ag[k].newest->telemetry_at) {                                     \
+            p = ngx_sprintf(p, metric "{agent=\"%*s\"} " fmt "\n",            \
+                            ag[k].len, ag[k].name, value);                    \
+        }                                                                     \
+    }
+
+#define ngx_http_gpugate_prom_gpus(metric, help, has, fmt, value)             \
+    ngx_http_gpugate_prom_family(metric, help, "gauge");                      \
+    for (k = 0; k < na; k++) {                                                \
+        t = &ag[k].newest->telemetry;                                         \
+        for (i = 0; ag[k].newest->telemetry_at && i < t->ngpus; i++) {        \
+            g = &t->gpu[i];                                                   \
+            if (has) {                                                        \
+                p = ngx_sprintf(p, metric "{agent=\"%*s\",gpu=\"%uD\"} "      \
+                                fmt "\n", ag[k].len, ag[k].name, g->index,    \
+                                value);                                       \
+            }                                                                 \
+        }                                                                     \
+    }
+
+    ngx_http_gpugate_prom_agents("gpugate_agent_cpu_utilization_ratio",
+        "Host CPU use of the agent's machine, last reported.", "%.2f",
+        (double) t->cpu_pct / 100);
+    ngx_http_gpugate_prom_agents("gpugate_agent_memory_used_bytes",
+        "Host memory in use on the agent's machine.", "%uL",
+        (uint64_t) t->mem_used_mb << 20);
+    ngx_http_gpugate_prom_agents("gpugate_agent_memory_total_bytes",
+        "Host memory of the agent's machine.", "%uL",
+        (uint64_t) t->mem_total_mb << 20);
+    ngx_http_gpugate_prom_agents("gpugate_agent_gpus",
+        "GPUs the agent's machine reports (0: no NVML).", "%uD", t->gpus);
+
+    ngx_http_gpugate_prom_family("gpugate_gpu_info",
+        "A GPU of an agent's machine, by name.", "gauge");
+
+    for (k = 0; k < na; k++) {
+        t = &ag[k].newest->telemetry;
+
+        for (i = 0; ag[k].newest->telemetry_at && i < t->ngpus; i++) {
+            g = &t->gpu[i];
+            p = ngx_sprintf(p, "gpugate_gpu_info{agent=\"%*s\",gpu=\"%uD\","
+                            "name=\"%*s\"} 1\n", ag[k].len, ag[k].name,
+                            g->index, g->name_len, g->name);
+        }
+    }
+
+    ngx_http_gpugate_prom_gpus("gpugate_gpu_utilization_ratio",
+        "GPU utilisation, last reported.", g->has_util, "%.2f",
+        (double) g->util_pct / 100);
+    ngx_http_gpugate_prom_gpus("gpugate_gpu_memory_used_bytes",
+        "GPU memory in use.", g->has_mem_used, "%uL",
+        (uint64_t) g->mem_used_mb << 20);
+    ngx_http_gpugate_prom_gpus("gpugate_gpu_memory_total_bytes",
+        "GPU memory.", g->has_mem_total, "%uL",
+        (uint64_t) g->mem_total_mb << 20);
+    ngx_http_gpugate_prom_gpus("gpugate_gpu_temperature_celsius",
+        "GPU temperature.", g->has_temp, "%uD", g->temp_c);
+    ngx_http_gpugate_prom_gpus("gpugate_gpu_power_watts",
+        "GPU power draw.", g->has_power, "%uD", g->power_w);
+
+#undef ngx_http_gpugate_prom_family
+#undef ngx_http_gpugate_prom_agents
+#undef ngx_http_gpugate_prom_gpus
+
+    b->last = p;
+    *out = b;
+
+    return NGX_OK;
 }

@@ -1,0 +1,170 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * Accounting: what every request of a "gpugate_accounting on" location
+ * did, taken in the log phase from the other modules' variables (model,
+ * tenant, key, tokens, TTFT, agent) and kept twice: as counters and
+ * histograms in shared memory for the Prometheus page (all workers of
+ * the host summed), and as one row per request in PostgreSQL's
+ * usage_events, written in batches by each worker (the ledger).
+ */
+
+
+#ifndef _NGX_HTTP_GPUGATE_METRICS_H_INCLUDED_
+#define _NGX_HTTP_GPUGATE_METRICS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate_pg.h"
+
+
+/* label sets (model, tenant, status) and models kept; the rest fold */
+#define NGX_HTTP_GPUGATE_METRICS_SERIES     2048
+#define NGX_HTTP_GPUGATE_METRICS_MODELS     256
+#define NGX_HTTP_GPUGATE_METRICS_LABEL      64
+#define NGX_HTTP_GPUGATE_METRICS_BUCKETS    14
+#define NGX_HTTP_GPUGATE_METRICS_PROCS      64
+
+/* auth sources (none, shm, redis, postgres, stale) x results */
+#define NGX_HTTP_GPUGATE_METRICS_SOURCES    5
+#define NGX_HTTP_GPUGATE_METRICS_RESULTS    3
+
+
+/* requests of one (model, tenant, status) */
+typedef struct {
+    ngx_atomic_t      ready;       /* 1 once the labels are written; set
+                                      under the slab lock, read without */
+    uint32_t          hash;        /* of the labels */
+    ngx_uint_t        status;      /* HTTP status; 0: the overflow set */
+    u_char            model[NGX_HTTP_GPUGATE_METRICS_LABEL];
+    size_t            model_len;   /* model label, cut to the array */
+    u_char            tenant[NGX_HTTP_GPUGATE_METRICS_LABEL];
+    size_t            tenant_len;  /* tenant label, "" without auth */
+    ngx_atomic_t      requests;    /* gpugate_requests_total */
+    ngx_atomic_t      prompt;      /* prompt tokens */
+    ngx_atomic_t      completion;  /* completion tokens */
+} ngx_http_gpugate_metrics_series_t;
+
+
+/* histograms and gauges of one model */
+typedef struct {
+    ngx_atomic_t      ready;       /* as above */
+    uint32_t          hash;        /* of the model */
+    u_char            model[NGX_HTTP_GPUGATE_METRICS_LABEL];
+    size_t            model_len;   /* model label */
+    ngx_atomic_t      duration[NGX_HTTP_GPUGATE_METRICS_BUCKETS + 1];
+                                   /* request duration, per bucket (not
+                                      cumulative; +Inf last) */
+    ngx_atomic_t      duration_us; /* sum, microseconds */
+    ngx_atomic_t      ttft[NGX_HTTP_GPUGATE_METRICS_BUCKETS + 1];
+                                   /* time to first token, per bucket */
+    ngx_atomic_t      ttft_us;     /* sum, microseconds */
+    ngx_atomic_t      active;      /* streams being answered now */
+    ngx_atomic_t      upstream_errors; /* failed upstream attempts */
+    ngx_atomic_t      partial;     /* answers that did not reach their
+                                      end (client gone, upstream cut) */
+} ngx_http_gpugate_metrics_model_t;
+
+
+/* a worker's ledger rows not yet in PostgreSQL */
+typedef struct {
+    ngx_pid_t         pid;         /* 0: slot free */
+    ngx_atomic_t      pending;     /* rows held in its memory */
+} ngx_http_gpugate_metrics_proc_t;
+
+
+typedef struct {
+    ngx_atomic_t      auth[NGX_HTTP_GPUGATE_METRICS_SOURCES]
+                          [NGX_HTTP_GPUGATE_METRICS_RESULTS];
+                                   /* auth results by answering layer */
+    ngx_atomic_t      overflow;    /* requests folded into "_other" */
+    ngx_atomic_t      ledger_written; /* rows PostgreSQL took */
+    ngx_atomic_t      ledger_dropped; /* rows over a worker's buffer */
+    ngx_atomic_t      ledger_lost; /* rows of workers that died */
+    ngx_atomic_t      ledger_spilled; /* rows written to spill files */
+    ngx_atomic_t      ledger_failures; /* batches PostgreSQL refused or
+                                         did not answer */
+    ngx_http_gpugate_metrics_proc_t  procs[NGX_HTTP_GPUGATE_METRICS_PROCS];
+                                   /* by worker slot */
+    ngx_http_gpugate_metrics_series_t  series[NGX_HTTP_GPUGATE_METRICS_SERIES];
+                                   /* slot 0 is the overflow set */
+    ngx_http_gpugate_metrics_model_t   models[NGX_HTTP_GPUGATE_METRICS_MODELS];
+                                   /* slot 0 is the overflow model */
+} ngx_http_gpugate_metrics_shm_t;
+
+
+/* one request, as the log phase saw it */
+typedef struct {
+    ngx_str_t         model;       /* $gpugate_model, "" if none */
+    ngx_str_t         tenant;      /* $gpugate_tenant */
+    ngx_str_t         agent;       /* the last $upstream_addr */
+    ngx_str_t         endpoint;    /* r->uri */
+    ngx_str_t         request_id;  /* $request_id */
+    int64_t           key_id;      /* $gpugate_key_id, -1 */
+    int64_t           tenant_id;   /* $gpugate_tenant_id, -1 */
+    ngx_uint_t        status;      /* response status */
+    ngx_uint_t        prompt;      /* prompt tokens */
+    ngx_uint_t        completion;  /* completion tokens */
+    ngx_int_t         ttft_ms;     /* -1: no first token */
+    ngx_msec_t        duration_ms; /* request start to log phase */
+    ngx_uint_t        upstream_errors; /* failed upstream attempts */
+    ngx_uint_t        auth_source; /* 0 none .. 4 stale */
+    ngx_int_t         auth_result; /* -1 no auth, 0 ok, 1 refused,
+                                      2 unavailable */
+    time_t            sec;         /* when the request started */
+    ngx_msec_t        msec;
+    unsigned          stream:1;    /* $gpugate_stream */
+    unsigned          partial:1;   /* $gpugate_usage_partial */
+} ngx_http_gpugate_metrics_req_t;
+
+
+typedef struct {
+    ngx_shm_zone_t               *zone;      /* counters; NULL: none */
+    ngx_flag_t                    ledger;    /* gpugate_usage_ledger set */
+    ngx_http_gpugate_pg_conf_t    pg;        /* its PostgreSQL */
+    ngx_str_t                     gateway;   /* usage_events.gateway */
+    ngx_uint_t                    batch;     /* rows per INSERT */
+    ngx_msec_t                    interval;  /* between flushes */
+    ngx_uint_t                    buffer;    /* rows a worker holds */
+    ngx_str_t                     spill;     /* directory, "" none */
+    ngx_msec_t                    exit_timeout; /* a quitting worker
+                                                   tries this long */
+    ngx_int_t                     vars[12];  /* variable indexes */
+} ngx_http_gpugate_metrics_main_conf_t;
+
+
+typedef struct {
+    ngx_flag_t                    accounting; /* record requests here */
+    ngx_uint_t                    page;      /* 0, 1 metrics, 2 status */
+    ngx_str_t                     admin_key; /* Bearer key, "" none */
+} ngx_http_gpugate_metrics_loc_conf_t;
+
+
+extern ngx_module_t  ngx_http_gpugate_metrics_module;
+
+
+/* shared counters (ngx_http_gpugate_metrics_shm.c) */
+ngx_int_t ngx_http_gpugate_metrics_init_zone(ngx_shm_zone_t *zone,
+    void *data);
+void ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_http_gpugate_metrics_req_t *req);
+ngx_http_gpugate_metrics_model_t *ngx_http_gpugate_metrics_model(
+    ngx_http_gpugate_metrics_shm_t *shm, ngx_slab_pool_t *shpool,
+    ngx_str_t *model);
+ngx_int_t ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
+    ngx_http_gpugate_metrics_shm_t *shm, ngx_buf_t **out);
+
+/* the ledger (ngx_http_gpugate_ledger.c) */
+ngx_int_t ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,
+    ngx_http_gpugate_metrics_main_conf_t *mmcf);
+void ngx_http_gpugate_ledger_exit(ngx_cycle_t *cycle);
+void ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req);
+ngx_uint_t ngx_http_gpugate_ledger_pending(void);
+const char *ngx_http_gpugate_ledger_state(void);
+
+
+#endif /* _NGX_HTTP_GPUGATE_METRICS_H_INCLUDED_ */

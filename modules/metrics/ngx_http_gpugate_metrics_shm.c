@@ -1,0 +1,613 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * The counters behind the Prometheus page, in one shared zone for all
+ * workers: requests and tokens by (model, tenant, status), duration and
+ * TTFT histograms, active streams and upstream errors by model, auth
+ * results by layer, and the ledger's own counts.
+ *
+ * Tables are open-addressed arrays of fixed size, so the number of
+ * series is bounded whatever clients send: a label set that finds no
+ * room is counted in slot 0 ("_other") and in the overflow counter.  A
+ * new label set is inserted under the slab pool's lock (probing again
+ * there, so two workers never insert the same set twice: duplicate series
+ * would break the page); counting is lock-free atomics on sets marked
+ * ready.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate_metrics.h"
+
+
+#define NGX_HTTP_GPUGATE_METRICS_PROBES  16
+
+
+/* upper bounds, seconds, for both histograms */
+static const char  *ngx_http_gpugate_metrics_le[] = {
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5",
+    "5", "10", "30", "60", "120"
+};
+
+static const ngx_msec_t  ngx_http_gpugate_metrics_le_us[] = {
+    5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000,
+    5000000, 10000000, 30000000, 60000000, 120000000
+};
+
+static const char  *ngx_http_gpugate_metrics_sources[] = {
+    "none", "shm", "redis", "postgres", "stale"
+};
+
+static const char  *ngx_http_gpugate_metrics_results[] = {
+    "ok", "refused", "unavailable"
+};
+
+
+static uint32_t ngx_http_gpugate_metrics_hash(ngx_str_t *model,
+    ngx_str_t *tenant, ngx_uint_t status);
+static ngx_uint_t ngx_http_gpugate_metrics_bucket(ngx_msec_t us);
+static u_char *ngx_http_gpugate_metrics_label(u_char *p, u_char *s,
+    size_t len);
+
+
+ngx_int_t
+ngx_http_gpugate_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_gpugate_metrics_shm_t  *shm;
+
+    if (data) {
+        /* a reload keeps the counters: they are Prometheus counters */
+        zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (zone->shm.exists) {
+        zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    shm = ngx_slab_calloc(shpool, sizeof(ngx_http_gpugate_metrics_shm_t));
+    if (shm == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(shm->series[0].model, "_other", 6);
+    shm->series[0].model_len = 6;
+    ngx_memcpy(shm->series[0].tenant, "_other", 6);
+    shm->series[0].tenant_len = 6;
+    shm->series[0].ready = 1;
+
+    ngx_memcpy(shm->models[0].model, "_other", 6);
+    shm->models[0].model_len = 6;
+    shm->models[0].ready = 1;
+
+    shpool->data = shm;
+    zone->data = shm;
+
+    return NGX_OK;
+}
+
+
+static uint32_t
+ngx_http_gpugate_metrics_hash(ngx_str_t *model, ngx_str_t *tenant,
+    ngx_uint_t status)
+{
+    uint32_t  h;
+
+    h = ngx_crc32_short(model->data, model->len);
+
+    if (tenant) {
+        h = h * 31 + ngx_crc32_short(tenant->data, tenant->len);
+        h = h * 31 + (uint32_t) status;
+    }
+
+    return h;
+}
+
+
+static ngx_http_gpugate_metrics_series_t *
+ngx_http_gpugate_metrics_series(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_str_t *model, ngx_str_t *tenant,
+    ngx_uint_t status)
+{
+    uint32_t                            h;
+    ngx_uint_t                          i, k, locked;
+    ngx_http_gpugate_metrics_series_t  *s;
+
+    h = ngx_http_gpugate_metrics_hash(model, tenant, status);
+    locked = 0;
+
+again:
+
+    for (k = 0; k < NGX_HTTP_GPUGATE_METRICS_PROBES; k++) {
+        i = 1 + (h + k) % (NGX_HTTP_GPUGATE_METRICS_SERIES - 1);
+        s = &shm->series[i];
+
+        if (!s->ready) {
+            if (!locked) {
+                /* not found without the lock: look again with it */
+                ngx_shmtx_lock(&shpool->mutex);
+                locked = 1;
+                goto again;
+            }
+
+            s->hash = h;
+            s->status = status;
+            s->model_len = ngx_min(model->len, NGX_HTTP_GPUGATE_METRICS_LABEL);
+            ngx_memcpy(s->model, model->data, s->model_len);
+            s->tenant_len = ngx_min(tenant->len,
+                                    NGX_HTTP_GPUGATE_METRICS_LABEL);
+            ngx_memcpy(s->tenant, tenant->data, s->tenant_len);
+            ngx_memory_barrier();
+            s->ready = 1;
+            ngx_shmtx_unlock(&shpool->mutex);
+
+            return s;
+        }
+
+        if (s->hash == h && s->status == status
+            && s->model_len == ngx_min(model->len,
+                                       NGX_HTTP_GPUGATE_METRICS_LABEL)
+            && s->tenant_len == ngx_min(tenant->len,
+                                        NGX_HTTP_GPUGATE_METRICS_LABEL)
+            && ngx_memcmp(s->model, model->data, s->model_len) == 0
+            && ngx_memcmp(s->tenant, tenant->data, s->tenant_len) == 0)
+        {
+            if (locked) {
+                ngx_shmtx_unlock(&shpool->mutex);
+            }
+
+            return s;
+        }
+    }
+
+    if (locked) {
+        ngx_shmtx_unlock(&shpool->mutex);
+    }
+
+    (void) ngx_atomic_fetch_add(&shm->overflow, 1);
+
+    return &shm->series[0];
+}
+
+
+ngx_http_gpugate_metrics_model_t *
+ngx_http_gpugate_metrics_model(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_str_t *model)
+{
+    uint32_t                           h;
+    ngx_uint_t                         i, k, locked;
+    ngx_http_gpugate_metrics_model_t  *m;
+
+    h = ngx_http_gpugate_metrics_hash(model, NULL, 0);
+    locked = 0;
+
+again:
+
+    for (k = 0; k < NGX_HTTP_GPUGATE_METRICS_PROBES; k++) {
+        i = 1 + (h + k) % (NGX_HTTP_GPUGATE_METRICS_MODELS - 1);
+        m = &shm->models[i];
+
+        if (!m->ready) {
+            if (!locked) {
+                ngx_shmtx_lock(&shpool->mutex);
+                locked = 1;
+                goto again;
+            }
+
+            m->hash = h;
+            m->model_len = ngx_min(model->len, NGX_HTTP_GPUGATE_METRICS_LABEL);
+            ngx_memcpy(m->model, model->data, m->model_len);
+            ngx_memory_barrier();
+            m->ready = 1;
+            ngx_shmtx_unlock(&shpool->mutex);
+
+            return m;
+        }
+
+        if (m->hash == h
+            && m->model_len == ngx_min(model->len,
+                                       NGX_HTTP_GPUGATE_METRICS_LABEL)
+            && ngx_memcmp(m->model, model->data, m->model_len) == 0)
+        {
+            if (locked) {
+                ngx_shmtx_unlock(&shpool->mutex);
+            }
+
+            return m;
+        }
+    }
+
+    if (locked) {
+        ngx_shmtx_unlock(&shpool->mutex);
+    }
+
+    return &shm->models[0];
+}
+
+
+static ngx_uint_t
+ngx_http_gpugate_metrics_bucket(ngx_msec_t us)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_BUCKETS; i++) {
+        if (us <= ngx_http_gpugate_metrics_le_us[i]) {
+            return i;
+        }
+    }
+
+    return NGX_HTTP_GPUGATE_METRICS_BUCKETS;
+}
+
+
+void
+ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_http_gpugate_metrics_req_t *req)
+{
+    ngx_msec_t                          us;
+    ngx_http_gpugate_metrics_model_t   *m;
+    ngx_http_gpugate_metrics_series_t  *s;
+
+    s = ngx_http_gpugate_metrics_series(shm, shpool, &req->model,
+                                        &req->tenant, req->status);
+
+    (void) ngx_atomic_fetch_add(&s->requests, 1);
+
+    if (req->prompt) {
+        (void) ngx_atomic_fetch_add(&s->prompt, req->prompt);
+    }
+
+    if (req->completion) {
+        (void) ngx_atomic_fetch_add(&s->completion, req->completion);
+    }
+
+    m = ngx_http_gpugate_metrics_model(shm, shpool, &req->model);
+
+    us = req->duration_ms * 1000;
+    (void) ngx_atomic_fetch_add(
+               &m->duration[ngx_http_gpugate_metrics_bucket(us)], 1);
+    (void) ngx_atomic_fetch_add(&m->duration_us, us);
+
+    if (req->ttft_ms >= 0) {
+        us = (ngx_msec_t) req->ttft_ms * 1000;
+        (void) ngx_atomic_fetch_add(
+                   &m->ttft[ngx_http_gpugate_metrics_bucket(us)], 1);
+        (void) ngx_atomic_fetch_add(&m->ttft_us, us);
+    }
+
+    if (req->upstream_errors) {
+        (void) ngx_atomic_fetch_add(&m->upstream_errors,
+                                    req->upstream_errors);
+    }
+
+    if (req->partial) {
+        (void) ngx_atomic_fetch_add(&m->partial, 1);
+    }
+
+    if (req->auth_result >= 0) {
+        (void) ngx_atomic_fetch_add(
+                   &shm->auth[req->auth_source][req->auth_result], 1);
+    }
+}
+
+
+/* a Prometheus label value: backslash, quote and newline escaped */
+
+static u_char *
+ngx_http_gpugate_metrics_label(u_char *p, u_char *s, size_t len)
+{
+    while (len--) {
+        if (*s == '\\' || *s == '"') {
+            *p++ = '\\';
+            *p++ = *s++;
+
+        } else if (*s == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+            s++;
+
+        } else {
+            *p++ = *s++;
+        }
+    }
+
+    return p;
+}
+
+
+#define ngx_http_gpugate_metrics_family(p, name, type, help)                  \
+    p = ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n", \
+                   sizeof("# HELP " name " " help "\n# TYPE " name " " type   \
+                          "\n") - 1)
+
+
+static u_char *
+ngx_http_gpugate_metrics_histogram(u_char *p, const char *name, u_char *model,
+    size_t len, ngx_atomic_t *buckets, ngx_atomic_t sum_us)
+{
+    ngx_uint_t    i;
+    ngx_atomic_t  n;
+
+    n = 0;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_BUCKETS; i++) {
+        n += buckets[i];
+        p = ngx_sprintf(p, "%s_bucket{model=\"%*s\",le=\"%s\"} %uA\n", name,
+                        len, model, ngx_http_gpugate_metrics_le[i], n);
+    }
+
+    n += buckets[NGX_HTTP_GPUGATE_METRICS_BUCKETS];
+
+    return ngx_sprintf(p, "%s_bucket{model=\"%*s\",le=\"+Inf\"} %uA\n"
+                       "%s_sum{model=\"%*s\"} %uA.%06uA\n"
+                       "%s_count{model=\"%*s\"} %uA\n",
+                       name, len, model, n, name, len, model,
+                       sum_us / 1000000, sum_us % 1000000, name, len, model,
+                       n);
+}
+
+
+/*
+ * The whole page.  Tokens are summed over statuses per (model, tenant):
+ * a pass over the ready series with a pool-local list of the pairs.
+ */
+
+ngx_int_t
+ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
+    ngx_http_gpugate_metrics_shm_t *shm, ngx_buf_t **out)
+{
+    u_char                             *p, *model, *tenant;
+    size_t                              size, ml, tl;
+    ngx_buf_t                          *b;
+    ngx_uint_t                          i, j, np, s, r;
+    ngx_http_gpugate_metrics_model_t   *m;
+    ngx_http_gpugate_metrics_series_t  *se;
+
+    typedef struct {
+        ngx_http_gpugate_metrics_series_t  *first;
+        ngx_atomic_t                        prompt;
+        ngx_atomic_t                        completion;
+    } pair_t;
+
+    pair_t                             *pairs;
+
+    /* room for what is there now; sets only ever get added */
+
+    np = 0;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_SERIES; i++) {
+        np += shm->series[i].ready;
+    }
+
+    j = 0;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
+        j += shm->models[i].ready;
+    }
+
+    /* a label is at most 2 x 64 escaped bytes; a line under 400 */
+
+    size = 8192 + (np + 16) * 3 * 400
+           + (j + 16) * (2 * (NGX_HTTP_GPUGATE_METRICS_BUCKETS + 3) + 3) * 260;
+
+    b = ngx_create_temp_buf(pool, size);
+    pairs = ngx_palloc(pool, NGX_HTTP_GPUGATE_METRICS_SERIES * sizeof(pair_t));
+    model = ngx_pnalloc(pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
+    tenant = ngx_pnalloc(pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
+
+    if (b == NULL || pairs == NULL || model == NULL || tenant == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = b->last;
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_requests_total", "counter",
+        "Requests answered, by model, tenant and HTTP status.");
+
+    np = 0;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_SERIES; i++) {
+        se = &shm->series[i];
+
+        if (!se->ready || (i == 0 && se->requests == 0)) {
+            continue;
+        }
+
+        if ((size_t) (b->end - p) < 8192) {
+            /* sets added since they were counted: the next scrape */
+            break;
+        }
+
+        ml = ngx_http_gpugate_metrics_label(model, se->model, se->model_len)
+             - model;
+        tl = ngx_http_gpugate_metrics_label(tenant, se->tenant,
+                                            se->tenant_len)
+             - tenant;
+
+        if (i == 0) {
+            p = ngx_sprintf(p, "gpugate_requests_total{model=\"%*s\","
+                            "tenant=\"%*s\",status=\"other\"} %uA\n",
+                            ml, model, tl, tenant, se->requests);
+        } else {
+            p = ngx_sprintf(p, "gpugate_requests_total{model=\"%*s\","
+                            "tenant=\"%*s\",status=\"%ui\"} %uA\n",
+                            ml, model, tl, tenant, se->status, se->requests);
+        }
+
+        for (j = 0; j < np; j++) {
+            if (pairs[j].first->model_len == se->model_len
+                && pairs[j].first->tenant_len == se->tenant_len
+                && ngx_memcmp(pairs[j].first->model, se->model,
+                              se->model_len) == 0
+                && ngx_memcmp(pairs[j].first->tenant, se->tenant,
+                              se->tenant_len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j == np) {
+            pairs[np].first = se;
+            pairs[np].prompt = 0;
+            pairs[np].completion = 0;
+            np++;
+        }
+
+        pairs[j].prompt += se->prompt;
+        pairs[j].completion += se->completion;
+    }
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_prompt_tokens_total",
+        "counter", "Prompt tokens, by model and tenant.");
+
+    for (j = 0; j < np; j++) {
+        se = pairs[j].first;
+        ml = ngx_http_gpugate_metrics_label(model, se->model, se->model_len)
+             - model;
+        tl = ngx_http_gpugate_metrics_label(tenant, se->tenant,
+                                            se->tenant_len)
+             - tenant;
+        p = ngx_sprintf(p, "gpugate_prompt_tokens_total{model=\"%*s\","
+                        "tenant=\"%*s\"} %uA\n", ml, model, tl, tenant,
+                        pairs[j].prompt);
+    }
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_completion_tokens_total",
+        "counter", "Completion tokens, by model and tenant.");
+
+    for (j = 0; j < np; j++) {
+        se = pairs[j].first;
+        ml = ngx_http_gpugate_metrics_label(model, se->model, se->model_len)
+             - model;
+        tl = ngx_http_gpugate_metrics_label(tenant, se->tenant,
+                                            se->tenant_len)
+             - tenant;
+        p = ngx_sprintf(p, "gpugate_completion_tokens_total{model=\"%*s\","
+                        "tenant=\"%*s\"} %uA\n", ml, model, tl, tenant,
+                        pairs[j].completion);
+    }
+
+    /* per model: two histograms, then the per-model counters */
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_request_duration_seconds",
+        "histogram", "Time from the request's start to its log phase.");
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
+        m = &shm->models[i];
+
+        if (!m->ready || (i == 0 && m->duration_us == 0)
+            || (size_t) (b->end - p) < 8192)
+        {
+            continue;
+        }
+
+        ml = ngx_http_gpugate_metrics_label(model, m->model, m->model_len)
+             - model;
+        p = ngx_http_gpugate_metrics_histogram(p,
+                "gpugate_request_duration_seconds", model, ml, m->duration,
+                m->duration_us);
+    }
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_time_to_first_token_seconds",
+        "histogram", "Time from the request's start to its first token.");
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
+        m = &shm->models[i];
+
+        if (!m->ready || (i == 0 && m->duration_us == 0)
+            || (size_t) (b->end - p) < 8192)
+        {
+            continue;
+        }
+
+        ml = ngx_http_gpugate_metrics_label(model, m->model, m->model_len)
+             - model;
+        p = ngx_http_gpugate_metrics_histogram(p,
+                "gpugate_time_to_first_token_seconds", model, ml, m->ttft,
+                m->ttft_us);
+    }
+
+#define ngx_http_gpugate_metrics_per_model(name, type, help, field, fmt)      \
+    ngx_http_gpugate_metrics_family(p, name, type, help);                     \
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {                   \
+        m = &shm->models[i];                                                  \
+        if (!m->ready || (i == 0 && m->duration_us == 0)                      \
+            || (size_t) (b->end - p) < 8192)                                  \
+        {                                                                     \
+            continue;                                                         \
+        }                                                                     \
+        ml = ngx_http_gpugate_metrics_label(model, m->model, m->model_len)    \
+             - model;                                                         \
+        p = ngx_sprintf(p, name "{model=\"%*s\"} " fmt "\n", ml, model,       \
+                        field);                                               \
+    }
+
+    ngx_http_gpugate_metrics_per_model("gpugate_active_streams", "gauge",
+        "Streams being answered now.", m->active, "%A");
+    ngx_http_gpugate_metrics_per_model("gpugate_upstream_errors_total",
+        "counter", "Upstream attempts that failed (error, timeout, 5xx).",
+        m->upstream_errors, "%uA");
+    ngx_http_gpugate_metrics_per_model("gpugate_partial_responses_total",
+        "counter", "Answers that did not reach their end (usage partial).",
+        m->partial, "%uA");
+
+#undef ngx_http_gpugate_metrics_per_model
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_auth_requests_total",
+        "counter", "API-key checks, by the layer that answered and result.");
+
+    for (s = 0; s < NGX_HTTP_GPUGATE_METRICS_SOURCES; s++) {
+        for (r = 0; r < NGX_HTTP_GPUGATE_METRICS_RESULTS; r++) {
+            p = ngx_sprintf(p, "gpugate_auth_requests_total{source=\"%s\","
+                            "result=\"%s\"} %uA\n",
+                            ngx_http_gpugate_metrics_sources[s],
+                            ngx_http_gpugate_metrics_results[r],
+                            shm->auth[s][r]);
+        }
+    }
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_metrics_overflow_total",
+        "counter", "Requests counted under \"_other\": the label sets "
+        "were full.");
+    p = ngx_sprintf(p, "gpugate_metrics_overflow_total %uA\n", shm->overflow);
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_ledger_rows_total",
+        "counter", "Usage ledger rows, by what became of them.");
+    p = ngx_sprintf(p, "gpugate_ledger_rows_total{state=\"written\"} %uA\n"
+                    "gpugate_ledger_rows_total{state=\"dropped\"} %uA\n"
+                    "gpugate_ledger_rows_total{state=\"lost\"} %uA\n"
+                    "gpugate_ledger_rows_total{state=\"spilled\"} %uA\n",
+                    shm->ledger_written, shm->ledger_dropped,
+                    shm->ledger_lost, shm->ledger_spilled);
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_ledger_pending_rows",
+        "gauge", "Usage ledger rows held by workers, not yet written.");
+
+    r = 0;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
+        if (shm->procs[i].pid) {
+            r += shm->procs[i].pending;
+        }
+    }
+
+    p = ngx_sprintf(p, "gpugate_ledger_pending_rows %ui\n", r);
+
+    ngx_http_gpugate_metrics_family(p, "gpugate_ledger_failures_total",
+        "counter", "Ledger batches PostgreSQL refused or did not answer.");
+    p = ngx_sprintf(p, "gpugate_ledger_failures_total %uA\n",
+                    shm->ledger_failures);
+
+    b->last = p;
+    *out = b;
+
+    return NGX_OK;
+}
