@@ -85,6 +85,8 @@ HTTP
         location = /gpugate/status {
             gpugate_tunnel_status;
         }
+        location = /metrics { gpugate_metrics; }
+        location = /status { gpugate_status; }
         location = /v1/models { gpugate_models; }
         location /v1/ {
             gpugate_openai on;
@@ -200,6 +202,32 @@ ok(wait_until(5, sub {
 like(slurp($multi_log), qr/no GPU telemetry: libnvidia-ml\.so\.1: cannot open/,
      'NVML absent: said once, at start');
 
+{
+    my $m = http_request($port, 'GET', '/metrics', {}, '')->{body};
+    like($m, qr/^gpugate_tunnel_capacity_requests\{agent="rt-multi"\} 83$/m,
+         'metrics: the agent\'s capacity, its six runtimes summed');
+    like($m, qr/^gpugate_tunnel_connections\{state="idle",agent="rt-multi"\} [1-9]\d*$/m,
+         'metrics: its idle connections');
+    like($m, qr/^gpugate_agent_gpus\{agent="rt-multi"\} 0$/m,
+         'metrics: its GPU count from telemetry (none here)');
+    like($m, qr/^gpugate_agent_memory_total_bytes\{agent="rt-multi"\} [1-9]\d*$/m,
+         'metrics: its host memory');
+    SKIP: {
+        skip 'promtool not installed', 1
+            unless system('command -v promtool >/dev/null 2>&1') == 0;
+        open my $f, '>', "$dir/metrics.txt" or die;
+        print $f $m;
+        close $f;
+        my $out = `promtool check metrics < $dir/metrics.txt 2>&1`;
+        ok($? == 0 && $out eq '', 'promtool accepts the tunnel metrics')
+            or diag($out);
+    }
+    my $st = eval { decode_json(http_request($port, 'GET', '/status', {}, '')
+                                    ->{body}) };
+    my @a = grep { $_->{name} eq 'rt-multi' } @{ $st->{tunnel}{agents} || [] };
+    is(scalar @a, 6, 'gpugate_status: the agent\'s six entries');
+}
+
 # --- a runtime killed: its capacity goes, requests go elsewhere -------------
 
 my ($backup) = start_agent('rt-backup',
@@ -272,6 +300,10 @@ is(() = slurp($super_log) =~ /runtime "default" serves: rt-super/g, 2,
 kill 'TERM', $super;
 waitpid $super, 0;
 is($? >> 8, 0, 'agent SIGTERM: exit 0');
+ok(wait_until(5, sub { !instances('rt-super') }),
+   'status: the agent is gone once disconnected');
+unlike(http_request($port, 'GET', '/metrics', {}, '')->{body},
+       qr/agent="rt-super"/, 'metrics: ... and its series too');
 like(slurp($super_log), qr/runtime "default": stopping pid $rpid2/,
      '... after stopping its runtime');
 ok(!kill(0, $rpid2), '... which is gone');
