@@ -330,6 +330,31 @@ $ng->stop;
     $ng5->stop;
 }
 
+# --- the usage tool ------------------------------------------------------------
+
+{
+    my $tool = "$FindBin::Bin/../scripts/gpugate-usage";
+    my $dsn = "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
+    my $out = `$tool --dsn '$dsn' --gateway $gw --by tenant,model --from '1 hour' --format json`;
+    my $j = eval { decode_json($out) } || [];
+    my ($row) = grep { $_->{tenant} eq "tenant-$run" && $_->{model} eq 'mock-model' } @$j;
+    ok($row && $row->{requests} == 26 && $row->{streams} == 3
+       && $row->{partial} == 1 && $row->{errors} == 0,
+       'gpugate-usage: requests, streams and partial per tenant and model')
+        or diag($out);
+    ok($row && $row->{prompt_tokens} > $prompt
+       && $row->{completion_tokens} > $completion,
+       '... with their tokens');
+    my ($none) = grep { $_->{tenant} eq '(none)' } @$j;
+    ok($none && $none->{requests} == 1 && $none->{errors} == 1,
+       '... and the request without a key under (none)');
+    my $csv = `$tool --dsn '$dsn' --gateway $gw --by model --format csv`;
+    like($csv, qr/^model,requests,errors,streams,partial,prompt_tokens/m,
+         'gpugate-usage: csv with a header');
+    `$tool --dsn '$dsn' --by nothing 2>/dev/null`;
+    is($? >> 8, 2, 'gpugate-usage: a bad --by exits 2');
+}
+
 END {
     eval { psql("ALTER DATABASE gpugate ALLOW_CONNECTIONS true",
                 'postgres') };
