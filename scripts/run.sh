@@ -133,7 +133,12 @@ done
 "$GG_ROOT/scripts/gpugate-ca" "$state/ca" >/dev/null
 tunnel_port=$(gg_free_port)
 
+# the metrics and status pages' admin key, new on every start
+admin_key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+mkdir -p "$state/nginx/usage-spill"
+
 conf=$state/nginx/conf/nginx.conf
+GG_ADMIN_KEY=$admin_key \
 GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
 GG_PORT="$port" GG_TUNNEL_PORT="$tunnel_port" MODEL_LINES=$model_lines \
 GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" \
@@ -143,6 +148,7 @@ perl -pe '
     s/\@LOG_LEVEL\@/info/g;
     s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
     s/\@TUNNEL_PORT\@/$ENV{GG_TUNNEL_PORT}/g;
+    s/\@ADMIN_KEY\@/$ENV{GG_ADMIN_KEY}/g;
     s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
 ' "$GG_ROOT/conf/nginx.conf.in" > "$conf"
 
@@ -203,6 +209,11 @@ Stream a chat completion:
     -H 'Authorization: Bearer $api_key' \\
     -H 'Content-Type: application/json' \\
     -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
+
+Metrics, status and usage (the admin key is new on every start):
+  curl -H 'Authorization: Bearer $admin_key' http://127.0.0.1:$port/metrics
+  curl -H 'Authorization: Bearer $admin_key' http://127.0.0.1:$port/status
+  GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-usage --by tenant,model
 
 Logs: $state/logs/  (nginx-error.log, nginx-access.log, run-agent-N.log,
       mock-runtime-N.log)
