@@ -10,7 +10,8 @@
 #   --quick      reduced set, short runs (about 2 minutes)
 #   --only G,G   run only these groups: auth (cache hit vs none vs the
 #                OpenResty peer, miss paths), overhead (direct, plain
-#                nginx, gpugate), streaming (1/64/512 SSE streams; 1/64 with
+#                nginx, gpugate), accounting (gpugate with metrics and
+#                the usage ledger on vs off; ledger rows/s), streaming (1/64/512 SSE streams; 1/64 with
 #                --quick), tunnel (plain proxy_pass vs the gpugate tunnel
 #                over TLS and plain TCP vs ssh -R: 64 connections with CPU
 #                per request, 64 streams; the full run adds 1 connection
@@ -34,7 +35,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,streaming,tunnel,scale,agent
+only=auth,overhead,accounting,streaming,tunnel,scale,agent
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -42,7 +43,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -156,7 +157,7 @@ if want auth; then
     . "$GG_ROOT/scripts/bench/auth.sh"
 fi
 
-if want overhead || want streaming; then
+if want overhead || want streaming || want accounting; then
     . "$GG_ROOT/scripts/bench/proxy.sh"
 fi
 

@@ -598,9 +598,12 @@ ngx_http_gpugate_metrics_log(ngx_http_request_t *r)
                                  &req.model);
     ngx_http_gpugate_metrics_var(r, mmcf->vars[NGX_HTTP_GPUGATE_MV_TENANT],
                                  &req.tenant);
-    ngx_http_gpugate_metrics_var(r,
-                          mmcf->vars[NGX_HTTP_GPUGATE_MV_REQUEST_ID],
-                          &req.request_id);
+    if (mmcf->ledger) {
+        /* $request_id costs a RAND_bytes(): only rows need it */
+        ngx_http_gpugate_metrics_var(r,
+                              mmcf->vars[NGX_HTTP_GPUGATE_MV_REQUEST_ID],
+                              &req.request_id);
+    }
 
     req.key_id = ngx_http_gpugate_metrics_num(r,
                                   mmcf->vars[NGX_HTTP_GPUGATE_MV_KEY_ID]);
