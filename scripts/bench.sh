@@ -100,7 +100,7 @@ scenario() {
 
 # run_group GROUP: runs the registered scenarios, then forgets them
 run_group() {
-    local group=$1 round i out
+    local group=$1 round i out start=$SECONDS
     local -a runs
 
     for ((i = 0; i < ${#sc_names[@]}; i++)); do
@@ -127,6 +127,7 @@ run_group() {
         gg_log "$group / ${sc_names[$i]}: $out"
     done
 
+    gg_log "$group: $((SECONDS - start)) s"
     sc_names=()
     sc_base=()
     sc_cmds=()
@@ -214,3 +215,5 @@ GG_QUICK=$quick GG_WORKERS=$workers perl -MJSON::PP -e '
         quick => $ENV{GG_QUICK} + 0, rows => \@rows });
     print "\nresults: $ARGV[0]\n";
 ' "$out" < "$results"
+
+gg_log "whole run: $SECONDS s"

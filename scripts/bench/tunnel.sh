@@ -319,6 +319,7 @@ fi
 
 if want scale; then
     for n in "${scale_conns[@]}"; do
+        s0=$SECONDS
         sp=$(gg_free_port)
         st=$(gg_free_port)
         tunnel_nginx "scale-$n" "$sp" "$st" tunnel "$tfast_port"
@@ -338,7 +339,7 @@ if want scale; then
             "$(echo "$agent_rss / $n" | bc -l)")
         record scale "$n parked TLS tunnel connections" 0 \
             "{\"note\":\"$note\",\"nginx_rss_kb\":$ngx_rss,\"nginx_base_kb\":$base_ngx,\"agent_rss_kb\":$agent_rss,\"agent_start_kb\":$a_start}"
-        gg_log "scale / $n: $note"
+        gg_log "scale / $n: $note ($((SECONDS - s0)) s)"
         kill "$agent_pid" 2>/dev/null || true
         kill "$(cat "$tmp/scale-$n/nginx.pid")" 2>/dev/null || true
     done
