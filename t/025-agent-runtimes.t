@@ -226,6 +226,10 @@ like(slurp($multi_log), qr/no GPU telemetry: libnvidia-ml\.so\.1: cannot open/,
                                     ->{body}) };
     my @a = grep { $_->{name} eq 'rt-multi' } @{ $st->{tunnel}{agents} || [] };
     is(scalar @a, 6, 'gpugate_status: the agent\'s six entries');
+    is_deeply($st->{tunnel}{pools},
+              [ { upstream => 'agents', queue => 64,
+                  queue_timeout_ms => 5000 } ],
+              'gpugate_status: the tunnel pool and its queue');
 }
 
 # --- a runtime killed: its capacity goes, requests go elsewhere -------------

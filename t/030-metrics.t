@@ -231,6 +231,11 @@ SKIP: {
        && $j->{ledger}{pending} == 0, 'status: ledger counts')
         or diag($s->{body});
     is($j && $j->{gateway}, $gw, 'status: the gateway name');
+    ok($j && $j->{auth_cache} && $j->{auth_cache}{shm_hits} >= 7
+       && exists $j->{auth_cache}{evicted},
+       'status: the key cache\'s counters');
+    like($t, qr/^gpugate_auth_cache_events_total\{event="evicted"\} \d+$/m,
+         'metrics: the key cache\'s evictions');
 }
 
 # --- ledger rows -------------------------------------------------------------

@@ -955,3 +955,30 @@ ngx_http_gpugate_auth_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_gpugate_auth_exit_worker();
 }
+
+
+ngx_int_t
+ngx_http_gpugate_auth_counts(ngx_http_gpugate_auth_counts_t *out)
+{
+    ngx_http_gpugate_auth_stats_t      *st;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_gpugate_auth_module);
+
+    if (amcf == NULL || amcf->zone == NULL || amcf->zone->data == NULL) {
+        return NGX_DECLINED;
+    }
+
+    st = ngx_http_gpugate_auth_cache_stats(amcf->zone);
+
+    out->shm_hits = st->shm_hits;
+    out->redis_hits = st->redis_hits;
+    out->pg_hits = st->pg_hits;
+    out->stale = st->stale;
+    out->unavailable = st->unavailable;
+    out->invalidated = st->invalidated;
+    out->evicted = st->evicted;
+
+    return NGX_OK;
+}

@@ -75,4 +75,19 @@ ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
     ngx_buf_t **out);
 
 
+/* the auth cache's counters, for the metrics and status pages */
+typedef struct {
+    ngx_atomic_uint_t  shm_hits;     /* answered from shared memory */
+    ngx_atomic_uint_t  redis_hits;   /* answered by Redis */
+    ngx_atomic_uint_t  pg_hits;      /* answered by PostgreSQL */
+    ngx_atomic_uint_t  stale;        /* stale entries served */
+    ngx_atomic_uint_t  unavailable;  /* 503: no layer could answer */
+    ngx_atomic_uint_t  invalidated;  /* entries dropped by messages */
+    ngx_atomic_uint_t  evicted;      /* entries dropped for space */
+} ngx_http_gpugate_auth_counts_t;
+
+/* NGX_DECLINED when no gpugate_auth_zone is configured */
+ngx_int_t ngx_http_gpugate_auth_counts(ngx_http_gpugate_auth_counts_t *out);
+
+
 #endif /* _NGX_HTTP_GPUGATE_H_INCLUDED_ */

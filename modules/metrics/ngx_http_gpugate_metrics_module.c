@@ -743,6 +743,7 @@ ngx_http_gpugate_metrics_status_head(ngx_http_request_t *r,
     u_char                          *p;
     ngx_buf_t                       *b;
     ngx_uint_t                       pending, j;
+    ngx_http_gpugate_auth_counts_t   ac;
     ngx_http_gpugate_metrics_shm_t  *shm;
 
     static const char  *sources[] = {
@@ -782,7 +783,20 @@ ngx_http_gpugate_metrics_status_head(ngx_http_request_t *r,
                         shm->auth[j][0], shm->auth[j][1], shm->auth[j][2]);
     }
 
-    b->last = ngx_cpymem(p, "},\"tunnel\":", sizeof("},\"tunnel\":") - 1);
+    p = ngx_cpymem(p, "},\"auth_cache\":", sizeof("},\"auth_cache\":") - 1);
+
+    if (ngx_http_gpugate_auth_counts(&ac) == NGX_OK) {
+        p = ngx_sprintf(p, "{\"shm_hits\":%uA,\"redis_hits\":%uA,"
+                        "\"postgres_hits\":%uA,\"stale\":%uA,"
+                        "\"unavailable\":%uA,\"invalidated\":%uA,"
+                        "\"evicted\":%uA}",
+                        ac.shm_hits, ac.redis_hits, ac.pg_hits, ac.stale,
+                        ac.unavailable, ac.invalidated, ac.evicted);
+    } else {
+        p = ngx_cpymem(p, "null", 4);
+    }
+
+    b->last = ngx_cpymem(p, ",\"tunnel\":", sizeof(",\"tunnel\":") - 1);
 
     return b;
 }

@@ -21,6 +21,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_metrics.h"
 
 
@@ -571,6 +572,21 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
                             ngx_http_gpugate_metrics_sources[s],
                             ngx_http_gpugate_metrics_results[r],
                             shm->auth[s][r]);
+        }
+    }
+
+    {
+        ngx_http_gpugate_auth_counts_t  ac;
+
+        if (ngx_http_gpugate_auth_counts(&ac) == NGX_OK) {
+            ngx_http_gpugate_metrics_family(p,
+                "gpugate_auth_cache_events_total", "counter",
+                "Shared-memory key cache entries dropped, by cause.");
+            p = ngx_sprintf(p, "gpugate_auth_cache_events_total"
+                            "{event=\"invalidated\"} %uA\n"
+                            "gpugate_auth_cache_events_total"
+                            "{event=\"evicted\"} %uA\n",
+                            ac.invalidated, ac.evicted);
         }
     }
 

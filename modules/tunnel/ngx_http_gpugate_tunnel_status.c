@@ -82,12 +82,14 @@ ngx_http_gpugate_tunnel_snapshot(ngx_pool_t *pool,
 ngx_int_t
 ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
 {
-    size_t                            size;
-    u_char                           *p;
-    ngx_buf_t                        *b;
-    ngx_uint_t                        i, n;
-    ngx_http_gpugate_tunnel_agent_t  *a, *copy;
-    ngx_http_gpugate_tunnel_shm_t    *shm;
+    size_t                                 size;
+    u_char                                *p;
+    ngx_buf_t                             *b;
+    ngx_uint_t                             i, n, waiting;
+    ngx_http_gpugate_tunnel_agent_t       *a, *copy;
+    ngx_http_gpugate_tunnel_shm_t         *shm;
+    ngx_http_gpugate_tunnel_srv_conf_t   **tscf;
+    ngx_http_gpugate_tunnel_main_conf_t   *tmcf;
 
     *out = NULL;
     shm = ngx_http_gpugate_tunnel_shm();
@@ -101,7 +103,12 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
         return NGX_ERROR;
     }
 
-    size = sizeof("{\"generation\":,\"agents\":[]}") + NGX_INT_T_LEN;
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_gpugate_tunnel_module);
+
+    size = sizeof("{\"generation\":,\"waiting\":,\"pools\":[],"
+                  "\"agents\":[]}") + 2 * NGX_INT_T_LEN
+           + tmcf->upstreams.nelts * (6 * 128 + 128);
 
     for (i = 0; i < n; i++) {
         a = &copy[i];
@@ -119,8 +126,34 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(b->last, "{\"generation\":%uA,\"agents\":[",
-                    shm->generation);
+    waiting = 0;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_TUNNEL_PROCS; i++) {
+        if (shm->procs[i].pid) {
+            waiting += shm->procs[i].waiting;
+        }
+    }
+
+    p = ngx_sprintf(b->last, "{\"generation\":%uA,\"waiting\":%ui,"
+                    "\"pools\":[", shm->generation, waiting);
+
+    /* the "gpugate_tunnel" upstream blocks and their queues */
+
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_gpugate_tunnel_module);
+    tscf = tmcf->upstreams.elts;
+
+    for (i = 0; i < tmcf->upstreams.nelts; i++) {
+        p = ngx_cpymem(p, i ? ",{\"upstream\":\"" : "{\"upstream\":\"",
+                       i ? 14 : 13);
+        p = (u_char *) ngx_escape_json(p, tscf[i]->upstream->host.data,
+                                       ngx_min(tscf[i]->upstream->host.len,
+                                               128));
+        p = ngx_sprintf(p, "\",\"queue\":%ui,\"queue_timeout_ms\":%M}",
+                        tscf[i]->queue, tscf[i]->queue_timeout);
+    }
+
+    p = ngx_cpymem(p, "],\"agents\":[", sizeof("],\"agents\":[") - 1);
 
     for (i = 0; i < n; i++) {
         if (i) {
