@@ -22,6 +22,9 @@ use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
+# masters of the nginx instances started and not yet stopped
+our %STARTED;
+
 our @EXPORT_OK = qw(
     free_port start_nginx http_request http_send http_read psql redis
     make_key wait_until env_or_skip make_agent tunnel_connect
@@ -109,7 +112,24 @@ CONF
         IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 1)
     }) or die "nginx did not listen on $port\n";
 
+    # the master's pid, kept: at exit the temp dir (and the pid file in
+    # it) may be gone before this object is destroyed
+    $self->{master} = $self->pid;
+    $STARTED{ $self->{master} } = 1 if $self->{master};
+
     return $self;
+}
+
+# every nginx a test started and did not stop is stopped when it ends,
+# before File::Temp removes the directories (END blocks run last first)
+END {
+    local $?;
+    for my $pid (keys %STARTED) {
+        kill 'QUIT', $pid;
+    }
+    for my $pid (keys %STARTED) {
+        wait_until(5, sub { !kill 0, $pid }) or kill 'KILL', $pid;
+    }
 }
 
 sub port { $_[0]{port} }
@@ -154,16 +174,17 @@ sub reload {
 
 sub stop {
     my ($self) = @_;
-    my $pid = $self->pid or return;
+    my $pid = $self->pid || $self->{master} or return;
     kill 'QUIT', $pid;
     wait_until(10, sub { !kill 0, $pid }) or kill 'KILL', $pid;
-    delete $self->{dir_pid};
+    delete $STARTED{$pid};
+    delete $self->{master};
 }
 
 sub DESTROY {
     my ($self) = @_;
     local $?;
-    $self->stop if $self->{dir} && -e "$self->{dir}/logs/nginx.pid";
+    $self->stop if $self->{master} && kill 0, $self->{master};
 }
 
 # http_send(PORT, METHOD, PATH, HEADERS, BODY): sends a request, returns the
