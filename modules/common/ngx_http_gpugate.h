@@ -47,6 +47,12 @@ ngx_int_t ngx_http_gpugate_send_error(ngx_http_request_t *r,
 void ngx_http_gpugate_status_error(ngx_uint_t status,
     ngx_http_gpugate_error_t *err);
 
+/*
+ * A Prometheus label value into "p": backslash, quote and newline
+ * escaped (at most 2 * len bytes).  Returns the end.
+ */
+u_char *ngx_http_gpugate_prom_label(u_char *p, u_char *s, size_t len);
+
 /* Sends a JSON body (already serialised) with the given status. */
 ngx_int_t ngx_http_gpugate_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);

@@ -356,3 +356,25 @@ ngx_http_gpugate_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     return NGX_CONF_OK;
 }
+
+
+u_char *
+ngx_http_gpugate_prom_label(u_char *p, u_char *s, size_t len)
+{
+    while (len--) {
+        if (*s == '\\' || *s == '"') {
+            *p++ = '\\';
+            *p++ = *s++;
+
+        } else if (*s == '\n') {
+            *p++ = '\\';
+            *p++ = 'n';
+            s++;
+
+        } else {
+            *p++ = *s++;
+        }
+    }
+
+    return p;
+}

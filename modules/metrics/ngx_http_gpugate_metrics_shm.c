@@ -48,11 +48,21 @@ static const char  *ngx_http_gpugate_metrics_results[] = {
 };
 
 
+/* tokens of one (model, tenant), summed over its statuses */
+typedef struct {
+    ngx_http_gpugate_metrics_series_t  *first;      /* the labels */
+    ngx_atomic_t                        prompt;     /* summed */
+    ngx_atomic_t                        completion; /* summed */
+} ngx_http_gpugate_metrics_pair_t;
+
+
 static uint32_t ngx_http_gpugate_metrics_hash(ngx_str_t *model,
     ngx_str_t *tenant, ngx_uint_t status);
 static ngx_uint_t ngx_http_gpugate_metrics_bucket(ngx_msec_t us);
-static u_char *ngx_http_gpugate_metrics_label(u_char *p, u_char *s,
-    size_t len);
+static u_char *ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
+    ngx_http_gpugate_metrics_pair_t *pairs, ngx_uint_t np,
+    ngx_uint_t completion, u_char *model, u_char *tenant);
+
 
 
 ngx_int_t
@@ -300,24 +310,27 @@ ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
 }
 
 
-/* a Prometheus label value: backslash, quote and newline escaped */
+/* one token family's lines: a (model, tenant) each */
 
 static u_char *
-ngx_http_gpugate_metrics_label(u_char *p, u_char *s, size_t len)
+ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
+    ngx_http_gpugate_metrics_pair_t *pairs, ngx_uint_t np,
+    ngx_uint_t completion, u_char *model, u_char *tenant)
 {
-    while (len--) {
-        if (*s == '\\' || *s == '"') {
-            *p++ = '\\';
-            *p++ = *s++;
+    size_t                              ml, tl;
+    ngx_uint_t                          j;
+    ngx_http_gpugate_metrics_series_t  *se;
 
-        } else if (*s == '\n') {
-            *p++ = '\\';
-            *p++ = 'n';
-            s++;
-
-        } else {
-            *p++ = *s++;
-        }
+    for (j = 0; j < np; j++) {
+        se = pairs[j].first;
+        ml = ngx_http_gpugate_prom_label(model, se->model, se->model_len)
+             - model;
+        tl = ngx_http_gpugate_prom_label(tenant, se->tenant,
+                                         se->tenant_len)
+             - tenant;
+        p = ngx_sprintf(p, "%s{model=\"%*s\",tenant=\"%*s\"} %uA\n", name,
+                        ml, model, tl, tenant,
+                        completion ? pairs[j].completion : pairs[j].prompt);
     }
 
     return p;
@@ -372,13 +385,7 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
     ngx_http_gpugate_metrics_model_t   *m;
     ngx_http_gpugate_metrics_series_t  *se;
 
-    typedef struct {
-        ngx_http_gpugate_metrics_series_t  *first;
-        ngx_atomic_t                        prompt;
-        ngx_atomic_t                        completion;
-    } pair_t;
-
-    pair_t                             *pairs;
+    ngx_http_gpugate_metrics_pair_t    *pairs;
 
     /* room for what is there now; sets only ever get added */
 
@@ -400,7 +407,8 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
            + (j + 16) * (2 * (NGX_HTTP_GPUGATE_METRICS_BUCKETS + 3) + 3) * 260;
 
     b = ngx_create_temp_buf(pool, size);
-    pairs = ngx_palloc(pool, NGX_HTTP_GPUGATE_METRICS_SERIES * sizeof(pair_t));
+    pairs = ngx_palloc(pool, NGX_HTTP_GPUGATE_METRICS_SERIES
+                             * sizeof(ngx_http_gpugate_metrics_pair_t));
     model = ngx_pnalloc(pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
     tenant = ngx_pnalloc(pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
 
@@ -427,10 +435,10 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
             break;
         }
 
-        ml = ngx_http_gpugate_metrics_label(model, se->model, se->model_len)
+        ml = ngx_http_gpugate_prom_label(model, se->model, se->model_len)
              - model;
-        tl = ngx_http_gpugate_metrics_label(tenant, se->tenant,
-                                            se->tenant_len)
+        tl = ngx_http_gpugate_prom_label(tenant, se->tenant,
+                                         se->tenant_len)
              - tenant;
 
         if (i == 0) {
@@ -468,33 +476,13 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
 
     ngx_http_gpugate_metrics_family(p, "gpugate_prompt_tokens_total",
         "counter", "Prompt tokens, by model and tenant.");
-
-    for (j = 0; j < np; j++) {
-        se = pairs[j].first;
-        ml = ngx_http_gpugate_metrics_label(model, se->model, se->model_len)
-             - model;
-        tl = ngx_http_gpugate_metrics_label(tenant, se->tenant,
-                                            se->tenant_len)
-             - tenant;
-        p = ngx_sprintf(p, "gpugate_prompt_tokens_total{model=\"%*s\","
-                        "tenant=\"%*s\"} %uA\n", ml, model, tl, tenant,
-                        pairs[j].prompt);
-    }
+    p = ngx_http_gpugate_metrics_tokens(p, "gpugate_prompt_tokens_total",
+                                        pairs, np, 0, model, tenant);
 
     ngx_http_gpugate_metrics_family(p, "gpugate_completion_tokens_total",
         "counter", "Completion tokens, by model and tenant.");
-
-    for (j = 0; j < np; j++) {
-        se = pairs[j].first;
-        ml = ngx_http_gpugate_metrics_label(model, se->model, se->model_len)
-             - model;
-        tl = ngx_http_gpugate_metrics_label(tenant, se->tenant,
-                                            se->tenant_len)
-             - tenant;
-        p = ngx_sprintf(p, "gpugate_completion_tokens_total{model=\"%*s\","
-                        "tenant=\"%*s\"} %uA\n", ml, model, tl, tenant,
-                        pairs[j].completion);
-    }
+    p = ngx_http_gpugate_metrics_tokens(p, "gpugate_completion_tokens_total",
+                                        pairs, np, 1, model, tenant);
 
     /* per model: two histograms, then the per-model counters */
 
@@ -510,7 +498,7 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
             continue;
         }
 
-        ml = ngx_http_gpugate_metrics_label(model, m->model, m->model_len)
+        ml = ngx_http_gpugate_prom_label(model, m->model, m->model_len)
              - model;
         p = ngx_http_gpugate_metrics_histogram(p,
                 "gpugate_request_duration_seconds", model, ml, m->duration,
@@ -529,7 +517,7 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
             continue;
         }
 
-        ml = ngx_http_gpugate_metrics_label(model, m->model, m->model_len)
+        ml = ngx_http_gpugate_prom_label(model, m->model, m->model_len)
              - model;
         p = ngx_http_gpugate_metrics_histogram(p,
                 "gpugate_time_to_first_token_seconds", model, ml, m->ttft,
@@ -545,7 +533,7 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
         {                                                                     \
             continue;                                                         \
         }                                                                     \
-        ml = ngx_http_gpugate_metrics_label(model, m->model, m->model_len)    \
+        ml = ngx_http_gpugate_prom_label(model, m->model, m->model_len)    \
              - model;                                                         \
         p = ngx_sprintf(p, name "{model=\"%*s\"} " fmt "\n", ml, model,       \
                         field);                                               \

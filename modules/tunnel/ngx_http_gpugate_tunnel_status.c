@@ -34,8 +34,6 @@
 
 static ngx_http_gpugate_tunnel_agent_t *ngx_http_gpugate_tunnel_snapshot(
     ngx_pool_t *pool, ngx_http_gpugate_tunnel_shm_t *shm, ngx_uint_t *n);
-static u_char *ngx_http_gpugate_tunnel_prom_label(u_char *p, u_char *s,
-    size_t len);
 static u_char *ngx_http_gpugate_tunnel_status_agent(u_char *p,
     ngx_http_gpugate_tunnel_agent_t *a, ngx_http_gpugate_tunnel_shm_t *shm);
 static u_char *ngx_http_gpugate_tunnel_status_telemetry(u_char *p,
@@ -352,30 +350,6 @@ ngx_http_gpugate_tunnel_status_telemetry(u_char *p,
 }
 
 
-/* a Prometheus label value: backslash, quote and newline escaped */
-
-static u_char *
-ngx_http_gpugate_tunnel_prom_label(u_char *p, u_char *s, size_t len)
-{
-    while (len--) {
-        if (*s == '\\' || *s == '"') {
-            *p++ = '\\';
-            *p++ = *s++;
-
-        } else if (*s == '\n') {
-            *p++ = '\\';
-            *p++ = 'n';
-            s++;
-
-        } else {
-            *p++ = *s++;
-        }
-    }
-
-    return p;
-}
-
-
 /* one agent name's figures, summed over its runtimes and processes */
 typedef struct {
     u_char                           *name;     /* label value, escaped */
@@ -456,7 +430,7 @@ ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool, ngx_buf_t **out)
                 return NGX_ERROR;
             }
 
-            x->len = ngx_http_gpugate_tunnel_prom_label(x->name, a->name,
+            x->len = ngx_http_gpugate_prom_label(x->name, a->name,
                                                         a->name_len)
                      - x->name;
             x->newest = a;
