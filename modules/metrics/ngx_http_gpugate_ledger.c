@@ -794,13 +794,6 @@ ngx_http_gpugate_ledger_exit(ngx_cycle_t *cycle)
 }
 
 
-ngx_uint_t
-ngx_http_gpugate_ledger_pending(void)
-{
-    return ngx_http_gpugate_ledger ? ngx_http_gpugate_ledger->count : 0;
-}
-
-
 const char *
 ngx_http_gpugate_ledger_state(void)
 {

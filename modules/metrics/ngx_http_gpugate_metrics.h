@@ -163,7 +163,6 @@ ngx_int_t ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,
     ngx_http_gpugate_metrics_main_conf_t *mmcf);
 void ngx_http_gpugate_ledger_exit(ngx_cycle_t *cycle);
 void ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req);
-ngx_uint_t ngx_http_gpugate_ledger_pending(void);
 const char *ngx_http_gpugate_ledger_state(void);
 
 
