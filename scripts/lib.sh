@@ -173,10 +173,19 @@ gg_as_pg() {
     fi
 }
 
-# gg_start_postgres DIR PORT: a throwaway cluster on 127.0.0.1:PORT with a
-# "gpugate" database, trust auth on loopback only.  Sets GG_PG_DSN.
+# gg_start_postgres DIR PORT [PASSFILE]: a throwaway cluster on
+# 127.0.0.1:PORT with a "gpugate" database owned by the "gpugate" role.
+# Sets GG_PG_DSN.
+#
+# Without PASSFILE, loopback TCP is trusted (the test suite).  With it, the
+# layout production should have: TCP logins need a SCRAM password, the
+# owner's password lives in PASSFILE (libpq passfile format, 0600, created
+# when missing and kept across starts) and GG_PG_DSN names it; the Unix
+# socket, in DIR which only the server's user (and root) may enter, stays
+# trusted for the scripts' own administration.  PGPASSFILE is exported so
+# psql (gg_psql_at, gpugate-keys, gpugate-usage) finds the password.
 gg_start_postgres() {
-    local dir=$1 port=$2 bin
+    local dir=$1 port=$2 passfile=${3:-} bin pw
     bin=$(gg_pg_bindir)
 
     mkdir -p "$dir"
@@ -192,6 +201,14 @@ gg_start_postgres() {
             || { cat "$dir/initdb.log" >&2; gg_die "initdb failed"; }
     fi
 
+    if [ -n "$passfile" ]; then
+        chmod 700 "$dir"
+        gg_as_pg sh -c "printf '%s\n' \
+            'local all all trust' \
+            'host all all 127.0.0.1/32 scram-sha-256' \
+            > '$dir/data/pg_hba.conf'"
+    fi
+
     gg_as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir \
             -c fsync=off -c synchronous_commit=off \
@@ -203,6 +220,17 @@ gg_start_postgres() {
 
     GG_PG_DSN="host=127.0.0.1 port=$port user=gpugate dbname=gpugate"
 
+    if [ -n "$passfile" ]; then
+        pw=$(gg_pg_password "$passfile")
+        [ -n "$pw" ] || pw=$(gg_secret)
+        gg_pg_socket "$dir" "$port" postgres -qc \
+            "ALTER ROLE gpugate PASSWORD '$pw'" >/dev/null \
+            || gg_die "cannot set the gpugate role's password"
+        gg_write_passfile "$passfile" "$port" gpugate "$pw"
+        export PGPASSFILE=$passfile
+        GG_PG_DSN+=" passfile=$passfile"
+    fi
+
     if ! gg_psql_at "$port" postgres -tAc \
             "SELECT 1 FROM pg_database WHERE datname = 'gpugate'" \
             | grep -q 1
@@ -210,6 +238,57 @@ gg_start_postgres() {
         gg_psql_at "$port" postgres -qc "CREATE DATABASE gpugate" \
             || gg_die "cannot create database gpugate"
     fi
+}
+
+# gg_pg_socket DIR PORT DB ARGS...: psql as the owner over the cluster's
+# Unix socket (trusted; only reachable by the server's user and root).
+gg_pg_socket() {
+    local dir=$1 port=$2 db=$3
+    shift 3
+    gg_as_pg psql -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U gpugate \
+        -d "$db" "$@"
+}
+
+# gg_pg_login_role DIR PORT ROLE GROUP PASSFILE [OWNER]: creates (or
+# updates) login ROLE as a member of GROUP with a password kept in
+# PASSFILE (0600, chowned to OWNER when given) and prints its DSN.
+gg_pg_login_role() {
+    local dir=$1 port=$2 role=$3 group=$4 passfile=$5 owner=${6:-} pw
+    pw=$(gg_pg_password "$passfile")
+    [ -n "$pw" ] || pw=$(gg_secret)
+    gg_pg_socket "$dir" "$port" gpugate -q >/dev/null <<SQL \
+        || gg_die "cannot create the PostgreSQL role $role"
+DO \$\$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$role') THEN
+        CREATE ROLE $role LOGIN;
+    END IF;
+END
+\$\$;
+ALTER ROLE $role LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '$pw';
+GRANT $group TO $role;
+SQL
+    gg_write_passfile "$passfile" "$port" "$role" "$pw"
+    [ -n "$owner" ] && chown "$owner" "$passfile"
+    echo "host=127.0.0.1 port=$port user=$role dbname=gpugate passfile=$passfile"
+}
+
+# 32 hex digits from the kernel's random source
+gg_secret() {
+    od -An -tx1 -N16 /dev/urandom | tr -d ' \n'
+}
+
+# the password recorded in a passfile written by gg_write_passfile
+gg_pg_password() {
+    [ -f "$1" ] && sed -n '1s/^[^:]*:[^:]*:[^:]*:[^:]*://p' "$1"
+    return 0
+}
+
+# gg_write_passfile FILE PORT ROLE PASSWORD: a libpq passfile, mode 0600
+# (libpq ignores a passfile others may read)
+gg_write_passfile() {
+    (umask 077; printf '127.0.0.1:%s:*:%s:%s\n' "$2" "$3" "$4" > "$1.tmp")
+    mv -f "$1.tmp" "$1"
 }
 
 gg_psql_at() {

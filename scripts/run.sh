@@ -4,7 +4,7 @@
 # until Ctrl-C (SIGINT) or SIGTERM, then stops everything it started.
 #
 #   scripts/run.sh [--port N] [--workers N] [--agents N] [--runtime URL]
-#                  [--no-deps]
+#                  [--state DIR] [--no-deps]
 #
 #   --port N       gateway port on 127.0.0.1 (default 8080)
 #   --workers N    nginx worker_processes (default 2)
@@ -13,9 +13,16 @@
 #   --runtime URL  the agents forward to this OpenAI-compatible runtime
 #                  (llama.cpp server, vLLM, Ollama, ...), such as
 #                  http://127.0.0.1:8000, instead of starting mocks
+#   --state DIR    keep the state here instead of build/run/
 #   --no-deps      do not check/install Debian packages
 #
 # State (PostgreSQL data, logs, generated nginx.conf) lives in build/run/.
+# The layout is production's, not a shortcut: nginx logs in to PostgreSQL
+# as "gpugate_nginx", a member of the least-privilege gpugate_gateway role
+# (sql/002_gateway_role.sql), with a SCRAM password; every secret (the
+# PostgreSQL passwords, the admin key, agent tokens, the generated
+# nginx.conf that names the admin key) is in a 0600 file; the ledger's
+# spill directory belongs to the worker user.
 
 set -euo pipefail
 
@@ -26,6 +33,7 @@ port=8080
 workers=2
 agents=1
 runtime=
+state=
 deps=1
 
 need_value() {
@@ -38,8 +46,9 @@ while [ $# -gt 0 ]; do
         --workers) need_value "$@"; workers=$2; shift ;;
         --agents) need_value "$@"; agents=$2; shift ;;
         --runtime) need_value "$@"; runtime=$2; shift ;;
+        --state) need_value "$@"; state=$2; shift ;;
         --no-deps) deps=0 ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -62,8 +71,32 @@ fi
 [ $deps -eq 1 ] && gg_install_deps
 "$GG_ROOT/scripts/build.sh" --no-deps
 
-state=$GG_BUILD/run
-mkdir -p "$state/logs" "$state/nginx/conf"
+[ -n "$state" ] || state=$GG_BUILD/run
+mkdir -p "$state/logs" "$state/nginx/conf" "$state/secrets"
+state=$(cd "$state" && pwd)
+chmod 700 "$state/secrets" "$state/nginx/conf"
+
+# nginx workers run as "nobody" when the master is root, else as us
+if [ "$(id -u)" -eq 0 ]; then
+    worker_user=nobody
+else
+    worker_user=$(id -un)
+fi
+
+# What the workers must open themselves (their PostgreSQL passfile, the
+# ledger's spill directory) needs a path they can walk; a checkout under
+# /root is not one.
+worker_dir=$state/worker
+if ! runuser -u "$worker_user" -- test -x "$state" 2>/dev/null \
+    && [ "$(id -u)" -eq 0 ]
+then
+    worker_dir=/var/tmp/gpugate-run-$(printf '%s' "$state" | sha256sum | cut -c1-12)
+    gg_log "worker files in $worker_dir ($state is not reachable by $worker_user)"
+fi
+mkdir -p "$worker_dir/usage-spill"
+chmod 711 "$worker_dir"
+chmod 700 "$worker_dir/usage-spill"
+chown "$worker_user" "$worker_dir/usage-spill"
 
 gg_install_traps
 
@@ -84,9 +117,13 @@ then
     pg_dir=/var/tmp/gpugate-run-pg-$(printf '%s' "$GG_ROOT" | sha256sum | cut -c1-12)
     gg_log "PostgreSQL data in $pg_dir ($state is not reachable by postgres)"
 fi
-gg_start_postgres "$pg_dir" "$pg_port"
+gg_start_postgres "$pg_dir" "$pg_port" "$state/secrets/pgpass"
 gg_apply_sql "$pg_port"
 gg_log "PostgreSQL on 127.0.0.1:$pg_port (log: $pg_dir/postgres.log)"
+
+# nginx's own login: only what sql/002_gateway_role.sql grants
+nginx_dsn=$(gg_pg_login_role "$pg_dir" "$pg_port" gpugate_nginx \
+    gpugate_gateway "$worker_dir/pgpass" "$worker_user")
 
 redis_port=$(gg_free_port)
 gg_start_redis "$state/redis" "$redis_port"
@@ -134,11 +171,11 @@ done
 tunnel_port=$(gg_free_port)
 
 # the metrics and status pages' admin key, new on every start
-admin_key=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-mkdir -p "$state/nginx/usage-spill"
+admin_key=$(gg_secret)
+(umask 077; printf '%s\n' "$admin_key" > "$state/secrets/admin.key")
 
 conf=$state/nginx/conf/nginx.conf
-GG_ADMIN_KEY=$admin_key \
+GG_ADMIN_KEY=$admin_key GG_NGINX_DSN=$nginx_dsn GG_WORKER_DIR=$worker_dir \
 GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
 GG_PORT="$port" GG_TUNNEL_PORT="$tunnel_port" MODEL_LINES=$model_lines \
 GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" \
@@ -149,8 +186,13 @@ perl -pe '
     s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
     s/\@TUNNEL_PORT\@/$ENV{GG_TUNNEL_PORT}/g;
     s/\@ADMIN_KEY\@/$ENV{GG_ADMIN_KEY}/g;
+    s/\@NGINX_DSN\@/$ENV{GG_NGINX_DSN}/g;
+    s/\@WORKER_DIR\@/$ENV{GG_WORKER_DIR}/g;
     s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
-' "$GG_ROOT/conf/nginx.conf.in" > "$conf"
+' "$GG_ROOT/conf/nginx.conf.in" > "$conf.tmp"
+# it names the admin key: root (the master) reads it, nobody else
+chmod 600 "$conf.tmp"
+mv -f "$conf.tmp" "$conf"
 
 nginx=${GPUGATE_NGINX:-/usr/sbin/nginx}
 "$nginx" -t -q -p "$state/nginx" -c "$conf" -e "$state/logs/nginx-error.log" \
@@ -203,6 +245,8 @@ gpugate is running (nginx with $workers workers, pid $nginx_pid;
 $agents agent(s) connected through the TLS tunnel on 127.0.0.1:$tunnel_port).
 GPUGATE_URL=http://127.0.0.1:$port
 GPUGATE_API_KEY=$api_key
+GPUGATE_PG_DSN='$GG_PG_DSN'
+GPUGATE_REDIS=127.0.0.1:$redis_port
 
 Stream a chat completion:
   curl -N http://127.0.0.1:$port/v1/chat/completions \\
@@ -210,10 +254,14 @@ Stream a chat completion:
     -H 'Content-Type: application/json' \\
     -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
-Metrics, status and usage (the admin key is new on every start):
+Keys and usage (the PostgreSQL owner's password is in $state/secrets/pgpass):
+  GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-keys --redis 127.0.0.1:$redis_port list
+  GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-usage --by tenant,model
+
+Metrics and status (the admin key, new on every start, is also in
+$state/secrets/admin.key):
   curl -H 'Authorization: Bearer $admin_key' http://127.0.0.1:$port/metrics
   curl -H 'Authorization: Bearer $admin_key' http://127.0.0.1:$port/status
-  GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-usage --by tenant,model
 
 Logs: $state/logs/  (nginx-error.log, nginx-access.log, run-agent-N.log,
       mock-runtime-N.log)
