@@ -15,6 +15,7 @@ GG_PACKAGES=(
     postgresql redis-server
     libtest-base-perl libtest-longstring-perl libhttp-message-perl
     curl procps valgrind prometheus
+    clang libclang-rt-14-dev
 )
 
 GG_PIDS=()

@@ -111,6 +111,8 @@ else
     for t in "$GG_BUILD"/tests/*; do
         [ -x "$t" ] && tests+=("$t")
     done
+    # every fuzz target over its seed corpus (TAP, one point per target)
+    tests+=("$GG_ROOT/scripts/fuzz-seeds.sh")
     while IFS= read -r t; do
         tests+=("$t")
     done < <(find t -name '*.t' -not -path 't/lib/*' | sort)
