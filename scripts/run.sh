@@ -14,9 +14,13 @@
 #                  (llama.cpp server, vLLM, Ollama, ...), such as
 #                  http://127.0.0.1:8000, instead of starting mocks
 #   --state DIR    keep the state here instead of build/run/
+#   --no-watch     stay up when a component exits (scripts/chaos.sh kills
+#                  and restarts components on purpose)
 #   --no-deps      do not check/install Debian packages
 #
-# State (PostgreSQL data, logs, generated nginx.conf) lives in build/run/.
+# State (PostgreSQL data, logs, generated nginx.conf) lives in build/run/;
+# stack.env there names every process, port and file of the running stack
+# (NAME=VALUE lines, for scripts that act on it).
 # The layout is production's, not a shortcut: nginx logs in to PostgreSQL
 # as "gpugate_nginx", a member of the least-privilege gpugate_gateway role
 # (sql/002_gateway_role.sql), with a SCRAM password; every secret (the
@@ -34,6 +38,7 @@ workers=2
 agents=1
 runtime=
 state=
+watch=1
 deps=1
 
 need_value() {
@@ -47,8 +52,9 @@ while [ $# -gt 0 ]; do
         --agents) need_value "$@"; agents=$2; shift ;;
         --runtime) need_value "$@"; runtime=$2; shift ;;
         --state) need_value "$@"; state=$2; shift ;;
+        --no-watch) watch=0 ;;
         --no-deps) deps=0 ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -100,6 +106,13 @@ chown "$worker_user" "$worker_dir/usage-spill"
 
 gg_install_traps
 
+# what scripts need to act on the running stack: NAME=VALUE lines
+: > "$state/stack.env"
+stack_env() {
+    printf '%s=%q\n' "$1" "$2" >> "$state/stack.env"
+}
+stack_env STATE "$state"
+
 # A port someone else holds would make nginx fail later with a less
 # helpful message.
 perl -MIO::Socket::INET -e '
@@ -119,6 +132,10 @@ then
 fi
 gg_start_postgres "$pg_dir" "$pg_port" "$state/secrets/pgpass"
 gg_apply_sql "$pg_port"
+stack_env PG_PORT "$pg_port"
+stack_env PG_DATA "$pg_dir/data"
+stack_env PG_BIN "$(gg_pg_bindir)"
+stack_env PG_DSN "$GG_PG_DSN"
 gg_log "PostgreSQL on 127.0.0.1:$pg_port (log: $pg_dir/postgres.log)"
 
 # nginx's own login: only what sql/002_gateway_role.sql grants
@@ -128,6 +145,8 @@ nginx_dsn=$(gg_pg_login_role "$pg_dir" "$pg_port" gpugate_nginx \
 redis_port=$(gg_free_port)
 gg_start_redis "$state/redis" "$redis_port"
 gg_log "Redis on 127.0.0.1:$redis_port"
+stack_env REDIS_PORT "$redis_port"
+stack_env REDIS_PID "${GG_PIDS[-1]}"
 
 # one runtime per agent: the mock (a fake, no model) unless --runtime
 runtime_hosts=()
@@ -141,6 +160,8 @@ for i in $(seq 1 "$agents"); do
         --models mock-model,mock-embed \
         --ttft-ms 150 --token-delay-ms 60 --tokens 40
     runtime_hosts+=("127.0.0.1:$GG_MOCK_PORT")
+    stack_env "MOCK_${i}_PORT" "$GG_MOCK_PORT"
+    stack_env "MOCK_${i}_PID" "${GG_PIDS[-1]}"
     gg_log "mock runtime $i (a fake, no model) on 127.0.0.1:$GG_MOCK_PORT" \
            "(log: $state/logs/mock-runtime-$i.log)"
 done
@@ -202,6 +223,13 @@ nginx=${GPUGATE_NGINX:-/usr/sbin/nginx}
     -g 'daemon off;' &
 nginx_pid=$!
 gg_track "$nginx_pid"
+stack_env NGINX_PID "$nginx_pid"
+stack_env NGINX_PREFIX "$state/nginx"
+stack_env NGINX_CONF "$conf"
+stack_env PORT "$port"
+stack_env TUNNEL_PORT "$tunnel_port"
+stack_env WORKERS "$workers"
+stack_env ADMIN_KEY_FILE "$state/secrets/admin.key"
 
 gg_wait_for "nginx on port $port" 30 \
     curl -fsS --max-time 2 "http://127.0.0.1:$port/health" \
@@ -213,6 +241,8 @@ api_key=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
     2>/dev/null | sed -n 's/^key: //p')
 [ -n "$api_key" ] || gg_die "could not create the demo API key"
 first_model=${models[0]}
+stack_env API_KEY "$api_key"
+stack_env MODEL "$first_model"
 
 # the agents: each its own credentials (a SCRAM verifier in PostgreSQL;
 # the token goes to a 0600 file, never to argv)
@@ -224,14 +254,19 @@ for i in $(seq 1 "$agents"); do
         agent-create "$name" 2>/dev/null | sed -n 's/^token: //p')
     [ -n "$token" ] || gg_die "could not create agent $name"
     (umask 077; printf '%s\n' "$token" > "$state/$name.token")
-    "$GG_BUILD/bin/gpugate-agent" \
-        --gateway "https://127.0.0.1:$tunnel_port/gpugate/tunnel" \
-        --ca-file "$state/ca/ca.crt" --name "$name" \
-        --token-file "$state/$name.token" \
-        --runtime "http://${runtime_hosts[$((i - 1))]}" \
-        >>"$state/logs/$name.log" 2>&1 &
+    agent_cmd=("$GG_BUILD/bin/gpugate-agent"
+        --gateway "https://127.0.0.1:$tunnel_port/gpugate/tunnel"
+        --ca-file "$state/ca/ca.crt" --name "$name"
+        --token-file "$state/$name.token"
+        --runtime "http://${runtime_hosts[$((i - 1))]}")
+    "${agent_cmd[@]}" >>"$state/logs/$name.log" 2>&1 &
     gg_track $!
+    stack_env "AGENT_${i}_PID" "$!"
+    # a bash array: source stack.env, then "${AGENT_1_CMD[@]}"
+    printf 'AGENT_%s_CMD=(%s)\n' "$i" "${agent_cmd[*]@Q}" \
+        >> "$state/stack.env"
 done
+stack_env AGENTS "$agents"
 
 gg_wait_for "a request through the tunnel" 30 \
     curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$port/v1/chat/completions" \
@@ -273,6 +308,7 @@ EOF
 while :; do
     sleep 1 &
     wait $! || true
+    [ $watch -eq 1 ] || continue
     for pid in "${GG_PIDS[@]}"; do
         if ! kill -0 "$pid" 2>/dev/null; then
             gg_die "a component (pid $pid) exited; see $state/logs/"
