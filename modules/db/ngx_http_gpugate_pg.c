@@ -192,6 +192,7 @@ ngx_http_gpugate_pg_run(ngx_http_gpugate_pg_t *pg,
     ngx_http_gpugate_pg_conn_t  *pc;
 
     q->deadline = ngx_current_msec + pg->conf->timeout;
+    q->sqlstate[0] = '\0';
 
     pending = 0;
 
@@ -554,6 +555,14 @@ ngx_http_gpugate_pg_read(ngx_http_gpugate_pg_conn_t *pc)
 
     if (pc->timer.timer_set) {
         ngx_del_timer(&pc->timer);
+    }
+
+    q->sqlstate[0] = '\0';
+
+    if (err && res && PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+        ngx_cpystrn((u_char *) q->sqlstate,
+                    (u_char *) PQresultErrorField(res, PG_DIAG_SQLSTATE),
+                    sizeof(q->sqlstate));
     }
 
     q->handler(q, err ? NULL : res, err);

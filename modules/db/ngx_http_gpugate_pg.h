@@ -70,6 +70,10 @@ struct ngx_http_gpugate_pg_query_s {
                                                  after which it fails */
     ngx_http_gpugate_pg_handler_pt handler;   /* completion callback */
     void                          *data;      /* for the handler */
+    char                           sqlstate[6]; /* the server's error code
+                                                 when it refused the query,
+                                                 "" otherwise: a data error
+                                                 is not a dead server */
 };
 
 
