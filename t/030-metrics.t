@@ -170,8 +170,8 @@ is(metric($t, qr/gpugate_requests_total\{model="mock-model",tenant="\Q$tn\E",sta
    6, 'requests_total: 6 answered 200 (3 JSON, 2 streams, 1 cut)');
 is(metric($t, qr/gpugate_requests_total\{model="",tenant="\Q$tn\E",status="400"\}/),
    1, '... 1 bad body');
-is(metric($t, qr/gpugate_requests_total\{model="nope",tenant="\Q$tn\E",status="404"\}/),
-   1, '... 1 unknown model');
+is(metric($t, qr/gpugate_requests_total\{model="_refused",tenant="\Q$tn\E",status="404"\}/),
+   1, '... 1 unknown model, under the fixed label "_refused"');
 is(metric($t, qr/gpugate_requests_total\{model="",tenant="",status="401"\}/),
    1, '... 1 without a key');
 is(metric($t, qr/gpugate_prompt_tokens_total\{model="mock-model",tenant="\Q$tn\E"\}/),
@@ -304,7 +304,7 @@ $ng->stop;
            (metric(page($ng3, '/metrics')->{body},
                    qr/gpugate_ledger_rows_total\{state="lost"\}/) // 0) >= 3
        }), 'worker killed: its 3 held rows are counted as lost');
-    like($ng3->log, qr/worker \d+ died holding 3 usage rows; they are lost/,
+    like($ng3->log, qr/worker \d+ died holding 3 usage rows and 0 requests in flight; they are lost/,
          '... and logged');
     $ng3->stop;
 }

@@ -17,8 +17,16 @@
  *     held, so a gracefully exiting worker stays until they are written,
  *     for up to exit_timeout=; what is left then is spilled.  A spill file
  *     is a batch's JSON, sent again by worker 0 at start and every 10 s.
- *   - a worker that dies: its held rows are known from shared memory and
- *     counted as lost by the next worker to start.
+ *   - a worker that dies: its held rows and its requests in flight are
+ *     known from shared memory and counted as lost by the next worker to
+ *     start or page to be asked for.
+ *   - a row PostgreSQL refuses for its data (SQLSTATE class 22 or 23)
+ *     would refuse its whole batch for ever: the batch is halved until
+ *     the bad row is alone, and that row is counted, logged and dropped.
+ *     A spill file refused so is renamed aside (".bad").
+ *
+ * Strings are cut on a character boundary with invalid bytes replaced
+ * (gpugate_utf8.c) when the row is taken: PostgreSQL refuses the rest.
  *
  * A batch is INSERT ... SELECT FROM json_to_recordset($1): one statement,
  * one parameter, whatever the batch size.  usage_events has a unique key
@@ -32,8 +40,10 @@
 #include <ngx_http.h>
 
 #include <dirent.h>
+#include <grp.h>
 
 #include "ngx_http_gpugate_metrics.h"
+#include "gpugate_utf8.h"
 
 
 #define NGX_HTTP_GPUGATE_LEDGER_ROW_JSON  1536   /* one row, escaped */
@@ -92,6 +102,12 @@ typedef struct {
                                                        0: not exiting */
     ngx_msec_t                             rescan_at; /* next look for spill
                                                          files (worker 0) */
+    ngx_uint_t                             suspect; /* rows from head among
+                                                       which one was refused
+                                                       for its data; 0: none */
+    ngx_uint_t                             limit;  /* rows per batch while
+                                                      suspect: halved on
+                                                      each refusal */
     const char                            *state;  /* for the status page */
     unsigned                               failing:1; /* logged once */
 } ngx_http_gpugate_ledger_t;
@@ -107,6 +123,8 @@ static size_t ngx_http_gpugate_ledger_json(u_char *buf, ngx_uint_t first,
 static ngx_uint_t ngx_http_gpugate_ledger_spill(ngx_uint_t n);
 static ngx_int_t ngx_http_gpugate_ledger_next_file(void);
 static void ngx_http_gpugate_ledger_pending_set(void);
+static void ngx_http_gpugate_ledger_set_aside(u_char *path, ngx_uint_t rows,
+    const char *why);
 
 
 static ngx_http_gpugate_ledger_t  *ngx_http_gpugate_ledger;
@@ -116,41 +134,12 @@ ngx_int_t
 ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,
     ngx_http_gpugate_metrics_main_conf_t *mmcf)
 {
-    ngx_uint_t                       i;
-    ngx_slab_pool_t                 *shpool;
     ngx_http_gpugate_ledger_t       *lg;
     ngx_http_gpugate_metrics_shm_t  *shm;
 
+    /* dead workers' rows were counted when this one took its slot */
+
     shm = mmcf->zone->data;
-    shpool = (ngx_slab_pool_t *) mmcf->zone->shm.addr;
-
-    /*
-     * Rows held by workers that died are gone: count them now (each
-     * worker that starts looks, so a crashed one is found by its
-     * replacement).
-     */
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
-        if (shm->procs[i].pid && shm->procs[i].pid != ngx_pid
-            && kill(shm->procs[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
-        {
-            if (shm->procs[i].pending) {
-                ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
-                              "gpugate ledger: worker %P died holding %uA "
-                              "usage rows; they are lost",
-                              shm->procs[i].pid, shm->procs[i].pending);
-                (void) ngx_atomic_fetch_add(&shm->ledger_lost,
-                                            shm->procs[i].pending);
-            }
-
-            shm->procs[i].pid = 0;
-            shm->procs[i].pending = 0;
-        }
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
 
     if (!mmcf->ledger) {
         return NGX_OK;
@@ -165,18 +154,9 @@ ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,
     lg->shm = shm;
     lg->state = "idle";
 
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
-        if (shm->procs[i].pid == 0) {
-            shm->procs[i].pid = ngx_pid;
-            shm->procs[i].pending = 0;
-            lg->proc = &shm->procs[i];
-            break;
-        }
+    if (ngx_http_gpugate_metrics_slot < NGX_HTTP_GPUGATE_METRICS_PROCS) {
+        lg->proc = &shm->procs[ngx_http_gpugate_metrics_slot];
     }
-
-    ngx_shmtx_unlock(&shpool->mutex);
 
     /* untouched pages of the ring cost no memory until rows arrive */
 
@@ -240,15 +220,18 @@ ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req)
 
     row = &lg->rows[(lg->head + lg->count) % lg->mmcf->buffer];
 
-    row->request_id_len = (uint8_t) ngx_min(req->request_id.len, 32);
-    ngx_memcpy(row->request_id, req->request_id.data, row->request_id_len);
-    row->model_len = (uint8_t) ngx_min(req->model.len, sizeof(row->model));
-    ngx_memcpy(row->model, req->model.data, row->model_len);
-    row->agent_len = (uint8_t) ngx_min(req->agent.len, sizeof(row->agent));
-    ngx_memcpy(row->agent, req->agent.data, row->agent_len);
-    row->endpoint_len = (uint8_t) ngx_min(req->endpoint.len,
-                                          sizeof(row->endpoint));
-    ngx_memcpy(row->endpoint, req->endpoint.data, row->endpoint_len);
+    row->request_id_len = (uint8_t) gpugate_utf8_cut(row->request_id,
+                                  sizeof(row->request_id),
+                                  req->request_id.data, req->request_id.len);
+    row->model_len = (uint8_t) gpugate_utf8_cut(row->model,
+                                  sizeof(row->model), req->model.data,
+                                  req->model.len);
+    row->agent_len = (uint8_t) gpugate_utf8_cut(row->agent,
+                                  sizeof(row->agent), req->agent.data,
+                                  req->agent.len);
+    row->endpoint_len = (uint8_t) gpugate_utf8_cut(row->endpoint,
+                                  sizeof(row->endpoint), req->endpoint.data,
+                                  req->endpoint.len);
 
     row->key_id = req->key_id;
     row->tenant_id = req->tenant_id;
@@ -264,6 +247,16 @@ ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req)
 
     lg->count++;
     ngx_http_gpugate_ledger_pending_set();
+
+    if (lg->exit_at) {
+        /* exit_timeout= runs from the worker's last request: a stream
+           that ends long after the reload still gets its chance */
+        lg->exit_at = ngx_current_msec + lg->mmcf->exit_timeout;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate ledger: exiting, deadline moved to %M",
+                       lg->exit_at);
+    }
 
     if (lg->count >= lg->mmcf->batch && !lg->sending) {
         /* a full batch need not wait for the interval */
@@ -389,6 +382,11 @@ ngx_http_gpugate_ledger_send(void)
     lg = ngx_http_gpugate_ledger;
 
     n = ngx_min(lg->count, lg->mmcf->batch);
+
+    if (lg->suspect) {
+        n = ngx_min(n, ngx_min(lg->limit, lg->suspect));
+    }
+
     len = ngx_http_gpugate_ledger_json(lg->json, lg->head, n);
 
     /* a text parameter: libpq reads up to the NUL */
@@ -421,10 +419,79 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
 {
     ngx_http_gpugate_ledger_t *lg = q->data;
 
-    ngx_uint_t  n;
+    ngx_uint_t                      n;
+    ngx_http_gpugate_ledger_row_t  *row;
 
     if (res && PQresultStatus(res) != PGRES_COMMAND_OK) {
         error = PQresultErrorMessage(res);
+    }
+
+    /*
+     * Classes 22 (data exception: a bad byte, a number out of range, bad
+     * JSON) and 23 (integrity constraint): the rows are at fault, not the
+     * server, and a retry would be refused the same way for ever.
+     */
+
+    if (error && (ngx_strncmp(q->sqlstate, "22", 2) == 0
+                  || ngx_strncmp(q->sqlstate, "23", 2) == 0))
+    {
+        (void) ngx_atomic_fetch_add(&lg->shm->ledger_failures, 1);
+        n = lg->sending;
+        lg->sending = 0;
+
+        if (lg->file.len) {
+            ngx_http_gpugate_ledger_set_aside(lg->file.data, n, error);
+            ngx_free(lg->file.data);
+            ngx_str_null(&lg->file);
+            lg->state = "idle";
+            lg->rescan_at = ngx_current_msec;
+            ngx_http_gpugate_ledger_arm(0);
+            return;
+        }
+
+        if (n > 1) {
+            if (lg->suspect == 0) {
+                ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                              "gpugate ledger: PostgreSQL refused a batch "
+                              "of %ui usage rows for its data (SQLSTATE %s: "
+                              "%s); looking for the bad rows",
+                              n, q->sqlstate, error);
+                lg->suspect = n;
+            }
+
+            lg->limit = n / 2;
+            lg->state = "isolating";
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "gpugate ledger: %ui suspect rows, batches of %ui",
+                           lg->suspect, lg->limit);
+
+            ngx_http_gpugate_ledger_arm(0);
+            return;
+        }
+
+        row = &lg->rows[lg->head];
+
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gpugate ledger: PostgreSQL refused the usage row of "
+                      "request %*s (SQLSTATE %s: %s); it is dropped",
+                      (size_t) row->request_id_len, row->request_id,
+                      q->sqlstate, error);
+
+        (void) ngx_atomic_fetch_add(&lg->shm->ledger_rejected, 1);
+
+        lg->head = (lg->head + 1) % lg->mmcf->buffer;
+        lg->count--;
+        ngx_http_gpugate_ledger_pending_set();
+
+        /* the rest of the suspects are tried whole again */
+        lg->suspect = lg->suspect ? lg->suspect - 1 : 0;
+        lg->limit = lg->suspect;
+        lg->state = lg->suspect ? "isolating" : "idle";
+        lg->flush_at = ngx_current_msec;
+
+        ngx_http_gpugate_ledger_arm(0);
+        return;
     }
 
     if (error) {
@@ -481,6 +548,16 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
         lg->head = (lg->head + n) % lg->mmcf->buffer;
         lg->count -= n;
         ngx_http_gpugate_ledger_pending_set();
+
+        if (lg->suspect) {
+            /* the bad row is further on: the rest of the suspects whole */
+            lg->suspect -= ngx_min(n, lg->suspect);
+            lg->limit = lg->suspect;
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "gpugate ledger: %ui suspect rows left",
+                           lg->suspect);
+        }
     }
 
     /* more to write (an outage's backlog): the next batch at once */
@@ -584,6 +661,9 @@ ngx_http_gpugate_ledger_spill(ngx_uint_t n)
     }
 
     n = ngx_min(n, lg->count);
+
+    /* a bad row spilled with the rest makes its file set aside later */
+    lg->suspect = 0;
 
     while (done < n) {
         k = ngx_min(n - done, lg->mmcf->batch);
@@ -716,10 +796,12 @@ ngx_http_gpugate_ledger_next_file(void)
     (void) ngx_close_file(fd);
 
     if (n <= 2) {
-        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                      "gpugate ledger: spill file \"%s\" unreadable or "
-                      "too big for a batch; left in place", path);
+        /* left in place, it would be the next file picked for ever */
+        ngx_http_gpugate_ledger_set_aside(path, 0,
+                                          "unreadable or too big for a "
+                                          "batch");
         ngx_free(path);
+        lg->rescan_at = ngx_current_msec;
         return NGX_DECLINED;
     }
 
@@ -762,6 +844,52 @@ ngx_http_gpugate_ledger_next_file(void)
 }
 
 
+/*
+ * A spill file PostgreSQL refuses (or that cannot be read) is renamed
+ * to NAME.bad, out of the scan: the files behind it go on.  Its rows
+ * (from the name) are counted as rejected; the operator may fix the file
+ * and rename it back.
+ */
+
+static void
+ngx_http_gpugate_ledger_set_aside(u_char *path, ngx_uint_t rows,
+    const char *why)
+{
+    u_char                     *e, *d, bad[NGX_MAX_PATH];
+    size_t                      len;
+    ngx_http_gpugate_ledger_t  *lg;
+
+    lg = ngx_http_gpugate_ledger;
+    len = ngx_strlen(path);
+
+    if (rows == 0 && len > 5) {
+        e = path + len - 5;
+        d = e;
+
+        while (d > path && d[-1] >= '0' && d[-1] <= '9') {
+            d--;
+        }
+
+        rows = (ngx_uint_t) ngx_max(ngx_atoi(d, e - d), 0);
+    }
+
+    (void) ngx_snprintf(bad, sizeof(bad), "%s.bad%Z", path);
+
+    if (ngx_rename_file(path, bad) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "gpugate ledger: spill file \"%s\" refused (%s) and "
+                      "cannot be renamed aside", path, why);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&lg->shm->ledger_rejected, rows);
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "gpugate ledger: spill file \"%s\" refused (%s): %ui "
+                  "usage rows set aside as \"%s\"", path, why, rows, bad);
+}
+
+
 /* the worker exits: what was not written goes to disk, or is counted */
 
 void
@@ -784,10 +912,7 @@ ngx_http_gpugate_ledger_exit(ngx_cycle_t *cycle)
         (void) ngx_http_gpugate_ledger_spill(lg->count);
     }
 
-    if (lg->proc) {
-        lg->proc->pending = 0;
-        lg->proc->pid = 0;
-    }
+    /* the metrics module frees the slot */
 
     ngx_http_gpugate_pg_destroy(lg->pg);
     ngx_http_gpugate_ledger = NULL;
@@ -798,4 +923,136 @@ const char *
 ngx_http_gpugate_ledger_state(void)
 {
     return ngx_http_gpugate_ledger ? ngx_http_gpugate_ledger->state : "off";
+}
+
+
+/*
+ * In the master, with the configuration read: workers (running as the
+ * "user" directive's user when nginx starts as root) must be able to
+ * create files in spill=, else every spill becomes a drop.  Permission
+ * bits of the directory and of each directory above it are checked for
+ * that user and its groups (ACLs aside).
+ */
+
+ngx_int_t
+ngx_http_gpugate_ledger_check_spill(ngx_cycle_t *cycle,
+    ngx_http_gpugate_metrics_main_conf_t *mmcf)
+{
+    int               ngroups, i;
+    u_char           *path, *p;
+    gid_t             groups[64];
+    ngx_uid_t         uid;
+    ngx_gid_t         gid;
+    ngx_uint_t        want, member;
+    const char       *user;
+    ngx_file_info_t   fi;
+    ngx_core_conf_t  *ccf;
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    path = ngx_pnalloc(cycle->pool, mmcf->spill.len + 1);
+    if (path == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_cpystrn(path, mmcf->spill.data, mmcf->spill.len + 1);
+
+    if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "gpugate_usage_ledger: spill directory \"%s\" "
+                      "cannot be used", path);
+        return NGX_ERROR;
+    }
+
+    if (!ngx_is_dir(&fi)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "gpugate_usage_ledger: spill=\"%s\" is not a "
+                      "directory", path);
+        return NGX_ERROR;
+    }
+
+    if (geteuid() != 0 || ccf->user == (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        /* workers run as we do: the kernel answers for us */
+        if (access((char *) path, W_OK|X_OK) == 0) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_errno,
+                      "gpugate_usage_ledger: spill directory \"%s\" is "
+                      "not writable by the worker user (uid %d)", path,
+                      (int) geteuid());
+        return NGX_ERROR;
+    }
+
+    uid = ccf->user;
+    gid = ccf->group;
+    user = ccf->username ? ccf->username : "?";
+
+    if (uid == 0) {
+        return NGX_OK;
+    }
+
+    ngroups = 64;
+
+    if (getgrouplist(user, gid, groups, &ngroups) == -1) {
+        ngroups = 0;
+    }
+
+    /* each directory on the way needs x; the last one w and x too */
+
+    for (p = path + 1; ; p++) {
+        if (*p != '/' && *p != '\0') {
+            continue;
+        }
+
+        want = (*p == '\0') ? 3 : 1;
+
+        if (*p == '/') {
+            *p = '\0';
+
+            if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+                *p = '/';
+                continue;
+            }
+
+            *p = '/';
+
+        } else if (ngx_file_info(path, &fi) == NGX_FILE_ERROR) {
+            break;
+        }
+
+        member = (fi.st_gid == gid);
+
+        for (i = 0; !member && i < ngroups; i++) {
+            member = (fi.st_gid == groups[i]);
+        }
+
+        if (fi.st_uid == uid) {
+            member = (fi.st_mode >> 6) & 7;
+
+        } else if (member) {
+            member = (fi.st_mode >> 3) & 7;
+
+        } else {
+            member = fi.st_mode & 7;
+        }
+
+        /* w is 2, x is 1 in each triplet */
+
+        if (((want & 1) && !(member & 1)) || ((want & 2) && !(member & 2))) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "gpugate_usage_ledger: spill directory \"%s\" is "
+                          "not writable by the worker user \"%s\" (uid %d):"
+                          " \"%*s\" does not allow it; make the directory "
+                          "the user's (chown) or drop spill=",
+                          path, user, (int) uid, (size_t) (p - path), path);
+            return NGX_ERROR;
+        }
+
+        if (*p == '\0') {
+            break;
+        }
+    }
+
+    return NGX_OK;
 }

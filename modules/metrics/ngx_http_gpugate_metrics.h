@@ -63,17 +63,23 @@ typedef struct {
     ngx_atomic_t      ttft[NGX_HTTP_GPUGATE_METRICS_BUCKETS + 1];
                                    /* time to first token, per bucket */
     ngx_atomic_t      ttft_us;     /* sum, microseconds */
-    ngx_atomic_t      active;      /* streams being answered now */
+    ngx_atomic_t      active[NGX_HTTP_GPUGATE_METRICS_PROCS + 1];
+                                   /* streams being answered now, by
+                                      worker slot (the last one shared by
+                                      workers beyond the slots): a dead
+                                      worker's column is cleared */
     ngx_atomic_t      upstream_errors; /* failed upstream attempts */
     ngx_atomic_t      partial;     /* answers that did not reach their
                                       end (client gone, upstream cut) */
 } ngx_http_gpugate_metrics_model_t;
 
 
-/* a worker's ledger rows not yet in PostgreSQL */
+/* a worker's share of the counts, reclaimed when it dies */
 typedef struct {
     ngx_pid_t         pid;         /* 0: slot free */
-    ngx_atomic_t      pending;     /* rows held in its memory */
+    ngx_atomic_t      pending;     /* ledger rows held in its memory */
+    ngx_atomic_t      inflight;    /* its requests that will make ledger
+                                      rows, not yet at their log phase */
 } ngx_http_gpugate_metrics_proc_t;
 
 
@@ -88,6 +94,9 @@ typedef struct {
     ngx_atomic_t      ledger_spilled; /* rows written to spill files */
     ngx_atomic_t      ledger_failures; /* batches PostgreSQL refused or
                                          did not answer */
+    ngx_atomic_t      ledger_rejected; /* rows PostgreSQL refused for their
+                                         data (a bad row of a batch, the
+                                         rows of a spill file set aside) */
     ngx_http_gpugate_metrics_proc_t  procs[NGX_HTTP_GPUGATE_METRICS_PROCS];
                                    /* by worker slot */
     ngx_http_gpugate_metrics_series_t  series[NGX_HTTP_GPUGATE_METRICS_SERIES];
@@ -102,7 +111,7 @@ typedef struct {
     ngx_str_t         model;       /* $gpugate_model, "" if none */
     ngx_str_t         tenant;      /* $gpugate_tenant */
     ngx_str_t         agent;       /* the last $upstream_addr */
-    ngx_str_t         endpoint;    /* r->uri */
+    ngx_str_t         endpoint;    /* r->uri, whole */
     ngx_str_t         request_id;  /* $request_id */
     int64_t           key_id;      /* $gpugate_key_id, -1 */
     int64_t           tenant_id;   /* $gpugate_tenant_id, -1 */
@@ -119,6 +128,8 @@ typedef struct {
     ngx_msec_t        msec;
     unsigned          stream:1;    /* $gpugate_stream */
     unsigned          partial:1;   /* $gpugate_usage_partial */
+    unsigned          upstream:1;  /* an upstream was tried: a 404 then
+                                      is the runtime's, not a refusal */
 } ngx_http_gpugate_metrics_req_t;
 
 
@@ -147,9 +158,24 @@ typedef struct {
 extern ngx_module_t  ngx_http_gpugate_metrics_module;
 
 
+/* the model label of requests the gateway refused for their model (403,
+   404 before any upstream): client strings must not make series */
+#define NGX_HTTP_GPUGATE_METRICS_REFUSED  "_refused"
+
+
+/* this worker's slot in procs[] and active[]; PROCS: the shared one */
+extern ngx_uint_t  ngx_http_gpugate_metrics_slot;
+
+
 /* shared counters (ngx_http_gpugate_metrics_shm.c) */
 ngx_int_t ngx_http_gpugate_metrics_init_zone(ngx_shm_zone_t *zone,
     void *data);
+void ngx_http_gpugate_metrics_reap(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_log_t *log);
+void ngx_http_gpugate_metrics_attach(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_log_t *log);
+void ngx_http_gpugate_metrics_detach(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_log_t *log);
 void ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
     ngx_slab_pool_t *shpool, ngx_http_gpugate_metrics_req_t *req);
 ngx_http_gpugate_metrics_model_t *ngx_http_gpugate_metrics_model(
@@ -162,6 +188,8 @@ ngx_int_t ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
 ngx_int_t ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,
     ngx_http_gpugate_metrics_main_conf_t *mmcf);
 void ngx_http_gpugate_ledger_exit(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_gpugate_ledger_check_spill(ngx_cycle_t *cycle,
+    ngx_http_gpugate_metrics_main_conf_t *mmcf);
 void ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req);
 const char *ngx_http_gpugate_ledger_state(void);
 

@@ -27,6 +27,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_metrics.h"
+#include "gpugate_utf8.h"
 
 
 /* the variables read in the log phase, in mmcf->vars order */
@@ -78,9 +79,12 @@ static char *ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf,
 static ngx_int_t ngx_http_gpugate_metrics_add_zone(ngx_conf_t *cf,
     ngx_http_gpugate_metrics_main_conf_t *mmcf);
 static ngx_int_t ngx_http_gpugate_metrics_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_gpugate_metrics_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_gpugate_metrics_init_process(ngx_cycle_t *cycle);
 static void ngx_http_gpugate_metrics_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_gpugate_metrics_log(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gpugate_metrics_start(ngx_http_request_t *r);
+static void ngx_http_gpugate_metrics_done(void *data);
 static void ngx_http_gpugate_metrics_request_id(ngx_http_request_t *r,
     ngx_http_gpugate_metrics_main_conf_t *mmcf, ngx_str_t *id);
 static ngx_int_t ngx_http_gpugate_metrics_header_filter(
@@ -143,7 +147,7 @@ ngx_module_t  ngx_http_gpugate_metrics_module = {
     ngx_http_gpugate_metrics_commands,     /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_gpugate_metrics_init_module,  /* init module */
     ngx_http_gpugate_metrics_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -157,6 +161,8 @@ static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 
 static ngx_str_t  ngx_http_gpugate_metrics_zone_name =
     ngx_string("gpugate_metrics");
+
+ngx_uint_t  ngx_http_gpugate_metrics_slot = NGX_HTTP_GPUGATE_METRICS_PROCS;
 
 
 static void *
@@ -317,8 +323,14 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
     mmcf->interval = 1000;
     mmcf->buffer = 16384;
     mmcf->exit_timeout = 10000;
-    mmcf->gateway.data = ngx_cycle->hostname.data;
-    mmcf->gateway.len = ngx_cycle->hostname.len;
+
+    /*
+     * The new cycle's host name, not ngx_cycle's: during a reload that is
+     * the cycle being replaced, freed once the new one runs (rows then
+     * carried whatever reused its memory).
+     */
+
+    mmcf->gateway = cf->cycle->hostname;
 
     /* libpq wants a C string */
 
@@ -406,6 +418,25 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
 
         goto invalid;
     }
+
+    /* every row carries it: a byte PostgreSQL refuses would refuse all */
+
+    p = ngx_pnalloc(cf->pool, mmcf->gateway.len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mmcf->gateway.len > 255
+        || !gpugate_utf8_valid(mmcf->gateway.data, mmcf->gateway.len))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid gateway name \"%V\": at most 255 "
+                           "bytes of UTF-8 without NUL", &mmcf->gateway);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(p, mmcf->gateway.data, mmcf->gateway.len);
+    mmcf->gateway.data = p;
 
     if (mmcf->buffer < mmcf->batch) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -495,10 +526,37 @@ ngx_http_gpugate_metrics_init(ngx_conf_t *cf)
 
     *h = ngx_http_gpugate_metrics_log;
 
+    if (mmcf->ledger) {
+        h = ngx_array_push(&cmcf->phases[NGX_HTTP_PREACCESS_PHASE].handlers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        *h = ngx_http_gpugate_metrics_start;
+    }
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_gpugate_metrics_header_filter;
 
     return NGX_OK;
+}
+
+
+/* in the master, the configuration read: the spill directory usable */
+
+static ngx_int_t
+ngx_http_gpugate_metrics_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_gpugate_metrics_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_gpugate_metrics_module);
+
+    if (mmcf == NULL || !mmcf->ledger || mmcf->spill.len == 0) {
+        return NGX_OK;
+    }
+
+    return ngx_http_gpugate_ledger_check_spill(cycle, mmcf);
 }
 
 
@@ -514,6 +572,10 @@ ngx_http_gpugate_metrics_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
+    ngx_http_gpugate_metrics_attach(mmcf->zone->data,
+                                    (ngx_slab_pool_t *) mmcf->zone->shm.addr,
+                                    cycle->log);
+
     return ngx_http_gpugate_ledger_init(cycle, mmcf);
 }
 
@@ -521,7 +583,83 @@ ngx_http_gpugate_metrics_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_gpugate_metrics_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_gpugate_metrics_main_conf_t  *mmcf;
+
     ngx_http_gpugate_ledger_exit(cycle);
+
+    mmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_gpugate_metrics_module);
+
+    if (mmcf == NULL || mmcf->zone == NULL) {
+        return;
+    }
+
+    ngx_http_gpugate_metrics_detach(mmcf->zone->data,
+                                    (ngx_slab_pool_t *) mmcf->zone->shm.addr,
+                                    cycle->log);
+}
+
+
+/*
+ * A request of an accounting location with a ledger counts as in flight
+ * in the worker's slot until its pool goes (after the log phase), so a
+ * worker that dies leaves a count of the rows it will never write.  The
+ * cleanup, unlike a module context, survives internal redirects (which
+ * run this phase again): it is looked for first.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_metrics_start(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t                    *cln;
+    ngx_http_gpugate_metrics_shm_t        *shm;
+    ngx_http_gpugate_metrics_loc_conf_t   *mlcf;
+    ngx_http_gpugate_metrics_main_conf_t  *mmcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_metrics_module);
+
+    if (!mlcf->accounting || r != r->main
+        || ngx_http_gpugate_metrics_slot == NGX_HTTP_GPUGATE_METRICS_PROCS)
+    {
+        return NGX_DECLINED;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_gpugate_metrics_done) {
+            return NGX_DECLINED;
+        }
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_gpugate_metrics_module);
+    shm = mmcf->zone->data;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cln->handler = ngx_http_gpugate_metrics_done;
+    cln->data = &shm->procs[ngx_http_gpugate_metrics_slot];
+
+    (void) ngx_atomic_fetch_add(&shm->procs[ngx_http_gpugate_metrics_slot]
+                                    .inflight, 1);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate metrics: request in flight");
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_gpugate_metrics_done(void *data)
+{
+    ngx_http_gpugate_metrics_proc_t *pr = data;
+
+    /* a slot the exit already emptied stays at 0 */
+    if (pr->pid == ngx_pid && pr->inflight) {
+        (void) ngx_atomic_fetch_add(&pr->inflight, -1);
+    }
 }
 
 
@@ -630,7 +768,8 @@ ngx_http_gpugate_metrics_log(ngx_http_request_t *r)
 
     if (ctx && ctx->streaming) {
         /* the stream ends here, whatever ended it */
-        (void) ngx_atomic_fetch_add(&ctx->streaming->active, -1);
+        (void) ngx_atomic_fetch_add(
+                   &ctx->streaming->active[ngx_http_gpugate_metrics_slot], -1);
         ctx->streaming = NULL;
     }
 
@@ -698,14 +837,15 @@ ngx_http_gpugate_metrics_log(ngx_http_request_t *r)
         req.status = NGX_HTTP_CLIENT_CLOSED_REQUEST;
     }
 
-    req.endpoint.data = r->uri.data;
-    req.endpoint.len = ngx_min(r->uri.len, 64);
+    /* the ledger cuts it, on a character boundary */
+    req.endpoint = r->uri;
 
     /* the agent (a tunnel peer is named after it), or the server, of
        the last upstream attempt */
 
     if (r->upstream_states && r->upstream_states->nelts) {
         state = r->upstream_states->elts;
+        req.upstream = 1;
 
         for (i = 0; i < r->upstream_states->nelts; i++) {
             if (state[i].status >= 500 || state[i].status == 0) {
@@ -775,7 +915,8 @@ ngx_http_gpugate_metrics_header_filter(ngx_http_request_t *r)
                                (ngx_slab_pool_t *) mmcf->zone->shm.addr,
                                &model);
 
-    (void) ngx_atomic_fetch_add(&ctx->streaming->active, 1);
+    (void) ngx_atomic_fetch_add(
+               &ctx->streaming->active[ngx_http_gpugate_metrics_slot], 1);
 
     return ngx_http_next_header_filter(r);
 }
@@ -817,12 +958,13 @@ ngx_http_gpugate_metrics_status_head(ngx_http_request_t *r,
 
     p = ngx_sprintf(p, "\",\"ledger\":{\"enabled\":%s,\"state\":\"%s\","
                     "\"written\":%uA,\"pending\":%ui,\"dropped\":%uA,"
-                    "\"lost\":%uA,\"spilled\":%uA,\"failures\":%uA},"
-                    "\"auth\":{",
+                    "\"lost\":%uA,\"spilled\":%uA,\"rejected\":%uA,"
+                    "\"failures\":%uA},\"auth\":{",
                     mmcf->ledger ? "true" : "false",
                     ngx_http_gpugate_ledger_state(), shm->ledger_written,
                     pending, shm->ledger_dropped, shm->ledger_lost,
-                    shm->ledger_spilled, shm->ledger_failures);
+                    shm->ledger_spilled, shm->ledger_rejected,
+                    shm->ledger_failures);
 
     for (j = 0; j < NGX_HTTP_GPUGATE_METRICS_SOURCES; j++) {
         p = ngx_sprintf(p, "%s\"%s\":{\"ok\":%uA,\"refused\":%uA,"
@@ -911,6 +1053,11 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
     }
 
     mmcf = ngx_http_get_module_main_conf(r, ngx_http_gpugate_metrics_module);
+
+    /* a worker that died since the last look: its counts go first */
+    ngx_http_gpugate_metrics_reap(mmcf->zone->data,
+                                  (ngx_slab_pool_t *) mmcf->zone->shm.addr,
+                                  r->connection->log);
 
     n = 0;
 

@@ -23,6 +23,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_metrics.h"
+#include "gpugate_utf8.h"
 
 
 #define NGX_HTTP_GPUGATE_METRICS_PROBES  16
@@ -58,6 +59,7 @@ typedef struct {
 
 static uint32_t ngx_http_gpugate_metrics_hash(ngx_str_t *model,
     ngx_str_t *tenant, ngx_uint_t status);
+static void ngx_http_gpugate_metrics_label(ngx_str_t *s, u_char *buf);
 static ngx_uint_t ngx_http_gpugate_metrics_bucket(ngx_msec_t us);
 static u_char *ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
     ngx_http_gpugate_metrics_pair_t *pairs, ngx_uint_t np,
@@ -106,6 +108,174 @@ ngx_http_gpugate_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
 }
 
 
+/*
+ * A label as the page shows it: at most NGX_HTTP_GPUGATE_METRICS_LABEL
+ * bytes cut on a character boundary, invalid bytes as U+FFFD ("buf" has
+ * that size).  A label cut inside a character, or with a byte that is not
+ * UTF-8, makes Prometheus drop the whole scrape.
+ */
+
+static void
+ngx_http_gpugate_metrics_label(ngx_str_t *s, u_char *buf)
+{
+    if (s->len <= NGX_HTTP_GPUGATE_METRICS_LABEL
+        && gpugate_utf8_valid(s->data, s->len))
+    {
+        return;
+    }
+
+    s->len = gpugate_utf8_cut(buf, NGX_HTTP_GPUGATE_METRICS_LABEL, s->data,
+                              s->len);
+    s->data = buf;
+}
+
+
+/*
+ * Under the lock: a slot whose worker is gone (crash, SIGKILL: it ran no
+ * exit code) gives back what it held.  Its held ledger rows and its
+ * requests in flight will never be written: they are counted as lost;
+ * its streams are no longer active.
+ */
+
+static void
+ngx_http_gpugate_metrics_reap_locked(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_log_t *log)
+{
+    ngx_uint_t                        i, j;
+    ngx_atomic_uint_t                 lost;
+    ngx_http_gpugate_metrics_proc_t  *pr;
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
+        pr = &shm->procs[i];
+
+        if (pr->pid == 0 || pr->pid == ngx_pid
+            || kill(pr->pid, 0) == 0 || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        lost = pr->pending + pr->inflight;
+
+        if (lost) {
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "gpugate ledger: worker %P died holding %uA usage "
+                          "rows and %uA requests in flight; they are lost",
+                          pr->pid, pr->pending, pr->inflight);
+            (void) ngx_atomic_fetch_add(&shm->ledger_lost, lost);
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "gpugate metrics: slot %ui of dead worker %P "
+                       "reclaimed", i, pr->pid);
+
+        for (j = 0; j < NGX_HTTP_GPUGATE_METRICS_MODELS; j++) {
+            shm->models[j].active[i] = 0;
+        }
+
+        pr->pending = 0;
+        pr->inflight = 0;
+        pr->pid = 0;
+    }
+}
+
+
+/* from any worker: at its start, and before a page is rendered */
+
+void
+ngx_http_gpugate_metrics_reap(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_log_t *log)
+{
+    ngx_shmtx_lock(&shpool->mutex);
+    ngx_http_gpugate_metrics_reap_locked(shm, log);
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* a worker starts: dead workers' slots are reclaimed, one is taken */
+
+void
+ngx_http_gpugate_metrics_attach(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_log_t *log)
+{
+    ngx_uint_t  i;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    ngx_http_gpugate_metrics_reap_locked(shm, log);
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
+        if (shm->procs[i].pid == 0) {
+            shm->procs[i].pid = ngx_pid;
+            shm->procs[i].pending = 0;
+            shm->procs[i].inflight = 0;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    if (i == NGX_HTTP_GPUGATE_METRICS_PROCS) {
+        /* the shared column is never cleared: sums stay right while
+           workers live, a dead one's streams stay counted */
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "gpugate metrics: more than %d worker processes, "
+                      "the extra ones share a slot",
+                      NGX_HTTP_GPUGATE_METRICS_PROCS);
+    }
+
+    ngx_http_gpugate_metrics_slot = i;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "gpugate metrics: worker slot %ui", i);
+}
+
+
+/*
+ * A worker exits.  Gracefully, it has no request left; a fast shutdown
+ * (SIGTERM) ends its requests without a log phase: their rows are lost.
+ */
+
+void
+ngx_http_gpugate_metrics_detach(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_slab_pool_t *shpool, ngx_log_t *log)
+{
+    ngx_uint_t                        i, j;
+    ngx_http_gpugate_metrics_proc_t  *pr;
+
+    i = ngx_http_gpugate_metrics_slot;
+
+    if (i == NGX_HTTP_GPUGATE_METRICS_PROCS) {
+        return;
+    }
+
+    pr = &shm->procs[i];
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (pr->inflight) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "gpugate ledger: exiting with %uA requests in "
+                      "flight; their usage rows are lost", pr->inflight);
+        (void) ngx_atomic_fetch_add(&shm->ledger_lost, pr->inflight);
+    }
+
+    for (j = 0; j < NGX_HTTP_GPUGATE_METRICS_MODELS; j++) {
+        shm->models[j].active[i] = 0;
+    }
+
+    pr->pending = 0;
+    pr->inflight = 0;
+    pr->pid = 0;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_gpugate_metrics_slot = NGX_HTTP_GPUGATE_METRICS_PROCS;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "gpugate metrics: worker slot %ui freed", i);
+}
+
+
 static uint32_t
 ngx_http_gpugate_metrics_hash(ngx_str_t *model, ngx_str_t *tenant,
     ngx_uint_t status)
@@ -128,9 +298,21 @@ ngx_http_gpugate_metrics_series(ngx_http_gpugate_metrics_shm_t *shm,
     ngx_slab_pool_t *shpool, ngx_str_t *model, ngx_str_t *tenant,
     ngx_uint_t status)
 {
+    u_char                              mb[NGX_HTTP_GPUGATE_METRICS_LABEL];
+    u_char                              tb[NGX_HTTP_GPUGATE_METRICS_LABEL];
     uint32_t                            h;
+    ngx_str_t                           ms, ts;
     ngx_uint_t                          i, k, locked;
     ngx_http_gpugate_metrics_series_t  *s;
+
+    /* the set is keyed by its labels as the page will show them */
+
+    ms = *model;
+    ts = *tenant;
+    ngx_http_gpugate_metrics_label(&ms, mb);
+    ngx_http_gpugate_metrics_label(&ts, tb);
+    model = &ms;
+    tenant = &ts;
 
     h = ngx_http_gpugate_metrics_hash(model, tenant, status);
     locked = 0;
@@ -151,10 +333,9 @@ again:
 
             s->hash = h;
             s->status = status;
-            s->model_len = ngx_min(model->len, NGX_HTTP_GPUGATE_METRICS_LABEL);
+            s->model_len = model->len;
             ngx_memcpy(s->model, model->data, s->model_len);
-            s->tenant_len = ngx_min(tenant->len,
-                                    NGX_HTTP_GPUGATE_METRICS_LABEL);
+            s->tenant_len = tenant->len;
             ngx_memcpy(s->tenant, tenant->data, s->tenant_len);
             ngx_memory_barrier();
             s->ready = 1;
@@ -164,10 +345,8 @@ again:
         }
 
         if (s->hash == h && s->status == status
-            && s->model_len == ngx_min(model->len,
-                                       NGX_HTTP_GPUGATE_METRICS_LABEL)
-            && s->tenant_len == ngx_min(tenant->len,
-                                        NGX_HTTP_GPUGATE_METRICS_LABEL)
+            && s->model_len == model->len
+            && s->tenant_len == tenant->len
             && ngx_memcmp(s->model, model->data, s->model_len) == 0
             && ngx_memcmp(s->tenant, tenant->data, s->tenant_len) == 0)
         {
@@ -193,9 +372,20 @@ ngx_http_gpugate_metrics_model_t *
 ngx_http_gpugate_metrics_model(ngx_http_gpugate_metrics_shm_t *shm,
     ngx_slab_pool_t *shpool, ngx_str_t *model)
 {
+    u_char                             mb[NGX_HTTP_GPUGATE_METRICS_LABEL];
     uint32_t                           h;
+    ngx_str_t                          ms;
     ngx_uint_t                         i, k, locked;
     ngx_http_gpugate_metrics_model_t  *m;
+
+    ms = *model;
+    ngx_http_gpugate_metrics_label(&ms, mb);
+    model = &ms;
+
+    if (model->len == 6 && ngx_strncmp(model->data, "_other", 6) == 0) {
+        /* slot 0's label: a second "_other" would repeat its series */
+        return &shm->models[0];
+    }
 
     h = ngx_http_gpugate_metrics_hash(model, NULL, 0);
     locked = 0;
@@ -214,7 +404,7 @@ again:
             }
 
             m->hash = h;
-            m->model_len = ngx_min(model->len, NGX_HTTP_GPUGATE_METRICS_LABEL);
+            m->model_len = model->len;
             ngx_memcpy(m->model, model->data, m->model_len);
             ngx_memory_barrier();
             m->ready = 1;
@@ -224,8 +414,7 @@ again:
         }
 
         if (m->hash == h
-            && m->model_len == ngx_min(model->len,
-                                       NGX_HTTP_GPUGATE_METRICS_LABEL)
+            && m->model_len == model->len
             && ngx_memcmp(m->model, model->data, m->model_len) == 0)
         {
             if (locked) {
@@ -263,12 +452,23 @@ void
 ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
     ngx_slab_pool_t *shpool, ngx_http_gpugate_metrics_req_t *req)
 {
+    ngx_str_t                           model;
     ngx_msec_t                          us;
     ngx_http_gpugate_metrics_model_t   *m;
     ngx_http_gpugate_metrics_series_t  *s;
 
-    s = ngx_http_gpugate_metrics_series(shm, shpool, &req->model,
-                                        &req->tenant, req->status);
+    model = req->model;
+
+    if (model.len && !req->upstream
+        && (req->status == NGX_HTTP_FORBIDDEN
+            || req->status == NGX_HTTP_NOT_FOUND))
+    {
+        /* any string a client sends would be a series of its own */
+        ngx_str_set(&model, NGX_HTTP_GPUGATE_METRICS_REFUSED);
+    }
+
+    s = ngx_http_gpugate_metrics_series(shm, shpool, &model, &req->tenant,
+                                        req->status);
 
     (void) ngx_atomic_fetch_add(&s->requests, 1);
 
@@ -280,7 +480,7 @@ ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
         (void) ngx_atomic_fetch_add(&s->completion, req->completion);
     }
 
-    m = ngx_http_gpugate_metrics_model(shm, shpool, &req->model);
+    m = ngx_http_gpugate_metrics_model(shm, shpool, &model);
 
     us = req->duration_ms * 1000;
     (void) ngx_atomic_fetch_add(
@@ -341,6 +541,24 @@ ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
     p = ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n", \
                    sizeof("# HELP " name " " help "\n# TYPE " name " " type   \
                           "\n") - 1)
+
+
+/* a model's active streams: the workers' columns summed */
+
+static ngx_atomic_int_t
+ngx_http_gpugate_metrics_active(ngx_http_gpugate_metrics_model_t *m)
+{
+    ngx_uint_t        i;
+    ngx_atomic_int_t  n;
+
+    n = 0;
+
+    for (i = 0; i <= NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
+        n += (ngx_atomic_int_t) m->active[i];
+    }
+
+    return n;
+}
 
 
 static u_char *
@@ -540,7 +758,8 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
     }
 
     ngx_http_gpugate_metrics_per_model("gpugate_active_streams", "gauge",
-        "Streams being answered now.", m->active, "%A");
+        "Streams being answered now.",
+        ngx_http_gpugate_metrics_active(m), "%A");
     ngx_http_gpugate_metrics_per_model("gpugate_upstream_errors_total",
         "counter", "Upstream attempts that failed (error, timeout, 5xx).",
         m->upstream_errors, "%uA");
@@ -588,9 +807,11 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
     p = ngx_sprintf(p, "gpugate_ledger_rows_total{state=\"written\"} %uA\n"
                     "gpugate_ledger_rows_total{state=\"dropped\"} %uA\n"
                     "gpugate_ledger_rows_total{state=\"lost\"} %uA\n"
-                    "gpugate_ledger_rows_total{state=\"spilled\"} %uA\n",
+                    "gpugate_ledger_rows_total{state=\"spilled\"} %uA\n"
+                    "gpugate_ledger_rows_total{state=\"rejected\"} %uA\n",
                     shm->ledger_written, shm->ledger_dropped,
-                    shm->ledger_lost, shm->ledger_spilled);
+                    shm->ledger_lost, shm->ledger_spilled,
+                    shm->ledger_rejected);
 
     ngx_http_gpugate_metrics_family(p, "gpugate_ledger_pending_rows",
         "gauge", "Usage ledger rows held by workers, not yet written.");
