@@ -128,8 +128,6 @@ typedef struct {
     ngx_msec_t        msec;
     unsigned          stream:1;    /* $gpugate_stream */
     unsigned          partial:1;   /* $gpugate_usage_partial */
-    unsigned          upstream:1;  /* an upstream was tried: a 404 then
-                                      is the runtime's, not a refusal */
 } ngx_http_gpugate_metrics_req_t;
 
 
@@ -158,8 +156,8 @@ typedef struct {
 extern ngx_module_t  ngx_http_gpugate_metrics_module;
 
 
-/* the model label of requests the gateway refused for their model (403,
-   404 before any upstream): client strings must not make series */
+/* the model label of requests refused for their model (403, 404):
+   client strings must not make series */
 #define NGX_HTTP_GPUGATE_METRICS_REFUSED  "_refused"
 
 

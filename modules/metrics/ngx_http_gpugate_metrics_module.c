@@ -845,7 +845,6 @@ ngx_http_gpugate_metrics_log(ngx_http_request_t *r)
 
     if (r->upstream_states && r->upstream_states->nelts) {
         state = r->upstream_states->elts;
-        req.upstream = 1;
 
         for (i = 0; i < r->upstream_states->nelts; i++) {
             if (state[i].status >= 500 || state[i].status == 0) {

@@ -459,11 +459,15 @@ ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
 
     model = req->model;
 
-    if (model.len && !req->upstream
+    if (model.len
         && (req->status == NGX_HTTP_FORBIDDEN
             || req->status == NGX_HTTP_NOT_FOUND))
     {
-        /* any string a client sends would be a series of its own */
+        /*
+         * Refused for its model, by the gateway or (without a model list)
+         * by the runtime: any string a client sends would be a series of
+         * its own, and enough of them push real models into "_other".
+         */
         ngx_str_set(&model, NGX_HTTP_GPUGATE_METRICS_REFUSED);
     }
 
