@@ -27,6 +27,7 @@ declare -A seeds=(
     [fuzz_scram_server_final]=modules/tunnel/fuzz/seeds/server_final
     [fuzz_scram_client_final]=modules/tunnel/fuzz/seeds/client_final
     [fuzz_tunnel_proto]=modules/tunnel/fuzz/seeds/tunnel_proto
+    [fuzz_utf8]=modules/tests/fuzz/seeds/utf8
     [fuzz_http_head]=worker-agent/fuzz/seeds/http_request
     [fuzz_http_chunked]=worker-agent/fuzz/seeds/http_chunked
     [fuzz_ga_load]=worker-agent/fuzz/seeds/ga_load

@@ -2,9 +2,10 @@
 /*
  * Copyright (C) gpugate authors
  *
- * libFuzzer target for the UTF-8 cut: for any input and any size (the
- * first byte), the output fits, is valid UTF-8 without NUL, comes out
- * the same when cut again, and a valid input keeps its prefix.
+ * libFuzzer target for the UTF-8 cut (seeds in seeds/utf8): for any
+ * input and any size (the first byte, times 4), the output fits, is
+ * valid UTF-8 without NUL, comes out the same when cut again, and a
+ * valid input keeps its prefix.
  */
 
 
