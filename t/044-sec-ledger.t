@@ -294,7 +294,7 @@ my ($ng, $gw) = gateway(interval => '200ms');
 
 {
     my $host = lc hostname();
-    my ($tk, $tid) = make_key("t044-gw-$$", name => 'gw');
+    my ($tk, $kid) = make_key("t044-gw-$$", name => 'gw');
     my ($ngg) = gateway(gateway => '', interval => '200ms', workers => 2);
     for my $round (0 .. 3) {
         $ngg->reload if $round;
@@ -303,7 +303,7 @@ my ($ng, $gw) = gateway(interval => '200ms');
         is(chat($ngg, 'mock-model', key => $tk)->{status}, 200,
            "round $round: 200") for 1 .. 2;
     }
-    my $where = "tenant_id = $tid";
+    my $where = "api_key_id = $kid";
     ok(wait_until(15, sub {
            psql("SELECT count(*) FROM usage_events WHERE $where") == 8 }),
        '8 rows over 3 reloads');
