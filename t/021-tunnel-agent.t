@@ -157,8 +157,13 @@ for my $stream (0, 1) {
 {
     my $s = chat(1, 'X-Mock-Tokens' => 1000, 'X-Mock-Token-Delay-Ms' => 20);
     my $sel = IO::Select->new($s);
-    $sel->can_read(5);
-    sysread($s, my $buf, 4096);
+    # the head and the first event may arrive in separate reads
+    my $buf = '';
+    my $deadline = time + 10;
+    while ($buf !~ /data: / && time < $deadline) {
+        last unless $sel->can_read($deadline - time);
+        last unless sysread($s, $buf, 4096, length $buf);
+    }
     like($buf, qr/data: /, 'stream started');
     my $t0 = time;
     close $s;
