@@ -64,8 +64,12 @@ typedef struct {
     ngx_atomic_t     pg_hits;      /* answered by PostgreSQL */
     ngx_atomic_t     stale;        /* stale entries served in an outage */
     ngx_atomic_t     unavailable;  /* 503: no layer could answer */
-    ngx_atomic_t     invalidated;  /* entries dropped by messages */
+    ngx_atomic_t     invalidated;  /* entries expired by messages */
     ngx_atomic_t     evicted;      /* entries dropped for space */
+    ngx_atomic_t     not_cached;   /* refusals not cached: the negative
+                                      budget is spent on newer ones */
+    ngx_atomic_t     rejected;     /* Redis entries that failed the
+                                      HMAC check */
 } ngx_http_gpugate_auth_stats_t;
 
 
@@ -77,7 +81,10 @@ typedef struct {
     time_t                         ttl;       /* fresh lifetime in shm */
     time_t                         negative_ttl; /* same, refused keys */
     time_t                         stale;     /* grace while PG is down */
-    time_t                         redis_ttl; /* lifetime in Redis */
+    time_t                         redis_ttl; /* lifetime in Redis,
+                                                 capped at ttl */
+    ngx_str_t                      secret;    /* HMAC key of Redis entries,
+                                                 empty: not signed */
     ngx_http_gpugate_pg_conf_t     pg;        /* conninfo.len 0: none */
     ngx_http_gpugate_redis_conf_t  redis;     /* addr NULL: none */
     ngx_flag_t                     used;      /* auth is on somewhere */
@@ -124,7 +131,7 @@ ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
 /* shared-memory cache: one zone per host, shared by every worker */
 
 ngx_shm_zone_t *ngx_http_gpugate_auth_cache_zone(ngx_conf_t *cf,
-    ngx_str_t *name, size_t size, void *tag);
+    ngx_str_t *name, size_t size, ngx_uint_t negative_max, void *tag);
 
 /*
  * Looks a digest up and copies the entry into "info" (strings in pool).
@@ -139,8 +146,13 @@ ngx_int_t ngx_http_gpugate_auth_cache_get(ngx_shm_zone_t *zone,
 void ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
     ngx_http_gpugate_key_info_t *info, time_t ttl, time_t grace);
 
-/* Drops one entry (digest) or every entry (digest == NULL). */
-ngx_uint_t ngx_http_gpugate_auth_cache_drop(ngx_shm_zone_t *zone,
+/*
+ * Makes one entry (digest) or every entry (digest == NULL) due for a new
+ * lookup.  Valid keys keep their stale grace: an invalidation message,
+ * which anyone able to publish on Redis can send, costs a lookup and never
+ * availability while PostgreSQL is down.  Refused keys are dropped.
+ */
+ngx_uint_t ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone,
     u_char *digest);
 
 ngx_http_gpugate_auth_stats_t *ngx_http_gpugate_auth_cache_stats(

@@ -3,8 +3,12 @@
  * Copyright (C) gpugate authors
  *
  * Shared-memory API-key cache: a red-black tree keyed by the key digest
- * plus an LRU queue, in one slab zone for all workers (the shape of
- * ngx_http_limit_req_module).  Entries carry two deadlines: fresh_until,
+ * plus LRU queues, in one slab zone for all workers (the shape of
+ * ngx_http_limit_req_module).  Valid keys and refused keys have separate
+ * LRU queues, and refused keys a budget of their own (negative_max): a
+ * flood of random keys recycles refused entries and never evicts a valid
+ * one, which would otherwise lose its stale grace.  Entries carry two
+ * deadlines: fresh_until,
  * after which a lookup must go to Redis/PostgreSQL again, and stale_until,
  * until which an entry may still be served while PostgreSQL is down.  The
  * zone is kept across reloads, so a reload does not empty the cache.
@@ -21,7 +25,9 @@
 typedef struct {
     ngx_rbtree_node_t               node;        /* key: digest's first
                                                     bytes */
-    ngx_queue_t                     lru;         /* head: most recent */
+    ngx_queue_t                     lru;         /* head: most recent; in
+                                                    the shctx's lru or
+                                                    neg_lru (refusals) */
     u_char                          digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
                                                  /* SHA-256 of the key */
     time_t                          fresh_until; /* serve without lookup */
@@ -44,7 +50,9 @@ typedef struct {
 typedef struct {
     ngx_rbtree_t                    rbtree;      /* digest -> node */
     ngx_rbtree_node_t               sentinel;    /* rbtree's sentinel */
-    ngx_queue_t                     lru;         /* all nodes, LRU order */
+    ngx_queue_t                     lru;         /* valid keys, LRU order */
+    ngx_queue_t                     neg_lru;     /* refused keys, same */
+    ngx_uint_t                      negatives;   /* nodes in neg_lru */
     ngx_http_gpugate_auth_stats_t   stats;       /* counters */
 } ngx_http_gpugate_auth_shctx_t;
 
@@ -52,6 +60,8 @@ typedef struct {
 struct ngx_http_gpugate_auth_cache_s {
     ngx_http_gpugate_auth_shctx_t  *sh;          /* in shared memory */
     ngx_slab_pool_t                *shpool;      /* the zone's allocator */
+    ngx_uint_t                      negative_max; /* most nodes in neg_lru,
+                                                    from the config */
 };
 
 
@@ -78,7 +88,7 @@ ngx_http_gpugate_auth_cache_key(u_char *digest)
 
 ngx_shm_zone_t *
 ngx_http_gpugate_auth_cache_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size,
-    void *tag)
+    ngx_uint_t negative_max, void *tag)
 {
     ngx_shm_zone_t                 *zone;
     ngx_http_gpugate_auth_cache_t  *cache;
@@ -99,6 +109,8 @@ ngx_http_gpugate_auth_cache_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size,
         return NULL;
     }
 
+    cache->negative_max = negative_max;
+
     zone->init = ngx_http_gpugate_auth_cache_init;
     zone->data = cache;
 
@@ -117,7 +129,8 @@ ngx_http_gpugate_auth_cache_init(ngx_shm_zone_t *zone, void *data)
     cache = zone->data;
 
     if (ocache) {
-        /* a reload: keep the old zone's entries */
+        /* a reload: keep the old zone's entries (a lower negative_max
+           takes effect as refusals are cached) */
         cache->sh = ocache->sh;
         cache->shpool = ocache->shpool;
         return NGX_OK;
@@ -141,6 +154,7 @@ ngx_http_gpugate_auth_cache_init(ngx_shm_zone_t *zone, void *data)
     ngx_rbtree_init(&cache->sh->rbtree, &cache->sh->sentinel,
                     ngx_http_gpugate_auth_cache_insert);
     ngx_queue_init(&cache->sh->lru);
+    ngx_queue_init(&cache->sh->neg_lru);
 
     len = sizeof(" in gpugate auth zone \"\"") + zone->shm.name.len;
 
@@ -274,7 +288,8 @@ ngx_http_gpugate_auth_cache_get(ngx_shm_zone_t *zone, u_char *digest,
     }
 
     ngx_queue_remove(&an->lru);
-    ngx_queue_insert_head(&cache->sh->lru, &an->lru);
+    ngx_queue_insert_head(an->refusal ? &cache->sh->neg_lru : &cache->sh->lru,
+                          &an->lru);
 
     /* copy out under the lock: another worker may free the node next */
 
@@ -323,17 +338,23 @@ ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
     u_char                         *p;
     size_t                          size;
     time_t                          now;
-    ngx_uint_t                      tries;
+    ngx_uint_t                      tries, negative;
     ngx_queue_t                    *q;
     ngx_http_gpugate_auth_node_t   *an;
     ngx_http_gpugate_auth_cache_t  *cache;
 
     cache = zone->data;
     now = ngx_time();
+    negative = (info->refusal != NGX_HTTP_GPUGATE_KEY_OK);
 
     if (info->name.len > 0xffff || info->prefix.len > 0xffff
         || info->tenant.len > 0xffff || info->models.len > 0xffffffff)
     {
+        return;
+    }
+
+    if (negative && cache->negative_max == 0) {
+        (void) ngx_atomic_fetch_add(&cache->sh->stats.not_cached, 1);
         return;
     }
 
@@ -350,17 +371,36 @@ ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
         ngx_http_gpugate_auth_cache_free(cache, an);
     }
 
+    /* a refusal replaces the oldest refusal once the budget is spent */
+
+    while (negative && cache->sh->negatives >= cache->negative_max
+           && !ngx_queue_empty(&cache->sh->neg_lru))
+    {
+        q = ngx_queue_last(&cache->sh->neg_lru);
+        ngx_http_gpugate_auth_cache_free(cache,
+            ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru));
+        (void) ngx_atomic_fetch_add(&cache->sh->stats.evicted, 1);
+    }
+
     an = ngx_slab_alloc_locked(cache->shpool, size);
 
-    /* full: evict least recently used entries until it fits */
+    /*
+     * Full: evict least recently used refusals first; a valid key may
+     * evict valid keys, a refusal never does.
+     */
 
     for (tries = 0; an == NULL && tries < 64; tries++) {
 
-        if (ngx_queue_empty(&cache->sh->lru)) {
+        if (!ngx_queue_empty(&cache->sh->neg_lru)) {
+            q = ngx_queue_last(&cache->sh->neg_lru);
+
+        } else if (!negative && !ngx_queue_empty(&cache->sh->lru)) {
+            q = ngx_queue_last(&cache->sh->lru);
+
+        } else {
             break;
         }
 
-        q = ngx_queue_last(&cache->sh->lru);
         ngx_http_gpugate_auth_cache_free(cache,
             ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru));
         (void) ngx_atomic_fetch_add(&cache->sh->stats.evicted, 1);
@@ -369,6 +409,14 @@ ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
     }
 
     if (an == NULL) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate auth: zone full, %s entry not cached",
+                       negative ? "refused" : "valid");
+
+        if (negative) {
+            (void) ngx_atomic_fetch_add(&cache->sh->stats.not_cached, 1);
+        }
+
         ngx_shmtx_unlock(&cache->shpool->mutex);
         return;
     }
@@ -395,21 +443,50 @@ ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
     (void) ngx_cpymem(p, info->models.data, info->models.len);
 
     ngx_rbtree_insert(&cache->sh->rbtree, &an->node);
-    ngx_queue_insert_head(&cache->sh->lru, &an->lru);
+
+    if (negative) {
+        ngx_queue_insert_head(&cache->sh->neg_lru, &an->lru);
+        cache->sh->negatives++;
+
+    } else {
+        ngx_queue_insert_head(&cache->sh->lru, &an->lru);
+    }
 
     ngx_shmtx_unlock(&cache->shpool->mutex);
 }
 
 
-ngx_uint_t
-ngx_http_gpugate_auth_cache_drop(ngx_shm_zone_t *zone, u_char *digest)
+static ngx_uint_t
+ngx_http_gpugate_auth_cache_expire_node(ngx_http_gpugate_auth_cache_t *cache,
+    ngx_http_gpugate_auth_node_t *an, time_t now)
 {
+    if (an->refusal) {
+        ngx_http_gpugate_auth_cache_free(cache, an);
+        return 1;
+    }
+
+    if (an->fresh_until <= now) {
+        return 0;                    /* already due: another worker was
+                                        first, or it aged out */
+    }
+
+    an->fresh_until = now;
+
+    return 1;
+}
+
+
+ngx_uint_t
+ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone, u_char *digest)
+{
+    time_t                          now;
     ngx_uint_t                      n;
-    ngx_queue_t                    *q;
+    ngx_queue_t                    *q, *next;
     ngx_http_gpugate_auth_node_t   *an;
     ngx_http_gpugate_auth_cache_t  *cache;
 
     cache = zone->data;
+    now = ngx_time();
     n = 0;
 
     ngx_shmtx_lock(&cache->shpool->mutex);
@@ -417,16 +494,25 @@ ngx_http_gpugate_auth_cache_drop(ngx_shm_zone_t *zone, u_char *digest)
     if (digest) {
         an = ngx_http_gpugate_auth_cache_find(cache, digest);
         if (an) {
-            ngx_http_gpugate_auth_cache_free(cache, an);
-            n = 1;
+            n = ngx_http_gpugate_auth_cache_expire_node(cache, an, now);
         }
 
     } else {
-        while (!ngx_queue_empty(&cache->sh->lru)) {
-            q = ngx_queue_head(&cache->sh->lru);
+        while (!ngx_queue_empty(&cache->sh->neg_lru)) {
+            q = ngx_queue_head(&cache->sh->neg_lru);
             ngx_http_gpugate_auth_cache_free(cache,
                 ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru));
             n++;
+        }
+
+        for (q = ngx_queue_head(&cache->sh->lru);
+             q != ngx_queue_sentinel(&cache->sh->lru);
+             q = next)
+        {
+            next = ngx_queue_next(q);
+            n += ngx_http_gpugate_auth_cache_expire_node(cache,
+                     ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru),
+                     now);
         }
     }
 
@@ -451,6 +537,10 @@ static void
 ngx_http_gpugate_auth_cache_free(ngx_http_gpugate_auth_cache_t *cache,
     ngx_http_gpugate_auth_node_t *an)
 {
+    if (an->refusal) {
+        cache->sh->negatives--;
+    }
+
     ngx_queue_remove(&an->lru);
     ngx_rbtree_delete(&cache->sh->rbtree, &an->node);
     ngx_slab_free_locked(cache->shpool, an);

@@ -18,7 +18,9 @@
 #include <ngx_http.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_auth.h"
@@ -28,6 +30,9 @@
 #define NGX_HTTP_GPUGATE_REDIS_PREFIX  "gpugate:key:"
 #define NGX_HTTP_GPUGATE_REDIS_KEY_LEN  (sizeof(NGX_HTTP_GPUGATE_REDIS_PREFIX) \
                                          - 1 + 64)
+
+/* a signed Redis entry: "m=" + 64 hex of the HMAC + " " + the JSON */
+#define NGX_HTTP_GPUGATE_MAC_HEAD_LEN   (2 + 64 + 1)
 
 
 typedef struct {
@@ -81,8 +86,18 @@ static void ngx_http_gpugate_auth_complete(
 static void ngx_http_gpugate_auth_wait_cleanup(void *data);
 static void ngx_http_gpugate_auth_noop(void *data, redisReply *reply,
     const char *error);
+static ngx_uint_t ngx_http_gpugate_auth_is_key_header(ngx_str_t *key,
+    ngx_str_t *names, ngx_uint_t n, ngx_str_t *always);
+static ngx_int_t ngx_http_gpugate_auth_strip(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf);
+static ngx_int_t ngx_http_gpugate_auth_from_redis(
+    ngx_http_gpugate_auth_lookup_t *lk, const char *s, size_t len,
+    time_t *fresh);
+static ngx_int_t ngx_http_gpugate_auth_mac(ngx_http_gpugate_auth_lookup_t *lk,
+    const char *json, size_t len, u_char *mac);
 static ngx_int_t ngx_http_gpugate_auth_from_json(ngx_pool_t *pool,
-    const char *s, size_t len, ngx_http_gpugate_key_info_t *info);
+    const char *s, size_t len, ngx_http_gpugate_key_info_t *info,
+    time_t *written);
 static char *ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info);
 static void ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg);
 static void ngx_http_gpugate_auth_lookup_insert(ngx_rbtree_node_t *temp,
@@ -423,7 +438,13 @@ ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
 
     case NGX_HTTP_GPUGATE_KEY_OK:
         ctx->granted = 1;
-        return NGX_OK;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate auth: key %V granted", &info->prefix);
+
+        return ngx_http_gpugate_auth_strip(r,
+                   ngx_http_get_module_loc_conf(r,
+                                                ngx_http_gpugate_auth_module));
 
     case NGX_HTTP_GPUGATE_KEY_REVOKED:
         rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
@@ -447,6 +468,128 @@ ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
     }
 
     return rc;
+}
+
+
+static ngx_uint_t
+ngx_http_gpugate_auth_is_key_header(ngx_str_t *key, ngx_str_t *names,
+    ngx_uint_t n, ngx_str_t *always)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 2; i++) {
+        if (key->len == always[i].len
+            && ngx_strncasecmp(key->data, always[i].data, key->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    for (i = 0; i < n; i++) {
+        if (key->len == names[i].len
+            && ngx_strncasecmp(key->data, names[i].data, key->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A key must never reach the runtime, whatever the location's proxy,
+ * fastcgi or grpc settings say: after a grant every header a key can come
+ * in (the configured ones, Authorization and x-api-key) leaves the
+ * request.  ngx_list_t has no delete and r->headers_in keeps pointers to
+ * its elements, so the list is rebuilt without them; the old elements
+ * stay in r->pool, so no pointer dangles.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_strip(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf)
+{
+    ngx_str_t        *names;
+    ngx_uint_t        i, j, n, total, drop;
+    ngx_list_t        kept;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    static ngx_str_t  always[] = {
+        ngx_string("authorization"),
+        ngx_string("x-api-key")
+    };
+
+    names = alcf->headers->elts;
+    n = alcf->headers->nelts;
+    total = 0;
+    drop = 0;
+
+    /* two passes: most requests carry a key, so the first one counts */
+
+    for (j = 0; j < 2; j++) {
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (!ngx_http_gpugate_auth_is_key_header(&h[i].key, names, n,
+                                                     always))
+            {
+                if (j == 0) {
+                    total++;
+
+                } else {
+                    nh = ngx_list_push(&kept);
+                    if (nh == NULL) {
+                        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                    }
+
+                    *nh = h[i];
+                }
+
+                continue;
+            }
+
+            if (j == 0) {
+                drop++;
+            }
+        }
+
+        if (j == 0) {
+            if (drop == 0) {
+                return NGX_OK;
+            }
+
+            if (ngx_list_init(&kept, r->pool, total ? total : 1,
+                              sizeof(ngx_table_elt_t))
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+        }
+    }
+
+    r->headers_in.headers = kept;
+    r->headers_in.authorization = NULL;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate auth: %ui key header(s) removed from the request",
+                   drop);
+
+    return NGX_OK;
 }
 
 
@@ -715,16 +858,18 @@ ngx_http_gpugate_auth_redis_done(void *data, redisReply *reply,
 {
     ngx_http_gpugate_auth_lookup_t     *lk = data;
 
+    time_t                              fresh;
+    ngx_int_t                           rc;
     ngx_http_gpugate_auth_main_conf_t  *amcf;
 
     amcf = ngx_http_gpugate_auth_worker->amcf;
 
     if (reply && reply->type == REDIS_REPLY_STRING) {
 
-        if (ngx_http_gpugate_auth_from_json(lk->pool, reply->str, reply->len,
-                                            &lk->info)
-            == NGX_OK)
-        {
+        rc = ngx_http_gpugate_auth_from_redis(lk, reply->str, reply->len,
+                                              &fresh);
+
+        if (rc == NGX_OK) {
             lk->answered = 1;
             lk->source = NGX_HTTP_GPUGATE_SRC_REDIS;
 
@@ -732,16 +877,13 @@ ngx_http_gpugate_auth_redis_done(void *data, redisReply *reply,
                 &ngx_http_gpugate_auth_cache_stats(amcf->zone)->redis_hits, 1);
 
             ngx_http_gpugate_auth_cache_put(amcf->zone, lk->digest, &lk->info,
-                lk->info.refusal ? amcf->negative_ttl : amcf->ttl,
-                lk->info.refusal ? 0 : amcf->stale);
+                fresh, lk->info.refusal ? 0 : amcf->stale);
 
             ngx_http_gpugate_auth_complete(lk);
             return;
         }
 
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "gpugate auth: ignoring malformed Redis entry %s",
-                      lk->rkey);
+        /* NGX_DECLINED, NGX_ERROR: ignored (and logged), ask PostgreSQL */
 
     } else if (reply == NULL || reply->type != REDIS_REPLY_NIL) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -754,6 +896,112 @@ ngx_http_gpugate_auth_redis_done(void *data, redisReply *reply,
     if (ngx_http_gpugate_auth_pg_start(lk) != NGX_OK) {
         ngx_http_gpugate_auth_complete(lk);
     }
+}
+
+
+/*
+ * Checks a Redis entry and reads it into lk->info.  NGX_OK: usable, for
+ * "fresh" more seconds.  NGX_DECLINED: older than the shm TTL (a copy may
+ * not extend how long an answer of PostgreSQL is trusted: that is what
+ * bounds revocation when an invalidation is lost).  NGX_ERROR: malformed
+ * or failing the HMAC check.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_from_redis(ngx_http_gpugate_auth_lookup_t *lk,
+    const char *s, size_t len, time_t *fresh)
+{
+    time_t                              written, age, life;
+    u_char                              mac[EVP_MAX_MD_SIZE];
+    u_char                              given[NGX_HTTP_GPUGATE_DIGEST_LEN];
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_gpugate_auth_worker->amcf;
+
+    if (amcf->secret.len) {
+
+        if (len < NGX_HTTP_GPUGATE_MAC_HEAD_LEN
+            || ngx_strncmp(s, "m=", 2) != 0
+            || s[NGX_HTTP_GPUGATE_MAC_HEAD_LEN - 1] != ' '
+            || !gpugate_hex_digest((u_char *) s + 2, 64, given)
+            || ngx_http_gpugate_auth_mac(lk, s + NGX_HTTP_GPUGATE_MAC_HEAD_LEN,
+                                         len - NGX_HTTP_GPUGATE_MAC_HEAD_LEN,
+                                         mac)
+               != NGX_OK
+            || CRYPTO_memcmp(mac, given, NGX_HTTP_GPUGATE_DIGEST_LEN) != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                          "gpugate auth: ignoring Redis entry %*s: its HMAC "
+                          "does not match the gateway secret (%uA so far)",
+                          sizeof(lk->rkey), lk->rkey,
+                          (ngx_atomic_uint_t) ngx_atomic_fetch_add(
+                              &ngx_http_gpugate_auth_cache_stats(amcf->zone)
+                                  ->rejected, 1) + 1);
+            return NGX_ERROR;
+        }
+
+        s += NGX_HTTP_GPUGATE_MAC_HEAD_LEN;
+        len -= NGX_HTTP_GPUGATE_MAC_HEAD_LEN;
+    }
+
+    if (ngx_http_gpugate_auth_from_json(lk->pool, s, len, &lk->info,
+                                        &written)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "gpugate auth: ignoring malformed Redis entry %*s",
+                      sizeof(lk->rkey), lk->rkey);
+        return NGX_ERROR;
+    }
+
+    /* a writer's clock ahead of ours makes an entry young, not older */
+
+    age = ngx_max(ngx_time() - written, 0);
+    life = lk->info.refusal ? amcf->negative_ttl : amcf->ttl;
+
+    if (age >= life) {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate auth: Redis entry %*s is %T s old, past "
+                       "the cache ttl: asking PostgreSQL",
+                       sizeof(lk->rkey), lk->rkey, age);
+        return NGX_DECLINED;
+    }
+
+    *fresh = life - age;
+
+    return NGX_OK;
+}
+
+
+/* HMAC-SHA-256 over the Redis key and the JSON: an entry is bound to it */
+
+static ngx_int_t
+ngx_http_gpugate_auth_mac(ngx_http_gpugate_auth_lookup_t *lk,
+    const char *json, size_t len, u_char *mac)
+{
+    u_char                             *buf, *p;
+    unsigned int                        n;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_gpugate_auth_worker->amcf;
+
+    buf = ngx_pnalloc(lk->pool, sizeof(lk->rkey) + 1 + len);
+    if (buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(buf, lk->rkey, sizeof(lk->rkey));
+    *p++ = '\n';
+    p = ngx_cpymem(p, json, len);
+
+    if (HMAC(EVP_sha256(), amcf->secret.data, (int) amcf->secret.len, buf,
+             p - buf, mac, &n)
+        == NULL || n != NGX_HTTP_GPUGATE_DIGEST_LEN)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -805,10 +1053,12 @@ ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
     ngx_http_gpugate_auth_lookup_t  *lk = q->data;
 
     char                               *json;
+    u_char                             *value;
     size_t                              len;
     const char                         *argv[5];
     size_t                              argvlen[5];
     u_char                              ttl[NGX_TIME_T_LEN];
+    u_char                              mac[EVP_MAX_MD_SIZE];
     time_t                              fresh, left;
     ngx_http_gpugate_key_info_t        *info;
     ngx_http_gpugate_auth_worker_t     *w;
@@ -900,11 +1150,42 @@ ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
     ngx_http_gpugate_auth_cache_put(amcf->zone, lk->digest, info, fresh,
                                     info->refusal ? 0 : amcf->stale);
 
-    if (w->redis) {
-        json = ngx_http_gpugate_auth_to_json(info);
+    /*
+     * Unknown keys stay out of Redis: a flood of random keys would fill it
+     * for every node.  Readers ignore copies older than the shm ttl, so a
+     * longer Redis lifetime would only hold dead entries.
+     */
 
-        if (json) {
-            left = info->refusal ? amcf->negative_ttl : amcf->redis_ttl;
+    json = NULL;
+
+    if (w->redis && info->refusal != NGX_HTTP_GPUGATE_KEY_UNKNOWN) {
+        json = ngx_http_gpugate_auth_to_json(info);
+    }
+
+    if (json) {
+        len = ngx_strlen(json);
+        value = (u_char *) json;
+
+        if (amcf->secret.len) {
+            value = ngx_pnalloc(lk->pool, NGX_HTTP_GPUGATE_MAC_HEAD_LEN + len);
+
+            if (value == NULL
+                || ngx_http_gpugate_auth_mac(lk, json, len, mac) != NGX_OK)
+            {
+                value = NULL;
+
+            } else {
+                ngx_memcpy(value, "m=", 2);
+                gpugate_digest_hex(mac, value + 2);
+                value[NGX_HTTP_GPUGATE_MAC_HEAD_LEN - 1] = ' ';
+                ngx_memcpy(value + NGX_HTTP_GPUGATE_MAC_HEAD_LEN, json, len);
+                len += NGX_HTTP_GPUGATE_MAC_HEAD_LEN;
+            }
+        }
+
+        if (value) {
+            left = info->refusal ? amcf->negative_ttl
+                                 : ngx_min(amcf->redis_ttl, amcf->ttl);
 
             if (info->refusal == NGX_HTTP_GPUGATE_KEY_OK && info->expires) {
                 left = ngx_min(left, info->expires - ngx_time());
@@ -914,8 +1195,8 @@ ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
             argvlen[0] = 3;
             argv[1] = (const char *) lk->rkey;
             argvlen[1] = sizeof(lk->rkey);
-            argv[2] = json;
-            argvlen[2] = ngx_strlen(json);
+            argv[2] = (const char *) value;
+            argvlen[2] = len;
             argv[3] = "EX";
             argvlen[3] = 2;
             argv[4] = (const char *) ttl;
@@ -924,8 +1205,9 @@ ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
             (void) ngx_http_gpugate_redis_command(w->redis,
                                                   ngx_http_gpugate_auth_noop,
                                                   NULL, 5, argv, argvlen);
-            free(json);
         }
+
+        free(json);
     }
 
     ngx_http_gpugate_auth_complete(lk);
@@ -1035,18 +1317,20 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
     u_char      digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
 
     /*
-     * "key <64 hex>" drops one key, "flush" every key.  Every worker of
-     * every gateway node receives the message; the first one on a host
-     * does the work, the others find nothing to drop.
+     * "key <64 hex>" makes one key due for a lookup, "flush" every key.
+     * Every worker of every gateway node receives the message; the first
+     * one on a host does the work, the others find nothing left to do.
+     * Anyone who can publish on Redis can send these, so they only force
+     * lookups: valid keys keep their stale grace (see ..._cache_expire).
      */
 
     if (msg->len == 4 + 64 && ngx_strncmp(msg->data, "key ", 4) == 0
         && gpugate_hex_digest(msg->data + 4, 64, digest))
     {
-        n = ngx_http_gpugate_auth_cache_drop(w->amcf->zone, digest);
+        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, digest);
 
     } else if (msg->len == 5 && ngx_strncmp(msg->data, "flush", 5) == 0) {
-        n = ngx_http_gpugate_auth_cache_drop(w->amcf->zone, NULL);
+        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, NULL);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -1062,7 +1346,7 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
     }
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                  "gpugate auth: invalidation \"%*s\" dropped %ui entries",
+                  "gpugate auth: invalidation \"%*s\" expired %ui entries",
                   ngx_min(msg->len, 16), msg->data, n);
 }
 
@@ -1098,15 +1382,15 @@ ngx_http_gpugate_auth_json_str(ngx_pool_t *pool, json_t *obj,
 
 static ngx_int_t
 ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
-    ngx_http_gpugate_key_info_t *info)
+    ngx_http_gpugate_key_info_t *info, time_t *written)
 {
     json_t      *root, *v;
     ngx_int_t    rc;
-    json_int_t   n[5];
+    json_int_t   n[6];
     ngx_uint_t   i;
 
     static const char  *ints[] = { "id", "tenant_id", "rpm", "tpm",
-                                   "expires" };
+                                   "expires", "t" };
 
     root = json_loadb(s, len, 0, NULL);
     if (root == NULL || !json_is_object(root)) {
@@ -1116,12 +1400,14 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
 
     rc = NGX_ERROR;
 
+    /* version 2 has "t", when it was written; older copies are not used */
+
     v = json_object_get(root, "v");
-    if (!json_is_integer(v) || json_integer_value(v) != 1) {
+    if (!json_is_integer(v) || json_integer_value(v) != 2) {
         goto done;
     }
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 6; i++) {
         v = json_object_get(root, ints[i]);
         n[i] = json_is_integer(v) ? json_integer_value(v) : 0;
 
@@ -1143,6 +1429,11 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
     info->rpm = n[2];
     info->tpm = n[3];
     info->expires = (time_t) n[4];
+    *written = (time_t) n[5];
+
+    if (*written == 0) {
+        goto done;
+    }
 
     if (ngx_http_gpugate_auth_json_str(pool, root, "name", &info->name)
         != NGX_OK
@@ -1174,9 +1465,10 @@ ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info)
     char    *s;
     json_t  *root;
 
-    root = json_pack("{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:s%, s:s%, s:s%,"
-                     " s:s%}",
-                     "v", 1, "refusal", (int) info->refusal,
+    root = json_pack("{s:i, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:s%, s:s%,"
+                     " s:s%, s:s%}",
+                     "v", 2, "t", (json_int_t) ngx_time(),
+                     "refusal", (int) info->refusal,
                      "id", (json_int_t) info->key_id,
                      "tenant_id", (json_int_t) info->tenant_id,
                      "rpm", (json_int_t) info->rpm,

@@ -539,6 +539,7 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     u_char      *p;
     ssize_t      size;
+    ngx_int_t    negative_max;
     ngx_str_t   *value, name, s, val;
     ngx_uint_t   i;
 
@@ -549,6 +550,7 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     ngx_str_null(&name);
     size = 0;
+    negative_max = NGX_CONF_UNSET;
 
     for (i = 1; i < cf->args->nelts; i++) {
 
@@ -598,6 +600,17 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_gpugate_auth_param(&value[i], "negative_max", &val)) {
+            negative_max = ngx_atoi(val.data, val.len);
+            if (negative_max == NGX_ERROR) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\", expected a number",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
         if (ngx_http_gpugate_auth_param(&value[i], "stale", &val)) {
             if (ngx_http_gpugate_auth_time(cf, &value[i], &val, &amcf->stale)
                 != NGX_CONF_OK)
@@ -620,7 +633,17 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "needs ttl of at least 1s";
     }
 
+    /*
+     * By default refused keys may take a quarter of the zone (a refused
+     * entry fits a 256-byte slab chunk), the rest is for valid keys.
+     */
+
+    if (negative_max == NGX_CONF_UNSET) {
+        negative_max = ngx_max(size / 4 / 256, 16);
+    }
+
     amcf->zone = ngx_http_gpugate_auth_cache_zone(cf, &name, size,
+                                               negative_max,
                                                &ngx_http_gpugate_auth_module);
     if (amcf->zone == NULL) {
         return NGX_CONF_ERROR;
@@ -747,18 +770,87 @@ ngx_http_gpugate_auth_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * Reads a secret (the Redis password, the entries' HMAC key) from a file:
+ * secrets stay out of nginx.conf and out of argv.  One trailing newline is
+ * not part of it.
+ */
+
+static char *
+ngx_http_gpugate_auth_read_secret(ngx_conf_t *cf, ngx_str_t *name,
+    const char *what, size_t min, ngx_str_t *out)
+{
+    ssize_t          n;
+    ngx_str_t        path;
+    ngx_file_t       file;
+    ngx_file_info_t  fi;
+    u_char           buf[1024];
+
+    path = *name;
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&file, sizeof(ngx_file_t));
+    file.name = path;
+    file.log = cf->log;
+    file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (file.fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%V\" failed", &path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_fd_info(file.fd, &fi) != NGX_FILE_ERROR
+        && (fi.st_mode & (S_IRWXG|S_IRWXO)))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "%s file \"%V\" is readable by group or others: "
+                           "chmod 600 it", what, &path);
+    }
+
+    n = ngx_read_file(&file, buf, sizeof(buf), 0);
+    ngx_close_file(file.fd);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+
+    if (n == 0 || n == (ssize_t) sizeof(buf) || (size_t) n < min) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s file \"%V\" is empty, too short (under %uz "
+                           "bytes) or too long", what, &path, min);
+        ngx_explicit_memzero(buf, sizeof(buf));
+        return NGX_CONF_ERROR;
+    }
+
+    out->len = n;
+    out->data = ngx_pnalloc(cf->pool, n);
+
+    if (out->data != NULL) {
+        ngx_memcpy(out->data, buf, n);
+    }
+
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    return out->data ? NGX_CONF_OK : NGX_CONF_ERROR;
+}
+
+
 static char *
 ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gpugate_auth_main_conf_t *amcf = conf;
 
-    ssize_t      n;
     ngx_int_t    db;
-    ngx_str_t   *value, val, path;
+    ngx_str_t   *value, val;
     ngx_uint_t   i;
     ngx_url_t    u;
-    ngx_file_t   file;
-    u_char       buf[1024];
 
     if (amcf->redis.addr) {
         return "is duplicate";
@@ -824,55 +916,36 @@ ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_http_gpugate_auth_param(&value[i], "password_file", &val)) {
-            /* the secret stays out of nginx.conf and out of argv */
-            path = val;
-            if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+            if (ngx_http_gpugate_auth_read_secret(cf, &val, "Redis password",
+                                                  1, &amcf->redis.password)
+                != NGX_CONF_OK)
+            {
                 return NGX_CONF_ERROR;
             }
+            continue;
+        }
 
-            ngx_memzero(&file, sizeof(ngx_file_t));
-            file.name = path;
-            file.log = cf->log;
-            file.fd = ngx_open_file(path.data, NGX_FILE_RDONLY,
-                                    NGX_FILE_OPEN, 0);
-
-            if (file.fd == NGX_INVALID_FILE) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                                   ngx_open_file_n " \"%V\" failed", &path);
+        if (ngx_http_gpugate_auth_param(&value[i], "secret_file", &val)) {
+            if (ngx_http_gpugate_auth_read_secret(cf, &val, "Redis entry "
+                                                  "secret", 16, &amcf->secret)
+                != NGX_CONF_OK)
+            {
                 return NGX_CONF_ERROR;
             }
-
-            n = ngx_read_file(&file, buf, sizeof(buf), 0);
-            ngx_close_file(file.fd);
-
-            if (n == NGX_ERROR) {
-                return NGX_CONF_ERROR;
-            }
-
-            while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
-                n--;
-            }
-
-            if (n == 0 || n == (ssize_t) sizeof(buf)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "Redis password file \"%V\" is empty or "
-                                   "too long", &path);
-                return NGX_CONF_ERROR;
-            }
-
-            amcf->redis.password.len = n;
-            amcf->redis.password.data = ngx_pstrdup(cf->pool,
-                                            &(ngx_str_t) { n, buf });
-            if (amcf->redis.password.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
             continue;
         }
 
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
+    }
+
+    if (amcf->secret.len == 0) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "gpugate_auth_redis without secret_file=: key "
+                           "entries in Redis are trusted unsigned, so "
+                           "whoever can write to Redis can make any key "
+                           "valid");
     }
 
     return NGX_CONF_OK;
