@@ -314,7 +314,9 @@ if want redis-frozen; then
     kill -STOP "$REDIS_PID"
     t0=$(date +%s)
     set +e
-    timeout 60 env GPUGATE_PG_DSN="$PG_DSN" "$GG_ROOT/scripts/gpugate-keys" \
+    timeout 60 env GPUGATE_PG_DSN="$PG_DSN" \
+        GPUGATE_REDIS_PASSWORD_FILE="$REDIS_PASSWORD_FILE" \
+        "$GG_ROOT/scripts/gpugate-keys" \
         --redis "127.0.0.1:$REDIS_PORT" create --tenant chaos \
         --name frozen >/dev/null 2>&1
     rc=$?

@@ -310,19 +310,27 @@ gg_apply_sql() {
     done
 }
 
-# gg_start_redis DIR PORT: a memory-only Redis on 127.0.0.1:PORT.
+# gg_start_redis DIR PORT [PASSWORD_FILE]: a memory-only Redis on
+# 127.0.0.1:PORT.  With PASSWORD_FILE clients must AUTH with its first
+# line, as in production; the password goes through a 0600 config file,
+# never argv.
 gg_start_redis() {
-    local dir=$1 port=$2 pid
+    local dir=$1 port=$2 pwfile=${3:-} pid conf=() pw=
 
     mkdir -p "$dir"
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+    if [ -n "$pwfile" ]; then
+        pw=$(head -n 1 "$pwfile")
+        (umask 077; printf 'requirepass "%s"\n' "$pw" > "$dir/auth.conf")
+        conf=("$dir/auth.conf")
+    fi
+    redis-server "${conf[@]}" --bind 127.0.0.1 --port "$port" --dir "$dir" \
         --save '' --appendonly no --daemonize no \
         --logfile "$dir/redis.log" &
     pid=$!
     gg_track "$pid"
 
     gg_wait_for "Redis on port $port" 30 \
-        redis-cli -h 127.0.0.1 -p "$port" ping \
+        env REDISCLI_AUTH="$pw" redis-cli -h 127.0.0.1 -p "$port" ping \
         || { tail -n 20 "$dir/redis.log" >&2; gg_die "Redis failed"; }
 }
 

@@ -142,11 +142,18 @@ gg_log "PostgreSQL on 127.0.0.1:$pg_port (log: $pg_dir/postgres.log)"
 nginx_dsn=$(gg_pg_login_role "$pg_dir" "$pg_port" gpugate_nginx \
     gpugate_gateway "$worker_dir/pgpass" "$worker_user")
 
+# Redis with a password, and a secret that signs the key entries in it
+# (both 0600, read by nginx at startup and by gpugate-keys)
+(umask 077
+ od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$state/secrets/redis.pass"
+ od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$state/secrets/auth.secret")
+export GPUGATE_REDIS_PASSWORD_FILE=$state/secrets/redis.pass
 redis_port=$(gg_free_port)
-gg_start_redis "$state/redis" "$redis_port"
-gg_log "Redis on 127.0.0.1:$redis_port"
+gg_start_redis "$state/redis" "$redis_port" "$state/secrets/redis.pass"
+gg_log "Redis on 127.0.0.1:$redis_port (password in $state/secrets/redis.pass)"
 stack_env REDIS_PORT "$redis_port"
 stack_env REDIS_PID "${GG_PIDS[-1]}"
+stack_env REDIS_PASSWORD_FILE "$state/secrets/redis.pass"
 
 # one runtime per agent: the mock (a fake, no model) unless --runtime
 runtime_hosts=()
@@ -203,7 +210,7 @@ GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" \
 perl -pe '
     s/\@MODULES\@/$ENV{GG_MODULES}/g;  s/\@STATE\@/$ENV{GG_STATE}/g;
     s/\@WORKERS\@/$ENV{GG_WORKERS}/g;  s/\@PORT\@/$ENV{GG_PORT}/g;
-    s/\@LOG_LEVEL\@/info/g;
+    s/\@LOG_LEVEL\@/notice/g;
     s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
     s/\@TUNNEL_PORT\@/$ENV{GG_TUNNEL_PORT}/g;
     s/\@ADMIN_KEY\@/$ENV{GG_ADMIN_KEY}/g;
@@ -282,6 +289,7 @@ GPUGATE_URL=http://127.0.0.1:$port
 GPUGATE_API_KEY=$api_key
 GPUGATE_PG_DSN='$GG_PG_DSN'
 GPUGATE_REDIS=127.0.0.1:$redis_port
+GPUGATE_REDIS_PASSWORD_FILE=$state/secrets/redis.pass
 
 Stream a chat completion:
   curl -N http://127.0.0.1:$port/v1/chat/completions \\
@@ -290,7 +298,8 @@ Stream a chat completion:
     -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
 Keys and usage (the PostgreSQL owner's password is in $state/secrets/pgpass):
-  GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-keys --redis 127.0.0.1:$redis_port list
+  GPUGATE_PG_DSN='$GG_PG_DSN' GPUGATE_REDIS_PASSWORD_FILE='$state/secrets/redis.pass' \\
+    scripts/gpugate-keys --redis 127.0.0.1:$redis_port list
   GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-usage --by tenant,model
 
 Metrics and status (the admin key, new on every start, is also in
