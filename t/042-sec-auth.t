@@ -440,7 +440,7 @@ my ($prport, $prpid) = start_redis($password);
     like($out, qr/NOAUTH.*\nPONG/s,
          'run.sh Redis: refuses without the password, answers with it');
     like(`cat '$root/scripts/run.sh'`,
-         qr/gg_start_redis "\$state\/redis" "\$redis_port" "\$state\/redis\.pass"/,
+         qr/gg_start_redis "\$state\/redis" "\$redis_port"\s+"\$state\/secrets\/redis\.pass"/,
          'run.sh starts its Redis with the password');
     my $tpl = `cat '$root/conf/nginx.conf.in'`;
     like($tpl, qr/gpugate_auth_redis [^;]*password_file=[^;]*secret_file=/,
