@@ -1313,6 +1313,7 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
 {
     ngx_http_gpugate_auth_worker_t  *w = data;
 
+    ngx_str_t   name;
     ngx_uint_t  n;
     u_char      digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
 
@@ -1322,7 +1323,23 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
      * one on a host does the work, the others find nothing left to do.
      * Anyone who can publish on Redis can send these, so they only force
      * lookups: valid keys keep their stale grace (see ..._cache_expire).
+     * "agent <name>" likewise only closes the agent's tunnels in this
+     * worker, so that it handshakes again and PostgreSQL decides.
      */
+
+    if (msg->len > 6 && msg->len <= 6 + 64
+        && ngx_strncmp(msg->data, "agent ", 6) == 0)
+    {
+        name.data = msg->data + 6;
+        name.len = msg->len - 6;
+
+        n = ngx_http_gpugate_tunnel_invalidate(&name);
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "gpugate auth: invalidation \"%V\" closed %ui tunnel "
+                      "connections", msg, n);
+        return;
+    }
 
     if (msg->len == 4 + 64 && ngx_strncmp(msg->data, "key ", 4) == 0
         && gpugate_hex_digest(msg->data + 4, 64, digest))

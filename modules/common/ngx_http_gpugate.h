@@ -75,6 +75,14 @@ ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
 ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool,
     ngx_buf_t **out);
 
+/*
+ * "agent <name>" was published on the invalidation channel (revoked, or
+ * its allowed models changed): its cached verifier is dropped and its
+ * tunnel connections in this worker closed, so it must handshake again.
+ * Returns the number of connections closed.
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
+
 /* the connected agents as a JSON array; NGX_DECLINED (and *out NULL)
    without a tunnel zone */
 ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,

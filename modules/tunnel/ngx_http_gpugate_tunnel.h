@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "gpugate_tunnel_proto.h"
+#include "gpugate_scram.h"
 #include "ngx_http_gpugate_pg.h"
 
 
@@ -31,6 +32,9 @@
 
 /* a ping's answer: status line, X-Gpugate-Inflight, -Load, -Telemetry */
 #define NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX   (GPUGATE_TUNNEL_TELEMETRY_MAX + 512)
+
+/* client addresses whose handshake rate is tracked, direct-mapped */
+#define NGX_HTTP_GPUGATE_TUNNEL_RATES      1024
 
 
 /* per agent, per worker process: what that worker holds */
@@ -71,6 +75,11 @@ typedef struct {
     ngx_atomic_t      gpu_free_mb; /* X-Gpugate-Load: free GPU memory;
                                       0 if not told.  Both break ties
                                       of equal in-flight counts */
+    ngx_atomic_t      revoked;     /* the agent was revoked (or must
+                                      verify again): no new request, and
+                                      each worker closes its connections
+                                      when it sees them; a new handshake
+                                      takes another slot */
     time_t            since;       /* first connection of this process */
     time_t            telemetry_at; /* when "telemetry" was reported;
                                       0: never */
@@ -92,6 +101,43 @@ typedef struct {
 } ngx_http_gpugate_tunnel_proc_t;
 
 
+/*
+ * A verifier PostgreSQL gave lately, so that a known agent can handshake
+ * while PostgreSQL is down (for the auth cache's ttl + stale after its
+ * last confirmation).  Written and read under the slab pool's lock.
+ */
+typedef struct {
+    time_t            verified;    /* last confirmed by PostgreSQL;
+                                      0: entry free */
+    int64_t           agent_id;    /* agents.id */
+    u_char            name[NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX];
+                                   /* agent name */
+    size_t            name_len;    /* its length */
+    u_char            salt[GPUGATE_SCRAM_SALT_MAX];
+                                   /* the verifier's salt */
+    size_t            salt_len;    /* its length */
+    ngx_uint_t        iterations;  /* the verifier's iteration count */
+    u_char            stored_key[GPUGATE_SCRAM_KEY_LEN];
+                                   /* StoredKey */
+    u_char            server_key[GPUGATE_SCRAM_KEY_LEN];
+                                   /* ServerKey */
+    ngx_uint_t        any_model;   /* allowed_models is NULL */
+    size_t            allowed_len; /* length of allowed */
+    u_char            allowed[GPUGATE_TUNNEL_MODELS_MAX];
+                                   /* allowed_models, comma-joined */
+} ngx_http_gpugate_tunnel_verifier_t;
+
+
+/* step-1 requests of one client address: a leaky bucket */
+typedef struct {
+    u_char            addr[16];    /* IPv4 or IPv6 address bytes */
+    size_t            addr_len;    /* 4 or 16; 0: entry free */
+    ngx_msec_t        last;        /* last request counted */
+    ngx_uint_t        excess;      /* requests above the rate, in
+                                      thousandths */
+} ngx_http_gpugate_tunnel_rate_t;
+
+
 typedef struct {
     ngx_atomic_t      generation;  /* grows with every reload */
     u_char            secret[32];  /* key of the fake salts for unknown
@@ -99,6 +145,11 @@ typedef struct {
                                       reloads so salts stay stable */
     ngx_http_gpugate_tunnel_proc_t   procs[NGX_HTTP_GPUGATE_TUNNEL_PROCS];
                                    /* worker processes */
+    ngx_http_gpugate_tunnel_verifier_t  *verifiers;
+                                   /* "verifiers=" entries, in the zone */
+    ngx_uint_t        nverifiers;  /* their number */
+    ngx_http_gpugate_tunnel_rate_t      *rates;
+                                   /* RATES entries, in the zone */
     ngx_uint_t        nagents;     /* agent slots that fit the zone */
     ngx_http_gpugate_tunnel_agent_t  agents[1];
                                    /* nagents slots */
@@ -111,6 +162,10 @@ typedef struct {
     ngx_msec_t        ping;        /* idle time before a ping */
     ngx_msec_t        ping_timeout; /* wait for the ping's answer */
     ngx_msec_t        step_timeout; /* between handshake steps */
+    ngx_uint_t        rate;        /* step-1 requests per second and
+                                      client address; 0: no limit */
+    ngx_uint_t        burst;       /* requests above the rate let
+                                      through at once */
 } ngx_http_gpugate_tunnel_loc_conf_t;
 
 
@@ -127,6 +182,11 @@ typedef struct {
     ssize_t           zone_size;   /* "gpugate_tunnel_zone" */
     ngx_array_t       upstreams;   /* of ..._tunnel_srv_conf_t * */
     ngx_flag_t        accept;      /* some location accepts agents */
+    ngx_uint_t        verifiers;   /* "verifiers=": agents whose
+                                      verifier is kept for outages */
+    ngx_msec_t        recheck;     /* "recheck=": how often a worker asks
+                                      PostgreSQL whether the agents it
+                                      holds are still valid */
 } ngx_http_gpugate_tunnel_main_conf_t;
 
 
@@ -249,6 +309,16 @@ void ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc);
 
 /* this worker's wait queue grew or shrank (for metrics) */
 void ngx_http_gpugate_tunnel_waiting(ngx_int_t delta);
+
+/*
+ * Marks the agent slots named "name" (or, name NULL, of "agent_id")
+ * revoked and closes this worker's connections of revoked slots; returns
+ * how many it closed or cut.
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_revoke(ngx_str_t *name, int64_t agent_id);
+
+/* this worker's distinct agent ids, at most "n" of them */
+ngx_uint_t ngx_http_gpugate_tunnel_held(int64_t *ids, ngx_uint_t n);
 
 /* one more request in flight on the agent unless it is at capacity */
 ngx_int_t ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a);

@@ -368,7 +368,10 @@ ngx_http_gpugate_tunnel_register(ngx_str_t *name, int64_t agent_id,
             continue;
         }
 
-        if (a->name_len == name->len && a->instance_len == instance->len
+        /* a revoked slot dies out with its connections */
+
+        if (!a->revoked
+            && a->name_len == name->len && a->instance_len == instance->len
             && ngx_memcmp(a->name, name->data, name->len) == 0
             && ngx_memcmp(a->instance, instance->data, instance->len) == 0)
         {
@@ -443,10 +446,145 @@ ngx_http_gpugate_tunnel_release(ngx_uint_t agent)
 }
 
 
+ngx_uint_t
+ngx_http_gpugate_tunnel_revoke(ngx_str_t *name, int64_t agent_id)
+{
+    ngx_uint_t                         i, n;
+    ngx_queue_t                       *q, *next;
+    ngx_http_gpugate_tunnel_conn_t    *tc;
+    ngx_http_gpugate_tunnel_agent_t   *a;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+
+    if (w == NULL) {
+        return 0;
+    }
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    for (i = 0; i < w->shm->nagents; i++) {
+        a = &w->shm->agents[i];
+
+        if (!a->used || a->revoked) {
+            continue;
+        }
+
+        if (name ? (a->name_len != name->len
+                    || ngx_memcmp(a->name, name->data, name->len) != 0)
+                 : a->agent_id != agent_id)
+        {
+            continue;
+        }
+
+        a->revoked = 1;
+
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gpugate tunnel: agent \"%*s\" (id %L) revoked, "
+                      "closing its connections", a->name_len, a->name,
+                      a->agent_id);
+    }
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+
+    /*
+     * Connections we own close now; one carrying a request is cut with
+     * shutdown(), so the upstream module ends that request (or retries
+     * it elsewhere) and hands the connection back, and park() closes
+     * it; one still writing its 101 is closed by park() too.
+     */
+
+    n = 0;
+
+    for (q = ngx_queue_head(&w->all);
+         q != ngx_queue_sentinel(&w->all);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        tc = ngx_queue_data(q, ngx_http_gpugate_tunnel_conn_t, all);
+
+        if (!ngx_http_gpugate_tunnel_agent(tc)->revoked) {
+            continue;
+        }
+
+        n++;
+
+        switch (tc->state) {
+
+        case NGX_HTTP_GPUGATE_TC_IDLE:
+        case NGX_HTTP_GPUGATE_TC_PING:
+        case NGX_HTTP_GPUGATE_TC_RESERVED:
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, tc->log, 0,
+                           "gpugate tunnel: revoked, closing state %ui",
+                           tc->state);
+            ngx_http_gpugate_tunnel_close(tc);
+            break;
+
+        case NGX_HTTP_GPUGATE_TC_BUSY:
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, tc->log, 0,
+                           "gpugate tunnel: revoked, cutting a busy "
+                           "connection");
+            /* the event module reports the end of the stream */
+            (void) shutdown(tc->connection->fd, SHUT_RDWR);
+            break;
+
+        default:
+            break;
+        }
+    }
+
+    return n;
+}
+
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_held(int64_t *ids, ngx_uint_t n)
+{
+    int64_t                            id;
+    ngx_uint_t                         i, k;
+    ngx_queue_t                       *q;
+    ngx_http_gpugate_tunnel_conn_t    *tc;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+    k = 0;
+
+    if (w == NULL) {
+        return 0;
+    }
+
+    for (q = ngx_queue_head(&w->all);
+         q != ngx_queue_sentinel(&w->all) && k < n;
+         q = ngx_queue_next(q))
+    {
+        tc = ngx_queue_data(q, ngx_http_gpugate_tunnel_conn_t, all);
+        id = ngx_http_gpugate_tunnel_agent(tc)->agent_id;
+
+        for (i = 0; i < k; i++) {
+            if (ids[i] == id) {
+                break;
+            }
+        }
+
+        if (i == k) {
+            ids[k++] = id;
+        }
+    }
+
+    return k;
+}
+
+
 ngx_int_t
 ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a)
 {
     ngx_atomic_uint_t  n;
+
+    /* a revoked agent gets nothing more, whichever worker holds it */
+
+    if (a->revoked) {
+        return NGX_BUSY;
+    }
 
     /* increment first, so two workers cannot both take the last place */
 
@@ -848,6 +986,18 @@ ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc)
 #endif
 
     if (ngx_handle_read_event(c->read, 0) != NGX_OK) {
+        ngx_http_gpugate_tunnel_close(tc);
+        return;
+    }
+
+    /* another worker (or a re-check) found the agent revoked */
+
+    if (ngx_http_gpugate_tunnel_agent(tc)->revoked) {
+        ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                      "gpugate tunnel: closing a connection of revoked "
+                      "agent \"%*s\"",
+                      ngx_http_gpugate_tunnel_agent(tc)->name_len,
+                      ngx_http_gpugate_tunnel_agent(tc)->name);
         ngx_http_gpugate_tunnel_close(tc);
         return;
     }

@@ -6,10 +6,16 @@
  * over two requests on one keep-alive connection, then 101.
  *
  * Step 1 reads the agent's verifier from PostgreSQL (never blocking: the
- * request waits with NGX_DONE) and keeps the exchange in a per-worker
- * table under a random sid, bound to the connection, for step_timeout.
+ * request waits with NGX_DONE) and keeps the exchange under a random sid,
+ * bound to the connection, for step_timeout.  A connection holds one
+ * exchange at most (a new step 1 replaces it) and its close frees it.
  * Step 2 finds it there, so no second query and no state in the client's
  * hands; a sid is used once, so a replayed step 2 is refused.
+ *
+ * Verifiers PostgreSQL gave are kept in the zone, so that a known agent
+ * can handshake while PostgreSQL is down; what revocation PostgreSQL
+ * tells (at a handshake, in the periodic re-check) or Redis publishes
+ * drops them.  Step 2 serves only models in the agent's allowed_models.
  */
 
 
@@ -25,8 +31,11 @@
 #include "gpugate_scram.h"
 
 
-/* exchanges between step 1 and step 2, per worker */
+/* exchanges between step 1 and step 2, per worker; names not in the
+   verifier cache get only three quarters, so they cannot starve agents
+   that are known */
 #define NGX_HTTP_GPUGATE_TUNNEL_PENDING_MAX  1024
+#define NGX_HTTP_GPUGATE_TUNNEL_UNKNOWN_MAX  768
 
 /* iteration count of the fake exchange; the key tool uses the same */
 #define NGX_HTTP_GPUGATE_TUNNEL_FAKE_ITER    4096
@@ -37,23 +46,39 @@ typedef struct {
     ngx_http_request_t         *request;   /* step 1 waiting for the
                                               query; NULL once answered or
                                               when the client left */
+    ngx_pool_cleanup_t         *rcln;      /* in the step 1 request's
+                                              pool while the query is out */
+    ngx_pool_cleanup_t         *cln;       /* in the connection's pool:
+                                              its data is this exchange */
     ngx_http_gpugate_pg_query_t query;     /* the verifier lookup */
     ngx_event_t                 expire;    /* end of the step_timeout */
-    ngx_atomic_uint_t           conn;      /* c->number of step 1: step 2
-                                              must come on the same
-                                              connection */
     u_char                      sid[GPUGATE_TUNNEL_SID_LEN];
                                            /* hex id sent to the agent */
     unsigned                    known:1;   /* the agent exists */
     unsigned                    listed:1;  /* in the pending list */
+    unsigned                    querying:1; /* the query is out: its
+                                              handler frees the exchange */
+    unsigned                    cached:1;  /* the verifier cache has the
+                                              agent: used if PostgreSQL
+                                              cannot answer */
+    unsigned                    any_model:1; /* allowed_models is NULL */
     int64_t                     agent_id;  /* agents.id */
     size_t                      user_len;  /* length of user */
     char                        user[GPUGATE_SCRAM_USER_SIZE];
                                            /* agent name, NUL-ended */
+    u_char                      salt[GPUGATE_SCRAM_SALT_MAX];
+                                           /* from the verifier */
+    size_t                      salt_len;  /* its length */
+    ngx_uint_t                  iterations; /* from the verifier */
     unsigned char               stored_key[GPUGATE_SCRAM_KEY_LEN];
                                            /* from the verifier */
     unsigned char               server_key[GPUGATE_SCRAM_KEY_LEN];
                                            /* from the verifier */
+    size_t                      allowed_len; /* length of allowed */
+    u_char                      allowed[GPUGATE_TUNNEL_MODELS_MAX];
+                                           /* allowed_models, comma-joined;
+                                              empty: none (any_model
+                                              unset) */
     gpugate_scram_server_t      scram;     /* the exchange */
 } ngx_http_gpugate_tunnel_step_t;
 
@@ -61,6 +86,16 @@ typedef struct {
 typedef struct {
     ngx_queue_t                 pending;   /* of ..._step_t */
     ngx_uint_t                  npending;  /* their number */
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf; /* recheck= */
+    ngx_http_gpugate_auth_main_conf_t   *amcf; /* ttl= and stale= of the
+                                                  auth cache: how long a
+                                                  cached verifier lasts */
+    ngx_event_t                 recheck;   /* the next re-check */
+    ngx_http_gpugate_pg_query_t query;     /* the re-check's query */
+    unsigned                    rechecking:1; /* the query is out */
+    ngx_uint_t                  nids;      /* agents asked about */
+    int64_t                    *ids;       /* their ids (nagents) */
+    u_char                     *param;     /* "{id,id,...}", NUL-ended */
 } ngx_http_gpugate_tunnel_hs_t;
 
 
@@ -70,8 +105,28 @@ static ngx_int_t ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     gpugate_tunnel_auth_t *auth);
 static void ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
     PGresult *res, const char *error);
-static ngx_int_t ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
+static ngx_int_t ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_step_t *st, PGresult *res);
+static ngx_int_t ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_step_t *st);
+static ngx_int_t ngx_http_gpugate_tunnel_models(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_step_t *st, ngx_str_t *advertised,
+    ngx_str_t *out);
+static ngx_int_t ngx_http_gpugate_tunnel_rate(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_loc_conf_t *tlcf);
+static ngx_pool_cleanup_t *ngx_http_gpugate_tunnel_conn_step(
+    ngx_connection_t *c, ngx_uint_t add);
+static void ngx_http_gpugate_tunnel_conn_cleanup(void *data);
+static ngx_uint_t ngx_http_gpugate_tunnel_cache_get(
+    ngx_http_gpugate_tunnel_step_t *st);
+static void ngx_http_gpugate_tunnel_cache_put(
+    ngx_http_gpugate_tunnel_step_t *st);
+static void ngx_http_gpugate_tunnel_cache_drop(ngx_str_t *name,
+    int64_t agent_id);
+static void ngx_http_gpugate_tunnel_cache_touch(int64_t *ids, ngx_uint_t n);
+static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_recheck_done(
+    ngx_http_gpugate_pg_query_t *q, PGresult *res, const char *error);
 static void ngx_http_gpugate_tunnel_step_cleanup(void *data);
 static void ngx_http_gpugate_tunnel_step_expire(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_step_free(
@@ -92,7 +147,9 @@ static ngx_http_gpugate_tunnel_hs_t  *ngx_http_gpugate_tunnel_hs;
 ngx_int_t
 ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle)
 {
-    ngx_http_gpugate_tunnel_hs_t  *hs;
+    ngx_uint_t                      n;
+    ngx_http_gpugate_tunnel_hs_t   *hs;
+    ngx_http_gpugate_tunnel_shm_t  *shm;
 
     hs = ngx_pcalloc(cycle->pool, sizeof(ngx_http_gpugate_tunnel_hs_t));
     if (hs == NULL) {
@@ -100,7 +157,38 @@ ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle)
     }
 
     ngx_queue_init(&hs->pending);
+
+    hs->tmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_gpugate_tunnel_module);
+    hs->amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_gpugate_auth_module);
+
     ngx_http_gpugate_tunnel_hs = hs;
+
+    if (!hs->tmcf->accept) {
+        return NGX_OK;
+    }
+
+    /* a worker holds at most every agent slot: one id each */
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    n = shm->nagents;
+
+    hs->ids = ngx_palloc(cycle->pool, n * sizeof(int64_t));
+    hs->param = ngx_pnalloc(cycle->pool, n * (NGX_INT64_LEN + 1) + 3);
+
+    if (hs->ids == NULL || hs->param == NULL) {
+        return NGX_ERROR;
+    }
+
+    hs->recheck.handler = ngx_http_gpugate_tunnel_recheck;
+    hs->recheck.data = hs;
+    hs->recheck.log = cycle->log;
+    hs->recheck.cancelable = 1;
+
+    /* spread over the period, so that the workers do not ask at once */
+    ngx_add_timer(&hs->recheck,
+                  hs->tmcf->recheck / 2 + ngx_random() % hs->tmcf->recheck);
 
     return NGX_OK;
 }
@@ -120,6 +208,10 @@ ngx_http_gpugate_tunnel_handshake_exit(void)
     }
 
     /* queries still in the PostgreSQL pool were dropped with it */
+
+    if (hs->recheck.timer_set) {
+        ngx_del_timer(&hs->recheck);
+    }
 
     while (!ngx_queue_empty(&hs->pending)) {
         q = ngx_queue_head(&hs->pending);
@@ -190,15 +282,29 @@ static ngx_int_t
 ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     gpugate_tunnel_auth_t *auth)
 {
-    ngx_str_t                        msg;
-    ngx_int_t                        rc;
-    gpugate_scram_rc_t               src;
-    ngx_pool_cleanup_t              *cln;
-    ngx_http_gpugate_pg_t           *pg;
-    ngx_http_gpugate_tunnel_hs_t    *hs;
-    ngx_http_gpugate_tunnel_step_t  *st;
+    ngx_str_t                           msg;
+    ngx_int_t                           rc;
+    ngx_uint_t                          limit;
+    gpugate_scram_rc_t                  src;
+    ngx_pool_cleanup_t                 *cln, *rcln;
+    ngx_http_gpugate_pg_t              *pg;
+    ngx_http_gpugate_tunnel_hs_t       *hs;
+    ngx_http_gpugate_tunnel_step_t     *st;
+    ngx_http_gpugate_tunnel_loc_conf_t *tlcf;
 
     hs = ngx_http_gpugate_tunnel_hs;
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
+
+    if (tlcf->rate && ngx_http_gpugate_tunnel_rate(r, tlcf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: handshakes from %V above rate=%ui "
+                      "burst=%ui, refusing", &r->connection->addr_text,
+                      tlcf->rate, tlcf->burst);
+
+        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                   "handshake_rate",
+                   "Too many tunnel handshakes from this address.");
+    }
 
     if (ngx_http_gpugate_tunnel_decode(r, auth->data, auth->data_len, &msg)
         != NGX_OK)
@@ -207,14 +313,18 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
                    "invalid_handshake", "Malformed SCRAM message.");
     }
 
-    if (hs->npending >= NGX_HTTP_GPUGATE_TUNNEL_PENDING_MAX) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: %ui handshakes pending, refusing",
-                      hs->npending);
+    /* one exchange per connection: a new step 1 replaces the old one */
 
-        return ngx_http_gpugate_tunnel_refuse(r,
-                   NGX_HTTP_SERVICE_UNAVAILABLE, "handshake_busy",
-                   "Too many tunnel handshakes in progress.");
+    cln = ngx_http_gpugate_tunnel_conn_step(r->connection, 1);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (cln->data) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate tunnel: step 1 replaces the connection's "
+                       "pending exchange");
+        ngx_http_gpugate_tunnel_step_free(cln->data);
     }
 
     st = ngx_calloc(sizeof(ngx_http_gpugate_tunnel_step_t),
@@ -238,15 +348,35 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
                    "message: %s.", gpugate_scram_strerror(src));
     }
 
+    (void) ngx_http_gpugate_tunnel_cache_get(st);
+
+    limit = st->cached ? NGX_HTTP_GPUGATE_TUNNEL_PENDING_MAX
+                       : NGX_HTTP_GPUGATE_TUNNEL_UNKNOWN_MAX;
+
+    if (hs->npending >= limit) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: %ui handshakes pending, refusing "
+                      "\"%s\"%s", hs->npending, st->user,
+                      st->cached ? "" : " (not a cached agent)");
+        ngx_http_gpugate_tunnel_step_free(st);
+
+        return ngx_http_gpugate_tunnel_refuse(r,
+                   NGX_HTTP_SERVICE_UNAVAILABLE, "handshake_busy",
+                   "Too many tunnel handshakes in progress.");
+    }
+
     pg = ngx_http_gpugate_auth_pg();
 
     if (pg == NULL) {
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    st->request = r;
-    st->conn = r->connection->number;
+    rcln = ngx_pool_cleanup_add(r->pool, 0);
+    if (rcln == NULL) {
+        ngx_http_gpugate_tunnel_step_free(st);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     st->query.stmt = "gpugate_tunnel_agent";
     st->query.nparams = 1;
@@ -256,16 +386,29 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     st->query.handler = ngx_http_gpugate_tunnel_pg_done;
     st->query.data = st;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_free(st);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    /* the exchange is the connection's and counts as pending from now */
+
+    st->cln = cln;
+    cln->data = st;
+    hs->npending++;
+    ngx_queue_insert_tail(&hs->pending, &st->queue);
+    st->listed = 1;
 
     rc = ngx_http_gpugate_pg_run(pg, &st->query);
 
     if (rc != NGX_OK) {
-        ngx_free(st);
+
+        if (st->cached) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "gpugate tunnel: PostgreSQL unavailable (%s), "
+                          "agent \"%s\" checked against its cached "
+                          "verifier", ngx_http_gpugate_pg_state(pg),
+                          st->user);
+
+            return ngx_http_gpugate_tunnel_challenge(r, st);
+        }
+
+        ngx_http_gpugate_tunnel_step_free(st);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "gpugate tunnel: PostgreSQL unavailable (%s), "
@@ -279,12 +422,11 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
 
     /* the query may outlive the request; the cleanup disowns it */
 
-    cln->handler = ngx_http_gpugate_tunnel_step_cleanup;
-    cln->data = st;
-
-    hs->npending++;
-    ngx_queue_insert_tail(&hs->pending, &st->queue);
-    st->listed = 1;
+    st->querying = 1;
+    st->request = r;
+    st->rcln = rcln;
+    rcln->handler = ngx_http_gpugate_tunnel_step_cleanup;
+    rcln->data = st;
 
     r->main->count++;
 
@@ -303,6 +445,13 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
     ngx_http_request_t  *r;
 
     r = st->request;
+    st->request = NULL;
+    st->querying = 0;
+
+    if (st->rcln) {
+        st->rcln->handler = NULL;
+        st->rcln = NULL;
+    }
 
     if (r == NULL) {
         /* the agent left while we asked */
@@ -310,10 +459,16 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
         return;
     }
 
-    st->request = NULL;
     c = r->connection;
 
-    if (res == NULL) {
+    if (res == NULL && st->cached) {
+        ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                      "gpugate tunnel: verifier lookup for \"%s\" failed "
+                      "(%s), checking its cached verifier", st->user, error);
+
+        rc = ngx_http_gpugate_tunnel_challenge(r, st);
+
+    } else if (res == NULL) {
         ngx_log_error(NGX_LOG_ERR, c->log, 0,
                       "gpugate tunnel: verifier lookup for \"%s\" failed: "
                       "%s", st->user, error);
@@ -324,8 +479,12 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
                  "verifier_unavailable",
                  "Agent credentials cannot be checked now.");
 
+    } else if (ngx_http_gpugate_tunnel_row(r, st, res) != NGX_OK) {
+        ngx_http_gpugate_tunnel_step_free(st);
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
     } else {
-        rc = ngx_http_gpugate_tunnel_challenge(r, st, res);
+        rc = ngx_http_gpugate_tunnel_challenge(r, st);
     }
 
     ngx_http_finalize_request(r, rc);
@@ -333,56 +492,126 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
 }
 
 
+/* PostgreSQL's answer into the exchange, and into the verifier cache */
+
 static ngx_int_t
-ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
+ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_step_t *st, PGresult *res)
 {
-    u_char                         *p;
+    size_t     len;
+    ngx_int_t  n, count;
+    ngx_str_t  name;
+
+    name.data = (u_char *) st->user;
+    name.len = st->user_len;
+
+    /* what PostgreSQL says wins over the cache */
+
+    st->cached = 0;
+    st->known = 0;
+
+    if (PQntuples(res) != 1 || PQnfields(res) != 9
+        || *PQgetvalue(res, 0, 8) == 't')
+    {
+        if (PQntuples(res) == 1) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "gpugate tunnel: agent \"%s\" is revoked",
+                          st->user);
+        }
+
+        ngx_http_gpugate_tunnel_cache_drop(&name, 0);
+
+        return NGX_OK;
+    }
+
+    st->agent_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                             PQgetlength(res, 0, 0));
+
+    n = ngx_atoi((u_char *) PQgetvalue(res, 0, 2), PQgetlength(res, 0, 2));
+
+    st->salt_len = ngx_http_gpugate_tunnel_unhex(
+                       (u_char *) PQgetvalue(res, 0, 1),
+                       PQgetlength(res, 0, 1), st->salt, sizeof(st->salt));
+
+    if (n == NGX_ERROR || st->salt_len == 0 || st->agent_id <= 0
+        || ngx_http_gpugate_tunnel_unhex(
+               (u_char *) PQgetvalue(res, 0, 3), PQgetlength(res, 0, 3),
+               st->stored_key, GPUGATE_SCRAM_KEY_LEN)
+           != GPUGATE_SCRAM_KEY_LEN
+        || ngx_http_gpugate_tunnel_unhex(
+               (u_char *) PQgetvalue(res, 0, 4), PQgetlength(res, 0, 4),
+               st->server_key, GPUGATE_SCRAM_KEY_LEN)
+           != GPUGATE_SCRAM_KEY_LEN)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "gpugate tunnel: agent \"%s\" has a malformed "
+                      "verifier in PostgreSQL", st->user);
+        return NGX_ERROR;
+    }
+
+    st->iterations = n;
+    st->any_model = (*PQgetvalue(res, 0, 5) == 't');
+
+    if (!st->any_model) {
+
+        /*
+         * Each name must be a model id the handshake could match: the
+         * joined list must split into as many ids as the array holds.
+         */
+
+        len = PQgetlength(res, 0, 6);
+        count = ngx_atoi((u_char *) PQgetvalue(res, 0, 7),
+                         PQgetlength(res, 0, 7));
+
+        if (len > sizeof(st->allowed)
+            || count != gpugate_tunnel_check_models(PQgetvalue(res, 0, 6),
+                                                    len))
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "gpugate tunnel: agent \"%s\" has malformed "
+                          "allowed_models in PostgreSQL (model ids without "
+                          "commas or spaces, %uz bytes in all at most), "
+                          "refusing it", st->user, sizeof(st->allowed));
+            return NGX_ERROR;
+        }
+
+        st->allowed_len = len;
+        ngx_memcpy(st->allowed, PQgetvalue(res, 0, 6), len);
+    }
+
+    st->known = 1;
+
+    ngx_http_gpugate_tunnel_cache_put(st);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_step_t *st)
+{
+    u_char                         *p, *salt;
     size_t                          len, salt_len;
     unsigned                        iterations;
-    ngx_int_t                       n;
     ngx_str_t                       b64, raw;
     ngx_table_elt_t                *h;
     gpugate_scram_rc_t              src;
     ngx_http_gpugate_error_t        err;
     ngx_http_gpugate_tunnel_shm_t  *shm;
-    u_char                          salt[GPUGATE_SCRAM_SALT_MAX];
+    u_char                          fake[GPUGATE_SCRAM_FAKE_SALT_LEN];
     u_char                          rnd[GPUGATE_TUNNEL_SID_LEN / 2];
     char                            first[GPUGATE_SCRAM_SERVER_FIRST_SIZE];
 
-    if (PQntuples(res) == 1) {
+    if (st->known || st->cached) {
         st->known = 1;
-        st->agent_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                                 PQgetlength(res, 0, 0));
-
-        n = ngx_atoi((u_char *) PQgetvalue(res, 0, 2),
-                     PQgetlength(res, 0, 2));
-
-        salt_len = ngx_http_gpugate_tunnel_unhex(
-                       (u_char *) PQgetvalue(res, 0, 1),
-                       PQgetlength(res, 0, 1), salt, sizeof(salt));
-
-        if (n == NGX_ERROR || salt_len == 0 || st->agent_id <= 0
-            || ngx_http_gpugate_tunnel_unhex(
-                   (u_char *) PQgetvalue(res, 0, 3), PQgetlength(res, 0, 3),
-                   st->stored_key, GPUGATE_SCRAM_KEY_LEN)
-               != GPUGATE_SCRAM_KEY_LEN
-            || ngx_http_gpugate_tunnel_unhex(
-                   (u_char *) PQgetvalue(res, 0, 4), PQgetlength(res, 0, 4),
-                   st->server_key, GPUGATE_SCRAM_KEY_LEN)
-               != GPUGATE_SCRAM_KEY_LEN)
-        {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "gpugate tunnel: agent \"%s\" has a malformed "
-                          "verifier in PostgreSQL", st->user);
-            ngx_http_gpugate_tunnel_step_free(st);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        iterations = (unsigned) n;
+        salt = st->salt;
+        salt_len = st->salt_len;
+        iterations = (unsigned) st->iterations;
 
     } else {
         shm = ngx_http_gpugate_tunnel_shm();
+        salt = fake;
         salt_len = GPUGATE_SCRAM_FAKE_SALT_LEN;
         iterations = NGX_HTTP_GPUGATE_TUNNEL_FAKE_ITER;
 
@@ -465,7 +694,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     unsigned                            capacity;
     gpugate_tunnel_load_t               load;
     gpugate_tunnel_telemetry_t          tel;
-    ngx_queue_t                        *q;
+    ngx_pool_cleanup_t                 *cln;
     ngx_table_elt_t                    *upgrade, *hi, *hc, *hm, *hl, *ht;
     gpugate_scram_rc_t                  src;
     ngx_http_gpugate_tunnel_hs_t       *hs;
@@ -476,26 +705,17 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     u_char                              buf[512];
 
     hs = ngx_http_gpugate_tunnel_hs;
-    st = NULL;
 
-    for (q = ngx_queue_head(&hs->pending);
-         q != ngx_queue_sentinel(&hs->pending);
-         q = ngx_queue_next(q))
-    {
-        st = ngx_queue_data(q, ngx_http_gpugate_tunnel_step_t, queue);
+    /* the exchange is the connection's own: no other one can match */
 
-        if (st->request == NULL
-            && ngx_memcmp(st->sid, auth->sid, GPUGATE_TUNNEL_SID_LEN) == 0)
-        {
-            break;
-        }
-
-        st = NULL;
-    }
+    cln = ngx_http_gpugate_tunnel_conn_step(r->connection, 0);
+    st = cln ? cln->data : NULL;
 
     r->keepalive = 0;
 
-    if (st == NULL || st->conn != r->connection->number) {
+    if (st == NULL || st->querying || !st->listed
+        || ngx_memcmp(st->sid, auth->sid, GPUGATE_TUNNEL_SID_LEN) != 0)
+    {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "gpugate tunnel: unknown, expired or replayed "
                       "handshake sid");
@@ -514,6 +734,9 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
         ngx_del_timer(&st->expire);
     }
 
+    cln->data = NULL;
+    st->cln = NULL;
+
     upgrade = r->headers_in.upgrade;
 
     if (upgrade == NULL
@@ -523,7 +746,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
                            upgrade->value.len)
            != 0)
     {
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
         return ngx_http_gpugate_tunnel_refuse(r, 426, "upgrade_required",
                    "Step 2 must ask for \"Upgrade: %s\".",
                    GPUGATE_TUNNEL_UPGRADE);
@@ -543,7 +766,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "gpugate tunnel: agent \"%s\": invalid "
                       "X-Gpugate-Load \"%V\"", st->user, &hl->value);
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
 
         return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake", "X-Gpugate-Load must be "
@@ -578,7 +801,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
                       "gpugate tunnel: agent \"%s\": missing or invalid "
                       "X-Gpugate-Instance, -Capacity or -Models",
                       st->user);
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
 
         return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake", "X-Gpugate-Instance (16-32 hex), "
@@ -589,7 +812,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     if (ngx_http_gpugate_tunnel_decode(r, auth->data, auth->data_len, &msg)
         != NGX_OK)
     {
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
         return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake", "Malformed SCRAM message.");
     }
@@ -603,7 +826,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "gpugate tunnel: agent \"%s\" refused: %s",
                       st->user, gpugate_scram_strerror(src));
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
 
         return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_UNAUTHORIZED,
                    "invalid_credentials",
@@ -643,9 +866,26 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     name.data = (u_char *) st->user;
     name.len = st->user_len;
     instance = hi->value;
-    models = hm->value;
 
     (void) shm;
+
+    /* only what the agent may serve is routed to it */
+
+    if (ngx_http_gpugate_tunnel_models(r, st, &hm->value, &models)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: agent \"%s\" refused: none of the "
+                      "models it advertises (\"%V\") is in its "
+                      "allowed_models (\"%*s\")", st->user, &hm->value,
+                      st->allowed_len, st->allowed);
+        ngx_http_gpugate_tunnel_step_free(st);
+
+        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_FORBIDDEN,
+                   "model_not_allowed", "None of the advertised models is "
+                   "allowed for this agent (gpugate-keys agent-create "
+                   "--models).");
+    }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
 
@@ -654,7 +894,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
                                        ht ? &tel : NULL, &head)
         != NGX_OK)
     {
-        ngx_free(st);
+        ngx_http_gpugate_tunnel_step_free(st);
 
         return ngx_http_gpugate_tunnel_refuse(r,
                    NGX_HTTP_SERVICE_UNAVAILABLE, "tunnel_full",
@@ -665,7 +905,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
                   "gpugate tunnel: agent \"%s\" connected, capacity %ud, "
                   "models \"%V\"", st->user, capacity, &models);
 
-    ngx_free(st);
+    ngx_http_gpugate_tunnel_step_free(st);
 
     return NGX_DONE;
 }
@@ -677,18 +917,17 @@ ngx_http_gpugate_tunnel_step_cleanup(void *data)
     ngx_http_gpugate_tunnel_step_t *st = data;
 
     /*
-     * Runs when the step 1 request ends.  While the query is out the
-     * handler owns the step; afterwards only the pending list does.
+     * The step 1 request ended while its query was out (the agent left):
+     * the query's handler frees the exchange; its place is given back now.
      */
 
-    if (st->request) {
-        st->request = NULL;
+    st->rcln = NULL;
+    st->request = NULL;
 
-        if (st->listed) {
-            ngx_queue_remove(&st->queue);
-            st->listed = 0;
-            ngx_http_gpugate_tunnel_hs->npending--;
-        }
+    if (st->listed) {
+        ngx_queue_remove(&st->queue);
+        st->listed = 0;
+        ngx_http_gpugate_tunnel_hs->npending--;
     }
 }
 
@@ -719,16 +958,563 @@ ngx_http_gpugate_tunnel_step_free(ngx_http_gpugate_tunnel_step_t *st)
         ngx_del_timer(&st->expire);
     }
 
-    /* the query may still sit in the pool; it must not call back */
+    if (st->cln) {
+        st->cln->data = NULL;
+        st->cln = NULL;
+    }
 
-    if (st->request) {
+    /* the query may still sit in the pool; its handler frees us */
+
+    if (st->querying) {
         st->request = NULL;
+
+        if (st->rcln) {
+            st->rcln->handler = NULL;
+            st->rcln = NULL;
+        }
+
         return;
     }
 
     ngx_explicit_memzero(st->stored_key, sizeof(st->stored_key));
     ngx_explicit_memzero(st->server_key, sizeof(st->server_key));
     ngx_free(st);
+}
+
+
+/*
+ * The connection's exchange lives in a cleanup of the connection's pool,
+ * found again by its handler: one per connection however many step 1
+ * requests it carries, and run when the connection closes.
+ */
+
+static ngx_pool_cleanup_t *
+ngx_http_gpugate_tunnel_conn_step(ngx_connection_t *c, ngx_uint_t add)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    for (cln = c->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_gpugate_tunnel_conn_cleanup) {
+            return cln;
+        }
+    }
+
+    if (!add) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(c->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_gpugate_tunnel_conn_cleanup;
+    cln->data = NULL;
+
+    return cln;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_conn_cleanup(void *data)
+{
+    ngx_http_gpugate_tunnel_step_t *st = data;
+
+    if (st == NULL) {
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate tunnel: connection closed, exchange of \"%s\" "
+                   "freed", st->user);
+
+    st->cln = NULL;
+    ngx_http_gpugate_tunnel_step_free(st);
+}
+
+
+/*
+ * The models routed to the agent: what it advertises, within its
+ * allowed_models.  An empty advertisement ("any model") never widens
+ * the list: the agent then gets its allowed models.  NGX_DECLINED when
+ * nothing is left.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_models(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_step_t *st, ngx_str_t *advertised,
+    ngx_str_t *out)
+{
+    u_char  *p, *end, *id, *o;
+
+    if (st->any_model) {
+        *out = *advertised;
+        return NGX_OK;
+    }
+
+    if (st->allowed_len == 0) {
+        return NGX_DECLINED;
+    }
+
+    p = advertised->data;
+    end = p + advertised->len;
+
+    while (p < end && (*p == ' ' || *p == ',')) {
+        p++;
+    }
+
+    if (p == end) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate tunnel: agent \"%s\" advertises any model, "
+                      "routing its allowed_models \"%*s\"", st->user,
+                      st->allowed_len, st->allowed);
+
+        out->data = st->allowed;
+        out->len = st->allowed_len;
+        return NGX_OK;
+    }
+
+    /* no longer than the advertisement: it fits the agent slot */
+
+    out->data = ngx_pnalloc(r->pool, advertised->len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    o = out->data;
+
+    while (p < end) {
+        id = p;
+
+        while (p < end && *p != ',' && *p != ' ') {
+            p++;
+        }
+
+        if (gpugate_tunnel_models_has((char *) st->allowed, st->allowed_len,
+                                      (char *) id, p - id))
+        {
+            if (o != out->data) {
+                *o++ = ',';
+            }
+
+            o = ngx_cpymem(o, id, p - id);
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "gpugate tunnel: agent \"%s\" advertises \"%*s\", "
+                          "not in its allowed_models: not routed to it",
+                          st->user, p - id, id);
+        }
+
+        while (p < end && (*p == ' ' || *p == ',')) {
+            p++;
+        }
+    }
+
+    out->len = o - out->data;
+
+    return out->len ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a leaky bucket per client address, shared by the workers */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_rate(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_loc_conf_t *tlcf)
+{
+    u_char                          *addr;
+    size_t                           len;
+    ngx_int_t                        excess;
+    ngx_msec_t                       now, ms;
+    ngx_slab_pool_t                 *shpool;
+    struct sockaddr_in              *sin;
+    ngx_http_gpugate_tunnel_rate_t  *e;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6             *sin6;
+#endif
+
+    switch (r->connection->sockaddr->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) r->connection->sockaddr;
+        addr = (u_char *) &sin->sin_addr;
+        len = 4;
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
+        addr = sin6->sin6_addr.s6_addr;
+        len = 16;
+        break;
+#endif
+
+    default:
+        return NGX_OK;
+    }
+
+    shpool = ngx_http_gpugate_tunnel_shpool();
+    e = &ngx_http_gpugate_tunnel_shm()->rates[ngx_crc32_short(addr, len)
+                                         % NGX_HTTP_GPUGATE_TUNNEL_RATES];
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (e->addr_len != len || ngx_memcmp(e->addr, addr, len) != 0) {
+
+        /* a new address, or one that takes the place of another */
+
+        ngx_memcpy(e->addr, addr, len);
+        e->addr_len = len;
+        e->excess = 0;
+        e->last = now;
+
+        ngx_shmtx_unlock(&shpool->mutex);
+
+        return NGX_OK;
+    }
+
+    ms = now - e->last;
+
+    if (ms > 3600000) {
+        ms = 3600000;
+    }
+
+    excess = (ngx_int_t) e->excess - (ngx_int_t) (tlcf->rate * ms) + 1000;
+
+    if (excess < 0) {
+        excess = 0;
+    }
+
+    if ((ngx_uint_t) excess > tlcf->burst * 1000) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_BUSY;
+    }
+
+    e->excess = excess;
+    e->last = now;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* the verifier cache: under the zone's lock, small and linear */
+
+static ngx_http_gpugate_tunnel_verifier_t *
+ngx_http_gpugate_tunnel_cache_find(ngx_http_gpugate_tunnel_shm_t *shm,
+    u_char *name, size_t len)
+{
+    ngx_uint_t                           i;
+    ngx_http_gpugate_tunnel_verifier_t  *v;
+
+    for (i = 0; i < shm->nverifiers; i++) {
+        v = &shm->verifiers[i];
+
+        if (v->verified && v->name_len == len
+            && ngx_memcmp(v->name, name, len) == 0)
+        {
+            return v;
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_uint_t
+ngx_http_gpugate_tunnel_cache_get(ngx_http_gpugate_tunnel_step_t *st)
+{
+    time_t                               grace;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_gpugate_tunnel_shm_t       *shm;
+    ngx_http_gpugate_tunnel_verifier_t  *v;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    shpool = ngx_http_gpugate_tunnel_shpool();
+    grace = ngx_http_gpugate_tunnel_hs->amcf->ttl
+            + ngx_http_gpugate_tunnel_hs->amcf->stale;
+
+    if (shm->nverifiers == 0) {
+        return 0;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    v = ngx_http_gpugate_tunnel_cache_find(shm, (u_char *) st->user,
+                                           st->user_len);
+
+    if (v && v->verified + grace >= ngx_time()) {
+        st->cached = 1;
+        st->agent_id = v->agent_id;
+        st->salt_len = v->salt_len;
+        ngx_memcpy(st->salt, v->salt, v->salt_len);
+        st->iterations = v->iterations;
+        ngx_memcpy(st->stored_key, v->stored_key, GPUGATE_SCRAM_KEY_LEN);
+        ngx_memcpy(st->server_key, v->server_key, GPUGATE_SCRAM_KEY_LEN);
+        st->any_model = v->any_model ? 1 : 0;
+        st->allowed_len = v->allowed_len;
+        ngx_memcpy(st->allowed, v->allowed, v->allowed_len);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return st->cached;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_cache_put(ngx_http_gpugate_tunnel_step_t *st)
+{
+    ngx_uint_t                           i;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_gpugate_tunnel_shm_t       *shm;
+    ngx_http_gpugate_tunnel_verifier_t  *v, *e;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    shpool = ngx_http_gpugate_tunnel_shpool();
+
+    if (shm->nverifiers == 0 || st->user_len > NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX)
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    v = ngx_http_gpugate_tunnel_cache_find(shm, (u_char *) st->user,
+                                           st->user_len);
+
+    /* else a free entry (0), else the one confirmed longest ago */
+
+    if (v == NULL) {
+        v = &shm->verifiers[0];
+
+        for (i = 1; i < shm->nverifiers; i++) {
+            e = &shm->verifiers[i];
+
+            if (e->verified < v->verified) {
+                v = e;
+            }
+        }
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate tunnel: verifier of \"%s\" cached, entry %ui",
+                   st->user, (ngx_uint_t) (v - shm->verifiers));
+
+    v->verified = ngx_time();
+    v->agent_id = st->agent_id;
+    v->name_len = st->user_len;
+    ngx_memcpy(v->name, st->user, st->user_len);
+    v->salt_len = st->salt_len;
+    ngx_memcpy(v->salt, st->salt, st->salt_len);
+    v->iterations = st->iterations;
+    ngx_memcpy(v->stored_key, st->stored_key, GPUGATE_SCRAM_KEY_LEN);
+    ngx_memcpy(v->server_key, st->server_key, GPUGATE_SCRAM_KEY_LEN);
+    v->any_model = st->any_model;
+    v->allowed_len = st->allowed_len;
+    ngx_memcpy(v->allowed, st->allowed, st->allowed_len);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* drops the entry of "name" (or, name NULL, of "agent_id") */
+
+static void
+ngx_http_gpugate_tunnel_cache_drop(ngx_str_t *name, int64_t agent_id)
+{
+    ngx_uint_t                           i;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_gpugate_tunnel_shm_t       *shm;
+    ngx_http_gpugate_tunnel_verifier_t  *v;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    shpool = ngx_http_gpugate_tunnel_shpool();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < shm->nverifiers; i++) {
+        v = &shm->verifiers[i];
+
+        if (v->verified == 0
+            || (name ? (v->name_len != name->len
+                        || ngx_memcmp(v->name, name->data, name->len) != 0)
+                     : v->agent_id != agent_id))
+        {
+            continue;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: cached verifier of \"%*s\" dropped",
+                       v->name_len, v->name);
+
+        ngx_explicit_memzero(v, sizeof(ngx_http_gpugate_tunnel_verifier_t));
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* PostgreSQL confirmed these agents: their verifiers are fresh again */
+
+static void
+ngx_http_gpugate_tunnel_cache_touch(int64_t *ids, ngx_uint_t n)
+{
+    ngx_uint_t                           i, k;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_gpugate_tunnel_shm_t       *shm;
+    ngx_http_gpugate_tunnel_verifier_t  *v;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    shpool = ngx_http_gpugate_tunnel_shpool();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < shm->nverifiers; i++) {
+        v = &shm->verifiers[i];
+
+        for (k = 0; v->verified && k < n; k++) {
+            if (ids[k] == v->agent_id) {
+                v->verified = ngx_time();
+                break;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * Every "recheck=" a worker asks PostgreSQL which of the agents it holds
+ * are still valid, and closes the connections of the others: a revocation
+ * whose Redis message was lost still takes effect within that period.
+ */
+
+static void
+ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
+{
+    ngx_http_gpugate_tunnel_hs_t *hs = ev->data;
+
+    u_char                 *p;
+    ngx_uint_t              i;
+    ngx_http_gpugate_pg_t  *pg;
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        return;
+    }
+
+    ngx_add_timer(ev, hs->tmcf->recheck);
+
+    if (hs->rechecking) {
+        return;
+    }
+
+    hs->nids = ngx_http_gpugate_tunnel_held(hs->ids,
+                                         ngx_http_gpugate_tunnel_shm()->nagents);
+    pg = ngx_http_gpugate_auth_pg();
+
+    if (hs->nids == 0 || pg == NULL) {
+        return;
+    }
+
+    p = hs->param;
+    *p++ = '{';
+
+    for (i = 0; i < hs->nids; i++) {
+        p = ngx_sprintf(p, i ? ",%L" : "%L", hs->ids[i]);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+
+    hs->query.stmt = "gpugate_tunnel_recheck";
+    hs->query.nparams = 1;
+    hs->query.values[0] = (char *) hs->param;
+    hs->query.lengths[0] = (int) (p - hs->param);
+    hs->query.formats[0] = 0;
+    hs->query.handler = ngx_http_gpugate_tunnel_recheck_done;
+    hs->query.data = hs;
+
+    if (ngx_http_gpugate_pg_run(pg, &hs->query) != NGX_OK) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "gpugate tunnel: PostgreSQL unavailable, agent "
+                       "re-check skipped");
+        return;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "gpugate tunnel: re-checking %ui agents", hs->nids);
+
+    hs->rechecking = 1;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_recheck_done(ngx_http_gpugate_pg_query_t *q,
+    PGresult *res, const char *error)
+{
+    ngx_http_gpugate_tunnel_hs_t *hs = q->data;
+
+    int64_t     id;
+    ngx_uint_t  i, k, n, valid;
+
+    hs->rechecking = 0;
+
+    if (res == NULL) {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "gpugate tunnel: agent re-check failed: %s", error);
+        return;
+    }
+
+    /* the ids found are valid; the ones asked about and missing are not */
+
+    n = PQntuples(res);
+    valid = 0;
+
+    for (i = 0; i < n; i++) {
+        id = ngx_atoof((u_char *) PQgetvalue(res, i, 0),
+                       PQgetlength(res, i, 0));
+
+        for (k = valid; k < hs->nids; k++) {
+            if (hs->ids[k] == id) {
+                hs->ids[k] = hs->ids[valid];
+                hs->ids[valid++] = id;
+                break;
+            }
+        }
+    }
+
+    ngx_http_gpugate_tunnel_cache_touch(hs->ids, valid);
+
+    for (k = valid; k < hs->nids; k++) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "gpugate tunnel: re-check: agent id %L is revoked or "
+                      "gone", hs->ids[k]);
+
+        ngx_http_gpugate_tunnel_cache_drop(NULL, hs->ids[k]);
+        (void) ngx_http_gpugate_tunnel_revoke(NULL, hs->ids[k]);
+    }
+}
+
+
+/* "agent <name>" on the invalidation channel (the auth module's) */
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
+{
+    if (ngx_http_gpugate_tunnel_hs == NULL
+        || ngx_http_gpugate_tunnel_shm() == NULL)
+    {
+        return 0;
+    }
+
+    ngx_http_gpugate_tunnel_cache_drop(name, 0);
+
+    return ngx_http_gpugate_tunnel_revoke(name, 0);
 }
 
 
@@ -765,7 +1551,9 @@ ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r, ngx_uint_t status,
         ngx_str_set(&h->value, "SCRAM-SHA-256");
     }
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        || status == NGX_HTTP_TOO_MANY_REQUESTS)
+    {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -773,7 +1561,13 @@ ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r, ngx_uint_t status,
 
         h->hash = 1;
         ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "5");
+
+        if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+            ngx_str_set(&h->value, "1");
+
+        } else {
+            ngx_str_set(&h->value, "5");
+        }
     }
 
     if (status != NGX_HTTP_UNAUTHORIZED || ngx_strcmp(code, "scram_continue"))

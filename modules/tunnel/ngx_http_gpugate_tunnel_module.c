@@ -4,9 +4,9 @@
  *
  * Directives and shared memory of the reverse tunnel:
  *
- *     gpugate_tunnel_zone    SIZE;                     (http)
- *     gpugate_tunnel_accept  [ping=T] [ping_timeout=T] [step_timeout=T];
- *                                                      (location)
+ *     gpugate_tunnel_zone    SIZE [verifiers=N] [recheck=T]; (http)
+ *     gpugate_tunnel_accept  [ping=T] [ping_timeout=T] [step_timeout=T]
+ *                            [rate=N] [burst=N];        (location)
  *     gpugate_tunnel         [queue=N] [queue_timeout=T]; (upstream)
  */
 
@@ -22,15 +22,31 @@
 
 
 /*
- * The verifier lookup of the handshake.  Revoked agents are not found,
- * so they get the same fake exchange as unknown names.
+ * The verifier lookup of the handshake.  A revoked agent is found too, so
+ * that its cached verifier is dropped, and then gets the same fake
+ * exchange as an unknown name.  The allowed models come comma-joined
+ * with their count, so that a name with a comma cannot pass for two.
  */
 
 static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_stmt = {
     "gpugate_tunnel_agent",
     "SELECT id, encode(scram_salt, 'hex'), scram_iterations,"
-    " encode(scram_stored_key, 'hex'), encode(scram_server_key, 'hex')"
-    " FROM agents WHERE name = $1 AND revoked_at IS NULL",
+    " encode(scram_stored_key, 'hex'), encode(scram_server_key, 'hex'),"
+    " allowed_models IS NULL,"
+    " coalesce(array_to_string(allowed_models, ','), ''),"
+    " coalesce(cardinality(allowed_models), 0),"
+    " revoked_at IS NOT NULL"
+    " FROM agents WHERE name = $1",
+    1
+};
+
+
+/* the periodic re-check: which of the agents a worker holds are valid */
+
+static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_recheck_stmt = {
+    "gpugate_tunnel_recheck",
+    "SELECT id FROM agents"
+    " WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL",
     1
 };
 
@@ -56,12 +72,14 @@ static char *ngx_http_gpugate_tunnel_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value,
     size_t prefix, ngx_msec_t *ms);
+static char *ngx_http_gpugate_tunnel_count(ngx_conf_t *cf, ngx_str_t *value,
+    size_t prefix, ngx_uint_t *n);
 
 
 static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
 
     { ngx_string("gpugate_tunnel_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
       ngx_http_gpugate_tunnel_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -145,6 +163,8 @@ ngx_http_gpugate_tunnel_create_main_conf(ngx_conf_t *cf)
      */
 
     tmcf->zone_size = NGX_CONF_UNSET;
+    tmcf->verifiers = 128;
+    tmcf->recheck = 30000;
 
     if (ngx_array_init(&tmcf->upstreams, cf->pool, 2,
                        sizeof(ngx_http_gpugate_tunnel_srv_conf_t *))
@@ -171,6 +191,8 @@ ngx_http_gpugate_tunnel_create_loc_conf(ngx_conf_t *cf)
     conf->ping = NGX_CONF_UNSET_MSEC;
     conf->ping_timeout = NGX_CONF_UNSET_MSEC;
     conf->step_timeout = NGX_CONF_UNSET_MSEC;
+    conf->rate = NGX_CONF_UNSET_UINT;
+    conf->burst = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -187,6 +209,8 @@ ngx_http_gpugate_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_msec_value(conf->ping, prev->ping, 5000);
     ngx_conf_merge_msec_value(conf->ping_timeout, prev->ping_timeout, 3000);
     ngx_conf_merge_msec_value(conf->step_timeout, prev->step_timeout, 10000);
+    ngx_conf_merge_uint_value(conf->rate, prev->rate, 20);
+    ngx_conf_merge_uint_value(conf->burst, prev->burst, 200);
 
     return NGX_CONF_OK;
 }
@@ -197,14 +221,48 @@ ngx_http_gpugate_tunnel_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gpugate_tunnel_main_conf_t *tmcf = conf;
 
-    ssize_t     size;
-    ngx_str_t  *value;
+    char        *rv;
+    ssize_t      size;
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
 
     if (tmcf->zone_size != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "verifiers=", 10) == 0) {
+            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+
+            if (n == NGX_ERROR || n > 65536) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\", expected 0..65536",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            tmcf->verifiers = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "recheck=", 8) == 0) {
+            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 8,
+                                              &tmcf->recheck);
+            if (rv != NGX_CONF_OK) {
+                return rv;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
 
     size = ngx_parse_size(&value[1]);
 
@@ -257,6 +315,14 @@ ngx_http_gpugate_tunnel_accept(ngx_conf_t *cf, ngx_command_t *cmd,
         } else if (ngx_strncmp(value[i].data, "step_timeout=", 13) == 0) {
             rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 13,
                                               &tlcf->step_timeout);
+
+        } else if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
+            rv = ngx_http_gpugate_tunnel_count(cf, &value[i], 5,
+                                               &tlcf->rate);
+
+        } else if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            rv = ngx_http_gpugate_tunnel_count(cf, &value[i], 6,
+                                               &tlcf->burst);
 
         } else {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -453,11 +519,16 @@ ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_gpugate_tunnel_shm_t  *oshm = data;
 
-    size_t                          size;
-    ngx_slab_pool_t                *shpool;
-    ngx_http_gpugate_tunnel_shm_t  *shm;
+    size_t                                size;
+    ngx_uint_t                            nver;
+    ngx_slab_pool_t                      *shpool;
+    ngx_http_gpugate_tunnel_shm_t        *shm;
+    ngx_http_gpugate_tunnel_rate_t       *rates;
+    ngx_http_gpugate_tunnel_verifier_t   *ver;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    tmcf = shm_zone->data;
 
     if (oshm) {
 
@@ -475,6 +546,41 @@ ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (shm_zone->shm.exists) {
         shm_zone->data = shpool->data;
         return NGX_OK;
+    }
+
+    /*
+     * The handshake rate table and the verifier cache first; the cache
+     * takes at most a quarter of the zone, the agent slots the rest.
+     */
+
+    rates = ngx_slab_calloc(shpool, NGX_HTTP_GPUGATE_TUNNEL_RATES
+                                    * sizeof(ngx_http_gpugate_tunnel_rate_t));
+    if (rates == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                      "gpugate_tunnel_zone is too small");
+        return NGX_ERROR;
+    }
+
+    nver = ngx_min(tmcf->verifiers,
+                   shm_zone->shm.size / 4
+                   / sizeof(ngx_http_gpugate_tunnel_verifier_t));
+
+    if (nver < tmcf->verifiers) {
+        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                      "gpugate_tunnel_zone keeps %ui verifiers, not %ui: "
+                      "the zone is too small", nver, tmcf->verifiers);
+    }
+
+    ver = NULL;
+
+    if (nver) {
+        ver = ngx_slab_calloc(shpool,
+                          nver * sizeof(ngx_http_gpugate_tunnel_verifier_t));
+        if (ver == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                          "gpugate_tunnel_zone is too small");
+            return NGX_ERROR;
+        }
     }
 
     /* every free page but one: the slab's own bookkeeping grows with
@@ -503,6 +609,9 @@ ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     shm->generation = 1;
+    shm->rates = rates;
+    shm->verifiers = ver;
+    shm->nverifiers = nver;
 
     if (RAND_bytes(shm->secret, sizeof(shm->secret)) != 1) {
         ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
@@ -561,6 +670,13 @@ ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
         }
 
         *stmt = ngx_http_gpugate_tunnel_stmt;
+
+        stmt = ngx_array_push(&amcf->pg.statements);
+        if (stmt == NULL) {
+            return NGX_ERROR;
+        }
+
+        *stmt = ngx_http_gpugate_tunnel_recheck_stmt;
 
         /* the auth module starts the per-worker pool only when used */
         amcf->used = 1;
@@ -643,6 +759,28 @@ ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value, size_t prefix,
                            "invalid time \"%V\"", value);
         return NGX_CONF_ERROR;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* "rate=N", "burst=N": 0..1000000 */
+
+static char *
+ngx_http_gpugate_tunnel_count(ngx_conf_t *cf, ngx_str_t *value,
+    size_t prefix, ngx_uint_t *n)
+{
+    ngx_int_t  v;
+
+    v = ngx_atoi(value->data + prefix, value->len - prefix);
+
+    if (v == NGX_ERROR || v > 1000000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"%V\", expected 0..1000000", value);
+        return NGX_CONF_ERROR;
+    }
+
+    *n = v;
 
     return NGX_CONF_OK;
 }
