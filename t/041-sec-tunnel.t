@@ -21,6 +21,7 @@ use lib "$FindBin::Bin/support";
 
 use IO::Select;
 use IO::Socket::INET;
+use MIME::Base64 ();
 use Test::More;
 use Time::HiRes qw(sleep time);
 
@@ -37,11 +38,11 @@ my $dsn = "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
 my $tool = "$FindBin::Bin/../scripts/gpugate-keys";
 
 sub nginx {
-    my (%o) = @_;
+    my (%o) = (pgconns => 2, @_);
     my $redis = $o{redis} ? "    gpugate_auth_redis 127.0.0.1:$rd;\n" : '';
     return start_nginx(workers => $o{workers} || 1, listen => 'reuseport',
                        http => <<"HTTP", server => <<"SRV");
-    gpugate_auth_postgres "$dsn";
+    gpugate_auth_postgres "$dsn" connections=$o{pgconns};
 $redis    gpugate_tunnel_zone 1m recheck=$o{recheck};
     upstream agents {
         gpugate_tunnel queue=8 queue_timeout=500ms;
@@ -284,7 +285,7 @@ $port = $ngx->port;
 # --- 6. step-1 floods ---------------------------------------------------------
 
 {
-    my $ngx3 = nginx(workers => 1, recheck => '60s');
+    my $ngx3 = nginx(workers => 1, recheck => '60s', pgconns => 16);
     my $p3 = $ngx3->port;
     my $tok = make_agent('sec-flood');
     my $n = 0;
@@ -295,13 +296,54 @@ $port = $ngx->port;
         return $r->{status};
     }
 
+    # "per" step 1 requests pipelined on each socket, then their answers
+    # read: the sockets are handled at once, the flood takes little time
+    sub flood {
+        my ($socks, $per, $st) = @_;
+        for my $s (@$socks) {
+            my $req = '';
+            for (1 .. $per) {
+                my $first = 'n,,n=nobody-' . $n++ . ',r=' . ('x' x 24);
+                $req .= "GET /gpugate/tunnel HTTP/1.1\r\nHost: localhost\r\n"
+                      . 'Authorization: SCRAM-SHA-256 data='
+                      . MIME::Base64::encode_base64($first, '') . "\r\n\r\n";
+            }
+            print $s $req;
+        }
+        for my $s (@$socks) {
+            $st->{$_}++ for read_answers($s, $per);
+        }
+    }
+
+    # the statuses of "count" answers, read in large chunks
+    sub read_answers {
+        my ($s, $count) = @_;
+        my ($buf, @status) = ('');
+        my $sel = IO::Select->new($s);
+        my $deadline = time + 20;
+        while (@status < $count) {
+            if ($buf =~ /\A(HTTP\/1\.1 (\d+)[^\n]*\n(?:[^\r]+\r\n)*?\r\n)/) {
+                my ($head, $code) = ($1, $2);
+                my ($len) = $head =~ /^Content-Length: (\d+)/mi;
+                if (length($buf) >= length($head) + ($len || 0)) {
+                    substr($buf, 0, length($head) + ($len || 0), '');
+                    push @status, $code;
+                    next;
+                }
+            }
+            last if time > $deadline || !$sel->can_read($deadline - time);
+            sysread($s, $buf, 65536, length $buf) or last;
+        }
+        return @status, ('none') x ($count - @status);
+    }
+
     # four step 1 on each of 260 connections, each closed afterwards
     my %st;
-    for (1 .. 260) {
-        my $s = IO::Socket::INET->new("127.0.0.1:$p3") or die;
-        $st{ step1_on($s) }++ for 1 .. 4;
-        close $s;
-    }
+    my @socks = map {
+        IO::Socket::INET->new("127.0.0.1:$p3") or die
+    } 1 .. 260;
+    flood(\@socks, 4, \%st);
+    close $_ for @socks;
     is($st{401}, 1040, 'flood, connections closed: 1040 challenges');
 
     my ($s, $r) = tunnel_connect($p3, 'sec-flood', $tok);
@@ -310,27 +352,22 @@ $port = $ngx->port;
 
     # 1040 step 1 on two kept-alive connections: one pending each
     %st = ();
-    my $k = IO::Socket::INET->new("127.0.0.1:$p3") or die;
-    my $k2 = IO::Socket::INET->new("127.0.0.1:$p3") or die;
-    $st{ step1_on($k) }++ for 1 .. 700;
-    $st{ step1_on($k2) }++ for 1 .. 340;
+    my @k = map { IO::Socket::INET->new("127.0.0.1:$p3") or die } 1 .. 2;
+    flood(\@k, 40, \%st) for 1 .. 13;
     is($st{401}, 1040, 'flood on kept-alive connections: never '
                        . 'handshake_busy');
     ($s, $r) = tunnel_connect($p3, 'sec-flood', $tok);
     is($r->{status}, 101, '... a real agent still connects');
     close $s if $s;
-    close $k;
-    close $k2;
+    close $_ for @k;
 
     # connections kept open, one unknown name each: the last quarter of
     # the pending places stays for agents the verifier cache knows
-    my @open;
+    my @open = map {
+        IO::Socket::INET->new("127.0.0.1:$p3") or die
+    } 1 .. 800;
     %st = ();
-    for (1 .. 800) {
-        my $o = IO::Socket::INET->new("127.0.0.1:$p3") or die;
-        $st{ step1_on($o) }++;
-        push @open, $o;
-    }
+    flood(\@open, 1, \%st);
     is($st{401}, 768, 'connections kept open: unknown names get 768 places');
     is($st{503}, 32, '... then 503 handshake_busy');
     like($ngx3->log, qr/768 handshakes pending, refusing "nobody-\d+" \(not a cached/,
