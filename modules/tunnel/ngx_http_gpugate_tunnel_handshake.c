@@ -463,8 +463,9 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
 
     if (res == NULL && st->cached) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                      "gpugate tunnel: verifier lookup for \"%s\" failed "
-                      "(%s), checking its cached verifier", st->user, error);
+                      "gpugate tunnel: PostgreSQL unavailable (%s), agent "
+                      "\"%s\" checked against its cached verifier", error,
+                      st->user);
 
         rc = ngx_http_gpugate_tunnel_challenge(r, st);
 
@@ -1551,24 +1552,7 @@ ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r, ngx_uint_t status,
         ngx_str_set(&h->value, "SCRAM-SHA-256");
     }
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
-        || status == NGX_HTTP_TOO_MANY_REQUESTS)
-    {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-
-        if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-            ngx_str_set(&h->value, "1");
-
-        } else {
-            ngx_str_set(&h->value, "5");
-        }
-    }
+    /* 429 and 503 get their Retry-After from ngx_http_gpugate_send_error() */
 
     if (status != NGX_HTTP_UNAUTHORIZED || ngx_strcmp(code, "scram_continue"))
     {

@@ -1,0 +1,208 @@
+# Agents through a PostgreSQL outage (issue 25, item 1): nginx keeps the
+# verifiers of agents it saw lately in the tunnel zone, so after a reload
+# during the outage a known agent handshakes again within seconds and its
+# model is served; for the auth cache's ttl + stale only.  Revocation
+# still wins when it is known: an agent revoked before the outage, or
+# whose revocation is published during it, stays out; an unknown name gets
+# 503 (never 401: it cannot be checked).
+#
+# PostgreSQL goes down as in t/030: the database refuses new connections
+# and the gateway's sessions are ended.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/support";
+
+use File::Temp qw(tempdir);
+use IO::Socket::INET;
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+use GpugateTest qw(start_nginx http_request http_send http_read psql redis
+                   wait_until env_or_skip free_port make_agent
+                   tunnel_connect);
+
+env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
+               TEST_NGINX_REDIS_PORT));
+
+my $root = "$FindBin::Bin/..";
+my $agent_bin = "$root/build/bin/gpugate-agent";
+my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
+plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+
+my $pg = $ENV{TEST_NGINX_PG_PORT};
+my $rd = $ENV{TEST_NGINX_REDIS_PORT};
+my $dsn = "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
+my $dir = tempdir('gpugate-pgdown-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my @kids;
+
+sub pg_down {
+    psql("ALTER DATABASE gpugate ALLOW_CONNECTIONS false", 'postgres');
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+       . " WHERE datname = 'gpugate' AND pid <> pg_backend_pid()",
+         'postgres');
+}
+
+sub pg_up {
+    psql("ALTER DATABASE gpugate ALLOW_CONNECTIONS true", 'postgres');
+}
+
+# whatever happens, the database is usable again for the next test file
+END {
+    local $?;
+    eval { pg_up() };
+    kill 'TERM', @kids;
+    waitpid $_, 0 for @kids;
+}
+
+my $mock_port = free_port();
+my $mock = fork // die;
+if (!$mock) {
+    exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
+         'pgd-a-model,pgd-b-model,pgd-c-model', '--log-file',
+         "$dir/mock.log", '--ttft-ms', '0', '--token-delay-ms', '0';
+    exit 1;
+}
+push @kids, $mock;
+wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
+    or BAIL_OUT('mock runtime did not start');
+
+my %token;
+for my $name (qw(pgd-a pgd-b pgd-c)) {
+    $token{$name} = make_agent($name);
+    open my $tf, '>', "$dir/$name.token" or die;
+    print $tf "$token{$name}\n";
+    close $tf;
+    chmod 0600, "$dir/$name.token";
+}
+
+# ttl + stale: a verifier serves for 1s + 10s after PostgreSQL last
+# confirmed it (the re-check confirms every second)
+my $ngx = start_nginx(workers => 2, http => <<"HTTP", server => <<'SRV');
+    gpugate_auth_zone zone=pgdown:1m ttl=1s stale=10s;
+    gpugate_auth_postgres "$dsn connect_timeout=2" timeout=1s;
+    gpugate_auth_redis 127.0.0.1:$rd;
+    gpugate_tunnel_zone 1m recheck=1s;
+    upstream agents {
+        gpugate_tunnel queue=16 queue_timeout=1s;
+    }
+HTTP
+        location = /gpugate/tunnel {
+            gpugate_tunnel_accept ping=1s;
+        }
+        location /v1/ {
+            gpugate_openai on;
+            gpugate_model pgd-a-model pool=agents;
+            gpugate_model pgd-b-model pool=agents;
+            gpugate_model pgd-c-model pool=agents;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_pass http://$gpugate_pool;
+        }
+SRV
+
+my $port = $ngx->port;
+
+sub start_agent {
+    my ($name) = @_;
+    my $pid = fork // die;
+    if (!$pid) {
+        open STDERR, '>', "$dir/$name.log" or die;
+        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
+             '--name', $name, '--token-file', "$dir/$name.token",
+             '--runtime', "http://127.0.0.1:$mock_port", '--models',
+             "$name-model", '--spare', 2, '--log-level', 'debug';
+        exit 1;
+    }
+    push @kids, $pid;
+}
+
+sub chat {
+    my ($model) = @_;
+    return http_read(http_send($port, 'POST', '/v1/chat/completions',
+        { 'Content-Type' => 'application/json' },
+        "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\","
+        . "\"content\":\"hi\"}]}"), 10)->{status};
+}
+
+sub workers {
+    my $master = $ngx->pid or return ();
+    return sort split ' ', `pgrep -P $master`;
+}
+
+# a reload, and the old workers gone: the tunnels are the new workers'
+sub reload_and_wait {
+    my @old = workers();
+    $ngx->reload;
+    return wait_until(20, sub { !grep { kill 0, $_ } @old });
+}
+
+start_agent($_) for qw(pgd-a pgd-b pgd-c);
+
+for my $name (qw(pgd-a pgd-b pgd-c)) {
+    ok(wait_until(15, sub { chat("$name-model") == 200 }),
+       "$name connected and served");
+}
+
+# revoked before the outage, through the key tool (PostgreSQL and Redis)
+my $out = `'$root/scripts/gpugate-keys' --dsn '$dsn' --redis 127.0.0.1:$rd agent-revoke pgd-b 2>&1`;
+is($?, 0, 'pgd-b revoked') or diag $out;
+ok(wait_until(10, sub { chat('pgd-b-model') == 503 }),
+   '... its model is no longer served');
+
+pg_down();
+my $t_down = time;
+$ngx->mark;
+
+# revoked during the outage: the publish is all the gateway can know
+redis('PUBLISH', 'gpugate:invalidate', 'agent pgd-c');
+ok(wait_until(10, sub { chat('pgd-c-model') == 503 }),
+   'pgd-c: revocation published during the outage closes its tunnels');
+
+ok(reload_and_wait(), 'reload during the outage: old workers gone');
+
+ok(wait_until(15, sub { chat('pgd-a-model') == 200 }),
+   'pgd-a is back on the new workers while PostgreSQL is down');
+my $back = time - $t_down;
+my @st = map { chat('pgd-a-model') } 1 .. 10;
+is("@st", join(' ', (200) x 10), '... and its requests are served');
+like($ngx->log, qr/agent "pgd-a" checked against its cached verifier/,
+     '... through its cached verifier (logged)');
+diag(sprintf 'pgd-a served again %.1fs after PostgreSQL went down', $back);
+
+is(chat('pgd-b-model'), 503, 'pgd-b (revoked before the outage) stays out');
+is(chat('pgd-c-model'), 503, 'pgd-c (revocation published) stays out');
+like($ngx->log, qr/PostgreSQL unavailable \([^)]*\), agent handshake refused|verifier lookup for "pgd-[bc]" failed/,
+     '... their handshakes are refused');
+
+my ($s, $r) = tunnel_connect($port, 'pgd-a', $token{'pgd-a'});
+is($r->{status}, 101, 'a scripted handshake of pgd-a: 101');
+close $s if $s;
+($s, $r) = tunnel_connect($port, 'pgd-a', 'gga-wrong-token');
+is($r->{status}, 401, '... with a wrong token: 401, the cache checks it');
+($s, $r) = tunnel_connect($port, 'pgd-nobody', 'gga-x');
+is($r->{status}, 503, 'an unknown agent during the outage: 503');
+like($r->{body}, qr/"code":"verifier_unavailable"/, '... not 401');
+
+# the cached verifier serves for ttl + stale only
+ok(wait_until(25, sub {
+    my ($s2, $r2) = tunnel_connect($port, 'pgd-a', $token{'pgd-a'});
+    close $s2 if $s2;
+    $r2->{status} == 503;
+}), 'past ttl + stale, pgd-a is refused too');
+cmp_ok(time - $t_down, '>=', 10, '... not before the grace ran out');
+
+pg_up();
+ok(wait_until(15, sub {
+    my ($s2, $r2) = tunnel_connect($port, 'pgd-a', $token{'pgd-a'});
+    close $s2 if $s2;
+    $r2->{status} == 101;
+}), 'PostgreSQL back: pgd-a handshakes again');
+
+unlike($ngx->log, qr/\[(alert|emerg)\]|exited on signal/,
+       'no alerts, no crash');
+
+done_testing();
