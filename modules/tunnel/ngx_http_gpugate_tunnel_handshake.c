@@ -1415,7 +1415,7 @@ ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
     }
 
     hs->nids = ngx_http_gpugate_tunnel_held(hs->ids,
-                                         ngx_http_gpugate_tunnel_shm()->nagents);
+                   ngx_http_gpugate_tunnel_shm()->nagents);
     pg = ngx_http_gpugate_auth_pg();
 
     if (hs->nids == 0 || pg == NULL) {

@@ -65,7 +65,7 @@ http {
         ssl_certificate $tmp/ca/gateway.crt;
         ssl_certificate_key $tmp/ca/gateway.key;
         ssl_protocols TLSv1.2 TLSv1.3;
-        location = /gpugate/tunnel { gpugate_tunnel_accept ping=30s; }
+        location = /gpugate/tunnel { gpugate_tunnel_accept ping=30s rate=0; }
     }
     server {
         listen 127.0.0.1:$port backlog=4096;
