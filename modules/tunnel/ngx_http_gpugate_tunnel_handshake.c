@@ -690,6 +690,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     int                                 n;
     u_char                             *p;
     size_t                              len;
+    ngx_int_t                           rc;
     ngx_str_t                           msg, name, instance, models, head;
     ngx_str_t                           b64, raw;
     unsigned                            capacity;
@@ -872,9 +873,14 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
 
     /* only what the agent may serve is routed to it */
 
-    if (ngx_http_gpugate_tunnel_models(r, st, &hm->value, &models)
-        != NGX_OK)
-    {
+    rc = ngx_http_gpugate_tunnel_models(r, st, &hm->value, &models);
+
+    if (rc == NGX_ERROR) {
+        ngx_http_gpugate_tunnel_step_free(st);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "gpugate tunnel: agent \"%s\" refused: none of the "
                       "models it advertises (\"%V\") is in its "
