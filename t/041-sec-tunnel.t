@@ -26,7 +26,8 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 use GpugateTest qw(start_nginx http_request http_send http_read psql
-                   wait_until env_or_skip make_agent tunnel_connect
+                   redis wait_until env_or_skip make_agent tunnel_connect
+                   free_port
                    tunnel_step1 read_head);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
@@ -246,6 +247,18 @@ $port = $ngx->port;
     is($r->{status}, 401, 'revoked agent cannot connect again');
     is(http_read(chat($ngx, 'sec-b'), 5)->{status}, 503,
        'nothing serves its model any more');
+
+    # the message alone (anyone with Redis can publish it) only makes a
+    # valid agent handshake again
+    my $ok = make_agent('sec-valid');
+    my ($v) = tunnel_connect($port, 'sec-valid', $ok,
+                             'X-Gpugate-Models' => 'sec-a');
+    redis('PUBLISH', 'gpugate:invalidate', 'agent sec-valid');
+    ok($v && closed_within($v, 5), 'a published message closes the tunnel '
+                                   . 'of a valid agent');
+    ($v, $r) = tunnel_connect($port, 'sec-valid', $ok);
+    is($r->{status}, 101, '... which connects again at once');
+    close $v if $v;
 }
 
 # a revocation whose publish is lost: the re-check finds it
@@ -271,7 +284,13 @@ $port = $ngx->port;
     print $s "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     is(http_read($c, 5)->{status}, 200, '... served');
 
-    psql("UPDATE agents SET revoked_at = now() WHERE name = 'sec-rev2'");
+    # Redis does not answer: the tool says so (exit 3), the revocation
+    # stands in PostgreSQL
+    my $dead = free_port();
+    my $out = `'$tool' --dsn '$dsn' --redis 127.0.0.1:$dead --timeout 2 agent-revoke sec-rev2 2>&1`;
+    is($? >> 8, 3, 'agent-revoke with Redis down: exit 3');
+    like($out, qr/revoked in PostgreSQL, but the Redis publish failed.*recheck/s,
+         '... saying the tunnels close within the recheck period');
     my $t0 = time;
     my $closed = grep { closed_within($_, 8) } @socks;
     is($closed, 4, 'revoked without a publish: tunnels closed by the '

@@ -77,9 +77,9 @@ ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool,
 
 /*
  * "agent <name>" was published on the invalidation channel (revoked, or
- * its allowed models changed): its cached verifier is dropped and its
- * tunnel connections in this worker closed, so it must handshake again.
- * Returns the number of connections closed.
+ * its allowed models changed): its tunnel connections in this worker are
+ * closed, so that it handshakes again and PostgreSQL decides.  Returns
+ * the number of connections closed.
  */
 ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
 

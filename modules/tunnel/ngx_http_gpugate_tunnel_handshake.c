@@ -1508,7 +1508,12 @@ ngx_http_gpugate_tunnel_recheck_done(ngx_http_gpugate_pg_query_t *q,
 }
 
 
-/* "agent <name>" on the invalidation channel (the auth module's) */
+/*
+ * "agent <name>" on the invalidation channel (the auth module's).  Anyone
+ * who can publish on Redis can send it, so it only makes the agent
+ * handshake again: PostgreSQL decides, and the cached verifier stays for
+ * outages, as valid keys keep their stale grace.
+ */
 
 ngx_uint_t
 ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
@@ -1518,8 +1523,6 @@ ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
     {
         return 0;
     }
-
-    ngx_http_gpugate_tunnel_cache_drop(name, 0);
 
     return ngx_http_gpugate_tunnel_revoke(name, 0);
 }
