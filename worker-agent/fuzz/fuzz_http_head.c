@@ -4,7 +4,9 @@
  *
  * libFuzzer target: gg_http_parse_head() on arbitrary bytes, as a request
  * and as a response, whole and split in two at a byte chosen by the input;
- * both must agree, and every offset must stay inside the input.
+ * both must agree, and every offset must stay inside the input.  A head
+ * that parsed OK is walked with gg_http_header_next(): every field, inside
+ * the head, as many as were counted.
  */
 
 
@@ -16,9 +18,10 @@
 
 
 static void
-check(const gg_http_head_t *h, size_t len)
+check(const gg_http_head_t *h, const char *buf, size_t len)
 {
-    size_t  i;
+    size_t            i, pos, n;
+    gg_http_header_t  hd;
 
     if (h->head_len > len || h->method + h->method_len > len
         || h->uri + h->uri_len > len || h->reason + h->reason_len > len)
@@ -32,6 +35,25 @@ check(const gg_http_head_t *h, size_t len)
         {
             abort();
         }
+    }
+
+    pos = 0;
+    n = 0;
+
+    while (gg_http_header_next(h, buf, &pos, &hd)) {
+        if (hd.name + hd.name_len > h->head_len
+            || hd.value + hd.value_len > h->head_len
+            || (n < h->nheaders
+                && memcmp(&hd, &h->headers[n], sizeof(hd)) != 0))
+        {
+            abort();
+        }
+
+        n++;
+    }
+
+    if (n != h->nfields) {
+        abort();
     }
 }
 
@@ -72,9 +94,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     if (rc1 == GG_HTTP_OK) {
-        check(&a, size);
+        check(&a, buf, size);
+    }
 
-        if (a.head_len != b.head_len || a.nheaders != b.nheaders) {
+    if (rc1 == GG_HTTP_OK || rc1 == GG_HTTP_INVALID) {
+        if (a.head_len != b.head_len || a.nheaders != b.nheaders
+            || a.nfields != b.nfields || a.invalid_at != b.invalid_at
+            || a.content_length != b.content_length || a.head_len > size)
+        {
             abort();
         }
     }

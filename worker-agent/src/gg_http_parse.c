@@ -28,6 +28,7 @@ enum {
     gg_st_hdr_ows,
     gg_st_hdr_value,
     gg_st_hdr_lf,
+    gg_st_hdr_skip,
     gg_st_end_lf
 };
 
@@ -154,77 +155,119 @@ gg_http_list_has(const char *p, size_t len, const char *tok)
 }
 
 
+/*
+ * One complete field: kept while there is room, and its framing meaning
+ * taken at once, so that fields past the kept ones count just the same.
+ * A bad byte in a framing field is an error (the body cannot be found);
+ * elsewhere the field is only left out, the head being INVALID already.
+ */
+
+static void
+gg_http_field(gg_http_head_t *h, const char *buf)
+{
+    size_t             k;
+    int64_t            n;
+    const char        *v;
+    gg_http_header_t  *hd;
+
+    hd = &h->field;
+    v = buf + hd->value;
+
+    h->nfields++;
+
+    if (h->field_bad) {
+        if (gg_http_header_is(hd, buf, "content-length")
+            || gg_http_header_is(hd, buf, "transfer-encoding"))
+        {
+            h->framing = GG_HTTP_ERROR;
+        }
+
+        return;
+    }
+
+    if (h->nheaders < GG_HTTP_MAX_HEADERS) {
+        h->headers[h->nheaders++] = *hd;
+    }
+
+    if (h->framing != GG_HTTP_OK) {
+        return;
+    }
+
+    if (gg_http_header_is(hd, buf, "content-length")) {
+        if (hd->value_len == 0 || hd->value_len > 18) {
+            h->framing = hd->value_len > 18 ? GG_HTTP_TOO_LARGE
+                                            : GG_HTTP_ERROR;
+            return;
+        }
+
+        n = 0;
+
+        for (k = 0; k < hd->value_len; k++) {
+            if (v[k] < '0' || v[k] > '9') {
+                h->framing = GG_HTTP_ERROR;
+                return;
+            }
+
+            n = n * 10 + (v[k] - '0');
+        }
+
+        /* repeated lengths must agree, or the body is ambiguous */
+        if (h->content_length >= 0 && h->content_length != n) {
+            h->framing = GG_HTTP_ERROR;
+            return;
+        }
+
+        h->content_length = n;
+
+    } else if (gg_http_header_is(hd, buf, "transfer-encoding")) {
+        if (h->te || hd->value_len != 7 || strncasecmp(v, "chunked", 7) != 0)
+        {
+            h->framing = GG_HTTP_UNSUPPORTED;
+            return;
+        }
+
+        h->te = 1;
+
+    } else if (gg_http_header_is(hd, buf, "connection")) {
+        h->conn_close |= gg_http_list_has(v, hd->value_len, "close");
+        h->conn_keep |= gg_http_list_has(v, hd->value_len, "keep-alive");
+
+    } else if (gg_http_header_is(hd, buf, "expect")) {
+        h->expect_continue = (hd->value_len == 12
+                              && strncasecmp(v, "100-continue", 12) == 0);
+    }
+}
+
+
+/* a field line refused: the head is INVALID, the line is read to its end */
+
+static void
+gg_http_invalid(gg_http_head_t *h, size_t p)
+{
+    if (h->invalid_at == 0) {
+        h->invalid_at = p + 1;
+    }
+}
+
+
 /* framing from the complete head: the checks that keep bodies unambiguous */
 
 static int
-gg_http_framing(gg_http_head_t *h, const char *buf)
+gg_http_framing(gg_http_head_t *h)
 {
-    int                      close, keep, te;
-    size_t                   i, k;
-    int64_t                  n;
-    const char              *v;
-    const gg_http_header_t  *hd;
-
-    close = 0;
-    keep = 0;
-    te = 0;
-
-    for (i = 0; i < h->nheaders; i++) {
-        hd = &h->headers[i];
-        v = buf + hd->value;
-
-        if (gg_http_header_is(hd, buf, "content-length")) {
-            if (hd->value_len == 0 || hd->value_len > 18) {
-                return hd->value_len > 18 ? GG_HTTP_TOO_LARGE
-                                          : GG_HTTP_ERROR;
-            }
-
-            n = 0;
-
-            for (k = 0; k < hd->value_len; k++) {
-                if (v[k] < '0' || v[k] > '9') {
-                    return GG_HTTP_ERROR;
-                }
-
-                n = n * 10 + (v[k] - '0');
-            }
-
-            /* repeated lengths must agree, or the body is ambiguous */
-            if (h->content_length >= 0 && h->content_length != n) {
-                return GG_HTTP_ERROR;
-            }
-
-            h->content_length = n;
-
-        } else if (gg_http_header_is(hd, buf, "transfer-encoding")) {
-            if (te || hd->value_len != 7
-                || strncasecmp(v, "chunked", 7) != 0)
-            {
-                return GG_HTTP_UNSUPPORTED;
-            }
-
-            te = 1;
-
-        } else if (gg_http_header_is(hd, buf, "connection")) {
-            close |= gg_http_list_has(v, hd->value_len, "close");
-            keep |= gg_http_list_has(v, hd->value_len, "keep-alive");
-
-        } else if (gg_http_header_is(hd, buf, "expect")) {
-            h->expect_continue = (hd->value_len == 12
-                                  && strncasecmp(v, "100-continue", 12)
-                                     == 0);
-        }
+    if (h->framing != GG_HTTP_OK) {
+        return h->framing;
     }
 
     /* both framings at once is the request smuggling vector: refuse it */
-    if (te && h->content_length >= 0) {
+    if (h->te && h->content_length >= 0) {
         return GG_HTTP_ERROR;
     }
 
-    h->chunked = te;
-    h->keep_alive = !close && (h->version == 11 || keep);
+    h->chunked = h->te;
+    h->keep_alive = !h->conn_close && (h->version == 11 || h->conn_keep);
 
-    return GG_HTTP_OK;
+    return h->invalid_at ? GG_HTTP_INVALID : GG_HTTP_OK;
 }
 
 
@@ -234,7 +277,6 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
     int              v;
     size_t           p;
     unsigned char    c;
-    gg_http_header_t  *hd;
 
     for (p = h->pos; p < len; p++) {
         c = (unsigned char) buf[p];
@@ -405,31 +447,35 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
                 goto done;
             }
 
-            /* obs-fold (a continuation line) is refused, as RFC 9112 lets */
-            if (!gg_http_tchar(c)) {
-                return GG_HTTP_ERROR;
-            }
-
-            if (h->nheaders == GG_HTTP_MAX_HEADERS) {
-                return GG_HTTP_TOO_LARGE;
-            }
-
             h->mark = p;
+            h->field_bad = 0;
+
+            /*
+             * obs-fold (a continuation line) and an empty name are
+             * refused, as RFC 9112 lets; the line still ends where it ends
+             */
+            if (!gg_http_tchar(c)) {
+                gg_http_invalid(h, p);
+                h->state = gg_st_hdr_skip;
+                break;
+            }
+
             h->state = gg_st_hdr_name;
             break;
 
         case gg_st_hdr_name:
             if (c == ':') {
-                hd = &h->headers[h->nheaders];
-                hd->name = h->mark;
-                hd->name_len = p - h->mark;
+                h->field.name = h->mark;
+                h->field.name_len = p - h->mark;
                 h->state = gg_st_hdr_ows;
                 break;
             }
 
             /* no space before the colon: RFC 9112 5.1 says reject */
             if (!gg_http_tchar(c)) {
-                return GG_HTTP_ERROR;
+                gg_http_invalid(h, p);
+                h->state = gg_st_hdr_skip;
+                p--;
             }
 
             break;
@@ -439,8 +485,7 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
                 break;
             }
 
-            hd = &h->headers[h->nheaders];
-            hd->value = p;
+            h->field.value = p;
             h->value_end = p;
             h->state = gg_st_hdr_value;
 
@@ -448,18 +493,34 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
 
         case gg_st_hdr_value:
             if (c == '\r' || c == '\n') {
-                hd = &h->headers[h->nheaders++];
-                hd->value_len = h->value_end - hd->value;
+                h->field.value_len = h->value_end - h->field.value;
+                gg_http_field(h, buf);
                 h->state = (c == '\r') ? gg_st_hdr_lf : gg_st_hdr_start;
                 break;
             }
 
+            /*
+             * nginx passes on any byte but NUL, CR and LF in a value;
+             * RFC 9110 5.5 allows no other control byte: refused, but
+             * the field is read to its end, so the head stays whole
+             */
             if (!gg_http_vchar(c)) {
-                return GG_HTTP_ERROR;
+                gg_http_invalid(h, p);
+                h->field_bad = 1;
             }
 
             if (c != ' ' && c != '\t') {
                 h->value_end = p + 1;
+            }
+
+            break;
+
+        case gg_st_hdr_skip:
+            if (c == '\r') {
+                h->state = gg_st_hdr_lf;
+
+            } else if (c == '\n') {
+                h->state = gg_st_hdr_start;
             }
 
             break;
@@ -490,7 +551,7 @@ done:
     h->pos = p + 1;
     h->head_len = p + 1;
 
-    return gg_http_framing(h, buf);
+    return gg_http_framing(h);
 }
 
 
@@ -507,10 +568,9 @@ gg_http_header_is(const gg_http_header_t *hd, const char *buf,
 
 
 const gg_http_header_t *
-gg_http_find_header(const gg_http_head_t *h, const char *buf,
-    const char *name)
+gg_http_find_header(gg_http_head_t *h, const char *buf, const char *name)
 {
-    size_t  i;
+    size_t  i, pos;
 
     for (i = 0; i < h->nheaders; i++) {
         if (gg_http_header_is(&h->headers[i], buf, name)) {
@@ -518,7 +578,92 @@ gg_http_find_header(const gg_http_head_t *h, const char *buf,
         }
     }
 
+    if (h->nfields <= h->nheaders) {
+        return NULL;
+    }
+
+    pos = 0;
+    i = 0;
+
+    while (gg_http_header_next(h, buf, &pos, &h->field)) {
+        if (++i > h->nheaders && gg_http_header_is(&h->field, buf, name)) {
+            return &h->field;
+        }
+    }
+
     return NULL;
+}
+
+
+int
+gg_http_header_next(const gg_http_head_t *h, const char *buf, size_t *pos,
+    gg_http_header_t *hd)
+{
+    size_t  p, end, colon;
+
+    p = *pos;
+
+    if (p == 0) {
+        /* past the start line (and the empty lines RFC 9112 lets lead) */
+        while (p < h->head_len && (buf[p] == '\r' || buf[p] == '\n')) {
+            p++;
+        }
+
+        while (p < h->head_len && buf[p] != '\n') {
+            p++;
+        }
+
+        p++;
+    }
+
+    for ( ;; ) {
+        if (p >= h->head_len || buf[p] == '\r' || buf[p] == '\n') {
+            *pos = h->head_len;
+            return 0;
+        }
+
+        end = p;
+
+        while (buf[end] != '\n') {
+            end++;
+        }
+
+        *pos = end + 1;
+
+        if (end > p && buf[end - 1] == '\r') {
+            end--;
+        }
+
+        /* a head that parsed OK has a colon in every line */
+        colon = p;
+
+        while (colon < end && buf[colon] != ':') {
+            colon++;
+        }
+
+        if (colon == end) {
+            p = *pos;
+            continue;
+        }
+
+        hd->name = p;
+        hd->name_len = colon - p;
+
+        p = colon + 1;
+
+        while (p < end && (buf[p] == ' ' || buf[p] == '\t')) {
+            p++;
+        }
+
+        while (end > p && (buf[end - 1] == ' ' || buf[end - 1] == '\t')) {
+            end--;
+        }
+
+        hd->value = p;
+        hd->value_len = end - p;
+
+        return 1;
+    }
 }
 
 

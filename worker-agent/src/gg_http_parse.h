@@ -23,7 +23,12 @@
 #define GG_HTTP_ERROR        -1    /* malformed: 400, then close */
 #define GG_HTTP_TOO_LARGE    -2    /* over a limit: 431 or 413 */
 #define GG_HTTP_UNSUPPORTED  -3    /* version or coding: 505 or 501 */
+#define GG_HTTP_INVALID      -4    /* a field refused (bad byte, bad
+                                      name): 400, but the head is whole
+                                      and its framing known, so the
+                                      connection may go on after the body */
 
+/* fields kept in "headers"; any number more are checked and walked */
 #define GG_HTTP_MAX_HEADERS   64
 
 
@@ -49,8 +54,13 @@ typedef struct {
     int           status;         /* response: the status code */
     size_t        reason;         /* response: offset of the reason */
     size_t        reason_len;     /* its length, may be 0 */
-    gg_http_header_t  headers[GG_HTTP_MAX_HEADERS];  /* in arrival order */
+    gg_http_header_t  headers[GG_HTTP_MAX_HEADERS];  /* the first ones,
+                                                      in arrival order */
     size_t        nheaders;       /* used entries in "headers" */
+    size_t        nfields;        /* fields in the head, kept or not */
+    size_t        invalid_at;     /* offset + 1 of the first byte that
+                                     made the head GG_HTTP_INVALID; 0:
+                                     none */
     size_t        head_len;       /* bytes up to and with the empty line */
     int64_t       content_length; /* -1: no Content-Length */
     unsigned      chunked:1;      /* Transfer-Encoding: chunked */
@@ -62,6 +72,13 @@ typedef struct {
     size_t        pos;            /* next byte to examine */
     size_t        mark;           /* start of the token being read */
     size_t        value_end;      /* end of the value without its OWS */
+    gg_http_header_t  field;      /* the field being read */
+    unsigned      field_bad:1;    /* it holds a byte not allowed */
+    unsigned      te:1;           /* a Transfer-Encoding was seen */
+    unsigned      conn_close:1;   /* Connection: close was seen */
+    unsigned      conn_keep:1;    /* Connection: keep-alive was seen */
+    int           framing;        /* GG_HTTP_OK, or the error a framing
+                                     field caused: returned at the end */
 } gg_http_head_t;
 
 
@@ -83,15 +100,33 @@ void gg_http_head_init(gg_http_head_t *h, int response, size_t max_head);
  * and the bytes already seen do not change.  Returns GG_HTTP_OK when the
  * head is complete (h->head_len bytes; what follows is body or the next
  * message), GG_HTTP_AGAIN, or an error.  Framing (content_length, chunked,
- * keep_alive) is derived and checked on completion: a request with both
- * Content-Length and Transfer-Encoding, conflicting lengths, or a coding
- * other than "chunked" is refused.
+ * keep_alive) is derived from every field, however many: a request with
+ * both Content-Length and Transfer-Encoding, conflicting lengths, or a
+ * coding other than "chunked" is refused.
+ *
+ * A field line that is well delimited but not allowed (a control byte in
+ * its value, a byte outside tchar in its name, no colon, obs-fold) makes
+ * the head GG_HTTP_INVALID rather than GG_HTTP_ERROR: the parser reads on
+ * to the empty line, so head_len and the framing are valid and the caller
+ * can refuse the message and still find where the next one starts.  Such
+ * a field in Content-Length or Transfer-Encoding is GG_HTTP_ERROR.
  */
 int gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len);
 
-/* The first header named "name" (case-insensitive), or NULL. */
-const gg_http_header_t *gg_http_find_header(const gg_http_head_t *h,
+/*
+ * The first header named "name" (case-insensitive), or NULL.  Past the
+ * GG_HTTP_MAX_HEADERS kept ones, the head is walked: the result then
+ * points into "h" and is valid until the next call.
+ */
+const gg_http_header_t *gg_http_find_header(gg_http_head_t *h,
     const char *buf, const char *name);
+
+/*
+ * Walks every field of a head that parsed GG_HTTP_OK: *pos is 0 at the
+ * start, and each call fills "hd" and returns 1, or 0 after the last.
+ */
+int gg_http_header_next(const gg_http_head_t *h, const char *buf,
+    size_t *pos, gg_http_header_t *hd);
 
 /* 1 if the header is named "name" (case-insensitive). */
 int gg_http_header_is(const gg_http_header_t *hd, const char *buf,

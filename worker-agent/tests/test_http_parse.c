@@ -7,6 +7,7 @@
  */
 
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,7 +79,7 @@ same_head(const gg_http_head_t *a, const gg_http_head_t *b)
 
 
 static int
-value_is(const gg_http_head_t *h, const char *buf, const char *name,
+value_is(gg_http_head_t *h, const char *buf, const char *name,
     const char *value)
 {
     const gg_http_header_t  *hd;
@@ -210,13 +211,22 @@ test_malformed(void)
         { "GET / HTTP/2.0\r\n\r\n", GG_HTTP_UNSUPPORTED, "HTTP/2.0" },
         { "GET /\x01 HTTP/1.1\r\n\r\n", GG_HTTP_ERROR, "control in target" },
         { "GET / HTTP/1.1\rX\n\r\n", GG_HTTP_ERROR, "CR without LF" },
-        { "GET / HTTP/1.1\r\nA : b\r\n\r\n", GG_HTTP_ERROR,
+        { "GET / HTTP/1.1\r\nA : b\r\n\r\n", GG_HTTP_INVALID,
           "space before colon" },
-        { "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", GG_HTTP_ERROR,
+        { "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", GG_HTTP_INVALID,
           "obs-fold" },
-        { "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", GG_HTTP_ERROR,
+        { "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", GG_HTTP_INVALID,
           "DEL in value" },
-        { "GET / HTTP/1.1\r\n: b\r\n\r\n", GG_HTTP_ERROR, "empty name" },
+        { "GET / HTTP/1.1\r\n: b\r\n\r\n", GG_HTTP_INVALID,
+          "empty name" },
+        { "GET / HTTP/1.1\r\nNo-Colon\r\n\r\n", GG_HTTP_INVALID,
+          "no colon" },
+        { "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n", GG_HTTP_ERROR,
+          "CR without LF in a value" },
+        { "POST / HTTP/1.1\r\nContent-Length: 1\x01\r\n\r\n",
+          GG_HTTP_ERROR, "control byte in Content-Length" },
+        { "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\x7f\r\n\r\n",
+          GG_HTTP_ERROR, "control byte in Transfer-Encoding" },
         { "POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", GG_HTTP_ERROR,
           "non-digit Content-Length" },
         { "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", GG_HTTP_ERROR,
@@ -251,13 +261,133 @@ test_malformed(void)
            && gg_http_parse_head(&h, big, 64) == GG_HTTP_TOO_LARGE,
            "limit reached exactly");
 
-    big[0] = '\0';
-    strcat(big, "GET / HTTP/1.1\r\n");
-    for (i = 0; i < GG_HTTP_MAX_HEADERS + 1; i++) {
-        strcat(big, "A: b\r\n");
+    free(big);
+}
+
+
+/*
+ * What nginx passes on must not break the head: any byte but NUL, CR and
+ * LF in a value (nginx 1.22 ngx_http_parse_header_line), any number of
+ * fields.  Control bytes make the head INVALID (a 400 for the message)
+ * with the head's end and framing still known.
+ */
+
+static void
+test_invalid_fields(void)
+{
+    int              c, all;
+    size_t           i, pos, n;
+    gg_http_head_t   h;
+    gg_http_header_t hd;
+    char             req[256], *big;
+
+    all = 1;
+
+    for (c = 0x01; c < 0x100; c++) {
+        if (c == '\r' || c == '\n') {
+            continue;
+        }
+
+        n = (size_t) snprintf(req, sizeof(req), "POST /v1/x HTTP/1.1\r\n"
+                              "X-A: a%cb\r\nContent-Length: 2\r\n\r\nok",
+                              c);
+
+        if (head_steps(&h, req, c % 7, 0, 65536)
+            != ((c < 0x20 && c != '\t') || c == 0x7f ? GG_HTTP_INVALID
+                                                      : GG_HTTP_OK)
+            || h.head_len != n - 2 || h.content_length != 2)
+        {
+            printf("# value byte 0x%02x\n", c);
+            all = 0;
+        }
     }
-    strcat(big, "\r\n");
-    tap_ok(head(big) == GG_HTTP_TOO_LARGE, "too many headers");
+
+    tap_ok(all, "every value byte: control bytes INVALID, the rest OK, "
+           "head end and Content-Length known either way");
+
+    all = 1;
+
+    for (c = 0x01; c < 0x100; c++) {
+        if (c == '\r' || c == '\n' || c == ':') {
+            continue;
+        }
+
+        n = (size_t) snprintf(req, sizeof(req), "GET / HTTP/1.1\r\n"
+                              "X%cY: 1\r\nContent-Length: 0\r\n\r\n", c);
+
+        if (head_steps(&h, req, c % 5, 0, 65536)
+            != (strchr("!#$%&'*+-.^_`|~", c) || (c >= '0' && c <= '9')
+                || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+                ? GG_HTTP_OK : GG_HTTP_INVALID)
+            || h.head_len != n || h.content_length != 0)
+        {
+            printf("# name byte 0x%02x\n", c);
+            all = 0;
+        }
+    }
+
+    tap_ok(all, "every name byte: outside tchar INVALID, head end known");
+
+    tap_ok(head_steps(&h, "GET / HTTP/1.1\r\nA: \x01\r\n"
+                      "Content-Length: 5\r\n\r\n", 1, 0, 65536)
+           == GG_HTTP_INVALID && h.invalid_at == 20,
+           "the first bad byte's offset is kept for the log");
+
+    /* 1,000 fields: more than are kept, all walked, framing from the last */
+
+    big = malloc(20000);
+    strcpy(big, "POST / HTTP/1.1\r\n");
+
+    for (i = 0; i < 1000; i++) {
+        sprintf(big + strlen(big), "X-%zu: v%zu\r\n", i, i);
+    }
+
+    strcat(big, "Content-Length: 7\r\nConnection: close\r\n\r\n");
+
+    tap_ok(head_steps(&h, big, 0, 0, 65536) == GG_HTTP_OK
+           && h.nfields == 1002 && h.nheaders == GG_HTTP_MAX_HEADERS
+           && h.content_length == 7 && !h.keep_alive,
+           "1,002 fields: parsed, framing from fields past the kept ones");
+    tap_ok(value_is(&h, big, "x-999", "v999")
+           && value_is(&h, big, "X-0", "v0"),
+           "a field past the kept ones is found");
+
+    pos = 0;
+    n = 0;
+    all = 1;
+
+    while (gg_http_header_next(&h, big, &pos, &hd)) {
+        if (n < 1000) {
+            snprintf(req, sizeof(req), "X-%zu", n);
+            all &= (hd.name_len == strlen(req)
+                    && memcmp(big + hd.name, req, hd.name_len) == 0);
+        }
+
+        n++;
+    }
+
+    tap_ok(all && n == 1002 && pos == h.head_len,
+           "gg_http_header_next walks every field in order");
+
+    tap_ok(head_steps(&h, "HTTP/1.1 200 OK\r\nA:  1 \r\nB:\r\n\r\n", 0,
+                      1, 65536) == GG_HTTP_OK
+           && (pos = 0, gg_http_header_next(&h, "HTTP/1.1 200 OK\r\n"
+                                            "A:  1 \r\nB:\r\n\r\n",
+                                            &pos, &hd))
+           && hd.value_len == 1, "walk: a response, values OWS trimmed");
+
+    /* the same bytes with an LF-only head, and with one control byte */
+
+    strcpy(big, "POST / HTTP/1.1\n");
+
+    for (i = 0; i < 200; i++) {
+        sprintf(big + strlen(big), "X-%zu: v\n", i);
+    }
+
+    strcat(big, "X-Bad: \x01\nContent-Length: 3\n\n");
+    tap_ok(head_steps(&h, big, 3, 0, 65536) == GG_HTTP_INVALID
+           && h.content_length == 3 && h.head_len == strlen(big),
+           "bare LF lines, 202 fields, a control byte: INVALID, framed");
 
     free(big);
 }
@@ -393,6 +523,7 @@ main(void)
     test_request();
     test_request_forms();
     test_malformed();
+    test_invalid_fields();
     test_response();
     test_chunked();
 
