@@ -39,6 +39,7 @@ static void mock_listen_resume(gg_timer_t *t);
 static void mock_conn_handler(gg_io_t *io, uint32_t revents);
 static void mock_conn_gen_timer(gg_timer_t *t);
 static void mock_conn_drip_timer(gg_timer_t *t);
+static void mock_conn_stray_timer(gg_timer_t *t);
 static void mock_conn_finish(mock_conn_t *c);
 static void mock_conn_free(mock_conn_t *c);
 
@@ -97,6 +98,8 @@ mock_conn_reset(mock_conn_t *c)
     c->stall_after = -1;
     c->write_mode = MOCK_WRITE_NORMAL;
     c->byte_delay_us = 200;
+    c->stray_ms = -1;
+    c->stray_kind = MOCK_STRAY_RESPONSE;
 
     c->phase = MOCK_PH_TTFT;
     c->n = 0;
@@ -154,6 +157,8 @@ mock_accept(gg_io_t *io, uint32_t revents)
         c->gen_timer.data = c;
         c->drip_timer.handler = mock_conn_drip_timer;
         c->drip_timer.data = c;
+        c->stray_timer.handler = mock_conn_stray_timer;
+        c->stray_timer.data = c;
         mock_conn_reset(c);
 
         if (gg_io_set(&mock_loop, &c->io, EPOLLIN | EPOLLRDHUP) != 0) {
@@ -439,6 +444,14 @@ mock_request_done(mock_conn_t *c)
     }
 
     if (c->keepalive) {
+        if (c->stray_ms >= 0) {
+            c->stray_send = c->stray_kind;
+            (void) gg_timer_add(&mock_loop, &c->stray_timer,
+                                (uint64_t) c->stray_ms * 1000);
+            mock_log(0, "stray test mode: unasked bytes in %ld ms",
+                     c->stray_ms);
+        }
+
         mock_conn_reset(c);
 
         if (mock_conf.keepalive_ms) {
@@ -580,6 +593,7 @@ mock_conn_headers(mock_conn_t *c, const char *buf)
         { "x-mock-drop-after", offsetof(mock_conn_t, drop_after) },
         { "x-mock-stall-after", offsetof(mock_conn_t, stall_after) },
         { "x-mock-byte-delay-us", offsetof(mock_conn_t, byte_delay_us) },
+        { "x-mock-stray-ms", offsetof(mock_conn_t, stray_ms) },
     };
 
     for (i = 0; i < c->head.nheaders; i++) {
@@ -605,6 +619,24 @@ mock_conn_headers(mock_conn_t *c, const char *buf)
             } else {
                 c->header_error = "X-Mock-Write-Mode must be normal, byte "
                                   "or bulk.";
+            }
+
+            continue;
+        }
+
+        if (gg_http_header_is(hd, buf, "x-mock-stray-kind")) {
+            if (len == 8 && strncasecmp(p, "response", 8) == 0) {
+                c->stray_kind = MOCK_STRAY_RESPONSE;
+
+            } else if (len == 4 && strncasecmp(p, "byte", 4) == 0) {
+                c->stray_kind = MOCK_STRAY_BYTE;
+
+            } else if (len == 4 && strncasecmp(p, "head", 4) == 0) {
+                c->stray_kind = MOCK_STRAY_HEAD;
+
+            } else {
+                c->header_error = "X-Mock-Stray-Kind must be response, "
+                                  "byte or head.";
             }
 
             continue;
@@ -961,6 +993,48 @@ mock_conn_gen_timer(gg_timer_t *t)
 }
 
 
+/*
+ * The stray test mode: unasked bytes on an idle kept-alive connection, as
+ * a runtime with a bug might send them.  Not while another request is on
+ * the connection (its answer would be torn, which tests nothing).
+ */
+
+static void
+mock_conn_stray_timer(gg_timer_t *t)
+{
+    mock_conn_t  *c;
+    const char   *p;
+
+    static const char  stray[] =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        "Content-Length: 36\r\n\r\n"
+        "{\"stray\":\"STRAY RESPONSE, UNASKED\"}\n";
+
+    c = t->data;
+
+    if (c->dead || c->state != MOCK_READ_HEAD || gg_buf_len(&c->in)
+        || gg_buf_len(&c->out))
+    {
+        mock_log(1, "stray test mode: connection busy, nothing sent");
+        c->stray_send = 0;
+        return;
+    }
+
+    p = (c->stray_send == MOCK_STRAY_BYTE) ? "X"
+        : (c->stray_send == MOCK_STRAY_HEAD) ? "HTTP/1.1 200 OK\r\n"
+        : stray;
+
+    mock_log(1, "stray test mode: %zu unasked bytes sent", strlen(p));
+
+    c->stray_send = 0;
+    mock_strays++;
+
+    mock_conn_out(c, p, strlen(p));
+    mock_conn_flush(c);
+    mock_conn_finish(c);
+}
+
+
 static void
 mock_conn_drip_timer(gg_timer_t *t)
 {
@@ -978,6 +1052,7 @@ mock_conn_free(mock_conn_t *c)
 {
     gg_timer_del(&mock_loop, &c->gen_timer);
     gg_timer_del(&mock_loop, &c->drip_timer);
+    gg_timer_del(&mock_loop, &c->stray_timer);
 
     /* close() drops the epoll registration: the fd is not shared */
     close(c->io.fd);

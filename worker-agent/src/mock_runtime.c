@@ -40,6 +40,7 @@ long          mock_in_flight;
 long          mock_disconnects;
 long          mock_connections;
 long          mock_completion_tokens;
+long          mock_strays;
 
 static FILE  *mock_log_file;
 
@@ -198,9 +199,13 @@ mock_metrics_text(gg_buf_t *b)
         "gpugate_mock_completion_tokens_total %ld\n"
         "# HELP gpugate_mock_connections_total Connections accepted.\n"
         "# TYPE gpugate_mock_connections_total counter\n"
-        "gpugate_mock_connections_total %ld\n",
+        "gpugate_mock_connections_total %ld\n"
+        "# HELP gpugate_mock_stray_total Unsolicited sends of the stray "
+        "test mode (X-Mock-Stray-Ms).\n"
+        "# TYPE gpugate_mock_stray_total counter\n"
+        "gpugate_mock_stray_total %ld\n",
         mock_in_flight, mock_disconnects, mock_completion_tokens,
-        mock_connections);
+        mock_connections, mock_strays);
 
     rc |= mock_metrics_dialect(b);
 
@@ -262,6 +267,14 @@ mock_usage(FILE *f)
 "                           byte: every body byte a separate write,\n"
 "                           X-Mock-Byte-Delay-Us apart (default 200);\n"
 "                           bulk: the whole stream in one write, no delays\n"
+"  X-Mock-Stray-Ms: N       TEST MODE, a misbehaving runtime: N ms after\n"
+"                           this answer, on the kept-alive connection, send\n"
+"                           unasked X-Mock-Stray-Kind bytes (only while no\n"
+"                           other request is on it; counted in\n"
+"                           gpugate_mock_stray_total)\n"
+"  X-Mock-Stray-Kind: response|byte|head\n"
+"                           a whole second 200 response (default), one\n"
+"                           byte 'X', or a lone status line\n"
 "  A bad X-Mock-* value gets 400 on inference endpoints.\n"
 "\n"
 "Endpoints: GET /v1/models, POST /v1/chat/completions, /v1/completions,\n"

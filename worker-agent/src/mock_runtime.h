@@ -22,7 +22,7 @@
 
 
 #define MOCK_NAME          "gpugate-mock-runtime"
-#define MOCK_HEAD_MAX      65536
+#define MOCK_HEAD_MAX      (1024 * 1024)
 #define MOCK_BODY_MAX      (8 * 1024 * 1024)
 #define MOCK_MODELS_MAX    64
 
@@ -57,6 +57,17 @@ typedef enum {
 } mock_write_mode_e;
 
 
+/*
+ * X-Mock-Stray-Kind: what a misbehaving runtime sends on a kept-alive
+ * connection after a complete answer, unasked (X-Mock-Stray-Ms later)
+ */
+typedef enum {
+    MOCK_STRAY_RESPONSE = 1,         /* a whole second response */
+    MOCK_STRAY_BYTE,                 /* one byte, 'X' */
+    MOCK_STRAY_HEAD                  /* a status line, no more */
+} mock_stray_e;
+
+
 typedef enum {
     MOCK_READ_HEAD = 0,              /* waiting for a request head */
     MOCK_READ_BODY,                  /* Content-Length body */
@@ -83,6 +94,8 @@ struct mock_conn_s {
     gg_io_t             io;          /* the socket; this struct owns fd */
     gg_timer_t          gen_timer;   /* generation delays; linger limit */
     gg_timer_t          drip_timer;  /* byte mode: the next byte */
+    gg_timer_t          stray_timer; /* stray test mode: when to send */
+    int                 stray_send;  /* the kind it sends, 0: none */
     mock_conn_t        *prev;        /* all connections, so that exit */
     mock_conn_t        *next;        /*   can free them */
     mock_state_e        state;       /* where the connection is */
@@ -121,6 +134,10 @@ struct mock_conn_s {
     long                stall_after; /* -1: never */
     mock_write_mode_e   write_mode;
     long                byte_delay_us; /* byte mode: pause between bytes */
+    long                stray_ms;    /* test mode: send unsolicited bytes
+                                        this long after the answer; -1:
+                                        never */
+    int                 stray_kind;  /* what they are: mock_stray_e */
 
     /* generation, while "active" */
     int                 active;      /* an accepted inference request:
@@ -144,6 +161,7 @@ extern long          mock_in_flight;
 extern long          mock_disconnects;
 extern long          mock_connections;
 extern long          mock_completion_tokens;
+extern long          mock_strays;
 
 
 void mock_log(int always, const char *fmt, ...)
