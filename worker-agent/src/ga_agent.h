@@ -29,8 +29,19 @@
 /* the most a tunnel's output may hold before the runtime is not read */
 #define GA_OUT_HIGH       (64 * 1024)
 
-/* biggest request (head and body) the agent takes from nginx */
+/* biggest request body the agent takes from nginx: 413 past it */
 #define GA_REQUEST_MAX    (32 * 1024 * 1024)
+
+/*
+ * Biggest request head: 431 past it.  nginx forwards what
+ * large_client_header_buffers let in (4 x 8k by default, some 33 KB with
+ * the request line) with proxy_set_header's lines added; any number of
+ * fields.  1 MiB leaves room for generous gateway settings.
+ */
+#define GA_REQUEST_HEAD_MAX  (1024 * 1024)
+
+/* runtime response heads */
+#define GA_HEAD_MAX       (64 * 1024)
 
 #define GA_MAX_WORKERS    64
 
@@ -98,6 +109,15 @@ typedef struct ga_conn_s {
                                         close (re-framed), 3 none */
     int64_t              rleft;      /* length framing: bytes to go */
     gg_http_chunked_t    rchunk;     /* chunked framing tracker */
+    uint64_t             skip;       /* body bytes of a refused request
+                                        still to drop (length framing) */
+    gg_http_chunked_t    skipck;     /* the same for a chunked body */
+    unsigned             skipping:1; /* a refused request's body is being
+                                        dropped: the refusal is answered
+                                        after it, so that the tunnel
+                                        stays in step and usable */
+    unsigned             skip_chunked:1; /* by "skipck", not "skip" */
+    int                  refuse;     /* the status of that refusal */
     uint64_t             started;    /* request arrival, for the log */
     uint64_t             up;         /* when the 101 came, us */
     unsigned             requests;   /* requests seen since the 101 */
@@ -245,6 +265,7 @@ SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
 
 /* ga_relay.c */
 int ga_serve(ga_conn_t *c);
+int ga_serve_skip(ga_conn_t *c);
 void ga_relay_end(ga_conn_t *c, int clean);
 void ga_relay_update(ga_conn_t *c);
 void ga_relay_pool_close(ga_runtime_t *rt);

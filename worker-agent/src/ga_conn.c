@@ -30,7 +30,6 @@
 
 
 #define GA_HANDSHAKE_TIMEOUT  (10 * 1000000ULL)
-#define GA_HEAD_MAX           (64 * 1024)
 
 #define GA_TLS12_CIPHERS                                                      \
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"              \
@@ -601,9 +600,17 @@ ga_conn_read(ga_conn_t *c)
     ssize_t  n;
 
     for ( ;; ) {
-        if (gg_buf_len(&c->in) > GA_REQUEST_MAX) {
+        if (c->skipping && c->state == GA_IDLE
+            && ga_serve_skip(c) < GG_HTTP_OK)
+        {
+            /* a refused chunked body turned out malformed: ga_serve says */
+            return 0;
+        }
+
+        if (gg_buf_len(&c->in) > GA_REQUEST_MAX + GA_REQUEST_HEAD_MAX) {
             ga_log(GA_WARN, "gateway %s:%s: request over %d bytes",
-                   c->gw->url->host, c->gw->url->port, GA_REQUEST_MAX);
+                   c->gw->url->host, c->gw->url->port,
+                   GA_REQUEST_MAX + GA_REQUEST_HEAD_MAX);
             return -1;
         }
 
@@ -917,7 +924,7 @@ ga_step2_done(ga_conn_t *c)
     c->state = GA_IDLE;
     c->up = gg_time_us();
     c->requests = 0;
-    gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
+    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
     ga_worker_seen(c, wk.pid, wk.slot, wk.workers, wk.generation);
     ga_handshake_done(c->gw);

@@ -34,9 +34,6 @@
 #include "ga_agent.h"
 
 
-#define GA_HEAD_MAX  (64 * 1024)
-
-
 struct ga_rconn_s {
     gg_io_t              io;         /* the socket; io.data is the tunnel
                                         relaying on it, or this object
@@ -51,17 +48,21 @@ struct ga_rconn_s {
 };
 
 
+static int ga_serve_refuse(ga_conn_t *c, int status);
+static int ga_serve_broken(ga_conn_t *c, int rc, const char *what);
 static int ga_relay_start(ga_conn_t *c, size_t body, size_t total);
 static int ga_relay_connect(ga_conn_t *c, int fresh);
 static int ga_relay_send(ga_conn_t *c);
 static int ga_relay_retry(ga_conn_t *c, const char *why);
 static void ga_relay_io(gg_io_t *io, uint32_t revents);
 static int ga_relay_response(ga_conn_t *c, int eof);
+static void ga_relay_unreachable(ga_conn_t *c, const char *why, int gone);
 static void ga_relay_fail(ga_conn_t *c, const char *why);
-static int ga_answer(ga_conn_t *c, int status, const char *reason,
-    const char *code, const char *message);
+static int ga_answer(ga_conn_t *c, int status, const char *code,
+    const char *message);
 static ga_rconn_t *ga_rconn_get(ga_runtime_t *rt, int fresh, char *err,
-    size_t size);
+    size_t size, int *gone);
+static int ga_rconn_clean(ga_rconn_t *r);
 static void ga_rconn_put(ga_rconn_t *rc);
 static void ga_rconn_close(ga_rconn_t *rc);
 static void ga_rconn_unlink(ga_rconn_t *rc);
@@ -79,7 +80,13 @@ static gg_timer_t                ga_rreaper;
     ((rt)->conf->keepalive < 0 ? (rt)->conf->capacity : (rt)->conf->keepalive)
 
 
-/* handles complete requests in c->in while the connection is idle */
+/*
+ * Handles complete requests in c->in while the connection is idle.  A
+ * request the agent refuses is the request's fault, not the tunnel's: it
+ * gets its answer on the same tunnel, which then serves on.  Only input
+ * whose end cannot be found (a broken request line, ambiguous framing)
+ * costs the tunnel, after a 400, and never counts as a gateway failure.
+ */
 
 int
 ga_serve(ga_conn_t *c)
@@ -93,18 +100,55 @@ ga_serve(ga_conn_t *c)
 
     rt = c->gw->rt;
 
-    while (c->state == GA_IDLE && gg_buf_len(&c->in)) {
+    for ( ;; ) {
+
+        if (c->skipping) {
+            rc = ga_serve_skip(c);
+
+            if (rc == GG_HTTP_AGAIN) {
+                return 0;
+            }
+
+            if (rc != GG_HTTP_OK) {
+                /* answered, and closing: see ga_serve_broken() */
+                return 0;
+            }
+        }
+
+        if (c->state != GA_IDLE || gg_buf_len(&c->in) == 0) {
+            return 0;
+        }
 
         buf = gg_buf_pos(&c->in);
-        rc = gg_http_parse_head(&c->head, buf, gg_buf_len(&c->in));
+
+        /* a head already whole waits only for its body: not parsed again */
+
+        rc = GG_HTTP_OK;
+
+        if (c->head.head_len == 0) {
+            rc = gg_http_parse_head(&c->head, buf, gg_buf_len(&c->in));
+        }
 
         if (rc == GG_HTTP_AGAIN) {
             return 0;
         }
 
+        if (rc == GG_HTTP_INVALID) {
+            used = c->head.invalid_at - 1;
+
+            ga_log(GA_WARN, "request refused (400): byte 0x%02x at offset "
+                   "%zu of its head is not allowed in a header field",
+                   (unsigned char) buf[used], used);
+
+            if (ga_serve_refuse(c, 400) != 0) {
+                return -1;
+            }
+
+            continue;
+        }
+
         if (rc != GG_HTTP_OK) {
-            ga_log(GA_WARN, "malformed request from the gateway (%d)", rc);
-            return -1;
+            return ga_serve_broken(c, rc, "malformed request head");
         }
 
         /* the request must be whole before the runtime is dialed */
@@ -133,27 +177,49 @@ ga_serve(ga_conn_t *c)
             }
 
             if (rc == GG_HTTP_AGAIN) {
-                gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
                 return 0;
             }
 
+            if (rc == GG_HTTP_TOO_LARGE) {
+                ga_log(GA_WARN, "request refused (413): chunked body over "
+                       "%d bytes", GA_REQUEST_MAX);
+
+                if (ga_serve_refuse(c, 413) != 0) {
+                    return -1;
+                }
+
+                continue;
+            }
+
             if (rc != GG_HTTP_OK) {
-                return -1;
+                return ga_serve_broken(c, rc, "malformed chunked body");
             }
 
             body = used;
+
+        } else if (c->head.content_length > GA_REQUEST_MAX) {
+            ga_log(GA_WARN, "request refused (413): Content-Length %lld "
+                   "over %d", (long long) c->head.content_length,
+                   GA_REQUEST_MAX);
+
+            if (ga_serve_refuse(c, 413) != 0) {
+                return -1;
+            }
+
+            continue;
 
         } else if (c->head.content_length > 0) {
             body = (size_t) c->head.content_length;
 
             if (gg_buf_len(&c->in) - c->head.head_len < body) {
-                /* parsed again when more arrives: cheap, heads are small */
-                gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
                 return 0;
             }
         }
 
         total = c->head.head_len + body;
+
+        c->requests++;
+        c->gw->flaps = 0;
 
         (void) gg_timer_add(&ga_agent.loop, &c->timer,
                             ga_agent.conf.idle_timeout * 1000000ULL);
@@ -164,7 +230,7 @@ ga_serve(ga_conn_t *c)
                       c->head.uri_len) == 0)
         {
             gg_buf_consume(&c->in, total);
-            gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
+            gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
             if (gg_buf_printf(&c->out, "HTTP/1.1 204 No Content\r\n"
                               "X-Gpugate-Inflight: %d\r\n%s%s\r\n",
@@ -181,11 +247,9 @@ ga_serve(ga_conn_t *c)
 
         if (rt->inflight >= rt->conf->capacity) {
             gg_buf_consume(&c->in, total);
-            gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
+            gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
-            if (ga_answer(c, 503, "Service Unavailable", "agent_busy",
-                          "agent at capacity") != 0)
-            {
+            if (ga_answer(c, 503, "agent_busy", "agent at capacity") != 0) {
                 return -1;
             }
 
@@ -193,6 +257,149 @@ ga_serve(ga_conn_t *c)
         }
 
         return ga_relay_start(c, body, total);
+    }
+}
+
+
+/*
+ * Refuses the request whose head is in c->head: its body is dropped as it
+ * comes (however big: nothing of it is kept), then the refusal is
+ * answered, so that the tunnel stays in step with nginx.
+ */
+
+static int
+ga_serve_refuse(ga_conn_t *c, int status)
+{
+    c->requests++;
+    c->gw->flaps = 0;
+
+    c->refuse = status;
+    c->skipping = 1;
+    c->skip_chunked = c->head.chunked;
+    c->skip = c->head.content_length > 0
+              ? (uint64_t) c->head.content_length : 0;
+
+    if (c->skip_chunked) {
+        gg_http_chunked_init(&c->skipck, UINT64_MAX);
+    }
+
+    gg_buf_consume(&c->in, c->head.head_len);
+    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+
+    ga_log(GA_DEBUG, "refused request: dropping its body, then %d", status);
+
+    return gg_timer_add(&ga_agent.loop, &c->timer,
+                        ga_agent.conf.idle_timeout * 1000000ULL);
+}
+
+
+/*
+ * Drops what has come of a refused request's body; once all of it is
+ * gone, answers the refusal.  GG_HTTP_OK then, GG_HTTP_AGAIN while more
+ * is to come, or GG_HTTP_ERROR when a chunked body turned out malformed
+ * (answered, and the tunnel closing) or no memory was left.
+ */
+
+int
+ga_serve_skip(ga_conn_t *c)
+{
+    int          rc;
+    size_t       n, k, out_len;
+    const char  *code, *msg;
+    char         scratch[4096];
+
+    if (!c->skip_chunked) {
+        n = gg_buf_len(&c->in);
+        n = (uint64_t) n > c->skip ? (size_t) c->skip : n;
+
+        gg_buf_consume(&c->in, n);
+        c->skip -= n;
+
+        if (c->skip) {
+            return GG_HTTP_AGAIN;
+        }
+
+    } else {
+        rc = GG_HTTP_AGAIN;
+
+        while (gg_buf_len(&c->in) && rc == GG_HTTP_AGAIN) {
+            n = gg_buf_len(&c->in);
+            n = n > sizeof(scratch) ? sizeof(scratch) : n;
+            memcpy(scratch, gg_buf_pos(&c->in), n);
+
+            rc = gg_http_parse_chunked(&c->skipck, scratch, n, scratch, &k,
+                                       &out_len);
+            gg_buf_consume(&c->in, k);
+        }
+
+        if (rc == GG_HTTP_AGAIN) {
+            return rc;
+        }
+
+        if (rc != GG_HTTP_OK) {
+            (void) ga_serve_broken(c, rc, "malformed chunked body");
+            return GG_HTTP_ERROR;
+        }
+    }
+
+    c->skipping = 0;
+
+    ga_log(GA_DEBUG, "refused request's body dropped: answering %d",
+           c->refuse);
+
+    if (c->refuse == 413) {
+        code = "request_too_large";
+        msg = "request body too large for the agent";
+
+    } else {
+        code = "invalid_header";
+        msg = "a request header holds a byte that is not allowed (a "
+              "control character) or a malformed name";
+    }
+
+    if (ga_answer(c, c->refuse, code, msg) != 0) {
+        return GG_HTTP_ERROR;
+    }
+
+    return GG_HTTP_OK;
+}
+
+
+/*
+ * Input whose end cannot be found: answered, and the tunnel closed once
+ * the answer is out.  This counts as a request served, not as a failed
+ * tunnel: a gateway that sent it is up.  Returns 0, or -1 on no memory.
+ */
+
+static int
+ga_serve_broken(ga_conn_t *c, int rc, const char *what)
+{
+    int  status;
+
+    status = (rc == GG_HTTP_TOO_LARGE) ? 431
+             : (rc == GG_HTTP_UNSUPPORTED) ? 501 : 400;
+
+    ga_log(GA_WARN, "gateway %s:%s: %s (%d): answered %d, closing the "
+           "tunnel", c->gw->url->host, c->gw->url->port, what, rc, status);
+
+    c->requests++;
+    c->gw->flaps = 0;
+    c->skipping = 0;
+
+    if (c->state == GA_IDLE) {
+        c->worker->idle--;
+        c->state = GA_CLOSING;
+        ga_log(GA_DEBUG, "tunnel closing after its last answer");
+    }
+
+    gg_buf_reset(&c->in);
+
+    if (ga_answer(c, status, status == 431 ? "header_too_large"
+                  : "invalid_request", status == 431
+                  ? "request head too large for the agent"
+                  : "malformed request") != 0)
+    {
+        return -1;
     }
 
     return 0;
@@ -202,8 +409,9 @@ ga_serve(ga_conn_t *c)
 static int
 ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 {
-    size_t                   i;
+    size_t                   pos;
     const char              *buf;
+    gg_http_header_t         hd;
     const gg_http_header_t  *h;
 
     buf = gg_buf_pos(&c->in);
@@ -217,8 +425,12 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
         return -1;
     }
 
-    for (i = 0; i < c->head.nheaders; i++) {
-        h = &c->head.headers[i];
+    /* every field, however many: nginx sets no limit on their number */
+
+    pos = 0;
+
+    while (gg_http_header_next(&c->head, buf, &pos, &hd)) {
+        h = &hd;
 
         /* hop-by-hop: this hop ends here */
 
@@ -259,12 +471,10 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
                    && memcmp(buf + c->head.method, "HEAD", 4) == 0);
 
     gg_buf_consume(&c->in, total);
-    gg_http_head_init(&c->head, 0, GA_HEAD_MAX);
+    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
     c->state = GA_RELAY;
     c->worker->idle--;
-    c->requests++;
-    c->gw->flaps = 0;
     c->gw->rt->inflight++;
     ga_agent.inflight++;
     ga_agent.served++;
@@ -294,15 +504,15 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 static int
 ga_relay_connect(ga_conn_t *c, int fresh)
 {
+    int          gone;
     char         err[GA_ERR_SIZE];
     ga_rconn_t  *rc;
 
-    rc = ga_rconn_get(c->gw->rt, fresh, err, sizeof(err));
+    rc = ga_rconn_get(c->gw->rt, fresh, err, sizeof(err), &gone);
 
     if (rc == NULL) {
-        ga_probe_now(c->gw->rt);
-        ga_relay_fail(c, err);
-        return ga_conn_dead(c) ? 1 : 0;
+        ga_relay_unreachable(c, err, gone);
+        return 1;
     }
 
     rc->io.handler = ga_relay_io;
@@ -414,14 +624,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
             /* resolved again next time: the runtime may have moved */
             c->gw->rt->addr_len = 0;
 
-            /* is it gone?  then no more capacity is offered (§ probe) */
-            ga_probe_now(c->gw->rt);
-            ga_relay_fail(c, strerror(err ? err : errno));
-
-            if (!ga_conn_dead(c)) {
-                ga_conn_update(c);
-            }
-
+            ga_relay_unreachable(c, strerror(err ? err : errno), 1);
             return;
         }
 
@@ -511,8 +714,9 @@ static int
 ga_relay_response(ga_conn_t *c, int eof)
 {
     int                      rc;
-    size_t                   i, n, used, out_len;
+    size_t                   pos, n, used, out_len;
     const char              *buf;
+    gg_http_header_t         hd;
     const gg_http_header_t  *h;
     char                     scratch[16384];
 
@@ -522,7 +726,12 @@ ga_relay_response(ga_conn_t *c, int eof)
 
         if (rc == GG_HTTP_AGAIN) {
             if (eof) {
-                ga_relay_fail(c, "runtime closed before answering");
+                /*
+                 * Nothing has gone to nginx yet: another agent can take
+                 * the request (a reused connection was retried already).
+                 * Whether the runtime is gone is for the probe to say.
+                 */
+                ga_relay_unreachable(c, "closed before answering", 0);
             }
 
             return 0;
@@ -572,8 +781,10 @@ ga_relay_response(ga_conn_t *c, int eof)
             c->rkeep = 0;
         }
 
-        for (i = 0; i < c->rhead.nheaders; i++) {
-            h = &c->rhead.headers[i];
+        pos = 0;
+
+        while (gg_http_header_next(&c->rhead, buf, &pos, &hd)) {
+            h = &hd;
 
             if (gg_http_header_is(h, buf, "connection")
                 || gg_http_header_is(h, buf, "keep-alive"))
@@ -762,6 +973,41 @@ ga_relay_update(ga_conn_t *c)
 }
 
 
+/*
+ * The runtime could not be connected to, so nothing of the request has
+ * reached it and nothing of an answer has been sent: the tunnel is closed
+ * without a byte, which nginx takes as an error before the response and
+ * retries on another agent (proxy_next_upstream error ... non_idempotent),
+ * where a 502 from here would be the client's error.  When the runtime is
+ * "gone" (refused, unreachable, not resolved, not a lack of our own
+ * resources), the agent withdraws at once: its idle tunnels close before
+ * this one, so that the retry cannot land on them, and no new ones are
+ * dialed until a probe connects again.
+ */
+
+static void
+ga_relay_unreachable(ga_conn_t *c, const char *why, int gone)
+{
+    ga_runtime_t  *rt;
+
+    rt = c->gw->rt;
+
+    ga_log(GA_WARN, "runtime \"%s\" (%s:%s) unreachable: %s; the request "
+           "goes back to the gateway for another agent", rt->conf->name,
+           rt->conf->url.host, rt->conf->url.port, why);
+
+    if (gone) {
+        ga_runtime_down(rt, 1, why);
+    }
+
+    /* confirmed, or brought back, by a probe */
+    ga_probe_now(rt);
+
+    ga_relay_end(c, 0);
+    ga_conn_close(c, "runtime unreachable before any answer");
+}
+
+
 static void
 ga_relay_fail(ga_conn_t *c, const char *why)
 {
@@ -779,19 +1025,45 @@ ga_relay_fail(ga_conn_t *c, const char *why)
 
     snprintf(msg, sizeof(msg), "runtime unreachable: %s", why);
 
-    if (ga_answer(c, 502, "Bad Gateway", "runtime_unavailable", msg) != 0) {
+    if (ga_answer(c, 502, "runtime_unavailable", msg) != 0) {
         ga_conn_close(c, "out of memory");
     }
 }
 
 
+/*
+ * An OpenAI error answer from the agent itself: "invalid_request_error"
+ * for what the request did wrong (4xx), "server_error" for the rest.
+ */
+
 static int
-ga_answer(ga_conn_t *c, int status, const char *reason, const char *code,
-    const char *message)
+ga_answer(ga_conn_t *c, int status, const char *code, const char *message)
 {
-    char    body[1024], esc[600], *e;
-    int     n;
-    size_t  i;
+    char         body[1024], esc[600], *e;
+    int          n;
+    size_t       i;
+    const char  *reason;
+
+    switch (status) {
+    case 400:
+        reason = "Bad Request";
+        break;
+    case 413:
+        reason = "Content Too Large";
+        break;
+    case 431:
+        reason = "Request Header Fields Too Large";
+        break;
+    case 501:
+        reason = "Not Implemented";
+        break;
+    case 502:
+        reason = "Bad Gateway";
+        break;
+    default:
+        reason = "Service Unavailable";
+        break;
+    }
 
     /* the message may quote strerror() or a host name: keep JSON valid */
 
@@ -815,8 +1087,10 @@ ga_answer(ga_conn_t *c, int status, const char *reason, const char *code,
     *e = '\0';
 
     n = snprintf(body, sizeof(body),
-                 "{\"error\":{\"message\":\"%s\",\"type\":\"server_error\","
-                 "\"param\":null,\"code\":\"%s\"}}\n", esc, code);
+                 "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
+                 "\"param\":null,\"code\":\"%s\"}}\n", esc,
+                 status < 500 ? "invalid_request_error" : "server_error",
+                 code);
 
     return gg_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n"
                          "Content-Type: application/json\r\n"
@@ -825,19 +1099,31 @@ ga_answer(ga_conn_t *c, int status, const char *reason, const char *code,
 }
 
 
-/* the newest pooled connection, or a new one (connect in progress) */
+/*
+ * The newest pooled connection with nothing unread, or a new one (connect
+ * in progress).  NULL with "err" set on failure; "gone" then tells a
+ * runtime that cannot be reached from a lack of the agent's resources.
+ */
 
 static ga_rconn_t *
-ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size)
+ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size,
+    int *gone)
 {
     int               fd, on, rc;
     ga_rconn_t       *r;
     struct addrinfo   hints, *res;
 
-    if (!fresh && rt->pool != NULL) {
+    *gone = 0;
+
+    while (!fresh && rt->pool != NULL) {
         r = rt->pool;
         ga_rconn_unlink(r);
-        return r;
+
+        if (ga_rconn_clean(r)) {
+            return r;
+        }
+
+        ga_rconn_close(r);
     }
 
     if (rt->addr_len == 0) {
@@ -851,6 +1137,7 @@ ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size)
         if (rc != 0) {
             snprintf(err, size, "%s: %s", rt->conf->url.host,
                      gai_strerror(rc));
+            *gone = (rc != EAI_MEMORY && rc != EAI_SYSTEM);
             return NULL;
         }
 
@@ -874,6 +1161,8 @@ ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size)
         && errno != EINPROGRESS)
     {
         snprintf(err, size, "connect: %s", strerror(errno));
+        *gone = (errno != EAGAIN && errno != EADDRNOTAVAIL
+                 && errno != ENOBUFS && errno != ENOMEM);
         rt->addr_len = 0;
         close(fd);
         return NULL;
@@ -890,6 +1179,41 @@ ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size)
     r->rt = rt;
 
     return r;
+}
+
+
+/*
+ * A pooled connection is used again only if the runtime has sent nothing
+ * on it since its last answer ended: a byte there (a stray second
+ * response, garbage, a close) would be read as the next request's answer,
+ * and every answer after it on this connection would be one behind, to
+ * whichever tenant's request came next.  The epoll event that tells the
+ * same may not have been handled yet (it can be later in this batch).
+ */
+
+static int
+ga_rconn_clean(ga_rconn_t *r)
+{
+    char     byte;
+    ssize_t  n;
+
+    n = recv(r->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return 1;
+    }
+
+    if (n > 0) {
+        ga_log(GA_WARN, "runtime \"%s\" sent unsolicited bytes on an idle "
+               "kept-alive connection (first 0x%02x): closed, not reused",
+               r->rt->conf->name, (unsigned char) byte);
+
+    } else {
+        ga_log(GA_DEBUG, "runtime \"%s\" closed an idle kept-alive "
+               "connection: not reused", r->rt->conf->name);
+    }
+
+    return 0;
 }
 
 
@@ -993,7 +1317,8 @@ ga_rconn_idle_io(gg_io_t *io, uint32_t revents)
 {
     (void) revents;
 
-    ga_log(GA_DEBUG, "runtime closed an idle kept-alive connection");
+    /* closed, or a stray byte: never to be reused either way */
+    (void) ga_rconn_clean(io->data);
 
     ga_rconn_close(io->data);
 }
