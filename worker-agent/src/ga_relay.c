@@ -1209,8 +1209,8 @@ ga_rconn_clean(ga_rconn_t *r)
                r->rt->conf->name, (unsigned char) byte);
 
     } else {
-        ga_log(GA_DEBUG, "runtime \"%s\" closed an idle kept-alive "
-               "connection: not reused", r->rt->conf->name);
+        ga_log(GA_DEBUG, "runtime closed an idle kept-alive connection "
+               "(runtime \"%s\")", r->rt->conf->name);
     }
 
     return 0;
