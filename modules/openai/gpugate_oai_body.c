@@ -386,6 +386,97 @@ gpugate_oai_fail(gpugate_oai_body_t *b, const char *error, const char *param,
 }
 
 
+/*
+ * 1 if the raw member name is "name" (lowercase ASCII) when compared as
+ * Go's encoding/json compares them, so as Ollama would read it: letters
+ * without case, and the two non-ASCII letters that Unicode folds onto
+ * ASCII ones, U+017F LONG S (s) and U+212A KELVIN SIGN (k).
+ */
+
+static int
+gpugate_oai_name_folds(const unsigned char *raw, size_t len,
+    const char *name)
+{
+    unsigned char         c;
+    const unsigned char  *p, *end;
+
+    p = raw;
+    end = raw + len;
+
+    for ( /* void */ ; *name; name++) {
+        if (p >= end) {
+            return 0;
+        }
+
+        c = *p;
+
+        if (c >= 'A' && c <= 'Z') {
+            c |= 0x20;
+        }
+
+        if (c == (unsigned char) *name) {
+            p++;
+            continue;
+        }
+
+        if (*name == 's' && end - p >= 2 && p[0] == 0xc5 && p[1] == 0xbf) {
+            p += 2;
+            continue;
+        }
+
+        if (*name == 'k' && end - p >= 3 && p[0] == 0xe2 && p[1] == 0x84
+            && p[2] == 0xaa)
+        {
+            p += 3;
+            continue;
+        }
+
+        return 0;
+    }
+
+    return p == end;
+}
+
+
+/*
+ * A member that is not one the router reads but that a case-insensitive
+ * runtime would read as one: the router would check one value and the
+ * runtime use another.  The checked name it stands for, or NULL.
+ */
+
+static const char *
+gpugate_oai_case_variant(const unsigned char *raw, size_t len,
+    const char *need)
+{
+    size_t       i;
+    const char  *names[4];
+
+    names[0] = "model";
+    names[1] = "stream";
+    names[2] = "stream_options";
+    names[3] = need;
+
+    for (i = 0; i < 4; i++) {
+        if (gpugate_oai_name_folds(raw, len, names[i])) {
+            return names[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static int
+gpugate_oai_fail_variant(gpugate_oai_body_t *b, const char *name,
+    const char *param)
+{
+    snprintf(b->msg, sizeof(b->msg), "A member name differs from '%s' "
+             "only by case (the request would be ambiguous).", name);
+
+    return gpugate_oai_fail(b, b->msg, param, "invalid_value");
+}
+
+
 /* the kind of a value by its first byte */
 
 enum {
@@ -457,7 +548,7 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
     const unsigned char  *raw, *v, *vend, *opts_v, *ov;
     const unsigned char  *model_v, *stream_v, *need_v;
     gpugate_oai_scan_t    s, o;
-    const char           *need;
+    const char           *need, *variant;
 
     memset(b, 0, sizeof(gpugate_oai_body_t));
 
@@ -574,6 +665,13 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
                 goto duplicate;
             }
             need_v = v;
+
+        } else {
+            variant = gpugate_oai_case_variant(raw, raw_len, need);
+
+            if (variant) {
+                return gpugate_oai_fail_variant(b, variant, variant);
+            }
         }
 
 #undef gpugate_oai_name_is
@@ -675,6 +773,15 @@ members_done:
 
         while (o.p < o.end && *o.p == '"') {
             (void) gpugate_oai_string(&o, &raw, &raw_len, &plain);
+
+            if (!plain) {
+                return gpugate_oai_fail(b, "Member names with escapes are "
+                                        "not accepted in stream_options "
+                                        "(the request would be "
+                                        "ambiguous).", "stream_options",
+                                        "invalid_json");
+            }
+
             gpugate_oai_ws(&o);
             o.p++;                                  /* ':' */
             gpugate_oai_ws(&o);
@@ -702,6 +809,11 @@ members_done:
                 b->include_usage = (k == GPUGATE_OAI_V_BOOL_TRUE);
                 b->usage_start = ov;
                 b->usage_end = o.p;
+
+            } else if (gpugate_oai_name_folds(raw, raw_len, "include_usage"))
+            {
+                return gpugate_oai_fail_variant(b, "include_usage",
+                                            "stream_options.include_usage");
             }
 
             gpugate_oai_ws(&o);
@@ -930,6 +1042,48 @@ void
 gpugate_oai_body_free(gpugate_oai_body_t *b)
 {
     b->model = NULL;
+}
+
+
+gpugate_oai_path_e
+gpugate_oai_path(const char *path, size_t len, const char **id,
+    size_t *id_len)
+{
+    size_t       i, n;
+    const char  *p;
+
+    static const struct {
+        const char          *tail;
+        gpugate_oai_path_e   path;
+    } ends[] = {
+        { "/v1/chat/completions", GPUGATE_OAI_PATH_CHAT },
+        { "/v1/completions", GPUGATE_OAI_PATH_COMPLETIONS },
+        { "/v1/embeddings", GPUGATE_OAI_PATH_EMBEDDINGS },
+        { "/v1/models", GPUGATE_OAI_PATH_MODELS },
+        { "/v1/models/", GPUGATE_OAI_PATH_MODELS }
+    };
+
+    static const char  models[] = "/v1/models/";
+
+    for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
+        n = strlen(ends[i].tail);
+
+        if (len >= n && memcmp(path + len - n, ends[i].tail, n) == 0) {
+            return ends[i].path;
+        }
+    }
+
+    n = sizeof(models) - 1;
+
+    for (p = path; (size_t) (path + len - p) > n; p++) {
+        if (memcmp(p, models, n) == 0) {
+            *id = p + n;
+            *id_len = path + len - *id;
+            return GPUGATE_OAI_PATH_MODEL;
+        }
+    }
+
+    return GPUGATE_OAI_PATH_OTHER;
 }
 
 

@@ -26,6 +26,18 @@ typedef enum {
 } gpugate_oai_kind_e;
 
 
+/* what a request path asks for, as far as the router knows it */
+
+typedef enum {
+    GPUGATE_OAI_PATH_OTHER = 0,     /* not an endpoint the router knows */
+    GPUGATE_OAI_PATH_CHAT,          /* .../v1/chat/completions */
+    GPUGATE_OAI_PATH_COMPLETIONS,   /* .../v1/completions */
+    GPUGATE_OAI_PATH_EMBEDDINGS,    /* .../v1/embeddings */
+    GPUGATE_OAI_PATH_MODELS,        /* .../v1/models, .../v1/models/ */
+    GPUGATE_OAI_PATH_MODEL          /* .../v1/models/ID */
+} gpugate_oai_path_e;
+
+
 typedef struct {
     const unsigned char  *body;        /* the body checked (not copied) */
     size_t                body_len;    /* its length */
@@ -78,6 +90,17 @@ char *gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
     int ask_usage, size_t *len);
 
 void gpugate_oai_body_free(gpugate_oai_body_t *b);
+
+/*
+ * The endpoint of a (decoded, normalised) request path: it ends in
+ * "/v1/" and an endpoint name, compared byte for byte (no case folding,
+ * no trailing slash except on the model list); whatever comes before
+ * "/v1/" is the operator's mount point.  For GPUGATE_OAI_PATH_MODEL the
+ * model id (everything after the first "/v1/models/") is returned in
+ * *id and *id_len.
+ */
+gpugate_oai_path_e gpugate_oai_path(const char *path, size_t len,
+    const char **id, size_t *id_len);
 
 /*
  * 1 if "model" is in the comma-separated "list" ("*" allows all), as

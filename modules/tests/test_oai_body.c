@@ -296,7 +296,125 @@ main(void)
                        "{\"model\":\"b\",\"stream\":true," MSG "}"),
            "alias only: stream_options untouched");
 
+    /*
+     * A member a case-insensitive runtime (Go's encoding/json: Ollama)
+     * reads as a checked one is refused, naming the member it stands for,
+     * whether the exact one is there too or not; other members are not.
+     */
+
+    {
+        static const struct {
+            const char          *body;
+            gpugate_oai_kind_e   kind;
+            const char          *param;
+        } variants[] = {
+            { "{\"model\":\"a\",\"Model\":\"b\"," MSG "}",
+              GPUGATE_OAI_CHAT, "model" },
+            { "{\"MODEL\":\"b\",\"model\":\"a\"," MSG "}",
+              GPUGATE_OAI_CHAT, "model" },
+            { "{\"model\":\"a\",\"mOdEl\":\"b\"," MSG "}",
+              GPUGATE_OAI_CHAT, "model" },
+            { "{\"Model\":\"b\"," MSG "}", GPUGATE_OAI_CHAT, "model" },
+            { "{\"model\":\"a\",\"Stream\":true," MSG "}",
+              GPUGATE_OAI_CHAT, "stream" },
+            { "{\"model\":\"a\",\"\xc5\xbftream\":true," MSG "}",
+              GPUGATE_OAI_CHAT, "stream" },
+            { "{\"model\":\"a\",\"STREAM_OPTIONS\":{}," MSG "}",
+              GPUGATE_OAI_CHAT, "stream_options" },
+            { "{\"model\":\"a\",\"stream_option\xc5\xbf\":{}," MSG "}",
+              GPUGATE_OAI_CHAT, "stream_options" },
+            { "{\"model\":\"a\"," MSG ",\"Messages\":[]}",
+              GPUGATE_OAI_CHAT, "messages" },
+            { "{\"model\":\"a\",\"prompt\":\"x\",\"Prompt\":\"y\"}",
+              GPUGATE_OAI_COMPLETIONS, "prompt" },
+            { "{\"model\":\"a\",\"input\":\"x\",\"INPUT\":[1]}",
+              GPUGATE_OAI_EMBEDDINGS, "input" },
+            { "{\"model\":\"a\",\"stream\":true,\"stream_options\":"
+              "{\"include_usage\":false,\"Include_Usage\":true}," MSG "}",
+              GPUGATE_OAI_CHAT, "stream_options.include_usage" },
+            { NULL, 0, NULL }
+        };
+
+        int  k, ok = 1;
+
+        for (k = 0; variants[k].body; k++) {
+            if (!fails_with(variants[k].body, variants[k].kind,
+                            variants[k].param, "invalid_value"))
+            {
+                printf("# not refused as %s: %s\n", variants[k].param,
+                       variants[k].body);
+                ok = 0;
+            }
+        }
+
+        tap_ok(ok, "case variants of checked members are refused");
+
+        tap_ok(parse(&b, "{\"model\":\"a\",\"Prompt\":\"x\",\"Input\":1,"
+                     "\"modelx\":1,\"Modl\":2,\"mode\xc5\xbf\":3," MSG "}",
+                     GPUGATE_OAI_CHAT) == 0,
+               "names of other members (and of other endpoints) pass");
+        gpugate_oai_body_free(&b);
+
+        tap_ok(fails_with("{\"model\":\"a\",\"stream\":true,\"stream_options\""
+                          ":{\"include\\u005fusage\":true}," MSG "}",
+                          GPUGATE_OAI_CHAT, "stream_options",
+                          "invalid_json"),
+               "escaped member names in stream_options are refused");
+    }
+
 #undef MSG
+
+    /* request paths */
+
+    {
+        static const struct {
+            const char          *path;
+            gpugate_oai_path_e   want;
+            const char          *id;
+        } paths[] = {
+            { "/v1/chat/completions", GPUGATE_OAI_PATH_CHAT, NULL },
+            { "/retry/v1/chat/completions", GPUGATE_OAI_PATH_CHAT, NULL },
+            { "/v1/completions", GPUGATE_OAI_PATH_COMPLETIONS, NULL },
+            { "/v1/embeddings", GPUGATE_OAI_PATH_EMBEDDINGS, NULL },
+            { "/v1/models", GPUGATE_OAI_PATH_MODELS, NULL },
+            { "/v1/models/", GPUGATE_OAI_PATH_MODELS, NULL },
+            { "/v1/models/m-1", GPUGATE_OAI_PATH_MODEL, "m-1" },
+            { "/v1/models/org/m:7b", GPUGATE_OAI_PATH_MODEL, "org/m:7b" },
+            { "/v1/chat/completions/", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/Chat/Completions", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/chat/completionsx", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/chat/completions", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v2/completions", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/responses", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/embeddings/", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/modelsx", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/V1/models", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "", GPUGATE_OAI_PATH_OTHER, NULL },
+            { NULL, 0, NULL }
+        };
+
+        int          k, ok = 1;
+        size_t       id_len;
+        const char  *id;
+
+        for (k = 0; paths[k].path; k++) {
+            id = NULL;
+            id_len = 0;
+
+            if (gpugate_oai_path(paths[k].path, strlen(paths[k].path), &id,
+                                 &id_len) != paths[k].want
+                || (paths[k].id == NULL) != (id == NULL)
+                || (id && (id_len != strlen(paths[k].id)
+                           || memcmp(id, paths[k].id, id_len) != 0)))
+            {
+                printf("# path %s: not %d\n", paths[k].path,
+                       (int) paths[k].want);
+                ok = 0;
+            }
+        }
+
+        tap_ok(ok, "endpoints by exact path, under any mount point");
+    }
 
     tap_ok(gpugate_oai_model_allowed("*", 1, "x", 1), "* allows all");
     tap_ok(gpugate_oai_model_allowed("a,bb,c", 6, "bb", 2), "listed model");

@@ -5,6 +5,7 @@
  * libFuzzer target: any bytes as a request body for every endpoint; a
  * successful parse must also survive a rewrite, and a body rewritten to
  * ask for usage must parse again, asking for it, with the new model.
+ * The same bytes as a request path: a model id lies inside it.
  */
 
 
@@ -21,6 +22,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int                 kind;
     char               *out;
     size_t              len;
+    size_t              id_len;
+    const char         *id;
     gpugate_oai_body_t  b, again;
 
     for (kind = 0; kind < 3; kind++) {
@@ -46,6 +49,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
         gpugate_oai_body_free(&b);
+    }
+
+    id = NULL;
+
+    if (gpugate_oai_path((const char *) data, size, &id, &id_len)
+        == GPUGATE_OAI_PATH_MODEL
+        && (id == NULL || id_len == 0 || id < (const char *) data
+            || id + id_len != (const char *) data + size))
+    {
+        __builtin_trap();
     }
 
     return 0;
