@@ -47,6 +47,13 @@ typedef struct {
 
 
 typedef struct {
+    ngx_str_t     path;            /* request path passed through as is,
+                                      without the "*" of a prefix */
+    unsigned      prefix:1;        /* "PATH*": every path starting so */
+} ngx_http_gpugate_path_t;
+
+
+typedef struct {
     ngx_array_t  *models;          /* of ngx_http_gpugate_model_t; NULL if
                                       no gpugate_model at this level and
                                       none inherited */
@@ -64,6 +71,10 @@ typedef struct {
                                       as each model's "created" */
     ngx_str_t     default_pool;    /* "gpugate_default_pool": $gpugate_pool
                                       of requests not routed by model */
+    ngx_array_t  *passthrough;     /* "gpugate_passthrough": of
+                                      ngx_http_gpugate_path_t, paths
+                                      proxied without the router; NULL:
+                                      none here or inherited */
     ngx_int_t     allowed_index;   /* $gpugate_allowed_models, set by the
                                       auth module: the key's models */
     unsigned      models_handler:1; /* "gpugate_models" is set here */
@@ -125,7 +136,7 @@ extern ngx_module_t  ngx_http_gpugate_openai_module;
 ngx_int_t ngx_http_gpugate_openai_route_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_gpugate_openai_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_gpugate_models_answer(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed);
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *id);
 
 
 #endif /* _NGX_HTTP_GPUGATE_OPENAI_H_INCLUDED_ */

@@ -28,6 +28,17 @@
 
 
 static ngx_int_t ngx_http_gpugate_openai_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_gpugate_openai_admit(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, gpugate_oai_kind_e *kind,
+    ngx_int_t *sent);
+static ngx_int_t ngx_http_gpugate_openai_refuse(ngx_http_request_t *r,
+    ngx_uint_t status, const char *allow, const char *message,
+    const char *code);
+static ngx_uint_t ngx_http_gpugate_openai_raw_path(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_gpugate_openai_passthrough(
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *uri);
+static ngx_str_t *ngx_http_gpugate_models_allowed(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed);
 static void ngx_http_gpugate_openai_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx);
@@ -235,45 +246,44 @@ ngx_http_gpugate_openai_usage_variable(ngx_http_request_t *r,
 static gpugate_oai_kind_e
 ngx_http_gpugate_openai_kind(ngx_http_request_t *r)
 {
-    ngx_str_t  *uri;
+    size_t   len;
+    u_char  *id;
 
-    uri = &r->uri;
-
-#define ngx_http_gpugate_ends(s)                                              \
-    (uri->len >= sizeof(s) - 1                                               \
-     && ngx_strncmp(uri->data + uri->len - (sizeof(s) - 1), s,               \
-                    sizeof(s) - 1) == 0)
-
-    if (ngx_http_gpugate_ends("/chat/completions")) {
+    switch (gpugate_oai_path((char *) r->uri.data, r->uri.len,
+                             (const char **) &id, &len))
+    {
+    case GPUGATE_OAI_PATH_CHAT:
         return GPUGATE_OAI_CHAT;
-    }
 
-    if (ngx_http_gpugate_ends("/completions")) {
+    case GPUGATE_OAI_PATH_COMPLETIONS:
         return GPUGATE_OAI_COMPLETIONS;
-    }
 
-    if (ngx_http_gpugate_ends("/embeddings")) {
+    case GPUGATE_OAI_PATH_EMBEDDINGS:
         return GPUGATE_OAI_EMBEDDINGS;
+
+    default:
+        return (gpugate_oai_kind_e) -1;
     }
-
-#undef ngx_http_gpugate_ends
-
-    return (gpugate_oai_kind_e) -1;
 }
 
 
 static ngx_int_t
 ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                            rc;
+    ngx_int_t                            rc, sent;
+    gpugate_oai_kind_e                   kind;
     ngx_http_gpugate_openai_ctx_t       *ctx;
     ngx_http_gpugate_openai_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
 
-    if (!olcf->enable || r != r->main || r->method != NGX_HTTP_POST
-        || (int) ngx_http_gpugate_openai_kind(r) < 0)
-    {
+    /*
+     * Internal redirects come from the configuration only (error_page,
+     * try_files; a runtime's X-Accel-Redirect is ignored in these
+     * locations): they were admitted, or are the gateway's own answers.
+     */
+
+    if (!olcf->enable || r != r->main || r->internal) {
         return NGX_DECLINED;
     }
 
@@ -283,6 +293,17 @@ ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
         return ctx->status;
     }
 
+    rc = ngx_http_gpugate_openai_admit(r, olcf, &kind, &sent);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_http_finalize_request(r, sent);
+        return NGX_DONE;
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_gpugate_openai_ctx_t));
     if (ctx == NULL) {
         return NGX_ERROR;
@@ -290,6 +311,10 @@ ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
 
     ctx->status = NGX_DONE;
     ngx_http_set_ctx(r, ctx, ngx_http_gpugate_openai_module);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate openai: reading the body of a kind %d request",
+                   (int) kind);
 
     /* one buffer when it fits client_body_buffer_size: no copy to parse */
     r->request_body_in_single_buf = 1;
@@ -305,6 +330,226 @@ ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
     ngx_http_finalize_request(r, NGX_DONE);
 
     return NGX_DONE;
+}
+
+
+/*
+ * Nothing reaches a runtime from a gpugate_openai location unless the
+ * router understands it (the endpoints it routes by model, checked) or
+ * the operator named its path with gpugate_passthrough: anything else
+ * would escape the key's model list and the usage ledger.  NGX_OK: an
+ * endpoint to route, its kind in *kind; NGX_DECLINED: passed through;
+ * NGX_DONE: answered here (the model list, or an error), *sent is what
+ * to finalize the request with.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_admit(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, gpugate_oai_kind_e *kind,
+    ngx_int_t *sent)
+{
+    size_t              id_len;
+    ngx_str_t           id;
+    const char         *idp;
+    gpugate_oai_path_e  path;
+
+    /*
+     * A runtime answering 101 to an upgrade would turn the connection
+     * into a raw pipe to the runtime (or the agent's tunnel): unmetered,
+     * unchecked.  The inference API has no use for it.
+     */
+
+    if (r->headers_in.upgrade) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate openai: protocol upgrade to \"%V\" refused",
+                      &r->headers_in.upgrade->value);
+
+        *sent = ngx_http_gpugate_openai_refuse(r, NGX_HTTP_BAD_REQUEST, NULL,
+                    "Protocol upgrades are not accepted on this endpoint.",
+                    "upgrade_not_allowed");
+        return NGX_DONE;
+    }
+
+    idp = NULL;
+    id_len = 0;
+
+    path = gpugate_oai_path((char *) r->uri.data, r->uri.len, &idp,
+                            &id_len);
+
+    /* the model list is the gateway's, filtered by the key: never the
+       runtime's own */
+
+    if (path == GPUGATE_OAI_PATH_MODELS || path == GPUGATE_OAI_PATH_MODEL) {
+
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            *sent = ngx_http_gpugate_openai_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                        "GET, HEAD", "Only GET is allowed on /v1/models.",
+                        "method_not_allowed");
+            return NGX_DONE;
+        }
+
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            *sent = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_DONE;
+        }
+
+        id.data = (u_char *) idp;
+        id.len = id_len;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: model list answered here, id \"%V\"",
+                       &id);
+
+        *sent = ngx_http_gpugate_models_answer(r, olcf,
+                                               idp ? &id : NULL);
+        return NGX_DONE;
+    }
+
+    /*
+     * What the runtime is sent is the raw path when nginx still has it:
+     * "%2F", "//", "/./" or a different case would make the router check
+     * one endpoint and the runtime serve another.  Refused, not guessed.
+     */
+
+    if (!ngx_http_gpugate_openai_raw_path(r)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate openai: path \"%V\" is not sent as \"%V\", "
+                      "refused", &r->unparsed_uri, &r->uri);
+
+        *sent = ngx_http_gpugate_openai_refuse(r, NGX_HTTP_BAD_REQUEST, NULL,
+                    "The request path must be sent as it is: without "
+                    "percent-encoding, empty segments or dot segments.",
+                    "invalid_path");
+        return NGX_DONE;
+    }
+
+    switch (path) {
+
+    case GPUGATE_OAI_PATH_CHAT:
+    case GPUGATE_OAI_PATH_COMPLETIONS:
+    case GPUGATE_OAI_PATH_EMBEDDINGS:
+
+        if (r->method != NGX_HTTP_POST) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "gpugate openai: method \"%V\" refused on \"%V\"",
+                          &r->method_name, &r->uri);
+
+            *sent = ngx_http_gpugate_openai_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                        "POST", "Only POST is allowed on this endpoint.",
+                        "method_not_allowed");
+            return NGX_DONE;
+        }
+
+        *kind = ngx_http_gpugate_openai_kind(r);
+        return NGX_OK;
+
+    default:
+        break;
+    }
+
+    if (ngx_http_gpugate_openai_passthrough(olcf, &r->uri)) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: %V \"%V\" passed through",
+                       &r->method_name, &r->uri);
+        return NGX_DECLINED;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "gpugate openai: %V \"%V\" is not an endpoint here "
+                  "(gpugate_passthrough names extra paths)",
+                  &r->method_name, &r->uri);
+
+    *sent = ngx_http_gpugate_openai_refuse(r, NGX_HTTP_NOT_FOUND, NULL, NULL,
+                                           NULL);
+    return NGX_DONE;
+}
+
+
+/* an OpenAI error answer; message NULL: the status's usual one */
+
+static ngx_int_t
+ngx_http_gpugate_openai_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    const char *allow, const char *message, const char *code)
+{
+    ngx_table_elt_t           *h;
+    ngx_http_gpugate_error_t   err;
+
+    if (allow) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        h->value.data = (u_char *) allow;
+        h->value.len = ngx_strlen(allow);
+    }
+
+    ngx_http_gpugate_status_error(status, &err);
+
+    if (message) {
+        err.message.data = (u_char *) message;
+        err.message.len = ngx_strlen(message);
+        err.code = code;
+    }
+
+    return ngx_http_gpugate_send_error(r, &err);
+}
+
+
+/*
+ * 1 if the runtime is sent the path the router classified: nginx sends
+ * the raw request path as long as the configuration did not rewrite the
+ * URI (then it sends the normalised one, escaped), so the raw path must
+ * be the normalised one byte for byte.
+ */
+
+static ngx_uint_t
+ngx_http_gpugate_openai_raw_path(ngx_http_request_t *r)
+{
+    size_t   len;
+    u_char  *q;
+
+    if (!r->valid_unparsed_uri) {
+        return 1;
+    }
+
+    len = r->unparsed_uri.len;
+    q = ngx_strlchr(r->unparsed_uri.data, r->unparsed_uri.data + len, '?');
+
+    if (q) {
+        len = q - r->unparsed_uri.data;
+    }
+
+    return len == r->uri.len
+           && ngx_strncmp(r->unparsed_uri.data, r->uri.data, len) == 0;
+}
+
+
+static ngx_uint_t
+ngx_http_gpugate_openai_passthrough(ngx_http_gpugate_openai_loc_conf_t *olcf,
+    ngx_str_t *uri)
+{
+    ngx_uint_t                i;
+    ngx_http_gpugate_path_t  *p;
+
+    if (olcf->passthrough == NULL) {
+        return 0;
+    }
+
+    p = olcf->passthrough->elts;
+
+    for (i = 0; i < olcf->passthrough->nelts; i++) {
+        if ((p[i].prefix ? uri->len >= p[i].path.len
+                         : uri->len == p[i].path.len)
+            && ngx_strncmp(uri->data, p[i].path.data, p[i].path.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -672,22 +917,54 @@ ngx_http_gpugate_openai_find(ngx_http_gpugate_openai_loc_conf_t *olcf,
 
 
 /*
+ * The key's model list, NULL when it may use every model (no auth here,
+ * no list, or "*").
+ */
+
+static ngx_str_t *
+ngx_http_gpugate_models_allowed(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed)
+{
+    ngx_http_variable_value_t  *vv;
+
+    if (olcf->allowed_index == NGX_ERROR) {
+        return NULL;
+    }
+
+    vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
+
+    if (vv == NULL || vv->not_found
+        || (vv->len == 1 && vv->data[0] == '*'))
+    {
+        return NULL;
+    }
+
+    allowed->data = vv->data;
+    allowed->len = vv->len;
+
+    return allowed;
+}
+
+
+/*
  * The /v1/models list: the configured model names, then the models that
  * connected agents advertise and that this location routes to a tunnel
  * pool (through a prefix entry, or as the default pool when there are no
- * entries), each once; only what "allowed" lets the key use, unless it is
- * NULL.  Built per request when agents or a key's limits are involved.
+ * entries), each once; only what the key may use.  Built per request when
+ * agents or a key's limits are involved.  With an id (/v1/models/ID):
+ * that one model object if the list has it, else 404 model_not_found.
  */
 
 ngx_int_t
 ngx_http_gpugate_models_answer(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed)
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *id)
 {
     size_t                     len;
     u_char                    *p;
-    ngx_str_t                  body, *name, *live;
+    ngx_str_t                  body, *name, *live, *allowed, list;
     ngx_uint_t                 i, j, n, first, listed;
     ngx_array_t                names, agents;
+    ngx_http_gpugate_error_t   err;
     ngx_http_gpugate_model_t  *m, *e;
 
     static const char  head[] = "{\"object\":\"list\",\"data\":[";
@@ -696,6 +973,8 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     m = olcf->models ? olcf->models->elts : NULL;
     n = olcf->models ? olcf->models->nelts : 0;
 
+    allowed = ngx_http_gpugate_models_allowed(r, olcf, &list);
+
     if (ngx_array_init(&names, r->pool, n + 8, sizeof(ngx_str_t)) != NGX_OK
         || ngx_array_init(&agents, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK
         || ngx_http_gpugate_tunnel_live_models(r->pool, &agents) != NGX_OK)
@@ -703,7 +982,9 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (agents.nelts == 0 && allowed == NULL) {
+    if (agents.nelts == 0 && allowed == NULL && id == NULL
+        && olcf->models_body.len)
+    {
         return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &olcf->models_body);
     }
 
@@ -765,6 +1046,41 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     }
 
     name = names.elts;
+
+    /* drop what the key may not use, and with an id all but that one */
+
+    for (i = 0, j = 0; i < names.nelts; i++) {
+        if (allowed
+            && !gpugate_oai_model_allowed((char *) allowed->data,
+                                          allowed->len,
+                                          (char *) name[i].data,
+                                          name[i].len))
+        {
+            continue;
+        }
+
+        if (id && !(id->len == name[i].len
+                    && ngx_strncmp(id->data, name[i].data, id->len) == 0))
+        {
+            continue;
+        }
+
+        name[j++] = name[i];
+    }
+
+    names.nelts = j;
+
+    if (id && names.nelts == 0) {
+        ngx_http_gpugate_status_error(NGX_HTTP_NOT_FOUND, &err);
+        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
+        err.code = "model_not_found";
+        err.param = "model";
+        ngx_str_set(&err.message, "The model does not exist or you do not "
+                                  "have access to it.");
+
+        return ngx_http_gpugate_send_error(r, &err);
+    }
+
     len = sizeof(head) - 1 + sizeof(tail) - 1;
 
     for (i = 0; i < names.nelts; i++) {
@@ -780,19 +1096,15 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(body.data, head, sizeof(head) - 1);
+    p = body.data;
+
+    if (id == NULL) {
+        p = ngx_cpymem(p, head, sizeof(head) - 1);
+    }
+
     first = 1;
 
     for (i = 0; i < names.nelts; i++) {
-        if (allowed
-            && !gpugate_oai_model_allowed((char *) allowed->data,
-                                          allowed->len,
-                                          (char *) name[i].data,
-                                          name[i].len))
-        {
-            continue;
-        }
-
         p = ngx_sprintf(p, "%s{\"id\":\"", first ? "" : ",");
         p = (u_char *) ngx_escape_json(p, name[i].data, name[i].len);
         p = ngx_sprintf(p, "\",\"object\":\"model\",\"created\":%T,"
@@ -800,7 +1112,13 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
         first = 0;
     }
 
-    p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+    if (id == NULL) {
+        p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+
+    } else {
+        *p++ = '\n';
+    }
+
     body.len = p - body.data;
 
     return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &body);

@@ -27,6 +27,8 @@ static char *ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gpugate_models(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_gpugate_passthrough(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 
 static ngx_str_t  ngx_http_gpugate_allowed_models_name =
@@ -45,6 +47,13 @@ static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
     { ngx_string("gpugate_models"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_gpugate_models,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_passthrough"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_passthrough,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -108,9 +117,7 @@ ngx_module_t  ngx_http_gpugate_openai_module = {
 static ngx_int_t
 ngx_http_gpugate_models_handler(ngx_http_request_t *r)
 {
-    ngx_str_t                            allowed;
     ngx_table_elt_t                     *h;
-    ngx_http_variable_value_t           *vv;
     ngx_http_gpugate_error_t             err;
     ngx_http_gpugate_openai_loc_conf_t  *olcf;
 
@@ -137,19 +144,6 @@ ngx_http_gpugate_models_handler(ngx_http_request_t *r)
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
 
     /* a key limited to some models sees only those */
-
-    if (olcf->allowed_index != NGX_ERROR) {
-        vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
-
-        if (vv && !vv->not_found
-            && !(vv->len == 1 && vv->data[0] == '*'))
-        {
-            allowed.data = vv->data;
-            allowed.len = vv->len;
-
-            return ngx_http_gpugate_models_answer(r, olcf, &allowed);
-        }
-    }
 
     return ngx_http_gpugate_models_answer(r, olcf, NULL);
 }
@@ -226,6 +220,7 @@ ngx_http_gpugate_openai_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->models = NULL;
+     *     conf->passthrough = NULL;
      *     conf->models_body = { 0, NULL };
      *     conf->models_handler = 0;
      */
@@ -260,7 +255,13 @@ ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->models = prev->models;
     }
 
-    if (conf->models_handler
+    if (conf->passthrough == NULL) {
+        conf->passthrough = prev->passthrough;
+    }
+
+    /* a gpugate_openai location answers GET /v1/models itself too */
+
+    if ((conf->models_handler || conf->enable)
         && ngx_http_gpugate_models_serialise(cf, conf) != NGX_OK)
     {
         return NGX_CONF_ERROR;
@@ -414,6 +415,87 @@ ngx_http_gpugate_models(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf->handler = ngx_http_gpugate_models_handler;
     olcf->models_handler = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Paths are compared with the request's normalised path byte for byte,
+ * and the router refuses requests whose raw path differs from it: an
+ * entry that normalisation would change could never match.
+ */
+
+static char *
+ngx_http_gpugate_passthrough(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_gpugate_openai_loc_conf_t *olcf = conf;
+
+    u_char                   *p, *last;
+    ngx_str_t                *value;
+    ngx_uint_t                i;
+    ngx_http_gpugate_path_t  *e;
+
+    value = cf->args->elts;
+
+    if (olcf->passthrough == NULL) {
+        olcf->passthrough = ngx_array_create(cf->pool, 4,
+                                             sizeof(ngx_http_gpugate_path_t));
+        if (olcf->passthrough == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 0 || value[i].data[0] != '/') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "passthrough path \"%V\" must start with "
+                               "\"/\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        last = value[i].data + value[i].len;
+
+        for (p = value[i].data; p < last; p++) {
+            if (*p <= ' ' || *p >= 0x7f || *p == '%' || *p == '?'
+                || *p == '#' || *p == '\\'
+                || (*p == '*' && p != last - 1))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid character 0x%02xd in "
+                                   "passthrough path \"%V\"",
+                                   (ngx_uint_t) *p, &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (*p == '/' && p + 1 < last
+                && (p[1] == '/'
+                    || (p[1] == '.'
+                        && (p + 2 == last || p[2] == '/'
+                            || (p[2] == '.'
+                                && (p + 3 == last || p[3] == '/'))))))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "passthrough path \"%V\" has an empty "
+                                   "or dot segment", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        e = ngx_array_push(olcf->passthrough);
+        if (e == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        e->path = value[i];
+        e->prefix = 0;
+
+        if (e->path.data[e->path.len - 1] == '*') {
+            e->prefix = 1;
+            e->path.len--;
+        }
+    }
 
     return NGX_CONF_OK;
 }
