@@ -47,6 +47,7 @@ static ngx_chain_t *ngx_http_gpugate_openai_out_buf(ngx_http_request_t *r,
 static void ngx_http_gpugate_openai_record(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c);
 static ngx_uint_t ngx_http_gpugate_is_event_stream(ngx_http_request_t *r);
+static void ngx_http_gpugate_openai_hide(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_filter_init(ngx_conf_t *cf);
 
 
@@ -105,6 +106,22 @@ ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r)
     if (!olcf->enable) {
         return ngx_http_next_header_filter(r);
     }
+
+    /*
+     * An interim answer (a 101 above all) would reach the client as a
+     * final one, and the bytes after it as a raw stream from the
+     * runtime: the request fails as if the runtime had broken down.
+     * (Client upgrades are refused before any runtime is asked.)
+     */
+
+    if (r->headers_out.status < NGX_HTTP_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "gpugate openai: the runtime answered %ui, which is "
+                      "never passed to a client", r->headers_out.status);
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    ngx_http_gpugate_openai_hide(r);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
 
@@ -172,6 +189,60 @@ ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r)
     ngx_str_set(&h->value, "no");
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * Headers of the runtime that are not the client's business: nginx's own
+ * control headers (X-Accel-*, already ignored by the upstream module in
+ * these locations), the gateway's protocol (X-Gpugate-*) and cookies (a
+ * runtime must not set state in the client of a gateway serving many).
+ * Headers the location adds (add_header) come after this filter and
+ * stay.
+ */
+
+static void
+ngx_http_gpugate_openai_hide(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        if ((h[i].key.len > sizeof("X-Accel-") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Accel-",
+                                sizeof("X-Accel-") - 1) == 0)
+            || (h[i].key.len > sizeof("X-Gpugate-") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Gpugate-",
+                                   sizeof("X-Gpugate-") - 1) == 0)
+            || (h[i].key.len == sizeof("Set-Cookie") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Set-Cookie",
+                                   sizeof("Set-Cookie") - 1) == 0))
+        {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "gpugate openai: runtime header \"%V\" hidden",
+                           &h[i].key);
+            h[i].hash = 0;
+        }
+    }
 }
 
 

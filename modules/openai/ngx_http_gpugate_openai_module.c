@@ -29,6 +29,7 @@ static char *ngx_http_gpugate_models(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gpugate_passthrough(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_gpugate_openai_upstream_headers(ngx_conf_t *cf);
 
 
 static ngx_str_t  ngx_http_gpugate_allowed_models_name =
@@ -266,6 +267,70 @@ ngx_http_gpugate_openai_merge_loc_conf(ngx_conf_t *cf, void *parent,
     {
         return NGX_CONF_ERROR;
     }
+
+    if (conf->enable) {
+        return ngx_http_gpugate_openai_upstream_headers(cf);
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * A runtime must not steer nginx.  The upstream module acts on the
+ * X-Accel-* headers of an answer (an internal redirect to any location,
+ * a rate limit, buffering, a charset, a cache time) while it processes
+ * the headers, before any header filter could remove them, and only its
+ * configuration can stop it: the proxy module's location configuration
+ * of every gpugate_openai location gets these headers ignored, as
+ * "proxy_ignore_headers" would.  Every upstream module keeps its
+ * ngx_http_upstream_conf_t first in its location configuration (the
+ * request's u->conf points there); the proxy module is found by name so
+ * the .so still loads into an nginx built without it.  Called during the
+ * merge, when cf->ctx holds this location's configurations; the proxy
+ * module is a built-in one, merged before any addon's.
+ */
+
+static char *
+ngx_http_gpugate_openai_upstream_headers(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i;
+    ngx_module_t              *m;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_upstream_conf_t  *ucf;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+
+        if (m->type == NGX_HTTP_MODULE
+            && ngx_strcmp(m->name, "ngx_http_proxy_module") == 0)
+        {
+            break;
+        }
+    }
+
+    m = cf->cycle->modules[i];
+
+    if (m == NULL) {
+        /* nothing in this nginx proxies */
+        return NGX_CONF_OK;
+    }
+
+    if (m->ctx_index > ngx_http_gpugate_openai_module.ctx_index) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "gpugate_openai needs ngx_http_proxy_module "
+                           "loaded before the gpugate module");
+        return NGX_CONF_ERROR;
+    }
+
+    ctx = cf->ctx;
+    ucf = ctx->loc_conf[m->ctx_index];
+
+    ucf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
+                           |NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
+                           |NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
+                           |NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
+                           |NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
 
     return NGX_CONF_OK;
 }
