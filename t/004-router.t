@@ -214,12 +214,13 @@ POST /v1/embeddings
 
 
 
-=== TEST 14: requests the router does not inspect go to the default pool
+=== TEST 14: GET on an endpoint: 405 from the gateway; the pool is the default
 --- request
 GET /v1/chat/completions
 --- error_code: 405
 --- response_headers
 X-Pool: pool_a
+Allow: POST
 
 
 
