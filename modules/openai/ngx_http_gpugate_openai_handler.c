@@ -246,11 +246,10 @@ ngx_http_gpugate_openai_usage_variable(ngx_http_request_t *r,
 static gpugate_oai_kind_e
 ngx_http_gpugate_openai_kind(ngx_http_request_t *r)
 {
-    size_t   len;
-    u_char  *id;
+    size_t       len;
+    const char  *id;
 
-    switch (gpugate_oai_path((char *) r->uri.data, r->uri.len,
-                             (const char **) &id, &len))
+    switch (gpugate_oai_path((char *) r->uri.data, r->uri.len, &id, &len))
     {
     case GPUGATE_OAI_PATH_CHAT:
         return GPUGATE_OAI_CHAT;
