@@ -70,6 +70,15 @@ typedef struct {
     ngx_atomic_t      capacity;    /* requests the agent takes at once */
     ngx_atomic_t      inflight;    /* requests on it, all workers */
     ngx_atomic_t      requests;    /* requests handed to it, ever */
+    ngx_atomic_t      chosen;      /* shm->choices when the balancer last
+                                      chose it: the least recently chosen
+                                      wins a tie, so a newcomer does not
+                                      take all traffic until its lifetime
+                                      count catches up */
+    time_t            reload_left; /* when a worker shutting down (reload)
+                                      closed its last connection: requests
+                                      wait for it to supply the new
+                                      workers; 0: not so */
     ngx_atomic_t      queue;       /* X-Gpugate-Load: requests waiting
                                       in its runtime; 0 if not told */
     ngx_atomic_t      gpu_free_mb; /* X-Gpugate-Load: free GPU memory;
@@ -140,6 +149,9 @@ typedef struct {
 
 typedef struct {
     ngx_atomic_t      generation;  /* grows with every reload */
+    ngx_atomic_t      choices;     /* agents chosen by the balancer so
+                                      far, all workers: the clock of
+                                      "chosen" */
     u_char            secret[32];  /* key of the fake salts for unknown
                                       agents; random once, kept across
                                       reloads so salts stay stable */

@@ -30,6 +30,9 @@ typedef struct {
     ngx_queue_t                    *idle;     /* per agent slot: idle tcs
                                                  of this worker */
     ngx_queue_t                     all;      /* every tc of the worker */
+    ngx_uint_t                      swept;    /* shutting down: one idle
+                                                 connection per agent was
+                                                 closed, the rest linger */
 } ngx_http_gpugate_tunnel_worker_t;
 
 
@@ -42,6 +45,8 @@ static void ngx_http_gpugate_tunnel_detach(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_write(ngx_event_t *wev);
 static void ngx_http_gpugate_tunnel_flushed(ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_idle_read(ngx_event_t *rev);
+static ngx_int_t ngx_http_gpugate_tunnel_linger(
+    ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_timer(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_pong(ngx_event_t *rev);
@@ -151,6 +156,16 @@ ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle)
     while (!ngx_queue_empty(&w->all)) {
         q = ngx_queue_head(&w->all);
         tc = ngx_queue_data(q, ngx_http_gpugate_tunnel_conn_t, all);
+
+        if (ngx_exiting
+            && (tc->state == NGX_HTTP_GPUGATE_TC_IDLE
+                || tc->state == NGX_HTTP_GPUGATE_TC_PING))
+        {
+            /* lingering since the shutdown began: nothing came for it */
+            ngx_http_gpugate_tunnel_close(tc);
+            continue;
+        }
+
         ngx_queue_remove(q);
 
         if (tc->state == NGX_HTTP_GPUGATE_TC_IDLE) {
@@ -440,6 +455,13 @@ ngx_http_gpugate_tunnel_release(ngx_uint_t agent)
 
     if (p == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
         a->used = 0;
+
+        /* a reload closed it: the agent is dialing the new workers */
+        a->reload_left = ngx_exiting ? ngx_time() : 0;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: agent slot %ui free%s", agent,
+                       ngx_exiting ? ", left by a reload" : "");
     }
 
     ngx_shmtx_unlock(&w->shpool->mutex);
@@ -1046,6 +1068,10 @@ ngx_http_gpugate_tunnel_idle_read(ngx_event_t *rev)
     tc = c->data;
 
     if (c->close) {
+        if (ngx_exiting && ngx_http_gpugate_tunnel_linger(tc) == NGX_OK) {
+            return;
+        }
+
         ngx_log_error(NGX_LOG_INFO, c->log, 0,
                       "gpugate tunnel: closing idle agent connection, "
                       "worker is exiting");
@@ -1078,6 +1104,74 @@ ngx_http_gpugate_tunnel_idle_read(ngx_event_t *rev)
     }
 
     ngx_http_gpugate_tunnel_close(tc);
+}
+
+
+/*
+ * The worker begins to shut down (ngx_close_idle_connections()).  Requests
+ * whose bodies are still being read will want a connection here, and no
+ * agent can dial this worker any more, so idle connections are kept for
+ * them; one per agent is closed at once, which makes the agent dial
+ * again, land on a new worker and learn the reload.  A kept connection is
+ * used once, or closed at its next ping (ngx_http_gpugate_tunnel_park()),
+ * or when the worker exits; it holds no timer that delays the exit.
+ * NGX_OK: "tc" lingers.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_linger(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    ngx_uint_t                         i, self;
+    ngx_queue_t                       *idle;
+    ngx_http_gpugate_tunnel_conn_t    *t;
+    ngx_http_gpugate_tunnel_worker_t  *w;
+
+    w = ngx_http_gpugate_tunnel_worker;
+    self = 0;
+
+    if (!w->swept) {
+        w->swept = 1;
+
+        for (i = 0; i < w->shm->nagents; i++) {
+            idle = &w->idle[i];
+
+            if (ngx_queue_empty(idle)) {
+                continue;
+            }
+
+            /* the coldest: the one least likely to be chosen */
+
+            t = ngx_queue_data(ngx_queue_last(idle),
+                               ngx_http_gpugate_tunnel_conn_t, queue);
+
+            if (t == tc) {
+                self = 1;
+                continue;
+            }
+
+            ngx_log_error(NGX_LOG_INFO, t->connection->log, 0,
+                          "gpugate tunnel: closing one idle agent "
+                          "connection, worker is exiting");
+            ngx_http_gpugate_tunnel_close(t);
+        }
+    }
+
+    /* a reserved one is about to carry its request: kept too */
+
+    if (self
+        || (tc->state != NGX_HTTP_GPUGATE_TC_IDLE
+            && tc->state != NGX_HTTP_GPUGATE_TC_RESERVED))
+    {
+        return NGX_DECLINED;
+    }
+
+    tc->connection->close = 0;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, tc->connection->log, 0,
+                   "gpugate tunnel: idle connection of agent slot %ui "
+                   "lingers, worker is exiting", tc->agent);
+
+    return NGX_OK;
 }
 
 

@@ -14,8 +14,15 @@
  *
  * Choice: agents that serve the model and are below their capacity, least
  * in flight first (over all workers, from shared memory), among those
- * with an idle connection in this worker; on equal load the agent handed
- * fewer requests so far.
+ * with an idle connection in this worker; on equal load the agent chosen
+ * least recently (over all workers), so that a newcomer shares traffic
+ * at once instead of taking all of it.
+ *
+ * Reloads.  An agent whose last connection a reload closed is dialing the
+ * new workers: a request that finds no agent waits for it rather than
+ * getting a 503.  A worker that shuts down cannot be supplied any more:
+ * its waiting requests are answered at once with a 503 that tells the
+ * client to retry on a new connection, which a live worker accepts.
  */
 
 
@@ -51,6 +58,10 @@ static ngx_http_gpugate_tunnel_ctx_t *ngx_http_gpugate_tunnel_ctx(
 static ngx_int_t ngx_http_gpugate_tunnel_suits(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t i,
     ngx_http_gpugate_tunnel_agent_t *a);
+static ngx_int_t ngx_http_gpugate_tunnel_returning(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_agent_t *a);
+static void ngx_http_gpugate_tunnel_chosen(
+    ngx_http_gpugate_tunnel_agent_t *a);
 static ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
 static ngx_uint_t ngx_http_gpugate_tunnel_better(
@@ -63,8 +74,13 @@ static void ngx_http_gpugate_tunnel_resume(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_deadline(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_cleanup(void *data);
+static void ngx_http_gpugate_tunnel_hand_on(
+    ngx_http_gpugate_tunnel_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_ctx_t *ctx, const char *why);
+static ngx_int_t ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_ctx_t *ctx, const char *code, const char *why,
+    ngx_str_t *retry);
 
 
 static ngx_http_gpugate_tunnel_queue_t  ngx_http_gpugate_tunnel_queue;
@@ -388,6 +404,15 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (ngx_exiting && exists) {
+        /* no agent can dial this worker any more: a live one serves it */
+        ngx_http_finalize_request(r,
+            ngx_http_gpugate_tunnel_refuse(r, ctx, "worker_exiting",
+                "this gateway worker is shutting down; retry the request",
+                NULL));
+        return NGX_DONE;
+    }
+
     wq = &ngx_http_gpugate_tunnel_queue;
 
     why = !exists ? "no connected agent serves this model"
@@ -426,17 +451,13 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
 }
 
 
-/* 1 if agent slot "i" may take this request now */
+/* 1 if the agent in slot "i" (connected or not) may take this request */
 
 static ngx_int_t
 ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a)
 {
     ngx_uint_t  k;
-
-    if (!a->used) {
-        return 0;
-    }
 
     for (k = 0; k < ctx->ntried; k++) {
         if (ctx->tried[k] == i) {
@@ -457,9 +478,42 @@ ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
 
 /*
+ * 1 if the free slot was left by an agent that a reload disconnected
+ * within the pool's queue_timeout: it is dialing the new workers, and the
+ * request waits for it.  An agent that went away by itself is not waited
+ * for (an immediate 503 lets the client go elsewhere).
+ */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_returning(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_http_gpugate_tunnel_agent_t *a)
+{
+    time_t  left;
+
+    left = a->reload_left;
+
+    return left != 0
+           && ngx_time() - left <= (time_t) (ctx->conf->queue_timeout / 1000);
+}
+
+
+/* the agent's turn: it goes to the back of the ties */
+
+static void
+ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_http_gpugate_tunnel_shm_t  *shm;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    a->chosen = ngx_atomic_fetch_add(&shm->choices, 1) + 1;
+}
+
+
+/*
  * The idle connection of the least loaded suitable agent in this worker,
  * with its place taken (see _take()); NULL if none.  "exists" tells
- * whether any suitable agent is connected at all.
+ * whether any suitable agent is connected, or coming back after a reload.
  */
 
 static ngx_http_gpugate_tunnel_conn_t *
@@ -483,6 +537,14 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
             a = &shm->agents[i];
 
             if (!ngx_http_gpugate_tunnel_suits(ctx, i, a)) {
+                continue;
+            }
+
+            if (!a->used) {
+                if (ngx_http_gpugate_tunnel_returning(ctx, a)) {
+                    *exists = 1;
+                }
+
                 continue;
             }
 
@@ -511,6 +573,12 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
         /* another worker may have taken the last place meanwhile */
 
         if (ngx_http_gpugate_tunnel_take(&shm->agents[best]) == NGX_OK) {
+            ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
+
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log,
+                           0, "gpugate tunnel: agent slot %ui chosen, "
+                           "%uA in flight", best, best_load);
+
             idle = ngx_http_gpugate_tunnel_idle(best);
             return ngx_queue_data(ngx_queue_head(idle),
                                   ngx_http_gpugate_tunnel_conn_t, queue);
@@ -526,7 +594,9 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
 /*
  * Between agents with as many requests in flight: the shorter runtime
  * queue, then more free GPU memory (both as the agents last reported),
- * then the one handed fewer requests, so that sequential traffic rotates.
+ * then the one chosen least recently, so that sequential traffic rotates
+ * (a lifetime count would send everything to an agent that just joined
+ * until it caught up).
  */
 
 static ngx_uint_t
@@ -541,7 +611,7 @@ ngx_http_gpugate_tunnel_better(ngx_http_gpugate_tunnel_agent_t *a,
         return a->gpu_free_mb > b->gpu_free_mb;
     }
 
-    return a->requests < b->requests;
+    return a->chosen < b->chosen;
 }
 
 
@@ -592,6 +662,12 @@ ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc)
         if (ngx_http_gpugate_tunnel_take(a) != NGX_OK) {
             return NGX_DECLINED;
         }
+
+        ngx_http_gpugate_tunnel_chosen(a);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "gpugate tunnel: agent slot %ui offered to a waiting "
+                       "request", tc->agent);
 
         ngx_http_gpugate_tunnel_dequeue(ctx);
         ngx_http_gpugate_tunnel_reserve(ctx, tc);
@@ -709,6 +785,12 @@ ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
         tc = ngx_http_gpugate_tunnel_pick(ctx, &exists);
 
         if (tc == NULL) {
+            if (ngx_exiting) {
+                /* finishing it may end other requests: look again */
+                ngx_http_gpugate_tunnel_hand_on(ctx);
+                next = ngx_queue_head(&wq->waiting);
+            }
+
             continue;
         }
 
@@ -750,14 +832,70 @@ ngx_http_gpugate_tunnel_cleanup(void *data)
 }
 
 
+/*
+ * A waiting request in a worker that shuts down: nothing will be parked
+ * here any more (listening sockets are closed, agents dial the new
+ * workers), and the busy connections it holds may stream for minutes.
+ * The request never reached an agent, so it is answered at once and the
+ * client retries it on a new connection, which a live worker takes.
+ */
+
+static void
+ngx_http_gpugate_tunnel_hand_on(ngx_http_gpugate_tunnel_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_http_gpugate_tunnel_dequeue(ctx);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "gpugate tunnel: waiting request handed back, "
+                   "worker is exiting");
+
+    rc = ngx_http_gpugate_tunnel_refuse(r, ctx, "worker_exiting",
+             "this gateway worker is shutting down; retry the request",
+             NULL);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
 static ngx_int_t
 ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_ctx_t *ctx, const char *why)
 {
+    static ngx_str_t  retry = ngx_string("1");
+
+    return ngx_http_gpugate_tunnel_refuse(r, ctx, "no_capacity", why,
+                                          &retry);
+}
+
+
+/*
+ * 503 with Retry-After: "retry" seconds, or 0 and a closed connection
+ * when this worker is exiting (the retry must reach a live worker).
+ */
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_ctx_t *ctx, const char *code, const char *why,
+    ngx_str_t *retry)
+{
+    ngx_uint_t                 level;
     ngx_table_elt_t           *h;
     ngx_http_gpugate_error_t   err;
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+    static ngx_str_t  now = ngx_string("0");
+
+    /* a reload is routine; capacity running out is worth a warning */
+    level = retry ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, r->connection->log, 0,
                   "gpugate tunnel: 503 for model \"%V\" on \"%V\": %s",
                   &ctx->model, &ctx->conf->upstream->host, why);
 
@@ -768,11 +906,15 @@ ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
 
     h->hash = 1;
     ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
+    h->value = retry ? *retry : now;
+
+    if (retry == NULL) {
+        r->keepalive = 0;
+    }
 
     ngx_http_gpugate_status_error(NGX_HTTP_SERVICE_UNAVAILABLE, &err);
     err.type = NGX_HTTP_GPUGATE_ERR_SERVER;
-    err.code = "no_capacity";
+    err.code = code;
     err.message.data = (u_char *) why;
     err.message.len = ngx_strlen(why);
 

@@ -1,0 +1,329 @@
+# The tunnel pool across nginx reloads and agent churn: requests that
+# reach a new worker before the agents have supplied it wait for the
+# supply instead of a 503 (200 requests across 5 reloads, none lost);
+# requests queued in a worker that starts shutting down are answered at
+# once with a retryable 503 (never left to their queue deadline) and
+# succeed when retried; an agent that joins next to a busy one shares
+# sequential traffic instead of taking all of it until its lifetime count
+# catches up.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/support";
+
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use JSON::PP qw(decode_json);
+use POSIX qw(WNOHANG);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+use GpugateTest qw(start_nginx http_request http_send http_read
+                   wait_until env_or_skip free_port make_agent);
+
+env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
+
+my $root = "$FindBin::Bin/..";
+my $agent_bin = "$root/build/bin/gpugate-agent";
+my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
+plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+
+my $pg = $ENV{TEST_NGINX_PG_PORT};
+my $dir = tempdir('gpugate-reload-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my %kids;
+
+sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
+
+my $mock_port = free_port();
+{
+    my $pid = fork // die;
+    if (!$pid) {
+        exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
+             'mock-model', '--quiet', '--ttft-ms', '0', '--token-delay-ms',
+             '0', '--tokens', '4';
+        exit 1;
+    }
+    $kids{$pid} = 'mock';
+    wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
+        or BAIL_OUT('mock runtime did not start');
+}
+
+my %token;
+for my $name (qw(gpu-a gpu-b)) {
+    $token{$name} = make_agent($name);
+    open my $tf, '>', "$dir/$name.token" or die;
+    print $tf "$token{$name}\n";
+    close $tf;
+    chmod 0600, "$dir/$name.token";
+}
+
+my $ngx = start_nginx(workers => 2, listen => 'reuseport',
+                      http => <<"HTTP", server => <<'SRV');
+    gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
+    log_format tun '\$pid \$status \$upstream_addr';
+    upstream agents {
+        gpugate_tunnel queue=64 queue_timeout=15s;
+    }
+HTTP
+        location = /gpugate/tunnel {
+            gpugate_tunnel_accept ping=1s ping_timeout=2s;
+        }
+        location = /gpugate/status {
+            gpugate_tunnel_status;
+        }
+        location /v1/ {
+            access_log logs/tun.log tun;
+            gpugate_openai on;
+            gpugate_model mock-model pool=agents;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_pass http://$gpugate_pool;
+        }
+SRV
+
+my $port = $ngx->port;
+my $n_agent = 0;
+
+# start_agent(NAME, CAPACITY): a gpugate-agent process; returns its pid
+sub start_agent {
+    my ($name, $capacity) = @_;
+    my $log = "$dir/agent" . $n_agent++ . ".log";
+    my $pid = fork // die;
+    if (!$pid) {
+        open STDERR, '>', $log or die;
+        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
+             '--name', $name, '--token-file', "$dir/$name.token",
+             '--runtime', "http://127.0.0.1:$mock_port", '--capacity',
+             $capacity, '--spare', 2, '--log-level', 'info';
+        exit 1;
+    }
+    $kids{$pid} = $log;
+    return $pid;
+}
+
+sub stop_agent {
+    my ($pid) = @_;
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    delete $kids{$pid};
+}
+
+sub chat {
+    my (%h) = @_;
+    my $body = '{"model":"mock-model","stream":false,'
+             . '"messages":[{"role":"user","content":"hi"}]}';
+    return http_send($port, 'POST', '/v1/chat/completions',
+                     { 'Content-Type' => 'application/json', %h }, $body);
+}
+
+# collect(SECONDS, SOCKETS): reads every response at once; returns, per
+# socket in order, http_read's hash plus "at" (when it was complete)
+sub collect {
+    my ($secs, @socks) = @_;
+    my $sel = IO::Select->new(@socks);
+    my %raw = map { ($_ => '') } @socks;
+    my %at;
+    my $deadline = time + $secs;
+    while ($sel->count && time < $deadline) {
+        for my $s ($sel->can_read($deadline - time)) {
+            my $n = sysread($s, my $buf, 65536);
+            if ($n) {
+                $raw{$s} .= $buf;
+                next;
+            }
+            $at{$s} = time;
+            $sel->remove($s);
+        }
+    }
+    my @out;
+    for my $s (@socks) {
+        my ($head, $body) = split /\r\n\r\n/, $raw{$s}, 2;
+        my %r = (status => 0, headers => {}, body => $body // '',
+                 at => $at{$s});
+        if (defined $head) {
+            ($r{status}) = $head =~ m{^HTTP/1\.\d (\d+)};
+            $r{status} ||= 0;
+            for (split /\r\n/, $head) {
+                my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+                $r{headers}{lc $k} = $v;
+            }
+        }
+        push @out, \%r;
+        close $s;
+    }
+    return @out;
+}
+
+sub status_json {
+    my $r = http_request($port, 'GET', '/gpugate/status');
+    return $r->{status} == 200 ? decode_json($r->{body}) : { agents => [] };
+}
+
+# the nginx worker processes now running (old and new generations)
+sub workers {
+    my $master = $ngx->pid or return ();
+    my @pids = split ' ', `pgrep -P $master`;
+    return @pids;
+}
+
+# every current worker holds an idle connection of agent NAME
+sub supplied {
+    my ($name) = @_;
+    my @w = workers();
+    return 0 unless @w == 2;
+    my %idle;
+    for my $a (@{ status_json()->{agents} }) {
+        next unless $a->{name} eq $name;
+        $idle{ $_->{pid} } += $_->{idle} for @{ $a->{workers} };
+    }
+    return !grep { !$idle{$_} } @w;
+}
+
+# agent names that served the 200s logged since byte OFFSET of tun.log
+sub served_since {
+    my ($offset) = @_;
+    open my $f, '<', $ngx->dir . '/logs/tun.log' or return ();
+    seek $f, $offset, 0;
+    my @names;
+    while (<$f>) {
+        my (undef, $status, $up) = split ' ';
+        push @names, $up if $status == 200;
+    }
+    return @names;
+}
+
+sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
+
+# --- a rejoining agent does not take all traffic -------------------------
+
+{
+    my $a = start_agent('gpu-a', 64);
+    ok(wait_until(15, sub { supplied('gpu-a') }),
+       'agent gpu-a supplies both workers');
+
+    # its lifetime count runs ahead of any newcomer's
+    for (1 .. 60) {
+        (collect(10, chat()))[0]{status} == 200 or last;
+    }
+
+    my $b = start_agent('gpu-b', 64);
+    ok(wait_until(15, sub { supplied('gpu-b') }),
+       'agent gpu-b joins and supplies both workers');
+
+    my $off = tun_log_size();
+    my @st;
+    push @st, (collect(10, chat()))[0]{status} for 1 .. 100;
+    is(scalar(grep { $_ != 200 } @st), 0, 'rejoin: 100 sequential 200s');
+
+    my @names;
+    wait_until(10, sub { @names = served_since($off); @names >= 100 });
+    my $na = grep { $_ eq 'gpu-a' } @names;
+    my $nb = grep { $_ eq 'gpu-b' } @names;
+    diag "rejoin: gpu-a served $na, gpu-b served $nb of 100";
+    is($na + $nb, 100, 'rejoin: every request logged with its agent');
+    ok($na <= 75 && $nb <= 75,
+       'rejoin: neither agent takes more than 75 of 100');
+
+    stop_agent($b);
+    ok(wait_until(10, sub {
+           !grep { $_->{name} eq 'gpu-b' } @{ status_json()->{agents} }
+       }), 'gpu-b gone from the pool');
+    stop_agent($a);
+}
+
+# --- reloads under load cost no request -----------------------------------
+
+{
+    my $a = start_agent('gpu-a', 64);
+    ok(wait_until(15, sub { supplied('gpu-a') }), 'agent supplies both workers');
+
+    my (%bad, $total);
+
+    for my $round (1 .. 5) {
+        my @s = map { chat() } 1 .. 8;
+        $ngx->reload;
+
+        # a burst right at the reload, then steady waves while the old
+        # workers go and the agent supplies the new ones
+        for (1 .. 4) {
+            push @s, map { chat() } 1 .. 8;
+            sleep 0.05;
+        }
+
+        for my $r (collect(20, @s)) {
+            $total++;
+            $bad{ $r->{status} }++ if $r->{status} != 200;
+        }
+
+        # the next reload finds this one's old workers gone
+        wait_until(15, sub { workers() == 2 })
+            or diag "round $round: old workers still running";
+    }
+
+    is($total, 200, 'reload: 200 requests across 5 reloads');
+    is(scalar(keys %bad), 0, 'reload: no request failed')
+        or diag explain(\%bad),
+                grep { /gpugate tunnel: 503/ } split /^/m, $ngx->log;
+    unlike($ngx->log, qr/\[alert\]|exited on signal/, 'reload: no alert or crash');
+
+    stop_agent($a);
+}
+
+# --- a queue in a worker that shuts down is handed on ----------------------
+
+{
+    # capacity 2 and two long answers: everything else queues
+    my $a = start_agent('gpu-a', 2);
+    ok(wait_until(15, sub { supplied('gpu-a') }), 'agent with capacity 2');
+
+    my @long = map { chat('X-Mock-TTFT-Ms' => 6000) } 1 .. 2;
+    ok(wait_until(10, sub {
+           my $n = 0;
+           $n += $_->{inflight} for @{ status_json()->{agents} };
+           $n == 2;
+       }), 'shutdown: both places taken');
+
+    my @queued = map { chat() } 1 .. 8;
+    ok(wait_until(10, sub { $ngx->log =~ /request waits/ }),
+       'shutdown: requests queued');
+    sleep 0.3;
+
+    my $t0 = time;
+    $ngx->reload;
+
+    my @r = collect(20, @queued);
+    my @late = grep { !$_->{at} || $_->{at} - $t0 > 3 } @r;
+    my @handed = grep { $_->{status} == 503 } @r;
+    is(scalar(@late), 0,
+       'shutdown: every queued request answered within 3 s of the reload')
+        or diag join ' ', map {
+            sprintf '%s@%.1fs', $_->{status}, ($_->{at} || time) - $t0
+        } @r;
+    is(scalar(grep { $_->{status} != 200 && $_->{status} != 503 } @r), 0,
+       'shutdown: answered 200 or 503');
+    is(scalar(grep { !defined $_->{headers}{'retry-after'}
+                     || ($_->{headers}{connection} || '') ne 'close'
+                     || $_->{body} !~ /"code":"worker_exiting"/ } @handed),
+       0, 'shutdown: each 503 says retry now, on a new connection');
+
+    # the client's retry reaches a live worker and is served there
+    my @retry = collect(30, map { chat() } @handed);
+    is(scalar(grep { $_->{status} != 200 } @retry), 0,
+       'shutdown: every handed-on request succeeds when retried');
+
+    is(scalar(grep { $_->{status} != 200 } collect(30, @long)), 0,
+       'shutdown: the answers in flight finish in the old worker');
+
+    stop_agent($a);
+}
+
+for my $pid (keys %kids) {
+    kill 'TERM', $pid;
+    waitpid $pid, 0;
+}
+
+done_testing();
