@@ -5,7 +5,10 @@
 # once with a retryable 503 (never left to their queue deadline) and
 # succeed when retried; an agent that joins next to a busy one shares
 # sequential traffic instead of taking all of it until its lifetime count
-# catches up.
+# catches up.  A busy tunnel whose agent is frozen (SIGSTOP: its kernel
+# still ACKs) is given up after ping_timeout without a heartbeat and the
+# request is retried on the other agent, while a runtime that is slow to
+# its first token (three times ping_timeout) is not cut.
 
 use strict;
 use warnings;
@@ -37,6 +40,9 @@ my %kids;
 
 sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
 
+# a test that dies leaves no agent or runtime behind
+END { kill 'KILL', keys %kids if %kids }
+
 my $mock_port = free_port();
 {
     my $pid = fork // die;
@@ -63,7 +69,7 @@ for my $name (qw(gpu-a gpu-b)) {
 my $ngx = start_nginx(workers => 2, listen => 'reuseport',
                       http => <<"HTTP", server => <<'SRV');
     gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
-    log_format tun '\$pid \$status \$upstream_addr';
+    log_format tun '\$pid|\$status|\$upstream_addr|\$request_time';
     upstream agents {
         gpugate_tunnel queue=64 queue_timeout=15s;
     }
@@ -86,6 +92,7 @@ HTTP
 SRV
 
 my $port = $ngx->port;
+diag "nginx in " . $ngx->dir if $ENV{GPUGATE_KEEP_TMP};
 my $n_agent = 0;
 
 # start_agent(NAME, CAPACITY): a gpugate-agent process; returns its pid
@@ -190,10 +197,24 @@ sub served_since {
     seek $f, $offset, 0;
     my @names;
     while (<$f>) {
-        my (undef, $status, $up) = split ' ';
+        my (undef, $status, $up) = split /\|/;
         push @names, $up if $status == 200;
     }
     return @names;
+}
+
+# every line of tun.log since OFFSET: [status, upstream_addr, seconds]
+sub logged_since {
+    my ($offset) = @_;
+    open my $f, '<', $ngx->dir . '/logs/tun.log' or return ();
+    seek $f, $offset, 0;
+    my @lines;
+    while (<$f>) {
+        chomp;
+        my (undef, @v) = split /\|/;
+        push @lines, \@v;
+    }
+    return @lines;
 }
 
 sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
@@ -228,6 +249,39 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
     ok($na <= 75 && $nb <= 75,
        'rejoin: neither agent takes more than 75 of 100');
 
+    # --- a busy tunnel to a frozen agent --------------------------------
+
+    # slower to its first token than the silence that gives a tunnel up
+    $off = tun_log_size();
+    my ($slow) = collect(20, chat('X-Mock-TTFT-Ms' => 6000));
+    is($slow->{status}, 200, 'slow runtime (TTFT 6 s): 200');
+    my @l;
+    wait_until(10, sub { @l = logged_since($off); @l >= 1 });
+    like($l[0][1] // '', qr/^gpu-[ab]\z/,
+         'slow runtime: served by its first agent, not retried');
+    cmp_ok($l[0][2] // 0, '>=', 5.5, 'slow runtime: waited for its answer');
+
+    ok(wait_until(15, sub { supplied('gpu-a') && supplied('gpu-b') }),
+       'freeze: both agents supply both workers');
+    $off = tun_log_size();
+    kill 'STOP', $b;
+    my $t0 = time;
+    my @r = collect(20, map { chat() } 1 .. 6);
+    my $took = time - $t0;
+    kill 'CONT', $b;
+    is(scalar(grep { $_->{status} != 200 } @r), 0,
+       'freeze: every request answered 200');
+    cmp_ok($took, '<', 9, 'freeze: all answered within ping_timeout and '
+           . 'a retry (not proxy_read_timeout)');
+    wait_until(10, sub { @l = logged_since($off); @l >= 6 });
+    diag sprintf 'freeze: answered in %.1f s: %s', $took,
+        join ', ', map { "$_->[0] by $_->[1] in $_->[2] s" } @l;
+    ok(scalar(grep { ($_->[1] // '') eq 'gpu-b, gpu-a' } @l),
+       'freeze: a request given to the frozen agent went on to the other')
+        or diag explain \@l;
+    like($ngx->log, qr/agent "gpu-b" sent no byte nor heartbeat for \d+ ms/,
+         'freeze: the gateway says which agent it gave up');
+
     stop_agent($b);
     ok(wait_until(10, sub {
            !grep { $_->{name} eq 'gpu-b' } @{ status_json()->{agents} }
@@ -256,7 +310,9 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
 
         for my $r (collect(20, @s)) {
             $total++;
-            $bad{ $r->{status} }++ if $r->{status} != 200;
+            next if $r->{status} == 200;
+            $bad{ $r->{status} }++;
+            diag "round $round: $r->{status} $r->{body}";
         }
 
         # the next reload finds this one's old workers gone

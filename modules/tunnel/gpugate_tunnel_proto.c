@@ -202,6 +202,17 @@ gpugate_tunnel_parse_worker(const char *p, size_t len,
 
             out->generation = n;
             seen |= 8;
+
+        } else if (klen == 9 && memcmp(k, "heartbeat", 9) == 0) {
+            /* optional: gateways before it did not drop heartbeats */
+            if ((seen & 16)
+                || gpugate_tunnel_uint(v, vlen, 3600000, &n) != 0)
+            {
+                return -1;
+            }
+
+            out->heartbeat = n;
+            seen |= 16;
         }
 
         p = gpugate_tunnel_skip_sep(p, end, &sep);
@@ -211,7 +222,7 @@ gpugate_tunnel_parse_worker(const char *p, size_t len,
         }
     }
 
-    if (seen != 15 || out->slot >= out->workers) {
+    if ((seen & 15) != 15 || out->slot >= out->workers) {
         return -1;
     }
 

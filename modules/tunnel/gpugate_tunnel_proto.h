@@ -39,6 +39,9 @@ typedef struct {
     unsigned     workers;     /* worker_processes */
     uint64_t     pid;         /* the worker's process id */
     uint64_t     generation;  /* grows with every reload */
+    uint64_t     heartbeat;   /* ms between the agent's heartbeats while
+                                 its runtime has not begun to answer;
+                                 0: the gateway wants none */
 } gpugate_tunnel_worker_t;
 
 

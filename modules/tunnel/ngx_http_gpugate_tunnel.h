@@ -30,6 +30,13 @@
 /* most agents one upstream choice looks at, and tries per request */
 #define NGX_HTTP_GPUGATE_TUNNEL_TRIES      4
 
+/*
+ * Between the agent's heartbeats (CRLF) on a busy tunnel whose runtime
+ * has not begun to answer: three per ping_timeout, the silence after which
+ * such a tunnel is given up, as an idle one that does not answer a ping.
+ */
+#define ngx_http_gpugate_tunnel_heartbeat(conf)  ((conf)->ping_timeout / 3)
+
 /* a ping's answer: status line, X-Gpugate-Inflight, -Load, -Telemetry */
 #define NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX   (GPUGATE_TUNNEL_TELEMETRY_MAX + 512)
 
@@ -75,6 +82,10 @@ typedef struct {
                                       wins a tie, so a newcomer does not
                                       take all traffic until its lifetime
                                       count catches up */
+    ngx_atomic_t      heartbeats;  /* 1 once it sent a heartbeat: a busy
+                                      tunnel of it that stays silent is
+                                      given up (an agent that never does
+                                      may be an older one) */
     time_t            reload_left; /* when a worker shutting down (reload)
                                       closed its last connection: requests
                                       wait for it to supply the new
@@ -268,6 +279,14 @@ struct ngx_http_gpugate_tunnel_ctx_s {
                                              /* agent slots already tried */
     ngx_uint_t                       ntried; /* their number */
     ngx_http_gpugate_tunnel_conn_t  *current; /* connection handed out */
+    ngx_recv_pt                      recv;   /* its own recv while the
+                                                heartbeats before the
+                                                answer are dropped; NULL
+                                                once the answer began */
+    ngx_event_t                      watch;  /* gives up on the agent when
+                                                it stays silent */
+    ngx_msec_t                       heard;  /* when the agent last sent a
+                                                byte for this request */
     unsigned                         waiting:1; /* in the wait queue */
     unsigned                         checked:1; /* the phase handler ran */
 };

@@ -842,18 +842,20 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     b64.len = ngx_base64_encoded_length(len);
 
     shm = ngx_http_gpugate_tunnel_shm();
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
 
     p = ngx_snprintf(buf, sizeof(buf) - b64.len - 64,
                      "HTTP/1.1 101 Switching Protocols" CRLF
                      "Upgrade: " GPUGATE_TUNNEL_UPGRADE CRLF
                      "Connection: upgrade" CRLF
                      "X-Gpugate-Worker: slot=%ui, pid=%P, workers=%ui, "
-                     "generation=%ui" CRLF
+                     "generation=%ui, heartbeat=%M" CRLF
                      "Authentication-Info: sid=",
                      ngx_worker, ngx_pid,
                      ((ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
                                             ngx_core_module))->worker_processes,
-                     ngx_http_gpugate_tunnel_generation());
+                     ngx_http_gpugate_tunnel_generation(),
+                     ngx_http_gpugate_tunnel_heartbeat(tlcf));
 
     p = ngx_cpymem(p, st->sid, GPUGATE_TUNNEL_SID_LEN);
     p = ngx_cpymem(p, ", data=", 7);
@@ -893,8 +895,6 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
                    "allowed for this agent (gpugate-keys agent-create "
                    "--models).");
     }
-
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
 
     if (ngx_http_gpugate_tunnel_attach(r, tlcf, &name, st->agent_id,
                                        &instance, &models, capacity, &load,

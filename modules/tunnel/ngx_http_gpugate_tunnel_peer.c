@@ -18,11 +18,20 @@
  * least recently (over all workers), so that a newcomer shares traffic
  * at once instead of taking all of it.
  *
+ * Silent agents.  Once the request is out, an agent whose runtime has not
+ * begun to answer sends a heartbeat (CRLF) every ping_timeout / 3; the
+ * heartbeats are dropped before the upstream module reads the answer.  A
+ * busy tunnel that brings nothing for ping_timeout (a frozen agent: its
+ * kernel still ACKs, so TCP cannot tell) fails as a timeout, which
+ * proxy_next_upstream retries on another agent; nothing was sent to the
+ * client yet.  A slow runtime is not cut: its agent keeps beating.
+ *
  * Reloads.  An agent whose last connection a reload closed is dialing the
  * new workers: a request that finds no agent waits for it rather than
  * getting a 503.  A worker that shuts down cannot be supplied any more:
- * its waiting requests are answered at once with a 503 that tells the
- * client to retry on a new connection, which a live worker accepts.
+ * its waiting requests get one of its own busy connections when that
+ * comes back within a short grace, else a 503 that tells the client to
+ * retry on a new connection, which a live worker accepts.
  */
 
 
@@ -39,11 +48,20 @@
    another worker is not announced here */
 #define NGX_HTTP_GPUGATE_TUNNEL_RECHECK  25
 
+/* in a worker that shuts down, how long a request waits for one of the
+   worker's own busy connections to come back before it is handed on */
+#define NGX_HTTP_GPUGATE_TUNNEL_EXIT_GRACE  1000
+
 
 typedef struct {
     ngx_queue_t       waiting;     /* of ..._tunnel_ctx_t, oldest first */
     ngx_uint_t        nwaiting;    /* their number */
     ngx_event_t       recheck;     /* periodic look while any wait */
+    ngx_uint_t        busy;        /* connections of this worker handed
+                                      out: they come back to the queue */
+    ngx_msec_t        exiting;     /* when a waiting request first saw
+                                      the worker shutting down */
+    unsigned          exit_seen:1; /* "exiting" is set */
 } ngx_http_gpugate_tunnel_queue_t;
 
 
@@ -74,6 +92,11 @@ static void ngx_http_gpugate_tunnel_resume(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_deadline(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_cleanup(void *data);
+static ssize_t ngx_http_gpugate_tunnel_recv(ngx_connection_t *c, u_char *buf,
+    size_t size);
+static void ngx_http_gpugate_tunnel_watch(ngx_event_t *ev);
+static void ngx_http_gpugate_tunnel_unwatch(ngx_http_gpugate_tunnel_ctx_t *ctx);
+static ngx_uint_t ngx_http_gpugate_tunnel_exit_wait(void);
 static void ngx_http_gpugate_tunnel_hand_on(
     ngx_http_gpugate_tunnel_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
@@ -95,6 +118,8 @@ ngx_http_gpugate_tunnel_queue_init(void)
 
     ngx_queue_init(&wq->waiting);
     wq->nwaiting = 0;
+    wq->busy = 0;
+    wq->exit_seen = 0;
     wq->recheck.handler = ngx_http_gpugate_tunnel_recheck;
 
     /* debug logs read a connection's fd through "data": never NULL */
@@ -224,6 +249,7 @@ ngx_http_gpugate_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     }
 
     ctx->current = tc;
+    ngx_http_gpugate_tunnel_queue.busy++;
 
     /* $upstream_addr names the agent; the log outlives the slot */
 
@@ -245,7 +271,144 @@ ngx_http_gpugate_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     pc->socklen = c->socklen;
     pc->name = name;
 
+    /* heartbeats are read (and dropped) until the answer begins */
+
+    ctx->recv = c->recv;
+    c->recv = ngx_http_gpugate_tunnel_recv;
+    ctx->heard = ngx_current_msec;
+
+    if (a->heartbeats && tc->conf->ping_timeout) {
+        ngx_add_timer(&ctx->watch, tc->conf->ping_timeout);
+    }
+
     return NGX_DONE;
+}
+
+
+/*
+ * The tunnel's recv while the answer has not begun: CR and LF before it
+ * are the agent's heartbeats.  The connection's own recv is back once a
+ * byte of the answer came.
+ */
+
+static ssize_t
+ngx_http_gpugate_tunnel_recv(ngx_connection_t *c, u_char *buf, size_t size)
+{
+    u_char                           *p, *end;
+    ssize_t                           n;
+    ngx_http_request_t               *r;
+    ngx_http_gpugate_tunnel_ctx_t    *ctx;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+
+    /* the upstream module points c->data at its request while busy */
+
+    r = c->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_tunnel_module);
+
+    for ( ;; ) {
+        n = ctx->recv(c, buf, size);
+
+        if (n <= 0) {
+            return n;
+        }
+
+        ctx->heard = ngx_current_msec;
+
+        p = buf;
+        end = buf + n;
+
+        while (p < end && (*p == CR || *p == LF)) {
+            p++;
+        }
+
+        if (p == end) {
+            a = ngx_http_gpugate_tunnel_agent(ctx->current);
+
+            if (!a->heartbeats) {
+                a->heartbeats = 1;
+            }
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                           "gpugate tunnel: heartbeat, %z bytes", n);
+            continue;
+        }
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "gpugate tunnel: the agent's answer begins");
+
+        ngx_http_gpugate_tunnel_unwatch(ctx);
+
+        if (p != buf) {
+            n = end - p;
+            ngx_memmove(buf, p, n);
+        }
+
+        return n;
+    }
+}
+
+
+/* the agent sent nothing for ping_timeout: it is frozen or gone */
+
+static void
+ngx_http_gpugate_tunnel_watch(ngx_event_t *ev)
+{
+    ngx_http_gpugate_tunnel_ctx_t *ctx = ev->data;
+
+    ngx_msec_t                        quiet, limit;
+    ngx_connection_t                 *c;
+    ngx_http_gpugate_tunnel_conn_t   *tc;
+    ngx_http_gpugate_tunnel_agent_t  *a;
+
+    tc = ctx->current;
+
+    if (tc == NULL || ctx->recv == NULL) {
+        return;
+    }
+
+    limit = tc->conf->ping_timeout;
+    quiet = ngx_current_msec - ctx->heard;
+
+    if (quiet < limit) {
+        ngx_add_timer(&ctx->watch, limit - quiet);
+        return;
+    }
+
+    a = ngx_http_gpugate_tunnel_agent(tc);
+    c = tc->connection;
+
+    ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                  "gpugate tunnel: agent \"%*s\" sent no byte nor "
+                  "heartbeat for %M ms on a busy tunnel, giving it up",
+                  a->name_len, a->name, quiet);
+
+    /* as a proxy_read_timeout: proxy_next_upstream tries another agent */
+
+    c->read->timedout = 1;
+    c->read->handler(c->read);
+}
+
+
+/* the answer began or the connection goes back: heartbeats are over */
+
+static void
+ngx_http_gpugate_tunnel_unwatch(ngx_http_gpugate_tunnel_ctx_t *ctx)
+{
+    ngx_http_gpugate_tunnel_conn_t  *tc;
+
+    tc = ctx->current;
+
+    if (ctx->recv && tc && tc->connection->recv
+                           == ngx_http_gpugate_tunnel_recv)
+    {
+        tc->connection->recv = ctx->recv;
+    }
+
+    ctx->recv = NULL;
+
+    if (ctx->watch.timer_set) {
+        ngx_del_timer(&ctx->watch);
+    }
 }
 
 
@@ -259,12 +422,16 @@ ngx_http_gpugate_tunnel_free_peer(ngx_peer_connection_t *pc, void *data,
     ngx_http_upstream_t             *u;
     ngx_http_gpugate_tunnel_conn_t  *tc;
 
+    ngx_http_gpugate_tunnel_unwatch(ctx);
+
     tc = ctx->current;
     ctx->current = NULL;
 
     if (tc == NULL) {
         return;
     }
+
+    ngx_http_gpugate_tunnel_queue.busy--;
 
     c = pc->connection;
     u = ctx->request->upstream;
@@ -344,6 +511,10 @@ ngx_http_gpugate_tunnel_ctx(ngx_http_request_t *r,
     ctx->resume.data = ctx;
     ctx->resume.log = r->connection->log;
 
+    ctx->watch.handler = ngx_http_gpugate_tunnel_watch;
+    ctx->watch.data = ctx;
+    ctx->watch.log = r->connection->log;
+
     ngx_http_set_ctx(r, ctx, ngx_http_gpugate_tunnel_module);
 
     return ctx;
@@ -404,7 +575,7 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    if (ngx_exiting && exists) {
+    if (ngx_exiting && exists && !ngx_http_gpugate_tunnel_exit_wait()) {
         /* no agent can dial this worker any more: a live one serves it */
         ngx_http_finalize_request(r,
             ngx_http_gpugate_tunnel_refuse(r, ctx, "worker_exiting",
@@ -785,7 +956,7 @@ ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
         tc = ngx_http_gpugate_tunnel_pick(ctx, &exists);
 
         if (tc == NULL) {
-            if (ngx_exiting) {
+            if (ngx_exiting && !ngx_http_gpugate_tunnel_exit_wait()) {
                 /* finishing it may end other requests: look again */
                 ngx_http_gpugate_tunnel_hand_on(ctx);
                 next = ngx_queue_head(&wq->waiting);
@@ -814,6 +985,10 @@ ngx_http_gpugate_tunnel_cleanup(void *data)
 
     ngx_http_gpugate_tunnel_dequeue(ctx);
 
+    if (ctx->watch.timer_set) {
+        ngx_del_timer(&ctx->watch);
+    }
+
     if (ctx->resume.posted) {
         ngx_delete_posted_event(&ctx->resume);
     }
@@ -833,10 +1008,38 @@ ngx_http_gpugate_tunnel_cleanup(void *data)
 
 
 /*
- * A waiting request in a worker that shuts down: nothing will be parked
- * here any more (listening sockets are closed, agents dial the new
+ * In a worker that shuts down, 1 while a waiting request may still get a
+ * connection here: one of the worker's own answers may end soon and bring
+ * its connection back, so requests wait for that for a short grace.
+ */
+
+static ngx_uint_t
+ngx_http_gpugate_tunnel_exit_wait(void)
+{
+    ngx_http_gpugate_tunnel_queue_t  *wq;
+
+    wq = &ngx_http_gpugate_tunnel_queue;
+
+    if (!wq->exit_seen) {
+        wq->exit_seen = 1;
+        wq->exiting = ngx_current_msec;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: worker is exiting, %ui connections "
+                       "still busy", wq->busy);
+    }
+
+    return wq->busy
+           && ngx_current_msec - wq->exiting
+              < NGX_HTTP_GPUGATE_TUNNEL_EXIT_GRACE;
+}
+
+
+/*
+ * A waiting request in a worker that shuts down: nothing new will be
+ * parked here (listening sockets are closed, agents dial the new
  * workers), and the busy connections it holds may stream for minutes.
- * The request never reached an agent, so it is answered at once and the
+ * The request never reached an agent, so it is answered now and the
  * client retries it on a new connection, which a live worker takes.
  */
 

@@ -120,6 +120,11 @@ typedef struct ga_conn_s {
     int                  refuse;     /* the status of that refusal */
     uint64_t             started;    /* request arrival, for the log */
     uint64_t             up;         /* when the 101 came, us */
+    uint64_t             heartbeat_us; /* between heartbeats (CRLF) while
+                                        the runtime has not begun to
+                                        answer, as the 101 asked; 0: none
+                                        (an older gateway would take them
+                                        for a broken answer) */
     unsigned             requests;   /* requests seen since the 101 */
     unsigned             models_gen; /* the runtime's model list it
                                         advertised (ga_runtime_t) */

@@ -313,6 +313,32 @@ ga_conn_timer(gg_timer_t *t)
         return;
     }
 
+    if (c->state == GA_RELAY) {
+        /*
+         * The runtime has not begun to answer (it may take a minute to
+         * the first token): the gateway gives up on a busy tunnel that
+         * stays silent, which is how it finds a frozen agent.
+         */
+
+        if (c->heartbeat_us == 0 || c->rhead_done) {
+            return;
+        }
+
+        if (gg_buf_len(&c->out) == 0) {
+            if (gg_buf_append(&c->out, "\r\n", 2) != 0
+                || ga_conn_flush(c) != 0)
+            {
+                ga_conn_close(c, "write to gateway failed");
+                return;
+            }
+
+            ga_conn_update(c);
+        }
+
+        (void) gg_timer_add(&ga_agent.loop, &c->timer, c->heartbeat_us);
+        return;
+    }
+
     if (c->state != GA_IDLE) {
         return;
     }
@@ -924,6 +950,7 @@ ga_step2_done(ga_conn_t *c)
     c->state = GA_IDLE;
     c->up = gg_time_us();
     c->requests = 0;
+    c->heartbeat_us = wk.heartbeat * 1000;
     gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
     ga_worker_seen(c, wk.pid, wk.slot, wk.workers, wk.generation);

@@ -484,6 +484,18 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 
     gg_timer_del(&ga_agent.loop, &c->timer);
 
+    if (c->heartbeat_us) {
+        /* a tunnel's first at once: the gateway learns that we beat */
+
+        if (c->requests == 1 && gg_buf_len(&c->out) == 0
+            && gg_buf_append(&c->out, "\r\n", 2) != 0)
+        {
+            return -1;
+        }
+
+        (void) gg_timer_add(&ga_agent.loop, &c->timer, c->heartbeat_us);
+    }
+
     gg_buf_reset(&c->rin);
     gg_http_head_init(&c->rhead, 1, GA_HEAD_MAX);
     c->rhead_done = 0;

@@ -173,14 +173,16 @@ check_worker(const char *in, size_t len)
     }
 
     if (w.workers == 0 || w.workers > 1024 || w.slot >= w.workers
-        || w.pid > UINT32_MAX)
+        || w.pid > UINT32_MAX || w.heartbeat > 3600000)
     {
         abort();
     }
 
     n = snprintf(buf, sizeof(buf), "slot=%u, pid=%llu, workers=%u, "
-                 "generation=%llu", w.slot, (unsigned long long) w.pid,
-                 w.workers, (unsigned long long) w.generation);
+                 "generation=%llu, heartbeat=%llu", w.slot,
+                 (unsigned long long) w.pid, w.workers,
+                 (unsigned long long) w.generation,
+                 (unsigned long long) w.heartbeat);
 
     if (n < 0 || (size_t) n >= sizeof(buf)
         || gpugate_tunnel_parse_worker(buf, n, &v) != 0
