@@ -321,7 +321,9 @@ ngx_http_gpugate_tunnel_recv(ngx_connection_t *c, u_char *buf, size_t size)
             p++;
         }
 
-        if (p == end) {
+        if (p != buf) {
+            /* the first may come with the answer, in one read */
+
             a = ngx_http_gpugate_tunnel_agent(ctx->current);
 
             if (!a->heartbeats) {
@@ -329,7 +331,10 @@ ngx_http_gpugate_tunnel_recv(ngx_connection_t *c, u_char *buf, size_t size)
             }
 
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                           "gpugate tunnel: heartbeat, %z bytes", n);
+                           "gpugate tunnel: heartbeat, %z bytes", p - buf);
+        }
+
+        if (p == end) {
             continue;
         }
 
@@ -367,6 +372,15 @@ ngx_http_gpugate_tunnel_watch(ngx_event_t *ev)
     }
 
     limit = tc->conf->ping_timeout;
+
+    if (!ctx->request->upstream->request_body_sent) {
+        /*
+         * A big body still going out: the agent beats once it has read
+         * it all (a frozen one stalls the write: proxy_send_timeout).
+         */
+        ctx->heard = ngx_current_msec;
+    }
+
     quiet = ngx_current_msec - ctx->heard;
 
     if (quiet < limit) {
