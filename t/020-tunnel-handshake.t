@@ -100,7 +100,8 @@ sub closed_within {
     is($r2->{status}, 101, 'good token: 101');
     ok($ok, 'server signature verifies (the gateway holds the verifier)');
     like($r2->{headers}{'x-gpugate-worker'},
-         qr/^slot=0, pid=\d+, workers=1, generation=\d+$/, 'worker header');
+         qr/^slot=0, pid=\d+, workers=1, generation=\d+, heartbeat=333$/,
+         'worker header (heartbeat: ping_timeout / 3)');
     is(lc $r2->{headers}{upgrade}, 'gpugate-tunnel/1', 'upgrade header');
 
     # parked: nginx pings it within ping=1s
