@@ -665,8 +665,9 @@ ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
 /*
  * 1 if the free slot was left by an agent that a reload disconnected
  * within the pool's queue_timeout: it is dialing the new workers, and the
- * request waits for it.  An agent that went away by itself is not waited
- * for (an immediate 503 lets the client go elsewhere).
+ * request waits for it.  An agent that went away by itself, or was
+ * revoked, is not waited for (an immediate 503 lets the client go
+ * elsewhere).
  */
 
 static ngx_int_t
@@ -677,7 +678,9 @@ ngx_http_gpugate_tunnel_returning(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
     left = a->reload_left;
 
-    return left != 0
+    /* a revoked agent is refused when it dials again */
+
+    return left != 0 && !a->revoked
            && ngx_time() - left <= (time_t) (ctx->conf->queue_timeout / 1000);
 }
 
