@@ -119,6 +119,7 @@ sub start_agent {
         exit 1;
     }
     push @kids, $pid;
+    return $pid;
 }
 
 sub chat {
@@ -141,22 +142,31 @@ sub reload_and_wait {
     return wait_until(20, sub { !grep { kill 0, $_ } @old });
 }
 
-start_agent($_) for qw(pgd-a pgd-b pgd-c);
+my %pid = map { $_ => start_agent($_) } qw(pgd-a pgd-b pgd-c);
 
 for my $name (qw(pgd-a pgd-b pgd-c)) {
     ok(wait_until(15, sub { chat("$name-model") == 200 }),
        "$name connected and served");
 }
 
-# revoked before the outage, through the key tool (PostgreSQL and Redis)
+# revoked before the outage, through the key tool (PostgreSQL and Redis);
+# the agent is frozen so that it cannot dial again before the outage (its
+# handshake would have told the gateway): the message alone must do
+kill 'STOP', $pid{'pgd-b'};
 my $out = `'$root/scripts/gpugate-keys' --dsn '$dsn' --redis 127.0.0.1:$rd agent-revoke pgd-b 2>&1`;
 is($?, 0, 'pgd-b revoked') or diag $out;
 ok(wait_until(10, sub { chat('pgd-b-model') == 503 }),
    '... its model is no longer served');
+# the message made every worker ask PostgreSQL about pgd-b at once, so
+# its cached verifier is gone before the outage, whether or not the agent
+# dialed again in between
+ok($ngx->wait_log(qr/re-check: agent id \d+ is revoked or gone/, 10),
+   '... and PostgreSQL, asked at once, dropped its cached verifier');
 
 pg_down();
 my $t_down = time;
 $ngx->mark;
+kill 'CONT', $pid{'pgd-b'};
 
 # a message published during the outage closes the tunnels, and the
 # agent comes back from its cached verifier: Redis cannot lock it out

@@ -83,6 +83,9 @@ typedef struct {
 } ngx_http_gpugate_tunnel_step_t;
 
 
+#define NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX  16
+
+
 typedef struct {
     ngx_queue_t                 pending;   /* of ..._step_t */
     ngx_uint_t                  npending;  /* their number */
@@ -94,8 +97,19 @@ typedef struct {
     ngx_http_gpugate_pg_query_t query;     /* the re-check's query */
     unsigned                    rechecking:1; /* the query is out */
     ngx_uint_t                  nids;      /* agents asked about */
-    int64_t                    *ids;       /* their ids (nagents) */
+    int64_t                    *ids;       /* their ids (nagents +
+                                              ..._ASKED_MAX) */
     u_char                     *param;     /* "{id,id,...}", NUL-ended */
+    ngx_uint_t                  nasked;    /* ids in "asked" */
+    int64_t                     asked[NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX];
+                                           /* cached agents named by an
+                                              "agent <name>" message, for
+                                              the next re-check even when
+                                              this worker holds none of
+                                              their connections: a
+                                              revoked agent's verifier
+                                              must not outlive the
+                                              revocation in the cache */
 } ngx_http_gpugate_tunnel_hs_t;
 
 
@@ -124,6 +138,7 @@ static void ngx_http_gpugate_tunnel_cache_put(
 static void ngx_http_gpugate_tunnel_cache_drop(ngx_str_t *name,
     int64_t agent_id);
 static void ngx_http_gpugate_tunnel_cache_touch(int64_t *ids, ngx_uint_t n);
+static int64_t ngx_http_gpugate_tunnel_cache_id(ngx_str_t *name);
 static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_recheck_done(
     ngx_http_gpugate_pg_query_t *q, PGresult *res, const char *error);
@@ -169,10 +184,13 @@ ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    /* a worker holds at most every agent slot: one id each */
+    /*
+     * a worker holds at most every agent slot, one id each, and asks
+     * about the agents messages named
+     */
 
     shm = ngx_http_gpugate_tunnel_shm();
-    n = shm->nagents;
+    n = shm->nagents + NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX;
 
     hs->ids = ngx_palloc(cycle->pool, n * sizeof(int64_t));
     hs->param = ngx_pnalloc(cycle->pool, n * (NGX_INT64_LEN + 1) + 3);
@@ -1365,6 +1383,40 @@ ngx_http_gpugate_tunnel_cache_drop(ngx_str_t *name, int64_t agent_id)
 }
 
 
+/* the agent id of a cached verifier, 0 when none is cached */
+
+static int64_t
+ngx_http_gpugate_tunnel_cache_id(ngx_str_t *name)
+{
+    int64_t                              id;
+    ngx_uint_t                           i;
+    ngx_slab_pool_t                     *shpool;
+    ngx_http_gpugate_tunnel_shm_t       *shm;
+    ngx_http_gpugate_tunnel_verifier_t  *v;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    shpool = ngx_http_gpugate_tunnel_shpool();
+    id = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < shm->nverifiers; i++) {
+        v = &shm->verifiers[i];
+
+        if (v->verified && v->name_len == name->len
+            && ngx_memcmp(v->name, name->data, name->len) == 0)
+        {
+            id = v->agent_id;
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return id;
+}
+
+
 /* PostgreSQL confirmed these agents: their verifiers are fresh again */
 
 static void
@@ -1424,6 +1476,10 @@ ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
                    ngx_http_gpugate_tunnel_shm()->nagents);
     pg = ngx_http_gpugate_auth_pg();
 
+    for (i = 0; i < hs->nasked; i++) {
+        hs->ids[hs->nids++] = hs->asked[i];
+    }
+
     if (hs->nids == 0 || pg == NULL) {
         return;
     }
@@ -1453,9 +1509,11 @@ ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
         return;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "gpugate tunnel: re-checking %ui agents", hs->nids);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "gpugate tunnel: re-checking %ui agents (%ui named by "
+                   "messages)", hs->nids, hs->nasked);
 
+    hs->nasked = 0;
     hs->rechecking = 1;
 }
 
@@ -1505,23 +1563,62 @@ ngx_http_gpugate_tunnel_recheck_done(ngx_http_gpugate_pg_query_t *q,
         ngx_http_gpugate_tunnel_cache_drop(NULL, hs->ids[k]);
         (void) ngx_http_gpugate_tunnel_revoke(NULL, hs->ids[k]);
     }
+
+    /* agents named while this query was out are asked about at once */
+
+    if (hs->nasked && hs->recheck.timer_set) {
+        ngx_del_timer(&hs->recheck);
+        ngx_http_gpugate_tunnel_recheck(&hs->recheck);
+    }
 }
 
 
 /*
  * "agent <name>" on the invalidation channel (the auth module's).  Anyone
  * who can publish on Redis can send it, so it only makes the agent
- * handshake again: PostgreSQL decides, and the cached verifier stays for
- * outages, as valid keys keep their stale grace.
+ * handshake again and asks PostgreSQL about the agent at once: PostgreSQL
+ * decides.  A valid agent keeps its cached verifier for outages, as valid
+ * keys keep their stale grace; a revoked one loses it now, not when (or
+ * if) it dials again before an outage begins.
  */
 
 ngx_uint_t
 ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
 {
-    if (ngx_http_gpugate_tunnel_hs == NULL
-        || ngx_http_gpugate_tunnel_shm() == NULL)
-    {
+    int64_t                        id;
+    ngx_uint_t                     i;
+    ngx_http_gpugate_tunnel_hs_t  *hs;
+
+    hs = ngx_http_gpugate_tunnel_hs;
+
+    if (hs == NULL || ngx_http_gpugate_tunnel_shm() == NULL) {
         return 0;
+    }
+
+    id = ngx_http_gpugate_tunnel_cache_id(name);
+
+    if (id != 0 && hs->ids != NULL) {
+
+        for (i = 0; i < hs->nasked && hs->asked[i] != id; i++) {
+            /* void */
+        }
+
+        if (i == hs->nasked
+            && hs->nasked < NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX)
+        {
+            hs->asked[hs->nasked++] = id;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: \"%V\" (id %L) re-checked now",
+                       name, id);
+
+        /* now, unless a re-check is out: its answer runs the next one */
+
+        if (!hs->rechecking && hs->recheck.timer_set) {
+            ngx_del_timer(&hs->recheck);
+            ngx_http_gpugate_tunnel_recheck(&hs->recheck);
+        }
     }
 
     return ngx_http_gpugate_tunnel_revoke(name, 0);
