@@ -58,7 +58,7 @@ my $mock_port = free_port();
 }
 
 my %token;
-for my $name (qw(gpu-a gpu-b)) {
+for my $name (qw(gpu-a gpu-b gpu-c)) {
     $token{$name} = make_agent($name);
     open my $tf, '>', "$dir/$name.token" or die;
     print $tf "$token{$name}\n";
@@ -286,6 +286,29 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
     ok(wait_until(10, sub {
            !grep { $_->{name} eq 'gpu-b' } @{ status_json()->{agents} }
        }), 'gpu-b gone from the pool');
+
+    # an agent frozen before it served anything (a slot just registered:
+    # a restart, or its runtime back) has never sent a heartbeat; it said
+    # at its handshake that it beats, so it is watched all the same
+    my $c = start_agent('gpu-c', 64);
+    ok(wait_until(15, sub { supplied('gpu-c') }),
+       'fresh: gpu-c supplies both workers');
+    $off = tun_log_size();
+    kill 'STOP', $c;
+    $t0 = time;
+    @r = collect(20, map { chat() } 1 .. 6);
+    $took = time - $t0;
+    kill 'CONT', $c;
+    is(scalar(grep { $_->{status} != 200 } @r), 0,
+       'fresh: every request answered 200');
+    cmp_ok($took, '<', 9, 'fresh: a frozen agent that never beat is given '
+           . 'up too');
+    wait_until(10, sub { @l = logged_since($off); @l >= 6 });
+    ok(scalar(grep { ($_->[1] // '') eq 'gpu-c, gpu-a' } @l),
+       'fresh: a request given to the frozen agent went on to the other')
+        or diag explain \@l;
+
+    stop_agent($c);
     stop_agent($a);
 }
 

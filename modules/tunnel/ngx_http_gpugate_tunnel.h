@@ -82,7 +82,9 @@ typedef struct {
                                       wins a tie, so a newcomer does not
                                       take all traffic until its lifetime
                                       count catches up */
-    ngx_atomic_t      heartbeats;  /* 1 once it sent a heartbeat: a busy
+    ngx_atomic_t      heartbeats;  /* 1 once it sent a heartbeat or said
+                                      at the handshake that it beats
+                                      (X-Gpugate-Heartbeat): a busy
                                       tunnel of it that stays silent is
                                       given up (an agent that never does
                                       may be an older one) */
@@ -308,7 +310,8 @@ ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
     ngx_uint_t capacity, gpugate_tunnel_load_t *load,
-    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head);
+    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head,
+    ngx_uint_t heartbeats);
 
 /* what the agent last reported of its load (handshake or ping) */
 void ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,

@@ -671,7 +671,8 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
     ngx_uint_t capacity, gpugate_tunnel_load_t *load,
-    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head)
+    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head,
+    ngx_uint_t heartbeats)
 {
     ngx_int_t                        agent;
     ngx_http_gpugate_tunnel_conn_t  *tc;
@@ -702,6 +703,16 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     if (telemetry) {
         ngx_http_gpugate_tunnel_set_telemetry(
             &ngx_http_gpugate_tunnel_worker->shm->agents[agent], telemetry);
+    }
+
+    /*
+     * An agent that says it beats is watched from its first request on:
+     * a slot registered anew (after a restart or its runtime coming back)
+     * must not wait for a first heartbeat that a frozen agent never sends.
+     */
+
+    if (heartbeats) {
+        ngx_http_gpugate_tunnel_worker->shm->agents[agent].heartbeats = 1;
     }
 
     tc->agent = agent;

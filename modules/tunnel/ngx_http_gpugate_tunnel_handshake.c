@@ -916,7 +916,10 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
 
     if (ngx_http_gpugate_tunnel_attach(r, tlcf, &name, st->agent_id,
                                        &instance, &models, capacity, &load,
-                                       ht ? &tel : NULL, &head)
+                                       ht ? &tel : NULL, &head,
+                                       ngx_http_gpugate_tunnel_header(r,
+                                           "x-gpugate-heartbeat", 19)
+                                       != NULL)
         != NGX_OK)
     {
         ngx_http_gpugate_tunnel_step_free(st);

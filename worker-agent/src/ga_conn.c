@@ -860,6 +860,7 @@ ga_step1_done(ga_conn_t *c)
                       "Connection: Upgrade\r\n"
                       "Upgrade: " GPUGATE_TUNNEL_UPGRADE "\r\n"
                       "X-Gpugate-Instance: %s\r\n"
+                      "X-Gpugate-Heartbeat: 1\r\n"
                       "X-Gpugate-Capacity: %d\r\n"
                       "X-Gpugate-Models: %s\r\n%s%s\r\n",
                       c->gw->url->path, c->gw->url->host, sid, b64,
