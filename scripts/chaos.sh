@@ -93,6 +93,12 @@ ledger_rows() {
         2>/dev/null || echo '?'
 }
 
+# ledger rows counted as lost (a worker died holding them)
+lost_rows() {
+    curl -fsS -H "Authorization: Bearer $admin" "$url/metrics" 2>/dev/null \
+        | awk '/^gpugate_ledger_rows_total\{state="lost"\}/ {print $2}'
+}
+
 crash_lines() {
     grep -c 'exited on signal' "$errlog" 2>/dev/null || true
 }
@@ -291,6 +297,7 @@ fi
 # 9. a worker killed with streams in flight: the gauge returns to 0
 if want worker-kill; then
     begin
+    lost0=$(lost_rows)
     fire worker-kill 10 10 true X-Mock-Token-Delay-Ms:200 &
     bg=$!
     sleep 1
@@ -304,7 +311,8 @@ if want worker-kill; then
     sleep 2
     gauge=$(curl -fsS -H "Authorization: Bearer $admin" "$url/metrics" \
         | awk '/^gpugate_active_streams[{ ]/ {s += $NF} END {print s + 0}')
-    note="gpugate_active_streams after: ${gauge:-?}"
+    note="gpugate_active_streams after: ${gauge:-?};"
+    note+=" rows counted as lost: $(($(lost_rows) - ${lost0:-0}))"
     report worker-kill "$start" "$c0" "$rss0" 1
 fi
 
