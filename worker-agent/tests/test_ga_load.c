@@ -2,7 +2,7 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Runtime load parsers (src/ga_load.c): each dialect's gauges, labels,
+ * Runtime load parsers (agent/ga_load.c): each dialect's gauges, labels,
  * sums over models, Ollama's /api/ps, the endpoints of every runtime
  * type, and input that must be skipped or refused.
  */

@@ -2,7 +2,7 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Model discovery parsers (src/ga_models.c): each runtime's listing,
+ * Model discovery parsers (agent/ga_models.c): each runtime's listing,
  * the ids the gateway would refuse, a list that does not fit, and
  * answers of the wrong shape, which must be refused whole.
  */

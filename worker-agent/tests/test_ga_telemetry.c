@@ -2,7 +2,7 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Host and GPU telemetry (src/ga_telemetry.c): the /proc parsers, the
+ * Host and GPU telemetry (agent/ga_telemetry.c): the /proc parsers, the
  * no-GPU state when NVML cannot be had, the X-Gpugate-Telemetry value,
  * and that the gateway's parser (gpugate_tunnel_proto.c) reads back
  * exactly what the formatter wrote.
