@@ -128,6 +128,7 @@ typedef struct ga_conn_s {
     unsigned             requests;   /* requests seen since the 101 */
     unsigned             models_gen; /* the runtime's model list it
                                         advertised (ga_runtime_t) */
+    gg_defer_t           defer;      /* its free() after the epoll batch */
 } ga_conn_t;
 
 

@@ -57,12 +57,6 @@ static int ga_step2_done(ga_conn_t *c);
 static int ga_socket(const char *host, const char *port, int *fd,
     char *err, size_t size);
 static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out);
-static void ga_reap(gg_timer_t *t);
-
-
-/* closed connections waiting for the end of the epoll batch */
-static ga_conn_t   *ga_graveyard;
-static gg_timer_t   ga_reaper;
 
 
 SSL_CTX *
@@ -242,18 +236,12 @@ ga_conn_close(ga_conn_t *c, const char *why)
 
     /*
      * The rest of this epoll batch may still name c (its tunnel or
-     * runtime socket): it is freed by a timer that runs after the batch,
-     * and until then its handlers do nothing.
+     * runtime socket): the loop frees it after the batch, and until then
+     * its handlers do nothing.
      */
 
     c->io.handler = ga_dead_io;
-    c->next = ga_graveyard;
-    ga_graveyard = c;
-
-    if (!gg_timer_armed(&ga_reaper)) {
-        ga_reaper.handler = ga_reap;
-        (void) gg_timer_add(&ga_agent.loop, &ga_reaper, 0);
-    }
+    gg_defer_free(&ga_agent.loop, &c->defer, c);
 
     ga_supply(gw);
 }
@@ -264,21 +252,6 @@ ga_dead_io(gg_io_t *io, uint32_t revents)
 {
     (void) io;
     (void) revents;
-}
-
-
-static void
-ga_reap(gg_timer_t *t)
-{
-    ga_conn_t  *c;
-
-    (void) t;
-
-    while (ga_graveyard) {
-        c = ga_graveyard;
-        ga_graveyard = c->next;
-        free(c);
-    }
 }
 
 

@@ -16,8 +16,8 @@
  * slows the runtime, not memory.
  *
  * A runtime connection object can be named by epoll events of the batch
- * being handled after it is closed: closed ones wait in a graveyard that a
- * zero-delay timer empties after the batch, as tunnel connections do.
+ * being handled after it is closed: the loop frees it after the batch
+ * (gg_defer_free()), as it does tunnel connections.
  */
 
 
@@ -39,12 +39,13 @@ struct ga_rconn_s {
                                         relaying on it, or this object
                                         while pooled */
     ga_runtime_t        *rt;         /* whose pool it belongs to */
-    struct ga_rconn_s   *next;       /* pool (newest first), graveyard */
+    struct ga_rconn_s   *next;       /* pool (newest first) */
     struct ga_rconn_s   *prev;       /* pool */
     uint64_t             idle_since; /* us, when it was pooled */
     unsigned             requests;   /* requests sent on it */
     unsigned             connected:1; /* connect() has finished */
     unsigned             pooled:1;   /* in the idle pool */
+    gg_defer_t           defer;      /* its free() after the batch */
 };
 
 
@@ -68,12 +69,7 @@ static void ga_rconn_close(ga_rconn_t *rc);
 static void ga_rconn_unlink(ga_rconn_t *rc);
 static void ga_rconn_idle_io(gg_io_t *io, uint32_t revents);
 static void ga_rconn_expire(gg_timer_t *t);
-static void ga_rconn_reap(gg_timer_t *t);
 
-
-/* closed runtime connections waiting for the end of the epoll batch */
-static ga_rconn_t               *ga_rgrave;
-static gg_timer_t                ga_rreaper;
 
 /* idle connections kept: "runtime_keepalive", -1 meaning "capacity" */
 #define ga_relay_keepalive(rt)                                                \
@@ -1312,13 +1308,7 @@ ga_rconn_close(ga_rconn_t *rc)
 
     rc->io.fd = -1;
     rc->io.handler = ga_dead_io;
-    rc->next = ga_rgrave;
-    ga_rgrave = rc;
-
-    if (!gg_timer_armed(&ga_rreaper)) {
-        ga_rreaper.handler = ga_rconn_reap;
-        (void) gg_timer_add(&ga_agent.loop, &ga_rreaper, 0);
-    }
+    gg_defer_free(&ga_agent.loop, &rc->defer, rc);
 }
 
 
@@ -1353,21 +1343,6 @@ ga_rconn_expire(gg_timer_t *t)
     if (rt->pool_tail) {
         (void) gg_timer_add(&ga_agent.loop, t,
                             rt->pool_tail->idle_since + limit - now);
-    }
-}
-
-
-static void
-ga_rconn_reap(gg_timer_t *t)
-{
-    ga_rconn_t  *rc;
-
-    (void) t;
-
-    while (ga_rgrave) {
-        rc = ga_rgrave;
-        ga_rgrave = rc->next;
-        free(rc);
     }
 }
 

@@ -32,6 +32,28 @@ gg_time_us(void)
 
 
 static void
+gg_loop_reap(gg_loop_t *loop)
+{
+    gg_defer_t  *d;
+
+    while (loop->deferred) {
+        d = loop->deferred;
+        loop->deferred = d->next;
+        free(d->ptr);
+    }
+}
+
+
+void
+gg_defer_free(gg_loop_t *loop, gg_defer_t *d, void *ptr)
+{
+    d->ptr = ptr;
+    d->next = loop->deferred;
+    loop->deferred = d;
+}
+
+
+static void
 gg_loop_on_signal(gg_io_t *io, uint32_t revents)
 {
     gg_loop_t                *loop;
@@ -114,6 +136,7 @@ gg_loop_free(gg_loop_t *loop)
         close(loop->epfd);
     }
 
+    gg_loop_reap(loop);
     free(loop->heap);
 
     loop->heap = NULL;
@@ -305,6 +328,9 @@ gg_loop_run(gg_loop_t *loop)
         loop->now = gg_time_us();
         gg_timers_expire(loop);
 
+        /* no event or timer of the last round can name these any more */
+        gg_loop_reap(loop);
+
         if (loop->stop) {
             break;
         }
@@ -352,7 +378,11 @@ gg_loop_run(gg_loop_t *loop)
             io = events[i].data.ptr;
             io->handler(io, events[i].events);
         }
+
+        gg_loop_reap(loop);
     }
+
+    gg_loop_reap(loop);
 
     return 0;
 }

@@ -7,6 +7,10 @@
  * SIGTERM, SIGINT, SIGHUP and SIGCHLD delivered through a signalfd so
  * that no handler runs in signal context.  They stay blocked in children
  * unless the child unblocks them before exec.
+ *
+ * An object that a handler closes may still be named by later events of
+ * the same epoll batch: gg_defer_free() hands it to the loop, which frees
+ * it once no event of the batch can name it any more.
  */
 
 
@@ -22,6 +26,7 @@
 typedef struct gg_loop_s   gg_loop_t;
 typedef struct gg_io_s     gg_io_t;
 typedef struct gg_timer_s  gg_timer_t;
+typedef struct gg_defer_s  gg_defer_t;
 
 typedef void (*gg_io_handler_pt)(gg_io_t *io, uint32_t revents);
 typedef void (*gg_timer_handler_pt)(gg_timer_t *t);
@@ -43,6 +48,13 @@ struct gg_timer_s {
 };
 
 
+/* embedded in an object whose free() the loop defers */
+struct gg_defer_s {
+    gg_defer_t          *next;      /* in the loop's list */
+    void                *ptr;       /* what to free(): the object */
+};
+
+
 struct gg_loop_s {
     int                  epfd;      /* the epoll instance */
     gg_io_t              sig;       /* signalfd for SIGTERM, SIGINT,
@@ -59,6 +71,7 @@ struct gg_loop_s {
                                        the signal is ignored */
     void               (*on_child)(gg_loop_t *loop);
                                     /* SIGCHLD, likewise */
+    gg_defer_t          *deferred;  /* objects to free after the batch */
 };
 
 
@@ -79,6 +92,13 @@ int gg_timer_add(gg_loop_t *loop, gg_timer_t *t, uint64_t us);
 void gg_timer_del(gg_loop_t *loop, gg_timer_t *t);
 
 #define gg_timer_armed(t)  ((t)->slot != 0)
+
+/*
+ * free(ptr) once the current epoll batch (or timer run) is over; "d" lies
+ * inside the object.  The caller has unregistered its descriptors and
+ * timers and makes its handlers do nothing until then.
+ */
+void gg_defer_free(gg_loop_t *loop, gg_defer_t *d, void *ptr);
 
 /* Runs until "stop" is set.  Returns 0, or -1 if epoll fails. */
 int gg_loop_run(gg_loop_t *loop);

@@ -2,12 +2,14 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Unit tests of gg_event: timers fire in order, deleted ones never, and
- * the loop stops from a handler.  Prints TAP.
+ * Unit tests of gg_event: timers fire in order, deleted ones never, the
+ * loop stops from a handler, and objects a handler closes are freed only
+ * after the epoll batch that may still name them.  Prints TAP.
  */
 
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -44,6 +46,73 @@ on_pipe(gg_io_t *io, uint32_t revents)
 
     if (read(io->fd, &c, 1) == 1) {
         fired[nfired++] = 100 + c;
+    }
+}
+
+
+/* a closable object: both are closed by whichever is served first */
+typedef struct {
+    gg_io_t      io;
+    gg_defer_t   defer;
+    int          dead;
+} obj_t;
+
+static obj_t  *objs[2];
+static int     served, dead_seen_pending;
+
+
+static void
+on_obj(gg_io_t *io, uint32_t revents)
+{
+    int     i;
+    obj_t  *o;
+
+    (void) revents;
+
+    o = io->data;
+    served++;
+
+    if (o->dead) {
+        /* still in this batch: the memory must not be freed yet */
+        dead_seen_pending = loop.deferred != NULL;
+        loop.stop = 1;
+        return;
+    }
+
+    for (i = 0; i < 2; i++) {
+        gg_io_set(&loop, &objs[i]->io, 0);
+        objs[i]->dead = 1;
+        gg_defer_free(&loop, &objs[i]->defer, objs[i]);
+    }
+}
+
+
+static void
+test_defer(void)
+{
+    int  i, fds[2][2];
+
+    served = 0;
+    loop.stop = 0;
+
+    for (i = 0; i < 2; i++) {
+        objs[i] = calloc(1, sizeof(obj_t));
+        tap_ok(objs[i] && pipe(fds[i]) == 0, "object %d", i);
+        objs[i]->io.fd = fds[i][0];
+        objs[i]->io.handler = on_obj;
+        objs[i]->io.data = objs[i];
+        gg_io_set(&loop, &objs[i]->io, EPOLLIN);
+        tap_ok(write(fds[i][1], "x", 1) == 1, "pipe %d written", i);
+    }
+
+    tap_ok(gg_loop_run(&loop) == 0, "loop ran");
+    tap_ok(served == 2 && dead_seen_pending,
+           "a closed object named later in the batch is not freed yet");
+    tap_ok(loop.deferred == NULL, "freed once the batch is over");
+
+    for (i = 0; i < 2; i++) {
+        close(fds[i][0]);
+        close(fds[i][1]);
     }
 }
 
@@ -109,6 +178,9 @@ main(void)
     gg_io_set(&loop, &io, 0);
     close(fds[0]);
     close(fds[1]);
+
+    test_defer();
+
     gg_loop_free(&loop);
 
     return tap_done();
