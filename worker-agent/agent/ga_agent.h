@@ -60,10 +60,76 @@ typedef enum {
 } ga_state_e;
 
 
+/*
+ * A host and port resolved at start and on SIGHUP (ga_resolve_all()),
+ * never inside the event loop, where getaddrinfo() could block it.
+ */
+typedef struct {
+    struct sockaddr_storage  sa;     /* the first address of the name */
+    socklen_t            len;        /* 0: it did not resolve */
+    int                  gone;       /* the name does not resolve (not a
+                                        lack of memory or a system error) */
+    char                 err[128];   /* why not, from gai_strerror() */
+} ga_addr_t;
+
+
 typedef struct ga_gateway_s  ga_gateway_t;
 typedef struct ga_runtime_s  ga_runtime_t;
-typedef struct ga_rconn_s    ga_rconn_t;   /* runtime connection,
-                                              ga_relay.c */
+typedef struct ga_rconn_s    ga_rconn_t;
+
+
+/* a connection to a runtime (ga_rconn.c) */
+struct ga_rconn_s {
+    gg_io_t              io;         /* the socket; io.data is the tunnel
+                                        relaying on it, or this object
+                                        while pooled */
+    ga_runtime_t        *rt;         /* whose pool it belongs to */
+    struct ga_rconn_s   *next;       /* pool (newest first) */
+    struct ga_rconn_s   *prev;       /* pool */
+    uint64_t             idle_since; /* us, when it was pooled */
+    unsigned             requests;   /* requests sent on it */
+    unsigned             connected:1; /* connect() has finished */
+    unsigned             pooled:1;   /* in the idle pool */
+    gg_defer_t           defer;      /* its free() after the batch */
+};
+
+
+/* how the runtime's answer body ends */
+typedef enum {
+    GA_FRAME_LENGTH = 0,  /* Content-Length bytes */
+    GA_FRAME_CHUNKED,     /* chunked, passed on as it is */
+    GA_FRAME_CLOSE,       /* at the runtime's close: re-framed chunked */
+    GA_FRAME_NONE         /* no body: HEAD, 1xx, 204, 304 */
+} ga_frame_e;
+
+
+/* the relay of one request on a tunnel (ga_relay.c) */
+typedef struct {
+    ga_rconn_t          *rc;         /* runtime connection, NULL if none */
+    gg_buf_t             out;        /* the request for the runtime, kept
+                                        whole until the answer is done so
+                                        that it can be sent again */
+    size_t               sent;       /* bytes of "out" written */
+    unsigned             retried:1;  /* sent again once already */
+    unsigned             keep:1;     /* nothing so far forbids reusing
+                                        the runtime connection */
+    unsigned             skipping:1; /* a refused request's body is being
+                                        dropped: the refusal is answered
+                                        after it, so that the tunnel
+                                        stays in step and usable */
+    unsigned             skip_chunked:1; /* by "skipck", not "skip" */
+    gg_buf_t             in;         /* response bytes not yet handled */
+    gg_http_head_t       head;       /* the runtime's response head */
+    int                  head_done;  /* head parsed and passed on */
+    int                  head_req;   /* the request was HEAD: no body */
+    ga_frame_e           frame;      /* how the answer body ends */
+    int64_t              left;       /* GA_FRAME_LENGTH: bytes to go */
+    gg_http_chunked_t    chunk;      /* GA_FRAME_CHUNKED tracker */
+    uint64_t             skip;       /* body bytes of a refused request
+                                        still to drop (length framing) */
+    gg_http_chunked_t    skipck;     /* the same for a chunked body */
+    int                  refuse;     /* the status of that refusal */
+} ga_relay_t;
 
 
 /* one nginx worker process as seen through the handshake replies */
@@ -92,33 +158,7 @@ typedef struct ga_conn_s {
                                         drain */
     gpugate_scram_client_t scram;    /* the exchange of this connection */
 
-    /* relay of one request */
-    ga_rconn_t          *rc;         /* runtime connection, NULL if none */
-    gg_buf_t             rout;       /* the request for the runtime, kept
-                                        whole until the answer is done so
-                                        that it can be sent again */
-    size_t               rsent;      /* bytes of rout written */
-    unsigned             rretried:1; /* sent again once already */
-    unsigned             rkeep:1;    /* nothing so far forbids reusing
-                                        the runtime connection */
-    gg_buf_t             rin;        /* response bytes not yet handled */
-    gg_http_head_t       rhead;      /* the runtime's response head */
-    int                  rhead_done; /* head parsed and passed on */
-    int                  head_req;   /* the request was HEAD: no body */
-    int                  rframe;     /* 0 length, 1 chunked, 2 until
-                                        close (re-framed), 3 none */
-    int64_t              rleft;      /* length framing: bytes to go */
-    gg_http_chunked_t    rchunk;     /* chunked framing tracker */
-    uint64_t             skip;       /* body bytes of a refused request
-                                        still to drop (length framing) */
-    gg_http_chunked_t    skipck;     /* the same for a chunked body */
-    unsigned             skipping:1; /* a refused request's body is being
-                                        dropped: the refusal is answered
-                                        after it, so that the tunnel
-                                        stays in step and usable */
-    unsigned             skip_chunked:1; /* by "skipck", not "skip" */
-    int                  refuse;     /* the status of that refusal */
-    uint64_t             started;    /* request arrival, for the log */
+    ga_relay_t           relay;      /* the request being relayed */
     uint64_t             up;         /* when the 101 came, us */
     uint64_t             heartbeat_us; /* between heartbeats (CRLF) while
                                         the runtime has not begun to
@@ -141,6 +181,7 @@ typedef struct ga_conn_s {
 
 struct ga_gateway_s {
     ga_url_t            *url;        /* from the configuration */
+    ga_addr_t           *addr;       /* its address, in ga_agent */
     ga_runtime_t        *rt;         /* the runtime these tunnels serve */
     ga_conn_t           *conns;      /* all connections, any state */
     int                  nconns;     /* their number */
@@ -209,12 +250,35 @@ struct ga_runtime_s {
     ga_rconn_t          *pool_tail;  /* the oldest */
     int                  pool_n;     /* their number */
     gg_timer_t           pool_timer; /* closes those idle too long */
-    struct sockaddr_storage addr;    /* its address, resolved once and
-                                        again after a failure */
-    socklen_t            addr_len;   /* 0: not resolved */
+    ga_addr_t            addr;       /* where it listens */
 
     ga_gateway_t         links[GA_MAX_GATEWAYS]; /* one per gateway */
 };
+
+
+/*
+ * What lower files report to the policy above them (ga_supply.c,
+ * ga_runtime.c), wired by main(): calling through these keeps the files
+ * in layers, each depending only on those below it.
+ */
+typedef struct {
+    void               (*supply)(ga_gateway_t *gw);
+                                     /* a tunnel closed or was handed a
+                                        request: dial if a worker lacks
+                                        idle ones */
+    void               (*handshake_done)(ga_gateway_t *gw);
+                                     /* a tunnel reached its 101 */
+    void               (*handshake_failed)(ga_gateway_t *gw);
+                                     /* a dial or handshake failed */
+    void               (*tunnel_dropped)(ga_gateway_t *gw);
+                                     /* closed right after its 101 */
+    void               (*runtime_down)(ga_runtime_t *rt, int down,
+                                       const char *why);
+                                     /* it stopped or began listening */
+    void               (*runtime_models)(ga_runtime_t *rt,
+                                         const char *models);
+                                     /* its model list was read */
+} ga_events_t;
 
 
 typedef struct {
@@ -235,6 +299,10 @@ typedef struct {
                                         from the last reading, or "" */
     uint64_t             gpu_free_mb; /* the GPU with the most free
                                          memory, last reading; 0: none */
+    ga_events_t          on;         /* notifications going up */
+    ga_addr_t            gateway_addr[GA_MAX_GATEWAYS]; /* conf.gateways'
+                                        addresses, shared by the runtimes'
+                                        links */
 } ga_agent_t;
 
 
@@ -248,6 +316,9 @@ typedef struct {
 extern ga_agent_t  ga_agent;
 
 
+/* ga_agent.c */
+void ga_resolve_all(void);
+void ga_dead_io(gg_io_t *io, uint32_t revents);
 void ga_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -263,18 +334,33 @@ void ga_conn_close(ga_conn_t *c, const char *why);
 void ga_conn_drain(ga_conn_t *c);
 void ga_conn_update(ga_conn_t *c);
 int ga_conn_flush(ga_conn_t *c);
-void ga_dead_io(gg_io_t *io, uint32_t revents);
 SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
 
 /* a closed connection: its handlers do nothing until it is freed */
 #define ga_conn_dead(c)  ((c)->io.handler == ga_dead_io)
+
+/* ga_handshake.c: 0 (or GA_HANDSHAKE_UP) on success, -1 closes */
+#define GA_HANDSHAKE_UP  2
+int ga_handshake_start(ga_conn_t *c);
+int ga_handshake_step1(ga_conn_t *c);
+int ga_handshake_step2(ga_conn_t *c);
+
+/* ga_rconn.c */
+ga_rconn_t *ga_rconn_get(ga_runtime_t *rt, int fresh, char *err,
+    size_t size, int *gone);
+void ga_rconn_put(ga_rconn_t *rc);
+void ga_rconn_close(ga_rconn_t *rc);
+void ga_rconn_pool_close(ga_runtime_t *rt);
+
+/* idle connections kept: "runtime_keepalive", -1 meaning "capacity" */
+#define ga_runtime_keepalive(rt)                                              \
+    ((rt)->conf->keepalive < 0 ? (rt)->conf->capacity : (rt)->conf->keepalive)
 
 /* ga_relay.c */
 int ga_serve(ga_conn_t *c);
 int ga_serve_skip(ga_conn_t *c);
 void ga_relay_end(ga_conn_t *c, int clean);
 void ga_relay_update(ga_conn_t *c);
-void ga_relay_pool_close(ga_runtime_t *rt);
 
 /* ga_probe.c */
 void ga_probe_now(ga_runtime_t *rt);
@@ -288,14 +374,16 @@ void ga_super_ready(ga_runtime_t *rt);
 void ga_super_stop_all(void);
 int ga_super_running(void);
 
-/* ga_main.c */
+/* ga_supply.c */
+void ga_supply_init(ga_gateway_t *gw);
 void ga_supply(ga_gateway_t *gw);
 void ga_supply_runtime(ga_runtime_t *rt);
-void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
-    unsigned workers, uint64_t generation);
 void ga_handshake_failed(ga_gateway_t *gw);
 void ga_handshake_done(ga_gateway_t *gw);
 void ga_tunnel_dropped(ga_gateway_t *gw);
+
+/* ga_runtime.c */
+void ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf, SSL_CTX **ctx);
 void ga_runtime_down(ga_runtime_t *rt, int down, const char *why);
 void ga_runtime_models(ga_runtime_t *rt, const char *models);
 void ga_close_idle(ga_runtime_t *rt, int stale_only);

@@ -3,15 +3,15 @@
  * Copyright (C) gpugate authors
  *
  * One tunnel connection of gpugate-agent: dial, TLS, the two-step SCRAM
- * handshake, then reading nginx's requests and writing the answers that
- * ga_relay.c produces.  A closed connection is freed only after the epoll
- * batch, since later events of the batch may still name it.
+ * handshake (its messages built and read by ga_handshake.c), then reading
+ * nginx's requests and writing the answers that ga_relay.c produces.  A
+ * closed connection is freed only after the epoll batch, since later
+ * events of the batch may still name it.
  */
 
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -22,11 +22,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "ga_agent.h"
-#include "gpugate_tunnel_proto.h"
 
 
 #define GA_HANDSHAKE_TIMEOUT  (10 * 1000000ULL)
@@ -51,12 +49,9 @@ static int ga_tls_step(ga_conn_t *c);
 static ssize_t ga_recv(ga_conn_t *c, char *buf, size_t size);
 static ssize_t ga_send(ga_conn_t *c, const char *buf, size_t size);
 static int ga_conn_read(ga_conn_t *c);
-static int ga_step1_send(ga_conn_t *c);
-static int ga_step1_done(ga_conn_t *c);
-static int ga_step2_done(ga_conn_t *c);
-static int ga_socket(const char *host, const char *port, int *fd,
-    char *err, size_t size);
-static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out);
+static int ga_conn_step1(ga_conn_t *c);
+static int ga_conn_step2(ga_conn_t *c);
+static int ga_socket(ga_gateway_t *gw, int *fd, char *err, size_t size);
 
 
 SSL_CTX *
@@ -118,9 +113,7 @@ ga_conn_dial(ga_gateway_t *gw)
     char        err[GA_ERR_SIZE];
     ga_conn_t  *c;
 
-    if (ga_socket(gw->url->host, gw->url->port, &fd, err, sizeof(err))
-        != 0)
-    {
+    if (ga_socket(gw, &fd, err, sizeof(err)) != 0) {
         ga_log(GA_WARN, "gateway %s:%s: %s", gw->url->host, gw->url->port,
                err);
         return -1;
@@ -176,7 +169,7 @@ ga_conn_close(ga_conn_t *c, const char *why)
                gw->url->port, why);
     }
 
-    if (c->rc != NULL) {
+    if (c->relay.rc != NULL) {
         /* the runtime sees its client go: generation stops */
         ga_relay_end(c, 0);
     }
@@ -191,7 +184,7 @@ ga_conn_close(ga_conn_t *c, const char *why)
          * Accepted and dropped at once: redialing at full speed would be
          * a loop of PBKDF2 handshakes on both sides.
          */
-        ga_tunnel_dropped(gw);
+        ga_agent.on.tunnel_dropped(gw);
     }
 
     OPENSSL_cleanse(&c->scram, sizeof(c->scram));
@@ -231,8 +224,8 @@ ga_conn_close(ga_conn_t *c, const char *why)
 
     gg_buf_free(&c->in);
     gg_buf_free(&c->out);
-    gg_buf_free(&c->rin);
-    gg_buf_free(&c->rout);
+    gg_buf_free(&c->relay.in);
+    gg_buf_free(&c->relay.out);
 
     /*
      * The rest of this epoll batch may still name c (its tunnel or
@@ -243,15 +236,7 @@ ga_conn_close(ga_conn_t *c, const char *why)
     c->io.handler = ga_dead_io;
     gg_defer_free(&ga_agent.loop, &c->defer, c);
 
-    ga_supply(gw);
-}
-
-
-void
-ga_dead_io(gg_io_t *io, uint32_t revents)
-{
-    (void) io;
-    (void) revents;
+    ga_agent.on.supply(gw);
 }
 
 
@@ -281,7 +266,7 @@ ga_conn_timer(gg_timer_t *t)
     ga_conn_t  *c = t->data;
 
     if (c->state < GA_IDLE) {
-        ga_handshake_failed(c->gw);
+        ga_agent.on.handshake_failed(c->gw);
         ga_conn_close(c, "handshake timed out");
         return;
     }
@@ -293,7 +278,7 @@ ga_conn_timer(gg_timer_t *t)
          * stays silent, which is how it finds a frozen agent.
          */
 
-        if (c->heartbeat_us == 0 || c->rhead_done) {
+        if (c->heartbeat_us == 0 || c->relay.head_done) {
             return;
         }
 
@@ -391,9 +376,9 @@ ga_conn_io(gg_io_t *io, uint32_t revents)
 
         if (rc == 0) {
             if (c->state == GA_STEP1) {
-                rc = ga_step1_done(c);
+                rc = ga_handshake_step1(c);
             } else if (c->state == GA_STEP2) {
-                rc = ga_step2_done(c);
+                rc = ga_conn_step2(c);
             } else if (c->state == GA_IDLE) {
                 rc = ga_serve(c);
             }
@@ -440,7 +425,7 @@ ga_conn_connected(ga_conn_t *c)
     {
         ga_log(GA_WARN, "gateway %s:%s: connect: %s", c->gw->url->host,
                c->gw->url->port, strerror(err ? err : errno));
-        ga_handshake_failed(c->gw);
+        ga_agent.on.handshake_failed(c->gw);
         return -1;
     }
 
@@ -450,7 +435,7 @@ ga_conn_connected(ga_conn_t *c)
     (void) setsockopt(c->io.fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 
     if (!c->gw->url->tls) {
-        return ga_step1_send(c);
+        return ga_conn_step1(c);
     }
 
     c->ssl = SSL_new(c->gw->ssl_ctx);
@@ -485,7 +470,7 @@ ga_tls_step(ga_conn_t *c)
     rc = SSL_do_handshake(c->ssl);
 
     if (rc == 1) {
-        return ga_step1_send(c);
+        return ga_conn_step1(c);
     }
 
     e = SSL_get_error(c->ssl, rc);
@@ -509,7 +494,7 @@ ga_tls_step(ga_conn_t *c)
            ? X509_verify_cert_error_string(SSL_get_verify_result(c->ssl))
            : "");
     ERR_clear_error();
-    ga_handshake_failed(c->gw);
+    ga_agent.on.handshake_failed(c->gw);
 
     return -1;
 }
@@ -599,7 +584,7 @@ ga_conn_read(ga_conn_t *c)
     ssize_t  n;
 
     for ( ;; ) {
-        if (c->skipping && c->state == GA_IDLE
+        if (c->relay.skipping && c->state == GA_IDLE
             && ga_serve_skip(c) < GG_HTTP_OK)
         {
             /* a refused chunked body turned out malformed: ga_serve says */
@@ -672,7 +657,7 @@ ga_conn_flush(ga_conn_t *c)
         gg_buf_consume(&c->out, n);
     }
 
-    if (c->rc != NULL) {
+    if (c->relay.rc != NULL) {
         /* room again: the runtime may be read */
         ga_relay_update(c);
     }
@@ -681,261 +666,31 @@ ga_conn_flush(ga_conn_t *c)
 }
 
 
+/* TLS is up, or not wanted: the handshake's first request goes out */
+
 static int
-ga_step1_send(ga_conn_t *c)
+ga_conn_step1(ga_conn_t *c)
 {
-    char            first[GPUGATE_SCRAM_CLIENT_FIRST_SIZE];
-    char            b64[GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_CLIENT_FIRST_SIZE)
-                        + 1];
-    size_t          len;
-
-    memset(&c->scram, 0, sizeof(c->scram));
-
-    if (gpugate_scram_client_first(&c->scram, ga_agent.conf.name, first,
-                                   sizeof(first), &len)
-        != GPUGATE_SCRAM_OK)
-    {
+    if (ga_handshake_start(c) != 0) {
         return -1;
     }
 
-    EVP_EncodeBlock((unsigned char *) b64, (unsigned char *) first,
-                    (int) len);
-
-    if (gg_buf_printf(&c->out,
-                      "GET %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "User-Agent: gpugate-agent/" GA_VERSION "\r\n"
-                      "Authorization: SCRAM-SHA-256 data=%s\r\n\r\n",
-                      c->gw->url->path, c->gw->url->host, b64)
-        != 0)
-    {
-        return -1;
-    }
-
-    c->state = GA_STEP1;
-    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
-
-    if (ga_conn_flush(c) != 0) {
-        return -1;
-    }
-
-    return 0;
+    return ga_conn_flush(c) != 0 ? -1 : 0;
 }
 
 
-/* parses a response head (and its Content-Length body) from c->in */
+/* the 101 is read: the tunnel serves, unless the agent drains */
 
 static int
-ga_read_response(ga_conn_t *c, const char **body, size_t *body_len)
+ga_conn_step2(ga_conn_t *c)
 {
-    int      rc;
-    int64_t  cl;
+    int  rc;
 
-    rc = gg_http_parse_head(&c->head, gg_buf_pos(&c->in), gg_buf_len(&c->in));
+    rc = ga_handshake_step2(c);
 
-    if (rc == GG_HTTP_AGAIN) {
-        return 1;
+    if (rc != GA_HANDSHAKE_UP) {
+        return rc;
     }
-
-    if (rc != GG_HTTP_OK) {
-        ga_log(GA_WARN, "gateway %s:%s: malformed handshake response",
-               c->gw->url->host, c->gw->url->port);
-        return -1;
-    }
-
-    cl = c->head.content_length < 0 ? 0 : c->head.content_length;
-
-    if ((int64_t) (gg_buf_len(&c->in) - c->head.head_len) < cl) {
-        return 1;
-    }
-
-    *body = gg_buf_pos(&c->in) + c->head.head_len;
-    *body_len = (size_t) cl;
-
-    return 0;
-}
-
-
-static int
-ga_refused(ga_conn_t *c, const char *body, size_t len)
-{
-    ga_log(GA_ERROR, "gateway %s:%s refused the handshake: %d %.*s",
-           c->gw->url->host, c->gw->url->port, c->head.status,
-           (int) (len > 300 ? 300 : len), body);
-    ga_handshake_failed(c->gw);
-
-    return -1;
-}
-
-
-static int
-ga_step1_done(ga_conn_t *c)
-{
-    int                      rc;
-    char                     first[GPUGATE_SCRAM_MSG_MAX + 4];
-    char                     final[GPUGATE_SCRAM_CLIENT_FINAL_SIZE];
-    char                     b64[GPUGATE_SCRAM_B64_LEN(
-                                     GPUGATE_SCRAM_CLIENT_FINAL_SIZE) + 1];
-    char                     sid[GPUGATE_TUNNEL_SID_LEN + 1], load[96];
-    size_t                   body_len, len, flen;
-    const char              *body, *buf;
-    gpugate_scram_rc_t       src;
-    gpugate_tunnel_auth_t    auth;
-    const gg_http_header_t  *h;
-
-    rc = ga_read_response(c, &body, &body_len);
-
-    if (rc != 0) {
-        return rc == 1 ? 0 : -1;
-    }
-
-    buf = gg_buf_pos(&c->in);
-    h = gg_http_find_header(&c->head, buf, "www-authenticate");
-
-    if (c->head.status != 401 || h == NULL
-        || gpugate_tunnel_parse_auth(buf + h->value, h->value_len, 1, &auth)
-           != 0
-        || auth.sid == NULL || auth.data == NULL
-        || auth.data_len > GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_MSG_MAX))
-    {
-        return ga_refused(c, body, body_len);
-    }
-
-    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) first);
-    memcpy(sid, auth.sid, GPUGATE_TUNNEL_SID_LEN);
-    sid[GPUGATE_TUNNEL_SID_LEN] = '\0';
-
-    /* PBKDF2 once per salt, not once per connection */
-    src = gpugate_scram_client_final_keys(&c->scram, first, flen,
-                                          (unsigned char *) ga_agent.token,
-                                          ga_agent.token_len,
-                                          &ga_agent.scram_keys, final,
-                                          sizeof(final), &len);
-
-    if (src != GPUGATE_SCRAM_OK) {
-        ga_log(GA_ERROR, "gateway %s:%s: bad server-first: %s",
-               c->gw->url->host, c->gw->url->port,
-               gpugate_scram_strerror(src));
-        ga_handshake_failed(c->gw);
-        return -1;
-    }
-
-    gg_buf_consume(&c->in, c->head.head_len + body_len);
-
-    EVP_EncodeBlock((unsigned char *) b64, (unsigned char *) final,
-                    (int) len);
-
-    if (gg_buf_printf(&c->out,
-                      "GET %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "User-Agent: gpugate-agent/" GA_VERSION "\r\n"
-                      "Authorization: SCRAM-SHA-256 sid=%s, data=%s\r\n"
-                      "Connection: Upgrade\r\n"
-                      "Upgrade: " GPUGATE_TUNNEL_UPGRADE "\r\n"
-                      "X-Gpugate-Instance: %s\r\n"
-                      "X-Gpugate-Heartbeat: 1\r\n"
-                      "X-Gpugate-Capacity: %d\r\n"
-                      "X-Gpugate-Models: %s\r\n%s%s\r\n",
-                      c->gw->url->path, c->gw->url->host, sid, b64,
-                      c->gw->rt->instance, c->gw->rt->conf->capacity,
-                      c->gw->rt->models,
-                      ga_probe_header(c->gw->rt, load, sizeof(load)),
-                      ga_agent.telemetry)
-        != 0)
-    {
-        return -1;
-    }
-
-    c->state = GA_STEP2;
-    c->models_gen = c->gw->rt->models_gen;
-    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
-
-    return 0;
-}
-
-
-static int
-ga_step2_done(ga_conn_t *c)
-{
-    int                      rc;
-    char                     final[GPUGATE_SCRAM_MSG_MAX + 4];
-    size_t                   body_len, flen;
-    const char              *body, *buf;
-    gpugate_scram_rc_t       src;
-    gpugate_tunnel_auth_t    auth;
-    gpugate_tunnel_worker_t  wk;
-    const gg_http_header_t  *ai, *wh;
-
-    rc = ga_read_response(c, &body, &body_len);
-
-    if (rc != 0) {
-        return rc == 1 ? 0 : -1;
-    }
-
-    buf = gg_buf_pos(&c->in);
-
-    if (c->head.status != 101) {
-        return ga_refused(c, body, body_len);
-    }
-
-    ai = gg_http_find_header(&c->head, buf, "authentication-info");
-    wh = gg_http_find_header(&c->head, buf, "x-gpugate-worker");
-
-    if (ai == NULL
-        || gpugate_tunnel_parse_auth(buf + ai->value, ai->value_len, 0,
-                                     &auth) != 0
-        || auth.data == NULL
-        || auth.data_len > GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_MSG_MAX))
-    {
-        ga_log(GA_ERROR, "gateway %s:%s: 101 without Authentication-Info",
-               c->gw->url->host, c->gw->url->port);
-        ga_handshake_failed(c->gw);
-        return -1;
-    }
-
-    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) final);
-    src = gpugate_scram_client_verify(&c->scram, final, flen);
-
-    /* the exchange is over: keep none of it */
-    OPENSSL_cleanse(&c->scram, sizeof(c->scram));
-
-    if (src != GPUGATE_SCRAM_OK) {
-        /* whoever answered does not hold our verifier: not our gateway */
-        ga_log(GA_ERROR, "gateway %s:%s: server signature refused (%s): "
-               "not serving it", c->gw->url->host, c->gw->url->port,
-               gpugate_scram_strerror(src));
-        ga_handshake_failed(c->gw);
-        return -1;
-    }
-
-    if (wh == NULL
-        || gpugate_tunnel_parse_worker(buf + wh->value, wh->value_len, &wk)
-           != 0)
-    {
-        ga_log(GA_ERROR, "gateway %s:%s: bad X-Gpugate-Worker",
-               c->gw->url->host, c->gw->url->port);
-        ga_handshake_failed(c->gw);
-        return -1;
-    }
-
-    gg_buf_consume(&c->in, c->head.head_len);
-
-    c->gw->dialing--;
-    c->state = GA_IDLE;
-    c->up = gg_time_us();
-    c->requests = 0;
-    c->heartbeat_us = wk.heartbeat * 1000;
-    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
-
-    ga_worker_seen(c, wk.pid, wk.slot, wk.workers, wk.generation);
-    ga_handshake_done(c->gw);
-
-    (void) gg_timer_add(&ga_agent.loop, &c->timer,
-                        ga_agent.conf.idle_timeout * 1000000ULL);
-
-    ga_log(GA_DEBUG, "gateway %s:%s: tunnel up in worker %u (pid %llu)",
-           c->gw->url->host, c->gw->url->port, wk.slot,
-           (unsigned long long) wk.pid);
 
     if (ga_agent.draining) {
         ga_conn_close(c, NULL);
@@ -947,71 +702,33 @@ ga_step2_done(ga_conn_t *c)
 }
 
 
-
 static int
-ga_socket(const char *host, const char *port, int *fd, char *err,
-    size_t size)
+ga_socket(ga_gateway_t *gw, int *fd, char *err, size_t size)
 {
-    int               s, rc;
-    struct addrinfo   hints, *res;
+    int  s;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-
-    rc = getaddrinfo(host, port, &hints, &res);
-
-    if (rc != 0) {
-        snprintf(err, size, "%s: %s", host, gai_strerror(rc));
+    if (gw->addr->len == 0) {
+        snprintf(err, size, "%s: %s", gw->url->host, gw->addr->err);
         return -1;
     }
 
-    s = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-               0);
+    s = socket(gw->addr->sa.ss_family,
+               SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (s == -1) {
         snprintf(err, size, "socket: %s", strerror(errno));
-        freeaddrinfo(res);
         return -1;
     }
 
-    if (connect(s, res->ai_addr, res->ai_addrlen) != 0
+    if (connect(s, (struct sockaddr *) &gw->addr->sa, gw->addr->len) != 0
         && errno != EINPROGRESS)
     {
         snprintf(err, size, "connect: %s", strerror(errno));
         close(s);
-        freeaddrinfo(res);
         return -1;
     }
 
-    freeaddrinfo(res);
     *fd = s;
 
     return 0;
 }
-
-
-static size_t
-ga_b64_decode(const char *in, size_t len, unsigned char *out)
-{
-    int  n;
-
-    n = EVP_DecodeBlock(out, (const unsigned char *) in, (int) len);
-
-    if (n < 0) {
-        return 0;
-    }
-
-    /* EVP_DecodeBlock counts the padding as zero bytes */
-
-    if (len >= 1 && in[len - 1] == '=') {
-        n--;
-    }
-
-    if (len >= 2 && in[len - 2] == '=') {
-        n--;
-    }
-
-    return (size_t) n;
-}
-

@@ -2,10 +2,10 @@
 /*
  * Copyright (C) gpugate authors
  *
- * gpugate-agent: configuration, the secret, keeping every nginx worker
- * supplied with idle tunnel connections for every runtime, reconnect
- * backoff, runtimes going down and coming back, GPU telemetry and the
- * SIGTERM drain.  docs/agent.md is the operator's manual.
+ * gpugate-agent's main(): the command line, the secret, signals (SIGHUP
+ * reload, the SIGTERM drain) and GPU telemetry; it wires the lower files'
+ * notifications (ga_agent.on) to the supply policy and the runtime
+ * state.  docs/agent.md is the operator's manual.
  *
  * Exit codes: 0 stopped (drained), 1 runtime failure, 2 usage or
  * configuration error.
@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,350 +29,17 @@
 #include "gpugate_tunnel_proto.h"
 
 
-#define GA_DIAL_PARALLEL   8
-#define GA_BACKOFF_BASE    100000ULL      /* us */
-#define GA_BACKOFF_CAP     30000000ULL    /* us */
-
-
-ga_agent_t  ga_agent;
-
 /* NVML and /proc readings (ga_telemetry.c) */
 static ga_telemetry_t  ga_telemetry;
 
 
-static void ga_backoff(ga_gateway_t *gw, int attempt);
+static int ga_start(int argc, char **argv, SSL_CTX **ctx);
+static int ga_drain(void);
 static int ga_read_token(void);
 static void ga_telemetry_tick(gg_timer_t *t);
-static void ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf,
-    SSL_CTX **ctx);
 static void ga_reload(gg_loop_t *loop);
-static void ga_backoff_done(gg_timer_t *t);
 static void ga_drain_tick(gg_timer_t *t);
 static void ga_usage(void);
-
-
-void
-ga_log(int level, const char *fmt, ...)
-{
-    va_list       args;
-    char          msg[1024];
-    static const char  *names[] = { "error", "warn", "info", "debug" };
-
-    if (level > ga_agent.conf.log_level) {
-        return;
-    }
-
-    va_start(args, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, args);
-    va_end(args);
-
-    /* one write per line: journald and pipes keep lines whole */
-    dprintf(STDERR_FILENO, "gpugate-agent[%d]: %s: %s\n", (int) getpid(),
-            names[level], msg);
-}
-
-
-/*
- * Dials while some current nginx worker has fewer than "spare" idle
- * connections, or while not every worker has been seen yet.
- */
-
-void
-ga_supply(ga_gateway_t *gw)
-{
-    int           need, known, i, want;
-    ga_worker_t  *w;
-
-    if (ga_agent.draining || gg_timer_armed(&gw->backoff)
-        || !gw->rt->known || gw->rt->down || !gw->rt->models_known)
-    {
-        return;
-    }
-
-    need = 0;
-    known = 0;
-
-    for (i = 0; i < GA_MAX_WORKERS; i++) {
-        w = &gw->workers[i];
-
-        if (w->pid == 0 || w->generation != gw->generation) {
-            continue;
-        }
-
-        known++;
-
-        if (w->idle < ga_agent.conf.spare) {
-            need += ga_agent.conf.spare - w->idle;
-        }
-    }
-
-    if (gw->nworkers == 0 || (unsigned) known < gw->nworkers) {
-        need += ga_agent.conf.spare;
-    }
-
-    want = need < GA_DIAL_PARALLEL ? need : GA_DIAL_PARALLEL;
-
-    while (gw->dialing < want
-           && gw->nconns < ga_agent.conf.max_connections)
-    {
-        if (ga_conn_dial(gw) != 0) {
-            ga_handshake_failed(gw);
-            return;
-        }
-    }
-}
-
-
-void
-ga_supply_runtime(ga_runtime_t *rt)
-{
-    int  i;
-
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        ga_supply(&rt->links[i]);
-    }
-}
-
-
-/*
- * Closes the runtime's tunnels that carry no request: all of them, or
- * with "stale_only" those that advertised an older model list (the
- * others close when their answer is done, ga_relay_end()).  A tunnel
- * whose last answer is still being written is left to finish.
- */
-
-void
-ga_close_idle(ga_runtime_t *rt, int stale_only)
-{
-    int         i;
-    ga_conn_t  *c, *next;
-
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        for (c = rt->links[i].conns; c; c = next) {
-            next = c->next;
-
-            /* one not yet at step 2 will advertise the new list */
-
-            if (stale_only && (c->state < GA_STEP2
-                               || c->models_gen == rt->models_gen))
-            {
-                continue;
-            }
-
-            if (c->state < GA_IDLE
-                || (c->state == GA_IDLE && gg_buf_len(&c->out) == 0))
-            {
-                ga_conn_close(c, NULL);
-            }
-        }
-    }
-}
-
-
-/*
- * The probe found the runtime listening, or not.  Down, the agent closes
- * the runtime's idle tunnels and dials no more for it, so that nginx
- * sends its share to other runtimes and agents instead of to a 502 here;
- * what is in flight ends as it will.  A discovered model list is read
- * again when it comes back (a restarted runtime may serve other models).
- * Up again (or first found up), it supplies connections.
- */
-
-void
-ga_runtime_down(ga_runtime_t *rt, int down, const char *why)
-{
-    int  first;
-
-    if (rt->known && rt->down == down) {
-        return;
-    }
-
-    first = !rt->known;
-    rt->known = 1;
-    rt->down = down;
-
-    if (!down) {
-        if (!first) {
-            ga_log(GA_WARN, "runtime \"%s\" (%s:%s) listens again: "
-                   "offering capacity", rt->conf->name, rt->conf->url.host,
-                   rt->conf->url.port);
-        }
-
-        if (rt->conf->command[0]) {
-            ga_super_ready(rt);
-        }
-
-        ga_supply_runtime(rt);
-        return;
-    }
-
-    ga_log(rt->conf->command[0] && first ? GA_INFO : GA_WARN,
-           "runtime \"%s\" (%s:%s) %s (%s): no capacity offered until it "
-           "listens again", rt->conf->name, rt->conf->url.host,
-           rt->conf->url.port,
-           first ? "not listening at start" : "stopped listening", why);
-
-    if (!rt->conf->models_set) {
-        rt->models_known = 0;
-    }
-
-    ga_close_idle(rt, 0);
-}
-
-
-/*
- * The runtime's model list was read.  A new list is advertised by new
- * tunnels only (the gateway learns models at the handshake), so tunnels
- * of the old list are replaced: idle ones now, busy ones after their
- * answer.
- */
-
-void
-ga_runtime_models(ga_runtime_t *rt, const char *models)
-{
-    int  changed;
-
-    changed = strcmp(rt->models, models) != 0;
-
-    if (changed || !rt->models_known) {
-        ga_log(GA_INFO, "runtime \"%s\" serves: %s", rt->conf->name,
-               models[0] ? models : "(no models)");
-    }
-
-    if (changed) {
-        snprintf(rt->models, sizeof(rt->models), "%s", models);
-        rt->models_gen++;
-        ga_close_idle(rt, 1);
-    }
-
-    rt->models_known = 1;
-
-    ga_supply_runtime(rt);
-}
-
-
-void
-ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot, unsigned workers,
-    uint64_t generation)
-{
-    int            i, free;
-    ga_gateway_t  *gw;
-
-    (void) slot;
-
-    gw = c->gw;
-
-    if (generation > gw->generation) {
-        if (gw->generation) {
-            ga_log(GA_INFO, "gateway %s:%s reloaded (generation %llu)",
-                   gw->url->host, gw->url->port,
-                   (unsigned long long) generation);
-        }
-
-        gw->generation = generation;
-        gw->nworkers = workers;
-
-    } else if (generation == gw->generation) {
-        gw->nworkers = workers;
-    }
-
-    free = -1;
-
-    for (i = 0; i < GA_MAX_WORKERS; i++) {
-        if (gw->workers[i].pid == pid) {
-            break;
-        }
-
-        if (gw->workers[i].pid == 0 && free == -1) {
-            free = i;
-        }
-    }
-
-    if (i == GA_MAX_WORKERS) {
-        /* more worker processes than we track: counted in the last */
-        i = free == -1 ? GA_MAX_WORKERS - 1 : free;
-        gw->workers[i].pid = pid;
-        gw->workers[i].generation = generation;
-    }
-
-    c->worker = &gw->workers[i];
-    c->worker->conns++;
-    c->worker->idle++;
-}
-
-
-void
-ga_handshake_failed(ga_gateway_t *gw)
-{
-    if (gg_timer_armed(&gw->backoff)) {
-        return;
-    }
-
-    gw->failures++;
-    ga_backoff(gw, gw->failures);
-}
-
-
-/*
- * The gateway closed a tunnel that had served nothing right after its
- * 101.  The handshake itself succeeded (which resets "failures"), so a
- * separate count, reset by the first request served, keeps such a
- * gateway from being redialed in a tight loop.
- */
-
-void
-ga_tunnel_dropped(ga_gateway_t *gw)
-{
-    if (gg_timer_armed(&gw->backoff)) {
-        return;
-    }
-
-    gw->flaps++;
-
-    ga_log(GA_WARN, "gateway %s:%s closed a new tunnel at once (%d in a "
-           "row)", gw->url->host, gw->url->port, gw->flaps);
-
-    ga_backoff(gw, gw->flaps);
-}
-
-
-static void
-ga_backoff(ga_gateway_t *gw, int attempt)
-{
-    uint64_t  cap, delay;
-
-    /* full jitter: spread the reconnects of many agents */
-
-    cap = GA_BACKOFF_BASE << (attempt > 20 ? 20 : attempt);
-    cap = cap > GA_BACKOFF_CAP ? GA_BACKOFF_CAP : cap;
-    delay = (uint64_t) random() % (cap + 1);
-
-    ga_log(GA_DEBUG, "gateway %s:%s: next dial in %llu ms", gw->url->host,
-           gw->url->port, (unsigned long long) delay / 1000);
-
-    (void) gg_timer_add(&ga_agent.loop, &gw->backoff, delay);
-}
-
-
-void
-ga_handshake_done(ga_gateway_t *gw)
-{
-    if (gw->failures) {
-        ga_log(GA_INFO, "gateway %s:%s: connected", gw->url->host,
-               gw->url->port);
-    }
-
-    gw->failures = 0;
-
-    ga_supply(gw);
-}
-
-
-static void
-ga_backoff_done(gg_timer_t *t)
-{
-    ga_supply(t->data);
-}
 
 
 static void
@@ -489,6 +155,9 @@ ga_reload(gg_loop_t *loop)
     old->telemetry_interval = cf.telemetry_interval;
     old->log_level = cf.log_level;
 
+    /* names may point elsewhere now: the loop's only wait for DNS */
+    ga_resolve_all();
+
     for (i = 0; same && i < cf.nruntimes; i++) {
         ort = &old->runtimes[i];
         nrt = &cf.runtimes[i];
@@ -537,12 +206,88 @@ ga_reload(gg_loop_t *loop)
 int
 main(int argc, char **argv)
 {
+    int            r, g, rc;
+    SSL_CTX       *ctx[GA_MAX_GATEWAYS];
+    gg_timer_t     telemetry;
+    ga_runtime_t  *rt;
+
+    rc = ga_start(argc, argv, ctx);
+
+    if (rc != -1) {
+        return rc;
+    }
+
+    if (ga_telemetry_open(&ga_telemetry, NULL) == 0) {
+        ga_log(GA_INFO, "NVML: %u GPU(s)", ga_telemetry.snap.ngpus);
+    } else {
+        ga_log(GA_INFO, "no GPU telemetry: %s", ga_telemetry.reason);
+    }
+
+    memset(&telemetry, 0, sizeof(telemetry));
+    telemetry.handler = ga_telemetry_tick;
+    ga_telemetry_tick(&telemetry);
+
+    for (r = 0; r < ga_agent.conf.nruntimes; r++) {
+        rt = &ga_agent.runtimes[r];
+
+        ga_log(GA_INFO, "runtime \"%s\": %s:%s, %s, capacity %d, models "
+               "%s%s%s", rt->conf->name, rt->conf->url.host,
+               rt->conf->url.port, ga_runtime_name(rt->conf->type),
+               rt->conf->capacity,
+               rt->conf->models_set ? "\"" : "",
+               rt->conf->models_set ? rt->models : "discovered",
+               rt->conf->models_set ? "\"" : "");
+
+        if (rt->conf->command[0]) {
+            ga_super_start(rt);
+        }
+
+        /* dialing starts once a probe found the runtime listening */
+        ga_probe_now(rt);
+    }
+
+    if (gg_loop_run(&ga_agent.loop) != 0) {
+        ga_log(GA_ERROR, "event loop failed: %s", strerror(errno));
+        return GA_EXIT_FAILURE;
+    }
+
+    gg_timer_del(&ga_agent.loop, &telemetry);
+
+    if (ga_drain() != 0) {
+        return GA_EXIT_FAILURE;
+    }
+
+    ga_log(GA_INFO, "stopped after %llu request(s)",
+           (unsigned long long) ga_agent.served);
+
+    OPENSSL_cleanse(ga_agent.token, ga_agent.token_len);
+    OPENSSL_cleanse(&ga_agent.scram_keys, sizeof(ga_agent.scram_keys));
+    free(ga_agent.token);
+
+    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+        if (ctx[g]) {
+            SSL_CTX_free(ctx[g]);
+        }
+    }
+
+    ga_telemetry_close(&ga_telemetry);
+    gg_loop_free(&ga_agent.loop);
+
+    return GA_EXIT_OK;
+}
+
+
+/*
+ * The command line, the configuration, the secret, TLS, the runtimes'
+ * identities, the loop and its signals.  Returns -1 to go on, else the
+ * exit code (--help, --version, --check, or an error).
+ */
+
+static int
+ga_start(int argc, char **argv, SSL_CTX **ctx)
+{
     int            r, g, check, version;
     char           err[GA_ERR_SIZE];
-    SSL_CTX       *ctx[GA_MAX_GATEWAYS];
-    ga_conn_t     *c, *next;
-    gg_timer_t     drain, telemetry;
-    ga_gateway_t  *gw;
     unsigned char  rnd[4];
 
     ga_conf_defaults(&ga_agent.conf);
@@ -600,6 +345,15 @@ main(int argc, char **argv)
 
     srandom((unsigned) (rnd[0] | rnd[1] << 8 | rnd[2] << 16) ^ getpid());
 
+    /* what lower files report, handled by the policy above them */
+
+    ga_agent.on.supply = ga_supply;
+    ga_agent.on.handshake_done = ga_handshake_done;
+    ga_agent.on.handshake_failed = ga_handshake_failed;
+    ga_agent.on.tunnel_dropped = ga_tunnel_dropped;
+    ga_agent.on.runtime_down = ga_runtime_down;
+    ga_agent.on.runtime_models = ga_runtime_models;
+
     for (r = 0; r < ga_agent.conf.nruntimes; r++) {
         ga_runtime_init(&ga_agent.runtimes[r], &ga_agent.conf.runtimes[r],
                         ctx);
@@ -608,6 +362,8 @@ main(int argc, char **argv)
             return GA_EXIT_FAILURE;
         }
     }
+
+    ga_resolve_all();
 
     if (gg_loop_init(&ga_agent.loop) != 0) {
         ga_log(GA_ERROR, "event loop: %s", strerror(errno));
@@ -629,41 +385,22 @@ main(int argc, char **argv)
     ga_argv = argv;
     ga_agent.loop.on_hup = ga_reload;
 
-    if (ga_telemetry_open(&ga_telemetry, NULL) == 0) {
-        ga_log(GA_INFO, "NVML: %u GPU(s)", ga_telemetry.snap.ngpus);
-    } else {
-        ga_log(GA_INFO, "no GPU telemetry: %s", ga_telemetry.reason);
-    }
+    return -1;
+}
 
-    memset(&telemetry, 0, sizeof(telemetry));
-    telemetry.handler = ga_telemetry_tick;
-    ga_telemetry_tick(&telemetry);
 
-    for (r = 0; r < ga_agent.conf.nruntimes; r++) {
-        ga_runtime_t  *rt = &ga_agent.runtimes[r];
+/*
+ * SIGTERM or SIGINT: no new work, idle tunnels closed, answers end; then
+ * supervised runtimes are stopped.  Returns 0, or -1 if the loop fails.
+ */
 
-        ga_log(GA_INFO, "runtime \"%s\": %s:%s, %s, capacity %d, models "
-               "%s%s%s", rt->conf->name, rt->conf->url.host,
-               rt->conf->url.port, ga_runtime_name(rt->conf->type),
-               rt->conf->capacity,
-               rt->conf->models_set ? "\"" : "",
-               rt->conf->models_set ? rt->models : "discovered",
-               rt->conf->models_set ? "\"" : "");
-
-        if (rt->conf->command[0]) {
-            ga_super_start(rt);
-        }
-
-        /* dialing starts once a probe found the runtime listening */
-        ga_probe_now(rt);
-    }
-
-    if (gg_loop_run(&ga_agent.loop) != 0) {
-        ga_log(GA_ERROR, "event loop failed: %s", strerror(errno));
-        return GA_EXIT_FAILURE;
-    }
-
-    /* SIGTERM or SIGINT: no new work, idle tunnels closed, answers end */
+static int
+ga_drain(void)
+{
+    int            r, g;
+    ga_conn_t     *c, *next;
+    gg_timer_t     drain;
+    ga_gateway_t  *gw;
 
     ga_log(GA_INFO, "signal %d: draining %d request(s), up to %d s",
            ga_agent.loop.signo, ga_agent.inflight,
@@ -672,10 +409,9 @@ main(int argc, char **argv)
     ga_agent.draining = 1;
     ga_agent.drain_deadline = gg_time_us()
                               + ga_agent.conf.drain_timeout * 1000000ULL;
-    gg_timer_del(&ga_agent.loop, &telemetry);
 
     for (r = 0; r < ga_agent.conf.nruntimes; r++) {
-        ga_relay_pool_close(&ga_agent.runtimes[r]);
+        ga_rconn_pool_close(&ga_agent.runtimes[r]);
         ga_probe_stop(&ga_agent.runtimes[r]);
     }
 
@@ -694,7 +430,7 @@ main(int argc, char **argv)
     ga_drain_tick(&drain);
 
     if (!ga_agent.loop.stop && gg_loop_run(&ga_agent.loop) != 0) {
-        return GA_EXIT_FAILURE;
+        return -1;
     }
 
     /* the answers are out: supervised runtimes may stop now */
@@ -704,63 +440,11 @@ main(int argc, char **argv)
         ga_super_stop_all();
 
         if (!ga_agent.loop.stop && gg_loop_run(&ga_agent.loop) != 0) {
-            return GA_EXIT_FAILURE;
+            return -1;
         }
     }
 
-    ga_log(GA_INFO, "stopped after %llu request(s)",
-           (unsigned long long) ga_agent.served);
-
-    OPENSSL_cleanse(ga_agent.token, ga_agent.token_len);
-    OPENSSL_cleanse(&ga_agent.scram_keys, sizeof(ga_agent.scram_keys));
-    free(ga_agent.token);
-
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
-        if (ctx[g]) {
-            SSL_CTX_free(ctx[g]);
-        }
-    }
-
-    ga_telemetry_close(&ga_telemetry);
-    gg_loop_free(&ga_agent.loop);
-
-    return GA_EXIT_OK;
-}
-
-
-static void
-ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf, SSL_CTX **ctx)
-{
-    int            g;
-    unsigned char  rnd[16];
-    ga_gateway_t  *gw;
-
-    rt->conf = conf;
-    rt->probe.io.fd = -1;
-
-    if (conf->models_set) {
-        snprintf(rt->models, sizeof(rt->models), "%s", conf->models);
-        rt->models_known = 1;
-    }
-
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
-        gw = &rt->links[g];
-        gw->url = &ga_agent.conf.gateways[g];
-        gw->rt = rt;
-        gw->ssl_ctx = ctx[g];
-        gw->backoff.handler = ga_backoff_done;
-        gw->backoff.data = gw;
-    }
-
-    /* each runtime is an agent instance of its own at the gateway */
-
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        return;
-    }
-
-    for (g = 0; g < 16; g++) {
-        snprintf(rt->instance + 2 * g, 3, "%02x", rnd[g]);
-    }
+    return 0;
 }
 
 

@@ -13,7 +13,7 @@
  *
  * A runtime that cannot be connected to (nothing listens: it died or has
  * not started) is down: the agent then offers the gateway no capacity for
- * it (ga_runtime_down()), so requests go to other runtimes and agents
+ * it (ga_agent.on.runtime_down()), so requests go to other runtimes and agents
  * instead of getting 502s here, until a probe connects again.  Slow or
  * odd answers are not "down": a runtime busy generating may be slow to
  * serve its metrics.
@@ -28,7 +28,6 @@
 
 
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -125,11 +124,10 @@ ga_probe_header(ga_runtime_t *rt, char *buf, size_t size)
 static void
 ga_probe_tick(gg_timer_t *t)
 {
-    int               fd, rc;
-    ga_probe_t       *pr;
-    ga_rtconf_t      *cf;
-    ga_runtime_t     *rt;
-    struct addrinfo   hints, *res;
+    int            fd, rc;
+    ga_probe_t    *pr;
+    ga_rtconf_t   *cf;
+    ga_runtime_t  *rt;
 
     rt = t->data;
     pr = &rt->probe;
@@ -162,25 +160,19 @@ ga_probe_tick(gg_timer_t *t)
 
     pr->ticks++;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-
-    rc = getaddrinfo(cf->url.host, cf->url.port, &hints, &res);
-
-    if (rc != 0) {
-        ga_probe_done(rt, gai_strerror(rc), 1);
+    if (rt->addr.len == 0) {
+        ga_probe_done(rt, rt->addr.err, 1);
         return;
     }
 
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                0);
+    fd = socket(rt->addr.sa.ss_family,
+                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
     if (fd == -1
-        || (connect(fd, res->ai_addr, res->ai_addrlen) != 0
+        || (connect(fd, (struct sockaddr *) &rt->addr.sa, rt->addr.len) != 0
             && errno != EINPROGRESS))
     {
         rc = errno;
-        freeaddrinfo(res);
 
         if (fd != -1) {
             close(fd);
@@ -189,8 +181,6 @@ ga_probe_tick(gg_timer_t *t)
         ga_probe_done(rt, strerror(rc), 1);
         return;
     }
-
-    freeaddrinfo(res);
 
     pr->io.fd = fd;
     pr->io.events = 0;
@@ -338,7 +328,7 @@ ga_probe_answer(ga_runtime_t *rt)
         }
 
         pr->ticks = 0;
-        ga_runtime_models(rt, models);
+        ga_agent.on.runtime_models(rt, models);
         ga_probe_done(rt, NULL, 0);
         return;
     }
@@ -399,11 +389,11 @@ ga_probe_done(ga_runtime_t *rt, const char *error, int down)
     pr->failing = (error != NULL);
 
     if (down) {
-        ga_runtime_down(rt, 1, error);
+        ga_agent.on.runtime_down(rt, 1, error);
 
     } else if (pr->connected) {
         /* it took the connection: whatever it said, it is up */
-        ga_runtime_down(rt, 0, NULL);
+        ga_agent.on.runtime_down(rt, 0, NULL);
     }
 
     if (ga_agent.draining) {

@@ -6,23 +6,18 @@
  * are forwarded to the runtime and the answers streamed back, one request
  * per tunnel at a time.
  *
- * Runtime connections are kept alive in a pool (runtime_keepalive idle
- * ones at most, each for runtime_keepalive_timeout).  A connection is
- * pooled again only when its answer ended cleanly on its own framing; a
- * request that breaks a tunnel mid-answer closes its runtime connection at
- * once, which is what stops the GPU (the runtime sees its client go).
+ * Runtime connections come from ga_rconn.c's keep-alive pool.  A
+ * connection is pooled again only when its answer ended cleanly on its
+ * own framing; a request that breaks a tunnel mid-answer closes its
+ * runtime connection at once, which is what stops the GPU (the runtime
+ * sees its client go).
  * Response bytes are passed on as they arrive; the runtime is read only
  * while the tunnel's output holds less than GA_OUT_HIGH, so a slow client
  * slows the runtime, not memory.
- *
- * A runtime connection object can be named by epoll events of the batch
- * being handled after it is closed: the loop frees it after the batch
- * (gg_defer_free()), as it does tunnel connections.
  */
 
 
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -34,21 +29,9 @@
 #include "ga_agent.h"
 
 
-struct ga_rconn_s {
-    gg_io_t              io;         /* the socket; io.data is the tunnel
-                                        relaying on it, or this object
-                                        while pooled */
-    ga_runtime_t        *rt;         /* whose pool it belongs to */
-    struct ga_rconn_s   *next;       /* pool (newest first) */
-    struct ga_rconn_s   *prev;       /* pool */
-    uint64_t             idle_since; /* us, when it was pooled */
-    unsigned             requests;   /* requests sent on it */
-    unsigned             connected:1; /* connect() has finished */
-    unsigned             pooled:1;   /* in the idle pool */
-    gg_defer_t           defer;      /* its free() after the batch */
-};
 
 
+static int ga_serve_chunked(ga_conn_t *c, const char *buf, size_t *body);
 static int ga_serve_refuse(ga_conn_t *c, int status);
 static int ga_serve_broken(ga_conn_t *c, int rc, const char *what);
 static int ga_relay_start(ga_conn_t *c, size_t body, size_t total);
@@ -57,24 +40,17 @@ static int ga_relay_send(ga_conn_t *c);
 static int ga_relay_retry(ga_conn_t *c, const char *why);
 static void ga_relay_io(gg_io_t *io, uint32_t revents);
 static int ga_relay_response(ga_conn_t *c, int eof);
+static int ga_relay_head(ga_conn_t *c, const char *buf);
 static void ga_relay_unreachable(ga_conn_t *c, const char *why, int gone);
 static void ga_relay_fail(ga_conn_t *c, const char *why);
 static int ga_answer(ga_conn_t *c, int status, const char *code,
     const char *message);
-static ga_rconn_t *ga_rconn_get(ga_runtime_t *rt, int fresh, char *err,
-    size_t size, int *gone);
-static int ga_rconn_clean(ga_rconn_t *r);
-static void ga_rconn_put(ga_rconn_t *rc);
-static void ga_rconn_close(ga_rconn_t *rc);
-static void ga_rconn_unlink(ga_rconn_t *rc);
-static void ga_rconn_idle_io(gg_io_t *io, uint32_t revents);
-static void ga_rconn_expire(gg_timer_t *t);
 
 
-/* idle connections kept: "runtime_keepalive", -1 meaning "capacity" */
-#define ga_relay_keepalive(rt)                                                \
-    ((rt)->conf->keepalive < 0 ? (rt)->conf->capacity : (rt)->conf->keepalive)
-
+/* ga_frame_e in the debug log */
+static const char  *ga_relay_frames[] = {
+    "by length", "chunked", "until close", "none"
+};
 
 /*
  * Handles complete requests in c->in while the connection is idle.  A
@@ -87,18 +63,17 @@ static void ga_rconn_expire(gg_timer_t *t);
 int
 ga_serve(ga_conn_t *c)
 {
-    int                 rc;
-    size_t              used, out_len, body, total;
-    const char         *buf;
-    ga_runtime_t       *rt;
-    gg_http_chunked_t   ck;
-    char                scratch[4096], load[96];
+    int            rc;
+    size_t         used, body, total;
+    const char    *buf;
+    ga_runtime_t  *rt;
+    char           load[96];
 
     rt = c->gw->rt;
 
     for ( ;; ) {
 
-        if (c->skipping) {
+        if (c->relay.skipping) {
             rc = ga_serve_skip(c);
 
             if (rc == GG_HTTP_AGAIN) {
@@ -152,25 +127,7 @@ ga_serve(ga_conn_t *c)
         body = 0;
 
         if (c->head.chunked) {
-            gg_http_chunked_init(&ck, GA_REQUEST_MAX);
-            used = 0;
-            rc = GG_HTTP_AGAIN;
-
-            while (c->head.head_len + used < gg_buf_len(&c->in)) {
-                size_t  n, k;
-
-                n = gg_buf_len(&c->in) - c->head.head_len - used;
-                n = n > sizeof(scratch) ? sizeof(scratch) : n;
-                memcpy(scratch, buf + c->head.head_len + used, n);
-
-                rc = gg_http_parse_chunked(&ck, scratch, n, scratch, &k,
-                                           &out_len);
-                used += k;
-
-                if (rc != GG_HTTP_AGAIN) {
-                    break;
-                }
-            }
+            rc = ga_serve_chunked(c, buf, &body);
 
             if (rc == GG_HTTP_AGAIN) {
                 return 0;
@@ -190,8 +147,6 @@ ga_serve(ga_conn_t *c)
             if (rc != GG_HTTP_OK) {
                 return ga_serve_broken(c, rc, "malformed chunked body");
             }
-
-            body = used;
 
         } else if (c->head.content_length > GA_REQUEST_MAX) {
             ga_log(GA_WARN, "request refused (413): Content-Length %lld "
@@ -258,6 +213,43 @@ ga_serve(ga_conn_t *c)
 
 
 /*
+ * A chunked request body must be whole before the runtime is dialed: its
+ * end is looked for without changing c->in (the runtime gets the chunks
+ * as they came).  Sets "body" to its length once GG_HTTP_OK.
+ */
+
+static int
+ga_serve_chunked(ga_conn_t *c, const char *buf, size_t *body)
+{
+    int                 rc;
+    size_t              used, n, k, out_len;
+    gg_http_chunked_t   ck;
+    char                scratch[4096];
+
+    gg_http_chunked_init(&ck, GA_REQUEST_MAX);
+    used = 0;
+    rc = GG_HTTP_AGAIN;
+
+    while (c->head.head_len + used < gg_buf_len(&c->in)) {
+        n = gg_buf_len(&c->in) - c->head.head_len - used;
+        n = n > sizeof(scratch) ? sizeof(scratch) : n;
+        memcpy(scratch, buf + c->head.head_len + used, n);
+
+        rc = gg_http_parse_chunked(&ck, scratch, n, scratch, &k, &out_len);
+        used += k;
+
+        if (rc != GG_HTTP_AGAIN) {
+            break;
+        }
+    }
+
+    *body = used;
+
+    return rc;
+}
+
+
+/*
  * Refuses the request whose head is in c->head: its body is dropped as it
  * comes (however big: nothing of it is kept), then the refusal is
  * answered, so that the tunnel stays in step with nginx.
@@ -269,14 +261,14 @@ ga_serve_refuse(ga_conn_t *c, int status)
     c->requests++;
     c->gw->flaps = 0;
 
-    c->refuse = status;
-    c->skipping = 1;
-    c->skip_chunked = c->head.chunked;
-    c->skip = c->head.content_length > 0
-              ? (uint64_t) c->head.content_length : 0;
+    c->relay.refuse = status;
+    c->relay.skipping = 1;
+    c->relay.skip_chunked = c->head.chunked;
+    c->relay.skip = c->head.content_length > 0
+                    ? (uint64_t) c->head.content_length : 0;
 
-    if (c->skip_chunked) {
-        gg_http_chunked_init(&c->skipck, UINT64_MAX);
+    if (c->relay.skip_chunked) {
+        gg_http_chunked_init(&c->relay.skipck, UINT64_MAX);
     }
 
     gg_buf_consume(&c->in, c->head.head_len);
@@ -304,14 +296,14 @@ ga_serve_skip(ga_conn_t *c)
     const char  *code, *msg;
     char         scratch[4096];
 
-    if (!c->skip_chunked) {
+    if (!c->relay.skip_chunked) {
         n = gg_buf_len(&c->in);
-        n = (uint64_t) n > c->skip ? (size_t) c->skip : n;
+        n = (uint64_t) n > c->relay.skip ? (size_t) c->relay.skip : n;
 
         gg_buf_consume(&c->in, n);
-        c->skip -= n;
+        c->relay.skip -= n;
 
-        if (c->skip) {
+        if (c->relay.skip) {
             return GG_HTTP_AGAIN;
         }
 
@@ -323,8 +315,8 @@ ga_serve_skip(ga_conn_t *c)
             n = n > sizeof(scratch) ? sizeof(scratch) : n;
             memcpy(scratch, gg_buf_pos(&c->in), n);
 
-            rc = gg_http_parse_chunked(&c->skipck, scratch, n, scratch, &k,
-                                       &out_len);
+            rc = gg_http_parse_chunked(&c->relay.skipck, scratch, n,
+                                       scratch, &k, &out_len);
             gg_buf_consume(&c->in, k);
         }
 
@@ -338,12 +330,12 @@ ga_serve_skip(ga_conn_t *c)
         }
     }
 
-    c->skipping = 0;
+    c->relay.skipping = 0;
 
     ga_log(GA_DEBUG, "refused request's body dropped: answering %d",
-           c->refuse);
+           c->relay.refuse);
 
-    if (c->refuse == 413) {
+    if (c->relay.refuse == 413) {
         code = "request_too_large";
         msg = "request body too large for the agent";
 
@@ -353,7 +345,7 @@ ga_serve_skip(ga_conn_t *c)
               "control character) or a malformed name";
     }
 
-    if (ga_answer(c, c->refuse, code, msg) != 0) {
+    if (ga_answer(c, c->relay.refuse, code, msg) != 0) {
         return GG_HTTP_ERROR;
     }
 
@@ -380,7 +372,7 @@ ga_serve_broken(ga_conn_t *c, int rc, const char *what)
 
     c->requests++;
     c->gw->flaps = 0;
-    c->skipping = 0;
+    c->relay.skipping = 0;
 
     if (c->state == GA_IDLE) {
         c->worker->idle--;
@@ -412,9 +404,9 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 
     buf = gg_buf_pos(&c->in);
 
-    gg_buf_reset(&c->rout);
+    gg_buf_reset(&c->relay.out);
 
-    if (gg_buf_printf(&c->rout, "%.*s %.*s HTTP/1.1\r\n",
+    if (gg_buf_printf(&c->relay.out, "%.*s %.*s HTTP/1.1\r\n",
                       (int) c->head.method_len, buf + c->head.method,
                       (int) c->head.uri_len, buf + c->head.uri) != 0)
     {
@@ -445,7 +437,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
             continue;
         }
 
-        if (gg_buf_printf(&c->rout, "%.*s: %.*s\r\n", (int) h->name_len,
+        if (gg_buf_printf(&c->relay.out, "%.*s: %.*s\r\n", (int) h->name_len,
                           buf + h->name, (int) h->value_len, buf + h->value)
             != 0)
         {
@@ -453,18 +445,18 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
         }
     }
 
-    if (gg_buf_printf(&c->rout, "Host: %s:%s\r\n%s\r\n",
+    if (gg_buf_printf(&c->relay.out, "Host: %s:%s\r\n%s\r\n",
                       c->gw->rt->conf->url.host, c->gw->rt->conf->url.port,
-                      ga_relay_keepalive(c->gw->rt)
+                      ga_runtime_keepalive(c->gw->rt)
                       ? "" : "Connection: close\r\n")
         != 0
-        || gg_buf_append(&c->rout, buf + c->head.head_len, body) != 0)
+        || gg_buf_append(&c->relay.out, buf + c->head.head_len, body) != 0)
     {
         return -1;
     }
 
-    c->head_req = (c->head.method_len == 4
-                   && memcmp(buf + c->head.method, "HEAD", 4) == 0);
+    c->relay.head_req = (c->head.method_len == 4
+                         && memcmp(buf + c->head.method, "HEAD", 4) == 0);
 
     gg_buf_consume(&c->in, total);
     gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
@@ -476,7 +468,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     ga_agent.served++;
 
     /* one idle connection fewer in this worker: replace it now (§3) */
-    ga_supply(c->gw);
+    ga_agent.on.supply(c->gw);
 
     gg_timer_del(&ga_agent.loop, &c->timer);
 
@@ -492,12 +484,12 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
         (void) gg_timer_add(&ga_agent.loop, &c->timer, c->heartbeat_us);
     }
 
-    gg_buf_reset(&c->rin);
-    gg_http_head_init(&c->rhead, 1, GA_HEAD_MAX);
-    c->rhead_done = 0;
-    c->rsent = 0;
-    c->rretried = 0;
-    c->rkeep = 1;
+    gg_buf_reset(&c->relay.in);
+    gg_http_head_init(&c->relay.head, 1, GA_HEAD_MAX);
+    c->relay.head_done = 0;
+    c->relay.sent = 0;
+    c->relay.retried = 0;
+    c->relay.keep = 1;
 
     return ga_relay_connect(c, 0);
 }
@@ -526,7 +518,7 @@ ga_relay_connect(ga_conn_t *c, int fresh)
     rc->io.handler = ga_relay_io;
     rc->io.data = c;
     rc->requests++;
-    c->rc = rc;
+    c->relay.rc = rc;
 
     if (rc->connected && ga_relay_send(c) != 0) {
         return ga_conn_dead(c) ? 1 : 0;
@@ -537,7 +529,7 @@ ga_relay_connect(ga_conn_t *c, int fresh)
 
 
 /*
- * Writes what is left of the request.  The request stays in c->rout
+ * Writes what is left of the request.  The request stays in c->relay.out
  * until the answer is done, so that it can be sent again on a fresh
  * connection.  0, or -1 when the relay was failed or retried here.
  */
@@ -548,12 +540,13 @@ ga_relay_send(ga_conn_t *c)
     int      err;
     ssize_t  n;
 
-    while (c->rsent < gg_buf_len(&c->rout)) {
-        n = send(c->rc->io.fd, gg_buf_pos(&c->rout) + c->rsent,
-                 gg_buf_len(&c->rout) - c->rsent, MSG_NOSIGNAL);
+    while (c->relay.sent < gg_buf_len(&c->relay.out)) {
+        n = send(c->relay.rc->io.fd,
+                 gg_buf_pos(&c->relay.out) + c->relay.sent,
+                 gg_buf_len(&c->relay.out) - c->relay.sent, MSG_NOSIGNAL);
 
         if (n >= 0) {
-            c->rsent += n;
+            c->relay.sent += n;
             continue;
         }
 
@@ -568,8 +561,8 @@ ga_relay_send(ga_conn_t *c)
         }
 
         /* the runtime may answer before reading everything */
-        c->rsent = gg_buf_len(&c->rout);
-        c->rkeep = 0;
+        c->relay.sent = gg_buf_len(&c->relay.out);
+        c->relay.keep = 0;
     }
 
     return 0;
@@ -587,8 +580,8 @@ ga_relay_send(ga_conn_t *c)
 static int
 ga_relay_retry(ga_conn_t *c, const char *why)
 {
-    if (c->rretried || c->rc->requests < 2 || c->rhead_done
-        || gg_buf_len(&c->rin))
+    if (c->relay.retried || c->relay.rc->requests < 2 || c->relay.head_done
+        || gg_buf_len(&c->relay.in))
     {
         return 0;
     }
@@ -596,10 +589,10 @@ ga_relay_retry(ga_conn_t *c, const char *why)
     ga_log(GA_INFO, "runtime \"%s\" closed a kept-alive connection (%s): "
            "sending the request again", c->gw->rt->conf->name, why);
 
-    ga_rconn_close(c->rc);
-    c->rc = NULL;
-    c->rsent = 0;
-    c->rretried = 1;
+    ga_rconn_close(c->relay.rc);
+    c->relay.rc = NULL;
+    c->relay.sent = 0;
+    c->relay.retried = 1;
 
     (void) ga_relay_connect(c, 1);
 
@@ -615,7 +608,7 @@ static void
 ga_relay_io(gg_io_t *io, uint32_t revents)
 {
     ga_conn_t   *c = io->data;
-    ga_rconn_t  *rc = c->rc;
+    ga_rconn_t  *rc = c->relay.rc;
     int          err, eof;
     size_t       room;
     ssize_t      n;
@@ -629,9 +622,6 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
         if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0
             || err != 0)
         {
-            /* resolved again next time: the runtime may have moved */
-            c->gw->rt->addr_len = 0;
-
             ga_relay_unreachable(c, strerror(err ? err : errno), 1);
             return;
         }
@@ -646,14 +636,14 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
     eof = 0;
     err = 0;
 
-    while (c->rc != NULL && gg_buf_len(&c->out) < GA_OUT_HIGH) {
-        if (gg_buf_reserve(&c->rin, 16384) != 0) {
+    while (c->relay.rc != NULL && gg_buf_len(&c->out) < GA_OUT_HIGH) {
+        if (gg_buf_reserve(&c->relay.in, 16384) != 0) {
             ga_conn_close(c, "out of memory");
             return;
         }
 
-        room = gg_buf_room(&c->rin);
-        n = read(io->fd, gg_buf_last(&c->rin), room);
+        room = gg_buf_room(&c->relay.in);
+        n = read(io->fd, gg_buf_last(&c->relay.in), room);
 
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
@@ -670,7 +660,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
             break;
         }
 
-        c->rin.end += n;
+        c->relay.in.end += n;
 
         if (ga_relay_response(c, 0) != 0 || ga_conn_dead(c)) {
             return;
@@ -682,7 +672,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
         }
     }
 
-    if (eof && c->rc != NULL) {
+    if (eof && c->relay.rc != NULL) {
         if (ga_relay_retry(c, err ? strerror(err) : "closed")) {
             return;
         }
@@ -712,7 +702,90 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
 
 
 /*
- * Moves what the runtime sent from c->rin to c->out: the head rewritten
+ * The runtime's final answer head, in c->relay.in at "buf", goes to nginx
+ * rewritten as HTTP/1.1 without hop-by-hop fields, and decides how the
+ * body ends.  0, or -1 when the tunnel was closed.
+ */
+
+static int
+ga_relay_head(ga_conn_t *c, const char *buf)
+{
+    size_t                   pos;
+    gg_http_header_t         hd;
+    const gg_http_header_t  *h;
+
+    if (gg_buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n",
+                      c->relay.head.status,
+                      (int) c->relay.head.reason_len,
+                      buf + c->relay.head.reason)
+        != 0)
+    {
+        ga_conn_close(c, "out of memory");
+        return -1;
+    }
+
+    if (c->relay.head_req || c->relay.head.status < 200
+        || c->relay.head.status == 204 || c->relay.head.status == 304)
+    {
+        c->relay.frame = GA_FRAME_NONE;
+
+    } else if (c->relay.head.chunked) {
+        c->relay.frame = GA_FRAME_CHUNKED;
+        gg_http_chunked_init(&c->relay.chunk, UINT64_MAX);
+
+    } else if (c->relay.head.content_length >= 0) {
+        c->relay.frame = GA_FRAME_LENGTH;
+        c->relay.left = c->relay.head.content_length;
+
+    } else {
+        c->relay.frame = GA_FRAME_CLOSE;
+    }
+
+    if (!c->relay.head.keep_alive || c->relay.frame == GA_FRAME_CLOSE
+        || c->relay.head.status == 101)
+    {
+        c->relay.keep = 0;
+    }
+
+    pos = 0;
+
+    while (gg_http_header_next(&c->relay.head, buf, &pos, &hd)) {
+        h = &hd;
+
+        if (gg_http_header_is(h, buf, "connection")
+            || gg_http_header_is(h, buf, "keep-alive"))
+        {
+            continue;
+        }
+
+        (void) gg_buf_printf(&c->out, "%.*s: %.*s\r\n",
+                             (int) h->name_len, buf + h->name,
+                             (int) h->value_len, buf + h->value);
+    }
+
+    if (c->relay.frame == GA_FRAME_CLOSE) {
+        (void) gg_buf_append(&c->out, "Transfer-Encoding: chunked\r\n",
+                             28);
+    }
+
+    if (gg_buf_append(&c->out, "\r\n", 2) != 0) {
+        ga_conn_close(c, "out of memory");
+        return -1;
+    }
+
+    gg_buf_consume(&c->relay.in, c->relay.head.head_len);
+    c->relay.head_done = 1;
+
+    ga_log(GA_DEBUG, "runtime \"%s\" answered %d, body %s",
+           c->gw->rt->conf->name, c->relay.head.status,
+           ga_relay_frames[c->relay.frame]);
+
+    return 0;
+}
+
+
+/*
+ * Moves what the runtime sent from c->relay.in to c->out: the head rewritten
  * (hop-by-hop fields dropped, a close-delimited body re-framed as
  * chunked), then body bytes as they are.  Returns 0, or -1 when the
  * connection was closed here.
@@ -721,16 +794,14 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
 static int
 ga_relay_response(ga_conn_t *c, int eof)
 {
-    int                      rc;
-    size_t                   pos, n, used, out_len;
-    const char              *buf;
-    gg_http_header_t         hd;
-    const gg_http_header_t  *h;
-    char                     scratch[16384];
+    int          rc;
+    size_t       n, used, out_len;
+    const char  *buf;
+    char         scratch[16384];
 
-    while (!c->rhead_done) {
-        buf = gg_buf_pos(&c->rin);
-        rc = gg_http_parse_head(&c->rhead, buf, gg_buf_len(&c->rin));
+    while (!c->relay.head_done) {
+        buf = gg_buf_pos(&c->relay.in);
+        rc = gg_http_parse_head(&c->relay.head, buf, gg_buf_len(&c->relay.in));
 
         if (rc == GG_HTTP_AGAIN) {
             if (eof) {
@@ -750,91 +821,36 @@ ga_relay_response(ga_conn_t *c, int eof)
             return 0;
         }
 
-        if (c->rhead.status >= 100 && c->rhead.status < 200
-            && c->rhead.status != 101)
+        if (c->relay.head.status >= 100 && c->relay.head.status < 200
+            && c->relay.head.status != 101)
         {
             /* interim (103 Early Hints): the final head follows */
-            gg_buf_consume(&c->rin, c->rhead.head_len);
-            gg_http_head_init(&c->rhead, 1, GA_HEAD_MAX);
+            gg_buf_consume(&c->relay.in, c->relay.head.head_len);
+            gg_http_head_init(&c->relay.head, 1, GA_HEAD_MAX);
             continue;
         }
 
-        if (gg_buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n", c->rhead.status,
-                          (int) c->rhead.reason_len, buf + c->rhead.reason)
-            != 0)
-        {
-            ga_conn_close(c, "out of memory");
+        if (ga_relay_head(c, buf) != 0) {
             return -1;
         }
-
-        if (c->head_req || c->rhead.status < 200 || c->rhead.status == 204
-            || c->rhead.status == 304)
-        {
-            c->rframe = 3;
-
-        } else if (c->rhead.chunked) {
-            c->rframe = 1;
-            gg_http_chunked_init(&c->rchunk, UINT64_MAX);
-
-        } else if (c->rhead.content_length >= 0) {
-            c->rframe = 0;
-            c->rleft = c->rhead.content_length;
-
-        } else {
-            c->rframe = 2;
-        }
-
-        if (!c->rhead.keep_alive || c->rframe == 2 || c->rhead.status == 101)
-        {
-            c->rkeep = 0;
-        }
-
-        pos = 0;
-
-        while (gg_http_header_next(&c->rhead, buf, &pos, &hd)) {
-            h = &hd;
-
-            if (gg_http_header_is(h, buf, "connection")
-                || gg_http_header_is(h, buf, "keep-alive"))
-            {
-                continue;
-            }
-
-            (void) gg_buf_printf(&c->out, "%.*s: %.*s\r\n",
-                                 (int) h->name_len, buf + h->name,
-                                 (int) h->value_len, buf + h->value);
-        }
-
-        if (c->rframe == 2) {
-            (void) gg_buf_append(&c->out, "Transfer-Encoding: chunked\r\n",
-                                 28);
-        }
-
-        if (gg_buf_append(&c->out, "\r\n", 2) != 0) {
-            ga_conn_close(c, "out of memory");
-            return -1;
-        }
-
-        gg_buf_consume(&c->rin, c->rhead.head_len);
-        c->rhead_done = 1;
     }
 
-    n = gg_buf_len(&c->rin);
+    n = gg_buf_len(&c->relay.in);
 
-    switch (c->rframe) {
+    switch (c->relay.frame) {
 
-    case 0:
-        if ((int64_t) n > c->rleft) {
+    case GA_FRAME_LENGTH:
+        if ((int64_t) n > c->relay.left) {
             /* bytes past the answer: the connection is out of step */
-            n = (size_t) c->rleft;
-            c->rkeep = 0;
+            n = (size_t) c->relay.left;
+            c->relay.keep = 0;
         }
 
-        (void) gg_buf_append(&c->out, gg_buf_pos(&c->rin), n);
-        gg_buf_reset(&c->rin);
-        c->rleft -= n;
+        (void) gg_buf_append(&c->out, gg_buf_pos(&c->relay.in), n);
+        gg_buf_reset(&c->relay.in);
+        c->relay.left -= n;
 
-        if (c->rleft == 0) {
+        if (c->relay.left == 0) {
             ga_relay_end(c, 1);
         } else if (eof) {
             ga_conn_close(c, "runtime answer cut short");
@@ -843,7 +859,7 @@ ga_relay_response(ga_conn_t *c, int eof)
 
         break;
 
-    case 1:
+    case GA_FRAME_CHUNKED:
         used = 0;
         rc = GG_HTTP_AGAIN;
 
@@ -851,9 +867,9 @@ ga_relay_response(ga_conn_t *c, int eof)
             size_t  k, m;
 
             m = n - used > sizeof(scratch) ? sizeof(scratch) : n - used;
-            memcpy(scratch, gg_buf_pos(&c->rin) + used, m);
-            rc = gg_http_parse_chunked(&c->rchunk, scratch, m, scratch, &k,
-                                       &out_len);
+            memcpy(scratch, gg_buf_pos(&c->relay.in) + used, m);
+            rc = gg_http_parse_chunked(&c->relay.chunk, scratch, m,
+                                       scratch, &k, &out_len);
             used += k;
         }
 
@@ -862,13 +878,13 @@ ga_relay_response(ga_conn_t *c, int eof)
             return -1;
         }
 
-        (void) gg_buf_append(&c->out, gg_buf_pos(&c->rin), used);
+        (void) gg_buf_append(&c->out, gg_buf_pos(&c->relay.in), used);
 
         if (used < n) {
-            c->rkeep = 0;
+            c->relay.keep = 0;
         }
 
-        gg_buf_reset(&c->rin);
+        gg_buf_reset(&c->relay.in);
 
         if (rc == GG_HTTP_OK) {
             ga_relay_end(c, 1);
@@ -879,12 +895,12 @@ ga_relay_response(ga_conn_t *c, int eof)
 
         break;
 
-    case 2:
+    case GA_FRAME_CLOSE:
         if (n) {
             (void) gg_buf_printf(&c->out, "%zx\r\n", n);
-            (void) gg_buf_append(&c->out, gg_buf_pos(&c->rin), n);
+            (void) gg_buf_append(&c->out, gg_buf_pos(&c->relay.in), n);
             (void) gg_buf_append(&c->out, "\r\n", 2);
-            gg_buf_reset(&c->rin);
+            gg_buf_reset(&c->relay.in);
         }
 
         if (eof) {
@@ -896,10 +912,10 @@ ga_relay_response(ga_conn_t *c, int eof)
 
     default:
         if (n) {
-            c->rkeep = 0;
+            c->relay.keep = 0;
         }
 
-        gg_buf_reset(&c->rin);
+        gg_buf_reset(&c->relay.in);
         ga_relay_end(c, 1);
         break;
     }
@@ -917,17 +933,17 @@ ga_relay_response(ga_conn_t *c, int eof)
 void
 ga_relay_end(ga_conn_t *c, int clean)
 {
-    if (c->rc != NULL) {
-        if (clean && c->rkeep && c->rsent == gg_buf_len(&c->rout)
-            && ga_relay_keepalive(c->gw->rt) > 0 && !ga_agent.draining)
+    if (c->relay.rc != NULL) {
+        if (clean && c->relay.keep && c->relay.sent == gg_buf_len(&c->relay.out)
+            && ga_runtime_keepalive(c->gw->rt) > 0 && !ga_agent.draining)
         {
-            ga_rconn_put(c->rc);
+            ga_rconn_put(c->relay.rc);
 
         } else {
-            ga_rconn_close(c->rc);
+            ga_rconn_close(c->relay.rc);
         }
 
-        c->rc = NULL;
+        c->relay.rc = NULL;
     }
 
     if (c->state != GA_RELAY) {
@@ -935,8 +951,8 @@ ga_relay_end(ga_conn_t *c, int clean)
     }
 
     /* a parked tunnel holds no buffers: 1,000 of them are cheap */
-    gg_buf_free(&c->rin);
-    gg_buf_free(&c->rout);
+    gg_buf_free(&c->relay.in);
+    gg_buf_free(&c->relay.out);
 
     c->gw->rt->inflight--;
     ga_agent.inflight--;
@@ -962,22 +978,22 @@ ga_relay_update(ga_conn_t *c)
 {
     uint32_t  ev;
 
-    if (c->rc == NULL) {
+    if (c->relay.rc == NULL) {
         return;
     }
 
     ev = 0;
 
-    if (!c->rc->connected || c->rsent < gg_buf_len(&c->rout)) {
+    if (!c->relay.rc->connected || c->relay.sent < gg_buf_len(&c->relay.out)) {
         ev |= EPOLLOUT;
     }
 
-    if (c->rc->connected && gg_buf_len(&c->out) < GA_OUT_HIGH) {
+    if (c->relay.rc->connected && gg_buf_len(&c->out) < GA_OUT_HIGH) {
         /* the same mask as in the pool: no epoll_ctl per request */
         ev |= EPOLLIN | EPOLLRDHUP;
     }
 
-    (void) gg_io_set(&ga_agent.loop, &c->rc->io, ev);
+    (void) gg_io_set(&ga_agent.loop, &c->relay.rc->io, ev);
 }
 
 
@@ -1005,7 +1021,7 @@ ga_relay_unreachable(ga_conn_t *c, const char *why, int gone)
            rt->conf->url.host, rt->conf->url.port, why);
 
     if (gone) {
-        ga_runtime_down(rt, 1, why);
+        ga_agent.on.runtime_down(rt, 1, why);
     }
 
     /* confirmed, or brought back, by a probe */
@@ -1024,7 +1040,7 @@ ga_relay_fail(ga_conn_t *c, const char *why)
     ga_log(GA_WARN, "runtime \"%s\" (%s:%s): %s", c->gw->rt->conf->name,
            c->gw->rt->conf->url.host, c->gw->rt->conf->url.port, why);
 
-    if (c->rhead_done) {
+    if (c->relay.head_done) {
         ga_conn_close(c, "runtime failed mid-answer");
         return;
     }
@@ -1104,257 +1120,4 @@ ga_answer(ga_conn_t *c, int status, const char *code, const char *message)
                          "Content-Type: application/json\r\n"
                          "Content-Length: %d\r\n\r\n%s",
                          status, reason, n, body);
-}
-
-
-/*
- * The newest pooled connection with nothing unread, or a new one (connect
- * in progress).  NULL with "err" set on failure; "gone" then tells a
- * runtime that cannot be reached from a lack of the agent's resources.
- */
-
-static ga_rconn_t *
-ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size,
-    int *gone)
-{
-    int               fd, on, rc;
-    ga_rconn_t       *r;
-    struct addrinfo   hints, *res;
-
-    *gone = 0;
-
-    while (!fresh && rt->pool != NULL) {
-        r = rt->pool;
-        ga_rconn_unlink(r);
-
-        if (ga_rconn_clean(r)) {
-            return r;
-        }
-
-        ga_rconn_close(r);
-    }
-
-    if (rt->addr_len == 0) {
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-
-        rc = getaddrinfo(rt->conf->url.host, rt->conf->url.port, &hints,
-                         &res);
-
-        if (rc != 0) {
-            snprintf(err, size, "%s: %s", rt->conf->url.host,
-                     gai_strerror(rc));
-            *gone = (rc != EAI_MEMORY && rc != EAI_SYSTEM);
-            return NULL;
-        }
-
-        memcpy(&rt->addr, res->ai_addr, res->ai_addrlen);
-        rt->addr_len = res->ai_addrlen;
-        freeaddrinfo(res);
-    }
-
-    fd = socket(rt->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK
-                                    | SOCK_CLOEXEC, 0);
-
-    if (fd == -1) {
-        snprintf(err, size, "socket: %s", strerror(errno));
-        return NULL;
-    }
-
-    on = 1;
-    (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-
-    if (connect(fd, (struct sockaddr *) &rt->addr, rt->addr_len) != 0
-        && errno != EINPROGRESS)
-    {
-        snprintf(err, size, "connect: %s", strerror(errno));
-        *gone = (errno != EAGAIN && errno != EADDRNOTAVAIL
-                 && errno != ENOBUFS && errno != ENOMEM);
-        rt->addr_len = 0;
-        close(fd);
-        return NULL;
-    }
-
-    r = calloc(1, sizeof(ga_rconn_t));
-    if (r == NULL) {
-        snprintf(err, size, "out of memory");
-        close(fd);
-        return NULL;
-    }
-
-    r->io.fd = fd;
-    r->rt = rt;
-
-    return r;
-}
-
-
-/*
- * A pooled connection is used again only if the runtime has sent nothing
- * on it since its last answer ended: a byte there (a stray second
- * response, garbage, a close) would be read as the next request's answer,
- * and every answer after it on this connection would be one behind, to
- * whichever tenant's request came next.  The epoll event that tells the
- * same may not have been handled yet (it can be later in this batch).
- */
-
-static int
-ga_rconn_clean(ga_rconn_t *r)
-{
-    char     byte;
-    ssize_t  n;
-
-    n = recv(r->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        return 1;
-    }
-
-    if (n > 0) {
-        ga_log(GA_WARN, "runtime \"%s\" sent unsolicited bytes on an idle "
-               "kept-alive connection (first 0x%02x): closed, not reused",
-               r->rt->conf->name, (unsigned char) byte);
-
-    } else {
-        ga_log(GA_DEBUG, "runtime closed an idle kept-alive connection "
-               "(runtime \"%s\")", r->rt->conf->name);
-    }
-
-    return 0;
-}
-
-
-static void
-ga_rconn_put(ga_rconn_t *rc)
-{
-    ga_runtime_t  *rt;
-
-    rt = rc->rt;
-
-    if (rt->pool_n >= ga_relay_keepalive(rt)) {
-        /* the oldest goes: the newest is the one reused next */
-        ga_rconn_close(rt->pool_tail);
-    }
-
-    rc->io.handler = ga_rconn_idle_io;
-    rc->io.data = rc;
-    rc->idle_since = gg_time_us();
-    rc->pooled = 1;
-    rc->prev = NULL;
-    rc->next = rt->pool;
-
-    if (rt->pool) {
-        rt->pool->prev = rc;
-    } else {
-        rt->pool_tail = rc;
-    }
-
-    rt->pool = rc;
-    rt->pool_n++;
-
-    /* a close by the runtime must be seen while pooled */
-    if (gg_io_set(&ga_agent.loop, &rc->io, EPOLLIN | EPOLLRDHUP) != 0) {
-        ga_rconn_close(rc);
-        return;
-    }
-
-    if (!gg_timer_armed(&rt->pool_timer)) {
-        rt->pool_timer.handler = ga_rconn_expire;
-        rt->pool_timer.data = rt;
-        (void) gg_timer_add(&ga_agent.loop, &rt->pool_timer,
-                            rt->conf->keepalive_timeout * 1000000ULL);
-    }
-}
-
-
-static void
-ga_rconn_unlink(ga_rconn_t *rc)
-{
-    ga_runtime_t  *rt;
-
-    if (!rc->pooled) {
-        return;
-    }
-
-    rt = rc->rt;
-
-    if (rc->prev) {
-        rc->prev->next = rc->next;
-    } else {
-        rt->pool = rc->next;
-    }
-
-    if (rc->next) {
-        rc->next->prev = rc->prev;
-    } else {
-        rt->pool_tail = rc->prev;
-    }
-
-    rc->next = NULL;
-    rc->prev = NULL;
-    rc->pooled = 0;
-    rt->pool_n--;
-}
-
-
-static void
-ga_rconn_close(ga_rconn_t *rc)
-{
-    ga_rconn_unlink(rc);
-
-    (void) gg_io_set(&ga_agent.loop, &rc->io, 0);
-    close(rc->io.fd);
-
-    rc->io.fd = -1;
-    rc->io.handler = ga_dead_io;
-    gg_defer_free(&ga_agent.loop, &rc->defer, rc);
-}
-
-
-/* a pooled connection became readable: the runtime closed it */
-
-static void
-ga_rconn_idle_io(gg_io_t *io, uint32_t revents)
-{
-    (void) revents;
-
-    /* closed, or a stray byte: never to be reused either way */
-    (void) ga_rconn_clean(io->data);
-
-    ga_rconn_close(io->data);
-}
-
-
-static void
-ga_rconn_expire(gg_timer_t *t)
-{
-    uint64_t       now, limit;
-    ga_runtime_t  *rt;
-
-    rt = t->data;
-    now = gg_time_us();
-    limit = rt->conf->keepalive_timeout * 1000000ULL;
-
-    while (rt->pool_tail && now - rt->pool_tail->idle_since >= limit) {
-        ga_rconn_close(rt->pool_tail);
-    }
-
-    if (rt->pool_tail) {
-        (void) gg_timer_add(&ga_agent.loop, t,
-                            rt->pool_tail->idle_since + limit - now);
-    }
-}
-
-
-/* SIGTERM: idle runtime connections are not wanted any more */
-
-void
-ga_relay_pool_close(ga_runtime_t *rt)
-{
-    while (rt->pool) {
-        ga_rconn_close(rt->pool);
-    }
-
-    gg_timer_del(&ga_agent.loop, &rt->pool_timer);
 }

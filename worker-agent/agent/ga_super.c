@@ -231,7 +231,7 @@ ga_super_child(gg_loop_t *loop)
         }
 
         /* no capacity now, not at the next probe */
-        ga_runtime_down(rt, 1, how);
+        ga_agent.on.runtime_down(rt, 1, how);
 
         if (ga_agent.draining) {
             ga_log(GA_WARN, "runtime \"%s\" (pid %d) %s during the drain",

@@ -1,0 +1,365 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * The handshake client of gpugate-agent (docs/tunnel-protocol.md): the
+ * SCRAM step 1 request, the 401 read and step 2 built from it, the 101
+ * read and checked, and the nginx worker it names recorded.  It builds
+ * into and reads from the connection's buffers; ga_conn.c does the I/O.
+ */
+
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "ga_agent.h"
+#include "gpugate_tunnel_proto.h"
+
+
+static int ga_read_response(ga_conn_t *c, const char **body,
+    size_t *body_len);
+static int ga_refused(ga_conn_t *c, const char *body, size_t len);
+static void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
+    unsigned workers, uint64_t generation);
+static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out);
+
+
+int
+ga_handshake_start(ga_conn_t *c)
+{
+    char            first[GPUGATE_SCRAM_CLIENT_FIRST_SIZE];
+    char            b64[GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_CLIENT_FIRST_SIZE)
+                        + 1];
+    size_t          len;
+
+    memset(&c->scram, 0, sizeof(c->scram));
+
+    if (gpugate_scram_client_first(&c->scram, ga_agent.conf.name, first,
+                                   sizeof(first), &len)
+        != GPUGATE_SCRAM_OK)
+    {
+        return -1;
+    }
+
+    EVP_EncodeBlock((unsigned char *) b64, (unsigned char *) first,
+                    (int) len);
+
+    if (gg_buf_printf(&c->out,
+                      "GET %s HTTP/1.1\r\n"
+                      "Host: %s\r\n"
+                      "User-Agent: gpugate-agent/" GA_VERSION "\r\n"
+                      "Authorization: SCRAM-SHA-256 data=%s\r\n\r\n",
+                      c->gw->url->path, c->gw->url->host, b64)
+        != 0)
+    {
+        return -1;
+    }
+
+    c->state = GA_STEP1;
+    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
+
+    ga_log(GA_DEBUG, "gateway %s:%s: step 1 sent", c->gw->url->host,
+           c->gw->url->port);
+
+    return 0;
+}
+
+
+/* parses a response head (and its Content-Length body) from c->in */
+
+static int
+ga_read_response(ga_conn_t *c, const char **body, size_t *body_len)
+{
+    int      rc;
+    int64_t  cl;
+
+    rc = gg_http_parse_head(&c->head, gg_buf_pos(&c->in), gg_buf_len(&c->in));
+
+    if (rc == GG_HTTP_AGAIN) {
+        return 1;
+    }
+
+    if (rc != GG_HTTP_OK) {
+        ga_log(GA_WARN, "gateway %s:%s: malformed handshake response",
+               c->gw->url->host, c->gw->url->port);
+        return -1;
+    }
+
+    cl = c->head.content_length < 0 ? 0 : c->head.content_length;
+
+    if ((int64_t) (gg_buf_len(&c->in) - c->head.head_len) < cl) {
+        return 1;
+    }
+
+    *body = gg_buf_pos(&c->in) + c->head.head_len;
+    *body_len = (size_t) cl;
+
+    return 0;
+}
+
+
+static int
+ga_refused(ga_conn_t *c, const char *body, size_t len)
+{
+    ga_log(GA_ERROR, "gateway %s:%s refused the handshake: %d %.*s",
+           c->gw->url->host, c->gw->url->port, c->head.status,
+           (int) (len > 300 ? 300 : len), body);
+    ga_agent.on.handshake_failed(c->gw);
+
+    return -1;
+}
+
+
+int
+ga_handshake_step1(ga_conn_t *c)
+{
+    int                      rc;
+    char                     first[GPUGATE_SCRAM_MSG_MAX + 4];
+    char                     final[GPUGATE_SCRAM_CLIENT_FINAL_SIZE];
+    char                     b64[GPUGATE_SCRAM_B64_LEN(
+                                     GPUGATE_SCRAM_CLIENT_FINAL_SIZE) + 1];
+    char                     sid[GPUGATE_TUNNEL_SID_LEN + 1], load[96];
+    size_t                   body_len, len, flen;
+    const char              *body, *buf;
+    gpugate_scram_rc_t       src;
+    gpugate_tunnel_auth_t    auth;
+    const gg_http_header_t  *h;
+
+    rc = ga_read_response(c, &body, &body_len);
+
+    if (rc != 0) {
+        return rc == 1 ? 0 : -1;
+    }
+
+    buf = gg_buf_pos(&c->in);
+    h = gg_http_find_header(&c->head, buf, "www-authenticate");
+
+    if (c->head.status != 401 || h == NULL
+        || gpugate_tunnel_parse_auth(buf + h->value, h->value_len, 1, &auth)
+           != 0
+        || auth.sid == NULL || auth.data == NULL
+        || auth.data_len > GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_MSG_MAX))
+    {
+        return ga_refused(c, body, body_len);
+    }
+
+    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) first);
+    memcpy(sid, auth.sid, GPUGATE_TUNNEL_SID_LEN);
+    sid[GPUGATE_TUNNEL_SID_LEN] = '\0';
+
+    /* PBKDF2 once per salt, not once per connection */
+    src = gpugate_scram_client_final_keys(&c->scram, first, flen,
+                                          (unsigned char *) ga_agent.token,
+                                          ga_agent.token_len,
+                                          &ga_agent.scram_keys, final,
+                                          sizeof(final), &len);
+
+    if (src != GPUGATE_SCRAM_OK) {
+        ga_log(GA_ERROR, "gateway %s:%s: bad server-first: %s",
+               c->gw->url->host, c->gw->url->port,
+               gpugate_scram_strerror(src));
+        ga_agent.on.handshake_failed(c->gw);
+        return -1;
+    }
+
+    gg_buf_consume(&c->in, c->head.head_len + body_len);
+
+    EVP_EncodeBlock((unsigned char *) b64, (unsigned char *) final,
+                    (int) len);
+
+    if (gg_buf_printf(&c->out,
+                      "GET %s HTTP/1.1\r\n"
+                      "Host: %s\r\n"
+                      "User-Agent: gpugate-agent/" GA_VERSION "\r\n"
+                      "Authorization: SCRAM-SHA-256 sid=%s, data=%s\r\n"
+                      "Connection: Upgrade\r\n"
+                      "Upgrade: " GPUGATE_TUNNEL_UPGRADE "\r\n"
+                      "X-Gpugate-Instance: %s\r\n"
+                      "X-Gpugate-Heartbeat: 1\r\n"
+                      "X-Gpugate-Capacity: %d\r\n"
+                      "X-Gpugate-Models: %s\r\n%s%s\r\n",
+                      c->gw->url->path, c->gw->url->host, sid, b64,
+                      c->gw->rt->instance, c->gw->rt->conf->capacity,
+                      c->gw->rt->models,
+                      ga_probe_header(c->gw->rt, load, sizeof(load)),
+                      ga_agent.telemetry)
+        != 0)
+    {
+        return -1;
+    }
+
+    c->state = GA_STEP2;
+    c->models_gen = c->gw->rt->models_gen;
+    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
+
+    ga_log(GA_DEBUG, "gateway %s:%s: step 2 sent", c->gw->url->host,
+           c->gw->url->port);
+
+    return 0;
+}
+
+
+int
+ga_handshake_step2(ga_conn_t *c)
+{
+    int                      rc;
+    char                     final[GPUGATE_SCRAM_MSG_MAX + 4];
+    size_t                   body_len, flen;
+    const char              *body, *buf;
+    gpugate_scram_rc_t       src;
+    gpugate_tunnel_auth_t    auth;
+    gpugate_tunnel_worker_t  wk;
+    const gg_http_header_t  *ai, *wh;
+
+    rc = ga_read_response(c, &body, &body_len);
+
+    if (rc != 0) {
+        return rc == 1 ? 0 : -1;
+    }
+
+    buf = gg_buf_pos(&c->in);
+
+    if (c->head.status != 101) {
+        return ga_refused(c, body, body_len);
+    }
+
+    ai = gg_http_find_header(&c->head, buf, "authentication-info");
+    wh = gg_http_find_header(&c->head, buf, "x-gpugate-worker");
+
+    if (ai == NULL
+        || gpugate_tunnel_parse_auth(buf + ai->value, ai->value_len, 0,
+                                     &auth) != 0
+        || auth.data == NULL
+        || auth.data_len > GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_MSG_MAX))
+    {
+        ga_log(GA_ERROR, "gateway %s:%s: 101 without Authentication-Info",
+               c->gw->url->host, c->gw->url->port);
+        ga_agent.on.handshake_failed(c->gw);
+        return -1;
+    }
+
+    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) final);
+    src = gpugate_scram_client_verify(&c->scram, final, flen);
+
+    /* the exchange is over: keep none of it */
+    OPENSSL_cleanse(&c->scram, sizeof(c->scram));
+
+    if (src != GPUGATE_SCRAM_OK) {
+        /* whoever answered does not hold our verifier: not our gateway */
+        ga_log(GA_ERROR, "gateway %s:%s: server signature refused (%s): "
+               "not serving it", c->gw->url->host, c->gw->url->port,
+               gpugate_scram_strerror(src));
+        ga_agent.on.handshake_failed(c->gw);
+        return -1;
+    }
+
+    if (wh == NULL
+        || gpugate_tunnel_parse_worker(buf + wh->value, wh->value_len, &wk)
+           != 0)
+    {
+        ga_log(GA_ERROR, "gateway %s:%s: bad X-Gpugate-Worker",
+               c->gw->url->host, c->gw->url->port);
+        ga_agent.on.handshake_failed(c->gw);
+        return -1;
+    }
+
+    gg_buf_consume(&c->in, c->head.head_len);
+
+    c->gw->dialing--;
+    c->state = GA_IDLE;
+    c->up = gg_time_us();
+    c->requests = 0;
+    c->heartbeat_us = wk.heartbeat * 1000;
+    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+
+    ga_worker_seen(c, wk.pid, wk.slot, wk.workers, wk.generation);
+    ga_agent.on.handshake_done(c->gw);
+
+    (void) gg_timer_add(&ga_agent.loop, &c->timer,
+                        ga_agent.conf.idle_timeout * 1000000ULL);
+
+    ga_log(GA_DEBUG, "gateway %s:%s: tunnel up in worker %u (pid %llu)",
+           c->gw->url->host, c->gw->url->port, wk.slot,
+           (unsigned long long) wk.pid);
+
+    return GA_HANDSHAKE_UP;
+}
+
+
+
+static void
+ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot, unsigned workers,
+    uint64_t generation)
+{
+    int            i, free;
+    ga_gateway_t  *gw;
+
+    (void) slot;
+
+    gw = c->gw;
+
+    if (generation > gw->generation) {
+        if (gw->generation) {
+            ga_log(GA_INFO, "gateway %s:%s reloaded (generation %llu)",
+                   gw->url->host, gw->url->port,
+                   (unsigned long long) generation);
+        }
+
+        gw->generation = generation;
+        gw->nworkers = workers;
+
+    } else if (generation == gw->generation) {
+        gw->nworkers = workers;
+    }
+
+    free = -1;
+
+    for (i = 0; i < GA_MAX_WORKERS; i++) {
+        if (gw->workers[i].pid == pid) {
+            break;
+        }
+
+        if (gw->workers[i].pid == 0 && free == -1) {
+            free = i;
+        }
+    }
+
+    if (i == GA_MAX_WORKERS) {
+        /* more worker processes than we track: counted in the last */
+        i = free == -1 ? GA_MAX_WORKERS - 1 : free;
+        gw->workers[i].pid = pid;
+        gw->workers[i].generation = generation;
+    }
+
+    c->worker = &gw->workers[i];
+    c->worker->conns++;
+    c->worker->idle++;
+}
+
+
+static size_t
+ga_b64_decode(const char *in, size_t len, unsigned char *out)
+{
+    int  n;
+
+    n = EVP_DecodeBlock(out, (const unsigned char *) in, (int) len);
+
+    if (n < 0) {
+        return 0;
+    }
+
+    /* EVP_DecodeBlock counts the padding as zero bytes */
+
+    if (len >= 1 && in[len - 1] == '=') {
+        n--;
+    }
+
+    if (len >= 2 && in[len - 2] == '=') {
+        n--;
+    }
+
+    return (size_t) n;
+}
