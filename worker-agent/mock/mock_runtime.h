@@ -2,10 +2,11 @@
 /*
  * Copyright (C) gpugate authors
  *
- * gpugate-mock-runtime: what its three parts share.  mock_runtime.c holds
- * main(), the flags, the log and the metrics; mock_conn.c the connections
- * (reading requests, framing and writing responses); mock_handler.c the
- * endpoints and the timed generation of answers.
+ * gpugate-mock-runtime: what its parts share.  mock_state.c holds the
+ * shared state, the log and the metrics; mock_runtime.c main() and the
+ * flags; mock_conn.c the connections (reading requests, framing and
+ * writing responses); mock_handler.c the endpoints and the timed
+ * generation of answers.
  */
 
 
@@ -14,6 +15,7 @@
 
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gg_buf.h"
 #include "gg_event.h"
@@ -155,6 +157,7 @@ struct mock_conn_s {
 };
 
 
+/* mock_state.c */
 extern mock_conf_t   mock_conf;
 extern gg_loop_t     mock_loop;
 extern long          mock_in_flight;
@@ -162,6 +165,7 @@ extern long          mock_disconnects;
 extern long          mock_connections;
 extern long          mock_completion_tokens;
 extern long          mock_strays;
+extern FILE         *mock_log_file; /* stderr or --log-file */
 
 
 void mock_log(int always, const char *fmt, ...)
