@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,17 +21,98 @@ static int ga_conf_copy(char *dst, size_t size, const char *value);
 static int ga_conf_loopback(const char *host);
 static int ga_conf_models(ga_rtconf_t *rt, const char *value, char *err,
     size_t size);
-static int ga_conf_runtime_key(const char *key);
-static int ga_conf_runtime_set(ga_rtconf_t *rt, const char *key,
+
+typedef struct ga_command_s  ga_command_t;
+
+typedef int (*ga_command_set_pt)(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+
+static const ga_command_t *ga_conf_command(const ga_command_t *cmds,
+    const char *key);
+static int ga_conf_set_gateway(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_name(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_str(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_token(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_log_level(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_num(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_runtime(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_type(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_models(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
+static int ga_conf_set_command(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
 static void ga_rtconf_defaults(ga_rtconf_t *rt, const char *name);
 
 
+/*
+ * A configuration key, as nginx's ngx_command_t: the same keys are read
+ * from the file and from --flags.  "set" checks the value and stores it
+ * into the ga_conf_t (agent keys) or ga_rtconf_t (runtime keys).
+ */
+struct ga_command_s {
+    const char          *name;       /* the key */
+    ga_command_set_pt    set;        /* checks and stores the value */
+    size_t               offset;     /* of the field, for generic setters */
+    size_t               size;       /* strings: the field's room */
+    int                  min;        /* integers: the smallest allowed */
+    int                  max;        /* integers: the largest allowed */
+    const char          *too_long;   /* strings: the complaint */
+};
+
+
+#define ga_conf_num(name, type, field, min, max)                              \
+    { name, ga_conf_set_num, offsetof(type, field), 0, min, max, NULL }
+
+#define ga_conf_str(name, field, too_long)                                    \
+    { name, ga_conf_set_str, offsetof(ga_conf_t, field),                      \
+      sizeof(((ga_conf_t *) 0)->field), 0, 0, too_long }
+
+#define ga_conf_fn(name, set)  { name, set, 0, 0, 0, 0, NULL }
+
+#define ga_null_command  { NULL, NULL, 0, 0, 0, 0, NULL }
+
+
+/* the agent's own keys: before any "[runtime NAME]" section */
+static const ga_command_t  ga_conf_commands[] = {
+    ga_conf_fn("gateway", ga_conf_set_gateway),
+    ga_conf_fn("name", ga_conf_set_name),
+    ga_conf_str("token_file", token_file, "path too long"),
+    ga_conf_fn("token", ga_conf_set_token),
+    ga_conf_str("ca_file", ca_file, "path too long"),
+    ga_conf_str("server_name", server_name, "too long"),
+    ga_conf_fn("log_level", ga_conf_set_log_level),
+    ga_conf_num("spare", ga_conf_t, spare, 1, 100000),
+    ga_conf_num("max_connections", ga_conf_t, max_connections, 1, 100000),
+    ga_conf_num("drain_timeout", ga_conf_t, drain_timeout, 0, 86400),
+    ga_conf_num("idle_timeout", ga_conf_t, idle_timeout, 2, 86400),
+    ga_conf_num("load_interval", ga_conf_t, load_interval, 1, 3600),
+    ga_conf_num("telemetry_interval", ga_conf_t, telemetry_interval, 1,
+                3600),
+    ga_null_command
+};
+
+
 /* keys of one runtime: in a "[runtime NAME]" section or at the top level */
-static const char  *ga_conf_runtime_keys[] = {
-    "runtime", "runtime_type", "models", "capacity", "runtime_keepalive",
-    "runtime_keepalive_timeout", "runtime_command", "runtime_start_timeout",
-    NULL
+static const ga_command_t  ga_conf_runtime_commands[] = {
+    ga_conf_fn("runtime", ga_conf_set_runtime),
+    ga_conf_fn("runtime_type", ga_conf_set_type),
+    ga_conf_fn("models", ga_conf_set_models),
+    ga_conf_num("capacity", ga_rtconf_t, capacity, 1, 65535),
+    ga_conf_num("runtime_keepalive", ga_rtconf_t, keepalive, 0, 65535),
+    ga_conf_num("runtime_keepalive_timeout", ga_rtconf_t, keepalive_timeout,
+                1, 3600),
+    ga_conf_fn("runtime_command", ga_conf_set_command),
+    ga_conf_num("runtime_start_timeout", ga_rtconf_t, start_timeout, 1,
+                86400),
+    ga_null_command
 };
 
 
@@ -204,10 +286,11 @@ int
 ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
     size_t size)
 {
-    const char   *p;
-    ga_rtconf_t  *rt;
+    const ga_command_t  *cmd;
 
-    if (ga_conf_runtime_key(key)) {
+    cmd = ga_conf_command(ga_conf_runtime_commands, key);
+
+    if (cmd) {
         if (cf->section < 0 && cf->sections) {
             snprintf(err, size, "%s: the configuration has [runtime] "
                      "sections; set it in one of them", key);
@@ -216,13 +299,10 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
 
         if (cf->section < 0) {
             cf->top_runtime = 1;
-            rt = &cf->runtimes[0];
-
-        } else {
-            rt = &cf->runtimes[cf->section];
+            return cmd->set(&cf->runtimes[0], cmd, value, err, size);
         }
 
-        return ga_conf_runtime_set(rt, key, value, err, size);
+        return cmd->set(&cf->runtimes[cf->section], cmd, value, err, size);
     }
 
     if (cf->section >= 0) {
@@ -231,155 +311,102 @@ ga_conf_set(ga_conf_t *cf, const char *key, const char *value, char *err,
         return -1;
     }
 
-    if (strcmp(key, "gateway") == 0) {
-        if (cf->ngateways == GA_MAX_GATEWAYS) {
-            snprintf(err, size, "gateway: at most %d gateways",
-                     GA_MAX_GATEWAYS);
-            return -1;
-        }
+    cmd = ga_conf_command(ga_conf_commands, key);
 
-        if (ga_url_parse(&cf->gateways[cf->ngateways], value, 1) != 0) {
-            snprintf(err, size, "gateway: \"%s\" is not an "
-                     "https://host[:port][/path] URL", value);
-            return -1;
-        }
-
-        /* the token proof is safe in clear, but not the traffic */
-
-        if (!cf->gateways[cf->ngateways].tls
-            && !ga_conf_loopback(cf->gateways[cf->ngateways].host))
-        {
-            snprintf(err, size, "gateway: \"%s\": plain http is only for "
-                     "loopback tests (127.0.0.0/8, localhost); use https",
-                     value);
-            return -1;
-        }
-
-        cf->ngateways++;
-        return 0;
-    }
-
-    if (strcmp(key, "name") == 0) {
-        for (p = value; *p; p++) {
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                  || (*p >= '0' && *p <= '9')
-                  || (p > value && (*p == '.' || *p == '_' || *p == '-'))))
-            {
-                break;
-            }
-        }
-
-        if (*p || p == value || p - value > 64) {
-            snprintf(err, size, "name: \"%s\" must be 1-64 of A-Z a-z 0-9 "
-                     "and . _ - (not first)", value);
-            return -1;
-        }
-
-        return ga_conf_copy(cf->name, sizeof(cf->name), value);
-    }
-
-    if (strcmp(key, "token_file") == 0) {
-        if (ga_conf_copy(cf->token_file, sizeof(cf->token_file), value)) {
-            snprintf(err, size, "token_file: path too long");
-            return -1;
-        }
-
-        return 0;
-    }
-
-    if (strcmp(key, "token") == 0) {
-        snprintf(err, size, "token: not accepted here (it would show in "
-                 "the process list or the config); use token_file or "
-                 "GPUGATE_AGENT_TOKEN");
+    if (cmd == NULL) {
+        snprintf(err, size, "unknown key \"%s\"", key);
         return -1;
     }
 
-    if (strcmp(key, "ca_file") == 0) {
-        if (ga_conf_copy(cf->ca_file, sizeof(cf->ca_file), value)) {
-            snprintf(err, size, "ca_file: path too long");
-            return -1;
-        }
+    return cmd->set(cf, cmd, value, err, size);
+}
 
-        return 0;
-    }
 
-    if (strcmp(key, "server_name") == 0) {
-        if (ga_conf_copy(cf->server_name, sizeof(cf->server_name), value)) {
-            snprintf(err, size, "server_name: too long");
-            return -1;
-        }
-
-        return 0;
-    }
-
-    if (strcmp(key, "log_level") == 0) {
-        static const char  *levels[] = { "error", "warn", "info", "debug" };
-        int                 i;
-
-        for (i = 0; i < 4; i++) {
-            if (strcmp(value, levels[i]) == 0) {
-                cf->log_level = i;
-                return 0;
-            }
-        }
-
-        snprintf(err, size, "log_level: \"%s\" is not error, warn, info "
-                 "or debug", value);
-        return -1;
-    }
-
-    {
-        static const struct {
-            const char  *key;
-            size_t       off;
-            int          min, max;
-        } ints[] = {
-            { "spare", offsetof(ga_conf_t, spare), 1, 100000 },
-            { "max_connections", offsetof(ga_conf_t, max_connections),
-              1, 100000 },
-            { "drain_timeout", offsetof(ga_conf_t, drain_timeout), 0, 86400 },
-            { "idle_timeout", offsetof(ga_conf_t, idle_timeout), 2, 86400 },
-            { "load_interval", offsetof(ga_conf_t, load_interval),
-              1, 3600 },
-            { "telemetry_interval", offsetof(ga_conf_t, telemetry_interval),
-              1, 3600 },
-        };
-
-        size_t  i;
-
-        for (i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-            if (strcmp(key, ints[i].key) != 0) {
-                continue;
-            }
-
-            if (ga_conf_int(value, ints[i].min, ints[i].max,
-                            (int *) ((char *) cf + ints[i].off))
-                != 0)
-            {
-                snprintf(err, size, "%s: \"%s\" is not an integer in "
-                         "%d..%d", key, value, ints[i].min, ints[i].max);
-                return -1;
-            }
-
-            return 0;
+static const ga_command_t *
+ga_conf_command(const ga_command_t *cmds, const char *key)
+{
+    for ( /* void */ ; cmds->name; cmds++) {
+        if (strcmp(key, cmds->name) == 0) {
+            return cmds;
         }
     }
 
-    snprintf(err, size, "unknown key \"%s\"", key);
-
-    return -1;
+    return NULL;
 }
 
 
 static int
-ga_conf_runtime_key(const char *key)
+ga_conf_set_gateway(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
 {
-    int  i;
+    ga_conf_t  *cf = conf;
 
-    for (i = 0; ga_conf_runtime_keys[i]; i++) {
-        if (strcmp(key, ga_conf_runtime_keys[i]) == 0) {
-            return 1;
+    (void) cmd;
+
+    if (cf->ngateways == GA_MAX_GATEWAYS) {
+        snprintf(err, size, "gateway: at most %d gateways", GA_MAX_GATEWAYS);
+        return -1;
+    }
+
+    if (ga_url_parse(&cf->gateways[cf->ngateways], value, 1) != 0) {
+        snprintf(err, size, "gateway: \"%s\" is not an "
+                 "https://host[:port][/path] URL", value);
+        return -1;
+    }
+
+    /* the token proof is safe in clear, but not the traffic */
+
+    if (!cf->gateways[cf->ngateways].tls
+        && !ga_conf_loopback(cf->gateways[cf->ngateways].host))
+    {
+        snprintf(err, size, "gateway: \"%s\": plain http is only for "
+                 "loopback tests (127.0.0.0/8, localhost); use https", value);
+        return -1;
+    }
+
+    cf->ngateways++;
+
+    return 0;
+}
+
+
+static int
+ga_conf_set_name(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    const char  *p;
+    ga_conf_t   *cf = conf;
+
+    (void) cmd;
+
+    for (p = value; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || (*p >= '0' && *p <= '9')
+              || (p > value && (*p == '.' || *p == '_' || *p == '-'))))
+        {
+            break;
         }
+    }
+
+    if (*p || p == value || p - value > 64) {
+        snprintf(err, size, "name: \"%s\" must be 1-64 of A-Z a-z 0-9 "
+                 "and . _ - (not first)", value);
+        return -1;
+    }
+
+    return ga_conf_copy(cf->name, sizeof(cf->name), value);
+}
+
+
+/* a string field: cmd->size is its room, cmd->too_long the complaint */
+
+static int
+ga_conf_set_str(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    if (ga_conf_copy((char *) conf + cmd->offset, cmd->size, value) != 0) {
+        snprintf(err, size, "%s: %s", cmd->name, cmd->too_long);
+        return -1;
     }
 
     return 0;
@@ -387,69 +414,123 @@ ga_conf_runtime_key(const char *key)
 
 
 static int
-ga_conf_runtime_set(ga_rtconf_t *rt, const char *key, const char *value,
+ga_conf_set_token(void *conf, const ga_command_t *cmd, const char *value,
     char *err, size_t size)
 {
-    int  *n, min, max;
+    (void) conf;
+    (void) cmd;
+    (void) value;
 
-    if (strcmp(key, "runtime") == 0) {
-        if (ga_url_parse(&rt->url, value, 0) != 0 || rt->url.tls) {
-            snprintf(err, size, "runtime: \"%s\" is not an "
-                     "http://host[:port] URL", value);
-            return -1;
+    snprintf(err, size, "token: not accepted here (it would show in the "
+             "process list or the config); use token_file or "
+             "GPUGATE_AGENT_TOKEN");
+
+    return -1;
+}
+
+
+static int
+ga_conf_set_log_level(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size)
+{
+    int                 i;
+    ga_conf_t          *cf = conf;
+    static const char  *levels[] = { "error", "warn", "info", "debug" };
+
+    (void) cmd;
+
+    for (i = 0; i < 4; i++) {
+        if (strcmp(value, levels[i]) == 0) {
+            cf->log_level = i;
+            return 0;
         }
-
-        rt->url_set = 1;
-        return 0;
     }
 
-    if (strcmp(key, "runtime_type") == 0) {
-        if (ga_runtime_type(value, &rt->type) != 0) {
-            snprintf(err, size, "runtime_type: \"%.64s\" is not openai, "
-                     "vllm, llamacpp, sglang, tgi or ollama", value);
-            return -1;
-        }
+    snprintf(err, size, "log_level: \"%s\" is not error, warn, info or "
+             "debug", value);
 
-        return 0;
+    return -1;
+}
+
+
+/* an int field in cmd->min..cmd->max */
+
+static int
+ga_conf_set_num(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    if (ga_conf_int(value, cmd->min, cmd->max,
+                    (int *) ((char *) conf + cmd->offset))
+        != 0)
+    {
+        snprintf(err, size, "%s: \"%s\" is not an integer in %d..%d",
+                 cmd->name, value, cmd->min, cmd->max);
+        return -1;
     }
 
-    if (strcmp(key, "models") == 0) {
-        return ga_conf_models(rt, value, err, size);
+    return 0;
+}
+
+
+static int
+ga_conf_set_runtime(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    ga_rtconf_t  *rt = conf;
+
+    (void) cmd;
+
+    if (ga_url_parse(&rt->url, value, 0) != 0 || rt->url.tls) {
+        snprintf(err, size, "runtime: \"%s\" is not an http://host[:port] "
+                 "URL", value);
+        return -1;
     }
 
-    if (strcmp(key, "runtime_command") == 0) {
-        if (ga_conf_copy(rt->command, sizeof(rt->command), value) != 0) {
-            snprintf(err, size, "runtime_command: over %d bytes",
-                     (int) sizeof(rt->command) - 1);
-            return -1;
-        }
+    rt->url_set = 1;
 
-        return 0;
+    return 0;
+}
+
+
+static int
+ga_conf_set_type(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    ga_rtconf_t  *rt = conf;
+
+    (void) cmd;
+
+    if (ga_runtime_type(value, &rt->type) != 0) {
+        snprintf(err, size, "runtime_type: \"%.64s\" is not openai, "
+                 "vllm, llamacpp, sglang, tgi or ollama", value);
+        return -1;
     }
 
-    min = 1;
+    return 0;
+}
 
-    if (strcmp(key, "capacity") == 0) {
-        n = &rt->capacity;
-        max = 65535;
 
-    } else if (strcmp(key, "runtime_keepalive") == 0) {
-        n = &rt->keepalive;
-        min = 0;
-        max = 65535;
+static int
+ga_conf_set_models(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    (void) cmd;
 
-    } else if (strcmp(key, "runtime_keepalive_timeout") == 0) {
-        n = &rt->keepalive_timeout;
-        max = 3600;
+    return ga_conf_models(conf, value, err, size);
+}
 
-    } else {
-        n = &rt->start_timeout;
-        max = 86400;
-    }
 
-    if (ga_conf_int(value, min, max, n) != 0) {
-        snprintf(err, size, "%s: \"%s\" is not an integer in %d..%d", key,
-                 value, min, max);
+static int
+ga_conf_set_command(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    ga_rtconf_t  *rt = conf;
+
+    (void) cmd;
+
+    if (ga_conf_copy(rt->command, sizeof(rt->command), value) != 0) {
+        snprintf(err, size, "runtime_command: over %d bytes",
+                 (int) sizeof(rt->command) - 1);
         return -1;
     }
 
