@@ -141,6 +141,10 @@ ga_conn_dial(ga_gateway_t *gw)
     gw->nconns++;
     gw->dialing++;
 
+    ga_log(GA_DEBUG, "gateway %s:%s: dialing for runtime \"%s\" (%d "
+           "connection(s), %d dialing)", gw->url->host, gw->url->port,
+           gw->rt->conf->name, gw->nconns, gw->dialing);
+
     if (gg_io_set(&ga_agent.loop, &c->io, EPOLLOUT) != 0
         || gg_timer_add(&ga_agent.loop, &c->timer, GA_HANDSHAKE_TIMEOUT) != 0)
     {
@@ -252,6 +256,8 @@ ga_conn_drain(ga_conn_t *c)
         /* the runtime is done, but the end of its answer is not sent */
         c->worker->idle--;
         c->state = GA_CLOSING;
+        ga_log(GA_DEBUG, "gateway %s:%s: drain: tunnel closes once its "
+               "answer is out", c->gw->url->host, c->gw->url->port);
         ga_conn_update(c);
         return;
     }
@@ -457,6 +463,9 @@ ga_conn_connected(ga_conn_t *c)
     }
 
     c->state = GA_TLS;
+
+    ga_log(GA_DEBUG, "gateway %s:%s: connected, TLS handshake with \"%s\"",
+           c->gw->url->host, c->gw->url->port, name);
 
     return ga_tls_step(c);
 }

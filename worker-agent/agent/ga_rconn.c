@@ -48,6 +48,8 @@ ga_rconn_get(ga_runtime_t *rt, int fresh, char *err, size_t size,
         ga_rconn_unlink(r);
 
         if (ga_rconn_clean(r)) {
+            ga_log(GA_DEBUG, "runtime \"%s\": reusing a kept-alive "
+                   "connection (%d more idle)", rt->conf->name, rt->pool_n);
             return r;
         }
 
@@ -157,6 +159,9 @@ ga_rconn_put(ga_rconn_t *rc)
 
     rt->pool = rc;
     rt->pool_n++;
+
+    ga_log(GA_DEBUG, "runtime \"%s\": connection kept alive (%d idle)",
+           rt->conf->name, rt->pool_n);
 
     /* a close by the runtime must be seen while pooled */
     if (gg_io_set(&ga_agent.loop, &rc->io, EPOLLIN | EPOLLRDHUP) != 0) {

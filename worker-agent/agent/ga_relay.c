@@ -467,6 +467,9 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     ga_agent.inflight++;
     ga_agent.served++;
 
+    ga_log(GA_DEBUG, "runtime \"%s\": relaying a request (%d in flight)",
+           c->gw->rt->conf->name, c->gw->rt->inflight);
+
     /* one idle connection fewer in this worker: replace it now (§3) */
     ga_agent.on.supply(c->gw);
 
@@ -960,11 +963,17 @@ ga_relay_end(ga_conn_t *c, int clean)
     if (ga_agent.draining || c->models_gen != c->gw->rt->models_gen) {
         /* closed once the answer is sent; a new list needs a new tunnel */
         c->state = GA_CLOSING;
+        ga_log(GA_DEBUG, "runtime \"%s\": answer done, tunnel closes "
+               "after it (%s)", c->gw->rt->conf->name,
+               ga_agent.draining ? "draining" : "model list changed");
         return;
     }
 
     c->worker->idle++;
     c->state = GA_IDLE;
+
+    ga_log(GA_DEBUG, "runtime \"%s\": answer done (%s), tunnel idle",
+           c->gw->rt->conf->name, clean ? "clean" : "cut");
 
     (void) gg_timer_add(&ga_agent.loop, &c->timer,
                         ga_agent.conf.idle_timeout * 1000000ULL);

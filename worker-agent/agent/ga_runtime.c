@@ -161,6 +161,8 @@ ga_runtime_models(ga_runtime_t *rt, const char *models)
     if (changed) {
         snprintf(rt->models, sizeof(rt->models), "%s", models);
         rt->models_gen++;
+        ga_log(GA_DEBUG, "runtime \"%s\": model list %u: replacing the "
+               "tunnels of older lists", rt->conf->name, rt->models_gen);
         ga_close_idle(rt, 1);
     }
 
