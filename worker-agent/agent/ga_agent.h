@@ -5,6 +5,10 @@
  * gpugate-agent: holds tunnel connections to gateways and forwards the
  * requests nginx sends down them to the local runtime
  * (docs/tunnel-protocol.md).  One thread, one gg_event loop.
+ *
+ * The types every agent file shares, and each file's functions.  The
+ * files stand in layers: a file calls only those below it, and tells
+ * those above it what happened through ga_agent.on (ga_events_t).
  */
 
 
@@ -62,7 +66,8 @@ typedef enum {
 
 /*
  * A host and port resolved at start and on SIGHUP (ga_resolve_all()),
- * never inside the event loop, where getaddrinfo() could block it.
+ * never while dialing or probing, where getaddrinfo() would block the
+ * loop.
  */
 typedef struct {
     struct sockaddr_storage  sa;     /* the first address of the name */
