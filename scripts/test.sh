@@ -113,6 +113,8 @@ else
     done
     # every fuzz target over its seed corpus (TAP, one point per target)
     tests+=("$GG_ROOT/scripts/fuzz-seeds.sh")
+    # the mock runtime over real sockets with curl (TAP)
+    tests+=("$GG_ROOT/worker-agent/tests/mock_smoke.sh")
     while IFS= read -r t; do
         tests+=("$t")
     done < <(find t -name '*.t' -not -path 't/lib/*' | sort)

@@ -4,14 +4,19 @@
 #
 # Smoke test of the MOCK inference runtime over real sockets with curl.
 #
-#   tests/mock_smoke.sh BUILD/bin/gpugate-mock-runtime
+#   tests/mock_smoke.sh [BUILD/bin/gpugate-mock-runtime]
+#
+# Prints TAP (the plan comes last); scripts/test.sh runs it with the unit
+# tests.  Without an argument the binary is $GPUGATE_BUILD/bin/... (or
+# build/bin/... of this checkout).
 #
 # Every wait polls for a file, a log line or a metric with a deadline: no
 # fixed sleep races the server.
 
 set -u
 
-bin=${1:?usage: mock_smoke.sh PATH/TO/gpugate-mock-runtime}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${1:-${GPUGATE_BUILD:-$root/build}/bin/gpugate-mock-runtime}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mock-smoke.XXXXXX")
 pass=0
 fail=0
@@ -26,7 +31,7 @@ cleanup() {
     if [ "$fail" -eq 0 ] && [ -z "${MOCK_SMOKE_KEEP:-}" ]; then
         rm -rf "$tmp"
     else
-        echo "mock smoke: files kept in $tmp"
+        echo "# mock smoke: files kept in $tmp"
     fi
 }
 trap cleanup EXIT
@@ -243,8 +248,8 @@ curl -sS --max-time 5 "http://127.0.0.1:$port/metrics" >"$tmp/metrics"
 if command -v promtool >/dev/null; then
     check "metrics pass promtool" promtool check metrics <"$tmp/metrics"
 fi
-check "metrics: TYPE lines for all five" \
-    test "$(grep -c '^# TYPE gpugate_mock_' "$tmp/metrics")" -eq 5
+check "metrics: TYPE lines for all six" \
+    test "$(grep -c '^# TYPE gpugate_mock_' "$tmp/metrics")" -eq 6
 check "metrics: connections counted" grep -q \
     '^gpugate_mock_connections_total [1-9]' "$tmp/metrics"
 check "metrics: requests by path and status" grep -q \
@@ -332,5 +337,6 @@ kill -TERM "${pids[-2]}"
 wait "${pids[-2]}" 2>/dev/null; rc=$?
 check "SIGTERM: exit 0" test "$rc" -eq 0
 
-echo "mock smoke: $pass passed, $fail failed"
+echo "1..$((pass + fail))"
+echo "# mock smoke: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
