@@ -17,6 +17,7 @@
 
 #include "ngx_http_gpugate_pg.h"
 #include "ngx_http_gpugate_redis.h"
+#include "ngx_http_gpugate_auth_api.h"
 
 
 #define NGX_HTTP_GPUGATE_DIGEST_LEN   32
@@ -87,7 +88,9 @@ typedef struct {
                                                  empty: not signed */
     ngx_http_gpugate_pg_conf_t     pg;        /* conninfo.len 0: none */
     ngx_http_gpugate_redis_conf_t  redis;     /* addr NULL: none */
-    ngx_flag_t                     used;      /* auth is on somewhere */
+    ngx_flag_t                     used;      /* auth is on somewhere, or
+                                                 another module shares
+                                                 the pool */
 } ngx_http_gpugate_auth_main_conf_t;
 
 
@@ -123,9 +126,6 @@ ngx_int_t ngx_http_gpugate_auth_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
     ngx_http_gpugate_auth_main_conf_t *amcf);
 void ngx_http_gpugate_auth_exit_worker(void);
-
-/* this worker's PostgreSQL pool, NULL if none (the tunnel uses it) */
-ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
 
 
 /* shared-memory cache: one zone per host, shared by every worker */

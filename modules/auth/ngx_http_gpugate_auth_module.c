@@ -475,63 +475,6 @@ ngx_http_gpugate_auth_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* "name=" style parameter parsing shared by the three http directives */
-
-static ngx_int_t
-ngx_http_gpugate_auth_param(ngx_str_t *arg, const char *name, ngx_str_t *val)
-{
-    size_t  len;
-
-    len = ngx_strlen(name);
-
-    if (arg->len > len && ngx_strncmp(arg->data, name, len) == 0
-        && arg->data[len] == '=')
-    {
-        val->data = arg->data + len + 1;
-        val->len = arg->len - len - 1;
-        return 1;
-    }
-
-    return 0;
-}
-
-
-static char *
-ngx_http_gpugate_auth_time(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
-    time_t *t)
-{
-    *t = ngx_parse_time(val, 1);
-
-    if (*t == (time_t) NGX_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid time in \"%V\"",
-                           arg);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_gpugate_auth_msec(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
-    ngx_msec_t *t)
-{
-    ngx_int_t  n;
-
-    n = ngx_parse_time(val, 0);
-
-    if (n == NGX_ERROR || n == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid time in \"%V\"", arg);
-        return NGX_CONF_ERROR;
-    }
-
-    *t = (ngx_msec_t) n;
-
-    return NGX_CONF_OK;
-}
-
-
 static char *
 ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -554,7 +497,7 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_http_gpugate_auth_param(&value[i], "zone", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "zone", &val)) {
             p = (u_char *) ngx_strchr(val.data, ':');
             if (p == NULL || p == val.data) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -581,8 +524,8 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "ttl", &val)) {
-            if (ngx_http_gpugate_auth_time(cf, &value[i], &val, &amcf->ttl)
+        if (ngx_http_gpugate_conf_param(&value[i], "ttl", &val)) {
+            if (ngx_http_gpugate_conf_sec(cf, &value[i], &val, 0, &amcf->ttl)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -590,8 +533,8 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "negative_ttl", &val)) {
-            if (ngx_http_gpugate_auth_time(cf, &value[i], &val,
+        if (ngx_http_gpugate_conf_param(&value[i], "negative_ttl", &val)) {
+            if (ngx_http_gpugate_conf_sec(cf, &value[i], &val, 0,
                                            &amcf->negative_ttl)
                 != NGX_CONF_OK)
             {
@@ -600,7 +543,7 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "negative_max", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "negative_max", &val)) {
             negative_max = ngx_atoi(val.data, val.len);
             if (negative_max == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -611,8 +554,8 @@ ngx_http_gpugate_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "stale", &val)) {
-            if (ngx_http_gpugate_auth_time(cf, &value[i], &val, &amcf->stale)
+        if (ngx_http_gpugate_conf_param(&value[i], "stale", &val)) {
+            if (ngx_http_gpugate_conf_sec(cf, &value[i], &val, 0, &amcf->stale)
                 != NGX_CONF_OK)
             {
                 return NGX_CONF_ERROR;
@@ -678,7 +621,7 @@ ngx_http_gpugate_auth_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_http_gpugate_auth_param(&value[i], "connections", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "connections", &val)) {
             n = ngx_atoi(val.data, val.len);
             if (n < 1 || n > 64) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -690,8 +633,8 @@ ngx_http_gpugate_auth_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "timeout", &val)) {
-            if (ngx_http_gpugate_auth_msec(cf, &value[i], &val,
+        if (ngx_http_gpugate_conf_param(&value[i], "timeout", &val)) {
+            if (ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
                                            &amcf->pg.timeout)
                 != NGX_CONF_OK)
             {
@@ -879,7 +822,7 @@ ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_http_gpugate_auth_param(&value[i], "db", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "db", &val)) {
             db = ngx_atoi(val.data, val.len);
             if (db == NGX_ERROR) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -890,8 +833,8 @@ ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "timeout", &val)) {
-            if (ngx_http_gpugate_auth_msec(cf, &value[i], &val,
+        if (ngx_http_gpugate_conf_param(&value[i], "timeout", &val)) {
+            if (ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
                                            &amcf->redis.timeout)
                 != NGX_CONF_OK)
             {
@@ -900,8 +843,8 @@ ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "ttl", &val)) {
-            if (ngx_http_gpugate_auth_time(cf, &value[i], &val,
+        if (ngx_http_gpugate_conf_param(&value[i], "ttl", &val)) {
+            if (ngx_http_gpugate_conf_sec(cf, &value[i], &val, 0,
                                            &amcf->redis_ttl)
                 != NGX_CONF_OK)
             {
@@ -910,12 +853,12 @@ ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "channel", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "channel", &val)) {
             amcf->redis.channel = val;
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "password_file", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "password_file", &val)) {
             if (ngx_http_gpugate_auth_read_secret(cf, &val, "Redis password",
                                                   1, &amcf->redis.password)
                 != NGX_CONF_OK)
@@ -925,7 +868,7 @@ ngx_http_gpugate_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_http_gpugate_auth_param(&value[i], "secret_file", &val)) {
+        if (ngx_http_gpugate_conf_param(&value[i], "secret_file", &val)) {
             if (ngx_http_gpugate_auth_read_secret(cf, &val, "Redis entry "
                                                   "secret", 16, &amcf->secret)
                 != NGX_CONF_OK)
@@ -1054,4 +997,50 @@ ngx_http_gpugate_auth_counts(ngx_http_gpugate_auth_counts_t *out)
     out->evicted = st->evicted;
 
     return NGX_OK;
+}
+
+
+/*
+ * The tunnel reads agent verifiers through this pool: its statements are
+ * prepared on the same connections, so a worker keeps one set of
+ * PostgreSQL connections whatever uses them.
+ */
+
+ngx_int_t
+ngx_http_gpugate_auth_pg_share(ngx_conf_t *cf,
+    ngx_http_gpugate_pg_stmt_t *stmts, ngx_uint_t n)
+{
+    ngx_http_gpugate_pg_stmt_t         *stmt;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_gpugate_auth_module);
+
+    if (amcf->pg.conninfo.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    stmt = ngx_array_push_n(&amcf->pg.statements, n);
+    if (stmt == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(stmt, stmts, n * sizeof(ngx_http_gpugate_pg_stmt_t));
+
+    /* the pool starts in a worker only when someone uses it */
+    amcf->used = 1;
+
+    return NGX_OK;
+}
+
+
+time_t
+ngx_http_gpugate_auth_lifetime(ngx_cycle_t *cycle)
+{
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_gpugate_auth_module);
+
+    return amcf->ttl + amcf->stale;
 }

@@ -5,6 +5,8 @@
  * Shared declarations of the gpugate modules.  Everything here lives in the
  * one ngx_http_gpugate_module.so; modules exchange per-request data through
  * nginx variables and request ctx, and share only helpers declared here.
+ * What one module offers another is in that module's _api.h
+ * (ngx_http_gpugate_auth_api.h, ngx_http_gpugate_tunnel_api.h).
  */
 
 
@@ -58,50 +60,22 @@ ngx_int_t ngx_http_gpugate_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);
 
 /*
- * The tunnel's view for the router's /v1/models: every model a connected
- * agent advertises, once each, as ngx_str_t copied into "pool" (agents
- * that take any model add nothing; nothing when no tunnel zone is
- * configured); and whether an upstream block is a "gpugate_tunnel" one.
+ * Directive parameters, one parser for every module.  A "name=value"
+ * parameter: 1 and the value in "val" (possibly empty) when "arg" is
+ * "name=...", else 0.
  */
-ngx_int_t ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool,
-    ngx_array_t *out);
-ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
+ngx_uint_t ngx_http_gpugate_conf_param(ngx_str_t *arg, const char *name,
+    ngx_str_t *val);
 
 /*
- * The tunnel's Prometheus lines (agents' connections, load and
- * telemetry) in a buffer from "pool"; NGX_DECLINED when no tunnel zone
- * is configured.
+ * A time value "val" of the parameter "arg" in nginx's syntax (500ms,
+ * 10s, 1m), in milliseconds or seconds and at least "min"; anything else
+ * is logged as invalid naming "arg", and NGX_CONF_ERROR returned.
  */
-ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool,
-    ngx_buf_t **out);
-
-/*
- * "agent <name>" was published on the invalidation channel (revoked, or
- * its allowed models changed): its tunnel connections in this worker are
- * closed, so that it handshakes again and PostgreSQL decides.  Returns
- * the number of connections closed.
- */
-ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
-
-/* the connected agents as a JSON array; NGX_DECLINED (and *out NULL)
-   without a tunnel zone */
-ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
-    ngx_buf_t **out);
-
-
-/* the auth cache's counters, for the metrics and status pages */
-typedef struct {
-    ngx_atomic_uint_t  shm_hits;     /* answered from shared memory */
-    ngx_atomic_uint_t  redis_hits;   /* answered by Redis */
-    ngx_atomic_uint_t  pg_hits;      /* answered by PostgreSQL */
-    ngx_atomic_uint_t  stale;        /* stale entries served */
-    ngx_atomic_uint_t  unavailable;  /* 503: no layer could answer */
-    ngx_atomic_uint_t  invalidated;  /* entries dropped by messages */
-    ngx_atomic_uint_t  evicted;      /* entries dropped for space */
-} ngx_http_gpugate_auth_counts_t;
-
-/* NGX_DECLINED when no gpugate_auth_zone is configured */
-ngx_int_t ngx_http_gpugate_auth_counts(ngx_http_gpugate_auth_counts_t *out);
+char *ngx_http_gpugate_conf_msec(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_str_t *val, ngx_msec_t min, ngx_msec_t *out);
+char *ngx_http_gpugate_conf_sec(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_str_t *val, time_t min, time_t *out);
 
 
 #endif /* _NGX_HTTP_GPUGATE_H_INCLUDED_ */

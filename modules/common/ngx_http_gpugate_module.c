@@ -378,3 +378,77 @@ ngx_http_gpugate_prom_label(u_char *p, u_char *s, size_t len)
 
     return p;
 }
+
+
+ngx_uint_t
+ngx_http_gpugate_conf_param(ngx_str_t *arg, const char *name,
+    ngx_str_t *val)
+{
+    size_t  len;
+
+    len = ngx_strlen(name);
+
+    if (arg->len > len && ngx_strncmp(arg->data, name, len) == 0
+        && arg->data[len] == '=')
+    {
+        val->data = arg->data + len + 1;
+        val->len = arg->len - len - 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_conf_time(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
+    ngx_uint_t is_sec, ngx_int_t min)
+{
+    ngx_int_t  n;
+
+    n = ngx_parse_time(val, is_sec);
+
+    if (n == NGX_ERROR || n < min) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid time in \"%V\"",
+                           arg);
+        return NGX_ERROR;
+    }
+
+    return n;
+}
+
+
+char *
+ngx_http_gpugate_conf_msec(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
+    ngx_msec_t min, ngx_msec_t *out)
+{
+    ngx_int_t  n;
+
+    n = ngx_http_gpugate_conf_time(cf, arg, val, 0, (ngx_int_t) min);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    *out = (ngx_msec_t) n;
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_gpugate_conf_sec(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
+    time_t min, time_t *out)
+{
+    ngx_int_t  n;
+
+    n = ngx_http_gpugate_conf_time(cf, arg, val, 1, (ngx_int_t) min);
+
+    if (n == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    *out = (time_t) n;
+
+    return NGX_CONF_OK;
+}

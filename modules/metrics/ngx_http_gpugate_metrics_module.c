@@ -27,6 +27,8 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_metrics.h"
+#include "ngx_http_gpugate_auth_api.h"
+#include "ngx_http_gpugate_tunnel_api.h"
 #include "gpugate_utf8.h"
 
 
@@ -308,7 +310,7 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
 
     u_char                      *p;
     ngx_int_t                    n;
-    ngx_str_t                   *value, s;
+    ngx_str_t                   *value, s, val;
     ngx_uint_t                   i;
     ngx_http_gpugate_pg_stmt_t  *st;
 
@@ -351,15 +353,13 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
     for (i = 2; i < cf->args->nelts; i++) {
         s = value[i];
 
-        if (ngx_strncmp(s.data, "gateway=", 8) == 0 && s.len > 8) {
-            mmcf->gateway.data = s.data + 8;
-            mmcf->gateway.len = s.len - 8;
+        if (ngx_http_gpugate_conf_param(&s, "gateway", &val) && val.len) {
+            mmcf->gateway = val;
             continue;
         }
 
-        if (ngx_strncmp(s.data, "spill=", 6) == 0 && s.len > 6) {
-            mmcf->spill.data = s.data + 6;
-            mmcf->spill.len = s.len - 6;
+        if (ngx_http_gpugate_conf_param(&s, "spill", &val) && val.len) {
+            mmcf->spill = val;
 
             if (ngx_conf_full_name(cf->cycle, &mmcf->spill, 0) != NGX_OK) {
                 return NGX_CONF_ERROR;
@@ -368,8 +368,8 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (ngx_strncmp(s.data, "batch=", 6) == 0) {
-            n = ngx_atoi(s.data + 6, s.len - 6);
+        if (ngx_http_gpugate_conf_param(&s, "batch", &val)) {
+            n = ngx_atoi(val.data, val.len);
 
             if (n < 1 || n > 10000) {
                 goto invalid;
@@ -379,8 +379,8 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (ngx_strncmp(s.data, "buffer=", 7) == 0) {
-            n = ngx_atoi(s.data + 7, s.len - 7);
+        if (ngx_http_gpugate_conf_param(&s, "buffer", &val)) {
+            n = ngx_atoi(val.data, val.len);
 
             if (n < 1 || n > 10000000) {
                 goto invalid;
@@ -390,29 +390,24 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
             continue;
         }
 
-        if (ngx_strncmp(s.data, "interval=", 9) == 0) {
-            s.data += 9;
-            s.len -= 9;
-            n = ngx_parse_time(&s, 0);
-
-            if (n == NGX_ERROR || n < 10) {
-                goto invalid;
+        if (ngx_http_gpugate_conf_param(&s, "interval", &val)) {
+            if (ngx_http_gpugate_conf_msec(cf, &s, &val, 10, &mmcf->interval)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
-            mmcf->interval = n;
             continue;
         }
 
-        if (ngx_strncmp(s.data, "exit_timeout=", 13) == 0) {
-            s.data += 13;
-            s.len -= 13;
-            n = ngx_parse_time(&s, 0);
-
-            if (n == NGX_ERROR) {
-                goto invalid;
+        if (ngx_http_gpugate_conf_param(&s, "exit_timeout", &val)) {
+            if (ngx_http_gpugate_conf_msec(cf, &s, &val, 0,
+                                           &mmcf->exit_timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
             }
 
-            mmcf->exit_timeout = n;
             continue;
         }
 

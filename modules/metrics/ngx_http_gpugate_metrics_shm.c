@@ -23,6 +23,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_metrics.h"
+#include "ngx_http_gpugate_auth_api.h"
 #include "gpugate_utf8.h"
 
 

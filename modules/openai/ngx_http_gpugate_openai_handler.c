@@ -24,6 +24,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_openai.h"
+#include "ngx_http_gpugate_tunnel_api.h"
 #include "gpugate_oai_body.h"
 
 

@@ -424,9 +424,7 @@ ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "pool=", 5) == 0) {
-            m->pool.data = value[i].data + 5;
-            m->pool.len = value[i].len - 5;
+        if (ngx_http_gpugate_conf_param(&value[i], "pool", &m->pool)) {
 
             if (m->pool.len == 0) {
                 return "has an empty pool=";
@@ -435,9 +433,7 @@ ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "target=", 7) == 0) {
-            name.data = value[i].data + 7;
-            name.len = value[i].len - 7;
+        if (ngx_http_gpugate_conf_param(&value[i], "target", &name)) {
 
             if (m->prefix) {
                 return "cannot rename a model prefix (target= with \"*\")";

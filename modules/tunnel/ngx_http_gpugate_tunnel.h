@@ -20,6 +20,7 @@
 #include "gpugate_tunnel_proto.h"
 #include "gpugate_scram.h"
 #include "ngx_http_gpugate_pg.h"
+#include "ngx_http_gpugate_tunnel_api.h"
 
 
 /* worker processes tracked in shared memory (old and new generations) */
@@ -297,21 +298,24 @@ struct ngx_http_gpugate_tunnel_ctx_s {
 extern ngx_module_t  ngx_http_gpugate_tunnel_module;
 
 
-/* worker-wide state and parked connections (..._tunnel_conn.c) */
+/* the agent registry in the zone (..._tunnel_registry.c) */
 
-ngx_int_t ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
+ngx_int_t ngx_http_gpugate_tunnel_registry_init(ngx_cycle_t *cycle,
     ngx_http_gpugate_tunnel_main_conf_t *tmcf);
-void ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle);
+void ngx_http_gpugate_tunnel_registry_exit(ngx_cycle_t *cycle);
 ngx_http_gpugate_tunnel_shm_t *ngx_http_gpugate_tunnel_shm(void);
 ngx_uint_t ngx_http_gpugate_tunnel_generation(void);
 
-/* a connection that finished its handshake joins the pool */
-ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
-    ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
+/*
+ * A handshaken connection of this worker counts in the slot of its
+ * agent instance, a new one if needed; the slot index, or NGX_ERROR when
+ * the zone is full.  Release undoes it; the last connection frees the
+ * slot.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_register(ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
-    ngx_uint_t capacity, gpugate_tunnel_load_t *load,
-    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head,
-    ngx_uint_t heartbeats);
+    ngx_uint_t capacity);
+void ngx_http_gpugate_tunnel_release(ngx_uint_t agent);
 
 /* what the agent last reported of its load (handshake or ping) */
 void ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
@@ -328,21 +332,43 @@ ngx_slab_pool_t *ngx_http_gpugate_tunnel_shpool(void);
 ngx_http_gpugate_tunnel_agent_t *ngx_http_gpugate_tunnel_agent(
     ngx_http_gpugate_tunnel_conn_t *tc);
 
-/* the worker's idle connections of agent slot "i" (a queue of tc) */
-ngx_queue_t *ngx_http_gpugate_tunnel_idle(ngx_uint_t i);
-
 /* state changes keep the shared counts right */
 void ngx_http_gpugate_tunnel_set_state(ngx_http_gpugate_tunnel_conn_t *tc,
     ngx_uint_t state);
+
+/* this worker's wait queue grew or shrank (for metrics) */
+void ngx_http_gpugate_tunnel_waiting(ngx_int_t delta);
+
+/* marks the slots of "name" (name NULL: of "agent_id") revoked */
+void ngx_http_gpugate_tunnel_revoke_slots(ngx_str_t *name,
+    int64_t agent_id);
+
+/* one more request in flight on the agent unless it is at capacity */
+ngx_int_t ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a);
+
+
+/* this worker's parked connections (..._tunnel_conn.c) */
+
+ngx_int_t ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
+    ngx_http_gpugate_tunnel_main_conf_t *tmcf);
+void ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle);
+
+/* a connection that finished its handshake joins the pool */
+ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
+    int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
+    ngx_uint_t capacity, gpugate_tunnel_load_t *load,
+    gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head,
+    ngx_uint_t heartbeats);
+
+/* the worker's idle connections of agent slot "i" (a queue of tc) */
+ngx_queue_t *ngx_http_gpugate_tunnel_idle(ngx_uint_t i);
 
 /* back from an upstream request, or a ping answered: park or hand on */
 void ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc);
 
 /* closes a connection we own and forgets it */
 void ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc);
-
-/* this worker's wait queue grew or shrank (for metrics) */
-void ngx_http_gpugate_tunnel_waiting(ngx_int_t delta);
 
 /*
  * Marks the agent slots named "name" (or, name NULL, of "agent_id")
@@ -353,9 +379,6 @@ ngx_uint_t ngx_http_gpugate_tunnel_revoke(ngx_str_t *name, int64_t agent_id);
 
 /* this worker's distinct agent ids, at most "n" of them */
 ngx_uint_t ngx_http_gpugate_tunnel_held(int64_t *ids, ngx_uint_t n);
-
-/* one more request in flight on the agent unless it is at capacity */
-ngx_int_t ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a);
 
 
 /* the balancer and the wait queue (..._tunnel_peer.c) */

@@ -2,8 +2,9 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Parked tunnel connections: the agent registry in shared memory, the
- * detach from the handshake request, idle watching, pings and closing.
+ * Parked tunnel connections: the detach from the handshake request, idle
+ * watching, pings and closing.  The agent slots in shared memory that
+ * these connections are counted in are ngx_http_gpugate_tunnel_registry.c's.
  *
  * Ownership.  After 101 the connection, its TLS state and its accept-time
  * pool belong to a ngx_http_gpugate_tunnel_conn_t (tc, heap-allocated).
@@ -23,10 +24,6 @@
 
 
 typedef struct {
-    ngx_http_gpugate_tunnel_shm_t  *shm;      /* the zone's data */
-    ngx_slab_pool_t                *shpool;   /* its lock */
-    ngx_uint_t                      proc;     /* our slot in shm->procs */
-    ngx_uint_t                      generation; /* shm's at our start */
     ngx_queue_t                    *idle;     /* per agent slot: idle tcs
                                                  of this worker */
     ngx_queue_t                     all;      /* every tc of the worker */
@@ -36,11 +33,6 @@ typedef struct {
 } ngx_http_gpugate_tunnel_worker_t;
 
 
-static void ngx_http_gpugate_tunnel_reclaim(ngx_uint_t proc);
-static ngx_int_t ngx_http_gpugate_tunnel_register(ngx_str_t *name,
-    int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
-    ngx_uint_t capacity);
-static void ngx_http_gpugate_tunnel_release(ngx_uint_t agent);
 static void ngx_http_gpugate_tunnel_detach(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_write(ngx_event_t *wev);
 static void ngx_http_gpugate_tunnel_flushed(ngx_http_gpugate_tunnel_conn_t *tc);
@@ -66,19 +58,20 @@ ngx_int_t
 ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
     ngx_http_gpugate_tunnel_main_conf_t *tmcf)
 {
-    ngx_uint_t                         i, free;
+    ngx_uint_t                         i;
     ngx_http_gpugate_tunnel_shm_t     *shm;
     ngx_http_gpugate_tunnel_worker_t  *w;
+
+    if (ngx_http_gpugate_tunnel_registry_init(cycle, tmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     w = ngx_pcalloc(cycle->pool, sizeof(ngx_http_gpugate_tunnel_worker_t));
     if (w == NULL) {
         return NGX_ERROR;
     }
 
-    shm = tmcf->zone->data;
-    w->shm = shm;
-    w->shpool = (ngx_slab_pool_t *) tmcf->zone->shm.addr;
-    w->generation = shm->generation;
+    shm = ngx_http_gpugate_tunnel_shm();
 
     w->idle = ngx_palloc(cycle->pool, shm->nagents * sizeof(ngx_queue_t));
     if (w->idle == NULL) {
@@ -91,46 +84,6 @@ ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
 
     ngx_queue_init(&w->all);
     ngx_http_gpugate_tunnel_worker = w;
-
-    /*
-     * A worker that died without exit (crash, SIGKILL) left its counts
-     * behind: its process slot is reclaimed once the pid is gone.
-     */
-
-    ngx_shmtx_lock(&w->shpool->mutex);
-
-    free = NGX_HTTP_GPUGATE_TUNNEL_PROCS;
-
-    for (i = 0; i < NGX_HTTP_GPUGATE_TUNNEL_PROCS; i++) {
-        if (shm->procs[i].pid != 0 && shm->procs[i].pid != ngx_pid
-            && kill(shm->procs[i].pid, 0) == -1 && ngx_errno == NGX_ESRCH)
-        {
-            ngx_http_gpugate_tunnel_reclaim(i);
-        }
-
-        if (shm->procs[i].pid == 0 && free == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
-            free = i;
-        }
-    }
-
-    if (free == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
-        /* shared with another process: sums stay right, per-worker
-           figures in the status are merged */
-        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "gpugate tunnel: more than %d worker processes, "
-                      "per-worker counts are merged",
-                      NGX_HTTP_GPUGATE_TUNNEL_PROCS);
-        free = NGX_HTTP_GPUGATE_TUNNEL_PROCS - 1;
-
-    } else {
-        shm->procs[free].pid = ngx_pid;
-        shm->procs[free].generation = w->generation;
-        shm->procs[free].waiting = 0;
-    }
-
-    w->proc = free;
-
-    ngx_shmtx_unlock(&w->shpool->mutex);
 
     ngx_http_gpugate_tunnel_queue_init();
 
@@ -175,119 +128,9 @@ ngx_http_gpugate_tunnel_exit_worker(ngx_cycle_t *cycle)
         ngx_free(tc);
     }
 
-    ngx_shmtx_lock(&w->shpool->mutex);
-
-    ngx_http_gpugate_tunnel_reclaim(w->proc);
-
-    ngx_shmtx_unlock(&w->shpool->mutex);
+    ngx_http_gpugate_tunnel_registry_exit(cycle);
 
     ngx_http_gpugate_tunnel_worker = NULL;
-}
-
-
-ngx_http_gpugate_tunnel_shm_t *
-ngx_http_gpugate_tunnel_shm(void)
-{
-    /* NULL in a worker without a tunnel zone */
-    return ngx_http_gpugate_tunnel_worker ? ngx_http_gpugate_tunnel_worker->shm
-                                          : NULL;
-}
-
-
-ngx_int_t
-ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool, ngx_array_t *out)
-{
-    u_char                           *p, *end, *s, *e;
-    ngx_str_t                        *m;
-    ngx_uint_t                        i, j, dup;
-    ngx_http_gpugate_tunnel_agent_t  *a;
-    ngx_http_gpugate_tunnel_worker_t *w;
-
-    w = ngx_http_gpugate_tunnel_worker;
-
-    if (w == NULL) {
-        return NGX_OK;
-    }
-
-    /* the lock: a list rewritten by a reconnecting agent is not torn */
-
-    ngx_shmtx_lock(&w->shpool->mutex);
-
-    for (i = 0; i < w->shm->nagents; i++) {
-        a = &w->shm->agents[i];
-
-        if (!a->used) {
-            continue;
-        }
-
-        p = a->models;
-        end = a->models + a->models_len;
-
-        while (p < end) {
-            s = p;
-
-            while (p < end && *p != ',') {
-                p++;
-            }
-
-            e = p++;
-
-            while (s < e && *s == ' ') {
-                s++;
-            }
-
-            while (e > s && e[-1] == ' ') {
-                e--;
-            }
-
-            if (s == e) {
-                continue;
-            }
-
-            m = out->elts;
-            dup = 0;
-
-            for (j = 0; j < out->nelts; j++) {
-                if (m[j].len == (size_t) (e - s)
-                    && ngx_strncmp(m[j].data, s, e - s) == 0)
-                {
-                    dup = 1;
-                    break;
-                }
-            }
-
-            if (dup) {
-                continue;
-            }
-
-            m = ngx_array_push(out);
-            if (m == NULL) {
-                ngx_shmtx_unlock(&w->shpool->mutex);
-                return NGX_ERROR;
-            }
-
-            m->len = e - s;
-            m->data = ngx_pnalloc(pool, m->len);
-
-            if (m->data == NULL) {
-                ngx_shmtx_unlock(&w->shpool->mutex);
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(m->data, s, m->len);
-        }
-    }
-
-    ngx_shmtx_unlock(&w->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-ngx_uint_t
-ngx_http_gpugate_tunnel_generation(void)
-{
-    return ngx_http_gpugate_tunnel_worker->generation;
 }
 
 
@@ -298,183 +141,12 @@ ngx_http_gpugate_tunnel_idle(ngx_uint_t i)
 }
 
 
-ngx_http_gpugate_tunnel_agent_t *
-ngx_http_gpugate_tunnel_agent(ngx_http_gpugate_tunnel_conn_t *tc)
-{
-    return &ngx_http_gpugate_tunnel_worker->shm->agents[tc->agent];
-}
-
-
-/* under the lock: forgets what process slot "proc" held */
-
-static void
-ngx_http_gpugate_tunnel_reclaim(ngx_uint_t proc)
-{
-    ngx_uint_t                        i, p;
-    ngx_atomic_int_t                  busy;
-    ngx_http_gpugate_tunnel_shm_t    *shm;
-    ngx_http_gpugate_tunnel_agent_t  *a;
-
-    shm = ngx_http_gpugate_tunnel_worker->shm;
-
-    for (i = 0; i < shm->nagents; i++) {
-        a = &shm->agents[i];
-
-        if (!a->used) {
-            continue;
-        }
-
-        busy = (ngx_atomic_int_t) a->count[proc].busy;
-
-        if (busy) {
-            (void) ngx_atomic_fetch_add(&a->inflight, -busy);
-        }
-
-        a->count[proc].idle = 0;
-        a->count[proc].busy = 0;
-        a->count[proc].conns = 0;
-
-        for (p = 0; p < NGX_HTTP_GPUGATE_TUNNEL_PROCS; p++) {
-            if (a->count[p].conns) {
-                break;
-            }
-        }
-
-        if (p == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
-            a->used = 0;
-            a->inflight = 0;
-        }
-    }
-
-    shm->procs[proc].pid = 0;
-}
-
-
-static ngx_int_t
-ngx_http_gpugate_tunnel_register(ngx_str_t *name, int64_t agent_id,
-    ngx_str_t *instance, ngx_str_t *models, ngx_uint_t capacity)
-{
-    ngx_uint_t                         i, found, free;
-    ngx_http_gpugate_tunnel_agent_t   *a;
-    ngx_http_gpugate_tunnel_worker_t  *w;
-
-    w = ngx_http_gpugate_tunnel_worker;
-
-    if (name->len > NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX
-        || instance->len > GPUGATE_TUNNEL_INSTANCE_MAX
-        || models->len > GPUGATE_TUNNEL_MODELS_MAX)
-    {
-        return NGX_ERROR;
-    }
-
-    found = w->shm->nagents;
-    free = w->shm->nagents;
-
-    ngx_shmtx_lock(&w->shpool->mutex);
-
-    for (i = 0; i < w->shm->nagents; i++) {
-        a = &w->shm->agents[i];
-
-        if (!a->used) {
-            if (free == w->shm->nagents) {
-                free = i;
-            }
-
-            continue;
-        }
-
-        /* a revoked slot dies out with its connections */
-
-        if (!a->revoked
-            && a->name_len == name->len && a->instance_len == instance->len
-            && ngx_memcmp(a->name, name->data, name->len) == 0
-            && ngx_memcmp(a->instance, instance->data, instance->len) == 0)
-        {
-            found = i;
-            break;
-        }
-    }
-
-    if (found == w->shm->nagents) {
-
-        if (free == w->shm->nagents) {
-            ngx_shmtx_unlock(&w->shpool->mutex);
-            return NGX_ERROR;
-        }
-
-        found = free;
-        a = &w->shm->agents[found];
-
-        ngx_memzero(a, sizeof(ngx_http_gpugate_tunnel_agent_t));
-        a->used = 1;
-        a->name_len = name->len;
-        ngx_memcpy(a->name, name->data, name->len);
-        a->instance_len = instance->len;
-        ngx_memcpy(a->instance, instance->data, instance->len);
-        a->since = ngx_time();
-    }
-
-    a = &w->shm->agents[found];
-
-    /* the latest handshake's view wins: the agent re-advertises */
-
-    a->agent_id = agent_id;
-    a->capacity = capacity;
-    a->models_len = models->len;
-    ngx_memcpy(a->models, models->data, models->len);
-
-    (void) ngx_atomic_fetch_add(&a->count[w->proc].conns, 1);
-
-    ngx_shmtx_unlock(&w->shpool->mutex);
-
-    return found;
-}
-
-
-static void
-ngx_http_gpugate_tunnel_release(ngx_uint_t agent)
-{
-    ngx_uint_t                         p;
-    ngx_http_gpugate_tunnel_agent_t   *a;
-    ngx_http_gpugate_tunnel_worker_t  *w;
-
-    w = ngx_http_gpugate_tunnel_worker;
-    a = &w->shm->agents[agent];
-
-    ngx_shmtx_lock(&w->shpool->mutex);
-
-    if (a->count[w->proc].conns) {
-        (void) ngx_atomic_fetch_add(&a->count[w->proc].conns, -1);
-    }
-
-    for (p = 0; p < NGX_HTTP_GPUGATE_TUNNEL_PROCS; p++) {
-        if (a->count[p].conns) {
-            break;
-        }
-    }
-
-    if (p == NGX_HTTP_GPUGATE_TUNNEL_PROCS) {
-        a->used = 0;
-
-        /* a reload closed it: the agent is dialing the new workers */
-        a->reload_left = ngx_exiting ? ngx_time() : 0;
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "gpugate tunnel: agent slot %ui free%s", agent,
-                       ngx_exiting ? ", left by a reload" : "");
-    }
-
-    ngx_shmtx_unlock(&w->shpool->mutex);
-}
-
-
 ngx_uint_t
 ngx_http_gpugate_tunnel_revoke(ngx_str_t *name, int64_t agent_id)
 {
-    ngx_uint_t                         i, n;
+    ngx_uint_t                         n;
     ngx_queue_t                       *q, *next;
     ngx_http_gpugate_tunnel_conn_t    *tc;
-    ngx_http_gpugate_tunnel_agent_t   *a;
     ngx_http_gpugate_tunnel_worker_t  *w;
 
     w = ngx_http_gpugate_tunnel_worker;
@@ -483,31 +155,7 @@ ngx_http_gpugate_tunnel_revoke(ngx_str_t *name, int64_t agent_id)
         return 0;
     }
 
-    ngx_shmtx_lock(&w->shpool->mutex);
-
-    for (i = 0; i < w->shm->nagents; i++) {
-        a = &w->shm->agents[i];
-
-        if (!a->used || a->revoked) {
-            continue;
-        }
-
-        if (name ? (a->name_len != name->len
-                    || ngx_memcmp(a->name, name->data, name->len) != 0)
-                 : a->agent_id != agent_id)
-        {
-            continue;
-        }
-
-        a->revoked = 1;
-
-        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                      "gpugate tunnel: agent \"%*s\" (id %L) revoked, "
-                      "closing its connections", a->name_len, a->name,
-                      a->agent_id);
-    }
-
-    ngx_shmtx_unlock(&w->shpool->mutex);
+    ngx_http_gpugate_tunnel_revoke_slots(name, agent_id);
 
     /*
      * Connections we own close now; one carrying a request is cut with
@@ -598,75 +246,6 @@ ngx_http_gpugate_tunnel_held(int64_t *ids, ngx_uint_t n)
 
 
 ngx_int_t
-ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a)
-{
-    ngx_atomic_uint_t  n;
-
-    /* a revoked agent gets nothing more, whichever worker holds it */
-
-    if (a->revoked) {
-        return NGX_BUSY;
-    }
-
-    /* increment first, so two workers cannot both take the last place */
-
-    n = ngx_atomic_fetch_add(&a->inflight, 1);
-
-    if (n >= a->capacity) {
-        (void) ngx_atomic_fetch_add(&a->inflight, -1);
-        return NGX_BUSY;
-    }
-
-    return NGX_OK;
-}
-
-
-void
-ngx_http_gpugate_tunnel_set_state(ngx_http_gpugate_tunnel_conn_t *tc,
-    ngx_uint_t state)
-{
-    ngx_uint_t                        old, proc;
-    ngx_http_gpugate_tunnel_agent_t  *a;
-
-    a = ngx_http_gpugate_tunnel_agent(tc);
-    proc = ngx_http_gpugate_tunnel_worker->proc;
-    old = tc->state;
-
-    if (old == NGX_HTTP_GPUGATE_TC_IDLE) {
-        (void) ngx_atomic_fetch_add(&a->count[proc].idle, -1);
-    }
-
-    if (state == NGX_HTTP_GPUGATE_TC_IDLE) {
-        (void) ngx_atomic_fetch_add(&a->count[proc].idle, 1);
-    }
-
-    /*
-     * "inflight" counts RESERVED and BUSY: ngx_http_gpugate_tunnel_take()
-     * added the place before the connection was reserved or handed out.
-     */
-
-    if (old == NGX_HTTP_GPUGATE_TC_BUSY) {
-        (void) ngx_atomic_fetch_add(&a->count[proc].busy, -1);
-    }
-
-    if (state == NGX_HTTP_GPUGATE_TC_BUSY) {
-        (void) ngx_atomic_fetch_add(&a->count[proc].busy, 1);
-        (void) ngx_atomic_fetch_add(&a->requests, 1);
-    }
-
-    if ((old == NGX_HTTP_GPUGATE_TC_BUSY
-         || old == NGX_HTTP_GPUGATE_TC_RESERVED)
-        && state != NGX_HTTP_GPUGATE_TC_BUSY
-        && state != NGX_HTTP_GPUGATE_TC_RESERVED)
-    {
-        (void) ngx_atomic_fetch_add(&a->inflight, -1);
-    }
-
-    tc->state = state;
-}
-
-
-ngx_int_t
 ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *conf, ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
@@ -674,8 +253,9 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     gpugate_tunnel_telemetry_t *telemetry, ngx_str_t *head,
     ngx_uint_t heartbeats)
 {
-    ngx_int_t                        agent;
-    ngx_http_gpugate_tunnel_conn_t  *tc;
+    ngx_int_t                         agent;
+    ngx_http_gpugate_tunnel_conn_t   *tc;
+    ngx_http_gpugate_tunnel_agent_t  *a;
 
     if (head->len > sizeof(tc->head)) {
         return NGX_ERROR;
@@ -697,12 +277,12 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ngx_http_gpugate_tunnel_set_load(&ngx_http_gpugate_tunnel_worker->shm
-                                          ->agents[agent], load);
+    a = &ngx_http_gpugate_tunnel_shm()->agents[agent];
+
+    ngx_http_gpugate_tunnel_set_load(a, load);
 
     if (telemetry) {
-        ngx_http_gpugate_tunnel_set_telemetry(
-            &ngx_http_gpugate_tunnel_worker->shm->agents[agent], telemetry);
+        ngx_http_gpugate_tunnel_set_telemetry(a, telemetry);
     }
 
     /*
@@ -712,7 +292,7 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
      */
 
     if (heartbeats) {
-        ngx_http_gpugate_tunnel_worker->shm->agents[agent].heartbeats = 1;
+        a->heartbeats = 1;
     }
 
     tc->agent = agent;
@@ -745,57 +325,6 @@ ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
     ngx_post_event(&tc->timer, &ngx_posted_events);
 
     return NGX_OK;
-}
-
-
-void
-ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
-    gpugate_tunnel_load_t *load)
-{
-    /* word-sized stores: a reader sees the old value or the new one */
-
-    if (load->has_queue) {
-        a->queue = (ngx_atomic_uint_t) load->queue;
-    }
-
-    if (load->has_gpu) {
-        a->gpu_free_mb = (ngx_atomic_uint_t) load->gpu_free_mb;
-    }
-}
-
-
-void
-ngx_http_gpugate_tunnel_set_telemetry(ngx_http_gpugate_tunnel_agent_t *a,
-    gpugate_tunnel_telemetry_t *t)
-{
-    ngx_slab_pool_t  *shpool;
-
-    /* too big for one store: readers take the lock too */
-
-    shpool = ngx_http_gpugate_tunnel_worker->shpool;
-
-    ngx_shmtx_lock(&shpool->mutex);
-    ngx_memcpy(&a->telemetry, t, sizeof(gpugate_tunnel_telemetry_t));
-    a->telemetry_at = ngx_time();
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-void
-ngx_http_gpugate_tunnel_waiting(ngx_int_t delta)
-{
-    ngx_http_gpugate_tunnel_worker_t  *w;
-
-    w = ngx_http_gpugate_tunnel_worker;
-
-    (void) ngx_atomic_fetch_add(&w->shm->procs[w->proc].waiting, delta);
-}
-
-
-ngx_slab_pool_t *
-ngx_http_gpugate_tunnel_shpool(void)
-{
-    return ngx_http_gpugate_tunnel_worker->shpool;
 }
 
 
@@ -1143,7 +672,7 @@ ngx_http_gpugate_tunnel_linger(ngx_http_gpugate_tunnel_conn_t *tc)
     if (!w->swept) {
         w->swept = 1;
 
-        for (i = 0; i < w->shm->nagents; i++) {
+        for (i = 0; i < ngx_http_gpugate_tunnel_shm()->nagents; i++) {
             idle = &w->idle[i];
 
             if (ngx_queue_empty(idle)) {

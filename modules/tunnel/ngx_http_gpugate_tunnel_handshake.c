@@ -27,7 +27,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_tunnel.h"
-#include "ngx_http_gpugate_auth.h"
+#include "ngx_http_gpugate_auth_api.h"
 #include "gpugate_scram.h"
 
 
@@ -90,9 +90,9 @@ typedef struct {
     ngx_queue_t                 pending;   /* of ..._step_t */
     ngx_uint_t                  npending;  /* their number */
     ngx_http_gpugate_tunnel_main_conf_t *tmcf; /* recheck= */
-    ngx_http_gpugate_auth_main_conf_t   *amcf; /* ttl= and stale= of the
-                                                  auth cache: how long a
-                                                  cached verifier lasts */
+    time_t                      lifetime;  /* ttl= plus stale= of the
+                                              auth cache: how long a
+                                              cached verifier lasts */
     ngx_event_t                 recheck;   /* the next re-check */
     ngx_http_gpugate_pg_query_t query;     /* the re-check's query */
     unsigned                    rechecking:1; /* the query is out */
@@ -175,8 +175,7 @@ ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle)
 
     hs->tmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_gpugate_tunnel_module);
-    hs->amcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                              ngx_http_gpugate_auth_module);
+    hs->lifetime = ngx_http_gpugate_auth_lifetime(cycle);
 
     ngx_http_gpugate_tunnel_hs = hs;
 
@@ -1262,8 +1261,7 @@ ngx_http_gpugate_tunnel_cache_get(ngx_http_gpugate_tunnel_step_t *st)
 
     shm = ngx_http_gpugate_tunnel_shm();
     shpool = ngx_http_gpugate_tunnel_shpool();
-    grace = ngx_http_gpugate_tunnel_hs->amcf->ttl
-            + ngx_http_gpugate_tunnel_hs->amcf->stale;
+    grace = ngx_http_gpugate_tunnel_hs->lifetime;
 
     if (shm->nverifiers == 0) {
         return 0;

@@ -17,8 +17,9 @@
 
 #include <openssl/rand.h>
 
+#include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_tunnel.h"
-#include "ngx_http_gpugate_auth.h"
+#include "ngx_http_gpugate_auth_api.h"
 
 
 /*
@@ -70,10 +71,8 @@ static ngx_int_t ngx_http_gpugate_tunnel_init_process(ngx_cycle_t *cycle);
 static void ngx_http_gpugate_tunnel_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_gpugate_tunnel_status(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
-static char *ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value,
-    size_t prefix, ngx_msec_t *ms);
 static char *ngx_http_gpugate_tunnel_count(ngx_conf_t *cf, ngx_str_t *value,
-    size_t prefix, ngx_uint_t *n);
+    ngx_str_t *val, ngx_uint_t *n);
 
 
 static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
@@ -224,7 +223,7 @@ ngx_http_gpugate_tunnel_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     char        *rv;
     ssize_t      size;
     ngx_int_t    n;
-    ngx_str_t   *value;
+    ngx_str_t   *value, val;
     ngx_uint_t   i;
 
     if (tmcf->zone_size != NGX_CONF_UNSET) {
@@ -235,8 +234,8 @@ ngx_http_gpugate_tunnel_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 2; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "verifiers=", 10) == 0) {
-            n = ngx_atoi(value[i].data + 10, value[i].len - 10);
+        if (ngx_http_gpugate_conf_param(&value[i], "verifiers", &val)) {
+            n = ngx_atoi(val.data, val.len);
 
             if (n == NGX_ERROR || n > 65536) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -249,9 +248,9 @@ ngx_http_gpugate_tunnel_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "recheck=", 8) == 0) {
-            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 8,
-                                              &tmcf->recheck);
+        if (ngx_http_gpugate_conf_param(&value[i], "recheck", &val)) {
+            rv = ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
+                                            &tmcf->recheck);
             if (rv != NGX_CONF_OK) {
                 return rv;
             }
@@ -291,7 +290,7 @@ ngx_http_gpugate_tunnel_accept(ngx_conf_t *cf, ngx_command_t *cmd,
     ngx_http_gpugate_tunnel_loc_conf_t *tlcf = conf;
 
     char                                 *rv;
-    ngx_str_t                            *value;
+    ngx_str_t                            *value, val;
     ngx_uint_t                            i;
     ngx_http_core_loc_conf_t             *clcf;
     ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
@@ -305,23 +304,28 @@ ngx_http_gpugate_tunnel_accept(ngx_conf_t *cf, ngx_command_t *cmd,
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "ping=", 5) == 0) {
-            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 5, &tlcf->ping);
+        if (ngx_http_gpugate_conf_param(&value[i], "ping", &val)) {
+            rv = ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
+                                            &tlcf->ping);
 
-        } else if (ngx_strncmp(value[i].data, "ping_timeout=", 13) == 0) {
-            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 13,
-                                              &tlcf->ping_timeout);
+        } else if (ngx_http_gpugate_conf_param(&value[i], "ping_timeout",
+                                               &val))
+        {
+            rv = ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
+                                            &tlcf->ping_timeout);
 
-        } else if (ngx_strncmp(value[i].data, "step_timeout=", 13) == 0) {
-            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 13,
-                                              &tlcf->step_timeout);
+        } else if (ngx_http_gpugate_conf_param(&value[i], "step_timeout",
+                                               &val))
+        {
+            rv = ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
+                                            &tlcf->step_timeout);
 
-        } else if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
-            rv = ngx_http_gpugate_tunnel_count(cf, &value[i], 5,
+        } else if (ngx_http_gpugate_conf_param(&value[i], "rate", &val)) {
+            rv = ngx_http_gpugate_tunnel_count(cf, &value[i], &val,
                                                &tlcf->rate);
 
-        } else if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
-            rv = ngx_http_gpugate_tunnel_count(cf, &value[i], 6,
+        } else if (ngx_http_gpugate_conf_param(&value[i], "burst", &val)) {
+            rv = ngx_http_gpugate_tunnel_count(cf, &value[i], &val,
                                                &tlcf->burst);
 
         } else {
@@ -378,7 +382,7 @@ ngx_http_gpugate_tunnel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                                 *rv;
     ngx_int_t                             n;
-    ngx_str_t                            *value;
+    ngx_str_t                            *value, val;
     ngx_uint_t                            i;
     ngx_http_upstream_server_t           *us;
     ngx_http_upstream_srv_conf_t         *uscf;
@@ -405,8 +409,8 @@ ngx_http_gpugate_tunnel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
-            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+        if (ngx_http_gpugate_conf_param(&value[i], "queue", &val)) {
+            n = ngx_atoi(val.data, val.len);
 
             if (n == NGX_ERROR || n > 65536) {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -418,9 +422,9 @@ ngx_http_gpugate_tunnel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "queue_timeout=", 14) == 0) {
-            rv = ngx_http_gpugate_tunnel_msec(cf, &value[i], 14,
-                                              &tscf->queue_timeout);
+        if (ngx_http_gpugate_conf_param(&value[i], "queue_timeout", &val)) {
+            rv = ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
+                                            &tscf->queue_timeout);
             if (rv != NGX_CONF_OK) {
                 return rv;
             }
@@ -629,10 +633,10 @@ ngx_http_gpugate_tunnel_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 static ngx_int_t
 ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
 {
+    ngx_int_t                             rc;
     ngx_http_handler_pt                  *h;
     ngx_http_core_main_conf_t            *cmcf;
-    ngx_http_gpugate_pg_stmt_t           *stmt;
-    ngx_http_gpugate_auth_main_conf_t    *amcf;
+    ngx_http_gpugate_pg_stmt_t            stmts[2];
     ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
 
     tmcf = ngx_http_conf_get_module_main_conf(cf,
@@ -653,10 +657,12 @@ ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
     }
 
     if (tmcf->accept) {
-        amcf = ngx_http_conf_get_module_main_conf(cf,
-                                                  ngx_http_gpugate_auth_module);
+        stmts[0] = ngx_http_gpugate_tunnel_stmt;
+        stmts[1] = ngx_http_gpugate_tunnel_recheck_stmt;
 
-        if (amcf->pg.conninfo.len == 0) {
+        rc = ngx_http_gpugate_auth_pg_share(cf, stmts, 2);
+
+        if (rc == NGX_DECLINED) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"gpugate_tunnel_accept\" reads agent "
                                "verifiers from PostgreSQL: "
@@ -664,22 +670,9 @@ ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
-        stmt = ngx_array_push(&amcf->pg.statements);
-        if (stmt == NULL) {
+        if (rc != NGX_OK) {
             return NGX_ERROR;
         }
-
-        *stmt = ngx_http_gpugate_tunnel_stmt;
-
-        stmt = ngx_array_push(&amcf->pg.statements);
-        if (stmt == NULL) {
-            return NGX_ERROR;
-        }
-
-        *stmt = ngx_http_gpugate_tunnel_recheck_stmt;
-
-        /* the auth module starts the per-worker pool only when used */
-        amcf->used = 1;
     }
 
     if (tmcf->upstreams.nelts) {
@@ -743,36 +736,15 @@ ngx_http_gpugate_tunnel_exit_process(ngx_cycle_t *cycle)
 }
 
 
-static char *
-ngx_http_gpugate_tunnel_msec(ngx_conf_t *cf, ngx_str_t *value, size_t prefix,
-    ngx_msec_t *ms)
-{
-    ngx_str_t  s;
-
-    s.data = value->data + prefix;
-    s.len = value->len - prefix;
-
-    *ms = ngx_parse_time(&s, 0);
-
-    if (*ms == (ngx_msec_t) NGX_ERROR || *ms == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid time \"%V\"", value);
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
-}
-
-
 /* "rate=N", "burst=N": 0..1000000 */
 
 static char *
 ngx_http_gpugate_tunnel_count(ngx_conf_t *cf, ngx_str_t *value,
-    size_t prefix, ngx_uint_t *n)
+    ngx_str_t *val, ngx_uint_t *n)
 {
     ngx_int_t  v;
 
-    v = ngx_atoi(value->data + prefix, value->len - prefix);
+    v = ngx_atoi(val->data, val->len);
 
     if (v == NGX_ERROR || v > 1000000) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

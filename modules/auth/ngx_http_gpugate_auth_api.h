@@ -1,0 +1,59 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * What the auth module offers the other gpugate modules: its counters for
+ * the metrics and status pages, and its PostgreSQL pool, which the tunnel
+ * shares to read agent verifiers (one set of connections per worker).
+ * Nothing else of the auth module is meant to be used outside
+ * modules/auth/.
+ */
+
+
+#ifndef _NGX_HTTP_GPUGATE_AUTH_API_H_INCLUDED_
+#define _NGX_HTTP_GPUGATE_AUTH_API_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_gpugate_pg.h"
+
+
+/* the auth cache's counters, for the metrics and status pages */
+typedef struct {
+    ngx_atomic_uint_t  shm_hits;     /* answered from shared memory */
+    ngx_atomic_uint_t  redis_hits;   /* answered by Redis */
+    ngx_atomic_uint_t  pg_hits;      /* answered by PostgreSQL */
+    ngx_atomic_uint_t  stale;        /* stale entries served */
+    ngx_atomic_uint_t  unavailable;  /* 503: no layer could answer */
+    ngx_atomic_uint_t  invalidated;  /* entries dropped by messages */
+    ngx_atomic_uint_t  evicted;      /* entries dropped for space */
+} ngx_http_gpugate_auth_counts_t;
+
+/* NGX_DECLINED when no gpugate_auth_zone is configured */
+ngx_int_t ngx_http_gpugate_auth_counts(ngx_http_gpugate_auth_counts_t *out);
+
+/*
+ * Another module's prepared statements join the pool that
+ * "gpugate_auth_postgres" configures; the pool then starts in every
+ * worker even where no location has "gpugate_auth on".  For a
+ * postconfiguration handler.  NGX_DECLINED: no gpugate_auth_postgres.
+ */
+ngx_int_t ngx_http_gpugate_auth_pg_share(ngx_conf_t *cf,
+    ngx_http_gpugate_pg_stmt_t *stmts, ngx_uint_t n);
+
+/* this worker's PostgreSQL pool, NULL if none */
+ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
+
+/*
+ * How long an answer that PostgreSQL gave may be used, in seconds:
+ * fresh (ttl=) plus stale while PostgreSQL is down (stale=) of
+ * "gpugate_auth_zone", so that the tunnel's cached verifiers last as
+ * long as cached keys.
+ */
+time_t ngx_http_gpugate_auth_lifetime(ngx_cycle_t *cycle);
+
+
+#endif /* _NGX_HTTP_GPUGATE_AUTH_API_H_INCLUDED_ */

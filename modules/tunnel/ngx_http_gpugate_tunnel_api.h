@@ -1,0 +1,53 @@
+
+/*
+ * Copyright (C) gpugate authors
+ *
+ * What the tunnel module offers the other gpugate modules: the router's
+ * view of connected agents, the metrics and status pages' lines, and the
+ * auth module's invalidation hook.  Nothing else of the tunnel is meant
+ * to be used outside modules/tunnel/.
+ */
+
+
+#ifndef _NGX_HTTP_GPUGATE_TUNNEL_API_H_INCLUDED_
+#define _NGX_HTTP_GPUGATE_TUNNEL_API_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/*
+ * The tunnel's view for the router's /v1/models: every model a connected
+ * agent advertises, once each, as ngx_str_t copied into "pool" (agents
+ * that take any model add nothing; nothing when no tunnel zone is
+ * configured); and whether an upstream block is a "gpugate_tunnel" one.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool,
+    ngx_array_t *out);
+ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
+
+/*
+ * The tunnel's Prometheus lines (agents' connections, load and
+ * telemetry) in a buffer from "pool"; NGX_DECLINED when no tunnel zone
+ * is configured.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool,
+    ngx_buf_t **out);
+
+/*
+ * "agent <name>" was published on the invalidation channel (revoked, or
+ * its allowed models changed): its tunnel connections in this worker are
+ * closed, so that it handshakes again and PostgreSQL decides.  Returns
+ * the number of connections closed.
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
+
+/* the connected agents as a JSON array; NGX_DECLINED (and *out NULL)
+   without a tunnel zone */
+ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
+    ngx_buf_t **out);
+
+
+#endif /* _NGX_HTTP_GPUGATE_TUNNEL_API_H_INCLUDED_ */
