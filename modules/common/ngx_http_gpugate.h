@@ -55,6 +55,41 @@ void ngx_http_gpugate_status_error(ngx_uint_t status,
  */
 u_char *ngx_http_gpugate_prom_label(u_char *p, u_char *s, size_t len);
 
+/*
+ * A page written in pieces (the Prometheus page): buffers from "pool"
+ * join a chain as they fill, so the page has no size to guess and no
+ * line is dropped for want of room.  A failed allocation sets "failed";
+ * later writes do nothing, and the writer checks it once at the end.
+ */
+typedef struct {
+    ngx_pool_t    *pool;     /* where buffers and links come from */
+    ngx_chain_t   *first;    /* the chain, NULL while nothing is written */
+    ngx_chain_t  **last;     /* where the next link goes */
+    ngx_buf_t     *buf;      /* the buffer being filled, NULL: none yet */
+    ngx_uint_t     failed;   /* an allocation failed: the page is lost */
+} ngx_http_gpugate_out_t;
+
+/* the most one ngx_http_gpugate_out_printf() writes */
+#define NGX_HTTP_GPUGATE_OUT_LINE  4096
+
+void ngx_http_gpugate_out_init(ngx_http_gpugate_out_t *out,
+    ngx_pool_t *pool);
+
+/* "size" bytes of room at out->buf->last, which the caller then moves;
+   NULL when out of memory */
+u_char *ngx_http_gpugate_out_room(ngx_http_gpugate_out_t *out,
+    size_t size);
+
+/* a buffer written elsewhere joins the chain as it is */
+void ngx_http_gpugate_out_buf(ngx_http_gpugate_out_t *out, ngx_buf_t *b);
+
+void ngx_cdecl ngx_http_gpugate_out_printf(ngx_http_gpugate_out_t *out,
+    const char *fmt, ...);
+
+/* a Prometheus family's HELP and TYPE lines */
+void ngx_http_gpugate_prom_family(ngx_http_gpugate_out_t *out,
+    const char *name, const char *type, const char *help);
+
 /* Sends a JSON body (already serialised) with the given status. */
 ngx_int_t ngx_http_gpugate_send_json(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *body);

@@ -380,6 +380,105 @@ ngx_http_gpugate_prom_label(u_char *p, u_char *s, size_t len)
 }
 
 
+void
+ngx_http_gpugate_out_init(ngx_http_gpugate_out_t *out, ngx_pool_t *pool)
+{
+    out->pool = pool;
+    out->first = NULL;
+    out->last = &out->first;
+    out->buf = NULL;
+    out->failed = 0;
+}
+
+
+u_char *
+ngx_http_gpugate_out_room(ngx_http_gpugate_out_t *out, size_t size)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (out->failed) {
+        return NULL;
+    }
+
+    if (out->buf && (size_t) (out->buf->end - out->buf->last) >= size) {
+        return out->buf->last;
+    }
+
+    /* a page is usually a few tens of KB: a few buffers */
+
+    b = ngx_create_temp_buf(out->pool, ngx_max(size, 32768));
+    cl = ngx_alloc_chain_link(out->pool);
+
+    if (b == NULL || cl == NULL) {
+        out->failed = 1;
+        return NULL;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+    *out->last = cl;
+    out->last = &cl->next;
+    out->buf = b;
+
+    return b->last;
+}
+
+
+void
+ngx_http_gpugate_out_buf(ngx_http_gpugate_out_t *out, ngx_buf_t *b)
+{
+    ngx_chain_t  *cl;
+
+    if (out->failed) {
+        return;
+    }
+
+    cl = ngx_alloc_chain_link(out->pool);
+    if (cl == NULL) {
+        out->failed = 1;
+        return;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+    *out->last = cl;
+    out->last = &cl->next;
+
+    /* what it has left at its end is used by the next writes */
+    out->buf = b;
+}
+
+
+void ngx_cdecl
+ngx_http_gpugate_out_printf(ngx_http_gpugate_out_t *out, const char *fmt,
+    ...)
+{
+    u_char   *p;
+    va_list   args;
+
+    p = ngx_http_gpugate_out_room(out, NGX_HTTP_GPUGATE_OUT_LINE);
+
+    if (p == NULL) {
+        return;
+    }
+
+    va_start(args, fmt);
+    out->buf->last = ngx_vslprintf(p, p + NGX_HTTP_GPUGATE_OUT_LINE, fmt,
+                                   args);
+    va_end(args);
+}
+
+
+void
+ngx_http_gpugate_prom_family(ngx_http_gpugate_out_t *out, const char *name,
+    const char *type, const char *help)
+{
+    ngx_http_gpugate_out_printf(out, "# HELP %s %s\n# TYPE %s %s\n",
+                                name, help, name, type);
+}
+
+
 ngx_uint_t
 ngx_http_gpugate_conf_param(ngx_str_t *arg, const char *name,
     ngx_str_t *val)

@@ -19,6 +19,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_pg.h"
 
 
@@ -179,8 +180,8 @@ void ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
 ngx_http_gpugate_metrics_model_t *ngx_http_gpugate_metrics_model(
     ngx_http_gpugate_metrics_shm_t *shm, ngx_slab_pool_t *shpool,
     ngx_str_t *model);
-ngx_int_t ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
-    ngx_http_gpugate_metrics_shm_t *shm, ngx_buf_t **out);
+ngx_int_t ngx_http_gpugate_metrics_render(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm);
 
 /* the ledger (ngx_http_gpugate_ledger.c) */
 ngx_int_t ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,

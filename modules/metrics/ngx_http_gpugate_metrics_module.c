@@ -996,10 +996,10 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
     u_char                                 diff;
     size_t                                 i;
     ngx_int_t                              rc;
-    ngx_buf_t                             *b[3];
+    ngx_buf_t                             *b, *agents;
     ngx_str_t                              key;
-    ngx_uint_t                             n;
-    ngx_chain_t                            out[3];
+    ngx_chain_t                           *cl;
+    ngx_http_gpugate_out_t                 out;
     ngx_http_gpugate_error_t               err;
     ngx_http_gpugate_metrics_loc_conf_t   *mlcf;
     ngx_http_gpugate_metrics_main_conf_t  *mmcf;
@@ -1053,64 +1053,58 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
                                   (ngx_slab_pool_t *) mmcf->zone->shm.addr,
                                   r->connection->log);
 
-    n = 0;
+    ngx_http_gpugate_out_init(&out, r->pool);
 
     if (mlcf->page == 1) {
-        if (ngx_http_gpugate_metrics_render(r->pool, mmcf->zone->data, &b[0])
-            != NGX_OK
-            || ngx_http_gpugate_tunnel_prometheus(r->pool, &b[1]) == NGX_ERROR)
+        if (ngx_http_gpugate_metrics_render(&out, mmcf->zone->data) != NGX_OK
+            || ngx_http_gpugate_tunnel_prometheus(&out) == NGX_ERROR)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        n = b[1] ? 2 : 1;
 
         ngx_str_set(&r->headers_out.content_type,
                     "text/plain; version=0.0.4; charset=utf-8");
 
     } else {
-        b[0] = ngx_http_gpugate_metrics_status_head(r, mmcf);
+        b = ngx_http_gpugate_metrics_status_head(r, mmcf);
 
-        if (b[0] == NULL
-            || ngx_http_gpugate_tunnel_status_json(r->pool, &b[1])
+        if (b == NULL
+            || ngx_http_gpugate_tunnel_status_json(r->pool, &agents)
                == NGX_ERROR)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (b[1] == NULL) {
-            b[0]->last = ngx_cpymem(b[0]->last, "null", 4);
-            n = 1;
+        ngx_http_gpugate_out_buf(&out, b);
+
+        if (agents == NULL) {
+            ngx_http_gpugate_out_printf(&out, "null");
 
         } else {
-            n = 2;
+            ngx_http_gpugate_out_buf(&out, agents);
         }
 
-        b[n] = ngx_calloc_buf(r->pool);
-        if (b[n] == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        b[n]->pos = (u_char *) "}" CRLF;
-        b[n]->last = b[n]->pos + 3;
-        b[n]->memory = 1;
-        n++;
+        ngx_http_gpugate_out_printf(&out, "}" CRLF);
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
+    }
+
+    if (out.failed) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = 0;
 
-    for (i = 0; i < n; i++) {
-        out[i].buf = b[i];
-        out[i].next = (i + 1 < n) ? &out[i + 1] : NULL;
-        r->headers_out.content_length_n += b[i]->last - b[i]->pos;
-    }
+    for (cl = out.first; cl; cl = cl->next) {
+        r->headers_out.content_length_n += cl->buf->last - cl->buf->pos;
 
-    b[n - 1]->last_buf = (r == r->main) ? 1 : 0;
-    b[n - 1]->last_in_chain = 1;
+        if (cl->next == NULL) {
+            cl->buf->last_buf = (r == r->main) ? 1 : 0;
+            cl->buf->last_in_chain = 1;
+        }
+    }
 
     rc = ngx_http_send_header(r);
 
@@ -1118,5 +1112,5 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    return ngx_http_output_filter(r, &out[0]);
+    return ngx_http_output_filter(r, out.first);
 }

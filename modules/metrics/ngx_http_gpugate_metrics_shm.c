@@ -62,9 +62,6 @@ static uint32_t ngx_http_gpugate_metrics_hash(ngx_str_t *model,
     ngx_str_t *tenant, ngx_uint_t status);
 static void ngx_http_gpugate_metrics_label(ngx_str_t *s, u_char *buf);
 static ngx_uint_t ngx_http_gpugate_metrics_bucket(ngx_msec_t us);
-static u_char *ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
-    ngx_http_gpugate_metrics_pair_t *pairs, ngx_uint_t np,
-    ngx_uint_t completion, u_char *model, u_char *tenant);
 
 
 
@@ -517,14 +514,16 @@ ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
 
 /* one token family's lines: a (model, tenant) each */
 
-static u_char *
-ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
-    ngx_http_gpugate_metrics_pair_t *pairs, ngx_uint_t np,
-    ngx_uint_t completion, u_char *model, u_char *tenant)
+static void
+ngx_http_gpugate_metrics_tokens(ngx_http_gpugate_out_t *out,
+    const char *name, const char *help, ngx_http_gpugate_metrics_pair_t *pairs,
+    ngx_uint_t np, ngx_uint_t completion, u_char *model, u_char *tenant)
 {
     size_t                              ml, tl;
     ngx_uint_t                          j;
     ngx_http_gpugate_metrics_series_t  *se;
+
+    ngx_http_gpugate_prom_family(out, name, "counter", help);
 
     for (j = 0; j < np; j++) {
         se = pairs[j].first;
@@ -533,19 +532,12 @@ ngx_http_gpugate_metrics_tokens(u_char *p, const char *name,
         tl = ngx_http_gpugate_prom_label(tenant, se->tenant,
                                          se->tenant_len)
              - tenant;
-        p = ngx_sprintf(p, "%s{model=\"%*s\",tenant=\"%*s\"} %uA\n", name,
+        ngx_http_gpugate_out_printf(out,
+                        "%s{model=\"%*s\",tenant=\"%*s\"} %uA\n", name,
                         ml, model, tl, tenant,
                         completion ? pairs[j].completion : pairs[j].prompt);
     }
-
-    return p;
 }
-
-
-#define ngx_http_gpugate_metrics_family(p, name, type, help)                  \
-    p = ngx_cpymem(p, "# HELP " name " " help "\n# TYPE " name " " type "\n", \
-                   sizeof("# HELP " name " " help "\n# TYPE " name " " type   \
-                          "\n") - 1)
 
 
 /* a model's active streams: the workers' columns summed */
@@ -566,96 +558,161 @@ ngx_http_gpugate_metrics_active(ngx_http_gpugate_metrics_model_t *m)
 }
 
 
-static u_char *
-ngx_http_gpugate_metrics_histogram(u_char *p, const char *name, u_char *model,
-    size_t len, ngx_atomic_t *buckets, ngx_atomic_t sum_us)
+/* the model slots that have something to show ("_other" once used) */
+
+static ngx_uint_t
+ngx_http_gpugate_metrics_shown(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_uint_t i)
 {
-    ngx_uint_t    i;
-    ngx_atomic_t  n;
+    return shm->models[i].ready
+           && (i != 0 || shm->models[i].duration_us != 0);
+}
 
-    n = 0;
 
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_BUCKETS; i++) {
-        n += buckets[i];
-        p = ngx_sprintf(p, "%s_bucket{model=\"%*s\",le=\"%s\"} %uA\n", name,
-                        len, model, ngx_http_gpugate_metrics_le[i], n);
+/* a histogram family (durations or time to first token), a model each */
+
+static void
+ngx_http_gpugate_metrics_histograms(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm, ngx_uint_t ttft, u_char *model)
+{
+    size_t                             len;
+    ngx_uint_t                         i, k;
+    const char                        *name;
+    ngx_atomic_t                       n, *buckets, sum_us;
+    ngx_http_gpugate_metrics_model_t  *m;
+
+    if (ttft) {
+        name = "gpugate_time_to_first_token_seconds";
+        ngx_http_gpugate_prom_family(out, name, "histogram",
+            "Time from the request's start to its first token.");
+
+    } else {
+        name = "gpugate_request_duration_seconds";
+        ngx_http_gpugate_prom_family(out, name, "histogram",
+            "Time from the request's start to its log phase.");
     }
 
-    n += buckets[NGX_HTTP_GPUGATE_METRICS_BUCKETS];
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
+        if (!ngx_http_gpugate_metrics_shown(shm, i)) {
+            continue;
+        }
 
-    return ngx_sprintf(p, "%s_bucket{model=\"%*s\",le=\"+Inf\"} %uA\n"
-                       "%s_sum{model=\"%*s\"} %uA.%06uA\n"
-                       "%s_count{model=\"%*s\"} %uA\n",
-                       name, len, model, n, name, len, model,
-                       sum_us / 1000000, sum_us % 1000000, name, len, model,
-                       n);
+        m = &shm->models[i];
+        buckets = ttft ? m->ttft : m->duration;
+        sum_us = ttft ? m->ttft_us : m->duration_us;
+        len = ngx_http_gpugate_prom_label(model, m->model, m->model_len)
+              - model;
+        n = 0;
+
+        for (k = 0; k < NGX_HTTP_GPUGATE_METRICS_BUCKETS; k++) {
+            n += buckets[k];
+            ngx_http_gpugate_out_printf(out,
+                "%s_bucket{model=\"%*s\",le=\"%s\"} %uA\n", name, len, model,
+                ngx_http_gpugate_metrics_le[k], n);
+        }
+
+        n += buckets[NGX_HTTP_GPUGATE_METRICS_BUCKETS];
+
+        ngx_http_gpugate_out_printf(out,
+            "%s_bucket{model=\"%*s\",le=\"+Inf\"} %uA\n"
+            "%s_sum{model=\"%*s\"} %uA.%06uA\n"
+            "%s_count{model=\"%*s\"} %uA\n",
+            name, len, model, n, name, len, model,
+            sum_us / 1000000, sum_us % 1000000, name, len, model, n);
+    }
+}
+
+
+/* the per-model counters and gauge */
+
+enum {
+    NGX_HTTP_GPUGATE_METRICS_ACTIVE = 0,
+    NGX_HTTP_GPUGATE_METRICS_UPSTREAM_ERRORS,
+    NGX_HTTP_GPUGATE_METRICS_PARTIAL
+};
+
+
+static const char  *ngx_http_gpugate_metrics_per_model_families[][3] = {
+    { "gpugate_active_streams", "gauge", "Streams being answered now." },
+    { "gpugate_upstream_errors_total", "counter",
+      "Upstream attempts that failed (error, timeout, 5xx)." },
+    { "gpugate_partial_responses_total", "counter",
+      "Answers that did not reach their end (usage partial)." },
+};
+
+
+static void
+ngx_http_gpugate_metrics_per_model(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm, ngx_uint_t family, u_char *model)
+{
+    size_t                             len;
+    ngx_uint_t                         i;
+    const char                        *name;
+    ngx_http_gpugate_metrics_model_t  *m;
+
+    name = ngx_http_gpugate_metrics_per_model_families[family][0];
+
+    ngx_http_gpugate_prom_family(out, name,
+        ngx_http_gpugate_metrics_per_model_families[family][1],
+        ngx_http_gpugate_metrics_per_model_families[family][2]);
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
+        if (!ngx_http_gpugate_metrics_shown(shm, i)) {
+            continue;
+        }
+
+        m = &shm->models[i];
+        len = ngx_http_gpugate_prom_label(model, m->model, m->model_len)
+              - model;
+
+        switch (family) {
+
+        case NGX_HTTP_GPUGATE_METRICS_ACTIVE:
+            ngx_http_gpugate_out_printf(out, "%s{model=\"%*s\"} %A\n", name,
+                                        len, model,
+                                        ngx_http_gpugate_metrics_active(m));
+            break;
+
+        case NGX_HTTP_GPUGATE_METRICS_UPSTREAM_ERRORS:
+            ngx_http_gpugate_out_printf(out, "%s{model=\"%*s\"} %uA\n", name,
+                                        len, model, m->upstream_errors);
+            break;
+
+        default: /* NGX_HTTP_GPUGATE_METRICS_PARTIAL */
+            ngx_http_gpugate_out_printf(out, "%s{model=\"%*s\"} %uA\n", name,
+                                        len, model, m->partial);
+            break;
+        }
+    }
 }
 
 
 /*
- * The whole page.  Tokens are summed over statuses per (model, tenant):
- * a pass over the ready series with a pool-local list of the pairs.
+ * gpugate_requests_total, a (model, tenant, status) each; on the way
+ * the token counts are summed over statuses per (model, tenant) into
+ * "pairs", of which *np are used.
  */
 
-ngx_int_t
-ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
-    ngx_http_gpugate_metrics_shm_t *shm, ngx_buf_t **out)
+static void
+ngx_http_gpugate_metrics_requests(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_http_gpugate_metrics_pair_t *pairs, ngx_uint_t *np, u_char *model,
+    u_char *tenant)
 {
-    u_char                             *p, *model, *tenant;
-    size_t                              size, ml, tl;
-    ngx_buf_t                          *b;
-    ngx_uint_t                          i, j, np, s, r;
-    ngx_http_gpugate_metrics_model_t   *m;
+    size_t                              ml, tl;
+    ngx_uint_t                          i, j, n;
     ngx_http_gpugate_metrics_series_t  *se;
 
-    ngx_http_gpugate_metrics_pair_t    *pairs;
-
-    /* room for what is there now; sets only ever get added */
-
-    np = 0;
-
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_SERIES; i++) {
-        np += shm->series[i].ready;
-    }
-
-    j = 0;
-
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
-        j += shm->models[i].ready;
-    }
-
-    /* a label is at most 2 x 64 escaped bytes; a line under 400 */
-
-    size = 8192 + (np + 16) * 3 * 400
-           + (j + 16) * (2 * (NGX_HTTP_GPUGATE_METRICS_BUCKETS + 3) + 3) * 260;
-
-    b = ngx_create_temp_buf(pool, size);
-    pairs = ngx_palloc(pool, NGX_HTTP_GPUGATE_METRICS_SERIES
-                             * sizeof(ngx_http_gpugate_metrics_pair_t));
-    model = ngx_pnalloc(pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
-    tenant = ngx_pnalloc(pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
-
-    if (b == NULL || pairs == NULL || model == NULL || tenant == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = b->last;
-
-    ngx_http_gpugate_metrics_family(p, "gpugate_requests_total", "counter",
+    ngx_http_gpugate_prom_family(out, "gpugate_requests_total", "counter",
         "Requests answered, by model, tenant and HTTP status.");
 
-    np = 0;
+    n = 0;
 
     for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_SERIES; i++) {
         se = &shm->series[i];
 
         if (!se->ready || (i == 0 && se->requests == 0)) {
             continue;
-        }
-
-        if ((size_t) (b->end - p) < 8192) {
-            /* sets added since they were counted: the next scrape */
-            break;
         }
 
         ml = ngx_http_gpugate_prom_label(model, se->model, se->model_len)
@@ -665,16 +722,18 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
              - tenant;
 
         if (i == 0) {
-            p = ngx_sprintf(p, "gpugate_requests_total{model=\"%*s\","
+            ngx_http_gpugate_out_printf(out,
+                            "gpugate_requests_total{model=\"%*s\","
                             "tenant=\"%*s\",status=\"other\"} %uA\n",
                             ml, model, tl, tenant, se->requests);
         } else {
-            p = ngx_sprintf(p, "gpugate_requests_total{model=\"%*s\","
+            ngx_http_gpugate_out_printf(out,
+                            "gpugate_requests_total{model=\"%*s\","
                             "tenant=\"%*s\",status=\"%ui\"} %uA\n",
                             ml, model, tl, tenant, se->status, se->requests);
         }
 
-        for (j = 0; j < np; j++) {
+        for (j = 0; j < n; j++) {
             if (pairs[j].first->model_len == se->model_len
                 && pairs[j].first->tenant_len == se->tenant_len
                 && ngx_memcmp(pairs[j].first->model, se->model,
@@ -686,100 +745,37 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
             }
         }
 
-        if (j == np) {
-            pairs[np].first = se;
-            pairs[np].prompt = 0;
-            pairs[np].completion = 0;
-            np++;
+        if (j == n) {
+            pairs[n].first = se;
+            pairs[n].prompt = 0;
+            pairs[n].completion = 0;
+            n++;
         }
 
         pairs[j].prompt += se->prompt;
         pairs[j].completion += se->completion;
     }
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_prompt_tokens_total",
-        "counter", "Prompt tokens, by model and tenant.");
-    p = ngx_http_gpugate_metrics_tokens(p, "gpugate_prompt_tokens_total",
-                                        pairs, np, 0, model, tenant);
+    *np = n;
+}
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_completion_tokens_total",
-        "counter", "Completion tokens, by model and tenant.");
-    p = ngx_http_gpugate_metrics_tokens(p, "gpugate_completion_tokens_total",
-                                        pairs, np, 1, model, tenant);
 
-    /* per model: two histograms, then the per-model counters */
+/* API-key checks by layer and result, and the key cache's drops */
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_request_duration_seconds",
-        "histogram", "Time from the request's start to its log phase.");
+static void
+ngx_http_gpugate_metrics_auth(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm)
+{
+    ngx_uint_t                      s, r;
+    ngx_http_gpugate_auth_counts_t  ac;
 
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
-        m = &shm->models[i];
-
-        if (!m->ready || (i == 0 && m->duration_us == 0)
-            || (size_t) (b->end - p) < 8192)
-        {
-            continue;
-        }
-
-        ml = ngx_http_gpugate_prom_label(model, m->model, m->model_len)
-             - model;
-        p = ngx_http_gpugate_metrics_histogram(p,
-                "gpugate_request_duration_seconds", model, ml, m->duration,
-                m->duration_us);
-    }
-
-    ngx_http_gpugate_metrics_family(p, "gpugate_time_to_first_token_seconds",
-        "histogram", "Time from the request's start to its first token.");
-
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {
-        m = &shm->models[i];
-
-        if (!m->ready || (i == 0 && m->duration_us == 0)
-            || (size_t) (b->end - p) < 8192)
-        {
-            continue;
-        }
-
-        ml = ngx_http_gpugate_prom_label(model, m->model, m->model_len)
-             - model;
-        p = ngx_http_gpugate_metrics_histogram(p,
-                "gpugate_time_to_first_token_seconds", model, ml, m->ttft,
-                m->ttft_us);
-    }
-
-#define ngx_http_gpugate_metrics_per_model(name, type, help, field, fmt)      \
-    ngx_http_gpugate_metrics_family(p, name, type, help);                     \
-    for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_MODELS; i++) {                   \
-        m = &shm->models[i];                                                  \
-        if (!m->ready || (i == 0 && m->duration_us == 0)                      \
-            || (size_t) (b->end - p) < 8192)                                  \
-        {                                                                     \
-            continue;                                                         \
-        }                                                                     \
-        ml = ngx_http_gpugate_prom_label(model, m->model, m->model_len)    \
-             - model;                                                         \
-        p = ngx_sprintf(p, name "{model=\"%*s\"} " fmt "\n", ml, model,       \
-                        field);                                               \
-    }
-
-    ngx_http_gpugate_metrics_per_model("gpugate_active_streams", "gauge",
-        "Streams being answered now.",
-        ngx_http_gpugate_metrics_active(m), "%A");
-    ngx_http_gpugate_metrics_per_model("gpugate_upstream_errors_total",
-        "counter", "Upstream attempts that failed (error, timeout, 5xx).",
-        m->upstream_errors, "%uA");
-    ngx_http_gpugate_metrics_per_model("gpugate_partial_responses_total",
-        "counter", "Answers that did not reach their end (usage partial).",
-        m->partial, "%uA");
-
-#undef ngx_http_gpugate_metrics_per_model
-
-    ngx_http_gpugate_metrics_family(p, "gpugate_auth_requests_total",
+    ngx_http_gpugate_prom_family(out, "gpugate_auth_requests_total",
         "counter", "API-key checks, by the layer that answered and result.");
 
     for (s = 0; s < NGX_HTTP_GPUGATE_METRICS_SOURCES; s++) {
         for (r = 0; r < NGX_HTTP_GPUGATE_METRICS_RESULTS; r++) {
-            p = ngx_sprintf(p, "gpugate_auth_requests_total{source=\"%s\","
+            ngx_http_gpugate_out_printf(out,
+                            "gpugate_auth_requests_total{source=\"%s\","
                             "result=\"%s\"} %uA\n",
                             ngx_http_gpugate_metrics_sources[s],
                             ngx_http_gpugate_metrics_results[r],
@@ -787,29 +783,38 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
         }
     }
 
-    {
-        ngx_http_gpugate_auth_counts_t  ac;
-
-        if (ngx_http_gpugate_auth_counts(&ac) == NGX_OK) {
-            ngx_http_gpugate_metrics_family(p,
-                "gpugate_auth_cache_events_total", "counter",
-                "Shared-memory key cache entries dropped, by cause.");
-            p = ngx_sprintf(p, "gpugate_auth_cache_events_total"
-                            "{event=\"invalidated\"} %uA\n"
-                            "gpugate_auth_cache_events_total"
-                            "{event=\"evicted\"} %uA\n",
-                            ac.invalidated, ac.evicted);
-        }
+    if (ngx_http_gpugate_auth_counts(&ac) != NGX_OK) {
+        return;
     }
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_metrics_overflow_total",
+    ngx_http_gpugate_prom_family(out, "gpugate_auth_cache_events_total",
+        "counter", "Shared-memory key cache entries dropped, by cause.");
+    ngx_http_gpugate_out_printf(out, "gpugate_auth_cache_events_total"
+                                "{event=\"invalidated\"} %uA\n"
+                                "gpugate_auth_cache_events_total"
+                                "{event=\"evicted\"} %uA\n",
+                                ac.invalidated, ac.evicted);
+}
+
+
+/* the label-set overflow and the usage ledger's rows */
+
+static void
+ngx_http_gpugate_metrics_ledger_rows(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm)
+{
+    ngx_uint_t  i, pending;
+
+    ngx_http_gpugate_prom_family(out, "gpugate_metrics_overflow_total",
         "counter", "Requests counted under \"_other\": the label sets "
         "were full.");
-    p = ngx_sprintf(p, "gpugate_metrics_overflow_total %uA\n", shm->overflow);
+    ngx_http_gpugate_out_printf(out, "gpugate_metrics_overflow_total %uA\n",
+                                shm->overflow);
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_ledger_rows_total",
+    ngx_http_gpugate_prom_family(out, "gpugate_ledger_rows_total",
         "counter", "Usage ledger rows, by what became of them.");
-    p = ngx_sprintf(p, "gpugate_ledger_rows_total{state=\"written\"} %uA\n"
+    ngx_http_gpugate_out_printf(out,
+                    "gpugate_ledger_rows_total{state=\"written\"} %uA\n"
                     "gpugate_ledger_rows_total{state=\"dropped\"} %uA\n"
                     "gpugate_ledger_rows_total{state=\"lost\"} %uA\n"
                     "gpugate_ledger_rows_total{state=\"spilled\"} %uA\n"
@@ -818,26 +823,73 @@ ngx_http_gpugate_metrics_render(ngx_pool_t *pool,
                     shm->ledger_lost, shm->ledger_spilled,
                     shm->ledger_rejected);
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_ledger_pending_rows",
+    ngx_http_gpugate_prom_family(out, "gpugate_ledger_pending_rows",
         "gauge", "Usage ledger rows held by workers, not yet written.");
 
-    r = 0;
+    pending = 0;
 
     for (i = 0; i < NGX_HTTP_GPUGATE_METRICS_PROCS; i++) {
         if (shm->procs[i].pid) {
-            r += shm->procs[i].pending;
+            pending += shm->procs[i].pending;
         }
     }
 
-    p = ngx_sprintf(p, "gpugate_ledger_pending_rows %ui\n", r);
+    ngx_http_gpugate_out_printf(out, "gpugate_ledger_pending_rows %ui\n",
+                                pending);
 
-    ngx_http_gpugate_metrics_family(p, "gpugate_ledger_failures_total",
+    ngx_http_gpugate_prom_family(out, "gpugate_ledger_failures_total",
         "counter", "Ledger batches PostgreSQL refused or did not answer.");
-    p = ngx_sprintf(p, "gpugate_ledger_failures_total %uA\n",
-                    shm->ledger_failures);
+    ngx_http_gpugate_out_printf(out, "gpugate_ledger_failures_total %uA\n",
+                                shm->ledger_failures);
+}
 
-    b->last = p;
-    *out = b;
 
-    return NGX_OK;
+/*
+ * The whole page, a family at a time, into "out".  Tokens are summed
+ * over statuses per (model, tenant): a pass over the ready series with a
+ * pool-local list of the pairs.
+ */
+
+ngx_int_t
+ngx_http_gpugate_metrics_render(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm)
+{
+    u_char                           *model, *tenant;
+    ngx_uint_t                        np;
+    ngx_http_gpugate_metrics_pair_t  *pairs;
+
+    pairs = ngx_palloc(out->pool, NGX_HTTP_GPUGATE_METRICS_SERIES
+                                  * sizeof(ngx_http_gpugate_metrics_pair_t));
+    model = ngx_pnalloc(out->pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
+    tenant = ngx_pnalloc(out->pool, 2 * NGX_HTTP_GPUGATE_METRICS_LABEL);
+
+    if (pairs == NULL || model == NULL || tenant == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_gpugate_metrics_requests(out, shm, pairs, &np, model, tenant);
+
+    ngx_http_gpugate_metrics_tokens(out, "gpugate_prompt_tokens_total",
+        "Prompt tokens, by model and tenant.", pairs, np, 0, model, tenant);
+    ngx_http_gpugate_metrics_tokens(out, "gpugate_completion_tokens_total",
+        "Completion tokens, by model and tenant.", pairs, np, 1, model,
+        tenant);
+
+    /* per model: two histograms, then the per-model counters */
+
+    ngx_http_gpugate_metrics_histograms(out, shm, 0, model);
+    ngx_http_gpugate_metrics_histograms(out, shm, 1, model);
+
+    ngx_http_gpugate_metrics_per_model(out, shm,
+                                       NGX_HTTP_GPUGATE_METRICS_ACTIVE, model);
+    ngx_http_gpugate_metrics_per_model(out, shm,
+                                       NGX_HTTP_GPUGATE_METRICS_UPSTREAM_ERRORS,
+                                       model);
+    ngx_http_gpugate_metrics_per_model(out, shm,
+                                       NGX_HTTP_GPUGATE_METRICS_PARTIAL, model);
+
+    ngx_http_gpugate_metrics_auth(out, shm);
+    ngx_http_gpugate_metrics_ledger_rows(out, shm);
+
+    return out->failed ? NGX_ERROR : NGX_OK;
 }

@@ -17,6 +17,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_gpugate.h"
+
 
 /*
  * The tunnel's view for the router's /v1/models: every model a connected
@@ -30,11 +32,10 @@ ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
 
 /*
  * The tunnel's Prometheus lines (agents' connections, load and
- * telemetry) in a buffer from "pool"; NGX_DECLINED when no tunnel zone
- * is configured.
+ * telemetry), a family at a time, appended to "out"; NGX_DECLINED when
+ * no tunnel zone is configured.
  */
-ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool,
-    ngx_buf_t **out);
+ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_http_gpugate_out_t *out);
 
 /*
  * "agent <name>" was published on the invalidation channel (revoked, or

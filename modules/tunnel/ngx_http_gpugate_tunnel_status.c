@@ -374,46 +374,32 @@ static const char  *ngx_http_gpugate_tunnel_prom_gauges[][3] = {
 
 
 /*
- * The tunnel's part of the Prometheus page: per agent name (its runtimes
- * and processes summed: instance ids change at every restart and would
- * make series churn), the connections by state, in-flight requests,
- * capacity and reported queue; the gateway's wait queue; and the newest
- * telemetry of each agent.  Each family is written whole, as the text
- * format wants.  Series are bounded by the zone's slots.
+ * The agents' figures by agent name (its runtimes and processes summed:
+ * instance ids change at every restart and would make series churn),
+ * with the slot of the newest telemetry; *na of them.
  */
 
-ngx_int_t
-ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool, ngx_buf_t **out)
+static ngx_http_gpugate_tunnel_prom_t *
+ngx_http_gpugate_tunnel_prom_collect(ngx_pool_t *pool,
+    ngx_http_gpugate_tunnel_shm_t *shm, ngx_uint_t *na)
 {
-    u_char                           *p;
-    ngx_buf_t                        *b;
-    ngx_uint_t                        i, k, n, w, na, waiting, f;
-    gpugate_tunnel_gpu_t             *g;
-    gpugate_tunnel_telemetry_t       *t;
-    ngx_http_gpugate_tunnel_shm_t    *shm;
+    ngx_uint_t                        i, k, n, w;
     ngx_http_gpugate_tunnel_prom_t   *ag, *x;
     ngx_http_gpugate_tunnel_agent_t  *copy, *a;
-
-    *out = NULL;
-    shm = ngx_http_gpugate_tunnel_shm();
-
-    if (shm == NULL) {
-        return NGX_DECLINED;
-    }
 
     copy = ngx_http_gpugate_tunnel_snapshot(pool, shm, &n);
     ag = ngx_pcalloc(pool, (n + 1) * sizeof(ngx_http_gpugate_tunnel_prom_t));
 
     if (copy == NULL || ag == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
-    na = 0;
+    *na = 0;
 
     for (i = 0; i < n; i++) {
         a = &copy[i];
 
-        for (k = 0; k < na; k++) {
+        for (k = 0; k < *na; k++) {
             if (ag[k].newest->name_len == a->name_len
                 && ngx_memcmp(ag[k].newest->name, a->name, a->name_len) == 0)
             {
@@ -423,15 +409,15 @@ ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool, ngx_buf_t **out)
 
         x = &ag[k];
 
-        if (k == na) {
-            na++;
+        if (k == *na) {
+            (*na)++;
             x->name = ngx_pnalloc(pool, 2 * a->name_len + 1);
             if (x->name == NULL) {
-                return NGX_ERROR;
+                return NULL;
             }
 
             x->len = ngx_http_gpugate_prom_label(x->name, a->name,
-                                                        a->name_len)
+                                                 a->name_len)
                      - x->name;
             x->newest = a;
         }
@@ -450,11 +436,19 @@ ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool, ngx_buf_t **out)
         }
     }
 
-    b = ngx_create_temp_buf(pool, 8192 + na * (2048 + GPUGATE_TUNNEL_GPUS_MAX
-                                                        * 1024));
-    if (b == NULL) {
-        return NGX_ERROR;
-    }
+    return ag;
+}
+
+
+/* the gateway's wait queue, then the connections, load and capacity */
+
+static void
+ngx_http_gpugate_tunnel_prom_load(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_tunnel_shm_t *shm, ngx_http_gpugate_tunnel_prom_t *ag,
+    ngx_uint_t na)
+{
+    ngx_uint_t    f, k, w, waiting;
+    const char  **g;
 
     waiting = 0;
 
@@ -464,102 +458,213 @@ ngx_http_gpugate_tunnel_prometheus(ngx_pool_t *pool, ngx_buf_t **out)
         }
     }
 
-    p = ngx_sprintf(b->last,
-        "# HELP gpugate_tunnel_waiting_requests Requests waiting in the "
-        "gateway for a free tunnel connection.\n"
-        "# TYPE gpugate_tunnel_waiting_requests gauge\n"
-        "gpugate_tunnel_waiting_requests %ui\n", waiting);
+    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_waiting_requests",
+        "gauge", "Requests waiting in the gateway for a free tunnel "
+        "connection.");
+    ngx_http_gpugate_out_printf(out, "gpugate_tunnel_waiting_requests %ui\n",
+                                waiting);
 
     for (f = 0; f < 5; f++) {
-        if (ngx_http_gpugate_tunnel_prom_gauges[f][2]) {
-            p = ngx_sprintf(p, "# HELP %s %s\n# TYPE %s gauge\n",
-                            ngx_http_gpugate_tunnel_prom_gauges[f][0],
-                            ngx_http_gpugate_tunnel_prom_gauges[f][2],
-                            ngx_http_gpugate_tunnel_prom_gauges[f][0]);
+        g = ngx_http_gpugate_tunnel_prom_gauges[f];
+
+        /* the busy half of the connections continues the idle family */
+        if (g[2]) {
+            ngx_http_gpugate_prom_family(out, g[0], "gauge", g[2]);
         }
 
         for (k = 0; k < na; k++) {
-            p = ngx_sprintf(p, "%s{%sagent=\"%*s\"} %ui\n",
-                            ngx_http_gpugate_tunnel_prom_gauges[f][0],
-                            ngx_http_gpugate_tunnel_prom_gauges[f][1],
-                            ag[k].len, ag[k].name, ag[k].v[f]);
+            ngx_http_gpugate_out_printf(out, "%s{%sagent=\"%*s\"} %ui\n",
+                                        g[0], g[1], ag[k].len, ag[k].name,
+                                        ag[k].v[f]);
         }
     }
+}
 
-#define ngx_http_gpugate_prom_family(metric, help, type)                      \
-    p = ngx_sprintf(p, "# HELP " metric " " help "\n# TYPE " metric " "     \
-                    type "\n")
 
-#define ngx_http_gpugate_prom_agents(metric, help, fmt, value)                \
-    ngx_http_gpugate_prom_family(metric, help, "gauge");                      \
-    for (k = 0; k < na; k++) {                                                \
-        t = &ag[k].newest->telemetry;                                         \
-        if (ag[k].newest->telemetry_at) {                                     \
-            p = ngx_sprintf(p, metric "{agent=\"%*s\"} " fmt "\n",            \
-                            ag[k].len, ag[k].name, value);                    \
-        }                                                                     \
-    }
+/* the host figures of each agent's newest telemetry */
 
-#define ngx_http_gpugate_prom_gpus(metric, help, has, fmt, value)             \
-    ngx_http_gpugate_prom_family(metric, help, "gauge");                      \
-    for (k = 0; k < na; k++) {                                                \
-        t = &ag[k].newest->telemetry;                                         \
-        for (i = 0; ag[k].newest->telemetry_at && i < t->ngpus; i++) {        \
-            g = &t->gpu[i];                                                   \
-            if (has) {                                                        \
-                p = ngx_sprintf(p, metric "{agent=\"%*s\",gpu=\"%uD\"} "      \
-                                fmt "\n", ag[k].len, ag[k].name, g->index,    \
-                                value);                                       \
-            }                                                                 \
-        }                                                                     \
-    }
+static void
+ngx_http_gpugate_tunnel_prom_hosts(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_tunnel_prom_t *ag, ngx_uint_t na)
+{
+    ngx_uint_t                   f, k;
+    gpugate_tunnel_telemetry_t  *t;
 
-    ngx_http_gpugate_prom_agents("gpugate_agent_cpu_utilization_ratio",
-        "Host CPU use of the agent's machine, last reported.", "%.2f",
-        (double) t->cpu_pct / 100);
-    ngx_http_gpugate_prom_agents("gpugate_agent_memory_used_bytes",
-        "Host memory in use on the agent's machine.", "%uL",
-        (uint64_t) t->mem_used_mb << 20);
-    ngx_http_gpugate_prom_agents("gpugate_agent_memory_total_bytes",
-        "Host memory of the agent's machine.", "%uL",
-        (uint64_t) t->mem_total_mb << 20);
-    ngx_http_gpugate_prom_agents("gpugate_agent_gpus",
-        "GPUs the agent's machine reports (0: no NVML).", "%uD", t->gpus);
+    static const char  *families[][2] = {
+        { "gpugate_agent_cpu_utilization_ratio",
+          "Host CPU use of the agent's machine, last reported." },
+        { "gpugate_agent_memory_used_bytes",
+          "Host memory in use on the agent's machine." },
+        { "gpugate_agent_memory_total_bytes",
+          "Host memory of the agent's machine." },
+        { "gpugate_agent_gpus",
+          "GPUs the agent's machine reports (0: no NVML)." },
+    };
 
-    ngx_http_gpugate_prom_family("gpugate_gpu_info",
-        "A GPU of an agent's machine, by name.", "gauge");
+    for (f = 0; f < 4; f++) {
+        ngx_http_gpugate_prom_family(out, families[f][0], "gauge",
+                                     families[f][1]);
 
-    for (k = 0; k < na; k++) {
-        t = &ag[k].newest->telemetry;
+        for (k = 0; k < na; k++) {
+            if (ag[k].newest->telemetry_at == 0) {
+                continue;
+            }
 
-        for (i = 0; ag[k].newest->telemetry_at && i < t->ngpus; i++) {
-            g = &t->gpu[i];
-            p = ngx_sprintf(p, "gpugate_gpu_info{agent=\"%*s\",gpu=\"%uD\","
-                            "name=\"%*s\"} 1\n", ag[k].len, ag[k].name,
-                            g->index, g->name_len, g->name);
+            t = &ag[k].newest->telemetry;
+
+            switch (f) {
+
+            case 0:
+                ngx_http_gpugate_out_printf(out, "%s{agent=\"%*s\"} %.2f\n",
+                                            families[f][0], ag[k].len,
+                                            ag[k].name,
+                                            (double) t->cpu_pct / 100);
+                break;
+
+            case 1:
+                ngx_http_gpugate_out_printf(out, "%s{agent=\"%*s\"} %uL\n",
+                                            families[f][0], ag[k].len,
+                                            ag[k].name,
+                                            (uint64_t) t->mem_used_mb << 20);
+                break;
+
+            case 2:
+                ngx_http_gpugate_out_printf(out, "%s{agent=\"%*s\"} %uL\n",
+                                            families[f][0], ag[k].len,
+                                            ag[k].name,
+                                            (uint64_t) t->mem_total_mb << 20);
+                break;
+
+            default:
+                ngx_http_gpugate_out_printf(out, "%s{agent=\"%*s\"} %uD\n",
+                                            families[f][0], ag[k].len,
+                                            ag[k].name, t->gpus);
+                break;
+            }
         }
     }
+}
 
-    ngx_http_gpugate_prom_gpus("gpugate_gpu_utilization_ratio",
-        "GPU utilisation, last reported.", g->has_util, "%.2f",
-        (double) g->util_pct / 100);
-    ngx_http_gpugate_prom_gpus("gpugate_gpu_memory_used_bytes",
-        "GPU memory in use.", g->has_mem_used, "%uL",
-        (uint64_t) g->mem_used_mb << 20);
-    ngx_http_gpugate_prom_gpus("gpugate_gpu_memory_total_bytes",
-        "GPU memory.", g->has_mem_total, "%uL",
-        (uint64_t) g->mem_total_mb << 20);
-    ngx_http_gpugate_prom_gpus("gpugate_gpu_temperature_celsius",
-        "GPU temperature.", g->has_temp, "%uD", g->temp_c);
-    ngx_http_gpugate_prom_gpus("gpugate_gpu_power_watts",
-        "GPU power draw.", g->has_power, "%uD", g->power_w);
 
-#undef ngx_http_gpugate_prom_family
-#undef ngx_http_gpugate_prom_agents
-#undef ngx_http_gpugate_prom_gpus
+/* the GPUs of each agent's newest telemetry: names, then a family each */
 
-    b->last = p;
-    *out = b;
+static void
+ngx_http_gpugate_tunnel_prom_gpus(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_tunnel_prom_t *ag, ngx_uint_t na)
+{
+    ngx_uint_t                   f, i, k;
+    gpugate_tunnel_gpu_t        *g;
+    gpugate_tunnel_telemetry_t  *t;
 
-    return NGX_OK;
+    static const char  *families[][2] = {
+        { "gpugate_gpu_info", "A GPU of an agent's machine, by name." },
+        { "gpugate_gpu_utilization_ratio",
+          "GPU utilisation, last reported." },
+        { "gpugate_gpu_memory_used_bytes", "GPU memory in use." },
+        { "gpugate_gpu_memory_total_bytes", "GPU memory." },
+        { "gpugate_gpu_temperature_celsius", "GPU temperature." },
+        { "gpugate_gpu_power_watts", "GPU power draw." },
+    };
+
+    for (f = 0; f < 6; f++) {
+        ngx_http_gpugate_prom_family(out, families[f][0], "gauge",
+                                     families[f][1]);
+
+        for (k = 0; k < na; k++) {
+            t = &ag[k].newest->telemetry;
+
+            for (i = 0; ag[k].newest->telemetry_at && i < t->ngpus; i++) {
+                g = &t->gpu[i];
+
+                switch (f) {
+
+                case 0:
+                    ngx_http_gpugate_out_printf(out,
+                        "%s{agent=\"%*s\",gpu=\"%uD\",name=\"%*s\"} 1\n",
+                        families[f][0], ag[k].len, ag[k].name, g->index,
+                        g->name_len, g->name);
+                    break;
+
+                case 1:
+                    if (g->has_util) {
+                        ngx_http_gpugate_out_printf(out,
+                            "%s{agent=\"%*s\",gpu=\"%uD\"} %.2f\n",
+                            families[f][0], ag[k].len, ag[k].name, g->index,
+                            (double) g->util_pct / 100);
+                    }
+                    break;
+
+                case 2:
+                    if (g->has_mem_used) {
+                        ngx_http_gpugate_out_printf(out,
+                            "%s{agent=\"%*s\",gpu=\"%uD\"} %uL\n",
+                            families[f][0], ag[k].len, ag[k].name, g->index,
+                            (uint64_t) g->mem_used_mb << 20);
+                    }
+                    break;
+
+                case 3:
+                    if (g->has_mem_total) {
+                        ngx_http_gpugate_out_printf(out,
+                            "%s{agent=\"%*s\",gpu=\"%uD\"} %uL\n",
+                            families[f][0], ag[k].len, ag[k].name, g->index,
+                            (uint64_t) g->mem_total_mb << 20);
+                    }
+                    break;
+
+                case 4:
+                    if (g->has_temp) {
+                        ngx_http_gpugate_out_printf(out,
+                            "%s{agent=\"%*s\",gpu=\"%uD\"} %uD\n",
+                            families[f][0], ag[k].len, ag[k].name, g->index,
+                            g->temp_c);
+                    }
+                    break;
+
+                default:
+                    if (g->has_power) {
+                        ngx_http_gpugate_out_printf(out,
+                            "%s{agent=\"%*s\",gpu=\"%uD\"} %uD\n",
+                            families[f][0], ag[k].len, ag[k].name, g->index,
+                            g->power_w);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+
+/*
+ * The tunnel's part of the Prometheus page: per agent name, the
+ * connections by state, in-flight requests, capacity and reported
+ * queue; the gateway's wait queue; and the newest telemetry of each
+ * agent.  Each family is written whole, as the text format wants.
+ * Series are bounded by the zone's slots.
+ */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_prometheus(ngx_http_gpugate_out_t *out)
+{
+    ngx_uint_t                       na;
+    ngx_http_gpugate_tunnel_shm_t   *shm;
+    ngx_http_gpugate_tunnel_prom_t  *ag;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    if (shm == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ag = ngx_http_gpugate_tunnel_prom_collect(out->pool, shm, &na);
+    if (ag == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_gpugate_tunnel_prom_load(out, shm, ag, na);
+    ngx_http_gpugate_tunnel_prom_hosts(out, ag, na);
+    ngx_http_gpugate_tunnel_prom_gpus(out, ag, na);
+
+    return out->failed ? NGX_ERROR : NGX_OK;
 }
