@@ -128,6 +128,27 @@ ngx_int_t ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
 void ngx_http_gpugate_auth_exit_worker(void);
 
 
+/* the key in a request, and its removal (ngx_http_gpugate_auth_key.c) */
+
+/* NGX_OK and the first key found in "key", NGX_DECLINED: none */
+ngx_int_t ngx_http_gpugate_auth_read_key(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key);
+
+/* every header a key can come in leaves the request */
+ngx_int_t ngx_http_gpugate_auth_strip(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf);
+
+
+/* a cache entry as JSON (ngx_http_gpugate_auth_entry.c) */
+
+/* "s" into "info" (strings in "pool") and when it was written */
+ngx_int_t ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s,
+    size_t len, ngx_http_gpugate_key_info_t *info, time_t *written);
+
+/* the entry's JSON, written now; malloc()ed, the caller frees it */
+char *ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info);
+
+
 /* shared-memory cache: one zone per host, shared by every worker */
 
 ngx_shm_zone_t *ngx_http_gpugate_auth_cache_zone(ngx_conf_t *cf,

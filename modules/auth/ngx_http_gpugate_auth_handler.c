@@ -67,11 +67,6 @@ static ngx_int_t ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
     ngx_http_gpugate_auth_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_auth_reject(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *message);
-static ngx_int_t ngx_http_gpugate_auth_read_key(ngx_http_request_t *r,
-    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key);
-static ngx_int_t ngx_http_gpugate_auth_bearer(ngx_str_t *value,
-    ngx_str_t *key);
-static ngx_int_t ngx_http_gpugate_auth_trim(ngx_str_t *value, ngx_str_t *key);
 static ngx_http_gpugate_auth_lookup_t *ngx_http_gpugate_auth_find(
     u_char *digest);
 static ngx_int_t ngx_http_gpugate_auth_start(
@@ -87,19 +82,11 @@ static void ngx_http_gpugate_auth_complete(
 static void ngx_http_gpugate_auth_wait_cleanup(void *data);
 static void ngx_http_gpugate_auth_noop(void *data, redisReply *reply,
     const char *error);
-static ngx_uint_t ngx_http_gpugate_auth_is_key_header(ngx_str_t *key,
-    ngx_str_t *names, ngx_uint_t n, ngx_str_t *always);
-static ngx_int_t ngx_http_gpugate_auth_strip(ngx_http_request_t *r,
-    ngx_http_gpugate_auth_loc_conf_t *alcf);
 static ngx_int_t ngx_http_gpugate_auth_from_redis(
     ngx_http_gpugate_auth_lookup_t *lk, const char *s, size_t len,
     time_t *fresh);
 static ngx_int_t ngx_http_gpugate_auth_mac(ngx_http_gpugate_auth_lookup_t *lk,
     const char *json, size_t len, u_char *mac);
-static ngx_int_t ngx_http_gpugate_auth_from_json(ngx_pool_t *pool,
-    const char *s, size_t len, ngx_http_gpugate_key_info_t *info,
-    time_t *written);
-static char *ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info);
 static void ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg);
 static void ngx_http_gpugate_auth_lookup_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
@@ -472,128 +459,6 @@ ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
 }
 
 
-static ngx_uint_t
-ngx_http_gpugate_auth_is_key_header(ngx_str_t *key, ngx_str_t *names,
-    ngx_uint_t n, ngx_str_t *always)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; i < 2; i++) {
-        if (key->len == always[i].len
-            && ngx_strncasecmp(key->data, always[i].data, key->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    for (i = 0; i < n; i++) {
-        if (key->len == names[i].len
-            && ngx_strncasecmp(key->data, names[i].data, key->len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * A key must never reach the runtime, whatever the location's proxy,
- * fastcgi or grpc settings say: after a grant every header a key can come
- * in (the configured ones, Authorization and x-api-key) leaves the
- * request.  ngx_list_t has no delete and r->headers_in keeps pointers to
- * its elements, so the list is rebuilt without them; the old elements
- * stay in r->pool, so no pointer dangles.
- */
-
-static ngx_int_t
-ngx_http_gpugate_auth_strip(ngx_http_request_t *r,
-    ngx_http_gpugate_auth_loc_conf_t *alcf)
-{
-    ngx_str_t        *names;
-    ngx_uint_t        i, j, n, total, drop;
-    ngx_list_t        kept;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
-
-    static ngx_str_t  always[] = {
-        ngx_string("authorization"),
-        ngx_string("x-api-key")
-    };
-
-    names = alcf->headers->elts;
-    n = alcf->headers->nelts;
-    total = 0;
-    drop = 0;
-
-    /* two passes: most requests carry a key, so the first one counts */
-
-    for (j = 0; j < 2; j++) {
-
-        part = &r->headers_in.headers.part;
-        h = part->elts;
-
-        for (i = 0; /* void */ ; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (!ngx_http_gpugate_auth_is_key_header(&h[i].key, names, n,
-                                                     always))
-            {
-                if (j == 0) {
-                    total++;
-
-                } else {
-                    nh = ngx_list_push(&kept);
-                    if (nh == NULL) {
-                        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-                    }
-
-                    *nh = h[i];
-                }
-
-                continue;
-            }
-
-            if (j == 0) {
-                drop++;
-            }
-        }
-
-        if (j == 0) {
-            if (drop == 0) {
-                return NGX_OK;
-            }
-
-            if (ngx_list_init(&kept, r->pool, total ? total : 1,
-                              sizeof(ngx_table_elt_t))
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-        }
-    }
-
-    r->headers_in.headers = kept;
-    r->headers_in.authorization = NULL;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "gpugate auth: %ui key header(s) removed from the request",
-                   drop);
-
-    return NGX_OK;
-}
-
-
 /*
  * Sends the error itself (nginx's own 401 page is HTML) and finishes the
  * request, so the phase engine must only stop: NGX_DONE.
@@ -638,114 +503,6 @@ ngx_http_gpugate_auth_reject(ngx_http_request_t *r, ngx_uint_t status,
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
-}
-
-
-static ngx_int_t
-ngx_http_gpugate_auth_read_key(ngx_http_request_t *r,
-    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key)
-{
-    ngx_str_t        *names;
-    ngx_uint_t        i, j, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    names = alcf->headers->elts;
-    n = alcf->headers->nelts;
-
-    for (j = 0; j < n; j++) {
-
-        /* nginx has already found Authorization: no list walk for it */
-
-        if (names[j].len == sizeof("authorization") - 1
-            && ngx_strncmp(names[j].data, "authorization", names[j].len) == 0)
-        {
-            h = r->headers_in.authorization;
-
-            if (h && ngx_http_gpugate_auth_bearer(&h->value, key) == NGX_OK) {
-                return NGX_OK;
-            }
-
-            continue;
-        }
-
-        part = &r->headers_in.headers.part;
-        h = part->elts;
-
-        for (i = 0; /* void */ ; i++) {
-
-            if (i >= part->nelts) {
-                if (part->next == NULL) {
-                    break;
-                }
-
-                part = part->next;
-                h = part->elts;
-                i = 0;
-            }
-
-            if (h[i].key.len != names[j].len
-                || ngx_strncasecmp(h[i].key.data, names[j].data,
-                                   names[j].len) != 0)
-            {
-                continue;
-            }
-
-            /* other headers carry the bare key */
-
-            if (ngx_http_gpugate_auth_trim(&h[i].value, key) == NGX_OK) {
-                return NGX_OK;
-            }
-        }
-    }
-
-    return NGX_DECLINED;
-}
-
-
-static ngx_int_t
-ngx_http_gpugate_auth_bearer(ngx_str_t *value, ngx_str_t *key)
-{
-    ngx_str_t  v;
-
-    if (value->len < sizeof("Bearer ") - 1
-        || ngx_strncasecmp(value->data, (u_char *) "Bearer ",
-                           sizeof("Bearer ") - 1) != 0)
-    {
-        return NGX_DECLINED;
-    }
-
-    v.data = value->data + sizeof("Bearer ") - 1;
-    v.len = value->len - (sizeof("Bearer ") - 1);
-
-    return ngx_http_gpugate_auth_trim(&v, key);
-}
-
-
-static ngx_int_t
-ngx_http_gpugate_auth_trim(ngx_str_t *value, ngx_str_t *key)
-{
-    u_char  *p, *last;
-
-    p = value->data;
-    last = value->data + value->len;
-
-    while (p < last && *p == ' ') {
-        p++;
-    }
-
-    while (last > p && last[-1] == ' ') {
-        last--;
-    }
-
-    if (last == p) {
-        return NGX_DECLINED;
-    }
-
-    key->data = p;
-    key->len = last - p;
-
-    return NGX_OK;
 }
 
 
@@ -1047,26 +804,166 @@ ngx_http_gpugate_auth_pg_str(ngx_pool_t *pool, PGresult *res, int col,
 }
 
 
-static void
-ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
-    const char *error)
-{
-    ngx_http_gpugate_auth_lookup_t  *lk = q->data;
+/* PostgreSQL's row (or none) into lk->info; NGX_ERROR: not a usable row */
 
+static ngx_int_t
+ngx_http_gpugate_auth_from_row(ngx_http_gpugate_auth_lookup_t *lk,
+    PGresult *res)
+{
+    ngx_http_gpugate_key_info_t  *info;
+
+    info = &lk->info;
+
+    if (PQntuples(res) == 0) {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_UNKNOWN;
+        info->prefix.data = lk->prefix;
+        info->prefix.len = GPUGATE_APIKEY_PREFIX_LEN;
+        return NGX_OK;
+    }
+
+    /* columns: see the statement in ngx_http_gpugate_auth_module.c */
+
+    info->key_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                             PQgetlength(res, 0, 0));
+    info->tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
+                                PQgetlength(res, 0, 3));
+    info->rpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 6),
+                          PQgetlength(res, 0, 6));
+    info->tpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 7),
+                          PQgetlength(res, 0, 7));
+    info->expires = ngx_atotm((u_char *) PQgetvalue(res, 0, 8),
+                              PQgetlength(res, 0, 8));
+
+    if (ngx_http_gpugate_auth_pg_str(lk->pool, res, 1, &info->name)
+        != NGX_OK
+        || ngx_http_gpugate_auth_pg_str(lk->pool, res, 2, &info->prefix)
+           != NGX_OK
+        || ngx_http_gpugate_auth_pg_str(lk->pool, res, 4, &info->tenant)
+           != NGX_OK
+        || ngx_http_gpugate_auth_pg_str(lk->pool, res, 5, &info->models)
+           != NGX_OK
+        || info->key_id == NGX_ERROR || info->tenant_id == NGX_ERROR
+        || info->rpm == NGX_ERROR || info->tpm == NGX_ERROR
+        || info->expires == NGX_ERROR)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gpugate auth: unexpected row for key %*s",
+                      (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix);
+        return NGX_ERROR;
+    }
+
+    if (*PQgetvalue(res, 0, 9) == 't') {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_REVOKED;
+
+    } else if (*PQgetvalue(res, 0, 10) == 't') {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_DISABLED;
+
+    } else if (info->expires && info->expires <= ngx_time()) {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_EXPIRED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * PostgreSQL's answer copied to Redis for the other nodes, signed when a
+ * secret is set.  Unknown keys stay out of Redis: a flood of random keys
+ * would fill it for every node.  Readers ignore copies older than the shm
+ * ttl, so a longer Redis lifetime would only hold dead entries.
+ */
+
+static void
+ngx_http_gpugate_auth_redis_fill(ngx_http_gpugate_auth_lookup_t *lk)
+{
     char                               *json;
     u_char                             *value;
     size_t                              len;
+    time_t                              left;
     const char                         *argv[5];
     size_t                              argvlen[5];
     u_char                              ttl[NGX_TIME_T_LEN];
     u_char                              mac[EVP_MAX_MD_SIZE];
-    time_t                              fresh, left;
     ngx_http_gpugate_key_info_t        *info;
     ngx_http_gpugate_auth_worker_t     *w;
     ngx_http_gpugate_auth_main_conf_t  *amcf;
 
     w = ngx_http_gpugate_auth_worker;
     amcf = w->amcf;
+    info = &lk->info;
+
+    if (w->redis == NULL || info->refusal == NGX_HTTP_GPUGATE_KEY_UNKNOWN) {
+        return;
+    }
+
+    json = ngx_http_gpugate_auth_to_json(info);
+
+    if (json == NULL) {
+        return;
+    }
+
+    len = ngx_strlen(json);
+    value = (u_char *) json;
+
+    if (amcf->secret.len) {
+        value = ngx_pnalloc(lk->pool, NGX_HTTP_GPUGATE_MAC_HEAD_LEN + len);
+
+        if (value == NULL
+            || ngx_http_gpugate_auth_mac(lk, json, len, mac) != NGX_OK)
+        {
+            free(json);
+            return;
+        }
+
+        ngx_memcpy(value, "m=", 2);
+        gpugate_digest_hex(mac, value + 2);
+        value[NGX_HTTP_GPUGATE_MAC_HEAD_LEN - 1] = ' ';
+        ngx_memcpy(value + NGX_HTTP_GPUGATE_MAC_HEAD_LEN, json, len);
+        len += NGX_HTTP_GPUGATE_MAC_HEAD_LEN;
+    }
+
+    left = info->refusal ? amcf->negative_ttl
+                         : ngx_min(amcf->redis_ttl, amcf->ttl);
+
+    if (info->refusal == NGX_HTTP_GPUGATE_KEY_OK && info->expires) {
+        left = ngx_min(left, info->expires - ngx_time());
+    }
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) lk->rkey;
+    argvlen[1] = sizeof(lk->rkey);
+    argv[2] = (const char *) value;
+    argvlen[2] = len;
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = (const char *) ttl;
+    argvlen[4] = ngx_sprintf(ttl, "%T", ngx_max(left, 1)) - ttl;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate auth: key %*s copied to Redis",
+                   (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix);
+
+    (void) ngx_http_gpugate_redis_command(w->redis,
+                                          ngx_http_gpugate_auth_noop,
+                                          NULL, 5, argv, argvlen);
+
+    free(json);
+}
+
+
+static void
+ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
+    const char *error)
+{
+    ngx_http_gpugate_auth_lookup_t  *lk = q->data;
+
+    size_t                              len;
+    time_t                              fresh, left;
+    ngx_http_gpugate_key_info_t        *info;
+    ngx_http_gpugate_auth_main_conf_t  *amcf;
+
+    amcf = ngx_http_gpugate_auth_worker->amcf;
     info = &lk->info;
 
     if (res == NULL) {
@@ -1084,54 +981,14 @@ ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
         return;
     }
 
-    if (PQntuples(res) == 0) {
-        info->refusal = NGX_HTTP_GPUGATE_KEY_UNKNOWN;
-        info->prefix.data = lk->prefix;
-        info->prefix.len = GPUGATE_APIKEY_PREFIX_LEN;
-
-    } else {
-        /* columns: see the statement in ngx_http_gpugate_auth_module.c */
-
-        info->key_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                                 PQgetlength(res, 0, 0));
-        info->tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
-                                    PQgetlength(res, 0, 3));
-        info->rpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 6),
-                              PQgetlength(res, 0, 6));
-        info->tpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 7),
-                              PQgetlength(res, 0, 7));
-        info->expires = ngx_atotm((u_char *) PQgetvalue(res, 0, 8),
-                                  PQgetlength(res, 0, 8));
-
-        if (ngx_http_gpugate_auth_pg_str(lk->pool, res, 1, &info->name)
-            != NGX_OK
-            || ngx_http_gpugate_auth_pg_str(lk->pool, res, 2, &info->prefix)
-               != NGX_OK
-            || ngx_http_gpugate_auth_pg_str(lk->pool, res, 4, &info->tenant)
-               != NGX_OK
-            || ngx_http_gpugate_auth_pg_str(lk->pool, res, 5, &info->models)
-               != NGX_OK
-            || info->key_id == NGX_ERROR || info->tenant_id == NGX_ERROR
-            || info->rpm == NGX_ERROR || info->tpm == NGX_ERROR
-            || info->expires == NGX_ERROR)
-        {
-            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                          "gpugate auth: unexpected row for key %*s",
-                          (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix);
-            ngx_http_gpugate_auth_complete(lk);
-            return;
-        }
-
-        if (*PQgetvalue(res, 0, 9) == 't') {
-            info->refusal = NGX_HTTP_GPUGATE_KEY_REVOKED;
-
-        } else if (*PQgetvalue(res, 0, 10) == 't') {
-            info->refusal = NGX_HTTP_GPUGATE_KEY_DISABLED;
-
-        } else if (info->expires && info->expires <= ngx_time()) {
-            info->refusal = NGX_HTTP_GPUGATE_KEY_EXPIRED;
-        }
+    if (ngx_http_gpugate_auth_from_row(lk, res) != NGX_OK) {
+        ngx_http_gpugate_auth_complete(lk);
+        return;
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate auth: PostgreSQL answered for key %*s",
+                   (size_t) GPUGATE_APIKEY_PREFIX_LEN, lk->prefix);
 
     lk->answered = 1;
     lk->source = NGX_HTTP_GPUGATE_SRC_POSTGRES;
@@ -1151,65 +1008,7 @@ ngx_http_gpugate_auth_pg_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
     ngx_http_gpugate_auth_cache_put(amcf->zone, lk->digest, info, fresh,
                                     info->refusal ? 0 : amcf->stale);
 
-    /*
-     * Unknown keys stay out of Redis: a flood of random keys would fill it
-     * for every node.  Readers ignore copies older than the shm ttl, so a
-     * longer Redis lifetime would only hold dead entries.
-     */
-
-    json = NULL;
-
-    if (w->redis && info->refusal != NGX_HTTP_GPUGATE_KEY_UNKNOWN) {
-        json = ngx_http_gpugate_auth_to_json(info);
-    }
-
-    if (json) {
-        len = ngx_strlen(json);
-        value = (u_char *) json;
-
-        if (amcf->secret.len) {
-            value = ngx_pnalloc(lk->pool, NGX_HTTP_GPUGATE_MAC_HEAD_LEN + len);
-
-            if (value == NULL
-                || ngx_http_gpugate_auth_mac(lk, json, len, mac) != NGX_OK)
-            {
-                value = NULL;
-
-            } else {
-                ngx_memcpy(value, "m=", 2);
-                gpugate_digest_hex(mac, value + 2);
-                value[NGX_HTTP_GPUGATE_MAC_HEAD_LEN - 1] = ' ';
-                ngx_memcpy(value + NGX_HTTP_GPUGATE_MAC_HEAD_LEN, json, len);
-                len += NGX_HTTP_GPUGATE_MAC_HEAD_LEN;
-            }
-        }
-
-        if (value) {
-            left = info->refusal ? amcf->negative_ttl
-                                 : ngx_min(amcf->redis_ttl, amcf->ttl);
-
-            if (info->refusal == NGX_HTTP_GPUGATE_KEY_OK && info->expires) {
-                left = ngx_min(left, info->expires - ngx_time());
-            }
-
-            argv[0] = "SET";
-            argvlen[0] = 3;
-            argv[1] = (const char *) lk->rkey;
-            argvlen[1] = sizeof(lk->rkey);
-            argv[2] = (const char *) value;
-            argvlen[2] = len;
-            argv[3] = "EX";
-            argvlen[3] = 2;
-            argv[4] = (const char *) ttl;
-            argvlen[4] = ngx_sprintf(ttl, "%T", ngx_max(left, 1)) - ttl;
-
-            (void) ngx_http_gpugate_redis_command(w->redis,
-                                                  ngx_http_gpugate_auth_noop,
-                                                  NULL, 5, argv, argvlen);
-        }
-
-        free(json);
-    }
+    ngx_http_gpugate_auth_redis_fill(lk);
 
     ngx_http_gpugate_auth_complete(lk);
 }
@@ -1366,149 +1165,4 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "gpugate auth: invalidation \"%*s\" expired %ui entries",
                   ngx_min(msg->len, 16), msg->data, n);
-}
-
-
-static ngx_int_t
-ngx_http_gpugate_auth_json_str(ngx_pool_t *pool, json_t *obj,
-    const char *name, ngx_str_t *s)
-{
-    json_t  *v;
-
-    v = json_object_get(obj, name);
-
-    if (v == NULL || json_is_null(v)) {
-        ngx_str_null(s);
-        return NGX_OK;
-    }
-
-    if (!json_is_string(v)) {
-        return NGX_ERROR;
-    }
-
-    s->len = json_string_length(v);
-    s->data = ngx_pnalloc(pool, s->len + 1);
-    if (s->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(s->data, json_string_value(v), s->len + 1);
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
-    ngx_http_gpugate_key_info_t *info, time_t *written)
-{
-    json_t      *root, *v;
-    ngx_int_t    rc;
-    json_int_t   n[6];
-    ngx_uint_t   i;
-
-    static const char  *ints[] = { "id", "tenant_id", "rpm", "tpm",
-                                   "expires", "t" };
-
-    root = json_loadb(s, len, 0, NULL);
-    if (root == NULL || !json_is_object(root)) {
-        json_decref(root);
-        return NGX_ERROR;
-    }
-
-    rc = NGX_ERROR;
-
-    /* version 2 has "t", when it was written; older copies are not used */
-
-    v = json_object_get(root, "v");
-    if (!json_is_integer(v) || json_integer_value(v) != 2) {
-        goto done;
-    }
-
-    for (i = 0; i < 6; i++) {
-        v = json_object_get(root, ints[i]);
-        n[i] = json_is_integer(v) ? json_integer_value(v) : 0;
-
-        if (n[i] < 0) {
-            goto done;
-        }
-    }
-
-    v = json_object_get(root, "refusal");
-    if (!json_is_integer(v) || json_integer_value(v) < 0
-        || json_integer_value(v) > NGX_HTTP_GPUGATE_KEY_DISABLED)
-    {
-        goto done;
-    }
-
-    info->refusal = (ngx_uint_t) json_integer_value(v);
-    info->key_id = n[0];
-    info->tenant_id = n[1];
-    info->rpm = n[2];
-    info->tpm = n[3];
-    info->expires = (time_t) n[4];
-    *written = (time_t) n[5];
-
-    if (*written == 0) {
-        goto done;
-    }
-
-    if (ngx_http_gpugate_auth_json_str(pool, root, "name", &info->name)
-        != NGX_OK
-        || ngx_http_gpugate_auth_json_str(pool, root, "prefix", &info->prefix)
-           != NGX_OK
-        || ngx_http_gpugate_auth_json_str(pool, root, "tenant", &info->tenant)
-           != NGX_OK
-        || ngx_http_gpugate_auth_json_str(pool, root, "models", &info->models)
-           != NGX_OK)
-    {
-        goto done;
-    }
-
-    rc = NGX_OK;
-
-done:
-
-    json_decref(root);
-
-    return rc;
-}
-
-
-/* the Redis copy of an entry; malloc()ed, the caller frees it */
-
-static char *
-ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info)
-{
-    char    *s;
-    json_t  *root;
-
-    root = json_pack("{s:i, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:s%, s:s%,"
-                     " s:s%, s:s%}",
-                     "v", 2, "t", (json_int_t) ngx_time(),
-                     "refusal", (int) info->refusal,
-                     "id", (json_int_t) info->key_id,
-                     "tenant_id", (json_int_t) info->tenant_id,
-                     "rpm", (json_int_t) info->rpm,
-                     "tpm", (json_int_t) info->tpm,
-                     "expires", (json_int_t) info->expires,
-                     "name", info->name.data ? (char *) info->name.data : "",
-                     info->name.len,
-                     "prefix", info->prefix.data ? (char *) info->prefix.data
-                                                 : "",
-                     info->prefix.len,
-                     "tenant", info->tenant.data ? (char *) info->tenant.data
-                                                 : "",
-                     info->tenant.len,
-                     "models", info->models.data ? (char *) info->models.data
-                                                 : "",
-                     info->models.len);
-    if (root == NULL) {
-        return NULL;
-    }
-
-    s = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-
-    return s;
 }

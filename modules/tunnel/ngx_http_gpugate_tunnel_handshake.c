@@ -13,9 +13,8 @@
  * hands; a sid is used once, so a replayed step 2 is refused.
  *
  * Verifiers PostgreSQL gave are kept in the zone, so that a known agent
- * can handshake while PostgreSQL is down; what revocation PostgreSQL
- * tells (at a handshake, in the periodic re-check) or Redis publishes
- * drops them.  Step 2 serves only models in the agent's allowed_models.
+ * can handshake while PostgreSQL is down (ngx_http_gpugate_tunnel_
+ * verifier.c).  Step 2 serves only models in the agent's allowed_models.
  */
 
 
@@ -27,6 +26,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_tunnel.h"
+#include "ngx_http_gpugate_tunnel_handshake.h"
 #include "ngx_http_gpugate_auth_api.h"
 #include "gpugate_scram.h"
 
@@ -41,81 +41,15 @@
 #define NGX_HTTP_GPUGATE_TUNNEL_FAKE_ITER    4096
 
 
-typedef struct {
-    ngx_queue_t                 queue;     /* in the pending list */
-    ngx_http_request_t         *request;   /* step 1 waiting for the
-                                              query; NULL once answered or
-                                              when the client left */
-    ngx_pool_cleanup_t         *rcln;      /* in the step 1 request's
-                                              pool while the query is out */
-    ngx_pool_cleanup_t         *cln;       /* in the connection's pool:
-                                              its data is this exchange */
-    ngx_http_gpugate_pg_query_t query;     /* the verifier lookup */
-    ngx_event_t                 expire;    /* end of the step_timeout */
-    u_char                      sid[GPUGATE_TUNNEL_SID_LEN];
-                                           /* hex id sent to the agent */
-    unsigned                    known:1;   /* the agent exists */
-    unsigned                    listed:1;  /* in the pending list */
-    unsigned                    querying:1; /* the query is out: its
-                                              handler frees the exchange */
-    unsigned                    cached:1;  /* the verifier cache has the
-                                              agent: used if PostgreSQL
-                                              cannot answer */
-    unsigned                    any_model:1; /* allowed_models is NULL */
-    int64_t                     agent_id;  /* agents.id */
-    size_t                      user_len;  /* length of user */
-    char                        user[GPUGATE_SCRAM_USER_SIZE];
-                                           /* agent name, NUL-ended */
-    u_char                      salt[GPUGATE_SCRAM_SALT_MAX];
-                                           /* from the verifier */
-    size_t                      salt_len;  /* its length */
-    ngx_uint_t                  iterations; /* from the verifier */
-    unsigned char               stored_key[GPUGATE_SCRAM_KEY_LEN];
-                                           /* from the verifier */
-    unsigned char               server_key[GPUGATE_SCRAM_KEY_LEN];
-                                           /* from the verifier */
-    size_t                      allowed_len; /* length of allowed */
-    u_char                      allowed[GPUGATE_TUNNEL_MODELS_MAX];
-                                           /* allowed_models, comma-joined;
-                                              empty: none (any_model
-                                              unset) */
-    gpugate_scram_server_t      scram;     /* the exchange */
-} ngx_http_gpugate_tunnel_step_t;
-
-
-#define NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX  16
 
 
 typedef struct {
     ngx_queue_t                 pending;   /* of ..._step_t */
     ngx_uint_t                  npending;  /* their number */
-    ngx_http_gpugate_tunnel_main_conf_t *tmcf; /* recheck= */
-    time_t                      lifetime;  /* ttl= plus stale= of the
-                                              auth cache: how long a
-                                              cached verifier lasts */
-    ngx_event_t                 recheck;   /* the next re-check */
-    ngx_http_gpugate_pg_query_t query;     /* the re-check's query */
-    unsigned                    rechecking:1; /* the query is out */
-    ngx_uint_t                  nids;      /* agents asked about */
-    int64_t                    *ids;       /* their ids (nagents +
-                                              ..._ASKED_MAX) */
-    u_char                     *param;     /* "{id,id,...}", NUL-ended */
-    ngx_uint_t                  nasked;    /* ids in "asked" */
-    int64_t                     asked[NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX];
-                                           /* cached agents named by an
-                                              "agent <name>" message, for
-                                              the next re-check even when
-                                              this worker holds none of
-                                              their connections: a
-                                              revoked agent's verifier
-                                              must not outlive the
-                                              revocation in the cache */
 } ngx_http_gpugate_tunnel_hs_t;
 
 
 static ngx_int_t ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
-    gpugate_tunnel_auth_t *auth);
-static ngx_int_t ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     gpugate_tunnel_auth_t *auth);
 static void ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
     PGresult *res, const char *error);
@@ -123,35 +57,13 @@ static ngx_int_t ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_step_t *st, PGresult *res);
 static ngx_int_t ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_step_t *st);
-static ngx_int_t ngx_http_gpugate_tunnel_models(ngx_http_request_t *r,
-    ngx_http_gpugate_tunnel_step_t *st, ngx_str_t *advertised,
-    ngx_str_t *out);
 static ngx_int_t ngx_http_gpugate_tunnel_rate(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *tlcf);
 static ngx_pool_cleanup_t *ngx_http_gpugate_tunnel_conn_step(
     ngx_connection_t *c, ngx_uint_t add);
 static void ngx_http_gpugate_tunnel_conn_cleanup(void *data);
-static ngx_uint_t ngx_http_gpugate_tunnel_cache_get(
-    ngx_http_gpugate_tunnel_step_t *st);
-static void ngx_http_gpugate_tunnel_cache_put(
-    ngx_http_gpugate_tunnel_step_t *st);
-static void ngx_http_gpugate_tunnel_cache_drop(ngx_str_t *name,
-    int64_t agent_id);
-static void ngx_http_gpugate_tunnel_cache_touch(int64_t *ids, ngx_uint_t n);
-static int64_t ngx_http_gpugate_tunnel_cache_id(ngx_str_t *name);
-static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
-static void ngx_http_gpugate_tunnel_recheck_done(
-    ngx_http_gpugate_pg_query_t *q, PGresult *res, const char *error);
 static void ngx_http_gpugate_tunnel_step_cleanup(void *data);
 static void ngx_http_gpugate_tunnel_step_expire(ngx_event_t *ev);
-static void ngx_http_gpugate_tunnel_step_free(
-    ngx_http_gpugate_tunnel_step_t *st);
-static ngx_int_t ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r,
-    ngx_uint_t status, const char *code, const char *fmt, ...);
-static ngx_int_t ngx_http_gpugate_tunnel_decode(ngx_http_request_t *r,
-    const char *data, size_t len, ngx_str_t *out);
-static ngx_table_elt_t *ngx_http_gpugate_tunnel_header(ngx_http_request_t *r,
-    const char *name, size_t len);
 static ngx_int_t ngx_http_gpugate_tunnel_unhex(const u_char *hex, size_t len,
     u_char *out, size_t size);
 
@@ -162,9 +74,7 @@ static ngx_http_gpugate_tunnel_hs_t  *ngx_http_gpugate_tunnel_hs;
 ngx_int_t
 ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                      n;
-    ngx_http_gpugate_tunnel_hs_t   *hs;
-    ngx_http_gpugate_tunnel_shm_t  *shm;
+    ngx_http_gpugate_tunnel_hs_t  *hs;
 
     hs = ngx_pcalloc(cycle->pool, sizeof(ngx_http_gpugate_tunnel_hs_t));
     if (hs == NULL) {
@@ -173,41 +83,9 @@ ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle)
 
     ngx_queue_init(&hs->pending);
 
-    hs->tmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                              ngx_http_gpugate_tunnel_module);
-    hs->lifetime = ngx_http_gpugate_auth_lifetime(cycle);
-
     ngx_http_gpugate_tunnel_hs = hs;
 
-    if (!hs->tmcf->accept) {
-        return NGX_OK;
-    }
-
-    /*
-     * a worker holds at most every agent slot, one id each, and asks
-     * about the agents messages named
-     */
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    n = shm->nagents + NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX;
-
-    hs->ids = ngx_palloc(cycle->pool, n * sizeof(int64_t));
-    hs->param = ngx_pnalloc(cycle->pool, n * (NGX_INT64_LEN + 1) + 3);
-
-    if (hs->ids == NULL || hs->param == NULL) {
-        return NGX_ERROR;
-    }
-
-    hs->recheck.handler = ngx_http_gpugate_tunnel_recheck;
-    hs->recheck.data = hs;
-    hs->recheck.log = cycle->log;
-    hs->recheck.cancelable = 1;
-
-    /* spread over the period, so that the workers do not ask at once */
-    ngx_add_timer(&hs->recheck,
-                  hs->tmcf->recheck / 2 + ngx_random() % hs->tmcf->recheck);
-
-    return NGX_OK;
+    return ngx_http_gpugate_tunnel_verifier_init(cycle);
 }
 
 
@@ -226,9 +104,7 @@ ngx_http_gpugate_tunnel_handshake_exit(void)
 
     /* queries still in the PostgreSQL pool were dropped with it */
 
-    if (hs->recheck.timer_set) {
-        ngx_del_timer(&hs->recheck);
-    }
+    ngx_http_gpugate_tunnel_verifier_exit();
 
     while (!ngx_queue_empty(&hs->pending)) {
         q = ngx_queue_head(&hs->pending);
@@ -700,37 +576,22 @@ ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
 }
 
 
-static ngx_int_t
-ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
+/*
+ * The connection's exchange, if "auth" names it, taken out of the
+ * pending list: one use only, whatever happens now the sid is gone.
+ */
+
+ngx_http_gpugate_tunnel_step_t *
+ngx_http_gpugate_tunnel_step_take(ngx_http_request_t *r,
     gpugate_tunnel_auth_t *auth)
 {
-    int                                 n;
-    u_char                             *p;
-    size_t                              len;
-    ngx_int_t                           rc;
-    ngx_str_t                           msg, name, instance, models, head;
-    ngx_str_t                           b64, raw;
-    unsigned                            capacity;
-    gpugate_tunnel_load_t               load;
-    gpugate_tunnel_telemetry_t          tel;
-    ngx_pool_cleanup_t                 *cln;
-    ngx_table_elt_t                    *upgrade, *hi, *hc, *hm, *hl, *ht;
-    gpugate_scram_rc_t                  src;
-    ngx_http_gpugate_tunnel_hs_t       *hs;
-    ngx_http_gpugate_tunnel_shm_t      *shm;
-    ngx_http_gpugate_tunnel_step_t     *st;
-    ngx_http_gpugate_tunnel_loc_conf_t *tlcf;
-    char                                final[GPUGATE_SCRAM_SERVER_FINAL_SIZE];
-    u_char                              buf[512];
-
-    hs = ngx_http_gpugate_tunnel_hs;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_gpugate_tunnel_step_t  *st;
 
     /* the exchange is the connection's own: no other one can match */
 
     cln = ngx_http_gpugate_tunnel_conn_step(r->connection, 0);
     st = cln ? cln->data : NULL;
-
-    r->keepalive = 0;
 
     if (st == NULL || st->querying || !st->listed
         || ngx_memcmp(st->sid, auth->sid, GPUGATE_TUNNEL_SID_LEN) != 0)
@@ -738,16 +599,12 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "gpugate tunnel: unknown, expired or replayed "
                       "handshake sid");
-
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_UNAUTHORIZED,
-                   "invalid_sid", "Unknown or expired SCRAM session.");
+        return NULL;
     }
-
-    /* one use only: whatever happens now, the sid is gone */
 
     ngx_queue_remove(&st->queue);
     st->listed = 0;
-    hs->npending--;
+    ngx_http_gpugate_tunnel_hs->npending--;
 
     if (st->expire.timer_set) {
         ngx_del_timer(&st->expire);
@@ -756,185 +613,10 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     cln->data = NULL;
     st->cln = NULL;
 
-    upgrade = r->headers_in.upgrade;
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate tunnel: step 2 of \"%s\"", st->user);
 
-    if (upgrade == NULL
-        || upgrade->value.len != sizeof(GPUGATE_TUNNEL_UPGRADE) - 1
-        || ngx_strncasecmp(upgrade->value.data,
-                           (u_char *) GPUGATE_TUNNEL_UPGRADE,
-                           upgrade->value.len)
-           != 0)
-    {
-        ngx_http_gpugate_tunnel_step_free(st);
-        return ngx_http_gpugate_tunnel_refuse(r, 426, "upgrade_required",
-                   "Step 2 must ask for \"Upgrade: %s\".",
-                   GPUGATE_TUNNEL_UPGRADE);
-    }
-
-    hi = ngx_http_gpugate_tunnel_header(r, "x-gpugate-instance", 18);
-    hc = ngx_http_gpugate_tunnel_header(r, "x-gpugate-capacity", 18);
-    hm = ngx_http_gpugate_tunnel_header(r, "x-gpugate-models", 16);
-    hl = ngx_http_gpugate_tunnel_header(r, "x-gpugate-load", 14);
-
-    if (hl == NULL) {
-        ngx_memzero(&load, sizeof(gpugate_tunnel_load_t));
-
-    } else if (gpugate_tunnel_parse_load((char *) hl->value.data,
-                                         hl->value.len, &load) != 0)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: agent \"%s\": invalid "
-                      "X-Gpugate-Load \"%V\"", st->user, &hl->value);
-        ngx_http_gpugate_tunnel_step_free(st);
-
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_handshake", "X-Gpugate-Load must be "
-                   "\"queue=N, gpu_free_mb=N\".");
-    }
-
-    /* telemetry is no reason to refuse a tunnel: a bad one is ignored */
-
-    ht = ngx_http_gpugate_tunnel_header(r, "x-gpugate-telemetry", 19);
-
-    if (ht && gpugate_tunnel_parse_telemetry((char *) ht->value.data,
-                                             ht->value.len, &tel) != 0)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: agent \"%s\": invalid "
-                      "X-Gpugate-Telemetry \"%*s\"", st->user,
-                      ngx_min(ht->value.len, 128), ht->value.data);
-        ht = NULL;
-    }
-
-    n = hm ? gpugate_tunnel_check_models((char *) hm->value.data,
-                                         hm->value.len)
-           : -1;
-
-    if (hi == NULL || hc == NULL || n < 0
-        || gpugate_tunnel_check_instance((char *) hi->value.data,
-                                         hi->value.len) != 0
-        || gpugate_tunnel_parse_capacity((char *) hc->value.data,
-                                         hc->value.len, &capacity) != 0)
-    {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: agent \"%s\": missing or invalid "
-                      "X-Gpugate-Instance, -Capacity or -Models",
-                      st->user);
-        ngx_http_gpugate_tunnel_step_free(st);
-
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_handshake", "X-Gpugate-Instance (16-32 hex), "
-                   "X-Gpugate-Capacity (1-65535) and X-Gpugate-Models are "
-                   "required.");
-    }
-
-    if (ngx_http_gpugate_tunnel_decode(r, auth->data, auth->data_len, &msg)
-        != NGX_OK)
-    {
-        ngx_http_gpugate_tunnel_step_free(st);
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_handshake", "Malformed SCRAM message.");
-    }
-
-    src = gpugate_scram_server_final(&st->scram, (char *) msg.data, msg.len,
-                                     st->known ? st->stored_key : NULL,
-                                     st->known ? st->server_key : NULL,
-                                     final, sizeof(final), &len);
-
-    if (src != GPUGATE_SCRAM_OK) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: agent \"%s\" refused: %s",
-                      st->user, gpugate_scram_strerror(src));
-        ngx_http_gpugate_tunnel_step_free(st);
-
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_UNAUTHORIZED,
-                   "invalid_credentials",
-                   "Agent authentication failed.");
-    }
-
-    /* proven: the 101 and the Authentication-Info the agent checks */
-
-    raw.data = (u_char *) final;
-    raw.len = len;
-    b64.len = ngx_base64_encoded_length(len);
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
-
-    p = ngx_snprintf(buf, sizeof(buf) - b64.len - 64,
-                     "HTTP/1.1 101 Switching Protocols" CRLF
-                     "Upgrade: " GPUGATE_TUNNEL_UPGRADE CRLF
-                     "Connection: upgrade" CRLF
-                     "X-Gpugate-Worker: slot=%ui, pid=%P, workers=%ui, "
-                     "generation=%ui, heartbeat=%M" CRLF
-                     "Authentication-Info: sid=",
-                     ngx_worker, ngx_pid,
-                     ((ngx_core_conf_t *) ngx_get_conf(ngx_cycle->conf_ctx,
-                                            ngx_core_module))->worker_processes,
-                     ngx_http_gpugate_tunnel_generation(),
-                     ngx_http_gpugate_tunnel_heartbeat(tlcf));
-
-    p = ngx_cpymem(p, st->sid, GPUGATE_TUNNEL_SID_LEN);
-    p = ngx_cpymem(p, ", data=", 7);
-    b64.data = p;
-    ngx_encode_base64(&b64, &raw);
-    p += b64.len;
-    p = ngx_cpymem(p, CRLF CRLF, 4);
-
-    head.data = buf;
-    head.len = p - buf;
-
-    name.data = (u_char *) st->user;
-    name.len = st->user_len;
-    instance = hi->value;
-
-    (void) shm;
-
-    /* only what the agent may serve is routed to it */
-
-    rc = ngx_http_gpugate_tunnel_models(r, st, &hm->value, &models);
-
-    if (rc == NGX_ERROR) {
-        ngx_http_gpugate_tunnel_step_free(st);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: agent \"%s\" refused: none of the "
-                      "models it advertises (\"%V\") is in its "
-                      "allowed_models (\"%*s\")", st->user, &hm->value,
-                      st->allowed_len, st->allowed);
-        ngx_http_gpugate_tunnel_step_free(st);
-
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_FORBIDDEN,
-                   "model_not_allowed", "None of the advertised models is "
-                   "allowed for this agent (gpugate-keys agent-create "
-                   "--models).");
-    }
-
-    if (ngx_http_gpugate_tunnel_attach(r, tlcf, &name, st->agent_id,
-                                       &instance, &models, capacity, &load,
-                                       ht ? &tel : NULL, &head,
-                                       ngx_http_gpugate_tunnel_header(r,
-                                           "x-gpugate-heartbeat", 19)
-                                       != NULL)
-        != NGX_OK)
-    {
-        ngx_http_gpugate_tunnel_step_free(st);
-
-        return ngx_http_gpugate_tunnel_refuse(r,
-                   NGX_HTTP_SERVICE_UNAVAILABLE, "tunnel_full",
-                   "No room for another agent (gpugate_tunnel_zone).");
-    }
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "gpugate tunnel: agent \"%s\" connected, capacity %ud, "
-                  "models \"%V\"", st->user, capacity, &models);
-
-    ngx_http_gpugate_tunnel_step_free(st);
-
-    return NGX_DONE;
+    return st;
 }
 
 
@@ -972,7 +654,7 @@ ngx_http_gpugate_tunnel_step_expire(ngx_event_t *ev)
 }
 
 
-static void
+void
 ngx_http_gpugate_tunnel_step_free(ngx_http_gpugate_tunnel_step_t *st)
 {
     if (st->listed) {
@@ -1060,90 +742,6 @@ ngx_http_gpugate_tunnel_conn_cleanup(void *data)
 }
 
 
-/*
- * The models routed to the agent: what it advertises, within its
- * allowed_models.  An empty advertisement ("any model") never widens
- * the list: the agent then gets its allowed models.  NGX_DECLINED when
- * nothing is left.
- */
-
-static ngx_int_t
-ngx_http_gpugate_tunnel_models(ngx_http_request_t *r,
-    ngx_http_gpugate_tunnel_step_t *st, ngx_str_t *advertised,
-    ngx_str_t *out)
-{
-    u_char  *p, *end, *id, *o;
-
-    if (st->any_model) {
-        *out = *advertised;
-        return NGX_OK;
-    }
-
-    if (st->allowed_len == 0) {
-        return NGX_DECLINED;
-    }
-
-    p = advertised->data;
-    end = p + advertised->len;
-
-    while (p < end && (*p == ' ' || *p == ',')) {
-        p++;
-    }
-
-    if (p == end) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "gpugate tunnel: agent \"%s\" advertises any model, "
-                      "routing its allowed_models \"%*s\"", st->user,
-                      st->allowed_len, st->allowed);
-
-        out->data = st->allowed;
-        out->len = st->allowed_len;
-        return NGX_OK;
-    }
-
-    /* no longer than the advertisement: it fits the agent slot */
-
-    out->data = ngx_pnalloc(r->pool, advertised->len);
-    if (out->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    o = out->data;
-
-    while (p < end) {
-        id = p;
-
-        while (p < end && *p != ',' && *p != ' ') {
-            p++;
-        }
-
-        if (gpugate_tunnel_models_has((char *) st->allowed, st->allowed_len,
-                                      (char *) id, p - id))
-        {
-            if (o != out->data) {
-                *o++ = ',';
-            }
-
-            o = ngx_cpymem(o, id, p - id);
-
-        } else {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "gpugate tunnel: agent \"%s\" advertises \"%*s\", "
-                          "not in its allowed_models: not routed to it",
-                          st->user, p - id, id);
-        }
-
-        while (p < end && (*p == ' ' || *p == ',')) {
-            p++;
-        }
-    }
-
-    out->len = o - out->data;
-
-    return out->len ? NGX_OK : NGX_DECLINED;
-}
-
-
 /* a leaky bucket per client address, shared by the workers */
 
 static ngx_int_t
@@ -1228,405 +826,7 @@ ngx_http_gpugate_tunnel_rate(ngx_http_request_t *r,
 }
 
 
-/* the verifier cache: under the zone's lock, small and linear */
-
-static ngx_http_gpugate_tunnel_verifier_t *
-ngx_http_gpugate_tunnel_cache_find(ngx_http_gpugate_tunnel_shm_t *shm,
-    u_char *name, size_t len)
-{
-    ngx_uint_t                           i;
-    ngx_http_gpugate_tunnel_verifier_t  *v;
-
-    for (i = 0; i < shm->nverifiers; i++) {
-        v = &shm->verifiers[i];
-
-        if (v->verified && v->name_len == len
-            && ngx_memcmp(v->name, name, len) == 0)
-        {
-            return v;
-        }
-    }
-
-    return NULL;
-}
-
-
-static ngx_uint_t
-ngx_http_gpugate_tunnel_cache_get(ngx_http_gpugate_tunnel_step_t *st)
-{
-    time_t                               grace;
-    ngx_slab_pool_t                     *shpool;
-    ngx_http_gpugate_tunnel_shm_t       *shm;
-    ngx_http_gpugate_tunnel_verifier_t  *v;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    shpool = ngx_http_gpugate_tunnel_shpool();
-    grace = ngx_http_gpugate_tunnel_hs->lifetime;
-
-    if (shm->nverifiers == 0) {
-        return 0;
-    }
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    v = ngx_http_gpugate_tunnel_cache_find(shm, (u_char *) st->user,
-                                           st->user_len);
-
-    if (v && v->verified + grace >= ngx_time()) {
-        st->cached = 1;
-        st->agent_id = v->agent_id;
-        st->salt_len = v->salt_len;
-        ngx_memcpy(st->salt, v->salt, v->salt_len);
-        st->iterations = v->iterations;
-        ngx_memcpy(st->stored_key, v->stored_key, GPUGATE_SCRAM_KEY_LEN);
-        ngx_memcpy(st->server_key, v->server_key, GPUGATE_SCRAM_KEY_LEN);
-        st->any_model = v->any_model ? 1 : 0;
-        st->allowed_len = v->allowed_len;
-        ngx_memcpy(st->allowed, v->allowed, v->allowed_len);
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return st->cached;
-}
-
-
-static void
-ngx_http_gpugate_tunnel_cache_put(ngx_http_gpugate_tunnel_step_t *st)
-{
-    ngx_uint_t                           i;
-    ngx_slab_pool_t                     *shpool;
-    ngx_http_gpugate_tunnel_shm_t       *shm;
-    ngx_http_gpugate_tunnel_verifier_t  *v, *e;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    shpool = ngx_http_gpugate_tunnel_shpool();
-
-    if (shm->nverifiers == 0 || st->user_len > NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX)
-    {
-        return;
-    }
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    v = ngx_http_gpugate_tunnel_cache_find(shm, (u_char *) st->user,
-                                           st->user_len);
-
-    /* else a free entry (0), else the one confirmed longest ago */
-
-    if (v == NULL) {
-        v = &shm->verifiers[0];
-
-        for (i = 1; i < shm->nverifiers; i++) {
-            e = &shm->verifiers[i];
-
-            if (e->verified < v->verified) {
-                v = e;
-            }
-        }
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "gpugate tunnel: verifier of \"%s\" cached, entry %ui",
-                   st->user, (ngx_uint_t) (v - shm->verifiers));
-
-    v->verified = ngx_time();
-    v->agent_id = st->agent_id;
-    v->name_len = st->user_len;
-    ngx_memcpy(v->name, st->user, st->user_len);
-    v->salt_len = st->salt_len;
-    ngx_memcpy(v->salt, st->salt, st->salt_len);
-    v->iterations = st->iterations;
-    ngx_memcpy(v->stored_key, st->stored_key, GPUGATE_SCRAM_KEY_LEN);
-    ngx_memcpy(v->server_key, st->server_key, GPUGATE_SCRAM_KEY_LEN);
-    v->any_model = st->any_model;
-    v->allowed_len = st->allowed_len;
-    ngx_memcpy(v->allowed, st->allowed, st->allowed_len);
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-/* drops the entry of "name" (or, name NULL, of "agent_id") */
-
-static void
-ngx_http_gpugate_tunnel_cache_drop(ngx_str_t *name, int64_t agent_id)
-{
-    ngx_uint_t                           i;
-    ngx_slab_pool_t                     *shpool;
-    ngx_http_gpugate_tunnel_shm_t       *shm;
-    ngx_http_gpugate_tunnel_verifier_t  *v;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    shpool = ngx_http_gpugate_tunnel_shpool();
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < shm->nverifiers; i++) {
-        v = &shm->verifiers[i];
-
-        if (v->verified == 0
-            || (name ? (v->name_len != name->len
-                        || ngx_memcmp(v->name, name->data, name->len) != 0)
-                     : v->agent_id != agent_id))
-        {
-            continue;
-        }
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "gpugate tunnel: cached verifier of \"%*s\" dropped",
-                       v->name_len, v->name);
-
-        ngx_explicit_memzero(v, sizeof(ngx_http_gpugate_tunnel_verifier_t));
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-/* the agent id of a cached verifier, 0 when none is cached */
-
-static int64_t
-ngx_http_gpugate_tunnel_cache_id(ngx_str_t *name)
-{
-    int64_t                              id;
-    ngx_uint_t                           i;
-    ngx_slab_pool_t                     *shpool;
-    ngx_http_gpugate_tunnel_shm_t       *shm;
-    ngx_http_gpugate_tunnel_verifier_t  *v;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    shpool = ngx_http_gpugate_tunnel_shpool();
-    id = 0;
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < shm->nverifiers; i++) {
-        v = &shm->verifiers[i];
-
-        if (v->verified && v->name_len == name->len
-            && ngx_memcmp(v->name, name->data, name->len) == 0)
-        {
-            id = v->agent_id;
-            break;
-        }
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    return id;
-}
-
-
-/* PostgreSQL confirmed these agents: their verifiers are fresh again */
-
-static void
-ngx_http_gpugate_tunnel_cache_touch(int64_t *ids, ngx_uint_t n)
-{
-    ngx_uint_t                           i, k;
-    ngx_slab_pool_t                     *shpool;
-    ngx_http_gpugate_tunnel_shm_t       *shm;
-    ngx_http_gpugate_tunnel_verifier_t  *v;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    shpool = ngx_http_gpugate_tunnel_shpool();
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < shm->nverifiers; i++) {
-        v = &shm->verifiers[i];
-
-        for (k = 0; v->verified && k < n; k++) {
-            if (ids[k] == v->agent_id) {
-                v->verified = ngx_time();
-                break;
-            }
-        }
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-/*
- * Every "recheck=" a worker asks PostgreSQL which of the agents it holds
- * are still valid, and closes the connections of the others: a revocation
- * whose Redis message was lost still takes effect within that period.
- */
-
-static void
-ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev)
-{
-    ngx_http_gpugate_tunnel_hs_t *hs = ev->data;
-
-    u_char                 *p;
-    ngx_uint_t              i;
-    ngx_http_gpugate_pg_t  *pg;
-
-    if (ngx_exiting || ngx_terminate || ngx_quit) {
-        return;
-    }
-
-    ngx_add_timer(ev, hs->tmcf->recheck);
-
-    if (hs->rechecking) {
-        return;
-    }
-
-    hs->nids = ngx_http_gpugate_tunnel_held(hs->ids,
-                   ngx_http_gpugate_tunnel_shm()->nagents);
-    pg = ngx_http_gpugate_auth_pg();
-
-    for (i = 0; i < hs->nasked; i++) {
-        hs->ids[hs->nids++] = hs->asked[i];
-    }
-
-    if (hs->nids == 0 || pg == NULL) {
-        return;
-    }
-
-    p = hs->param;
-    *p++ = '{';
-
-    for (i = 0; i < hs->nids; i++) {
-        p = ngx_sprintf(p, i ? ",%L" : "%L", hs->ids[i]);
-    }
-
-    *p++ = '}';
-    *p = '\0';
-
-    hs->query.stmt = "gpugate_tunnel_recheck";
-    hs->query.nparams = 1;
-    hs->query.values[0] = (char *) hs->param;
-    hs->query.lengths[0] = (int) (p - hs->param);
-    hs->query.formats[0] = 0;
-    hs->query.handler = ngx_http_gpugate_tunnel_recheck_done;
-    hs->query.data = hs;
-
-    if (ngx_http_gpugate_pg_run(pg, &hs->query) != NGX_OK) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                       "gpugate tunnel: PostgreSQL unavailable, agent "
-                       "re-check skipped");
-        return;
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                   "gpugate tunnel: re-checking %ui agents (%ui named by "
-                   "messages)", hs->nids, hs->nasked);
-
-    hs->nasked = 0;
-    hs->rechecking = 1;
-}
-
-
-static void
-ngx_http_gpugate_tunnel_recheck_done(ngx_http_gpugate_pg_query_t *q,
-    PGresult *res, const char *error)
-{
-    ngx_http_gpugate_tunnel_hs_t *hs = q->data;
-
-    int64_t     id;
-    ngx_uint_t  i, k, n, valid;
-
-    hs->rechecking = 0;
-
-    if (res == NULL) {
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "gpugate tunnel: agent re-check failed: %s", error);
-        return;
-    }
-
-    /* the ids found are valid; the ones asked about and missing are not */
-
-    n = PQntuples(res);
-    valid = 0;
-
-    for (i = 0; i < n; i++) {
-        id = ngx_atoof((u_char *) PQgetvalue(res, i, 0),
-                       PQgetlength(res, i, 0));
-
-        for (k = valid; k < hs->nids; k++) {
-            if (hs->ids[k] == id) {
-                hs->ids[k] = hs->ids[valid];
-                hs->ids[valid++] = id;
-                break;
-            }
-        }
-    }
-
-    ngx_http_gpugate_tunnel_cache_touch(hs->ids, valid);
-
-    for (k = valid; k < hs->nids; k++) {
-        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                      "gpugate tunnel: re-check: agent id %L is revoked or "
-                      "gone", hs->ids[k]);
-
-        ngx_http_gpugate_tunnel_cache_drop(NULL, hs->ids[k]);
-        (void) ngx_http_gpugate_tunnel_revoke(NULL, hs->ids[k]);
-    }
-
-    /* agents named while this query was out are asked about at once */
-
-    if (hs->nasked && hs->recheck.timer_set) {
-        ngx_del_timer(&hs->recheck);
-        ngx_http_gpugate_tunnel_recheck(&hs->recheck);
-    }
-}
-
-
-/*
- * "agent <name>" on the invalidation channel (the auth module's).  Anyone
- * who can publish on Redis can send it, so it only makes the agent
- * handshake again and asks PostgreSQL about the agent at once: PostgreSQL
- * decides.  A valid agent keeps its cached verifier for outages, as valid
- * keys keep their stale grace; a revoked one loses it now, not when (or
- * if) it dials again before an outage begins.
- */
-
-ngx_uint_t
-ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
-{
-    int64_t                        id;
-    ngx_uint_t                     i;
-    ngx_http_gpugate_tunnel_hs_t  *hs;
-
-    hs = ngx_http_gpugate_tunnel_hs;
-
-    if (hs == NULL || ngx_http_gpugate_tunnel_shm() == NULL) {
-        return 0;
-    }
-
-    id = ngx_http_gpugate_tunnel_cache_id(name);
-
-    if (id != 0 && hs->ids != NULL) {
-
-        for (i = 0; i < hs->nasked && hs->asked[i] != id; i++) {
-            /* void */
-        }
-
-        if (i == hs->nasked
-            && hs->nasked < NGX_HTTP_GPUGATE_TUNNEL_ASKED_MAX)
-        {
-            hs->asked[hs->nasked++] = id;
-        }
-
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "gpugate tunnel: \"%V\" (id %L) re-checked now",
-                       name, id);
-
-        /* now, unless a re-check is out: its answer runs the next one */
-
-        if (!hs->rechecking && hs->recheck.timer_set) {
-            ngx_del_timer(&hs->recheck);
-            ngx_http_gpugate_tunnel_recheck(&hs->recheck);
-        }
-    }
-
-    return ngx_http_gpugate_tunnel_revoke(name, 0);
-}
-
-
-static ngx_int_t
+ngx_int_t ngx_cdecl
 ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
@@ -1670,7 +870,7 @@ ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_gpugate_tunnel_decode(ngx_http_request_t *r, const char *data,
     size_t len, ngx_str_t *out)
 {
@@ -1696,7 +896,7 @@ ngx_http_gpugate_tunnel_decode(ngx_http_request_t *r, const char *data,
 }
 
 
-static ngx_table_elt_t *
+ngx_table_elt_t *
 ngx_http_gpugate_tunnel_header(ngx_http_request_t *r, const char *name,
     size_t len)
 {
