@@ -248,6 +248,9 @@ ngx_http_gpugate_pg_connect(ngx_http_gpugate_pg_conn_t *pc)
 
     pc->state = NGX_HTTP_GPUGATE_PG_CONNECTING;
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pc->pool->log, 0,
+                   "gpugate pg: connecting");
+
     if (ngx_http_gpugate_pg_wrap(pc) != NGX_OK) {
         ngx_http_gpugate_pg_fail(pc, "cannot watch the socket");
         return;
@@ -553,6 +556,10 @@ ngx_http_gpugate_pg_read(ngx_http_gpugate_pg_conn_t *pc)
     pc->query = NULL;
     pc->state = NGX_HTTP_GPUGATE_PG_IDLE;
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->pool->log, 0,
+                   "gpugate pg: \"%s\" answered, connection idle",
+                   q ? q->stmt : "");
+
     if (pc->timer.timer_set) {
         ngx_del_timer(&pc->timer);
     }
@@ -603,6 +610,10 @@ ngx_http_gpugate_pg_prepare_next(ngx_http_gpugate_pg_conn_t *pc)
         pc->state = NGX_HTTP_GPUGATE_PG_IDLE;
         pc->failures = 0;
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->pool->log, 0,
+                       "gpugate pg: %ui statements prepared, connection "
+                       "idle", pc->prepared);
+
         if (pc->timer.timer_set) {
             ngx_del_timer(&pc->timer);
         }
@@ -641,6 +652,9 @@ ngx_http_gpugate_pg_send(ngx_http_gpugate_pg_conn_t *pc,
 
     pc->state = NGX_HTTP_GPUGATE_PG_BUSY;
     pc->query = q;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->pool->log, 0,
+                   "gpugate pg: running \"%s\"", q->stmt);
 
     left = (ngx_msec_int_t) (q->deadline - ngx_current_msec);
 
@@ -735,6 +749,10 @@ ngx_http_gpugate_pg_fail(ngx_http_gpugate_pg_conn_t *pc, const char *reason)
 
     pc->state = NGX_HTTP_GPUGATE_PG_DOWN;
     pc->query = NULL;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->pool->log, 0,
+                   "gpugate pg: connection down, %ui failures",
+                   pc->failures);
 
     /*
      * A connection that was up gets one immediate retry (a restarted

@@ -349,6 +349,11 @@ ngx_http_gpugate_redis_connect(ngx_http_gpugate_redis_conn_t *rc)
 
     rc->state = NGX_HTTP_GPUGATE_REDIS_CONNECTING;
 
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "gpugate redis: %s connection to %V connecting",
+                   rc->subscriber ? "subscriber" : "command",
+                   &conf->addr->name);
+
     /* the handshake goes first in the pipeline, before queued work */
 
     if (conf->password.len) {
@@ -588,6 +593,9 @@ ngx_http_gpugate_redis_reply(ngx_http_gpugate_redis_conn_t *rc,
             msg.data = (u_char *) reply->element[2]->str;
             msg.len = reply->element[2]->len;
 
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rc->rd->log, 0,
+                           "gpugate redis: message of %uz bytes", msg.len);
+
             rc->rd->on_message(rc->rd->data, &msg);
             return;
         }
@@ -657,6 +665,10 @@ ngx_http_gpugate_redis_fail(ngx_http_gpugate_redis_conn_t *rc,
 
     rc->state = NGX_HTTP_GPUGATE_REDIS_DOWN;
     rc->out_len = 0;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rc->rd->log, 0,
+                   "gpugate redis: %s connection down, %ui failures",
+                   rc->subscriber ? "subscriber" : "command", rc->failures);
 
     /* same policy as PostgreSQL: one quick retry, then jittered backoff */
 

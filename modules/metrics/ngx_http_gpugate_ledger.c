@@ -125,6 +125,8 @@ static ngx_int_t ngx_http_gpugate_ledger_next_file(void);
 static void ngx_http_gpugate_ledger_pending_set(void);
 static void ngx_http_gpugate_ledger_set_aside(u_char *path, ngx_uint_t rows,
     const char *why);
+static void ngx_http_gpugate_ledger_set_state(ngx_http_gpugate_ledger_t *lg,
+    const char *state);
 
 
 static ngx_http_gpugate_ledger_t  *ngx_http_gpugate_ledger;
@@ -393,7 +395,7 @@ ngx_http_gpugate_ledger_send(void)
     lg->json[len] = '\0';
 
     lg->sending = n;
-    lg->state = "writing";
+    ngx_http_gpugate_ledger_set_state(lg, "writing");
 
     ngx_memzero(&lg->query, sizeof(ngx_http_gpugate_pg_query_t));
     lg->query.stmt = "gpugate_usage";
@@ -443,7 +445,7 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
             ngx_http_gpugate_ledger_set_aside(lg->file.data, n, error);
             ngx_free(lg->file.data);
             ngx_str_null(&lg->file);
-            lg->state = "idle";
+            ngx_http_gpugate_ledger_set_state(lg, "idle");
             lg->rescan_at = ngx_current_msec;
             ngx_http_gpugate_ledger_arm(0);
             return;
@@ -460,7 +462,7 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
             }
 
             lg->limit = n / 2;
-            lg->state = "isolating";
+            ngx_http_gpugate_ledger_set_state(lg, "isolating");
 
             ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                            "gpugate ledger: %ui suspect rows, batches of %ui",
@@ -487,7 +489,8 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
         /* the rest of the suspects are tried whole again */
         lg->suspect = lg->suspect ? lg->suspect - 1 : 0;
         lg->limit = lg->suspect;
-        lg->state = lg->suspect ? "isolating" : "idle";
+        ngx_http_gpugate_ledger_set_state(lg, lg->suspect ? "isolating"
+                                                          : "idle");
         lg->flush_at = ngx_current_msec;
 
         ngx_http_gpugate_ledger_arm(0);
@@ -506,7 +509,7 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
 
         lg->failing = 1;
         lg->sending = 0;
-        lg->state = "retrying";
+        ngx_http_gpugate_ledger_set_state(lg, "retrying");
 
         if (lg->file.len) {
             /* the file stays for the next scan */
@@ -532,7 +535,7 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
     lg->backoff = 0;
     n = lg->sending;
     lg->sending = 0;
-    lg->state = "idle";
+    ngx_http_gpugate_ledger_set_state(lg, "idle");
 
     (void) ngx_atomic_fetch_add(&lg->shm->ledger_written, n);
 
@@ -832,7 +835,7 @@ ngx_http_gpugate_ledger_next_file(void)
     lg->query.handler = ngx_http_gpugate_ledger_done;
     lg->query.data = lg;
 
-    lg->state = "writing";
+    ngx_http_gpugate_ledger_set_state(lg, "writing");
     ngx_http_gpugate_ledger_arm(lg->mmcf->interval);
 
     if (ngx_http_gpugate_pg_run(lg->pg, &lg->query) != NGX_OK) {
@@ -1055,4 +1058,17 @@ ngx_http_gpugate_ledger_check_spill(ngx_cycle_t *cycle,
     }
 
     return NGX_OK;
+}
+
+
+/* the state the status page shows; every change is a debug line */
+
+static void
+ngx_http_gpugate_ledger_set_state(ngx_http_gpugate_ledger_t *lg,
+    const char *state)
+{
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate ledger: %s -> %s", lg->state, state);
+
+    lg->state = state;
 }

@@ -575,6 +575,9 @@ ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc)
 
     ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_IDLE);
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "gpugate tunnel: parked idle, agent slot %ui", tc->agent);
+
     /* most recently used first: the cold end gets the pings */
     ngx_queue_insert_head(ngx_http_gpugate_tunnel_idle(tc->agent),
                           &tc->queue);
@@ -745,6 +748,9 @@ ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc)
     ngx_queue_remove(&tc->queue);
     ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_PING);
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "gpugate tunnel: ping, agent slot %ui", tc->agent);
+
     tc->out = ngx_http_gpugate_tunnel_ping_req;
     tc->out_len = sizeof(ngx_http_gpugate_tunnel_ping_req) - 1;
 
@@ -901,6 +907,9 @@ ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
         goto invalid;
     }
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "gpugate tunnel: pong, agent slot %ui", tc->agent);
+
     ngx_http_gpugate_tunnel_pong_load(tc, end + 2);
 
     ngx_free(tc->in);
@@ -925,6 +934,10 @@ ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc)
     ngx_connection_t  *c;
 
     c = tc->connection;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, tc->log, 0,
+                   "gpugate tunnel: close, agent slot %ui, state %ui",
+                   tc->agent, tc->state);
 
     if (tc->state == NGX_HTTP_GPUGATE_TC_IDLE) {
         ngx_queue_remove(&tc->queue);

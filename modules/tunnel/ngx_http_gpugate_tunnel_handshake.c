@@ -318,6 +318,10 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     st->querying = 1;
     st->request = r;
     st->rcln = rcln;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate tunnel: step 1 of \"%s\" asks PostgreSQL%s",
+                   st->user, st->cached ? ", verifier cached" : "");
     rcln->handler = ngx_http_gpugate_tunnel_step_cleanup;
     rcln->data = st;
 
@@ -348,11 +352,18 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
 
     if (r == NULL) {
         /* the agent left while we asked */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: \"%s\" left during its lookup",
+                       st->user);
         ngx_http_gpugate_tunnel_step_free(st);
         return;
     }
 
     c = r->connection;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "gpugate tunnel: PostgreSQL %s for \"%s\"",
+                   res ? "answered" : "failed", st->user);
 
     if (res == NULL && st->cached) {
         ngx_log_error(NGX_LOG_WARN, c->log, 0,
@@ -566,6 +577,9 @@ ngx_http_gpugate_tunnel_challenge(ngx_http_request_t *r,
                   ((ngx_http_gpugate_tunnel_loc_conf_t *)
                    ngx_http_get_module_loc_conf(r,
                        ngx_http_gpugate_tunnel_module))->step_timeout);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate tunnel: challenge sent to \"%s\"", st->user);
 
     ngx_http_gpugate_status_error(NGX_HTTP_UNAUTHORIZED, &err);
     err.type = NGX_HTTP_GPUGATE_ERR_INVALID;

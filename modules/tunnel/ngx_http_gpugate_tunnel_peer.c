@@ -238,6 +238,9 @@ ngx_http_gpugate_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     tc->reserved = NULL;
     ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_BUSY);
 
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pc->log, 0,
+                   "gpugate tunnel: busy, agent slot %ui", tc->agent);
+
     if (tc->timer.timer_set) {
         ngx_del_timer(&tc->timer);
     }
@@ -818,6 +821,10 @@ ngx_http_gpugate_tunnel_reserve(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_RESERVED);
     tc->reserved = ctx;
     ctx->tc = tc;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "gpugate tunnel: reserved a connection of agent slot %ui",
+                   tc->agent);
 }
 
 
@@ -882,6 +889,9 @@ ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx)
         tc->reserved = NULL;
     }
 
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "gpugate tunnel: reserved connection lost");
+
     /* a resume already posted will find no connection and choose again */
 }
 
@@ -901,6 +911,10 @@ ngx_http_gpugate_tunnel_dequeue(ngx_http_gpugate_tunnel_ctx_t *ctx)
     wq->nwaiting--;
     ctx->waiting = 0;
     ngx_http_gpugate_tunnel_waiting(-1);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "gpugate tunnel: dequeued, %ui still waiting",
+                   wq->nwaiting);
 
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
