@@ -302,17 +302,62 @@ ngx_http_gpugate_metrics_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* the ledger's one statement, in its own PostgreSQL pool */
+
+static char *
+ngx_http_gpugate_metrics_ledger_stmt(ngx_conf_t *cf,
+    ngx_http_gpugate_metrics_main_conf_t *mmcf)
+{
+    ngx_http_gpugate_pg_stmt_t  *st;
+
+    if (ngx_array_init(&mmcf->pg.statements, cf->pool, 1,
+                       sizeof(ngx_http_gpugate_pg_stmt_t))
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    st = ngx_array_push(&mmcf->pg.statements);
+    if (st == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /*
+     * One statement per batch: the rows as a JSON array, each with its
+     * gateway (a spill file may be sent by another nginx).  A batch sent
+     * again after a lost answer inserts nothing twice (the unique key).
+     */
+
+    st->name = "gpugate_usage";
+    st->nparams = 1;
+    st->sql =
+        "INSERT INTO usage_events (request_id, gateway, api_key_id, "
+        "tenant_id, agent_id, agent_name, model, endpoint, stream, "
+        "prompt_tokens, completion_tokens, ttft_ms, duration_ms, status, "
+        "partial, created_at) "
+        "SELECT x.r, x.g, x.k, x.t, "
+        "(SELECT id FROM agents WHERE name = x.a), x.a, x.m, x.e, x.s, "
+        "x.p, x.c, x.f, x.d, x.st, x.pa, to_timestamp(x.at) "
+        "FROM json_to_recordset($1::json) AS x(r text, g text, k bigint, "
+        "t bigint, a text, m text, e text, s boolean, p integer, "
+        "c integer, f integer, d integer, st smallint, pa boolean, "
+        "at double precision) "
+        "ON CONFLICT (gateway, request_id) DO NOTHING";
+
+    return NGX_CONF_OK;
+}
+
+
 static char *
 ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_http_gpugate_metrics_main_conf_t *mmcf = conf;
 
-    u_char                      *p;
-    ngx_int_t                    n;
-    ngx_str_t                   *value, s, val;
-    ngx_uint_t                   i;
-    ngx_http_gpugate_pg_stmt_t  *st;
+    u_char      *p;
+    ngx_int_t    n;
+    ngx_str_t   *value, s, val;
+    ngx_uint_t   i;
 
     if (mmcf->ledger) {
         return "is duplicate";
@@ -439,41 +484,7 @@ ngx_http_gpugate_metrics_ledger(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_array_init(&mmcf->pg.statements, cf->pool, 1,
-                       sizeof(ngx_http_gpugate_pg_stmt_t))
-        != NGX_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    st = ngx_array_push(&mmcf->pg.statements);
-    if (st == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    /*
-     * One statement per batch: the rows as a JSON array, each with its
-     * gateway (a spill file may be sent by another nginx).  A batch sent
-     * again after a lost answer inserts nothing twice (the unique key).
-     */
-
-    st->name = "gpugate_usage";
-    st->nparams = 1;
-    st->sql =
-        "INSERT INTO usage_events (request_id, gateway, api_key_id, "
-        "tenant_id, agent_id, agent_name, model, endpoint, stream, "
-        "prompt_tokens, completion_tokens, ttft_ms, duration_ms, status, "
-        "partial, created_at) "
-        "SELECT x.r, x.g, x.k, x.t, "
-        "(SELECT id FROM agents WHERE name = x.a), x.a, x.m, x.e, x.s, "
-        "x.p, x.c, x.f, x.d, x.st, x.pa, to_timestamp(x.at) "
-        "FROM json_to_recordset($1::json) AS x(r text, g text, k bigint, "
-        "t bigint, a text, m text, e text, s boolean, p integer, "
-        "c integer, f integer, d integer, st smallint, pa boolean, "
-        "at double precision) "
-        "ON CONFLICT (gateway, request_id) DO NOTHING";
-
-    return NGX_CONF_OK;
+    return ngx_http_gpugate_metrics_ledger_stmt(cf, mmcf);
 
 invalid:
 

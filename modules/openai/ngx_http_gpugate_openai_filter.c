@@ -397,6 +397,77 @@ ngx_http_gpugate_openai_watch(ngx_http_request_t *r,
 
 
 /*
+ * One memory buffer of the answer through the stripper into "ob"; the
+ * events it completes are recorded, and an event that outgrows the hold
+ * buffer is passed on as it is.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_strip_buf(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_buf_t *b, ngx_buf_t *ob)
+{
+    int                   what;
+    size_t                len, cap;
+    u_char               *p, *hold;
+    ngx_chain_t          *tl;
+    gpugate_oai_chunk_t   c;
+
+    for (p = b->pos; p < b->last; /* void */) {
+        len = ob->last - ob->pos;
+
+        p += gpugate_oai_strip_feed(&ctx->strip, p, b->last - p,
+                                    ob->pos, &len, &c, &what);
+
+        ob->last = ob->pos + len;
+
+        if (what == GPUGATE_OAI_STRIP_EVENT) {
+            if (!ctx->complete) {
+                ngx_http_gpugate_openai_record(r, ctx, &c);
+            }
+
+        } else if (what == GPUGATE_OAI_STRIP_FULL) {
+
+            if (ctx->strip.hold_cap < NGX_HTTP_GPUGATE_HOLD_MAX) {
+                cap = ngx_min(2 * ctx->strip.hold_cap,
+                              NGX_HTTP_GPUGATE_HOLD_MAX);
+
+                hold = ngx_pnalloc(r->pool, cap);
+                if (hold == NULL) {
+                    return NGX_ERROR;
+                }
+
+                gpugate_oai_strip_grow(&ctx->strip, hold, cap);
+
+            } else {
+                ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log,
+                               0, "gpugate openai: event too long to "
+                               "strip, passed as it is");
+
+                len = ob->last - ob->pos;
+                gpugate_oai_strip_pass(&ctx->strip, ob->pos, &len);
+                ob->last = ob->pos + len;
+            }
+        }
+    }
+
+    if (b->last > b->pos) {
+        /* consumed, but released only once our copy is sent */
+
+        tl = ngx_alloc_chain_link(r->pool);
+        if (tl == NULL) {
+            return NGX_ERROR;
+        }
+
+        tl->buf = b;
+        tl->next = ctx->taken;
+        ctx->taken = tl;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * The stripped stream: every byte of "in" goes through the stripper into
  * one output buffer of ours (nothing is added, so held bytes plus input
  * bound its size); the input buffers' flags follow the data.
@@ -406,14 +477,11 @@ static ngx_int_t
 ngx_http_gpugate_openai_strip(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, ngx_chain_t *in)
 {
-    int                   what;
-    size_t                size, len, cap;
-    u_char               *p, *hold;
-    ngx_int_t             rc;
-    ngx_buf_t            *b, *ob;
-    ngx_uint_t            flush, last_buf, last_in_chain, last_special;
-    ngx_chain_t          *cl, *ocl, *tl, *out, *special, **ll, **sl;
-    gpugate_oai_chunk_t   c;
+    size_t        size, len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b, *ob;
+    ngx_uint_t    flush, last_buf, last_in_chain, last_special;
+    ngx_chain_t  *cl, *ocl, *tl, *out, *special, **ll, **sl;
 
     size = ctx->strip.held;
 
@@ -473,55 +541,8 @@ ngx_http_gpugate_openai_strip(ngx_http_request_t *r,
         last_buf |= b->last_buf;
         last_in_chain |= b->last_in_chain;
 
-        for (p = b->pos; p < b->last; /* void */) {
-            len = ob->last - ob->pos;
-
-            p += gpugate_oai_strip_feed(&ctx->strip, p, b->last - p,
-                                        ob->pos, &len, &c, &what);
-
-            ob->last = ob->pos + len;
-
-            if (what == GPUGATE_OAI_STRIP_EVENT) {
-                if (!ctx->complete) {
-                    ngx_http_gpugate_openai_record(r, ctx, &c);
-                }
-
-            } else if (what == GPUGATE_OAI_STRIP_FULL) {
-
-                if (ctx->strip.hold_cap < NGX_HTTP_GPUGATE_HOLD_MAX) {
-                    cap = ngx_min(2 * ctx->strip.hold_cap,
-                                  NGX_HTTP_GPUGATE_HOLD_MAX);
-
-                    hold = ngx_pnalloc(r->pool, cap);
-                    if (hold == NULL) {
-                        return NGX_ERROR;
-                    }
-
-                    gpugate_oai_strip_grow(&ctx->strip, hold, cap);
-
-                } else {
-                    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log,
-                                   0, "gpugate openai: event too long to "
-                                   "strip, passed as it is");
-
-                    len = ob->last - ob->pos;
-                    gpugate_oai_strip_pass(&ctx->strip, ob->pos, &len);
-                    ob->last = ob->pos + len;
-                }
-            }
-        }
-
-        if (b->last > b->pos) {
-            /* consumed, but released only once our copy is sent */
-
-            tl = ngx_alloc_chain_link(r->pool);
-            if (tl == NULL) {
-                return NGX_ERROR;
-            }
-
-            tl->buf = b;
-            tl->next = ctx->taken;
-            ctx->taken = tl;
+        if (ngx_http_gpugate_openai_strip_buf(r, ctx, b, ob) != NGX_OK) {
+            return NGX_ERROR;
         }
     }
 

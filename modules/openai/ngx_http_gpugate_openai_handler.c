@@ -578,6 +578,55 @@ ngx_http_gpugate_openai_body_handler(ngx_http_request_t *r)
 }
 
 
+/* a body the router refuses, with what the scanner found wrong */
+
+static ngx_int_t
+ngx_http_gpugate_openai_body_error(ngx_http_request_t *r,
+    gpugate_oai_body_t *b)
+{
+    ngx_http_gpugate_error_t  err;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "gpugate openai: bad request body: %s", b->error);
+
+    ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
+    err.message.data = (u_char *) b->error;
+    err.message.len = ngx_strlen(b->error);
+    err.code = b->code;
+    err.param = b->param;
+
+    return ngx_http_gpugate_send_error(r, &err);
+}
+
+
+/* a refusal naming the request's model ("fmt" has one %V for it) */
+
+static ngx_int_t
+ngx_http_gpugate_openai_model_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ngx_str_t *model)
+{
+    ngx_http_gpugate_error_t  err;
+
+    ngx_http_gpugate_status_error(status, &err);
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
+    }
+
+    err.code = code;
+    err.param = "model";
+    err.message.data = ngx_pnalloc(r->pool, model->len + 64);
+    if (err.message.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    err.message.len = ngx_sprintf(err.message.data, fmt, model)
+                      - err.message.data;
+
+    return ngx_http_gpugate_send_error(r, &err);
+}
+
+
 /*
  * NGX_DECLINED: routed, go on; anything else: the response was sent and
  * this is what to finalize the request with.
@@ -595,7 +644,6 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     gpugate_oai_body_t                   b;
     ngx_http_gpugate_model_t            *m;
     ngx_http_variable_value_t           *vv;
-    ngx_http_gpugate_error_t             err;
     ngx_http_gpugate_openai_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
@@ -610,16 +658,7 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
                                ngx_http_gpugate_openai_kind(r))
         != 0)
     {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "gpugate openai: bad request body: %s", b.error);
-
-        ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
-        err.message.data = (u_char *) b.error;
-        err.message.len = ngx_strlen(b.error);
-        err.code = b.code;
-        err.param = b.param;
-
-        rc = ngx_http_gpugate_send_error(r, &err);
+        rc = ngx_http_gpugate_openai_body_error(r, &b);
         gpugate_oai_body_free(&b);
         return rc;
     }
@@ -652,18 +691,9 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
                           "gpugate openai: model \"%V\" not allowed for "
                           "this key", &model);
 
-            ngx_http_gpugate_status_error(NGX_HTTP_FORBIDDEN, &err);
-            err.code = "model_not_allowed";
-            err.param = "model";
-            err.message.data = ngx_pnalloc(r->pool, model.len + 64);
-            if (err.message.data == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-            err.message.len = ngx_sprintf(err.message.data,
-                                  "This API key may not use the model `%V`.",
-                                  &model) - err.message.data;
-
-            return ngx_http_gpugate_send_error(r, &err);
+            return ngx_http_gpugate_openai_model_error(r,
+                       NGX_HTTP_FORBIDDEN, "model_not_allowed",
+                       "This API key may not use the model `%V`.", &model);
         }
     }
 
@@ -672,19 +702,9 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     if (m == NULL && olcf->models && olcf->models->nelts) {
         gpugate_oai_body_free(&b);
 
-        ngx_http_gpugate_status_error(NGX_HTTP_NOT_FOUND, &err);
-        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
-        err.code = "model_not_found";
-        err.param = "model";
-        err.message.data = ngx_pnalloc(r->pool, model.len + 64);
-        if (err.message.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        err.message.len = ngx_sprintf(err.message.data,
-                              "The model `%V` does not exist.", &model)
-                          - err.message.data;
-
-        return ngx_http_gpugate_send_error(r, &err);
+        return ngx_http_gpugate_openai_model_error(r, NGX_HTTP_NOT_FOUND,
+                   "model_not_found", "The model `%V` does not exist.",
+                   &model);
     }
 
     ctx->target = ctx->model;
@@ -947,6 +967,126 @@ ngx_http_gpugate_models_allowed(ngx_http_request_t *r,
 
 
 /*
+ * Models of connected agents ("live") that the location routes to a
+ * tunnel pool and does not list by name, appended to "names" (of which
+ * the first "listed" are the location's exact names).
+ */
+
+static ngx_int_t
+ngx_http_gpugate_models_merge(ngx_http_gpugate_openai_loc_conf_t *olcf,
+    ngx_array_t *names, ngx_uint_t listed, ngx_array_t *agents)
+{
+    ngx_str_t                 *name, *live;
+    ngx_uint_t                 i, j;
+    ngx_http_gpugate_model_t  *e;
+
+    live = agents->elts;
+
+    for (i = 0; i < agents->nelts; i++) {
+
+        if (olcf->models == NULL) {
+            if (olcf->default_pool.len == 0
+                || !ngx_http_gpugate_tunnel_is_pool(&olcf->default_pool))
+            {
+                continue;
+            }
+
+        } else {
+            e = ngx_http_gpugate_openai_find(olcf, &live[i]);
+
+            /* exact names are listed already; aliases are not ids */
+
+            if (e == NULL || !e->prefix || e->pool.len == 0
+                || !ngx_http_gpugate_tunnel_is_pool(&e->pool))
+            {
+                continue;
+            }
+        }
+
+        name = names->elts;
+
+        for (j = 0; j < listed; j++) {
+            if (name[j].len == live[i].len
+                && ngx_strncmp(name[j].data, live[i].data, live[i].len) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < listed) {
+            continue;
+        }
+
+        name = ngx_array_push(names);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        *name = live[i];
+    }
+
+    return NGX_OK;
+}
+
+
+/* the list (or, with "id", the one model) as OpenAI's JSON */
+
+static ngx_int_t
+ngx_http_gpugate_models_json(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_array_t *names,
+    ngx_str_t *id, ngx_str_t *body)
+{
+    size_t       len;
+    u_char      *p;
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    static const char  head[] = "{\"object\":\"list\",\"data\":[";
+    static const char  tail[] = "]}\n";
+
+    name = names->elts;
+    len = sizeof(head) - 1 + sizeof(tail) - 1;
+
+    for (i = 0; i < names->nelts; i++) {
+        len += sizeof(",{\"id\":\"\",\"object\":\"model\",\"created\":,"
+                      "\"owned_by\":\"gpugate\"}") - 1
+               + name[i].len + ngx_escape_json(NULL, name[i].data,
+                                               name[i].len)
+               + NGX_TIME_T_LEN;
+    }
+
+    body->data = ngx_pnalloc(r->pool, len);
+    if (body->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = body->data;
+
+    if (id == NULL) {
+        p = ngx_cpymem(p, head, sizeof(head) - 1);
+    }
+
+    for (i = 0; i < names->nelts; i++) {
+        p = ngx_sprintf(p, "%s{\"id\":\"", i ? "," : "");
+        p = (u_char *) ngx_escape_json(p, name[i].data, name[i].len);
+        p = ngx_sprintf(p, "\",\"object\":\"model\",\"created\":%T,"
+                        "\"owned_by\":\"gpugate\"}", olcf->created);
+    }
+
+    if (id == NULL) {
+        p = ngx_cpymem(p, tail, sizeof(tail) - 1);
+
+    } else {
+        *p++ = '\n';
+    }
+
+    body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/*
  * The /v1/models list: the configured model names, then the models that
  * connected agents advertise and that this location routes to a tunnel
  * pool (through a prefix entry, or as the default pool when there are no
@@ -959,16 +1099,11 @@ ngx_int_t
 ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *id)
 {
-    size_t                     len;
-    u_char                    *p;
-    ngx_str_t                  body, *name, *live, *allowed, list;
-    ngx_uint_t                 i, j, n, first, listed;
+    ngx_str_t                  body, *name, *allowed, list;
+    ngx_uint_t                 i, j, n;
     ngx_array_t                names, agents;
     ngx_http_gpugate_error_t   err;
-    ngx_http_gpugate_model_t  *m, *e;
-
-    static const char  head[] = "{\"object\":\"list\",\"data\":[";
-    static const char  tail[] = "]}\n";
+    ngx_http_gpugate_model_t  *m;
 
     m = olcf->models ? olcf->models->elts : NULL;
     n = olcf->models ? olcf->models->nelts : 0;
@@ -999,50 +1134,10 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
         }
     }
 
-    listed = names.nelts;
-    live = agents.elts;
-
-    for (i = 0; i < agents.nelts; i++) {
-
-        if (olcf->models == NULL) {
-            if (olcf->default_pool.len == 0
-                || !ngx_http_gpugate_tunnel_is_pool(&olcf->default_pool))
-            {
-                continue;
-            }
-
-        } else {
-            e = ngx_http_gpugate_openai_find(olcf, &live[i]);
-
-            /* exact names are listed already; aliases are not ids */
-
-            if (e == NULL || !e->prefix || e->pool.len == 0
-                || !ngx_http_gpugate_tunnel_is_pool(&e->pool))
-            {
-                continue;
-            }
-        }
-
-        name = names.elts;
-
-        for (j = 0; j < listed; j++) {
-            if (name[j].len == live[i].len
-                && ngx_strncmp(name[j].data, live[i].data, live[i].len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j < listed) {
-            continue;
-        }
-
-        name = ngx_array_push(&names);
-        if (name == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *name = live[i];
+    if (ngx_http_gpugate_models_merge(olcf, &names, names.nelts, &agents)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     name = names.elts;
@@ -1081,45 +1176,9 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
         return ngx_http_gpugate_send_error(r, &err);
     }
 
-    len = sizeof(head) - 1 + sizeof(tail) - 1;
-
-    for (i = 0; i < names.nelts; i++) {
-        len += sizeof(",{\"id\":\"\",\"object\":\"model\",\"created\":,"
-                      "\"owned_by\":\"gpugate\"}") - 1
-               + name[i].len + ngx_escape_json(NULL, name[i].data,
-                                               name[i].len)
-               + NGX_TIME_T_LEN;
-    }
-
-    body.data = ngx_pnalloc(r->pool, len);
-    if (body.data == NULL) {
+    if (ngx_http_gpugate_models_json(r, olcf, &names, id, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    p = body.data;
-
-    if (id == NULL) {
-        p = ngx_cpymem(p, head, sizeof(head) - 1);
-    }
-
-    first = 1;
-
-    for (i = 0; i < names.nelts; i++) {
-        p = ngx_sprintf(p, "%s{\"id\":\"", first ? "" : ",");
-        p = (u_char *) ngx_escape_json(p, name[i].data, name[i].len);
-        p = ngx_sprintf(p, "\",\"object\":\"model\",\"created\":%T,"
-                        "\"owned_by\":\"gpugate\"}", olcf->created);
-        first = 0;
-    }
-
-    if (id == NULL) {
-        p = ngx_cpymem(p, tail, sizeof(tail) - 1);
-
-    } else {
-        *p++ = '\n';
-    }
-
-    body.len = p - body.data;
 
     return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &body);
 }
