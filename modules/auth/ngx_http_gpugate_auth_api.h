@@ -44,6 +44,16 @@ ngx_int_t ngx_http_gpugate_auth_counts(ngx_http_gpugate_auth_counts_t *out);
 ngx_int_t ngx_http_gpugate_auth_pg_share(ngx_conf_t *cf,
     ngx_http_gpugate_pg_stmt_t *stmts, ngx_uint_t n);
 
+/*
+ * "agent <name>" on the invalidation channel goes to the handler another
+ * module (the tunnel) set from its postconfiguration, which returns how
+ * many of the agent's connections it closed; without one it is ignored.
+ * The auth module knows nothing of agents: it only carries the message.
+ */
+typedef ngx_uint_t (*ngx_http_gpugate_auth_agent_pt)(ngx_str_t *name);
+
+void ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler);
+
 /* this worker's PostgreSQL pool, NULL if none */
 ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
 

@@ -24,7 +24,6 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_auth.h"
-#include "ngx_http_gpugate_tunnel_api.h"
 #include "gpugate_apikey.h"
 
 
@@ -93,6 +92,9 @@ static void ngx_http_gpugate_auth_lookup_insert(ngx_rbtree_node_t *temp,
 
 
 static ngx_http_gpugate_auth_worker_t  *ngx_http_gpugate_auth_worker;
+
+/* who takes "agent <name>" messages; NULL: nobody */
+static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_agent_handler;
 
 /*
  * OpenSSL 3 looks the algorithm up on every EVP_Digest(EVP_sha256()) call;
@@ -163,6 +165,13 @@ ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
  * The tunnel's handshake reads agent verifiers through the same pool, so a
  * worker keeps one set of PostgreSQL connections.
  */
+
+void
+ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler)
+{
+    ngx_http_gpugate_auth_agent_handler = handler;
+}
+
 
 ngx_http_gpugate_pg_t *
 ngx_http_gpugate_auth_pg(void)
@@ -1133,7 +1142,13 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
         name.data = msg->data + 6;
         name.len = msg->len - 6;
 
-        n = ngx_http_gpugate_tunnel_invalidate(&name);
+        if (ngx_http_gpugate_auth_agent_handler == NULL) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "gpugate auth: \"%V\" ignored, no tunnel", msg);
+            return;
+        }
+
+        n = ngx_http_gpugate_auth_agent_handler(&name);
 
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "gpugate auth: invalidation \"%V\" closed %ui tunnel "

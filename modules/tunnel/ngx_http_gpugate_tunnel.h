@@ -399,6 +399,17 @@ void ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx);
 ngx_int_t ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r);
 
 
+/* revocation by message (ngx_http_gpugate_tunnel_verifier.c) */
+/*
+ * "agent <name>" was published on the invalidation channel (revoked, or
+ * its allowed models changed): its tunnel connections in this worker are
+ * closed, so that it handshakes again and PostgreSQL decides.  Returns
+ * the number of connections closed.  Given to the auth module, which
+ * carries the channel, by ngx_http_gpugate_auth_on_agent().
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
+
+
 /* the handshake location (ngx_http_gpugate_tunnel_handshake.c) */
 ngx_int_t ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle);

@@ -3,9 +3,10 @@
  * Copyright (C) gpugate authors
  *
  * What the tunnel module offers the other gpugate modules: the router's
- * view of connected agents, the metrics and status pages' lines, and the
- * auth module's invalidation hook.  Nothing else of the tunnel is meant
- * to be used outside modules/tunnel/.
+ * view of connected agents and the metrics and status pages' lines.
+ * Nothing else of the tunnel is meant to be used outside modules/tunnel/;
+ * the auth module reaches the tunnel only through the handler the tunnel
+ * gives it (ngx_http_gpugate_auth_on_agent()).
  */
 
 
@@ -36,14 +37,6 @@ ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
  * no tunnel zone is configured.
  */
 ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_http_gpugate_out_t *out);
-
-/*
- * "agent <name>" was published on the invalidation channel (revoked, or
- * its allowed models changed): its tunnel connections in this worker are
- * closed, so that it handshakes again and PostgreSQL decides.  Returns
- * the number of connections closed.
- */
-ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
 
 /* the connected agents as a JSON array; NGX_DECLINED (and *out NULL)
    without a tunnel zone */

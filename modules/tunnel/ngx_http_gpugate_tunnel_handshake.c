@@ -127,13 +127,13 @@ ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r)
     }
 
     if (r->method != NGX_HTTP_GET) {
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_NOT_ALLOWED,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_NOT_ALLOWED,
                    "method_not_allowed",
                    "The tunnel handshake uses GET.");
     }
 
     if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake",
                    "A tunnel handshake request has no body.");
     }
@@ -145,7 +145,7 @@ ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r)
     h = r->headers_in.authorization;
 
     if (h == NULL) {
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_UNAUTHORIZED,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_UNAUTHORIZED,
                    "missing_credentials",
                    "Agents authenticate with SCRAM-SHA-256.");
     }
@@ -158,7 +158,7 @@ ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "gpugate tunnel: malformed Authorization header");
 
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake",
                    "Malformed SCRAM-SHA-256 Authorization header.");
     }
@@ -194,7 +194,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
                       "burst=%ui, refusing", &r->connection->addr_text,
                       tlcf->rate, tlcf->burst);
 
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
                    "handshake_rate",
                    "Too many tunnel handshakes from this address.");
     }
@@ -202,7 +202,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     if (ngx_http_gpugate_tunnel_decode(r, auth->data, auth->data_len, &msg)
         != NGX_OK)
     {
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake", "Malformed SCRAM message.");
     }
 
@@ -236,7 +236,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
                       "gpugate tunnel: client-first refused: %s",
                       gpugate_scram_strerror(src));
 
-        return ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_BAD_REQUEST,
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
                    "invalid_handshake", "Malformed SCRAM client-first "
                    "message: %s.", gpugate_scram_strerror(src));
     }
@@ -253,7 +253,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
                       st->cached ? "" : " (not a cached agent)");
         ngx_http_gpugate_tunnel_step_free(st);
 
-        return ngx_http_gpugate_tunnel_refuse(r,
+        return ngx_http_gpugate_tunnel_hs_refuse(r,
                    NGX_HTTP_SERVICE_UNAVAILABLE, "handshake_busy",
                    "Too many tunnel handshakes in progress.");
     }
@@ -308,7 +308,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
                       "agent handshake refused",
                       ngx_http_gpugate_pg_state(pg));
 
-        return ngx_http_gpugate_tunnel_refuse(r,
+        return ngx_http_gpugate_tunnel_hs_refuse(r,
                    NGX_HTTP_SERVICE_UNAVAILABLE, "verifier_unavailable",
                    "Agent credentials cannot be checked now.");
     }
@@ -380,7 +380,7 @@ ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
 
         ngx_http_gpugate_tunnel_step_free(st);
 
-        rc = ngx_http_gpugate_tunnel_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        rc = ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                  "verifier_unavailable",
                  "Agent credentials cannot be checked now.");
 
@@ -841,7 +841,7 @@ ngx_http_gpugate_tunnel_rate(ngx_http_request_t *r,
 
 
 ngx_int_t ngx_cdecl
-ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_gpugate_tunnel_hs_refuse(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...)
 {
     u_char                    *p;

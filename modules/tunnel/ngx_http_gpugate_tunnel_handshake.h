@@ -73,7 +73,7 @@ ngx_http_gpugate_tunnel_step_t *ngx_http_gpugate_tunnel_step_take(
 void ngx_http_gpugate_tunnel_step_free(ngx_http_gpugate_tunnel_step_t *st);
 
 /* an error answer to the agent, with WWW-Authenticate on a 401 */
-ngx_int_t ngx_cdecl ngx_http_gpugate_tunnel_refuse(ngx_http_request_t *r,
+ngx_int_t ngx_cdecl ngx_http_gpugate_tunnel_hs_refuse(ngx_http_request_t *r,
     ngx_uint_t status, const char *code, const char *fmt, ...);
 
 /* a base64 SCRAM message into r->pool; NGX_ERROR if malformed */

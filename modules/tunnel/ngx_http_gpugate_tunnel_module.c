@@ -642,6 +642,9 @@ ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
     tmcf = ngx_http_conf_get_module_main_conf(cf,
                                               ngx_http_gpugate_tunnel_module);
 
+    /* the auth module carries "agent <name>" messages to us */
+    ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_tunnel_invalidate);
+
     if (tmcf->zone == NULL) {
         if (tmcf->zone_size != NGX_CONF_UNSET) {
             ngx_conf_log_error(NGX_LOG_WARN, cf, 0,

@@ -327,7 +327,7 @@ failed:
                    "gpugate tunnel: step 2 refused: %s",
                    ngx_http_gpugate_tunnel_refusals[refused].code);
 
-    return ngx_http_gpugate_tunnel_refuse(r,
+    return ngx_http_gpugate_tunnel_hs_refuse(r,
                ngx_http_gpugate_tunnel_refusals[refused].status,
                ngx_http_gpugate_tunnel_refusals[refused].code, "%s",
                ngx_http_gpugate_tunnel_refusals[refused].message);
