@@ -189,11 +189,6 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
 
     if (tlcf->rate && ngx_http_gpugate_tunnel_rate(r, tlcf) != NGX_OK) {
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "gpugate tunnel: handshakes from %V above rate=%ui "
-                      "burst=%ui, refusing", &r->connection->addr_text,
-                      tlcf->rate, tlcf->burst);
-
         return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
                    "handshake_rate",
                    "Too many tunnel handshakes from this address.");
@@ -828,6 +823,12 @@ ngx_http_gpugate_tunnel_rate(ngx_http_request_t *r,
 
     if ((ngx_uint_t) excess > tlcf->burst * 1000) {
         ngx_shmtx_unlock(&shpool->mutex);
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: handshakes from %V above rate=%ui "
+                      "burst=%ui, refusing", &r->connection->addr_text,
+                      tlcf->rate, tlcf->burst);
+
         return NGX_BUSY;
     }
 
