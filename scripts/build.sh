@@ -45,7 +45,7 @@ stamp=$(
         cat "$GG_ROOT/config"
         echo "$nginx_src"
         cat "$nginx_src/src/core/nginx.h"
-        [ -f "$nginx_src/conf_flags" ] && cat "$nginx_src/conf_flags"
+        if [ -f "$nginx_src/conf_flags" ]; then cat "$nginx_src/conf_flags"; fi
     } | sha256sum | cut -d' ' -f1
 )
 

@@ -19,17 +19,18 @@ cd "$GG_ROOT"
 
 # target -> seed corpus (every target must have one)
 declare -A seeds=(
-    [fuzz_apikey]=modules/tests/fuzz/seeds/apikey
-    [fuzz_oai_body]=modules/tests/fuzz/seeds/oai_body
-    [fuzz_oai_strip]=modules/tests/fuzz/seeds/sse
-    [fuzz_sse]=modules/tests/fuzz/seeds/sse
-    [fuzz_scram_parse_first]=modules/tunnel/fuzz/seeds/parse_first
-    [fuzz_scram_server_final]=modules/tunnel/fuzz/seeds/server_final
-    [fuzz_scram_client_final]=modules/tunnel/fuzz/seeds/client_final
-    [fuzz_tunnel_proto]=modules/tunnel/fuzz/seeds/tunnel_proto
-    [fuzz_utf8]=modules/tests/fuzz/seeds/utf8
-    [fuzz_http_head]=worker-agent/fuzz/seeds/http_request
-    [fuzz_http_chunked]=worker-agent/fuzz/seeds/http_chunked
+    [fuzz_apikey]=modules/core/fuzz/seeds/apikey
+    [fuzz_base64]=modules/core/fuzz/seeds/base64
+    [fuzz_oai_body]=modules/core/fuzz/seeds/oai_body
+    [fuzz_oai_strip]=modules/core/fuzz/seeds/sse
+    [fuzz_sse]=modules/core/fuzz/seeds/sse
+    [fuzz_scram_parse_first]=modules/core/fuzz/seeds/parse_first
+    [fuzz_scram_server_final]=modules/core/fuzz/seeds/server_final
+    [fuzz_scram_client_final]=modules/core/fuzz/seeds/client_final
+    [fuzz_tunnel_proto]=modules/core/fuzz/seeds/tunnel_proto
+    [fuzz_utf8]=modules/core/fuzz/seeds/utf8
+    [fuzz_http_head]=modules/core/fuzz/seeds/http_request
+    [fuzz_http_chunked]=modules/core/fuzz/seeds/http_chunked
     [fuzz_ga_load]=worker-agent/fuzz/seeds/ga_load
     [fuzz_ga_models]=worker-agent/fuzz/seeds/ga_models
     [fuzz_ga_telemetry]=worker-agent/fuzz/seeds/ga_telemetry
@@ -38,7 +39,7 @@ declare -A seeds=(
 log=$(mktemp /tmp/gpugate-fuzz.XXXXXX)
 trap 'rm -rf "$log" "$log.d"' EXIT
 
-if ! { make -s -C modules/tests BUILDDIR="$GG_BUILD" fuzz \
+if ! { make -s -C modules/core BUILDDIR="$GG_BUILD" fuzz \
        && make -s -C worker-agent BUILDDIR="$GG_BUILD" fuzz; } >"$log" 2>&1
 then
     echo "1..1"

@@ -107,7 +107,7 @@ if [ ${#only[@]} -gt 0 ]; then
 else
     # C unit test programs print TAP; build/tests/ is filled by make
     make -s -C worker-agent BUILDDIR="$GG_BUILD" unit-tests
-    make -s -C modules/tests BUILDDIR="$GG_BUILD" unit-tests
+    make -s -C modules/core BUILDDIR="$GG_BUILD" unit-tests
     for t in "$GG_BUILD"/tests/*; do
         [ -x "$t" ] && tests+=("$t")
     done

@@ -46,7 +46,7 @@ static ngx_int_t ngx_http_gpugate_openai_route(ngx_http_request_t *r,
 static ngx_int_t ngx_http_gpugate_openai_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
-    char *data, size_t len);
+    gpugate_oai_body_t *body, const char *model, int ask_usage);
 static ngx_http_gpugate_model_t *ngx_http_gpugate_openai_find(
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *model);
 static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
@@ -636,9 +636,7 @@ static ngx_int_t
 ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx)
 {
-    char                                *rewritten;
     u_char                              *target;
-    size_t                               len;
     ngx_int_t                            rc;
     ngx_str_t                            body, model;
     gpugate_oai_body_t                   b;
@@ -745,16 +743,8 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
                          != GPUGATE_OAI_EMBEDDINGS);
 
     if (target || ctx->ask_usage) {
-        rewritten = gpugate_oai_body_rewrite(&b, (char *) target,
-                                             ctx->ask_usage, &len);
-
-        if (rewritten == NULL) {
-            gpugate_oai_body_free(&b);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        rc = ngx_http_gpugate_openai_replace_body(r, rewritten, len);
-        free(rewritten);
+        rc = ngx_http_gpugate_openai_replace_body(r, &b, (char *) target,
+                                                  ctx->ask_usage);
 
         if (rc != NGX_OK) {
             gpugate_oai_body_free(&b);
@@ -847,19 +837,28 @@ ngx_http_gpugate_openai_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/* the body rewritten (gpugate_oai_body_rewrite) straight into a pool buffer */
+
 static ngx_int_t
-ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r, char *data,
-    size_t len)
+ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
+    gpugate_oai_body_t *body, const char *model, int ask_usage)
 {
+    size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
+
+    len = gpugate_oai_body_rewrite_len(body, model, ask_usage);
+    if (len == 0) {
+        return NGX_ERROR;
+    }
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
         return NGX_ERROR;
     }
 
-    b->last = ngx_cpymem(b->pos, data, len);
+    b->last = b->pos + gpugate_oai_body_rewrite(body, model, ask_usage,
+                                                (char *) b->pos);
     b->last_buf = 1;
 
     cl = ngx_alloc_chain_link(r->pool);

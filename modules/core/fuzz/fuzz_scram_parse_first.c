@@ -5,12 +5,9 @@
  * libFuzzer target: the server reading client-first-message, then
  * answering it.  From the repository root:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/tunnel \
- *       modules/tunnel/fuzz/fuzz_scram_parse_first.c \
- *       modules/tunnel/gpugate_scram.c -lcrypto \
- *       -o build/fuzz/fuzz_scram_parse_first
+ *   make -C modules/core BUILDDIR=$PWD/build fuzz
  *   build/fuzz/fuzz_scram_parse_first -max_total_time=60 \
- *       build/fuzz/corpus_parse_first modules/tunnel/fuzz/seeds/parse_first
+ *       build/fuzz/corpus_parse_first modules/core/fuzz/seeds/parse_first
  */
 
 

@@ -72,22 +72,20 @@ int gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data,
     size_t len, gpugate_oai_kind_e kind);
 
 /*
- * The body with the model's value replaced and every other byte as it
- * was; malloc()ed (free() it), NULL when out of memory.  "model" must be
- * a valid model name (printable ASCII, no quotes or backslashes).
- */
-char *gpugate_oai_body_with_model(gpugate_oai_body_t *b, const char *model,
-    size_t *len);
-
-/*
- * The body with the model's value replaced ("model" not NULL, as above)
- * and, if "ask_usage", stream_options.include_usage made true: set in the
+ * The body with the model's value replaced ("model" NULL: kept; else a
+ * valid model name: printable ASCII, no quotes or backslashes) and, if
+ * "ask_usage", stream_options.include_usage made true: set in the
  * stream_options object (other members kept), replacing a false or null
  * value, or a new stream_options member after the last one.  Every other
- * byte is as it was.  malloc()ed (free() it), NULL when out of memory.
+ * byte is as it was.  The caller asks for the length first, then has the
+ * body written into a buffer of that many bytes (no NUL is added), so it
+ * lands in the caller's own memory.  Both return 0 for a model name that
+ * is too long.
  */
-char *gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
-    int ask_usage, size_t *len);
+size_t gpugate_oai_body_rewrite_len(gpugate_oai_body_t *b,
+    const char *model, int ask_usage);
+size_t gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
+    int ask_usage, char *out);
 
 void gpugate_oai_body_free(gpugate_oai_body_t *b);
 

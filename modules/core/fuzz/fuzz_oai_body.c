@@ -30,12 +30,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (gpugate_oai_body_parse(&b, (const char *) data, size,
                                    (gpugate_oai_kind_e) kind) == 0)
         {
-            out = gpugate_oai_body_with_model(&b, "fuzz-target", &len);
+            len = gpugate_oai_body_rewrite_len(&b, "fuzz-target", 0);
+            out = malloc(len);
+
+            if (len == 0 || out == NULL
+                || gpugate_oai_body_rewrite(&b, "fuzz-target", 0, out) != len)
+            {
+                __builtin_trap();
+            }
+
             free(out);
 
-            out = gpugate_oai_body_rewrite(&b, "fuzz-target", 1, &len);
+            len = gpugate_oai_body_rewrite_len(&b, "fuzz-target", 1);
+            out = malloc(len);
 
-            if (out == NULL
+            if (len == 0 || out == NULL
+                || gpugate_oai_body_rewrite(&b, "fuzz-target", 1, out) != len
                 || gpugate_oai_body_parse(&again, out, len,
                                           (gpugate_oai_kind_e) kind) != 0
                 || !again.include_usage || again.stream != b.stream

@@ -9,12 +9,9 @@
  * the input split at its first "\n": a list before it, a model after.
  * From the repository root:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/tunnel \
- *       modules/tunnel/fuzz/fuzz_tunnel_proto.c \
- *       modules/tunnel/gpugate_tunnel_proto.c \
- *       -o build/fuzz/fuzz_tunnel_proto
+ *   make -C modules/core BUILDDIR=$PWD/build fuzz
  *   build/fuzz/fuzz_tunnel_proto -max_total_time=60 \
- *       build/fuzz/corpus_tunnel_proto modules/tunnel/fuzz/seeds/tunnel_proto
+ *       build/fuzz/corpus_tunnel_proto modules/core/fuzz/seeds/tunnel_proto
  */
 
 

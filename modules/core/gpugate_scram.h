@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gpugate_base64.h"
+
 
 /* SHA-256 output: StoredKey, ServerKey, proofs, signatures */
 #define GPUGATE_SCRAM_KEY_LEN          32
@@ -61,7 +63,7 @@
     (GPUGATE_SCRAM_CNONCE_MAX + GPUGATE_SCRAM_SNONCE_MAX)
 
 /* characters base64 needs for n bytes, padding included */
-#define GPUGATE_SCRAM_B64_LEN(n)       (((n) + 2) / 3 * 4)
+#define GPUGATE_SCRAM_B64_LEN(n)       GPUGATE_BASE64_LEN(n)
 
 /* longest client-first-message-bare the server keeps, extensions included */
 #define GPUGATE_SCRAM_FIRST_BARE_MAX   320

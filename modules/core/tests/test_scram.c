@@ -4,11 +4,9 @@
  *
  * Unit tests for gpugate_scram.c, TAP output.  From the repository root:
  *
- *   mkdir -p build/tests && gcc -O2 -g -Wall -Wextra -Werror -std=gnu11 \
- *       -Imodules/tunnel modules/tunnel/gpugate_scram.c \
- *       modules/tunnel/tests/test_scram.c -lcrypto -o build/tests/test_scram
+ *   make -C modules/core BUILDDIR=$PWD/build check
  *
- * (add -fsanitize=address,undefined, or run it under valgrind).
+ * (build/tests/test_scram also runs under valgrind).
  */
 
 

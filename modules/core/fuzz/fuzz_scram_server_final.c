@@ -6,12 +6,9 @@
  * genuine exchange.  Only the one genuine message may authenticate; an
  * unknown user (NULL keys) never does.  From the repository root:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/tunnel \
- *       modules/tunnel/fuzz/fuzz_scram_server_final.c \
- *       modules/tunnel/gpugate_scram.c -lcrypto \
- *       -o build/fuzz/fuzz_scram_server_final
+ *   make -C modules/core BUILDDIR=$PWD/build fuzz
  *   build/fuzz/fuzz_scram_server_final -max_total_time=60 \
- *       build/fuzz/corpus_server_final modules/tunnel/fuzz/seeds/server_final
+ *       build/fuzz/corpus_server_final modules/core/fuzz/seeds/server_final
  */
 
 

@@ -14,9 +14,9 @@
 
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "gpugate_models.h"
 #include "gpugate_oai_body.h"
 
 
@@ -31,14 +31,14 @@ typedef struct {
 } gpugate_oai_scan_t;
 
 
-/* one splice of the body: "cut" bytes at "off" replaced by "add" */
+/* the top-level members the router reads: where each value starts */
 
 typedef struct {
-    size_t        off;             /* where, from the start of the body */
-    size_t        cut;             /* original bytes left out there */
-    const char   *add;             /* bytes put in their place */
-    size_t        add_len;         /* their number */
-} gpugate_oai_edit_t;
+    const unsigned char  *model;       /* "model" */
+    const unsigned char  *stream;      /* "stream" */
+    const unsigned char  *opts;        /* "stream_options" */
+    const unsigned char  *need;        /* the endpoint's own member */
+} gpugate_oai_members_t;
 
 
 static int gpugate_oai_value(gpugate_oai_scan_t *s);
@@ -539,87 +539,77 @@ gpugate_oai_all_objects(const unsigned char *v, const unsigned char *end)
 }
 
 
-int
-gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
-    gpugate_oai_kind_e kind)
+static int
+gpugate_oai_fail_duplicate(gpugate_oai_body_t *b)
 {
-    int                   plain, k, seen_include;
+    return gpugate_oai_fail(b, "We could not parse the JSON body of your "
+                            "request: duplicate member (the request is "
+                            "ambiguous).", NULL, "invalid_json");
+}
+
+
+static int
+gpugate_oai_fail_syntax(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
+    const char *data, const char *error)
+{
+    snprintf(b->msg, sizeof(b->msg), "We could not parse the JSON body of "
+             "your request: %s (at character %d).", error,
+             (int) (s->p - (const unsigned char *) data));
+
+    return gpugate_oai_fail(b, b->msg, NULL, "invalid_json");
+}
+
+
+/*
+ * Reads the top-level object member by member up to the end of the body:
+ * notes where the members the router reads start, refuses duplicates of
+ * them, names with escapes and case variants; everything else is only
+ * checked for syntax.
+ */
+
+static int
+gpugate_oai_body_members(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
+    const char *data, const char *need, gpugate_oai_members_t *m)
+{
+    int                   plain;
     size_t                raw_len;
-    const unsigned char  *raw, *v, *vend, *opts_v, *ov;
-    const unsigned char  *model_v, *stream_v, *need_v;
-    gpugate_oai_scan_t    s, o;
-    const char           *need, *variant;
-
-    memset(b, 0, sizeof(gpugate_oai_body_t));
-
-    b->body = (const unsigned char *) data;
-    b->body_len = len;
-
-    s = (gpugate_oai_scan_t) { (const unsigned char *) data,
-                               (const unsigned char *) data + len, NULL, 0 };
-
-    gpugate_oai_ws(&s);
-
-    if (s.p >= s.end || *s.p != '{') {
-        if (s.p < s.end && (*s.p == '[' || *s.p == '"'
-                            || (*s.p >= '0' && *s.p <= '9') || *s.p == '-'
-                            || *s.p == 't' || *s.p == 'f' || *s.p == 'n')
-            && gpugate_oai_value(&s) == 0
-            && (gpugate_oai_ws(&s), s.p == s.end))
-        {
-            return gpugate_oai_fail(b, "The request body must be a JSON "
-                                    "object.", NULL, "invalid_json");
-        }
-
-        snprintf(b->msg, sizeof(b->msg), "We could not parse the JSON body "
-                 "of your request: %s (at character %d).",
-                 s.error ? s.error : "expected '{'",
-                 (int) (s.p - (const unsigned char *) data));
-        return gpugate_oai_fail(b, b->msg, NULL, "invalid_json");
-    }
-
-    need = (kind == GPUGATE_OAI_CHAT) ? "messages"
-           : (kind == GPUGATE_OAI_COMPLETIONS) ? "prompt" : "input";
-
-    model_v = NULL;
-    stream_v = NULL;
-    opts_v = NULL;
-    need_v = NULL;
+    const unsigned char  *raw, *v;
+    const char           *variant;
 
     /* the top-level object, member by member */
 
-    s.p++;
-    s.depth = 1;
-    gpugate_oai_ws(&s);
+    s->p++;
+    s->depth = 1;
+    gpugate_oai_ws(s);
 
-    if (s.p < s.end && *s.p == '}') {
-        s.p++;
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
         goto members_done;
     }
 
     for ( ;; ) {
-        if (s.p >= s.end || *s.p != '"') {
-            gpugate_oai_syntax(&s, "expected a member name");
+        if (s->p >= s->end || *s->p != '"') {
+            gpugate_oai_syntax(s, "expected a member name");
             goto syntax;
         }
 
-        if (gpugate_oai_string(&s, &raw, &raw_len, &plain) != 0) {
+        if (gpugate_oai_string(s, &raw, &raw_len, &plain) != 0) {
             goto syntax;
         }
 
-        gpugate_oai_ws(&s);
+        gpugate_oai_ws(s);
 
-        if (s.p >= s.end || *s.p != ':') {
-            gpugate_oai_syntax(&s, "expected ':'");
+        if (s->p >= s->end || *s->p != ':') {
+            gpugate_oai_syntax(s, "expected ':'");
             goto syntax;
         }
 
-        s.p++;
-        gpugate_oai_ws(&s);
+        s->p++;
+        gpugate_oai_ws(s);
 
-        v = s.p;
+        v = s->p;
 
-        if (gpugate_oai_value(&s) != 0) {
+        if (gpugate_oai_value(s) != 0) {
             goto syntax;
         }
 
@@ -639,32 +629,32 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
         }
 
         if (gpugate_oai_name_is("model")) {
-            if (model_v) {
-                goto duplicate;
+            if (m->model) {
+                return gpugate_oai_fail_duplicate(b);
             }
-            model_v = v;
-            b->model_end = s.p;
+            m->model = v;
+            b->model_end = s->p;
 
         } else if (gpugate_oai_name_is("stream")) {
-            if (stream_v) {
-                goto duplicate;
+            if (m->stream) {
+                return gpugate_oai_fail_duplicate(b);
             }
-            stream_v = v;
+            m->stream = v;
 
         } else if (gpugate_oai_name_is("stream_options")) {
-            if (opts_v) {
-                goto duplicate;
+            if (m->opts) {
+                return gpugate_oai_fail_duplicate(b);
             }
-            opts_v = v;
-            b->opts_end = s.p;
+            m->opts = v;
+            b->opts_end = s->p;
 
         } else if (raw_len == strlen(need)
                    && memcmp(raw, need, raw_len) == 0)
         {
-            if (need_v) {
-                goto duplicate;
+            if (m->need) {
+                return gpugate_oai_fail_duplicate(b);
             }
-            need_v = v;
+            m->need = v;
 
         } else {
             variant = gpugate_oai_case_variant(raw, raw_len, need);
@@ -678,37 +668,52 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
 
         /* where a new member goes: after the last value, before any
            whitespace, so the body keeps its layout */
-        b->members_end = s.p;
+        b->members_end = s->p;
 
-        gpugate_oai_ws(&s);
+        gpugate_oai_ws(s);
 
-        if (s.p < s.end && *s.p == ',') {
-            s.p++;
-            gpugate_oai_ws(&s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            gpugate_oai_ws(s);
             continue;
         }
 
-        if (s.p < s.end && *s.p == '}') {
-            s.p++;
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
             break;
         }
 
-        gpugate_oai_syntax(&s, "expected ',' or '}'");
+        gpugate_oai_syntax(s, "expected ',' or '}'");
         goto syntax;
     }
 
 members_done:
 
-    gpugate_oai_ws(&s);
+    gpugate_oai_ws(s);
 
-    if (s.p != s.end) {
-        gpugate_oai_syntax(&s, "end of file expected");
+    if (s->p != s->end) {
+        gpugate_oai_syntax(s, "end of file expected");
         goto syntax;
     }
 
-    vend = (const unsigned char *) data + len;
+    return 0;
 
-    /* model */
+syntax:
+
+    return gpugate_oai_fail_syntax(b, s, data, s->error);
+}
+
+
+/* "model": a plain string of 1 to 256 characters, copied to b */
+
+static int
+gpugate_oai_body_model(gpugate_oai_body_t *b, const unsigned char *model_v,
+    const unsigned char *vend)
+{
+    int                   k, plain;
+    size_t                raw_len;
+    const unsigned char  *raw;
+    gpugate_oai_scan_t    o;
 
     k = model_v ? gpugate_oai_kind_of(model_v, vend) : GPUGATE_OAI_V_NONE;
 
@@ -742,7 +747,20 @@ members_done:
     b->model_len = raw_len;
     b->model_start = model_v;
 
-    /* stream */
+    return 0;
+}
+
+
+/* "stream" and "stream_options.include_usage": booleans or null */
+
+static int
+gpugate_oai_body_stream(gpugate_oai_body_t *b, const unsigned char *stream_v,
+    const unsigned char *opts_v, const unsigned char *vend)
+{
+    int                   k, plain, seen_include;
+    size_t                raw_len;
+    const unsigned char  *raw, *ov;
+    gpugate_oai_scan_t    o;
 
     if (stream_v) {
         k = gpugate_oai_kind_of(stream_v, vend);
@@ -757,75 +775,88 @@ members_done:
         b->stream = (k == GPUGATE_OAI_V_BOOL_TRUE);
     }
 
-    /* stream_options.include_usage */
-
     b->opts_start = opts_v;
 
-    if (opts_v && gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_NULL) {
-        if (gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_OBJECT) {
-            return gpugate_oai_fail(b, "'stream_options' must be an object.",
-                                    "stream_options", "invalid_type");
+    if (opts_v == NULL
+        || gpugate_oai_kind_of(opts_v, vend) == GPUGATE_OAI_V_NULL)
+    {
+        return 0;
+    }
+
+    if (gpugate_oai_kind_of(opts_v, vend) != GPUGATE_OAI_V_OBJECT) {
+        return gpugate_oai_fail(b, "'stream_options' must be an object.",
+                                "stream_options", "invalid_type");
+    }
+
+    /* the object's syntax was checked with the whole body */
+
+    o = (gpugate_oai_scan_t) { opts_v + 1, vend, NULL, 1 };
+    seen_include = 0;
+    gpugate_oai_ws(&o);
+
+    while (o.p < o.end && *o.p == '"') {
+        (void) gpugate_oai_string(&o, &raw, &raw_len, &plain);
+
+        if (!plain) {
+            return gpugate_oai_fail(b, "Member names with escapes are "
+                                    "not accepted in stream_options "
+                                    "(the request would be "
+                                    "ambiguous).", "stream_options",
+                                    "invalid_json");
         }
 
-        o = (gpugate_oai_scan_t) { opts_v + 1, vend, NULL, 1 };
-        seen_include = 0;
+        gpugate_oai_ws(&o);
+        o.p++;                                  /* ':' */
+        gpugate_oai_ws(&o);
+        ov = o.p;
+        (void) gpugate_oai_value(&o);
+
+        if (raw_len == 13 && memcmp(raw, "include_usage", 13) == 0) {
+            if (seen_include) {
+                return gpugate_oai_fail_duplicate(b);
+            }
+            seen_include = 1;
+
+            k = gpugate_oai_kind_of(ov, vend);
+
+            if (k != GPUGATE_OAI_V_NULL && k != GPUGATE_OAI_V_BOOL_TRUE
+                && k != GPUGATE_OAI_V_BOOL_FALSE)
+            {
+                return gpugate_oai_fail(b, "'stream_options."
+                                        "include_usage' must be a "
+                                        "boolean.",
+                                        "stream_options.include_usage",
+                                        "invalid_type");
+            }
+
+            b->include_usage = (k == GPUGATE_OAI_V_BOOL_TRUE);
+            b->usage_start = ov;
+            b->usage_end = o.p;
+
+        } else if (gpugate_oai_name_folds(raw, raw_len, "include_usage")) {
+            return gpugate_oai_fail_variant(b, "include_usage",
+                                            "stream_options.include_usage");
+        }
+
         gpugate_oai_ws(&o);
 
-        while (o.p < o.end && *o.p == '"') {
-            (void) gpugate_oai_string(&o, &raw, &raw_len, &plain);
-
-            if (!plain) {
-                return gpugate_oai_fail(b, "Member names with escapes are "
-                                        "not accepted in stream_options "
-                                        "(the request would be "
-                                        "ambiguous).", "stream_options",
-                                        "invalid_json");
-            }
-
+        if (o.p < o.end && *o.p == ',') {
+            o.p++;
             gpugate_oai_ws(&o);
-            o.p++;                                  /* ':' */
-            gpugate_oai_ws(&o);
-            ov = o.p;
-            (void) gpugate_oai_value(&o);
-
-            if (raw_len == 13 && memcmp(raw, "include_usage", 13) == 0) {
-                if (seen_include) {
-                    goto duplicate;
-                }
-                seen_include = 1;
-
-                k = gpugate_oai_kind_of(ov, vend);
-
-                if (k != GPUGATE_OAI_V_NULL && k != GPUGATE_OAI_V_BOOL_TRUE
-                    && k != GPUGATE_OAI_V_BOOL_FALSE)
-                {
-                    return gpugate_oai_fail(b, "'stream_options."
-                                            "include_usage' must be a "
-                                            "boolean.",
-                                            "stream_options.include_usage",
-                                            "invalid_type");
-                }
-
-                b->include_usage = (k == GPUGATE_OAI_V_BOOL_TRUE);
-                b->usage_start = ov;
-                b->usage_end = o.p;
-
-            } else if (gpugate_oai_name_folds(raw, raw_len, "include_usage"))
-            {
-                return gpugate_oai_fail_variant(b, "include_usage",
-                                            "stream_options.include_usage");
-            }
-
-            gpugate_oai_ws(&o);
-
-            if (o.p < o.end && *o.p == ',') {
-                o.p++;
-                gpugate_oai_ws(&o);
-            }
         }
     }
 
-    /* the endpoint's own required member */
+    return 0;
+}
+
+
+/* the endpoint's own required member: messages, prompt or input */
+
+static int
+gpugate_oai_body_need(gpugate_oai_body_t *b, gpugate_oai_kind_e kind,
+    const unsigned char *need_v, const unsigned char *vend)
+{
+    int  k;
 
     k = need_v ? gpugate_oai_kind_of(need_v, vend) : GPUGATE_OAI_V_NONE;
 
@@ -886,155 +917,58 @@ members_done:
     }
 
     return 0;
-
-duplicate:
-
-    return gpugate_oai_fail(b, "We could not parse the JSON body of your "
-                            "request: duplicate member (the request is "
-                            "ambiguous).", NULL, "invalid_json");
-
-syntax:
-
-    snprintf(b->msg, sizeof(b->msg), "We could not parse the JSON body of "
-             "your request: %s (at character %d).", s.error,
-             (int) (s.p - (const unsigned char *) data));
-
-    return gpugate_oai_fail(b, b->msg, NULL, "invalid_json");
 }
 
 
-char *
-gpugate_oai_body_with_model(gpugate_oai_body_t *b, const char *model,
-    size_t *len)
+int
+gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
+    gpugate_oai_kind_e kind)
 {
-    return gpugate_oai_body_rewrite(b, model, 0, len);
-}
+    const char             *need;
+    gpugate_oai_scan_t      s;
+    const unsigned char    *vend;
+    gpugate_oai_members_t   m;
 
+    memset(b, 0, sizeof(gpugate_oai_body_t));
 
-char *
-gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
-    int ask_usage, size_t *len)
-{
-    char                 *out, *p;
-    size_t                n, i, pos, size;
-    gpugate_oai_edit_t    edit[2], t;
-    const unsigned char  *q, *end;
-    char                  quoted[GPUGATE_OAI_MODEL_MAX + 3];
+    b->body = (const unsigned char *) data;
+    b->body_len = len;
 
-    static const char  include_true[] = "true";
-    static const char  options_null[] = "{\"include_usage\":true}";
-    static const char  options_new[] = ",\"stream_options\":"
-                                       "{\"include_usage\":true}";
-    static const char  member_first[] = "\"include_usage\":true,";
+    s = (gpugate_oai_scan_t) { (const unsigned char *) data,
+                               (const unsigned char *) data + len, NULL, 0 };
 
-    n = 0;
+    gpugate_oai_ws(&s);
 
-    if (model) {
-        size = strlen(model);
-
-        if (size > GPUGATE_OAI_MODEL_MAX) {
-            return NULL;
+    if (s.p >= s.end || *s.p != '{') {
+        if (s.p < s.end && (*s.p == '[' || *s.p == '"'
+                            || (*s.p >= '0' && *s.p <= '9') || *s.p == '-'
+                            || *s.p == 't' || *s.p == 'f' || *s.p == 'n')
+            && gpugate_oai_value(&s) == 0
+            && (gpugate_oai_ws(&s), s.p == s.end))
+        {
+            return gpugate_oai_fail(b, "The request body must be a JSON "
+                                    "object.", NULL, "invalid_json");
         }
 
-        /* model names need no escaping */
-        quoted[0] = '"';
-        memcpy(quoted + 1, model, size);
-        quoted[size + 1] = '"';
-
-        edit[n].off = b->model_start - b->body;
-        edit[n].cut = b->model_end - b->model_start;
-        edit[n].add = quoted;
-        edit[n].add_len = size + 2;
-        n++;
+        return gpugate_oai_fail_syntax(b, &s, data,
+                                       s.error ? s.error : "expected '{'");
     }
 
-    if (ask_usage && !b->include_usage) {
+    need = (kind == GPUGATE_OAI_CHAT) ? "messages"
+           : (kind == GPUGATE_OAI_COMPLETIONS) ? "prompt" : "input";
 
-        if (b->usage_start) {
-            /* "include_usage": false or null */
-            edit[n].off = b->usage_start - b->body;
-            edit[n].cut = b->usage_end - b->usage_start;
-            edit[n].add = include_true;
-            edit[n].add_len = sizeof(include_true) - 1;
+    memset(&m, 0, sizeof(m));
+    vend = (const unsigned char *) data + len;
 
-        } else if (b->opts_start && *b->opts_start == '{') {
-            /* first member of stream_options, the others kept after it */
-            edit[n].off = b->opts_start + 1 - b->body;
-            edit[n].cut = 0;
-            edit[n].add = member_first;
-            edit[n].add_len = sizeof(member_first) - 1;
-
-            end = b->body + b->body_len;
-
-            for (q = b->opts_start + 1;
-                 q < end && (*q == ' ' || *q == '\t' || *q == '\n'
-                             || *q == '\r');
-                 q++)
-            {
-                /* void */
-            }
-
-            if (q < end && *q == '}') {
-                /* an empty object: no comma after the new member */
-                edit[n].add_len--;
-            }
-
-        } else if (b->opts_start) {
-            /* "stream_options": null */
-            edit[n].off = b->opts_start - b->body;
-            edit[n].cut = b->opts_end - b->opts_start;
-            edit[n].add = options_null;
-            edit[n].add_len = sizeof(options_null) - 1;
-
-        } else {
-            /* a new last member (the object has one at least: model) */
-            edit[n].off = b->members_end - b->body;
-            edit[n].cut = 0;
-            edit[n].add = options_new;
-            edit[n].add_len = sizeof(options_new) - 1;
-        }
-
-        n++;
+    if (gpugate_oai_body_members(b, &s, data, need, &m) != 0
+        || gpugate_oai_body_model(b, m.model, vend) != 0
+        || gpugate_oai_body_stream(b, m.stream, m.opts, vend) != 0
+        || gpugate_oai_body_need(b, kind, m.need, vend) != 0)
+    {
+        return -1;
     }
 
-    /* the two splices never overlap: model is not in stream_options */
-
-    if (n == 2 && edit[1].off < edit[0].off) {
-        t = edit[0];
-        edit[0] = edit[1];
-        edit[1] = t;
-    }
-
-    size = b->body_len + 1;
-
-    for (i = 0; i < n; i++) {
-        size += edit[i].add_len;
-        size -= edit[i].cut;
-    }
-
-    out = malloc(size);
-    if (out == NULL) {
-        return NULL;
-    }
-
-    p = out;
-    pos = 0;
-
-    for (i = 0; i < n; i++) {
-        memcpy(p, b->body + pos, edit[i].off - pos);
-        p += edit[i].off - pos;
-        memcpy(p, edit[i].add, edit[i].add_len);
-        p += edit[i].add_len;
-        pos = edit[i].off + edit[i].cut;
-    }
-
-    memcpy(p, b->body + pos, b->body_len - pos);
-    p += b->body_len - pos;
-    *p = '\0';
-
-    *len = p - out;
-
-    return out;
+    return 0;
 }
 
 
@@ -1091,29 +1025,10 @@ int
 gpugate_oai_model_allowed(const char *list, size_t list_len,
     const char *model, size_t model_len)
 {
-    const char  *p, *end, *comma;
-
     if (list_len == 1 && list[0] == '*') {
         return 1;
     }
 
-    p = list;
-    end = list + list_len;
-
-    while (p < end) {
-        comma = memchr(p, ',', end - p);
-        if (comma == NULL) {
-            comma = end;
-        }
-
-        if ((size_t) (comma - p) == model_len
-            && memcmp(p, model, model_len) == 0)
-        {
-            return 1;
-        }
-
-        p = comma + 1;
-    }
-
-    return 0;
+    return gpugate_models_list_has(list, list_len, model, model_len,
+                                   GPUGATE_MODELS_SEP_KEY);
 }

@@ -5,7 +5,7 @@
  * Unit tests of the tunnel handshake header parsers (gpugate_tunnel_proto.c,
  * docs/tunnel-protocol.md), TAP output.  From the repository root:
  *
- *   make -C modules/tests BUILDDIR=$PWD/build check
+ *   make -C modules/core BUILDDIR=$PWD/build check
  */
 
 

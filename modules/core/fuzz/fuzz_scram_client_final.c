@@ -6,12 +6,9 @@
  * server-final-message.  The input is server-first, '\n', server-final.
  * From the repository root:
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Imodules/tunnel \
- *       modules/tunnel/fuzz/fuzz_scram_client_final.c \
- *       modules/tunnel/gpugate_scram.c -lcrypto \
- *       -o build/fuzz/fuzz_scram_client_final
+ *   make -C modules/core BUILDDIR=$PWD/build fuzz
  *   build/fuzz/fuzz_scram_client_final -max_total_time=60 \
- *       build/fuzz/corpus_client_final modules/tunnel/fuzz/seeds/client_final
+ *       build/fuzz/corpus_client_final modules/core/fuzz/seeds/client_final
  */
 
 
