@@ -147,8 +147,11 @@ is(http_request($ng->port, 'POST', '/v1/chat/completions',
                         'X-Mock-Stall-After' => 2 }, body(1, 2));
     my $got = '';
     my $sel = IO::Select->new($s);
-    my $deadline = time + 5;
-    while (time < $deadline && ($got =~ tr/\n//) < 12 && $sel->can_read(1)) {
+    # the role event and both tokens, however slowly they come
+    my $deadline = time + 10;
+    while ((() = $got =~ /"content"/g) < 3) {
+        my $left = $deadline - time;
+        last if $left <= 0 || !$sel->can_read($left);
         sysread($s, my $buf, 4096) or last;
         $got .= $buf;
     }
