@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "ga_agent.h"
+#include "gpugate_base64.h"
 #include "gpugate_tunnel_proto.h"
 
 
@@ -24,7 +24,8 @@ static int ga_read_response(ga_conn_t *c, const char **body,
 static int ga_refused(ga_conn_t *c, const char *body, size_t len);
 static void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
     unsigned workers, uint64_t generation);
-static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out);
+static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out,
+    size_t size);
 
 
 int
@@ -44,8 +45,7 @@ ga_handshake_start(ga_conn_t *c)
         return -1;
     }
 
-    EVP_EncodeBlock((unsigned char *) b64, (unsigned char *) first,
-                    (int) len);
+    b64[gpugate_base64_encode((unsigned char *) first, len, b64)] = '\0';
 
     if (gg_buf_printf(&c->out,
                       "GET %s HTTP/1.1\r\n"
@@ -146,7 +146,8 @@ ga_handshake_step1(ga_conn_t *c)
         return ga_refused(c, body, body_len);
     }
 
-    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) first);
+    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) first,
+                         sizeof(first));
     memcpy(sid, auth.sid, GPUGATE_TUNNEL_SID_LEN);
     sid[GPUGATE_TUNNEL_SID_LEN] = '\0';
 
@@ -167,8 +168,7 @@ ga_handshake_step1(ga_conn_t *c)
 
     gg_buf_consume(&c->in, c->head.head_len + body_len);
 
-    EVP_EncodeBlock((unsigned char *) b64, (unsigned char *) final,
-                    (int) len);
+    b64[gpugate_base64_encode((unsigned char *) final, len, b64)] = '\0';
 
     if (gg_buf_printf(&c->out,
                       "GET %s HTTP/1.1\r\n"
@@ -241,7 +241,8 @@ ga_handshake_step2(ga_conn_t *c)
         return -1;
     }
 
-    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) final);
+    flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) final,
+                         sizeof(final));
     src = gpugate_scram_client_verify(&c->scram, final, flen);
 
     /* the exchange is over: keep none of it */
@@ -340,26 +341,14 @@ ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot, unsigned workers,
 }
 
 
+/* the core's strict decoder; a bad message decodes to nothing */
+
 static size_t
-ga_b64_decode(const char *in, size_t len, unsigned char *out)
+ga_b64_decode(const char *in, size_t len, unsigned char *out, size_t size)
 {
-    int  n;
+    ssize_t  n;
 
-    n = EVP_DecodeBlock(out, (const unsigned char *) in, (int) len);
+    n = gpugate_base64_decode(in, len, out, size);
 
-    if (n < 0) {
-        return 0;
-    }
-
-    /* EVP_DecodeBlock counts the padding as zero bytes */
-
-    if (len >= 1 && in[len - 1] == '=') {
-        n--;
-    }
-
-    if (len >= 2 && in[len - 2] == '=') {
-        n--;
-    }
-
-    return (size_t) n;
+    return n < 0 ? 0 : (size_t) n;
 }

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "gpugate_models.h"
 #include "gpugate_tunnel_proto.h"
 #include "ga_models.h"
 
@@ -39,8 +40,6 @@ static int ga_models_items(json_t *root, const char *array,
     size_t errsize);
 static void ga_models_add(ga_models_list_t *l, const char *id, size_t len);
 static int ga_models_valid(const char *id, size_t len);
-static int ga_models_has(const char *list, size_t list_len, const char *id,
-    size_t len);
 static void ga_models_skip(ga_models_list_t *l, const char *id, size_t len,
     const char *why);
 static void ga_models_err(char *err, size_t errsize, const char *fmt, ...)
@@ -229,7 +228,9 @@ ga_models_add(ga_models_list_t *l, const char *id, size_t len)
         return;
     }
 
-    if (ga_models_has(l->out, l->len, id, len)) {
+    if (gpugate_models_list_has(l->out, l->len, id, len,
+                                GPUGATE_MODELS_SEP_WIRE))
+    {
         /* the runtime's own business (aliases): one entry is enough */
         return;
     }
@@ -269,35 +270,6 @@ ga_models_valid(const char *id, size_t len)
     }
 
     return gpugate_tunnel_check_models(id, len) == 1;
-}
-
-
-/* ids hold neither "," nor space, so ", " splits the list exactly */
-
-static int
-ga_models_has(const char *list, size_t list_len, const char *id, size_t len)
-{
-    const char  *p, *end, *e;
-
-    p = list;
-    end = list + list_len;
-
-    while (p < end) {
-        e = memchr(p, ',', end - p);
-        e = e ? e : end;
-
-        if ((size_t) (e - p) == len && memcmp(p, id, len) == 0) {
-            return 1;
-        }
-
-        if (e == end) {
-            break;
-        }
-
-        p = e + 2;
-    }
-
-    return 0;
 }
 
 
