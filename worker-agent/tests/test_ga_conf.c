@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tap.h"
+#include "tests/tap.h"           /* modules/core/tests/tap.h */
 #include "ga_conf.h"
 
 

@@ -10,7 +10,7 @@
 
 #include <string.h>
 
-#include "tap.h"
+#include "tests/tap.h"           /* modules/core/tests/tap.h */
 #include "ga_load.h"
 
 

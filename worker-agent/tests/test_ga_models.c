@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tap.h"
+#include "tests/tap.h"           /* modules/core/tests/tap.h */
 #include "gpugate_tunnel_proto.h"
 #include "ga_models.h"
 

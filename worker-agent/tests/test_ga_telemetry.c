@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tap.h"
+#include "tests/tap.h"           /* modules/core/tests/tap.h */
 #include "ga_telemetry.h"
 #include "gpugate_tunnel_proto.h"
 

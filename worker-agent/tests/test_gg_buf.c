@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "gg_buf.h"
-#include "tap.h"
+#include "tests/tap.h"           /* modules/core/tests/tap.h */
 
 
 int

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "gg_event.h"
-#include "tap.h"
+#include "tests/tap.h"           /* modules/core/tests/tap.h */
 
 
 /* armed out of order; t[5] is deleted, t[2] re-armed for 25 ms */

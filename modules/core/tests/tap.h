@@ -2,7 +2,9 @@
 /*
  * Copyright (C) gpugate authors
  *
- * Minimal TAP output for the C unit tests (TAP::Harness runs them).
+ * Minimal TAP output for the C unit tests of the core and of
+ * worker-agent/ (TAP::Harness runs them; worker-agent includes it as
+ * "tests/tap.h" through its -I of modules/core).
  */
 
 
