@@ -66,4 +66,45 @@ ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
 time_t ngx_http_gpugate_auth_lifetime(ngx_cycle_t *cycle);
 
 
+/*
+ * The limits that apply to the request's key, for the limits module: the
+ * key's own and its tenant's (both apply, the stricter wins).  0 means
+ * "no limit" for every field.  Spend is in micro-units of the currency
+ * the operator prices models in (1 unit = 1000000).
+ */
+typedef enum {
+    NGX_HTTP_GPUGATE_PERIOD_NONE = 0,
+    NGX_HTTP_GPUGATE_PERIOD_DAY,
+    NGX_HTTP_GPUGATE_PERIOD_MONTH
+} ngx_http_gpugate_period_e;
+
+
+typedef struct {
+    int64_t     rpm;            /* requests per minute */
+    int64_t     tpm;            /* tokens (prompt + completion)/minute */
+    int64_t     parallel;       /* requests in flight, streams included */
+    int64_t     tpd;            /* tokens per UTC day */
+    int64_t     budget;         /* spend per period, micro-units */
+    ngx_uint_t  budget_period;  /* ngx_http_gpugate_period_e */
+} ngx_http_gpugate_limit_set_t;
+
+
+typedef struct {
+    int64_t                       key_id;     /* api_keys.id */
+    int64_t                       tenant_id;  /* tenants.id */
+    ngx_str_t                     tenant;     /* tenant name (r->pool) */
+    ngx_str_t                     prefix;     /* key prefix (r->pool) */
+    ngx_http_gpugate_limit_set_t  key;        /* the key's own limits */
+    ngx_http_gpugate_limit_set_t  tenant_set; /* the tenant's limits */
+} ngx_http_gpugate_limits_t;
+
+/*
+ * Fills "out" from the key record auth granted this request (no lookup:
+ * the limits travel with the cached record).  NGX_DECLINED when auth did
+ * not run or did not grant access here.
+ */
+ngx_int_t ngx_http_gpugate_auth_limits(ngx_http_request_t *r,
+    ngx_http_gpugate_limits_t *out);
+
+
 #endif /* _NGX_HTTP_GPUGATE_AUTH_API_H_INCLUDED_ */

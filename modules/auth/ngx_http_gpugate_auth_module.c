@@ -1044,3 +1044,28 @@ ngx_http_gpugate_auth_lifetime(ngx_cycle_t *cycle)
 
     return amcf->ttl + amcf->stale;
 }
+
+
+ngx_int_t
+ngx_http_gpugate_auth_limits(ngx_http_request_t *r,
+    ngx_http_gpugate_limits_t *out)
+{
+    ngx_http_gpugate_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_auth_module);
+
+    if (ctx == NULL || !ctx->answered || !ctx->granted) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(out, sizeof(ngx_http_gpugate_limits_t));
+
+    out->key_id = ctx->info.key_id;
+    out->tenant_id = ctx->info.tenant_id;
+    out->tenant = ctx->info.tenant;
+    out->prefix = ctx->info.prefix;
+    out->key.rpm = ctx->info.rpm;
+    out->key.tpm = ctx->info.tpm;
+
+    return NGX_OK;
+}
