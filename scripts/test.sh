@@ -111,6 +111,8 @@ else
     for t in "$GG_BUILD"/tests/*; do
         [ -x "$t" ] && tests+=("$t")
     done
+    # the tree's layout rules: file and function length, nginx-free core
+    tests+=("$GG_ROOT/scripts/check-layout.sh")
     # every fuzz target over its seed corpus (TAP, one point per target)
     tests+=("$GG_ROOT/scripts/fuzz-seeds.sh")
     # the mock runtime over real sockets with curl (TAP)
