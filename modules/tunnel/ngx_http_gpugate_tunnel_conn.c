@@ -21,6 +21,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_gpugate_tunnel.h"
+#include "gg_http_parse.h"
 
 
 typedef struct {
@@ -42,8 +43,10 @@ static ngx_int_t ngx_http_gpugate_tunnel_linger(
 static void ngx_http_gpugate_tunnel_timer(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_pong(ngx_event_t *rev);
+static ngx_int_t ngx_http_gpugate_tunnel_pong_parse(
+    ngx_http_gpugate_tunnel_conn_t *tc, gg_http_head_t *h);
 static void ngx_http_gpugate_tunnel_pong_load(
-    ngx_http_gpugate_tunnel_conn_t *tc, u_char *end);
+    ngx_http_gpugate_tunnel_conn_t *tc, gg_http_head_t *h);
 static void ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c);
 
 
@@ -759,89 +762,92 @@ ngx_http_gpugate_tunnel_ping(ngx_http_gpugate_tunnel_conn_t *tc)
 }
 
 
-/* the value of header "name" (CRLF, lower case, colon) in a ping answer */
+/*
+ * The ping answer read so far, parsed from its start with the core's
+ * HTTP/1.x head parser (the head is small and comes in one read as a
+ * rule, so nothing is kept between reads).  NGX_OK once it is a whole
+ * "HTTP/1.1 204" head with nothing after it (the connection must be
+ * clean to be parked again), NGX_AGAIN while more may come, NGX_ERROR
+ * for anything else: a status other than 204, a malformed line, a field
+ * with a control byte or a bad name, bytes past the head, too long.
+ */
 
 static ngx_int_t
-ngx_http_gpugate_tunnel_pong_header(ngx_http_gpugate_tunnel_conn_t *tc,
-    u_char *end, const char *name, size_t len, ngx_str_t *value)
+ngx_http_gpugate_tunnel_pong_parse(ngx_http_gpugate_tunnel_conn_t *tc,
+    gg_http_head_t *h)
 {
-    u_char  *v, *e;
+    int  rc;
 
-    v = ngx_strlcasestrn(tc->in, end, (u_char *) name, len - 1);
+    gg_http_head_init(h, 1, NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX);
 
-    if (v == NULL) {
-        return NGX_DECLINED;
+    rc = gg_http_parse_head(h, (const char *) tc->in, tc->in_len);
+
+    if (rc == GG_HTTP_AGAIN) {
+        return tc->in_len < NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX
+               ? NGX_AGAIN : NGX_ERROR;
     }
 
-    v += len;
-    e = ngx_strlcasestrn(v, end, (u_char *) CRLF, 2 - 1);
-
-    if (e == NULL) {
-        e = end;
+    if (rc != GG_HTTP_OK || h->version != 11 || h->status != 204
+        || h->head_len != tc->in_len)
+    {
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, tc->log, 0,
+                       "gpugate tunnel: ping answer refused: parse %d, "
+                       "status %d, %uz bytes past its head", rc,
+                       rc == GG_HTTP_OK ? h->status : 0,
+                       rc == GG_HTTP_OK ? tc->in_len - h->head_len : 0);
+        return NGX_ERROR;
     }
-
-    while (v < e && (*v == ' ' || *v == '\t')) {
-        v++;
-    }
-
-    while (e > v && (e[-1] == ' ' || e[-1] == '\t')) {
-        e--;
-    }
-
-    value->data = v;
-    value->len = e - v;
 
     return NGX_OK;
 }
 
 
 /*
- * X-Gpugate-Load and X-Gpugate-Telemetry in a ping's answer (head up to
- * "end"): a bad value is logged and ignored, since telemetry is no
- * reason to drop a tunnel.
+ * X-Gpugate-Load and X-Gpugate-Telemetry in a ping's answer: a bad value
+ * is logged and ignored, since telemetry is no reason to drop a tunnel.
  */
 
 static void
 ngx_http_gpugate_tunnel_pong_load(ngx_http_gpugate_tunnel_conn_t *tc,
-    u_char *end)
+    gg_http_head_t *h)
 {
-    ngx_str_t                    v;
+    const char                  *buf, *v;
     gpugate_tunnel_load_t        load;
+    const gg_http_header_t      *hd;
     gpugate_tunnel_telemetry_t   tel;
 
-    static const char  load_name[] = CRLF "x-gpugate-load:";
-    static const char  tel_name[] = CRLF "x-gpugate-telemetry:";
+    buf = (const char *) tc->in;
 
-    if (ngx_http_gpugate_tunnel_pong_header(tc, end, load_name,
-                                            sizeof(load_name) - 1, &v)
-        == NGX_OK)
-    {
-        if (gpugate_tunnel_parse_load((char *) v.data, v.len, &load) == 0) {
+    hd = gg_http_find_header(h, buf, "x-gpugate-load");
+
+    if (hd != NULL) {
+        v = buf + hd->value;
+
+        if (gpugate_tunnel_parse_load(v, hd->value_len, &load) == 0) {
             ngx_http_gpugate_tunnel_set_load(
                 ngx_http_gpugate_tunnel_agent(tc), &load);
 
         } else {
             ngx_log_error(NGX_LOG_WARN, tc->log, 0,
                           "gpugate tunnel: invalid X-Gpugate-Load in a ping "
-                          "answer: \"%*s\"", ngx_min(v.len, 64), v.data);
+                          "answer: \"%*s\"", ngx_min(hd->value_len, 64), v);
         }
     }
 
-    if (ngx_http_gpugate_tunnel_pong_header(tc, end, tel_name,
-                                            sizeof(tel_name) - 1, &v)
-        == NGX_OK)
-    {
-        if (gpugate_tunnel_parse_telemetry((char *) v.data, v.len, &tel)
-            == 0)
-        {
+    hd = gg_http_find_header(h, buf, "x-gpugate-telemetry");
+
+    if (hd != NULL) {
+        v = buf + hd->value;
+
+        if (gpugate_tunnel_parse_telemetry(v, hd->value_len, &tel) == 0) {
             ngx_http_gpugate_tunnel_set_telemetry(
                 ngx_http_gpugate_tunnel_agent(tc), &tel);
 
         } else {
             ngx_log_error(NGX_LOG_WARN, tc->log, 0,
                           "gpugate tunnel: invalid X-Gpugate-Telemetry in a "
-                          "ping answer: \"%*s\"", ngx_min(v.len, 128),
-                          v.data);
+                          "ping answer: \"%*s\"",
+                          ngx_min(hd->value_len, 128), v);
         }
     }
 }
@@ -851,7 +857,8 @@ static void
 ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
 {
     ssize_t                          n;
-    u_char                          *end;
+    ngx_int_t                        rc;
+    gg_http_head_t                   h;
     ngx_connection_t                *c;
     ngx_http_gpugate_tunnel_conn_t  *tc;
 
@@ -885,46 +892,30 @@ ngx_http_gpugate_tunnel_pong(ngx_event_t *rev)
 
         tc->in_len += n;
 
-        end = ngx_strlcasestrn(tc->in, tc->in + tc->in_len,
-                               (u_char *) CRLF CRLF, 4 - 1);
+        rc = ngx_http_gpugate_tunnel_pong_parse(tc, &h);
 
-        if (end) {
+        if (rc == NGX_OK) {
             break;
         }
 
-        if (tc->in_len == NGX_HTTP_GPUGATE_TUNNEL_PONG_MAX) {
-            goto invalid;
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_WARN, c->log, 0,
+                          "gpugate tunnel: invalid answer to a ping: "
+                          "\"%*s\"", ngx_min(tc->in_len, 64), tc->in);
+            ngx_http_gpugate_tunnel_close(tc);
+            return;
         }
-    }
-
-    /* nothing may follow the answer: the connection must be clean */
-
-    if (end + 4 != tc->in + tc->in_len
-        || tc->in_len < sizeof("HTTP/1.1 204") - 1
-        || ngx_strncmp(tc->in, "HTTP/1.1 204", sizeof("HTTP/1.1 204") - 1)
-           != 0)
-    {
-        goto invalid;
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "gpugate tunnel: pong, agent slot %ui", tc->agent);
 
-    ngx_http_gpugate_tunnel_pong_load(tc, end + 2);
+    ngx_http_gpugate_tunnel_pong_load(tc, &h);
 
     ngx_free(tc->in);
     tc->in = NULL;
 
     ngx_http_gpugate_tunnel_park(tc);
-
-    return;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_WARN, c->log, 0,
-                  "gpugate tunnel: invalid answer to a ping: \"%*s\"",
-                  ngx_min(tc->in_len, 64), tc->in);
-    ngx_http_gpugate_tunnel_close(tc);
 }
 
 
