@@ -28,6 +28,7 @@ declare -A seeds=(
     [fuzz_scram_server_final]=modules/core/fuzz/seeds/server_final
     [fuzz_scram_client_final]=modules/core/fuzz/seeds/client_final
     [fuzz_tunnel_proto]=modules/core/fuzz/seeds/tunnel_proto
+    [fuzz_tunnel_msg]=modules/core/fuzz/seeds/tunnel_msg
     [fuzz_utf8]=modules/core/fuzz/seeds/utf8
     [fuzz_http_head]=modules/core/fuzz/seeds/http_request
     [fuzz_http_chunked]=modules/core/fuzz/seeds/http_chunked

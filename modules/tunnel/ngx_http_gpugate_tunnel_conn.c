@@ -22,6 +22,7 @@
 
 #include "ngx_http_gpugate_tunnel.h"
 #include "gg_http_parse.h"
+#include "gpugate_tunnel_msg.h"
 
 
 typedef struct {
@@ -53,7 +54,7 @@ static void ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c);
 static ngx_http_gpugate_tunnel_worker_t  *ngx_http_gpugate_tunnel_worker;
 
 static u_char  ngx_http_gpugate_tunnel_ping_req[] =
-    "GET /gpugate/ping HTTP/1.1" CRLF
+    "GET " GPUGATE_TUNNEL_PING_PATH " HTTP/1.1" CRLF
     "Host: gpugate" CRLF CRLF;
 
 

@@ -25,6 +25,7 @@
 #include "gg_event.h"
 #include "gg_http_parse.h"
 #include "gpugate_scram.h"
+#include "gpugate_tunnel_msg.h"
 #include "ga_conf.h"
 
 
@@ -99,15 +100,6 @@ struct ga_rconn_s {
 };
 
 
-/* how the runtime's answer body ends */
-typedef enum {
-    GA_FRAME_LENGTH = 0,  /* Content-Length bytes */
-    GA_FRAME_CHUNKED,     /* chunked, passed on as it is */
-    GA_FRAME_CLOSE,       /* at the runtime's close: re-framed chunked */
-    GA_FRAME_NONE         /* no body: HEAD, 1xx, 204, 304 */
-} ga_frame_e;
-
-
 /* the relay of one request on a tunnel (ga_relay.c) */
 typedef struct {
     ga_rconn_t          *rc;         /* runtime connection, NULL if none */
@@ -127,9 +119,9 @@ typedef struct {
     gg_http_head_t       head;       /* the runtime's response head */
     int                  head_done;  /* head parsed and passed on */
     int                  head_req;   /* the request was HEAD: no body */
-    ga_frame_e           frame;      /* how the answer body ends */
-    int64_t              left;       /* GA_FRAME_LENGTH: bytes to go */
-    gg_http_chunked_t    chunk;      /* GA_FRAME_CHUNKED tracker */
+    gpugate_tunnel_frame_e  frame;   /* how the answer body ends */
+    int64_t              left;       /* ..._FRAME_LENGTH: bytes to go */
+    gg_http_chunked_t    chunk;      /* ..._FRAME_CHUNKED tracker */
     uint64_t             skip;       /* body bytes of a refused request
                                         still to drop (length framing) */
     gg_http_chunked_t    skipck;     /* the same for a chunked body */

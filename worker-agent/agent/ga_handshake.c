@@ -16,6 +16,7 @@
 
 #include "ga_agent.h"
 #include "gpugate_base64.h"
+#include "gpugate_tunnel_msg.h"
 #include "gpugate_tunnel_proto.h"
 
 
@@ -26,15 +27,17 @@ static void ga_worker_seen(ga_conn_t *c, uint64_t pid, unsigned slot,
     unsigned workers, uint64_t generation);
 static size_t ga_b64_decode(const char *in, size_t len, unsigned char *out,
     size_t size);
+static int ga_hs_send(ga_conn_t *c, const gpugate_tunnel_hs_t *hs);
 
 
 int
 ga_handshake_start(ga_conn_t *c)
 {
-    char            first[GPUGATE_SCRAM_CLIENT_FIRST_SIZE];
-    char            b64[GPUGATE_SCRAM_B64_LEN(GPUGATE_SCRAM_CLIENT_FIRST_SIZE)
-                        + 1];
-    size_t          len;
+    char                 first[GPUGATE_SCRAM_CLIENT_FIRST_SIZE];
+    char                 b64[GPUGATE_SCRAM_B64_LEN(
+                                 GPUGATE_SCRAM_CLIENT_FIRST_SIZE) + 1];
+    size_t               len;
+    gpugate_tunnel_hs_t  hs;
 
     memset(&c->scram, 0, sizeof(c->scram));
 
@@ -47,14 +50,13 @@ ga_handshake_start(ga_conn_t *c)
 
     b64[gpugate_base64_encode((unsigned char *) first, len, b64)] = '\0';
 
-    if (gg_buf_printf(&c->out,
-                      "GET %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "User-Agent: gpugate-agent/" GA_VERSION "\r\n"
-                      "Authorization: SCRAM-SHA-256 data=%s\r\n\r\n",
-                      c->gw->url->path, c->gw->url->host, b64)
-        != 0)
-    {
+    memset(&hs, 0, sizeof(hs));
+    hs.path = c->gw->url->path;
+    hs.host = c->gw->url->host;
+    hs.user_agent = "gpugate-agent/" GA_VERSION;
+    hs.data = b64;
+
+    if (ga_hs_send(c, &hs) != 0) {
         return -1;
     }
 
@@ -125,6 +127,7 @@ ga_handshake_step1(ga_conn_t *c)
     size_t                   body_len, len, flen;
     const char              *body, *buf;
     gpugate_scram_rc_t       src;
+    gpugate_tunnel_hs_t      hs;
     gpugate_tunnel_auth_t    auth;
     const gg_http_header_t  *h;
 
@@ -170,24 +173,18 @@ ga_handshake_step1(ga_conn_t *c)
 
     b64[gpugate_base64_encode((unsigned char *) final, len, b64)] = '\0';
 
-    if (gg_buf_printf(&c->out,
-                      "GET %s HTTP/1.1\r\n"
-                      "Host: %s\r\n"
-                      "User-Agent: gpugate-agent/" GA_VERSION "\r\n"
-                      "Authorization: SCRAM-SHA-256 sid=%s, data=%s\r\n"
-                      "Connection: Upgrade\r\n"
-                      "Upgrade: " GPUGATE_TUNNEL_UPGRADE "\r\n"
-                      "X-Gpugate-Instance: %s\r\n"
-                      "X-Gpugate-Heartbeat: 1\r\n"
-                      "X-Gpugate-Capacity: %d\r\n"
-                      "X-Gpugate-Models: %s\r\n%s%s\r\n",
-                      c->gw->url->path, c->gw->url->host, sid, b64,
-                      c->gw->rt->instance, c->gw->rt->conf->capacity,
-                      c->gw->rt->models,
-                      ga_probe_header(c->gw->rt, load, sizeof(load)),
-                      ga_agent.telemetry)
-        != 0)
-    {
+    hs.path = c->gw->url->path;
+    hs.host = c->gw->url->host;
+    hs.user_agent = "gpugate-agent/" GA_VERSION;
+    hs.data = b64;
+    hs.sid = sid;
+    hs.instance = c->gw->rt->instance;
+    hs.capacity = (unsigned) c->gw->rt->conf->capacity;
+    hs.models = c->gw->rt->models;
+    hs.load = ga_probe_header(c->gw->rt, load, sizeof(load));
+    hs.telemetry = ga_agent.telemetry;
+
+    if (ga_hs_send(c, &hs) != 0) {
         return -1;
     }
 
@@ -351,4 +348,23 @@ ga_b64_decode(const char *in, size_t len, unsigned char *out, size_t size)
     n = gpugate_base64_decode(in, len, out, size);
 
     return n < 0 ? 0 : (size_t) n;
+}
+
+
+/* the core builds the request (size, then fill) into the output */
+
+static int
+ga_hs_send(ga_conn_t *c, const gpugate_tunnel_hs_t *hs)
+{
+    size_t  n;
+
+    n = gpugate_tunnel_hs_request(NULL, 0, hs);
+
+    if (gg_buf_reserve(&c->out, n) != 0) {
+        return -1;
+    }
+
+    c->out.end += gpugate_tunnel_hs_request(gg_buf_last(&c->out), n, hs);
+
+    return 0;
 }

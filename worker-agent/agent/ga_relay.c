@@ -32,6 +32,7 @@
 
 
 static int ga_serve_chunked(ga_conn_t *c, const char *buf, size_t *body);
+static int ga_serve_pong(ga_conn_t *c);
 static int ga_serve_refuse(ga_conn_t *c, int status);
 static int ga_serve_broken(ga_conn_t *c, int rc, const char *what);
 static int ga_relay_start(ga_conn_t *c, size_t body, size_t total);
@@ -47,7 +48,7 @@ static int ga_answer(ga_conn_t *c, int status, const char *code,
     const char *message);
 
 
-/* ga_frame_e in the debug log */
+/* gpugate_tunnel_frame_e in the debug log */
 static const char  *ga_relay_frames[] = {
     "by length", "chunked", "until close", "none"
 };
@@ -67,7 +68,6 @@ ga_serve(ga_conn_t *c)
     size_t         used, body, total;
     const char    *buf;
     ga_runtime_t  *rt;
-    char           load[96];
 
     rt = c->gw->rt;
 
@@ -175,21 +175,11 @@ ga_serve(ga_conn_t *c)
         (void) gg_timer_add(&ga_agent.loop, &c->timer,
                             ga_agent.conf.idle_timeout * 1000000ULL);
 
-        if (c->head.method_len == 3 && memcmp(buf + c->head.method, "GET", 3)
-            == 0 && c->head.uri_len == sizeof("/gpugate/ping") - 1
-            && memcmp(buf + c->head.uri, "/gpugate/ping",
-                      c->head.uri_len) == 0)
-        {
+        if (gpugate_tunnel_is_ping(&c->head, buf)) {
             gg_buf_consume(&c->in, total);
             gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
-            if (gg_buf_printf(&c->out, "HTTP/1.1 204 No Content\r\n"
-                              "X-Gpugate-Inflight: %d\r\n%s%s\r\n",
-                              rt->inflight,
-                              ga_probe_header(rt, load, sizeof(load)),
-                              ga_agent.telemetry)
-                != 0)
-            {
+            if (ga_serve_pong(c) != 0) {
                 return -1;
             }
 
@@ -209,6 +199,34 @@ ga_serve(ga_conn_t *c)
 
         return ga_relay_start(c, body, total);
     }
+}
+
+
+/* nginx's ping: the core's 204 with what the agent knows of its load */
+
+static int
+ga_serve_pong(ga_conn_t *c)
+{
+    char           load[96];
+    size_t         n;
+    const char    *lh;
+    ga_runtime_t  *rt;
+
+    rt = c->gw->rt;
+    lh = ga_probe_header(rt, load, sizeof(load));
+
+    n = gpugate_tunnel_pong(NULL, 0, (unsigned) rt->inflight, lh,
+                            ga_agent.telemetry);
+
+    if (gg_buf_reserve(&c->out, n) != 0) {
+        return -1;
+    }
+
+    c->out.end += gpugate_tunnel_pong(gg_buf_last(&c->out), n,
+                                      (unsigned) rt->inflight, lh,
+                                      ga_agent.telemetry);
+
+    return 0;
 }
 
 
@@ -397,61 +415,31 @@ ga_serve_broken(ga_conn_t *c, int rc, const char *what)
 static int
 ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 {
-    size_t                   pos;
-    const char              *buf;
-    gg_http_header_t         hd;
-    const gg_http_header_t  *h;
+    int          keepalive;
+    size_t       n;
+    const char  *buf;
+    char         host[sizeof(c->gw->rt->conf->url.host)
+                      + sizeof(c->gw->rt->conf->url.port) + 1];
 
     buf = gg_buf_pos(&c->in);
 
     gg_buf_reset(&c->relay.out);
 
-    if (gg_buf_printf(&c->relay.out, "%.*s %.*s HTTP/1.1\r\n",
-                      (int) c->head.method_len, buf + c->head.method,
-                      (int) c->head.uri_len, buf + c->head.uri) != 0)
-    {
+    snprintf(host, sizeof(host), "%s:%s", c->gw->rt->conf->url.host,
+             c->gw->rt->conf->url.port);
+    keepalive = ga_runtime_keepalive(c->gw->rt) != 0;
+
+    n = gpugate_tunnel_relay_request(NULL, 0, &c->head, buf, host, keepalive);
+
+    if (gg_buf_reserve(&c->relay.out, n + body) != 0) {
         return -1;
     }
 
-    /* every field, however many: nginx sets no limit on their number */
+    c->relay.out.end += gpugate_tunnel_relay_request(
+                            gg_buf_last(&c->relay.out), n, &c->head, buf,
+                            host, keepalive);
 
-    pos = 0;
-
-    while (gg_http_header_next(&c->head, buf, &pos, &hd)) {
-        h = &hd;
-
-        /* hop-by-hop: this hop ends here */
-
-        if (gg_http_header_is(h, buf, "host")
-            || gg_http_header_is(h, buf, "connection")
-            || gg_http_header_is(h, buf, "keep-alive")
-            || gg_http_header_is(h, buf, "proxy-connection")
-            || gg_http_header_is(h, buf, "te")
-            || gg_http_header_is(h, buf, "upgrade"))
-        {
-            continue;
-        }
-
-        if (gg_http_header_is(h, buf, "expect")) {
-            /* the body is whole already: no "100 Continue" wanted */
-            continue;
-        }
-
-        if (gg_buf_printf(&c->relay.out, "%.*s: %.*s\r\n", (int) h->name_len,
-                          buf + h->name, (int) h->value_len, buf + h->value)
-            != 0)
-        {
-            return -1;
-        }
-    }
-
-    if (gg_buf_printf(&c->relay.out, "Host: %s:%s\r\n%s\r\n",
-                      c->gw->rt->conf->url.host, c->gw->rt->conf->url.port,
-                      ga_runtime_keepalive(c->gw->rt)
-                      ? "" : "Connection: close\r\n")
-        != 0
-        || gg_buf_append(&c->relay.out, buf + c->head.head_len, body) != 0)
-    {
+    if (gg_buf_append(&c->relay.out, buf + c->head.head_len, body) != 0) {
         return -1;
     }
 
@@ -713,68 +701,36 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
 static int
 ga_relay_head(ga_conn_t *c, const char *buf)
 {
-    size_t                   pos;
-    gg_http_header_t         hd;
-    const gg_http_header_t  *h;
+    size_t  n;
 
-    if (gg_buf_printf(&c->out, "HTTP/1.1 %d %.*s\r\n",
-                      c->relay.head.status,
-                      (int) c->relay.head.reason_len,
-                      buf + c->relay.head.reason)
-        != 0)
-    {
-        ga_conn_close(c, "out of memory");
-        return -1;
-    }
+    c->relay.frame = gpugate_tunnel_answer_frame(&c->relay.head,
+                                                 c->relay.head_req);
 
-    if (c->relay.head_req || c->relay.head.status < 200
-        || c->relay.head.status == 204 || c->relay.head.status == 304)
-    {
-        c->relay.frame = GA_FRAME_NONE;
-
-    } else if (c->relay.head.chunked) {
-        c->relay.frame = GA_FRAME_CHUNKED;
+    if (c->relay.frame == GPUGATE_TUNNEL_FRAME_CHUNKED) {
         gg_http_chunked_init(&c->relay.chunk, UINT64_MAX);
 
-    } else if (c->relay.head.content_length >= 0) {
-        c->relay.frame = GA_FRAME_LENGTH;
+    } else if (c->relay.frame == GPUGATE_TUNNEL_FRAME_LENGTH) {
         c->relay.left = c->relay.head.content_length;
-
-    } else {
-        c->relay.frame = GA_FRAME_CLOSE;
     }
 
-    if (!c->relay.head.keep_alive || c->relay.frame == GA_FRAME_CLOSE
+    if (!c->relay.head.keep_alive
+        || c->relay.frame == GPUGATE_TUNNEL_FRAME_CLOSE
         || c->relay.head.status == 101)
     {
         c->relay.keep = 0;
     }
 
-    pos = 0;
+    n = gpugate_tunnel_relay_answer(NULL, 0, &c->relay.head, buf,
+                                    c->relay.frame);
 
-    while (gg_http_header_next(&c->relay.head, buf, &pos, &hd)) {
-        h = &hd;
-
-        if (gg_http_header_is(h, buf, "connection")
-            || gg_http_header_is(h, buf, "keep-alive"))
-        {
-            continue;
-        }
-
-        (void) gg_buf_printf(&c->out, "%.*s: %.*s\r\n",
-                             (int) h->name_len, buf + h->name,
-                             (int) h->value_len, buf + h->value);
-    }
-
-    if (c->relay.frame == GA_FRAME_CLOSE) {
-        (void) gg_buf_append(&c->out, "Transfer-Encoding: chunked\r\n",
-                             28);
-    }
-
-    if (gg_buf_append(&c->out, "\r\n", 2) != 0) {
+    if (gg_buf_reserve(&c->out, n) != 0) {
         ga_conn_close(c, "out of memory");
         return -1;
     }
+
+    c->out.end += gpugate_tunnel_relay_answer(gg_buf_last(&c->out), n,
+                                              &c->relay.head, buf,
+                                              c->relay.frame);
 
     gg_buf_consume(&c->relay.in, c->relay.head.head_len);
     c->relay.head_done = 1;
@@ -842,7 +798,7 @@ ga_relay_response(ga_conn_t *c, int eof)
 
     switch (c->relay.frame) {
 
-    case GA_FRAME_LENGTH:
+    case GPUGATE_TUNNEL_FRAME_LENGTH:
         if ((int64_t) n > c->relay.left) {
             /* bytes past the answer: the connection is out of step */
             n = (size_t) c->relay.left;
@@ -862,7 +818,7 @@ ga_relay_response(ga_conn_t *c, int eof)
 
         break;
 
-    case GA_FRAME_CHUNKED:
+    case GPUGATE_TUNNEL_FRAME_CHUNKED:
         used = 0;
         rc = GG_HTTP_AGAIN;
 
@@ -898,7 +854,7 @@ ga_relay_response(ga_conn_t *c, int eof)
 
         break;
 
-    case GA_FRAME_CLOSE:
+    case GPUGATE_TUNNEL_FRAME_CLOSE:
         if (n) {
             (void) gg_buf_printf(&c->out, "%zx\r\n", n);
             (void) gg_buf_append(&c->out, gg_buf_pos(&c->relay.in), n);
@@ -1064,69 +1020,21 @@ ga_relay_fail(ga_conn_t *c, const char *why)
 }
 
 
-/*
- * An OpenAI error answer from the agent itself: "invalid_request_error"
- * for what the request did wrong (4xx), "server_error" for the rest.
- */
+/* an OpenAI error answer from the agent itself, built by the core */
 
 static int
 ga_answer(ga_conn_t *c, int status, const char *code, const char *message)
 {
-    char         body[1024], esc[600], *e;
-    int          n;
-    size_t       i;
-    const char  *reason;
+    size_t  n;
 
-    switch (status) {
-    case 400:
-        reason = "Bad Request";
-        break;
-    case 413:
-        reason = "Content Too Large";
-        break;
-    case 431:
-        reason = "Request Header Fields Too Large";
-        break;
-    case 501:
-        reason = "Not Implemented";
-        break;
-    case 502:
-        reason = "Bad Gateway";
-        break;
-    default:
-        reason = "Service Unavailable";
-        break;
+    n = gpugate_tunnel_error_answer(NULL, 0, status, code, message);
+
+    if (gg_buf_reserve(&c->out, n) != 0) {
+        return -1;
     }
 
-    /* the message may quote strerror() or a host name: keep JSON valid */
+    c->out.end += gpugate_tunnel_error_answer(gg_buf_last(&c->out), n,
+                                              status, code, message);
 
-    e = esc;
-
-    for (i = 0; message[i] && e < esc + sizeof(esc) - 7; i++) {
-        unsigned char  ch = (unsigned char) message[i];
-
-        if (ch == '"' || ch == '\\') {
-            *e++ = '\\';
-            *e++ = (char) ch;
-
-        } else if (ch < 0x20 || ch == 0x7f) {
-            e += snprintf(e, 7, "\\u%04x", ch);
-
-        } else {
-            *e++ = (char) ch;
-        }
-    }
-
-    *e = '\0';
-
-    n = snprintf(body, sizeof(body),
-                 "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                 "\"param\":null,\"code\":\"%s\"}}\n", esc,
-                 status < 500 ? "invalid_request_error" : "server_error",
-                 code);
-
-    return gg_buf_printf(&c->out, "HTTP/1.1 %d %s\r\n"
-                         "Content-Type: application/json\r\n"
-                         "Content-Length: %d\r\n\r\n%s",
-                         status, reason, n, body);
+    return 0;
 }
