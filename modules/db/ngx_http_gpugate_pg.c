@@ -151,6 +151,9 @@ ngx_http_gpugate_pg_destroy(ngx_http_gpugate_pg_t *pg)
         }
 
         pc->state = NGX_HTTP_GPUGATE_PG_DOWN;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pg->log, 0,
+                       "gpugate pg: connection %ui down: worker exiting", i);
     }
 
     if (pg->timer.timer_set) {
@@ -215,11 +218,16 @@ ngx_http_gpugate_pg_run(ngx_http_gpugate_pg_t *pg,
     }
 
     if (!pending) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pg->log, 0,
+                       "gpugate pg: query declined: no connection up");
         return NGX_DECLINED;
     }
 
     ngx_queue_insert_tail(&pg->waiting, &q->queue);
     ngx_http_gpugate_pg_arm_queue_timer(pg);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pg->log, 0,
+                   "gpugate pg: query waits for a connection");
 
     return NGX_OK;
 }
@@ -867,6 +875,11 @@ ngx_http_gpugate_pg_queue_timer(ngx_event_t *ev)
         }
 
         ngx_queue_remove(qn);
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, pg->log, 0,
+                       "gpugate pg: query timed out waiting for a "
+                       "connection");
+
         q->handler(q, NULL, "timed out waiting for a PostgreSQL connection");
     }
 
@@ -887,6 +900,9 @@ ngx_http_gpugate_pg_fail_waiting(ngx_http_gpugate_pg_t *pg,
         qn = ngx_queue_head(&pg->waiting);
         q = ngx_queue_data(qn, ngx_http_gpugate_pg_query_t, queue);
         ngx_queue_remove(qn);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pg->log, 0,
+                       "gpugate pg: waiting query failed: %s", reason);
 
         q->handler(q, NULL, reason);
     }

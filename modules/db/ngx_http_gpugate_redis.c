@@ -166,6 +166,10 @@ ngx_http_gpugate_redis_destroy(ngx_http_gpugate_redis_t *rd)
 
         rc->state = NGX_HTTP_GPUGATE_REDIS_DOWN;
 
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "gpugate redis: %s connection down: worker exiting",
+                       rc->subscriber ? "subscriber" : "command");
+
         /* commands still pending get no answer: the worker is leaving */
 
         while (!ngx_queue_empty(&rc->pending)) {
@@ -214,6 +218,8 @@ ngx_http_gpugate_redis_command(ngx_http_gpugate_redis_t *rd,
     rc = &rd->cmd;
 
     if (rc->state == NGX_HTTP_GPUGATE_REDIS_DOWN) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "gpugate redis: command declined: connection down");
         return NGX_DECLINED;
     }
 
@@ -292,6 +298,11 @@ ngx_http_gpugate_redis_push(ngx_http_gpugate_redis_conn_t *rc,
     cmd->deadline = ngx_current_msec + rd->conf->timeout;
 
     ngx_queue_insert_tail(&rc->pending, &cmd->queue);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "gpugate redis: command queued, %s",
+                   rc->state == NGX_HTTP_GPUGATE_REDIS_UP
+                   ? "sending" : "sent once connected");
 
     if (!rc->timer.timer_set) {
         ngx_http_gpugate_redis_arm(rc);
@@ -615,6 +626,10 @@ ngx_http_gpugate_redis_reply(ngx_http_gpugate_redis_conn_t *rc,
 
     /* recycle before the call: the handler may queue a new command */
     ngx_queue_insert_head(&rc->rd->free, qn);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rc->rd->log, 0,
+                   "gpugate redis: reply to a command, type %d",
+                   reply->type);
 
     cmd->handler(cmd->data, reply, NULL);
 }
