@@ -367,6 +367,23 @@ ngx_queue_t *ngx_http_gpugate_tunnel_idle(ngx_uint_t i);
 /* back from an upstream request, or a ping answered: park or hand on */
 void ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc);
 
+/*
+ * What the connections tell the balancer above them (..._tunnel_peer.c):
+ * it sets these at the worker's start (ngx_http_gpugate_tunnel_queue_
+ * init()), so that the connection code calls up through pointers and does
+ * not depend on the balancer's file.
+ */
+typedef struct {
+    ngx_int_t  (*offer)(ngx_http_gpugate_tunnel_conn_t *tc);
+                                  /* an idle connection for a waiting
+                                     request; NGX_OK if one took it */
+    void       (*unreserve)(ngx_http_gpugate_tunnel_ctx_t *ctx);
+                                  /* the connection promised to "ctx"
+                                     closed: it must choose again */
+} ngx_http_gpugate_tunnel_conn_on_t;
+
+extern ngx_http_gpugate_tunnel_conn_on_t  ngx_http_gpugate_tunnel_conn_on;
+
 /* closes a connection we own and forgets it */
 void ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc);
 
@@ -386,13 +403,9 @@ ngx_uint_t ngx_http_gpugate_tunnel_held(int64_t *ids, ngx_uint_t n);
 ngx_int_t ngx_http_gpugate_tunnel_init_upstream(ngx_conf_t *cf,
     ngx_http_upstream_srv_conf_t *us);
 ngx_int_t ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r);
+
+/* the worker's wait queue, and the balancer's hooks in the connections */
 void ngx_http_gpugate_tunnel_queue_init(void);
-
-/* offers an idle connection to a waiting request; NGX_OK if taken */
-ngx_int_t ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc);
-
-/* a reserved connection closed: its request must choose again */
-void ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx);
 
 
 /* "gpugate_tunnel_status" (ngx_http_gpugate_tunnel_status.c) */
@@ -410,7 +423,7 @@ ngx_int_t ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r);
 ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
 
 
-/* the handshake location (ngx_http_gpugate_tunnel_handshake.c) */
+/* the handshake location (..._tunnel_module.c, ..._handshake.c) */
 ngx_int_t ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_gpugate_tunnel_handshake_init(ngx_cycle_t *cycle);
 void ngx_http_gpugate_tunnel_handshake_exit(void);

@@ -49,9 +49,19 @@ static ngx_int_t ngx_http_gpugate_tunnel_pong_parse(
 static void ngx_http_gpugate_tunnel_pong_load(
     ngx_http_gpugate_tunnel_conn_t *tc, gg_http_head_t *h);
 static void ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c);
+static ngx_int_t ngx_http_gpugate_tunnel_no_offer(
+    ngx_http_gpugate_tunnel_conn_t *tc);
+static void ngx_http_gpugate_tunnel_no_unreserve(
+    ngx_http_gpugate_tunnel_ctx_t *ctx);
 
 
 static ngx_http_gpugate_tunnel_worker_t  *ngx_http_gpugate_tunnel_worker;
+
+/* no balancer yet: no request waits, none is promised a connection */
+ngx_http_gpugate_tunnel_conn_on_t  ngx_http_gpugate_tunnel_conn_on = {
+    ngx_http_gpugate_tunnel_no_offer,
+    ngx_http_gpugate_tunnel_no_unreserve
+};
 
 static u_char  ngx_http_gpugate_tunnel_ping_req[] =
     "GET " GPUGATE_TUNNEL_PING_PATH " HTTP/1.1" CRLF
@@ -88,8 +98,6 @@ ngx_http_gpugate_tunnel_init_worker(ngx_cycle_t *cycle,
 
     ngx_queue_init(&w->all);
     ngx_http_gpugate_tunnel_worker = w;
-
-    ngx_http_gpugate_tunnel_queue_init();
 
     return NGX_OK;
 }
@@ -568,7 +576,7 @@ ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc)
         return;
     }
 
-    if (ngx_http_gpugate_tunnel_offer(tc) == NGX_OK) {
+    if (ngx_http_gpugate_tunnel_conn_on.offer(tc) == NGX_OK) {
         return;
     }
 
@@ -936,7 +944,7 @@ ngx_http_gpugate_tunnel_close(ngx_http_gpugate_tunnel_conn_t *tc)
     }
 
     if (tc->state == NGX_HTTP_GPUGATE_TC_RESERVED && tc->reserved) {
-        ngx_http_gpugate_tunnel_unreserve(tc->reserved);
+        ngx_http_gpugate_tunnel_conn_on.unreserve(tc->reserved);
     }
 
     ngx_http_gpugate_tunnel_set_state(tc, NGX_HTTP_GPUGATE_TC_DETACHING);
@@ -993,4 +1001,17 @@ ngx_http_gpugate_tunnel_keepalive(ngx_connection_t *c)
         ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
                       "setsockopt(SO_KEEPALIVE) failed, ignored");
     }
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_tunnel_no_offer(ngx_http_gpugate_tunnel_conn_t *tc)
+{
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_gpugate_tunnel_no_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx)
+{
 }

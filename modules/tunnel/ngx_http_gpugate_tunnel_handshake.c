@@ -49,8 +49,6 @@ typedef struct {
 } ngx_http_gpugate_tunnel_hs_t;
 
 
-static ngx_int_t ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
-    gpugate_tunnel_auth_t *auth);
 static void ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
     PGresult *res, const char *error);
 static ngx_int_t ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
@@ -116,62 +114,16 @@ ngx_http_gpugate_tunnel_handshake_exit(void)
 }
 
 
-ngx_int_t
-ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r)
+/* 0 before the worker's handshake state is set up, or after its exit */
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_hs_ready(void)
 {
-    ngx_table_elt_t        *h;
-    gpugate_tunnel_auth_t   auth;
-
-    if (r != r->main) {
-        return NGX_HTTP_NOT_FOUND;
-    }
-
-    if (r->method != NGX_HTTP_GET) {
-        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_NOT_ALLOWED,
-                   "method_not_allowed",
-                   "The tunnel handshake uses GET.");
-    }
-
-    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
-        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_handshake",
-                   "A tunnel handshake request has no body.");
-    }
-
-    if (ngx_http_gpugate_tunnel_hs == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    h = r->headers_in.authorization;
-
-    if (h == NULL) {
-        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_UNAUTHORIZED,
-                   "missing_credentials",
-                   "Agents authenticate with SCRAM-SHA-256.");
-    }
-
-    if (gpugate_tunnel_parse_auth((char *) h->value.data, h->value.len, 1,
-                                  &auth)
-        != 0
-        || auth.data == NULL)
-    {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "gpugate tunnel: malformed Authorization header");
-
-        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
-                   "invalid_handshake",
-                   "Malformed SCRAM-SHA-256 Authorization header.");
-    }
-
-    if (auth.sid == NULL) {
-        return ngx_http_gpugate_tunnel_step1(r, &auth);
-    }
-
-    return ngx_http_gpugate_tunnel_step2(r, &auth);
+    return ngx_http_gpugate_tunnel_hs != NULL;
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     gpugate_tunnel_auth_t *auth)
 {

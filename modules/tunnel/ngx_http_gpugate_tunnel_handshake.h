@@ -2,9 +2,10 @@
 /*
  * Copyright (C) gpugate authors
  *
- * The agent handshake's exchange, shared by the handshake
- * (ngx_http_gpugate_tunnel_handshake.c) and the verifier cache
- * (ngx_http_gpugate_tunnel_verifier.c); private to them.
+ * The agent handshake's exchange, shared by the handshake's location
+ * handler (ngx_http_gpugate_tunnel_module.c), its two steps
+ * (ngx_http_gpugate_tunnel_handshake.c, ..._step2.c) and the verifier
+ * cache (ngx_http_gpugate_tunnel_verifier.c); private to them.
  */
 
 
@@ -62,7 +63,14 @@ typedef struct {
 } ngx_http_gpugate_tunnel_step_t;
 
 
-/* the exchange's life (ngx_http_gpugate_tunnel_handshake.c) */
+/* step 1 and the exchange's life (ngx_http_gpugate_tunnel_handshake.c) */
+
+/* 0 while the worker has no handshake state (not set up, or exiting) */
+ngx_uint_t ngx_http_gpugate_tunnel_hs_ready(void);
+
+/* step 1: the verifier looked up, then the challenge (401) */
+ngx_int_t ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
+    gpugate_tunnel_auth_t *auth);
 
 /*
  * The connection's exchange, if "auth" names it, taken out of the

@@ -8,6 +8,10 @@
  *     gpugate_tunnel_accept  [ping=T] [ping_timeout=T] [step_timeout=T]
  *                            [rate=N] [burst=N];        (location)
  *     gpugate_tunnel         [queue=N] [queue_timeout=T]; (upstream)
+ *
+ * and the content handler of a gpugate_tunnel_accept location, which
+ * hands a handshake request to step 1 (..._tunnel_handshake.c) or step 2
+ * (..._tunnel_step2.c): kept above both, so that neither calls the other.
  */
 
 
@@ -19,6 +23,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_tunnel.h"
+#include "ngx_http_gpugate_tunnel_handshake.h"
 #include "ngx_http_gpugate_auth_api.h"
 
 
@@ -727,6 +732,8 @@ ngx_http_gpugate_tunnel_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    ngx_http_gpugate_tunnel_queue_init();
+
     return ngx_http_gpugate_tunnel_handshake_init(cycle);
 }
 
@@ -758,4 +765,59 @@ ngx_http_gpugate_tunnel_count(ngx_conf_t *cf, ngx_str_t *value,
     *n = v;
 
     return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_tunnel_handler(ngx_http_request_t *r)
+{
+    ngx_table_elt_t        *h;
+    gpugate_tunnel_auth_t   auth;
+
+    if (r != r->main) {
+        return NGX_HTTP_NOT_FOUND;
+    }
+
+    if (r->method != NGX_HTTP_GET) {
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_NOT_ALLOWED,
+                   "method_not_allowed",
+                   "The tunnel handshake uses GET.");
+    }
+
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_handshake",
+                   "A tunnel handshake request has no body.");
+    }
+
+    if (!ngx_http_gpugate_tunnel_hs_ready()) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                   "missing_credentials",
+                   "Agents authenticate with SCRAM-SHA-256.");
+    }
+
+    if (gpugate_tunnel_parse_auth((char *) h->value.data, h->value.len, 1,
+                                  &auth)
+        != 0
+        || auth.data == NULL)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate tunnel: malformed Authorization header");
+
+        return ngx_http_gpugate_tunnel_hs_refuse(r, NGX_HTTP_BAD_REQUEST,
+                   "invalid_handshake",
+                   "Malformed SCRAM-SHA-256 Authorization header.");
+    }
+
+    if (auth.sid == NULL) {
+        return ngx_http_gpugate_tunnel_step1(r, &auth);
+    }
+
+    return ngx_http_gpugate_tunnel_step2(r, &auth);
 }

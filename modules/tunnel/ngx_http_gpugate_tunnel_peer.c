@@ -88,6 +88,10 @@ static void ngx_http_gpugate_tunnel_reserve(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_dequeue(
     ngx_http_gpugate_tunnel_ctx_t *ctx);
+static ngx_int_t ngx_http_gpugate_tunnel_offer(
+    ngx_http_gpugate_tunnel_conn_t *tc);
+static void ngx_http_gpugate_tunnel_unreserve(
+    ngx_http_gpugate_tunnel_ctx_t *ctx);
 static void ngx_http_gpugate_tunnel_resume(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_deadline(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
@@ -115,6 +119,11 @@ ngx_http_gpugate_tunnel_queue_init(void)
     ngx_http_gpugate_tunnel_queue_t  *wq;
 
     wq = &ngx_http_gpugate_tunnel_queue;
+
+    /* the connections call up into the balancer through these */
+    ngx_http_gpugate_tunnel_conn_on.offer = ngx_http_gpugate_tunnel_offer;
+    ngx_http_gpugate_tunnel_conn_on.unreserve =
+                                          ngx_http_gpugate_tunnel_unreserve;
 
     ngx_queue_init(&wq->waiting);
     wq->nwaiting = 0;
@@ -828,7 +837,7 @@ ngx_http_gpugate_tunnel_reserve(ngx_http_gpugate_tunnel_ctx_t *ctx,
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc)
 {
     ngx_queue_t                      *q;
@@ -877,7 +886,7 @@ ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc)
 }
 
 
-void
+static void
 ngx_http_gpugate_tunnel_unreserve(ngx_http_gpugate_tunnel_ctx_t *ctx)
 {
     ngx_http_gpugate_tunnel_conn_t  *tc;
