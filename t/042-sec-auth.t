@@ -251,7 +251,7 @@ sub run {
 
 sub entry_json {
     my (%f) = @_;
-    my %e = (v => 2, t => int(time), refusal => 0, id => 999999,
+    my %e = (v => 3, t => int(time), refusal => 0, id => 999999,
              tenant_id => 1, rpm => 0, tpm => 0, expires => 0,
              name => 'forged', prefix => 'sk-gg-forged', tenant => 'sec',
              models => '*', %f);
@@ -321,7 +321,7 @@ sub signed {
 #     grace (PostgreSQL down: the gateway's conninfo points at nothing) ----
 
 {
-    for my $msg ('flush', 'key') {
+    for my $msg ('flush', 'key', 'tenant') {
         my $key = random_key();
         my $ng = gateway(secret => $secret_file, pg_port => free_port());
         ok($ng->wait_log(qr/subscriber connection up/, 10),
@@ -332,7 +332,9 @@ sub signed {
 
         $ng->mark;
         redis('PUBLISH', 'gpugate:invalidate',
-              $msg eq 'flush' ? 'flush' : 'key ' . sha256_hex($key));
+              $msg eq 'flush' ? 'flush'
+              : $msg eq 'tenant' ? 'tenant 1'      # entry_json's tenant_id
+              : 'key ' . sha256_hex($key));
         ok($ng->wait_log(qr/invalidation "\Q$msg\E.*expired 1 entries/, 10),
            "$msg: the message expired the entry");
         redis('DEL', rkey($key));

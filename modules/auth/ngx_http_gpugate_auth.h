@@ -44,17 +44,21 @@ typedef enum {
 
 
 typedef struct {
-    ngx_uint_t       refusal;      /* ngx_http_gpugate_key_refusal_e */
-    int64_t          key_id;       /* api_keys.id */
-    int64_t          tenant_id;    /* tenants.id */
-    int64_t          rpm;          /* requests/minute limit, 0: none */
-    int64_t          tpm;          /* tokens/minute limit, 0: none */
-    time_t           expires;      /* key expiry (epoch), 0: never */
-    ngx_str_t        name;         /* key's display name */
-    ngx_str_t        prefix;       /* first characters of the key */
-    ngx_str_t        tenant;       /* tenant name */
-    ngx_str_t        models;       /* allowed models, comma-separated,
-                                      "*" for every model */
+    ngx_uint_t                    refusal;       /* ..._key_refusal_e */
+    int64_t                       key_id;        /* api_keys.id */
+    int64_t                       tenant_id;     /* tenants.id */
+    ngx_http_gpugate_limit_set_t  key_limits;    /* the key's own limits,
+                                                    0: none */
+    ngx_http_gpugate_limit_set_t  tenant_limits; /* its tenant's, same */
+    time_t                        expires;       /* key expiry (epoch),
+                                                    0: never */
+    ngx_str_t                     name;          /* key's display name */
+    ngx_str_t                     prefix;        /* first characters of
+                                                    the key */
+    ngx_str_t                     tenant;        /* tenant name */
+    ngx_str_t                     models;        /* allowed models,
+                                                    comma-separated, "*"
+                                                    for every model */
 } ngx_http_gpugate_key_info_t;
 
 
@@ -168,13 +172,14 @@ void ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
     ngx_http_gpugate_key_info_t *info, time_t ttl, time_t grace);
 
 /*
- * Makes one entry (digest) or every entry (digest == NULL) due for a new
+ * Makes one entry (digest), every entry of a tenant (digest == NULL,
+ * tenant_id > 0) or every entry (digest == NULL, tenant_id 0) due for a new
  * lookup.  Valid keys keep their stale grace: an invalidation message,
  * which anyone able to publish on Redis can send, costs a lookup and never
  * availability while PostgreSQL is down.  Refused keys are dropped.
  */
 ngx_uint_t ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone,
-    u_char *digest);
+    u_char *digest, int64_t tenant_id);
 
 ngx_http_gpugate_auth_stats_t *ngx_http_gpugate_auth_cache_stats(
     ngx_shm_zone_t *zone);

@@ -35,8 +35,8 @@ typedef struct {
     ngx_uint_t                      refusal;     /* see key_info_t */
     int64_t                         key_id;      /* see key_info_t */
     int64_t                         tenant_id;   /* see key_info_t */
-    int64_t                         rpm;         /* see key_info_t */
-    int64_t                         tpm;         /* see key_info_t */
+    ngx_http_gpugate_limit_set_t    key_limits;  /* see key_info_t */
+    ngx_http_gpugate_limit_set_t    tenant_limits; /* see key_info_t */
     time_t                          expires;     /* see key_info_t */
     uint16_t                        name_len;    /* lengths of the strings */
     uint16_t                        prefix_len;  /*   stored back to back */
@@ -306,8 +306,8 @@ ngx_http_gpugate_auth_cache_get(ngx_shm_zone_t *zone, u_char *digest,
     info->refusal = an->refusal;
     info->key_id = an->key_id;
     info->tenant_id = an->tenant_id;
-    info->rpm = an->rpm;
-    info->tpm = an->tpm;
+    info->key_limits = an->key_limits;
+    info->tenant_limits = an->tenant_limits;
     info->expires = an->expires;
 
     p = copy;
@@ -428,8 +428,8 @@ ngx_http_gpugate_auth_cache_put(ngx_shm_zone_t *zone, u_char *digest,
     an->refusal = info->refusal;
     an->key_id = info->key_id;
     an->tenant_id = info->tenant_id;
-    an->rpm = info->rpm;
-    an->tpm = info->tpm;
+    an->key_limits = info->key_limits;
+    an->tenant_limits = info->tenant_limits;
     an->expires = info->expires;
     an->name_len = (uint16_t) info->name.len;
     an->prefix_len = (uint16_t) info->prefix.len;
@@ -476,8 +476,32 @@ ngx_http_gpugate_auth_cache_expire_node(ngx_http_gpugate_auth_cache_t *cache,
 }
 
 
+static ngx_uint_t
+ngx_http_gpugate_auth_cache_expire_tenant(ngx_http_gpugate_auth_cache_t *cache,
+    ngx_queue_t *lru, int64_t tenant_id, time_t now)
+{
+    ngx_uint_t                     n;
+    ngx_queue_t                   *q, *next;
+    ngx_http_gpugate_auth_node_t  *an;
+
+    n = 0;
+
+    for (q = ngx_queue_head(lru); q != ngx_queue_sentinel(lru); q = next) {
+        next = ngx_queue_next(q);
+        an = ngx_queue_data(q, ngx_http_gpugate_auth_node_t, lru);
+
+        if (an->tenant_id == tenant_id) {
+            n += ngx_http_gpugate_auth_cache_expire_node(cache, an, now);
+        }
+    }
+
+    return n;
+}
+
+
 ngx_uint_t
-ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone, u_char *digest)
+ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone, u_char *digest,
+    int64_t tenant_id)
 {
     time_t                          now;
     ngx_uint_t                      n;
@@ -496,6 +520,18 @@ ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone, u_char *digest)
         if (an) {
             n = ngx_http_gpugate_auth_cache_expire_node(cache, an, now);
         }
+
+    } else if (tenant_id) {
+        /*
+         * A tenant's change (its limits, its being disabled) reaches every
+         * key of it; a walk of the zone under the lock, rare enough.
+         */
+
+        n = ngx_http_gpugate_auth_cache_expire_tenant(cache, &cache->sh->lru,
+                                                      tenant_id, now)
+            + ngx_http_gpugate_auth_cache_expire_tenant(cache,
+                                                      &cache->sh->neg_lru,
+                                                      tenant_id, now);
 
     } else {
         while (!ngx_queue_empty(&cache->sh->neg_lru)) {

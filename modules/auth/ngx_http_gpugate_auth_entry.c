@@ -16,8 +16,34 @@
 #include "ngx_http_gpugate_auth.h"
 
 
+/*
+ * Version 3 added the limits beyond rpm/tpm and the tenant's limits.  An
+ * older copy (written by a gateway not yet upgraded) lacks them, and
+ * reading it as "no limit" would lift a tenant's limits for up to a ttl:
+ * it is not used, the lookup goes to PostgreSQL (NGX_DECLINED).  Within
+ * version 3 a missing number reads as 0.
+ */
+
+#define NGX_HTTP_GPUGATE_ENTRY_VERSION  3
+
+
+/* the numbers of an entry, by their JSON names */
+static const char  *ngx_http_gpugate_auth_ints[] = {
+    "id", "tenant_id", "expires", "t",
+    "rpm", "tpm", "parallel", "tpd", "budget", "period",
+    "t_rpm", "t_tpm", "t_parallel", "t_tpd", "t_budget", "t_period"
+};
+
+#define NGX_HTTP_GPUGATE_ENTRY_INTS                                           \
+    (sizeof(ngx_http_gpugate_auth_ints) / sizeof(char *))
+
+
 static ngx_int_t ngx_http_gpugate_auth_json_str(ngx_pool_t *pool,
     json_t *obj, const char *name, ngx_str_t *s);
+static void ngx_http_gpugate_auth_json_limits(json_int_t *n,
+    ngx_http_gpugate_limit_set_t *set);
+static ngx_int_t ngx_http_gpugate_auth_json_set(json_t *root,
+    const char *prefix, ngx_http_gpugate_limit_set_t *set);
 
 
 static ngx_int_t
@@ -49,17 +75,27 @@ ngx_http_gpugate_auth_json_str(ngx_pool_t *pool, json_t *obj,
 }
 
 
+static void
+ngx_http_gpugate_auth_json_limits(json_int_t *n,
+    ngx_http_gpugate_limit_set_t *set)
+{
+    set->rpm = n[0];
+    set->tpm = n[1];
+    set->parallel = n[2];
+    set->tpd = n[3];
+    set->budget = n[4];
+    set->budget_period = (ngx_uint_t) n[5];
+}
+
+
 ngx_int_t
 ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
     ngx_http_gpugate_key_info_t *info, time_t *written)
 {
     json_t      *root, *v;
     ngx_int_t    rc;
-    json_int_t   n[6];
+    json_int_t   n[NGX_HTTP_GPUGATE_ENTRY_INTS];
     ngx_uint_t   i;
-
-    static const char  *ints[] = { "id", "tenant_id", "rpm", "tpm",
-                                   "expires", "t" };
 
     root = json_loadb(s, len, 0, NULL);
     if (root == NULL || !json_is_object(root)) {
@@ -69,20 +105,29 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
 
     rc = NGX_ERROR;
 
-    /* version 2 has "t", when it was written; older copies are not used */
-
     v = json_object_get(root, "v");
-    if (!json_is_integer(v) || json_integer_value(v) != 2) {
+    if (!json_is_integer(v)) {
         goto done;
     }
 
-    for (i = 0; i < 6; i++) {
-        v = json_object_get(root, ints[i]);
+    if (json_integer_value(v) != NGX_HTTP_GPUGATE_ENTRY_VERSION) {
+        rc = NGX_DECLINED;
+        goto done;
+    }
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_ENTRY_INTS; i++) {
+        v = json_object_get(root, ngx_http_gpugate_auth_ints[i]);
         n[i] = json_is_integer(v) ? json_integer_value(v) : 0;
 
         if (n[i] < 0) {
             goto done;
         }
+    }
+
+    if (n[9] > NGX_HTTP_GPUGATE_PERIOD_MONTH
+        || n[15] > NGX_HTTP_GPUGATE_PERIOD_MONTH)
+    {
+        goto done;
     }
 
     v = json_object_get(root, "refusal");
@@ -95,10 +140,10 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
     info->refusal = (ngx_uint_t) json_integer_value(v);
     info->key_id = n[0];
     info->tenant_id = n[1];
-    info->rpm = n[2];
-    info->tpm = n[3];
-    info->expires = (time_t) n[4];
-    *written = (time_t) n[5];
+    info->expires = (time_t) n[2];
+    *written = (time_t) n[3];
+    ngx_http_gpugate_auth_json_limits(&n[4], &info->key_limits);
+    ngx_http_gpugate_auth_json_limits(&n[10], &info->tenant_limits);
 
     if (*written == 0) {
         goto done;
@@ -120,9 +165,47 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
 
 done:
 
+    /* the lookup goes on to PostgreSQL: nothing half-read may remain */
+
+    if (rc != NGX_OK) {
+        ngx_memzero(info, sizeof(ngx_http_gpugate_key_info_t));
+    }
+
     json_decref(root);
 
     return rc;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_json_set(json_t *root, const char *prefix,
+    ngx_http_gpugate_limit_set_t *set)
+{
+    u_char      name[16];
+    ngx_uint_t  i;
+    json_int_t  n[6];
+
+    static const char  *names[] = { "rpm", "tpm", "parallel", "tpd",
+                                    "budget", "period" };
+
+    n[0] = set->rpm;
+    n[1] = set->tpm;
+    n[2] = set->parallel;
+    n[3] = set->tpd;
+    n[4] = set->budget;
+    n[5] = (json_int_t) set->budget_period;
+
+    for (i = 0; i < 6; i++) {
+        (void) ngx_sprintf(name, "%s%s%Z", prefix, names[i]);
+
+        if (json_object_set_new(root, (char *) name, json_integer(n[i]))
+            != 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -134,14 +217,13 @@ ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info)
     char    *s;
     json_t  *root;
 
-    root = json_pack("{s:i, s:I, s:i, s:I, s:I, s:I, s:I, s:I, s:s%, s:s%,"
-                     " s:s%, s:s%}",
-                     "v", 2, "t", (json_int_t) ngx_time(),
+    root = json_pack("{s:i, s:I, s:i, s:I, s:I, s:I, s:s%, s:s%, s:s%,"
+                     " s:s%}",
+                     "v", NGX_HTTP_GPUGATE_ENTRY_VERSION,
+                     "t", (json_int_t) ngx_time(),
                      "refusal", (int) info->refusal,
                      "id", (json_int_t) info->key_id,
                      "tenant_id", (json_int_t) info->tenant_id,
-                     "rpm", (json_int_t) info->rpm,
-                     "tpm", (json_int_t) info->tpm,
                      "expires", (json_int_t) info->expires,
                      "name", info->name.data ? (char *) info->name.data : "",
                      info->name.len,
@@ -155,6 +237,14 @@ ngx_http_gpugate_auth_to_json(ngx_http_gpugate_key_info_t *info)
                                                  : "",
                      info->models.len);
     if (root == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_gpugate_auth_json_set(root, "", &info->key_limits) != NGX_OK
+        || ngx_http_gpugate_auth_json_set(root, "t_", &info->tenant_limits)
+           != NGX_OK)
+    {
+        json_decref(root);
         return NULL;
     }
 

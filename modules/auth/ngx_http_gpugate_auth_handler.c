@@ -679,6 +679,7 @@ ngx_http_gpugate_auth_from_redis(ngx_http_gpugate_auth_lookup_t *lk,
     const char *s, size_t len, time_t *fresh)
 {
     time_t                              written, age, life;
+    ngx_int_t                           rc;
     u_char                              mac[EVP_MAX_MD_SIZE];
     u_char                              given[NGX_HTTP_GPUGATE_DIGEST_LEN];
     ngx_http_gpugate_auth_main_conf_t  *amcf;
@@ -711,10 +712,17 @@ ngx_http_gpugate_auth_from_redis(ngx_http_gpugate_auth_lookup_t *lk,
         len -= NGX_HTTP_GPUGATE_MAC_HEAD_LEN;
     }
 
-    if (ngx_http_gpugate_auth_from_json(lk->pool, s, len, &lk->info,
-                                        &written)
-        != NGX_OK)
-    {
+    rc = ngx_http_gpugate_auth_from_json(lk->pool, s, len, &lk->info,
+                                         &written);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate auth: Redis entry %*s has an older format: "
+                       "asking PostgreSQL", sizeof(lk->rkey), lk->rkey);
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "gpugate auth: ignoring malformed Redis entry %*s",
                       sizeof(lk->rkey), lk->rkey);
@@ -813,6 +821,53 @@ ngx_http_gpugate_auth_pg_str(ngx_pool_t *pool, PGresult *res, int col,
 }
 
 
+/*
+ * Six limit columns from "col" on: rpm, tpm, parallel, tpd, budget (all
+ * 0 for none) and the budget's period ('' for none).
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_row_limits(PGresult *res, int col,
+    ngx_http_gpugate_limit_set_t *set)
+{
+    u_char     *p;
+    int64_t    *n[5];
+    ngx_int_t   i, len;
+
+    n[0] = &set->rpm;
+    n[1] = &set->tpm;
+    n[2] = &set->parallel;
+    n[3] = &set->tpd;
+    n[4] = &set->budget;
+
+    for (i = 0; i < 5; i++) {
+        *n[i] = ngx_atoof((u_char *) PQgetvalue(res, 0, col + i),
+                          PQgetlength(res, 0, col + i));
+        if (*n[i] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    p = (u_char *) PQgetvalue(res, 0, col + 5);
+    len = PQgetlength(res, 0, col + 5);
+
+    if (len == 0) {
+        set->budget_period = NGX_HTTP_GPUGATE_PERIOD_NONE;
+
+    } else if (len == 3 && ngx_strncmp(p, "day", 3) == 0) {
+        set->budget_period = NGX_HTTP_GPUGATE_PERIOD_DAY;
+
+    } else if (len == 5 && ngx_strncmp(p, "month", 5) == 0) {
+        set->budget_period = NGX_HTTP_GPUGATE_PERIOD_MONTH;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* PostgreSQL's row (or none) into lk->info; NGX_ERROR: not a usable row */
 
 static ngx_int_t
@@ -832,16 +887,20 @@ ngx_http_gpugate_auth_from_row(ngx_http_gpugate_auth_lookup_t *lk,
 
     /* columns: see the statement in ngx_http_gpugate_auth_module.c */
 
+    if (PQnfields(res) != 21) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gpugate auth: %d columns for key %*s, expected 21",
+                      PQnfields(res), (size_t) GPUGATE_APIKEY_PREFIX_LEN,
+                      lk->prefix);
+        return NGX_ERROR;
+    }
+
     info->key_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
                              PQgetlength(res, 0, 0));
     info->tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
                                 PQgetlength(res, 0, 3));
-    info->rpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 6),
-                          PQgetlength(res, 0, 6));
-    info->tpm = ngx_atoof((u_char *) PQgetvalue(res, 0, 7),
-                          PQgetlength(res, 0, 7));
-    info->expires = ngx_atotm((u_char *) PQgetvalue(res, 0, 8),
-                              PQgetlength(res, 0, 8));
+    info->expires = ngx_atotm((u_char *) PQgetvalue(res, 0, 12),
+                              PQgetlength(res, 0, 12));
 
     if (ngx_http_gpugate_auth_pg_str(lk->pool, res, 1, &info->name)
         != NGX_OK
@@ -852,8 +911,11 @@ ngx_http_gpugate_auth_from_row(ngx_http_gpugate_auth_lookup_t *lk,
         || ngx_http_gpugate_auth_pg_str(lk->pool, res, 5, &info->models)
            != NGX_OK
         || info->key_id == NGX_ERROR || info->tenant_id == NGX_ERROR
-        || info->rpm == NGX_ERROR || info->tpm == NGX_ERROR
-        || info->expires == NGX_ERROR)
+        || info->expires == NGX_ERROR
+        || ngx_http_gpugate_auth_row_limits(res, 6, &info->key_limits)
+           != NGX_OK
+        || ngx_http_gpugate_auth_row_limits(res, 15, &info->tenant_limits)
+           != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "gpugate auth: unexpected row for key %*s",
@@ -861,10 +923,10 @@ ngx_http_gpugate_auth_from_row(ngx_http_gpugate_auth_lookup_t *lk,
         return NGX_ERROR;
     }
 
-    if (*PQgetvalue(res, 0, 9) == 't') {
+    if (*PQgetvalue(res, 0, 13) == 't') {
         info->refusal = NGX_HTTP_GPUGATE_KEY_REVOKED;
 
-    } else if (*PQgetvalue(res, 0, 10) == 't') {
+    } else if (*PQgetvalue(res, 0, 14) == 't') {
         info->refusal = NGX_HTTP_GPUGATE_KEY_DISABLED;
 
     } else if (info->expires && info->expires <= ngx_time()) {
@@ -1122,12 +1184,14 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
 {
     ngx_http_gpugate_auth_worker_t  *w = data;
 
+    off_t       tenant;
     ngx_str_t   name;
     ngx_uint_t  n;
     u_char      digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
 
     /*
-     * "key <64 hex>" makes one key due for a lookup, "flush" every key.
+     * "key <64 hex>" makes one key due for a lookup, "tenant <id>" every
+     * key of a tenant (its limits changed), "flush" every key.
      * Every worker of every gateway node receives the message; the first
      * one on a host does the work, the others find nothing left to do.
      * Anyone who can publish on Redis can send these, so they only force
@@ -1159,10 +1223,17 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
     if (msg->len == 4 + 64 && ngx_strncmp(msg->data, "key ", 4) == 0
         && gpugate_hex_digest(msg->data + 4, 64, digest))
     {
-        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, digest);
+        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, digest, 0);
+
+    } else if (msg->len > 7 && msg->len <= 7 + 19
+               && ngx_strncmp(msg->data, "tenant ", 7) == 0
+               && (tenant = ngx_atoof(msg->data + 7, msg->len - 7)) > 0)
+    {
+        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, NULL,
+                                               (int64_t) tenant);
 
     } else if (msg->len == 5 && ngx_strncmp(msg->data, "flush", 5) == 0) {
-        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, NULL);
+        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, NULL, 0);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -1179,5 +1250,6 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
 
     ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                   "gpugate auth: invalidation \"%*s\" expired %ui entries",
-                  ngx_min(msg->len, 16), msg->data, n);
+                  ngx_min(msg->len, (size_t) (msg->data[0] == 'k' ? 16 : 26)),
+                  msg->data, n);
 }

@@ -19,16 +19,24 @@
 /*
  * The one statement the gateway runs for a cache miss.  Model names never
  * contain commas (the key tool refuses them), so a comma-joined list is
- * unambiguous; NULL (every model) becomes "*".
+ * unambiguous; NULL (every model) becomes "*".  The key's and its
+ * tenant's limits (sql/003_limits.sql) come with it, NULL as 0 and no
+ * period as '': they are cached with the key, never looked up per request.
  */
+
+#define NGX_HTTP_GPUGATE_LIMIT_COLS(t)                                        \
+    " coalesce(" t ".rpm_limit, 0), coalesce(" t ".tpm_limit, 0),"            \
+    " coalesce(" t ".parallel_limit, 0), coalesce(" t ".tpd_limit, 0),"       \
+    " coalesce(" t ".budget_micros, 0), coalesce(" t ".budget_period, '')"
 
 static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_auth_stmt = {
     "gpugate_auth_key",
     "SELECT k.id, k.name, k.prefix, t.id, t.name,"
     " coalesce(array_to_string(k.allowed_models, ','), '*'),"
-    " coalesce(k.rpm_limit, 0), coalesce(k.tpm_limit, 0),"
+    NGX_HTTP_GPUGATE_LIMIT_COLS("k") ","
     " coalesce(extract(epoch FROM k.expires_at)::bigint, 0),"
-    " k.revoked_at IS NOT NULL, t.disabled"
+    " k.revoked_at IS NOT NULL, t.disabled,"
+    NGX_HTTP_GPUGATE_LIMIT_COLS("t")
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.digest = $1",
     1
@@ -37,6 +45,9 @@ static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_auth_stmt = {
 
 static ngx_int_t ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_gpugate_auth_limit_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data,
+    ngx_http_gpugate_key_info_t *info);
 static ngx_int_t ngx_http_gpugate_auth_add_variables(ngx_conf_t *cf);
 static void *ngx_http_gpugate_auth_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_gpugate_auth_init_main_conf(ngx_conf_t *cf,
@@ -138,10 +149,18 @@ enum {
     NGX_HTTP_GPUGATE_VAR_TENANT,
     NGX_HTTP_GPUGATE_VAR_TENANT_ID,
     NGX_HTTP_GPUGATE_VAR_MODELS,
-    NGX_HTTP_GPUGATE_VAR_RPM,
-    NGX_HTTP_GPUGATE_VAR_TPM,
     NGX_HTTP_GPUGATE_VAR_SOURCE,
-    NGX_HTTP_GPUGATE_VAR_RESULT
+    NGX_HTTP_GPUGATE_VAR_RESULT,
+
+    /* a limit: which one, plus _TENANT for the tenant's */
+    NGX_HTTP_GPUGATE_VAR_RPM = 0x100,
+    NGX_HTTP_GPUGATE_VAR_TPM,
+    NGX_HTTP_GPUGATE_VAR_PARALLEL,
+    NGX_HTTP_GPUGATE_VAR_TPD,
+    NGX_HTTP_GPUGATE_VAR_BUDGET,
+    NGX_HTTP_GPUGATE_VAR_PERIOD,
+
+    NGX_HTTP_GPUGATE_VAR_TENANT_SET = 0x10
 };
 
 
@@ -172,6 +191,50 @@ static ngx_http_variable_t  ngx_http_gpugate_auth_vars[] = {
     { ngx_string("gpugate_tpm_limit"), NULL, ngx_http_gpugate_auth_variable,
       NGX_HTTP_GPUGATE_VAR_TPM, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("gpugate_parallel_limit"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_PARALLEL, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tpd_limit"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_TPD, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_budget"), NULL, ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_BUDGET, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_budget_period"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_PERIOD, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_rpm_limit"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_RPM|NGX_HTTP_GPUGATE_VAR_TENANT_SET,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_tpm_limit"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_TPM|NGX_HTTP_GPUGATE_VAR_TENANT_SET,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_parallel_limit"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_PARALLEL|NGX_HTTP_GPUGATE_VAR_TENANT_SET,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_tpd_limit"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_TPD|NGX_HTTP_GPUGATE_VAR_TENANT_SET,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_budget"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_BUDGET|NGX_HTTP_GPUGATE_VAR_TENANT_SET,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("gpugate_tenant_budget_period"), NULL,
+      ngx_http_gpugate_auth_variable,
+      NGX_HTTP_GPUGATE_VAR_PERIOD|NGX_HTTP_GPUGATE_VAR_TENANT_SET,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("gpugate_auth_source"), NULL,
       ngx_http_gpugate_auth_variable,
       NGX_HTTP_GPUGATE_VAR_SOURCE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -189,6 +252,14 @@ static ngx_str_t  ngx_http_gpugate_auth_results[] = {
     ngx_string("ok"),
     ngx_string("refused"),
     ngx_string("unavailable")
+};
+
+
+/* indexed by ngx_http_gpugate_period_e */
+static ngx_str_t  ngx_http_gpugate_auth_periods[] = {
+    ngx_string(""),
+    ngx_string("day"),
+    ngx_string("month")
 };
 
 
@@ -231,6 +302,10 @@ ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (data & NGX_HTTP_GPUGATE_VAR_RPM) {
+        return ngx_http_gpugate_auth_limit_variable(r, v, data, &ctx->info);
+    }
+
     s = NULL;
     n = 0;
 
@@ -260,16 +335,8 @@ ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
         n = ctx->info.key_id;
         break;
 
-    case NGX_HTTP_GPUGATE_VAR_TENANT_ID:
+    default: /* NGX_HTTP_GPUGATE_VAR_TENANT_ID */
         n = ctx->info.tenant_id;
-        break;
-
-    case NGX_HTTP_GPUGATE_VAR_RPM:
-        n = ctx->info.rpm;
-        break;
-
-    default: /* NGX_HTTP_GPUGATE_VAR_TPM */
-        n = ctx->info.tpm;
         break;
     }
 
@@ -286,6 +353,81 @@ ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
         v->data = p;
         v->len = ngx_sprintf(p, "%L", n) - p;
     }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A key's or its tenant's limit: a number, 0 for none; a budget in
+ * currency units with six decimals ("12.500000", "0" for none), so that
+ * logs read like the key tool; a period as "day", "month" or "".
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_limit_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data,
+    ngx_http_gpugate_key_info_t *info)
+{
+    u_char                        *p;
+    int64_t                        n;
+    ngx_str_t                     *s;
+    ngx_http_gpugate_limit_set_t  *set;
+
+    set = (data & NGX_HTTP_GPUGATE_VAR_TENANT_SET) ? &info->tenant_limits
+                                                   : &info->key_limits;
+
+    switch (data & ~NGX_HTTP_GPUGATE_VAR_TENANT_SET) {
+
+    case NGX_HTTP_GPUGATE_VAR_PERIOD:
+        s = &ngx_http_gpugate_auth_periods[
+                 ngx_min(set->budget_period, NGX_HTTP_GPUGATE_PERIOD_MONTH)];
+        v->data = s->data;
+        v->len = s->len;
+        goto done;
+
+    case NGX_HTTP_GPUGATE_VAR_RPM:
+        n = set->rpm;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_TPM:
+        n = set->tpm;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_PARALLEL:
+        n = set->parallel;
+        break;
+
+    case NGX_HTTP_GPUGATE_VAR_TPD:
+        n = set->tpd;
+        break;
+
+    default: /* NGX_HTTP_GPUGATE_VAR_BUDGET */
+        n = set->budget;
+        break;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 8);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    if ((data & ~NGX_HTTP_GPUGATE_VAR_TENANT_SET)
+        == NGX_HTTP_GPUGATE_VAR_BUDGET && n > 0)
+    {
+        v->len = ngx_sprintf(p, "%L.%06L", n / 1000000, n % 1000000) - p;
+
+    } else {
+        v->len = ngx_sprintf(p, "%L", n) - p;
+    }
+
+done:
 
     v->valid = 1;
     v->no_cacheable = 1;
@@ -1064,8 +1206,8 @@ ngx_http_gpugate_auth_limits(ngx_http_request_t *r,
     out->tenant_id = ctx->info.tenant_id;
     out->tenant = ctx->info.tenant;
     out->prefix = ctx->info.prefix;
-    out->key.rpm = ctx->info.rpm;
-    out->key.tpm = ctx->info.tpm;
+    out->key = ctx->info.key_limits;
+    out->tenant_set = ctx->info.tenant_limits;
 
     return NGX_OK;
 }
