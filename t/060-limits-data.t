@@ -34,6 +34,9 @@ my $dsn = "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
 # names unique to this run, so that the file can run again on a database
 my $run = sprintf '%x%x', $$, time;
 
+# the Redis the tool invalidates through
+our $tool_redis = "127.0.0.1:$rd";
+
 # tool(ARGS): runs scripts/gpugate-keys; returns (exit status, stdout,
 # stderr)
 sub tool {
@@ -44,7 +47,7 @@ sub tool {
         open STDOUT, '>', $out or die;
         open STDERR, '>', $err or die;
         exec "$root/scripts/gpugate-keys", '--dsn', $dsn,
-             '--redis', "127.0.0.1:$rd", @_;
+             '--redis', $tool_redis, '--timeout', 5, @_;
         exit 127;
     }
     waitpid $pid, 0;
@@ -459,6 +462,23 @@ sub poll {
     like(redis('GET', 'gpugate:key:' . sha256_hex($k2)),
          qr/"t_rpm":5\b/, 'limit --tenant: Redis holds the new limits');
     $_->stop for @ngs;
+}
+
+# Redis unreachable: the change is made, the tool says the gateways get it
+# within their ttl and exits 3
+{
+    local $tool_redis = '127.0.0.1:' . free_port();
+    for my $target ([ '--tenant', $other ], [ $id ]) {
+        my ($rc, $out, $err) = tool('limit', @$target, '--tpm', 777);
+        is($rc, 3, "limit @$target, Redis down: exit status 3");
+        like($err, qr/changed in PostgreSQL, but the Redis invalidation/,
+             "limit @$target, Redis down: says what happened");
+        like($err, qr/apply the change within their cache ttl/,
+             "limit @$target, Redis down: ...and when gateways get it");
+    }
+    is(psql("SELECT t.tpm_limit, k.tpm_limit FROM tenants t, api_keys k"
+          . " WHERE t.name = '$other' AND k.id = $id"), '777|777',
+       'limit, Redis down: both changes stored');
 }
 
 # --- 6. usage from the ledger --------------------------------------------
