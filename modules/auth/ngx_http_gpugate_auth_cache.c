@@ -523,8 +523,8 @@ ngx_http_gpugate_auth_cache_expire(ngx_shm_zone_t *zone, u_char *digest,
 
     } else if (tenant_id) {
         /*
-         * A tenant's change (its limits, its being disabled) reaches every
-         * key of it; a walk of the zone under the lock, rare enough.
+         * A tenant's limits changed: every key of it is due.  A walk of
+         * the whole zone under the lock, as rare as such changes are.
          */
 
         n = ngx_http_gpugate_auth_cache_expire_tenant(cache, &cache->sh->lru,

@@ -152,8 +152,10 @@ enum {
     NGX_HTTP_GPUGATE_VAR_SOURCE,
     NGX_HTTP_GPUGATE_VAR_RESULT,
 
-    /* a limit: which one, plus _TENANT for the tenant's */
-    NGX_HTTP_GPUGATE_VAR_RPM = 0x100,
+    /* a limit: _LIMIT and which one, ORed with _TENANT_SET for the
+       tenant's */
+    NGX_HTTP_GPUGATE_VAR_LIMIT = 0x100,
+    NGX_HTTP_GPUGATE_VAR_RPM = NGX_HTTP_GPUGATE_VAR_LIMIT,
     NGX_HTTP_GPUGATE_VAR_TPM,
     NGX_HTTP_GPUGATE_VAR_PARALLEL,
     NGX_HTTP_GPUGATE_VAR_TPD,
@@ -302,7 +304,7 @@ ngx_http_gpugate_auth_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (data & NGX_HTTP_GPUGATE_VAR_RPM) {
+    if (data & NGX_HTTP_GPUGATE_VAR_LIMIT) {
         return ngx_http_gpugate_auth_limit_variable(r, v, data, &ctx->info);
     }
 
