@@ -561,6 +561,18 @@ sub poll {
     is_deeply($j->{parallel}, { limit => undef },
               'usage --tenant: no in-flight limit: null');
 
+    # gpugate-usage sums the cost too, in currency units
+    my $usage = "$root/scripts/gpugate-usage";
+    my $ucmd = "$usage --dsn '$dsn' --by key --tenant $tenant"
+             . " --from '1 hour' --format json";
+    my $uj = `$ucmd`;
+    my $urows = eval { JSON::PP->new->utf8->decode($uj) } || [];
+    my ($urow) = grep { $_->{key} eq substr($ku, 0, 12) . "\x{2026}" }
+                 @$urows;
+    ok($urow && $urow->{cost} == 2 && $urow->{requests} == 5,
+       'gpugate-usage: the cost column (429 and older rows aside)')
+        or diag $uj;
+
     ($rc, undef, $err) = tool('usage', '--tenant', "nobody$run");
     is($rc, 2, 'usage: unknown tenant refused');
     like($err, qr/no such tenant: nobody$run/, 'usage: ...clearly');
