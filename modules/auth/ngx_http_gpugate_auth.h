@@ -124,6 +124,11 @@ typedef struct {
 extern ngx_module_t  ngx_http_gpugate_auth_module;
 
 
+/* the variables, for the preconfiguration (ngx_http_gpugate_auth_vars.c) */
+
+ngx_int_t ngx_http_gpugate_auth_add_variables(ngx_conf_t *cf);
+
+
 /* the access phase handler and the per-worker lookup machinery */
 
 ngx_int_t ngx_http_gpugate_auth_handler(ngx_http_request_t *r);
@@ -143,7 +148,14 @@ ngx_int_t ngx_http_gpugate_auth_strip(ngx_http_request_t *r,
     ngx_http_gpugate_auth_loc_conf_t *alcf);
 
 
-/* a cache entry as JSON (ngx_http_gpugate_auth_entry.c) */
+/* a cache entry from PostgreSQL, and as JSON (..._auth_entry.c) */
+
+/*
+ * PostgreSQL's row (or none: an unknown key, named by "prefix") into
+ * "info", strings in "pool".  NGX_ERROR: not a usable row (logged).
+ */
+ngx_int_t ngx_http_gpugate_auth_from_row(ngx_pool_t *pool, PGresult *res,
+    u_char *prefix, ngx_http_gpugate_key_info_t *info);
 
 /* "s" into "info" (strings in "pool") and when it was written */
 ngx_int_t ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s,

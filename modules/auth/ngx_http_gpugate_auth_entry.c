@@ -2,8 +2,9 @@
 /*
  * Copyright (C) gpugate authors
  *
- * A key's cache entry as JSON: what Redis keeps (signed by the caller
- * when a secret is set) and reads back, with when it was written.
+ * A key's cache entry from PostgreSQL's row, and as JSON: what Redis
+ * keeps (signed by the caller when a secret is set) and reads back, with
+ * when it was written.
  */
 
 
@@ -14,6 +15,7 @@
 #include <jansson.h>
 
 #include "ngx_http_gpugate_auth.h"
+#include "gpugate_apikey.h"
 
 
 /*
@@ -38,12 +40,144 @@ static const char  *ngx_http_gpugate_auth_ints[] = {
     (sizeof(ngx_http_gpugate_auth_ints) / sizeof(char *))
 
 
+static ngx_int_t ngx_http_gpugate_auth_pg_str(ngx_pool_t *pool,
+    PGresult *res, int col, ngx_str_t *s);
+static ngx_int_t ngx_http_gpugate_auth_row_limits(PGresult *res, int col,
+    ngx_http_gpugate_limit_set_t *set);
 static ngx_int_t ngx_http_gpugate_auth_json_str(ngx_pool_t *pool,
     json_t *obj, const char *name, ngx_str_t *s);
 static void ngx_http_gpugate_auth_json_limits(json_int_t *n,
     ngx_http_gpugate_limit_set_t *set);
 static ngx_int_t ngx_http_gpugate_auth_json_set(json_t *root,
     const char *prefix, ngx_http_gpugate_limit_set_t *set);
+
+
+static ngx_int_t
+ngx_http_gpugate_auth_pg_str(ngx_pool_t *pool, PGresult *res, int col,
+    ngx_str_t *s)
+{
+    s->len = PQgetlength(res, 0, col);
+    s->data = ngx_pnalloc(pool, s->len + 1);
+
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(s->data, PQgetvalue(res, 0, col), s->len);
+    s->data[s->len] = '\0';
+
+    return NGX_OK;
+}
+
+
+/*
+ * Six limit columns from "col" on: rpm, tpm, parallel, tpd, budget (all
+ * 0 for none) and the budget's period ('' for none).
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_row_limits(PGresult *res, int col,
+    ngx_http_gpugate_limit_set_t *set)
+{
+    u_char     *p;
+    int64_t    *n[5];
+    ngx_int_t   i, len;
+
+    n[0] = &set->rpm;
+    n[1] = &set->tpm;
+    n[2] = &set->parallel;
+    n[3] = &set->tpd;
+    n[4] = &set->budget;
+
+    for (i = 0; i < 5; i++) {
+        *n[i] = ngx_atoof((u_char *) PQgetvalue(res, 0, col + i),
+                          PQgetlength(res, 0, col + i));
+        if (*n[i] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    p = (u_char *) PQgetvalue(res, 0, col + 5);
+    len = PQgetlength(res, 0, col + 5);
+
+    if (len == 0) {
+        set->budget_period = NGX_HTTP_GPUGATE_PERIOD_NONE;
+
+    } else if (len == 3 && ngx_strncmp(p, "day", 3) == 0) {
+        set->budget_period = NGX_HTTP_GPUGATE_PERIOD_DAY;
+
+    } else if (len == 5 && ngx_strncmp(p, "month", 5) == 0) {
+        set->budget_period = NGX_HTTP_GPUGATE_PERIOD_MONTH;
+
+    } else {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_gpugate_auth_from_row(ngx_pool_t *pool, PGresult *res,
+    u_char *prefix, ngx_http_gpugate_key_info_t *info)
+{
+    if (PQntuples(res) == 0) {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_UNKNOWN;
+        info->prefix.data = prefix;
+        info->prefix.len = GPUGATE_APIKEY_PREFIX_LEN;
+        return NGX_OK;
+    }
+
+    /* columns: see the statement in ngx_http_gpugate_auth_module.c */
+
+    if (PQnfields(res) != 21) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gpugate auth: %d columns for key %*s, expected 21",
+                      PQnfields(res), (size_t) GPUGATE_APIKEY_PREFIX_LEN,
+                      prefix);
+        return NGX_ERROR;
+    }
+
+    info->key_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                             PQgetlength(res, 0, 0));
+    info->tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 3),
+                                PQgetlength(res, 0, 3));
+    info->expires = ngx_atotm((u_char *) PQgetvalue(res, 0, 12),
+                              PQgetlength(res, 0, 12));
+
+    if (ngx_http_gpugate_auth_pg_str(pool, res, 1, &info->name)
+        != NGX_OK
+        || ngx_http_gpugate_auth_pg_str(pool, res, 2, &info->prefix)
+           != NGX_OK
+        || ngx_http_gpugate_auth_pg_str(pool, res, 4, &info->tenant)
+           != NGX_OK
+        || ngx_http_gpugate_auth_pg_str(pool, res, 5, &info->models)
+           != NGX_OK
+        || info->key_id == NGX_ERROR || info->tenant_id == NGX_ERROR
+        || info->expires == NGX_ERROR
+        || ngx_http_gpugate_auth_row_limits(res, 6, &info->key_limits)
+           != NGX_OK
+        || ngx_http_gpugate_auth_row_limits(res, 15, &info->tenant_limits)
+           != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "gpugate auth: unexpected row for key %*s",
+                      (size_t) GPUGATE_APIKEY_PREFIX_LEN, prefix);
+        return NGX_ERROR;
+    }
+
+    if (*PQgetvalue(res, 0, 13) == 't') {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_REVOKED;
+
+    } else if (*PQgetvalue(res, 0, 14) == 't') {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_DISABLED;
+
+    } else if (info->expires && info->expires <= ngx_time()) {
+        info->refusal = NGX_HTTP_GPUGATE_KEY_EXPIRED;
+    }
+
+    return NGX_OK;
+}
 
 
 static ngx_int_t
