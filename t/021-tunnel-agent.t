@@ -11,41 +11,28 @@ use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
 use IO::Select;
-use POSIX qw(WNOHANG);
 use Test::More;
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(time);
 
 use GpugateTest qw(start_nginx http_request http_send http_read psql
-                   wait_until env_or_skip free_port make_agent);
+                   wait_until env_or_skip);
+use GpugateAgents qw(agent_bin start_mock start_agent write_token slurp
+                     mock_metric read_until read_rest);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
-my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
-plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+plan skip_all => 'run scripts/build.sh first' unless -x agent_bin();
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-agent-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 
 # a private mock runtime, so that its log belongs to this test
-my $mock_port = free_port();
-my $mock_log = "$dir/mock.log";
-my $mock_pid = fork // die;
-if (!$mock_pid) {
-    exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
-         'mock-model', '--log-file', $mock_log, '--ttft-ms', '0',
-         '--token-delay-ms', '0';
-    exit 1;
-}
-wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
-    or BAIL_OUT('mock runtime did not start');
+my $mock = start_mock(dir => $dir, models => 'mock-model',
+                      args => [ '--ttft-ms', '0', '--token-delay-ms', '0' ]);
+my $mock_port = $mock->port;
+my $mock_log = $mock->log;
 
-my $token = make_agent('gpu-a');
-open my $tf, '>', "$dir/token" or die;
-print $tf "$token\n";
-close $tf;
-chmod 0600, "$dir/token";
+write_token($dir, 'gpu-a');
 
 my $ngx = start_nginx(workers => 4, listen => 'reuseport',
                       http => <<"HTTP", server => <<'SRV');
@@ -70,24 +57,13 @@ HTTP
 SRV
 
 my $port = $ngx->port;
-my $n_agent = 0;
 
-sub start_agent {
-    my (@extra) = @_;
-    my $log = "$dir/agent" . $n_agent++ . ".log";
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
-             '--name', 'gpu-a', '--token-file', "$dir/token",
-             '--runtime', "http://127.0.0.1:$mock_port", '--capacity', 64,
-             '--spare', 3, '--log-level', 'debug', @extra;
-        exit 1;
-    }
-    return ($pid, $log);
+sub agent {
+    return start_agent(dir => $dir, name => 'gpu-a', port => $port,
+                       args => [ '--runtime', "http://127.0.0.1:$mock_port",
+                                 '--capacity', 64, '--spare', 3,
+                                 '--log-level', 'debug' ]);
 }
-
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
 
 sub chat {
     my ($stream, %h) = @_;
@@ -105,11 +81,11 @@ sub direct {
                         { 'Content-Type' => 'application/json', %h }, $body);
 }
 
-my ($agent, $agent_log) = start_agent();
+my $agent = agent();
 
 ok(wait_until(10, sub { http_read(chat(0), 5)->{status} == 200 }),
    'agent connected, first request through the tunnel')
-    or diag slurp($agent_log);
+    or diag $agent->text;
 
 # --- exact bytes --------------------------------------------------------
 
@@ -156,14 +132,7 @@ for my $stream (0, 1) {
 
 {
     my $s = chat(1, 'X-Mock-Tokens' => 1000, 'X-Mock-Token-Delay-Ms' => 20);
-    my $sel = IO::Select->new($s);
-    # the head and the first event may arrive in separate reads
-    my $buf = '';
-    my $deadline = time + 10;
-    while ($buf !~ /data: / && time < $deadline) {
-        last unless $sel->can_read($deadline - time);
-        last unless sysread($s, $buf, 4096, length $buf);
-    }
+    my $buf = read_until($s, qr/data: /);
     like($buf, qr/data: /, 'stream started');
     my $t0 = time;
     close $s;
@@ -176,20 +145,18 @@ for my $stream (0, 1) {
 
 {
     my $s = chat(1, 'X-Mock-Tokens' => 1000, 'X-Mock-Token-Delay-Ms' => 20);
-    my $sel = IO::Select->new($s);
-    $sel->can_read(5);
-    sysread($s, my $buf, 4096);
-    kill 'KILL', $agent;
-    waitpid $agent, 0;
-    my $r = http_read($s, 5);
+    # killed once the stream is under way: its first event arrived
+    my $buf = read_until($s, qr/data: /);
+    $agent->stop('KILL');
+    my $r = read_rest($s, $buf, 5);
     ok($r->{done}, 'agent SIGKILL: client connection ends');
-    unlike($buf . $r->{body}, qr/\[DONE\]/, '... without [DONE]');
+    unlike($r->{body}, qr/\[DONE\]/, '... without [DONE]');
 
     my $res = http_read(chat(0), 10);
     is($res->{status}, 503, 'no agent: 503');
     like($res->{body}, qr/"code":"no_capacity"/, '... no_capacity JSON');
 
-    ($agent, $agent_log) = start_agent();
+    $agent = agent();
     ok(wait_until(10, sub { http_read(chat(0), 5)->{status} == 200 }),
        'agent restarted: requests succeed again');
     unlike($ngx->log, qr/signal \d+|\[alert\]/, 'no worker crashed');
@@ -200,7 +167,10 @@ for my $stream (0, 1) {
 {
     my @s = map { chat(1, 'X-Mock-Tokens' => 40,
                       'X-Mock-Token-Delay-Ms' => 25) } 1 .. 4;
-    sleep 0.2;
+    # the reload finds the four streams at the runtime, not on their way
+    wait_until(10, sub {
+        (mock_metric($mock_port, 'gpugate_mock_requests_in_flight') // 0)
+            >= 4 });
     $ngx->reload;
     my $okn = 0;
     for (@s) {
@@ -210,7 +180,7 @@ for my $stream (0, 1) {
     is($okn, 4, 'reload: in-flight streams complete');
     ok(wait_until(10, sub { http_read(chat(0), 5)->{status} == 200 }),
        'reload: agent reconnected to the new workers');
-    like(slurp($agent_log), qr/reloaded \(generation \d+\)/,
+    like($agent->text, qr/reloaded \(generation \d+\)/,
          'agent saw the new generation');
 }
 
@@ -218,19 +188,18 @@ for my $stream (0, 1) {
 
 {
     my $s = chat(1, 'X-Mock-Tokens' => 40, 'X-Mock-Token-Delay-Ms' => 25);
-    my $sel = IO::Select->new($s);
-    $sel->can_read(5);
-    kill 'TERM', $agent;
-    my $r = http_read($s, 10);
-    like($r->{body}, qr/data: \[DONE\]\n\n\z/, 'drain: in-flight stream ends');
-    my $t0 = time;
-    my $gone = wait_until(5, sub { waitpid($agent, WNOHANG) == $agent });
-    ok($gone, 'drain: agent exits');
-    is($? >> 8, 0, 'drain: exit code 0');
-    like(slurp($agent_log), qr/draining/, 'drain: logged');
+    # the SIGTERM finds the stream in flight: its first event arrived
+    my $buf = read_until($s, qr/data: /);
+    $agent->signal('TERM');
+    my $r = read_rest($s, $buf, 10);
+    like($r->{body}, qr/data: \[DONE\]\n\n\z/,
+         'drain: in-flight stream ends');
+    my $st = $agent->wait_exit(5);
+    ok(defined $st, 'drain: agent exits');
+    is(($st // -1) >> 8, 0, 'drain: exit code 0');
+    like($agent->text, qr/draining/, 'drain: logged');
 }
 
-kill 'TERM', $mock_pid;
-waitpid $mock_pid, 0;
+$mock->stop;
 
 done_testing();
