@@ -15,48 +15,39 @@ use lib "$FindBin::Bin/support";
 use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::INET;
-use POSIX qw(WNOHANG);
 use Test::More;
-use Time::HiRes qw(sleep);
 
 use GpugateTest qw(start_nginx http_request http_send http_read
-                   wait_until env_or_skip free_port make_agent);
+                   wait_until env_or_skip);
+use GpugateAgents qw(agent_bin start_mock start_agent write_token slurp
+                     mock_metric adopt);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
-my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
-plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+plan skip_all => 'run scripts/build.sh first' unless -x agent_bin();
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-keepalive-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my @kids;
-
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
 
 # the mock runtime closes keep-alive connections idle for 300 ms
-my $mock_port = free_port();
-my $mock_log = "$dir/mock.log";
-my $mock_pid = fork // die;
-if (!$mock_pid) {
-    exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
-         'mock-model', '--log-file', $mock_log, '--keepalive-timeout-ms',
-         300;
-    exit 1;
-}
-push @kids, $mock_pid;
+my $mock = start_mock(dir => $dir, models => 'mock-model',
+                      args => [ '--keepalive-timeout-ms', 300 ]);
+my $mock_port = $mock->port;
+my $mock_log = $mock->log;
 
 # A scripted runtime: answers {"conn":N,"req":K}; "X-Fake: close" answers
 # with Connection: close; "X-Fake: drop-reused" closes, unanswered, any
-# connection on its second request.
-my $fake_port = free_port();
+# connection on its second request.  It listens on a port of the kernel's
+# choosing before the fork, so it is up once its port is known.
+my $fake_l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                   Listen => 64, ReuseAddr => 1)
+    or die "listen: $!\n";
+my $fake_port = $fake_l->sockport;
 my $fake_log = "$dir/fake.log";
 my $fake_pid = fork // die;
 if (!$fake_pid) {
-    my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$fake_port",
-                                  Listen => 64, ReuseAddr => 1) or exit 1;
-    open my $log, '>>', $fake_log or exit 1;
+    my $l = $fake_l;
+    open my $log, '>>', $fake_log or POSIX::_exit(1);
     $log->autoflush(1);
     my $sel = IO::Select->new($l);
     my (%buf, %id, %nreq);
@@ -110,21 +101,10 @@ if (!$fake_pid) {
         }
     }
 }
-push @kids, $fake_pid;
+close $fake_l;
+adopt($fake_pid, 'scripted runtime');
 
-wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
-    or BAIL_OUT('mock runtime did not start');
-wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$fake_port") })
-    or BAIL_OUT('scripted runtime did not start');
-
-my %token;
-for my $name (qw(ka-mock ka-fake ka-off)) {
-    $token{$name} = make_agent($name);
-    open my $tf, '>', "$dir/$name.token" or die;
-    print $tf "$token{$name}\n";
-    close $tf;
-    chmod 0600, "$dir/$name.token";
-}
+write_token($dir, $_) for qw(ka-mock ka-fake ka-off);
 
 my $ngx = start_nginx(workers => 1, http => <<"HTTP", server => <<'SRV');
     gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
@@ -151,20 +131,12 @@ SRV
 
 my $port = $ngx->port;
 
-sub start_agent {
+sub agent {
     my ($name, $rport, $model, @extra) = @_;
-    my $log = "$dir/$name.log";
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
-             '--name', $name, '--token-file', "$dir/$name.token",
-             '--runtime', "http://127.0.0.1:$rport", '--models', $model,
-             '--spare', 2, '--log-level', 'debug', @extra;
-        exit 1;
-    }
-    push @kids, $pid;
-    return ($pid, $log);
+    return start_agent(dir => $dir, name => $name, port => $port,
+                       args => [ '--runtime', "http://127.0.0.1:$rport",
+                                 '--models', $model, '--spare', 2,
+                                 '--log-level', 'debug', @extra ]);
 }
 
 sub chat {
@@ -177,11 +149,7 @@ sub chat {
                                $body), 10);
 }
 
-sub mock_conns {
-    my $r = http_request($mock_port, 'GET', '/metrics', {}, '');
-    my ($n) = $r->{body} =~ /^gpugate_mock_connections_total (\d+)$/m;
-    return $n;
-}
+sub mock_conns { mock_metric($mock_port, 'gpugate_mock_connections_total') }
 
 sub model_ids {
     my $r = http_request($port, 'GET', '/v1/models', {}, '');
@@ -192,10 +160,11 @@ is(model_ids(), 'mock-model', '/v1/models: configured names only, no agent');
 
 # --- reuse ------------------------------------------------------------------
 
-my (undef, $mock_agent_log) = start_agent('ka-mock', $mock_port, 'mock-model');
+my $mock_agent = agent('ka-mock', $mock_port, 'mock-model');
+my $mock_agent_log = $mock_agent->log;
 ok(wait_until(10, sub { chat('mock-model', 0)->{status} == 200 }),
    'agent up, first request answered')
-    or diag slurp($mock_agent_log);
+    or diag $mock_agent->text;
 
 {
     my $want = http_request($mock_port, 'POST', '/v1/chat/completions',
@@ -221,9 +190,9 @@ ok(wait_until(10, sub { chat('mock-model', 0)->{status} == 200 }),
 
 {
     my $before = mock_conns();
-    sleep 0.8;
-    like(slurp($mock_log), qr/keep-alive connection idle 300 ms: closed/,
-         'runtime closed the idle connection');
+    ok(wait_until(10, sub { slurp($mock_log)
+                            =~ /keep-alive connection idle 300 ms: closed/ }),
+       'runtime closed the idle connection');
     ok(wait_until(2, sub { slurp($mock_agent_log)
                            =~ /runtime closed an idle kept-alive/ }),
        'agent saw it close while pooled');
@@ -236,8 +205,8 @@ ok(wait_until(10, sub { chat('mock-model', 0)->{status} == 200 }),
 
 # --- Connection: close, and a reused connection dropped unanswered ----------
 
-my ($fake_agent, $fake_agent_log) = start_agent('ka-fake', $fake_port,
-                                                'fake-model');
+my $fake_agent = agent('ka-fake', $fake_port, 'fake-model');
+my $fake_agent_log = $fake_agent->log;
 ok(wait_until(10, sub { chat('fake-model', 0)->{status} == 200 }),
    'second agent up');
 is(model_ids(), 'fake-model mock-model',
@@ -267,9 +236,9 @@ is(model_ids(), 'fake-model mock-model',
 
 # --- runtime_keepalive 0 ----------------------------------------------------
 
-my ($off_agent) = start_agent('ka-off', $fake_port,
-                              'off-model,stray-model,fake-model',
-                              '--runtime-keepalive', 0);
+my $off_agent = agent('ka-off', $fake_port,
+                      'off-model,stray-model,fake-model',
+                      '--runtime-keepalive', 0);
 ok(wait_until(10, sub { chat('off-model', 0)->{status} == 200 }),
    'agent with runtime_keepalive 0 up');
 is(model_ids(), 'fake-model mock-model off-model',
@@ -281,20 +250,13 @@ is(model_ids(), 'fake-model mock-model off-model',
          '... each sent with Connection: close');
 }
 
-kill 'TERM', $fake_agent;
-waitpid $fake_agent, 0;
-@kids = grep { $_ != $fake_agent } @kids;
+$fake_agent->stop;
 ok(wait_until(5, sub { model_ids() eq 'fake-model mock-model off-model' }),
    '/v1/models: still listed while another agent has it');
-kill 'TERM', $off_agent;
-waitpid $off_agent, 0;
-@kids = grep { $_ != $off_agent } @kids;
+$off_agent->stop;
 ok(wait_until(5, sub { model_ids() eq 'mock-model' }),
    '/v1/models: gone with the last agent advertising it');
 
 unlike($ngx->log, qr/signal \d+|\[alert\]/, 'no worker crashed');
-
-kill 'TERM', @kids;
-waitpid $_, 0 for @kids;
 
 done_testing();

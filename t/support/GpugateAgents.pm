@@ -27,7 +27,7 @@ use GpugateTest qw(http_request wait_until make_agent);
 our @EXPORT_OK = qw(
     agent_bin mock_bin slurp start_mock write_token start_agent
     tunnel_status agent_instances idle_of wait_parked mock_metric
-    mock_served read_until read_rest
+    mock_served read_until read_rest adopt
 );
 
 # pid => object, for the processes to stop at the end
@@ -143,6 +143,16 @@ sub start_agent {
     $a->{pid} = _spawn([ agent_bin(), @argv ], $log);
     $KIDS{ $a->{pid} } = $a;
     return $a;
+}
+
+# adopt(PID [, NAME]): a process the test forked itself (a scripted
+# runtime), stopped at the end like the others; returns its object
+sub adopt {
+    my ($pid, $name) = @_;
+    my $p = bless { kind => 'other', pid => $pid, name => $name || $pid },
+        'GpugateAgents::Proc';
+    $KIDS{$pid} = $p;
+    return $p;
 }
 
 # tunnel_status(PORT [, PATH]): the gateway's gpugate_tunnel_status page,
