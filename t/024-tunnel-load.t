@@ -15,55 +15,32 @@ use FindBin;
 use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use Test::More;
-use Time::HiRes qw(sleep);
 
-use GpugateTest qw(start_nginx http_request wait_until env_or_skip
-                   free_port make_agent);
+use GpugateTest qw(start_nginx http_request wait_until env_or_skip);
+use GpugateAgents qw(agent_bin start_mock start_agent write_token slurp
+                     agent_instances mock_served);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
-my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
-plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+plan skip_all => 'run scripts/build.sh first' unless -x agent_bin();
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-load-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my @kids;
 
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
-
-# name => [dialect flags]
+# name => [dialect flags]; "plain" logs every request (its probes are
+# counted below), the others only errors
 my %mocks = (
-    busy  => [ '--dialect', 'llamacpp', '--waiting', 5 ],
-    free  => [ '--dialect', 'sglang', '--waiting', 0 ],
+    busy  => [ '--quiet', '--dialect', 'llamacpp', '--waiting', 5 ],
+    free  => [ '--quiet', '--dialect', 'sglang', '--waiting', 0 ],
     plain => [],
 );
-my (%mport, %mpid);
-
-sub start_mock {
-    my ($m) = @_;
-    my $pid = fork // die;
-    if (!$pid) {
-        exec $mock_bin, '--listen', "127.0.0.1:$mport{$m}", '--models',
-             'mock-model', '--quiet', '--log-file', "$dir/mock-$m.log",
-             @{ $mocks{$m} };
-        exit 1;
-    }
-    $mpid{$m} = $pid;
-    push @kids, $pid;
-}
+my (%mock, %mport);
 
 for my $m (sort keys %mocks) {
-    $mport{$m} = free_port();
-    start_mock($m);
-}
-
-for my $m (sort keys %mocks) {
-    wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mport{$m}") })
-        or BAIL_OUT("mock $m did not start");
+    $mock{$m} = start_mock(dir => $dir, name => $m, models => 'mock-model',
+                           args => $mocks{$m});
+    $mport{$m} = $mock{$m}->port;
 }
 
 my $ngx = start_nginx(workers => 1, http => <<"HTTP", server => <<'SRV');
@@ -76,6 +53,9 @@ HTTP
         location = /gpugate/tunnel {
             gpugate_tunnel_accept ping=1s;
         }
+        location = /gpugate/status {
+            gpugate_tunnel_status;
+        }
         location /v1/ {
             gpugate_openai on;
             proxy_http_version 1.1;
@@ -86,33 +66,25 @@ SRV
 
 my $port = $ngx->port;
 
-sub start_agent {
+sub agent {
     my ($name, $mock, $type) = @_;
-    my $token = make_agent($name);
-    open my $tf, '>', "$dir/$name.token" or die;
-    print $tf "$token\n";
-    close $tf;
-    chmod 0600, "$dir/$name.token";
-    my $log = "$dir/$name.log";
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
-             '--name', $name, '--token-file', "$dir/$name.token",
-             '--runtime', "http://127.0.0.1:$mport{$mock}",
-             '--models', 'mock-model', '--spare', 1,
-             '--runtime-type', $type, '--load-interval', 1,
-             '--log-level', 'debug';
-        exit 1;
-    }
-    push @kids, $pid;
-    return $log;
+    return start_agent(dir => $dir, name => $name, port => $port,
+                       args => [ '--runtime', "http://127.0.0.1:$mport{$mock}",
+                                 '--models', 'mock-model', '--spare', 1,
+                                 '--runtime-type', $type,
+                                 '--load-interval', 1,
+                                 '--log-level', 'debug' ])->log;
 }
 
-sub served {
-    my $r = http_request($mport{$_[0]}, 'GET', '/metrics', {}, '');
-    my ($n) = $r->{body} =~ m{^gpugate_mock_requests_total\{path="/v1/chat/completions",status="200"\} (\d+)$}m;
-    return $n // 0;
+sub served { mock_served($mport{$_[0]}) }
+
+# the gateway knows both agents' queues: busy's 5, free's 0 with a tunnel
+# parked (the figures come with the ping answers, every second)
+sub loads_known {
+    my ($b) = agent_instances($port, 'load-busy');
+    my ($f) = agent_instances($port, 'load-free');
+    return $b && $f && $b->{queue} == 5 && $f->{queue} == 0
+        && $f->{workers}[0]{idle} >= 1;
 }
 
 sub chat {
@@ -122,8 +94,8 @@ sub chat {
                         . '[{"role":"user","content":"hi"}]}');
 }
 
-my $busy_log = start_agent('load-busy', 'busy', 'llamacpp');
-my $free_log = start_agent('load-free', 'free', 'sglang');
+my $busy_log = agent('load-busy', 'busy', 'llamacpp');
+my $free_log = agent('load-free', 'free', 'sglang');
 
 ok(wait_until(10, sub { slurp($busy_log) =~ /runtime "default" load: 0 running, 5 waiting/
                         && slurp($free_log) =~ /runtime "default" load: 0 running, 0 waiting/ }),
@@ -131,7 +103,7 @@ ok(wait_until(10, sub { slurp($busy_log) =~ /runtime "default" load: 0 running, 
     or diag slurp($busy_log), slurp($free_log);
 
 # the figures reach nginx with the next ping answers (every second)
-sleep 2.5;
+wait_until(15, \&loads_known) or diag explain agent_instances($port, 'load-busy');
 
 my $ok = 0;
 $ok += chat()->{status} == 200 for 1 .. 10;
@@ -142,25 +114,28 @@ is(served('busy'), 0, 'none to the one with 5 waiting');
 # the preferred agent's runtime dies: that agent withdraws, the other serves
 
 {
-    kill 'KILL', $mpid{free};
-    waitpid $mpid{free}, 0;
+    $mock{free}->stop('KILL');
     ok(wait_until(5, sub { slurp($free_log) =~ /stopped listening .*no capacity offered/ }),
        'runtime killed: its agent withdraws')
         or diag slurp($free_log);
-    sleep 0.3;
+    # ... and the gateway holds none of its tunnels idle any more
+    wait_until(10, sub {
+        !grep { $_->{workers}[0]{idle} } agent_instances($port, 'load-free')
+    });
     my $before = served('busy');
     my $ok = 0;
     $ok += chat()->{status} == 200 for 1 .. 6;
     is($ok, 6, 'no 502: every request answered');
     is(served('busy') - $before, 6, '... by the other agent');
 
-    start_mock('free');
+    $mock{free}->restart;
     ok(wait_until(5, sub { slurp($free_log) =~ /listens again: offering capacity/ }),
        'runtime back: the agent offers capacity again');
     ok(wait_until(5, sub {
         my $n = () = $ngx->log =~ /agent "load-free" connected/g;
         $n >= 2 }), '... and reconnects');
-    sleep 2.5;
+    wait_until(15, \&loads_known)
+        or diag explain agent_instances($port, 'load-free');
     $before = served('free');
     chat() for 1 .. 4;
     is(served('free') - $before, 4, '... and serves (the shorter queue) again');
@@ -168,21 +143,23 @@ is(served('busy'), 0, 'none to the one with 5 waiting');
 
 # a runtime that does not speak the configured dialect
 
-my $plain_log = start_agent('load-plain', 'plain', 'tgi');
+my $plain_log = agent('load-plain', 'plain', 'tgi');
 ok(wait_until(5, sub { slurp($plain_log) =~ /cannot read its load \(tgi \/metrics\): no waiting-requests gauge/ }),
    'a runtime without the gauge: logged');
-sleep 1.5;
+# two more probes (the runtime logs each GET /metrics) after the warning
+{
+    my $probes = sub { scalar(() = $mock{plain}->text =~ m{GET /metrics}g) };
+    my $seen = $probes->();
+    wait_until(15, sub { $probes->() >= $seen + 2 })
+        or diag 'the agent probed its runtime no more';
+}
 my @warn = slurp($plain_log) =~ /cannot read its load/g;
 is(scalar @warn, 1, '... once, not on every probe');
 
 # --- SIGHUP --------------------------------------------------------------
 
 {
-    my $token = make_agent('load-hup');
-    open my $tf, '>', "$dir/load-hup.token" or die;
-    print $tf "$token\n";
-    close $tf;
-    chmod 0600, "$dir/load-hup.token";
+    write_token($dir, 'load-hup');
 
     my $conf = "$dir/hup.conf";
     my $write = sub {
@@ -195,14 +172,9 @@ is(scalar @warn, 1, '... once, not on every probe');
     };
     $write->("capacity = 4\n");
 
-    my $log = "$dir/load-hup.log";
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--config', $conf, '--log-level', 'info';
-        exit 1;
-    }
-    push @kids, $pid;
+    my $hup = start_agent(dir => $dir, name => 'load-hup',
+                          argv => [ '--config', $conf, '--log-level', 'info' ]);
+    my ($log, $pid) = ($hup->log, $hup->pid);
     ok(wait_until(10, sub { $ngx->log =~ /agent "load-hup" connected/ }),
        'agent from a file up')
         or diag slurp($log);
@@ -232,8 +204,5 @@ is(scalar @warn, 1, '... once, not on every probe');
 
 unlike($ngx->log, qr/signal \d+|\[alert\]|invalid X-Gpugate-Load/,
        'no crash, no rejected load header');
-
-kill 'TERM', @kids;
-waitpid $_, 0 for @kids;
 
 done_testing();

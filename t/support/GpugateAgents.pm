@@ -116,7 +116,7 @@ sub start_agent {
     my $token = "$dir/$name.token";
     write_token($dir, $name) if !$o{argv} && !-e $token;
     my $gateway = $o{gateway}
-        || "http://127.0.0.1:$o{port}/gpugate/tunnel";
+        || ($o{port} && "http://127.0.0.1:$o{port}/gpugate/tunnel");
 
     my @argv;
     if ($o{argv}) {
