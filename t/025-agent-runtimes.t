@@ -18,27 +18,22 @@ use FindBin;
 use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use JSON::PP qw(decode_json);
-use POSIX qw(WNOHANG);
 use Test::More;
-use Time::HiRes qw(sleep);
 
 use GpugateTest qw(start_nginx http_request wait_until env_or_skip
-                   free_port make_agent);
+                   free_port);
+use GpugateAgents qw(agent_bin mock_bin start_mock start_agent slurp
+                     tunnel_status agent_instances mock_served);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
-my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
+my $agent_bin = agent_bin();
+my $mock_bin = mock_bin();
 plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-rt-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my @kids;
-
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
 
 # name => [served models, dialect flags]
 my %mocks = (
@@ -50,26 +45,13 @@ my %mocks = (
     shared => [ 'rt-shared' ],
     backup => [ 'rt-shared' ],
 );
-my (%mport, %mpid);
-
-sub start_mock {
-    my ($m) = @_;
-    my ($models, @flags) = @{ $mocks{$m} };
-    my $pid = fork // die;
-    if (!$pid) {
-        exec $mock_bin, '--listen', "127.0.0.1:$mport{$m}", '--models',
-             $models, '--quiet', '--log-file', "$dir/mock-$m.log", @flags;
-        exit 1;
-    }
-    $mpid{$m} = $pid;
-    push @kids, $pid;
-    wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mport{$m}") })
-        or BAIL_OUT("mock $m did not start");
-}
+my (%mock, %mport);
 
 for my $m (sort keys %mocks) {
-    $mport{$m} = free_port();
-    start_mock($m);
+    my ($models, @flags) = @{ $mocks{$m} };
+    $mock{$m} = start_mock(dir => $dir, name => $m, models => $models,
+                           args => [ '--quiet', @flags ]);
+    $mport{$m} = $mock{$m}->port;
 }
 
 my $ngx = start_nginx(workers => 1, http => <<"HTTP", server => <<'SRV');
@@ -99,28 +81,15 @@ SRV
 
 my $port = $ngx->port;
 
-# start_agent(NAME, CONFIG TEXT): an agent with its token in a file
-sub start_agent {
+# agent(NAME, CONFIG TEXT): an agent with its token in a file; returns
+# (its object, its log file)
+sub agent {
     my ($name, $conf) = @_;
-    my $token = make_agent($name);
-    open my $tf, '>', "$dir/$name.token" or die;
-    print $tf "$token\n";
-    close $tf;
-    open my $cf, '>', "$dir/$name.conf" or die;
-    print $cf "gateway = http://127.0.0.1:$port/gpugate/tunnel\n"
-            . "name = $name\ntoken_file = $dir/$name.token\n"
-            . "spare = 1\nload_interval = 1\ntelemetry_interval = 1\n"
-            . "log_level = debug\n$conf";
-    close $cf;
-    my $log = "$dir/$name.log";
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--config', "$dir/$name.conf";
-        exit 1;
-    }
-    push @kids, $pid;
-    return ($pid, $log);
+    my $a = start_agent(dir => $dir, name => $name, port => $port,
+                        conf => "spare = 1\nload_interval = 1\n"
+                              . "telemetry_interval = 1\n"
+                              . "log_level = debug\n$conf");
+    return ($a, $a->log);
 }
 
 sub model_ids {
@@ -136,23 +105,12 @@ sub chat {
                         . '[{"role":"user","content":"hi"}]}');
 }
 
-sub served {
-    my ($m) = @_;
-    my $r = http_request($mport{$m}, 'GET', '/metrics', {}, '');
-    my ($n) = $r->{body} =~ m{^gpugate_mock_requests_total\{path="/v1/chat/completions",status="200"\} (\d+)$}m;
-    return $n // 0;
-}
+sub served { mock_served($mport{$_[0]}) }
 
-sub status {
-    my $r = http_request($port, 'GET', '/gpugate/status', {}, '');
-    return eval { decode_json($r->{body}) } || { agents => [] };
-}
+sub status { tunnel_status($port) }
 
 # the status entries of agent NAME
-sub instances {
-    my ($name) = @_;
-    return grep { $_->{name} eq $name } @{ status()->{agents} };
-}
+sub instances { agent_instances($port, $_[0]) }
 
 # --- one agent, six runtimes, six dialects ----------------------------------
 
@@ -166,7 +124,7 @@ for my $m (qw(ollama tgi vllm llama sglang shared)) {
                . ($m eq 'tgi' ? "capacity = 3\n" : '');
 }
 
-my ($multi, $multi_log) = start_agent('rt-multi', $sections);
+my ($multi, $multi_log) = agent('rt-multi', $sections);
 
 my $all = 'rt-llamacpp rt-ollama:8b rt-sglang rt-shared rt-tgi/model rt-vllm';
 ok(wait_until(15, sub { model_ids() eq $all }),
@@ -234,13 +192,12 @@ like(slurp($multi_log), qr/no GPU telemetry: libnvidia-ml\.so\.1: cannot open/,
 
 # --- a runtime killed: its capacity goes, requests go elsewhere -------------
 
-my ($backup) = start_agent('rt-backup',
+my ($backup) = agent('rt-backup',
                            "runtime = http://127.0.0.1:$mport{backup}\n");
 ok(wait_until(10, sub { instances('rt-backup') == 1 }),
    'a second agent serves rt-shared too');
 
-kill 'KILL', $mpid{shared};
-waitpid $mpid{shared}, 0;
+$mock{shared}->stop('KILL');
 ok(wait_until(5, sub {
        !grep { "@{ $_->{models} }" eq 'rt-shared' } instances('rt-multi')
    }), 'runtime killed: its tunnels leave the gateway within seconds');
@@ -256,7 +213,7 @@ like(slurp($multi_log),
     is(chat('rt-vllm')->{status}, 200, '... and the other runtimes serve on');
 }
 
-start_mock('shared');
+$mock{shared}->restart;
 ok(wait_until(10, sub {
        grep { "@{ $_->{models} }" eq 'rt-shared' } instances('rt-multi')
    }), 'runtime back: offered again, with its models read again');
@@ -273,7 +230,10 @@ is(chat('rt-late')->{status}, 200, '... and served');
 # --- a supervised runtime ---------------------------------------------------
 
 my $sport = free_port();
-my ($super, $super_log) = start_agent('rt-super',
+# the agent starts this runtime itself on the port in its URL: a guess
+# from free_port, since the agent has no way to learn a port it did not
+# configure
+my ($super, $super_log) = agent('rt-super',
     "runtime = http://127.0.0.1:$sport\n"
     . "runtime_command = $mock_bin --listen 127.0.0.1:$sport"
     . " --models rt-super --quiet --log-file $dir/mock-super.log\n");
@@ -301,9 +261,7 @@ ok(wait_until(5, sub { chat('rt-super')->{status} == 200 }),
 is(() = slurp($super_log) =~ /runtime "default" serves: rt-super/g, 2,
    '... its models read again after the restart');
 
-kill 'TERM', $super;
-waitpid $super, 0;
-is($? >> 8, 0, 'agent SIGTERM: exit 0');
+is($super->stop('TERM') >> 8, 0, 'agent SIGTERM: exit 0');
 ok(wait_until(5, sub { !instances('rt-super') }),
    'status: the agent is gone once disconnected');
 unlike(http_request($port, 'GET', '/metrics', {}, '')->{body},
@@ -311,7 +269,6 @@ unlike(http_request($port, 'GET', '/metrics', {}, '')->{body},
 like(slurp($super_log), qr/runtime "default": stopping pid $rpid2/,
      '... after stopping its runtime');
 ok(!kill(0, $rpid2), '... which is gone');
-@kids = grep { $_ != $super } @kids;
 
 # --- configuration errors ---------------------------------------------------
 
@@ -349,10 +306,5 @@ sub check_conf {
 }
 
 unlike($ngx->log, qr/signal \d+|\[alert\]/, 'no worker crashed');
-
-END {
-    kill 'TERM', @kids if @kids;
-    waitpid $_, 0 for @kids;
-}
 
 done_testing();
