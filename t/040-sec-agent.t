@@ -25,52 +25,26 @@ use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
-use JSON::PP qw(decode_json);
-use POSIX qw(WNOHANG);
+use POSIX ();
 use Test::More;
-use Time::HiRes qw(sleep);
 
 use GpugateTest qw(start_nginx http_request http_send http_read wait_until
-                   env_or_skip free_port make_agent);
+                   env_or_skip);
+use GpugateAgents qw(agent_bin start_mock start_agent slurp idle_of
+                     mock_metric mock_served);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
-my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
-plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+plan skip_all => 'run scripts/build.sh first' unless -x agent_bin();
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-sec-agent-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my @kids;
 
-END {
-    local $?;
-    kill 'CONT', @kids;
-    kill 'KILL', @kids;
-    waitpid $_, 0 for @kids;
+my (%mock, %mport);
+for my $m (qw(a b)) {
+    $mock{$m} = start_mock(dir => $dir, name => $m, models => 'sec-model');
+    $mport{$m} = $mock{$m}->port;
 }
-
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
-
-my (%mport, %mpid);
-
-sub start_mock {
-    my ($m) = @_;
-    $mport{$m} ||= free_port();
-    my $pid = fork // die;
-    if (!$pid) {
-        exec $mock_bin, '--listen', "127.0.0.1:$mport{$m}", '--models',
-             'sec-model', '--log-file', "$dir/mock-$m.log";
-        exit 1;
-    }
-    $mpid{$m} = $pid;
-    push @kids, $pid;
-    wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mport{$m}") })
-        or BAIL_OUT("mock $m did not start");
-}
-
-start_mock($_) for qw(a b);
 
 # ignore_invalid_headers off: names outside tchar reach the agent too;
 # large_client_header_buffers: heads far beyond the agent's old 64 KB
@@ -101,53 +75,23 @@ SRV
 
 my $port = $ngx->port;
 
-sub start_agent {
+# agent(NAME, MOCK, EXTRA CONFIG): returns its pid (its log is
+# DIR/NAME.log)
+sub agent {
     my ($name, $m, $extra) = @_;
-    my $token = make_agent($name);
-    open my $tf, '>', "$dir/$name.token" or die;
-    print $tf "$token\n";
-    close $tf;
-    open my $cf, '>', "$dir/$name.conf" or die;
-    print $cf "gateway = http://127.0.0.1:$port/gpugate/tunnel\n"
-            . "name = $name\ntoken_file = $dir/$name.token\n"
-            . "runtime = http://127.0.0.1:$mport{$m}\n"
-            . "spare = 12\ncapacity = 64\nidle_timeout = 300\n"
-            . "log_level = debug\n" . ($extra // '');
-    close $cf;
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', "$dir/$name.log" or die;
-        exec $agent_bin, '--config', "$dir/$name.conf";
-        exit 1;
-    }
-    push @kids, $pid;
-    return $pid;
+    return start_agent(dir => $dir, name => $name, port => $port,
+                       conf => "runtime = http://127.0.0.1:$mport{$m}\n"
+                             . "spare = 12\ncapacity = 64\n"
+                             . "idle_timeout = 300\nlog_level = debug\n"
+                             . ($extra // ''))->pid;
 }
 
-sub instances {
-    my ($name) = @_;
-    my $r = http_request($port, 'GET', '/gpugate/status', {}, '');
-    my $st = eval { decode_json($r->{body}) } || { agents => [] };
-    return grep { $_->{name} eq $name } @{ $st->{agents} };
-}
+# one worker, one runtime: the agent's parked tunnels
+sub idle { idle_of($port, $_[0]) }
 
-sub idle_of {
-    my ($a) = instances($_[0]);
-    return $a ? $a->{workers}[0]{idle} // 0 : 0;
-}
+sub served { mock_served($mport{$_[0]}, $_[1]) }
 
-sub served {
-    my ($m, $path) = @_;
-    my $r = http_request($mport{$m}, 'GET', '/metrics', {}, '');
-    my ($n) = $r->{body} =~ m{^gpugate_mock_requests_total\{path="\Q$path\E",status="200"\} (\d+)$}m;
-    return $n // 0;
-}
-
-sub strays {
-    my $r = http_request($mport{$_[0]}, 'GET', '/metrics', {}, '');
-    my ($n) = $r->{body} =~ /^gpugate_mock_stray_total (\d+)$/m;
-    return $n // 0;
-}
+sub strays { mock_metric($mport{$_[0]}, 'gpugate_mock_stray_total') // 0 }
 
 my %bodies = (
     '/v1/chat/completions' => '{"model":"sec-model","max_tokens":2,'
@@ -174,8 +118,8 @@ sub raw {
     return http_read($s, $secs // 20);
 }
 
-my $a_pid = start_agent('sec-a', 'a', "load_interval = 3600\n");
-ok(wait_until(10, sub { idle_of('sec-a') >= 4 }), 'agent a: tunnels up')
+my $a_pid = agent('sec-a', 'a', "load_interval = 3600\n");
+ok(wait_until(10, sub { idle('sec-a') >= 4 }), 'agent a: tunnels up')
     or diag(slurp("$dir/sec-a.log"));
 
 # --- issue 15, item 3: what nginx forwards, the agent takes -----------------
@@ -285,7 +229,7 @@ like($log, qr/request refused \(400\): byte 0x01 at offset \d+ of its head/,
         or diag(explain \%st);
     ok($refused >= 100, '... and the flood was one (each flood request '
        . 'got its 400)');
-    ok(idle_of('sec-a') >= 1, '... the agent still holds its tunnels');
+    ok(idle('sec-a') >= 1, '... the agent still holds its tunnels');
     unlike(slurp("$dir/sec-a.log"),
            qr/closed a new tunnel at once|next dial in/,
            '... and never backed off');
@@ -342,8 +286,8 @@ like($log, qr/request refused \(400\): byte 0x01 at offset \d+ of its head/,
 # (a retry cannot wait for a tunnel in nginx: "spare" leaves the other
 # agent idle tunnels enough for the requests sent back at once)
 
-my $b_pid = start_agent('sec-b', 'b');
-ok(wait_until(20, sub { idle_of('sec-b') >= 12 && idle_of('sec-a') >= 12 }),
+my $b_pid = agent('sec-b', 'b');
+ok(wait_until(20, sub { idle('sec-b') >= 12 && idle('sec-a') >= 12 }),
    'agent b: tunnels up, next to a');
 
 {
@@ -355,12 +299,11 @@ ok(wait_until(20, sub { idle_of('sec-b') >= 12 && idle_of('sec-a') >= 12 }),
                   $bodies{'/v1/chat/completions'})
     } 1 .. 6;
     ok(wait_until(10, sub {
-           my $r = http_request($mport{a}, 'GET', '/metrics', {}, '');
-           $r->{body} =~ /^gpugate_mock_requests_in_flight [1-9]/m
+           (mock_metric($mport{a}, 'gpugate_mock_requests_in_flight')
+            // 0) >= 1
        }), 'requests in flight on agent a');
 
-    kill 'KILL', $mpid{a};
-    waitpid $mpid{a}, 0;
+    $mock{a}->stop('KILL');
 
     my $before = served('b', '/v1/chat/completions')
                + served('b', '/v1/completions')
@@ -391,7 +334,7 @@ ok(wait_until(20, sub { idle_of('sec-b') >= 12 && idle_of('sec-a') >= 12 }),
          '... agent a withdrew');
     like($alog, qr/goes back to the gateway for another agent/,
          '... after sending the requests it could not serve back');
-    ok(wait_until(5, sub { idle_of('sec-a') == 0 }),
+    ok(wait_until(5, sub { idle('sec-a') == 0 }),
        '... and holds no idle tunnel');
 }
 
