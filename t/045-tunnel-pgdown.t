@@ -17,27 +17,23 @@ use FindBin;
 use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
-use IO::Socket::INET;
 use Test::More;
-use Time::HiRes qw(sleep time);
+use Time::HiRes qw(time);
 
 use GpugateTest qw(start_nginx http_request http_send http_read psql redis
-                   wait_until env_or_skip free_port make_agent
-                   tunnel_connect);
+                   wait_until env_or_skip tunnel_connect);
+use GpugateAgents qw(agent_bin start_mock start_agent write_token);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
                TEST_NGINX_REDIS_PORT));
 
 my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
-plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+plan skip_all => 'run scripts/build.sh first' unless -x agent_bin();
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $rd = $ENV{TEST_NGINX_REDIS_PORT};
 my $dsn = "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
 my $dir = tempdir('gpugate-pgdown-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my @kids;
 
 sub pg_down {
     psql("ALTER DATABASE gpugate ALLOW_CONNECTIONS false", 'postgres');
@@ -54,30 +50,14 @@ sub pg_up {
 END {
     local $?;
     eval { pg_up() };
-    kill 'TERM', @kids;
-    waitpid $_, 0 for @kids;
 }
 
-my $mock_port = free_port();
-my $mock = fork // die;
-if (!$mock) {
-    exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
-         'pgd-a-model,pgd-b-model,pgd-c-model', '--log-file',
-         "$dir/mock.log", '--ttft-ms', '0', '--token-delay-ms', '0';
-    exit 1;
-}
-push @kids, $mock;
-wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
-    or BAIL_OUT('mock runtime did not start');
+my $mock_port = start_mock(dir => $dir,
+                           models => 'pgd-a-model,pgd-b-model,pgd-c-model',
+                           args => [ '--ttft-ms', '0',
+                                     '--token-delay-ms', '0' ])->port;
 
-my %token;
-for my $name (qw(pgd-a pgd-b pgd-c)) {
-    $token{$name} = make_agent($name);
-    open my $tf, '>', "$dir/$name.token" or die;
-    print $tf "$token{$name}\n";
-    close $tf;
-    chmod 0600, "$dir/$name.token";
-}
+my %token = map { $_ => write_token($dir, $_) } qw(pgd-a pgd-b pgd-c);
 
 # ttl + stale: a verifier serves for 1s + 10s after PostgreSQL last
 # confirmed it (the re-check confirms every second)
@@ -107,19 +87,12 @@ SRV
 
 my $port = $ngx->port;
 
-sub start_agent {
+sub agent {
     my ($name) = @_;
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', "$dir/$name.log" or die;
-        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
-             '--name', $name, '--token-file', "$dir/$name.token",
-             '--runtime', "http://127.0.0.1:$mock_port", '--models',
-             "$name-model", '--spare', 2, '--log-level', 'debug';
-        exit 1;
-    }
-    push @kids, $pid;
-    return $pid;
+    return start_agent(dir => $dir, name => $name, port => $port,
+                       args => [ '--runtime', "http://127.0.0.1:$mock_port",
+                                 '--models', "$name-model", '--spare', 2,
+                                 '--log-level', 'debug' ])->pid;
 }
 
 sub chat {
@@ -142,7 +115,7 @@ sub reload_and_wait {
     return wait_until(20, sub { !grep { kill 0, $_ } @old });
 }
 
-my %pid = map { $_ => start_agent($_) } qw(pgd-a pgd-b pgd-c);
+my %pid = map { $_ => agent($_) } qw(pgd-a pgd-b pgd-c);
 
 for my $name (qw(pgd-a pgd-b pgd-c)) {
     ok(wait_until(15, sub { chat("$name-model") == 200 }),

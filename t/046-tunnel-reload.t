@@ -18,53 +18,27 @@ use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
 use IO::Select;
-use IO::Socket::INET;
-use JSON::PP qw(decode_json);
-use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
 use GpugateTest qw(start_nginx http_request http_send http_read
-                   wait_until env_or_skip free_port make_agent);
+                   wait_until env_or_skip);
+use GpugateAgents qw(agent_bin start_mock start_agent write_token
+                     tunnel_status);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
-my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
-my $mock_bin = "$root/build/bin/gpugate-mock-runtime";
-plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
+plan skip_all => 'run scripts/build.sh first' unless -x agent_bin();
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-reload-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-my %kids;
 
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
+my $mock = start_mock(dir => $dir, models => 'mock-model',
+                      args => [ '--quiet', '--ttft-ms', '0',
+                                '--token-delay-ms', '0', '--tokens', '4' ]);
+my $mock_port = $mock->port;
 
-# a test that dies leaves no agent or runtime behind
-END { kill 'KILL', keys %kids if %kids }
-
-my $mock_port = free_port();
-{
-    my $pid = fork // die;
-    if (!$pid) {
-        exec $mock_bin, '--listen', "127.0.0.1:$mock_port", '--models',
-             'mock-model', '--quiet', '--ttft-ms', '0', '--token-delay-ms',
-             '0', '--tokens', '4';
-        exit 1;
-    }
-    $kids{$pid} = 'mock';
-    wait_until(5, sub { IO::Socket::INET->new("127.0.0.1:$mock_port") })
-        or BAIL_OUT('mock runtime did not start');
-}
-
-my %token;
-for my $name (qw(gpu-a gpu-b gpu-c)) {
-    $token{$name} = make_agent($name);
-    open my $tf, '>', "$dir/$name.token" or die;
-    print $tf "$token{$name}\n";
-    close $tf;
-    chmod 0600, "$dir/$name.token";
-}
+write_token($dir, $_) for qw(gpu-a gpu-b gpu-c);
 
 my $ngx = start_nginx(workers => 2, listen => 'reuseport',
                       http => <<"HTTP", server => <<'SRV');
@@ -93,31 +67,16 @@ SRV
 
 my $port = $ngx->port;
 diag "nginx in " . $ngx->dir if $ENV{GPUGATE_KEEP_TMP};
-my $n_agent = 0;
-
-# start_agent(NAME, CAPACITY): a gpugate-agent process; returns its pid
-sub start_agent {
+# agent(NAME, CAPACITY): a gpugate-agent process; returns its object
+sub agent {
     my ($name, $capacity) = @_;
-    my $log = "$dir/agent" . $n_agent++ . ".log";
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--gateway', "http://127.0.0.1:$port/gpugate/tunnel",
-             '--name', $name, '--token-file', "$dir/$name.token",
-             '--runtime', "http://127.0.0.1:$mock_port", '--capacity',
-             $capacity, '--spare', 2, '--log-level', 'info';
-        exit 1;
-    }
-    $kids{$pid} = $log;
-    return $pid;
+    return start_agent(dir => $dir, name => $name, port => $port,
+                       args => [ '--runtime', "http://127.0.0.1:$mock_port",
+                                 '--capacity', $capacity, '--spare', 2,
+                                 '--log-level', 'info' ]);
 }
 
-sub stop_agent {
-    my ($pid) = @_;
-    kill 'KILL', $pid;
-    waitpid $pid, 0;
-    delete $kids{$pid};
-}
+sub stop_agent { $_[0]->stop('KILL') }
 
 sub chat {
     my (%h) = @_;
@@ -165,10 +124,7 @@ sub collect {
     return @out;
 }
 
-sub status_json {
-    my $r = http_request($port, 'GET', '/gpugate/status');
-    return $r->{status} == 200 ? decode_json($r->{body}) : { agents => [] };
-}
+sub status_json { tunnel_status($port) }
 
 # the nginx worker processes now running (old and new generations)
 sub workers {
@@ -222,7 +178,7 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
 # --- a rejoining agent does not take all traffic -------------------------
 
 {
-    my $a = start_agent('gpu-a', 64);
+    my $a = agent('gpu-a', 64);
     ok(wait_until(15, sub { supplied('gpu-a') }),
        'agent gpu-a supplies both workers');
 
@@ -231,7 +187,7 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
         (collect(10, chat()))[0]{status} == 200 or last;
     }
 
-    my $b = start_agent('gpu-b', 64);
+    my $b = agent('gpu-b', 64);
     ok(wait_until(15, sub { supplied('gpu-b') }),
        'agent gpu-b joins and supplies both workers');
 
@@ -264,11 +220,11 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
     ok(wait_until(15, sub { supplied('gpu-a') && supplied('gpu-b') }),
        'freeze: both agents supply both workers');
     $off = tun_log_size();
-    kill 'STOP', $b;
+    $b->signal('STOP');
     my $t0 = time;
     my @r = collect(20, map { chat() } 1 .. 6);
     my $took = time - $t0;
-    kill 'CONT', $b;
+    $b->signal('CONT');
     is(scalar(grep { $_->{status} != 200 } @r), 0,
        'freeze: every request answered 200');
     cmp_ok($took, '<', 9, 'freeze: all answered within ping_timeout and '
@@ -290,15 +246,15 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
     # an agent frozen before it served anything (a slot just registered:
     # a restart, or its runtime back) has never sent a heartbeat; it said
     # at its handshake that it beats, so it is watched all the same
-    my $c = start_agent('gpu-c', 64);
+    my $c = agent('gpu-c', 64);
     ok(wait_until(15, sub { supplied('gpu-c') }),
        'fresh: gpu-c supplies both workers');
     $off = tun_log_size();
-    kill 'STOP', $c;
+    $c->signal('STOP');
     $t0 = time;
     @r = collect(20, map { chat() } 1 .. 6);
     $took = time - $t0;
-    kill 'CONT', $c;
+    $c->signal('CONT');
     is(scalar(grep { $_->{status} != 200 } @r), 0,
        'fresh: every request answered 200');
     cmp_ok($took, '<', 9, 'fresh: a frozen agent that never beat is given '
@@ -315,7 +271,7 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
 # --- reloads under load cost no request -----------------------------------
 
 {
-    my $a = start_agent('gpu-a', 64);
+    my $a = agent('gpu-a', 64);
     ok(wait_until(15, sub { supplied('gpu-a') }), 'agent supplies both workers');
 
     my (%bad, $total);
@@ -325,7 +281,8 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
         $ngx->reload;
 
         # a burst right at the reload, then steady waves while the old
-        # workers go and the agent supplies the new ones
+        # workers go and the agent supplies the new ones (the pause paces
+        # the waves; nothing waits on it)
         for (1 .. 4) {
             push @s, map { chat() } 1 .. 8;
             sleep 0.05;
@@ -356,7 +313,7 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
 
 {
     # capacity 2 and two long answers: everything else queues
-    my $a = start_agent('gpu-a', 2);
+    my $a = agent('gpu-a', 2);
     ok(wait_until(15, sub { supplied('gpu-a') }), 'agent with capacity 2');
 
     my @long = map { chat('X-Mock-TTFT-Ms' => 6000) } 1 .. 2;
@@ -366,10 +323,14 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
            $n == 2;
        }), 'shutdown: both places taken');
 
+    my $waits = sub { scalar(() = $ngx->log =~ /request waits/g) };
+    my $waited = $waits->();
     my @queued = map { chat() } 1 .. 8;
     ok(wait_until(10, sub { $ngx->log =~ /request waits/ }),
        'shutdown: requests queued');
-    sleep 0.3;
+    # all eight of them, in whichever worker took each
+    wait_until(10, sub { $waits->() >= $waited + 8 })
+        or diag 'not all eight requests queued';
 
     my $t0 = time;
     $ngx->reload;
@@ -400,9 +361,6 @@ sub tun_log_size { -s $ngx->dir . '/logs/tun.log' || 0 }
     stop_agent($a);
 }
 
-for my $pid (keys %kids) {
-    kill 'TERM', $pid;
-    waitpid $pid, 0;
-}
+$mock->stop;
 
 done_testing();
