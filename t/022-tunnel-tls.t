@@ -9,18 +9,17 @@ use FindBin;
 use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
-use POSIX qw(WNOHANG);
 use Test::More;
-use Time::HiRes qw(sleep time);
 
 use GpugateTest qw(start_nginx http_request http_send http_read
-                   wait_until env_or_skip free_port make_agent);
+                   wait_until env_or_skip free_port);
+use GpugateAgents qw(agent_bin start_agent write_token slurp);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
                TEST_NGINX_MOCK_PORT));
 
 my $root = "$FindBin::Bin/..";
-my $agent_bin = "$root/build/bin/gpugate-agent";
+my $agent_bin = agent_bin();
 plan skip_all => 'run scripts/build.sh first' unless -x $agent_bin;
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
@@ -32,11 +31,9 @@ system("$root/scripts/gpugate-ca $dir/ca >/dev/null") == 0
 system("$root/scripts/gpugate-ca $dir/other >/dev/null") == 0
     or BAIL_OUT('gpugate-ca failed');
 
-my $token = make_agent('gpu-tls');
-open my $tf, '>', "$dir/token" or die;
-print $tf $token;
-close $tf;
+write_token($dir, 'gpu-tls');
 
+# nginx listens on it too: not the mock's port 0, nginx has no port file
 my $tls_port = free_port();
 
 my $ngx = start_nginx(http => <<"HTTP", server => <<'SRV');
@@ -62,20 +59,13 @@ HTTP
         }
 SRV
 
-sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
-
 sub agent {
     my ($ca, $log, @extra) = @_;
-    my $pid = fork // die;
-    if (!$pid) {
-        open STDERR, '>', $log or die;
-        exec $agent_bin, '--gateway', "https://127.0.0.1:$tls_port",
-             '--name', 'gpu-tls', '--token-file', "$dir/token",
-             '--ca-file', $ca, '--runtime', "http://127.0.0.1:$mock",
-             '--models', 'mock-model', @extra;
-        exit 1;
-    }
-    return $pid;
+    return start_agent(dir => $dir, name => 'gpu-tls', log => $log,
+                       gateway => "https://127.0.0.1:$tls_port",
+                       args => [ '--ca-file', $ca,
+                                 '--runtime', "http://127.0.0.1:$mock",
+                                 '--models', 'mock-model', @extra ]);
 }
 
 my $chat = '{"model":"mock-model","messages":[{"role":"user","content":"x"}]}';
@@ -91,8 +81,7 @@ ok(wait_until(5, sub { slurp("$dir/bad.log") =~ /certificate verify failed/ }),
    'wrong CA: agent refuses the gateway')
     or diag slurp("$dir/bad.log");
 is(chat()->{status}, 503, 'wrong CA: no tunnel, 503');
-kill 'TERM', $bad;
-waitpid $bad, 0;
+$bad->stop;
 
 # the right CA
 my $good = agent("$dir/ca/ca.crt", "$dir/good.log");
@@ -106,23 +95,22 @@ my $wrong = agent("$dir/ca/ca.crt", "$dir/name.log",
                   '--server-name', 'gateway.invalid');
 ok(wait_until(5, sub { slurp("$dir/name.log") =~ /certificate verify failed/ }),
    'hostname checked against the certificate');
-kill 'TERM', $wrong;
-waitpid $wrong, 0;
+$wrong->stop;
 
 # --check validates without dialing; secrets never from argv
 is(system("$agent_bin --check --gateway https://127.0.0.1:$tls_port "
-          . "--name gpu-tls --token-file $dir/token "
+          . "--name gpu-tls --token-file $dir/gpu-tls.token "
           . "--ca-file $dir/ca/ca.crt >/dev/null 2>&1") >> 8, 0,
    '--check accepts a good configuration');
 is(system("$agent_bin --check --gateway ftp://x --name a "
-          . "--token-file $dir/token >/dev/null 2>&1") >> 8, 2,
+          . "--token-file $dir/gpu-tls.token >/dev/null 2>&1") >> 8, 2,
    '--check: bad gateway URL exits 2');
 my $out = `$agent_bin --gateway https://x --name a --token secret 2>&1`;
 is($? >> 8, 2, '--token on the command line: exit 2');
 like($out, qr/not accepted/, '... with the reason');
 
-kill 'TERM', $good;
-ok(wait_until(5, sub { waitpid($good, WNOHANG) == $good }),
+$good->signal('TERM');
+ok(defined $good->wait_exit(5),
    'SIGTERM with nothing in flight: agent exits at once');
 
 done_testing();
