@@ -21,6 +21,7 @@ use Time::HiRes qw(sleep time);
 use GpugateTest qw(start_nginx http_request http_send http_read psql
                    wait_until env_or_skip free_port make_agent
                    tunnel_connect tunnel_step1 tunnel_step2 read_head);
+use GpugateAgents qw(agent_instances);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
@@ -41,6 +42,9 @@ HTTP
         large_client_header_buffers 2 1k;
         location = /gpugate/tunnel {
             gpugate_tunnel_accept ping=1s ping_timeout=1s step_timeout=2s;
+        }
+        location = /gpugate/status {
+            gpugate_tunnel_status;
         }
         location /v1/ {
             access_log logs/tun.log tun;
@@ -272,9 +276,12 @@ sub closed_within {
                        { 'Content-Type' => 'application/json' }, $chat);
     my $req = read_head($s, 5);
     like($req->{raw}, qr{^POST}, 'first request on the connection');
+    my $waits = sub { scalar(() = $ngx->log =~ /request waits/g) };
+    my $waited = $waits->();
     my $c2 = http_send($port, 'POST', '/v1/chat/completions',
                        { 'Content-Type' => 'application/json' }, $chat);
-    sleep 0.3;
+    wait_until(10, sub { $waits->() > $waited })
+        or diag 'the second request was not seen waiting';
 
     # a second connection of the same agent serves the waiting request
     my ($s2) = tunnel_connect($port, 't-agent-3', $t,
@@ -339,7 +346,14 @@ sub closed_within {
         like($ping->{raw}, qr{^GET /gpugate/ping}, 'idle connection pinged');
         print $s "HTTP/1.1 204 No Content\r\nX-Gpugate-Load: $load{$s}\r\n\r\n";
     }
-    sleep 0.2;
+    # both answers read: the new figures shown, the tunnels parked again
+    wait_until(10, sub {
+        my ($a4) = agent_instances($port, 't-agent-4');
+        my ($a5) = agent_instances($port, 't-agent-5');
+        $a4 && $a5 && $a4->{gpu_free_mb} == 8000 && $a4->{queue} == 0
+            && $a5->{gpu_free_mb} == 1000 && $a4->{workers}[0]{idle}
+            && $a5->{workers}[0]{idle}
+    }) or diag 'the ping answers\' figures were not seen';
 
     $c = http_send($port, 'POST', '/v1/chat/completions',
                    { 'Content-Type' => 'application/json' }, $other_chat);
