@@ -270,8 +270,13 @@ is(rows($gw, "endpoint = '/v1/chat/completions' AND agent_name = '127.0.0.1:$moc
     my @st = map { chat($ng, body(0, 2))->{status} } 1 .. 20;
     is("@st", join(' ', (200) x 20),
        'PostgreSQL down: cached keys keep working');
-    sleep 1;
-    my $j = eval { decode_json(page($ng, '/status')->{body}) };
+    # held: a write was tried and failed, and the rows are still there
+    my $j;
+    wait_until(10, sub {
+        return 0 unless $ng->log =~ /gpugate ledger: cannot write usage rows/;
+        $j = eval { decode_json(page($ng, '/status')->{body}) };
+        $j && ($j->{ledger}{pending} // 0) >= 20;
+    });
     is($j && $j->{ledger}{pending}, 20, '... and their rows are held');
     psql("ALTER DATABASE gpugate ALLOW_CONNECTIONS true", 'postgres');
     ok(wait_until(20, sub { rows($gw) == 29 }),
