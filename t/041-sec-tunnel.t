@@ -282,8 +282,16 @@ $port = $ngx->port;
     cmp_ok(scalar @socks, '>=', 4, 'recheck: four tunnels');
     is(scalar keys %slot, 2, 'recheck: in both workers');
 
-    # still valid: the re-check leaves them alone
-    sleep 2.5;
+    # still valid: the re-check leaves them alone.  Each worker logs a
+    # re-check as it starts one, and starts the next only once the last
+    # was answered: two logged by each worker since now, one was answered
+    $ngx2->mark;
+    wait_until(15, sub {
+        my %n;
+        $n{$_}++ for $ngx2->log
+            =~ /\[debug\] (\d+)#\d+: .*gpugate tunnel: re-checking/g;
+        2 == grep { $_ >= 2 } values %n;
+    }) or diag 'the re-checks were not seen in both workers';
     ok(!IO::Select->new(@socks)->can_read(0),
        'recheck: a valid agent keeps its tunnels');
     my $c = chat($ngx2, 'sec-c');
