@@ -296,10 +296,16 @@ my ($ng, $gw) = gateway(interval => '200ms');
     my $host = lc hostname();
     my ($tk, $kid) = make_key("t044-gw-$$", name => 'gw');
     my ($ngg) = gateway(gateway => '', interval => '200ms', workers => 2);
+    my $workers = sub { split ' ', `pgrep -P ${\ $ngg->pid}` };
     for my $round (0 .. 3) {
-        $ngg->reload if $round;
-        # new workers answer once the old ones are gone
-        sleep 1 if $round;
+        if ($round) {
+            # new workers answer once the old ones are gone
+            my @old = $workers->();
+            $ngg->reload;
+            wait_until(20, sub {
+                !grep({ kill 0, $_ } @old) && $workers->() == 2
+            }) or diag "round $round: the old workers are still there";
+        }
         is(chat($ngg, 'mock-model', key => $tk)->{status}, 200,
            "round $round: 200") for 1 .. 2;
     }
