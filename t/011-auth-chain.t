@@ -270,7 +270,8 @@ sub redis_at {
     psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
        . " WHERE datname = 'gpugate' AND pid <> pg_backend_pid()",
          'postgres');
-    sleep 1.2;                            # the entry is now past its ttl
+    # the entry is now past its ttl: a clock, not a state to poll for
+    sleep 1.2;
 
     my $r = get($ng, $key);
     is($r->{status}, 200, 'stale: key accepted while PostgreSQL is down');
