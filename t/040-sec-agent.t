@@ -31,7 +31,7 @@ use Test::More;
 use GpugateTest qw(start_nginx http_request http_send http_read wait_until
                    env_or_skip);
 use GpugateAgents qw(agent_bin start_mock start_agent slurp idle_of
-                     mock_metric mock_served);
+                     wait_parked mock_metric mock_served);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
@@ -119,7 +119,7 @@ sub raw {
 }
 
 my $a_pid = agent('sec-a', 'a', "load_interval = 3600\n");
-ok(wait_until(10, sub { idle('sec-a') >= 4 }), 'agent a: tunnels up')
+ok(wait_parked($port, 'sec-a', 4, 10), 'agent a: tunnels up')
     or diag(slurp("$dir/sec-a.log"));
 
 # --- issue 15, item 3: what nginx forwards, the agent takes -----------------
