@@ -103,7 +103,8 @@ ok(wait_until(10, sub { slurp($busy_log) =~ /runtime "default" load: 0 running, 
     or diag slurp($busy_log), slurp($free_log);
 
 # the figures reach nginx with the next ping answers (every second)
-wait_until(15, \&loads_known) or diag explain agent_instances($port, 'load-busy');
+wait_until(15, \&loads_known)
+    or diag explain [ agent_instances($port, 'load-busy') ];
 
 my $ok = 0;
 $ok += chat()->{status} == 200 for 1 .. 10;
@@ -135,7 +136,7 @@ is(served('busy'), 0, 'none to the one with 5 waiting');
         my $n = () = $ngx->log =~ /agent "load-free" connected/g;
         $n >= 2 }), '... and reconnects');
     wait_until(15, \&loads_known)
-        or diag explain agent_instances($port, 'load-free');
+        or diag explain [ agent_instances($port, 'load-free') ];
     $before = served('free');
     chat() for 1 .. 4;
     is(served('free') - $before, 4, '... and serves (the shorter queue) again');
