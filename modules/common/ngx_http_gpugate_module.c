@@ -22,6 +22,7 @@ typedef struct {
 } ngx_http_gpugate_loc_conf_t;
 
 
+static ngx_uint_t ngx_http_gpugate_has_retry_after(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_error_handler(ngx_http_request_t *r);
 static void *ngx_http_gpugate_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_gpugate_error(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -121,6 +122,40 @@ ngx_http_gpugate_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+static ngx_uint_t
+ngx_http_gpugate_has_retry_after(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        /* hash 0: a caller that knows there is no time to give */
+
+        if (h[i].key.len == sizeof("Retry-After") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Retry-After",
+                               sizeof("Retry-After") - 1) == 0)
+        {
+            return 1;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_gpugate_send_error(ngx_http_request_t *r,
     ngx_http_gpugate_error_t *err)
@@ -135,8 +170,11 @@ ngx_http_gpugate_send_error(ngx_http_request_t *r,
         r->keepalive = 0;
     }
 
-    if (err->status == NGX_HTTP_TOO_MANY_REQUESTS
-        || err->status == NGX_HTTP_SERVICE_UNAVAILABLE)
+    /* a caller that knows when capacity returns set its own */
+
+    if ((err->status == NGX_HTTP_TOO_MANY_REQUESTS
+         || err->status == NGX_HTTP_SERVICE_UNAVAILABLE)
+        && !ngx_http_gpugate_has_retry_after(r))
     {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {

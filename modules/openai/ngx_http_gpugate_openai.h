@@ -42,6 +42,9 @@ typedef struct {
                                       the location's own proxy_pass */
     ngx_str_t     target;          /* model name the runtime knows it by,
                                       empty: the same */
+    int64_t       price_in;        /* price=: micro-units per 1M prompt
+                                      tokens, for the limits' budgets */
+    int64_t       price_out;       /* and per 1M completion tokens */
     unsigned      prefix:1;        /* "NAME*": every model starting so */
 } ngx_http_gpugate_model_t;
 

@@ -25,6 +25,7 @@
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_openai.h"
 #include "ngx_http_gpugate_tunnel_api.h"
+#include "ngx_http_gpugate_limits_api.h"
 #include "gpugate_oai_body.h"
 
 
@@ -642,6 +643,7 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     gpugate_oai_body_t                   b;
     ngx_http_gpugate_model_t            *m;
     ngx_http_variable_value_t           *vv;
+    ngx_http_gpugate_limits_req_t        lr;
     ngx_http_gpugate_openai_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
@@ -713,6 +715,19 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         if (m->target.len) {
             ctx->target = m->target;
         }
+    }
+
+    /* the key's and tenant's limits: the estimate is reserved now, or
+       the request is refused before it reaches a runtime */
+
+    lr.body = body;
+    lr.answers = (ngx_http_gpugate_openai_kind(r) != GPUGATE_OAI_EMBEDDINGS);
+    lr.price_in = m ? m->price_in : 0;
+    lr.price_out = m ? m->price_out : 0;
+
+    if (ngx_http_gpugate_limits_admit(r, &lr, &rc) != NGX_OK) {
+        gpugate_oai_body_free(&b);
+        return rc;
     }
 
     target = NULL;

@@ -15,6 +15,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_openai.h"
+#include "gpugate_ratelimit.h"
 
 
 static ngx_int_t ngx_http_gpugate_models_handler(ngx_http_request_t *r);
@@ -39,7 +40,7 @@ static ngx_str_t  ngx_http_gpugate_allowed_models_name =
 static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
 
     { ngx_string("gpugate_model"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
       ngx_http_gpugate_model,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -447,9 +448,26 @@ ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_gpugate_conf_param(&value[i], "price", &name)) {
+
+            if (gpugate_rl_price((char *) name.data, name.len, &m->price_in,
+                                 &m->price_out)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\", expected price=IN/OUT "
+                                   "(currency units per 1M prompt and "
+                                   "completion tokens, up to 6 decimals)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\", expected pool= or "
-                           "target=", &value[i]);
+                           "invalid parameter \"%V\", expected pool=, "
+                           "target= or price=", &value[i]);
         return NGX_CONF_ERROR;
     }
 
