@@ -62,6 +62,8 @@ typedef struct {
     u_char            endpoint[64]; /* the URI */
     int64_t           key_id;      /* -1: none */
     int64_t           tenant_id;   /* -1: none */
+    int64_t           cost;        /* micro-units, -1: not priced (the
+                                      column's 0) */
     uint32_t          prompt;      /* tokens */
     uint32_t          completion;
     uint32_t          duration_ms;
@@ -246,6 +248,7 @@ ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req)
     row->status = (uint16_t) req->status;
     row->stream = req->stream;
     row->partial = req->partial;
+    row->cost = req->cost;
 
     lg->count++;
     ngx_http_gpugate_ledger_pending_set();
@@ -622,6 +625,12 @@ ngx_http_gpugate_ledger_json(u_char *buf, ngx_uint_t first, ngx_uint_t n)
 
         if (row->ttft_ms >= 0) {
             p = ngx_sprintf(p, ",\"f\":%D", row->ttft_ms);
+        }
+
+        /* absent (older spill files too): the column's 0 */
+
+        if (row->cost >= 0) {
+            p = ngx_sprintf(p, ",\"co\":%L", row->cost);
         }
 
         p = ngx_sprintf(p, ",\"s\":%s,\"pa\":%s,\"p\":%uD,\"c\":%uD,"

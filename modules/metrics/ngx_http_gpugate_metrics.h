@@ -127,6 +127,8 @@ typedef struct {
                                       2 unavailable */
     time_t            sec;         /* when the request started */
     ngx_msec_t        msec;
+    int64_t           cost;        /* spend in micro-units by the model's
+                                      price=, -1: not priced */
     unsigned          stream:1;    /* $gpugate_stream */
     unsigned          partial:1;   /* $gpugate_usage_partial */
 } ngx_http_gpugate_metrics_req_t;

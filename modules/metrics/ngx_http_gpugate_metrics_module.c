@@ -29,6 +29,7 @@
 #include "ngx_http_gpugate_metrics.h"
 #include "ngx_http_gpugate_auth_api.h"
 #include "ngx_http_gpugate_tunnel_api.h"
+#include "ngx_http_gpugate_limits_api.h"
 #include "gpugate_utf8.h"
 
 
@@ -334,14 +335,15 @@ ngx_http_gpugate_metrics_ledger_stmt(ngx_conf_t *cf,
         "INSERT INTO usage_events (request_id, gateway, api_key_id, "
         "tenant_id, agent_id, agent_name, model, endpoint, stream, "
         "prompt_tokens, completion_tokens, ttft_ms, duration_ms, status, "
-        "partial, created_at) "
+        "partial, cost_micros, created_at) "
         "SELECT x.r, x.g, x.k, x.t, "
         "(SELECT id FROM agents WHERE name = x.a), x.a, x.m, x.e, x.s, "
-        "x.p, x.c, x.f, x.d, x.st, x.pa, to_timestamp(x.at) "
+        "x.p, x.c, x.f, x.d, x.st, x.pa, COALESCE(x.co, 0), "
+        "to_timestamp(x.at) "
         "FROM json_to_recordset($1::json) AS x(r text, g text, k bigint, "
         "t bigint, a text, m text, e text, s boolean, p integer, "
         "c integer, f integer, d integer, st smallint, pa boolean, "
-        "at double precision) "
+        "co bigint, at double precision) "
         "ON CONFLICT (gateway, request_id) DO NOTHING";
 
     return NGX_CONF_OK;
@@ -816,6 +818,7 @@ ngx_http_gpugate_metrics_log(ngx_http_request_t *r)
     req.stream = ngx_http_gpugate_metrics_num(r,
                                   mmcf->vars[NGX_HTTP_GPUGATE_MV_STREAM])
                  == 1;
+    req.cost = ngx_http_gpugate_limits_cost(r);
 
     ngx_http_gpugate_metrics_var(r, mmcf->vars[NGX_HTTP_GPUGATE_MV_RESULT],
                                  &s);
@@ -1068,7 +1071,8 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
 
     if (mlcf->page == 1) {
         if (ngx_http_gpugate_metrics_render(&out, mmcf->zone->data) != NGX_OK
-            || ngx_http_gpugate_tunnel_prometheus(&out) == NGX_ERROR)
+            || ngx_http_gpugate_tunnel_prometheus(&out) == NGX_ERROR
+            || ngx_http_gpugate_limits_prometheus(&out) == NGX_ERROR)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -1095,6 +1099,8 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
             ngx_http_gpugate_out_buf(&out, agents);
         }
 
+        ngx_http_gpugate_out_printf(&out, ",\"limits\":");
+        ngx_http_gpugate_limits_status(&out);
         ngx_http_gpugate_out_printf(&out, "}" CRLF);
 
         ngx_str_set(&r->headers_out.content_type, "application/json");
