@@ -91,6 +91,9 @@ typedef struct {
 
 typedef struct {
     ngx_flag_t           enable;      /* "gpugate_limits" */
+    ngx_flag_t           stream_cut;  /* "gpugate_limits_stream_cut": a
+                                         stream crossing a day's tokens or
+                                         a budget is ended */
     ngx_int_t            max_tokens;  /* estimate of an uncapped answer */
     ngx_int_t            bytes_per_token; /* prompt estimate's divisor */
 } ngx_http_gpugate_limits_loc_conf_t;
@@ -130,9 +133,16 @@ typedef struct {
                                              refused, NONE: admitted */
     int64_t                  wait_ms;     /* until it would fit, -1:
                                              never */
+    int64_t                  cut_after;   /* token events a stream may
+                                             send before it crosses a
+                                             day's tokens or a budget,
+                                             -1: no cut */
+    int64_t                  cut_events;  /* token events when it was cut */
     unsigned                 admitted:1;  /* a reservation is held */
     unsigned                 settled:1;   /* and was given back */
     unsigned                 priced:1;    /* the model has prices */
+    unsigned                 stream_cut:1; /* cut_after is to be set */
+    unsigned                 cut:1;       /* the stream was ended */
 } ngx_http_gpugate_limits_ctx_t;
 
 

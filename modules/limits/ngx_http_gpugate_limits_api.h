@@ -23,6 +23,7 @@
 typedef struct {
     ngx_str_t   body;        /* the client's JSON body, as checked */
     ngx_uint_t  answers;     /* 0: embeddings (no completion tokens) */
+    ngx_uint_t  stream;      /* "stream": true */
     int64_t     price_in;    /* micro-units per 1M prompt tokens */
     int64_t     price_out;   /* micro-units per 1M completion tokens */
 } ngx_http_gpugate_limits_req_t;

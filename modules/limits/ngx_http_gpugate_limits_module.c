@@ -36,6 +36,9 @@ static char *ngx_http_gpugate_limits_estimate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_gpugate_limits_refused(ngx_http_request_t *r,
     ngx_http_gpugate_limits_ctx_t *ctx);
+static ngx_int_t ngx_http_gpugate_limits_cut(ngx_http_request_t *r,
+    ngx_http_gpugate_limits_ctx_t *ctx, ngx_http_gpugate_openai_ctx_t *octx,
+    ngx_chain_t *in);
 static void ngx_http_gpugate_limits_cleanup(void *data);
 static int64_t ngx_http_gpugate_limits_used(ngx_http_request_t *r,
     ngx_http_gpugate_limits_ctx_t *ctx);
@@ -63,6 +66,13 @@ static ngx_command_t  ngx_http_gpugate_limits_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_gpugate_limits_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("gpugate_limits_stream_cut"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_gpugate_limits_loc_conf_t, stream_cut),
       NULL },
 
     { ngx_string("gpugate_limits_estimate"),
@@ -186,6 +196,7 @@ ngx_http_gpugate_limits_create_loc_conf(ngx_conf_t *cf)
     }
 
     conf->enable = NGX_CONF_UNSET;
+    conf->stream_cut = NGX_CONF_UNSET;
     conf->max_tokens = NGX_CONF_UNSET;
     conf->bytes_per_token = NGX_CONF_UNSET;
 
@@ -203,6 +214,7 @@ ngx_http_gpugate_limits_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_gpugate_limits_main_conf_t  *lmcf;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->stream_cut, prev->stream_cut, 0);
     ngx_conf_merge_value(conf->max_tokens, prev->max_tokens, 256);
     ngx_conf_merge_value(conf->bytes_per_token, prev->bytes_per_token, 4);
 
@@ -382,6 +394,8 @@ ngx_http_gpugate_limits_admit(ngx_http_request_t *r,
                                llcf->bytes_per_token, &ctx->est);
 
     ctx->reserved = ctx->est.prompt + ctx->est.completion;
+    ctx->cut_after = -1;
+    ctx->stream_cut = (llcf->stream_cut && lr->stream);
     ctx->price_in = lr->price_in;
     ctx->price_out = lr->price_out;
     ctx->priced = (lr->price_in || lr->price_out);
@@ -542,6 +556,7 @@ static ngx_int_t
 ngx_http_gpugate_limits_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_chain_t                    *cl;
+    ngx_http_gpugate_openai_ctx_t  *octx;
     ngx_http_gpugate_limits_ctx_t  *ctx;
 
     if (r != r->main) {
@@ -550,7 +565,32 @@ ngx_http_gpugate_limits_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_limits_module);
 
-    if (ctx == NULL || !ctx->admitted || ctx->settled) {
+    if (ctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->cut) {
+        /* what the runtime sends after the cut is not the client's */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->cut_after >= 0) {
+        octx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
+
+        if (octx && octx->event_stream
+            && (int64_t) octx->token_events > ctx->cut_after)
+        {
+            return ngx_http_gpugate_limits_cut(r, ctx, octx, in);
+        }
+    }
+
+    if (!ctx->admitted || ctx->settled) {
         return ngx_http_next_body_filter(r, in);
     }
 
@@ -564,6 +604,75 @@ ngx_http_gpugate_limits_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return ngx_http_next_body_filter(r, in);
+}
+
+
+/*
+ * A stream that crossed a day's tokens or a budget ("gpugate_limits_stream
+ * _cut on"): what came with the crossing token still goes out, then a
+ * final error event that OpenAI's SDKs raise, and the answer ends.  The
+ * runtime's connection is closed (it stops generating) once that is
+ * written; what it sends meanwhile is dropped.  The usage is settled with
+ * the token events the client got.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_limits_cut(ngx_http_request_t *r,
+    ngx_http_gpugate_limits_ctx_t *ctx, ngx_http_gpugate_openai_ctx_t *octx,
+    ngx_chain_t *in)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, **ll;
+
+    static u_char  event[] =
+        "data: {\"error\":{\"message\":\"You exceeded your current "
+        "quota: this stream was ended when it crossed it.\","
+        "\"type\":\"insufficient_quota\",\"param\":null,"
+        "\"code\":\"insufficient_quota\"}}\n\n";
+
+    ctx->cut = 1;
+    ctx->cut_events = (int64_t) octx->token_events;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "gpugate limits: stream cut after %L token events: it "
+                  "crossed the key's or tenant's quota", ctx->cut_events);
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = event;
+    b->last = event + sizeof(event) - 1;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->flush = 1;
+
+    for (ll = &in; *ll; ll = &(*ll)->next) {
+        (*ll)->buf->last_buf = 0;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+    *ll = cl;
+
+    ngx_http_gpugate_limits_cleanup(ctx);
+
+    rc = ngx_http_next_body_filter(r, in);
+
+    if (rc == NGX_OK && !r->buffered && r->upstream) {
+        /* written: an error ends the upstream's part (closing the
+           runtime's connection) without anything more for the client */
+        return NGX_ERROR;
+    }
+
+    return rc == NGX_ERROR ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -614,6 +723,10 @@ ngx_http_gpugate_limits_used(ngx_http_request_t *r,
         return 0;
     }
 
+    if (ctx->cut) {
+        return ctx->est.prompt + ctx->cut_events;
+    }
+
     if (octx->usage) {
         return octx->prompt_tokens + octx->completion_tokens;
     }
@@ -660,7 +773,11 @@ ngx_http_gpugate_limits_spend(ngx_http_request_t *r,
         return 0;
     }
 
-    if (octx->usage) {
+    if (ctx->cut) {
+        prompt = ctx->est.prompt;
+        completion = ctx->cut_events;
+
+    } else if (octx->usage) {
         prompt = octx->prompt_tokens;
         completion = octx->completion_tokens;
 

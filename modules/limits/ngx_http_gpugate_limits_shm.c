@@ -30,6 +30,8 @@ static void ngx_http_gpugate_limits_refuse(ngx_http_gpugate_limits_ctx_t *ctx,
     ngx_uint_t reason, int64_t wait);
 static void ngx_http_gpugate_limits_headers(
     ngx_http_gpugate_limits_ctx_t *ctx);
+static void ngx_http_gpugate_limits_headroom(
+    ngx_http_gpugate_limits_ctx_t *ctx);
 
 
 static const char  *ngx_http_gpugate_limits_reasons[] = {
@@ -326,6 +328,10 @@ ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
         ctx->admitted = 1;
         z->sh->admitted++;
 
+        if (ctx->stream_cut) {
+            ngx_http_gpugate_limits_headroom(ctx);
+        }
+
     } else {
         z->sh->refused[ctx->reason]++;
         ctx->side[NGX_HTTP_GPUGATE_LIMITS_TENANT].node
@@ -431,6 +437,47 @@ ngx_http_gpugate_limits_refuse(ngx_http_gpugate_limits_ctx_t *ctx,
     if (ctx->wait_ms >= 0 && (wait < 0 || wait > ctx->wait_ms)) {
         ctx->wait_ms = wait;
     }
+}
+
+
+/*
+ * How far a stream may run past its reservation before it crosses a
+ * day's tokens or a budget, with what is left of them once it is
+ * counted: its completion tokens beyond that are cut.
+ */
+
+static void
+ngx_http_gpugate_limits_headroom(ngx_http_gpugate_limits_ctx_t *ctx)
+{
+    int64_t                          left, room;
+    ngx_uint_t                       i;
+    ngx_http_gpugate_limit_set_t    *set;
+    ngx_http_gpugate_limits_node_t  *ln;
+
+    room = -1;
+
+    for (i = 0; i < 2; i++) {
+        ln = ctx->side[i].node;
+        set = &ctx->side[i].set;
+
+        if (set->tpd) {
+            left = ngx_max(set->tpd - ln->day_tokens, 0);
+            room = (room < 0) ? left : ngx_min(room, left);
+        }
+
+        if (set->budget && ctx->price_out > 0) {
+            left = ngx_max(set->budget - ln->spent, 0);
+
+            /* micro-units left at price_out micro-units per 1M tokens */
+            left = (left > GPUGATE_RL_COUNT_MAX / 1000000)
+                   ? GPUGATE_RL_COUNT_MAX
+                   : left * 1000000 / ctx->price_out;
+
+            room = (room < 0) ? left : ngx_min(room, left);
+        }
+    }
+
+    ctx->cut_after = (room < 0) ? -1 : ctx->est.completion + room;
 }
 
 

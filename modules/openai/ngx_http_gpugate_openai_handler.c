@@ -722,6 +722,7 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
 
     lr.body = body;
     lr.answers = (ngx_http_gpugate_openai_kind(r) != GPUGATE_OAI_EMBEDDINGS);
+    lr.stream = b.stream;
     lr.price_in = m ? m->price_in : 0;
     lr.price_out = m ? m->price_out : 0;
 
