@@ -20,6 +20,7 @@
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_auth_api.h"
 #include "ngx_http_gpugate_limits_api.h"
+#include "ngx_http_gpugate_redis.h"
 #include "gpugate_ratelimit.h"
 
 
@@ -37,6 +38,29 @@
 #define NGX_HTTP_GPUGATE_LR_DAY         5
 #define NGX_HTTP_GPUGATE_LR_BUDGET      6
 #define NGX_HTTP_GPUGATE_LR_N           7
+
+
+/* the shared counts' dimensions synced through Redis */
+#define NGX_HTTP_GPUGATE_LS_REQ         0
+#define NGX_HTTP_GPUGATE_LS_TOK         1
+#define NGX_HTTP_GPUGATE_LS_DAY         2
+#define NGX_HTTP_GPUGATE_LS_SPEND       3
+#define NGX_HTTP_GPUGATE_LS_N           4
+
+/* subjects one sync sends at most (one EVAL) */
+#define NGX_HTTP_GPUGATE_LIMITS_BATCH   128
+
+
+/* this host's part of one shared count (gpugate_limits_redis) */
+typedef struct {
+    int64_t              unsynced;    /* added here since the last sync
+                                         (bucket units, tokens, micros;
+                                         refunds negative) */
+    int64_t              sending;     /* claimed by the sync in flight */
+    int64_t              global;      /* the gateway's count at the last
+                                         sync: until the next, this host
+                                         may add 1/nodes of what it left */
+} ngx_http_gpugate_limits_sync_t;
 
 
 /* the state of one key or tenant, shared by the host's workers */
@@ -58,6 +82,27 @@ typedef struct {
     ngx_uint_t           limited[NGX_HTTP_GPUGATE_LR_N];
                                       /* refusals by reason (tenant
                                          nodes: the metrics' counters) */
+    ngx_http_gpugate_limits_sync_t  sync[NGX_HTTP_GPUGATE_LS_N];
+                                      /* with Redis: what the buckets and
+                                         counters above (then the whole
+                                         gateway's) owe Redis */
+    gpugate_rl_bucket_t  own_req;     /* this host's requests alone, */
+    gpugate_rl_bucket_t  own_tok;     /*   its tokens, its day's tokens */
+    int64_t              own_day;     /*   and spend: the fallback's */
+    int64_t              own_spent;   /*   per-host share is checked on
+                                         them while Redis is down */
+    int64_t              others;      /* requests in flight on other
+                                         gateway nodes, at the last sync */
+    ngx_msec_t           used_at;     /* last admission: recently used
+                                         subjects are synced */
+    ngx_http_gpugate_limit_set_t  set; /* the limits last seen, for the
+                                         sync (Redis drains at their
+                                         rates) */
+    unsigned             syncing:1;   /* a worker's sync holds "sending";
+                                         the node is not evicted */
+    unsigned             set_known:1; /* "set" came from a request (a
+                                         node pulled from Redis's active
+                                         set has none yet) */
     size_t               name_len;    /* tenant name or key prefix, */
     u_char               name[NGX_HTTP_GPUGATE_LIMITS_NAME];
                                       /*   cut, for the pages */
@@ -75,6 +120,13 @@ typedef struct {
     ngx_uint_t           admitted;    /* requests admitted */
     ngx_uint_t           refused[NGX_HTTP_GPUGATE_LR_N];
                                       /* refusals by reason, all tenants */
+    ngx_msec_t           synced_at;   /* last sync Redis answered */
+    ngx_uint_t           down;        /* 1: Redis unreachable, each host
+                                         enforces its share */
+    ngx_uint_t           fallbacks;   /* times the fallback began */
+    ngx_uint_t           syncs;       /* syncs Redis answered */
+    ngx_uint_t           sync_errors; /* syncs that failed */
+    ngx_uint_t           commands;    /* Redis commands sent (EVALs) */
 } ngx_http_gpugate_limits_shctx_t;
 
 
@@ -86,6 +138,12 @@ typedef struct {
 
 typedef struct {
     ngx_shm_zone_t      *zone;        /* gpugate_limits_zone; NULL: none */
+    ngx_http_gpugate_redis_conf_t  redis;  /* gpugate_limits_redis; addr
+                                              NULL: this host alone */
+    ngx_msec_t           sync;        /* between syncs */
+    ngx_uint_t           nodes;       /* gateway nodes sharing Redis: the
+                                         share of a lease and of the
+                                         fallback */
 } ngx_http_gpugate_limits_main_conf_t;
 
 
@@ -152,6 +210,9 @@ extern ngx_module_t  ngx_http_gpugate_limits_module;
 /* ngx_http_gpugate_limits_shm.c */
 ngx_int_t ngx_http_gpugate_limits_init_zone(ngx_shm_zone_t *zone,
     void *data);
+ngx_http_gpugate_limits_node_t *ngx_http_gpugate_limits_node(
+    ngx_http_gpugate_limits_zone_t *z, ngx_uint_t kind, int64_t id,
+    ngx_str_t *name, ngx_log_t *log);
 ngx_int_t ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
     ngx_http_gpugate_limits_zone_t *z, ngx_http_gpugate_limits_t *lim,
     ngx_http_gpugate_limits_ctx_t *ctx);
@@ -159,6 +220,16 @@ void ngx_http_gpugate_limits_settle(ngx_http_gpugate_limits_zone_t *z,
     ngx_http_gpugate_limits_ctx_t *ctx, int64_t tokens, int64_t cost,
     ngx_log_t *log);
 const char *ngx_http_gpugate_limits_reason_name(ngx_uint_t reason);
+
+/* ngx_http_gpugate_limits_sync.c */
+ngx_int_t ngx_http_gpugate_limits_sync_start(ngx_cycle_t *cycle);
+void ngx_http_gpugate_limits_sync_stop(ngx_cycle_t *cycle);
+void ngx_http_gpugate_limits_sync_add(ngx_http_gpugate_limits_node_t *ln,
+    ngx_http_gpugate_limits_ctx_t *ctx, ngx_uint_t i, int64_t req,
+    int64_t tok, int64_t spend);
+
+/* with gpugate_limits_redis, the nodes sharing it; 0: this host alone */
+extern ngx_uint_t  ngx_http_gpugate_limits_nodes;
 
 
 #endif /* _NGX_HTTP_GPUGATE_LIMITS_H_INCLUDED_ */

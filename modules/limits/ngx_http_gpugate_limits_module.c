@@ -34,6 +34,10 @@ static char *ngx_http_gpugate_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_gpugate_limits_estimate(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_gpugate_limits_redis(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_gpugate_limits_init_process(ngx_cycle_t *cycle);
+static void ngx_http_gpugate_limits_exit_process(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_gpugate_limits_refused(ngx_http_request_t *r,
     ngx_http_gpugate_limits_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_limits_cut(ngx_http_request_t *r,
@@ -57,6 +61,13 @@ static ngx_command_t  ngx_http_gpugate_limits_commands[] = {
     { ngx_string("gpugate_limits_zone"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_gpugate_limits_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_limits_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_limits_redis,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -108,10 +119,10 @@ ngx_module_t  ngx_http_gpugate_limits_module = {
     NGX_HTTP_MODULE,                        /* module type */
     NULL,                                   /* init master */
     NULL,                                   /* init module */
-    NULL,                                   /* init process */
+    ngx_http_gpugate_limits_init_process,   /* init process */
     NULL,                                   /* init thread */
     NULL,                                   /* exit thread */
-    NULL,                                   /* exit process */
+    ngx_http_gpugate_limits_exit_process,   /* exit process */
     NULL,                                   /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -167,6 +178,8 @@ ngx_http_gpugate_limits_init(ngx_conf_t *cf)
                                               ngx_http_gpugate_limits_module);
 
     ngx_http_gpugate_limits_shm = lmcf->zone;
+    ngx_http_gpugate_limits_nodes = (lmcf->zone && lmcf->redis.addr)
+                                    ? lmcf->nodes : 0;
 
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_gpugate_limits_header_filter;
@@ -298,6 +311,160 @@ ngx_http_gpugate_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     zone->init = ngx_http_gpugate_limits_init_zone;
     zone->data = z;
     lmcf->zone = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_gpugate_limits_init_process(ngx_cycle_t *cycle)
+{
+    return ngx_http_gpugate_limits_sync_start(cycle);
+}
+
+
+static void
+ngx_http_gpugate_limits_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_gpugate_limits_sync_stop(cycle);
+}
+
+
+/*
+ * gpugate_limits_redis ADDRESS:PORT [nodes=2] [sync=250ms] [timeout=500ms]
+ *                      [db=N] [password_file=PATH];
+ */
+
+static char *
+ngx_http_gpugate_limits_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_gpugate_limits_main_conf_t *lmcf = conf;
+
+    u_char      *nl;
+    ssize_t      n;
+    ngx_int_t    v;
+    ngx_str_t   *value, val;
+    ngx_uint_t   i;
+    ngx_url_t    u;
+    ngx_file_t   file;
+    u_char       buf[512];
+
+    if (lmcf->redis.addr) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+    u.url = value[1];
+    u.default_port = 6379;
+    u.no_resolve = 1;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid Redis address \"%V\": a numeric "
+                           "ADDRESS:PORT is required", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    lmcf->redis.addr = &u.addrs[0];
+    lmcf->redis.timeout = 500;
+    lmcf->redis.backoff_max = 5000;
+    lmcf->redis.ping = 10000;
+    lmcf->sync = 250;
+    lmcf->nodes = 2;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_http_gpugate_conf_param(&value[i], "nodes", &val)
+            || ngx_http_gpugate_conf_param(&value[i], "db", &val))
+        {
+            v = ngx_atoi(val.data, val.len);
+
+            if (v == NGX_ERROR || v > 1000
+                || (v == 0 && value[i].data[0] == 'n'))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            if (value[i].data[0] == 'n') {
+                lmcf->nodes = v;
+            } else {
+                lmcf->redis.db = v;
+            }
+
+            continue;
+        }
+
+        if (ngx_http_gpugate_conf_param(&value[i], "sync", &val)) {
+            if (ngx_http_gpugate_conf_msec(cf, &value[i], &val, 10,
+                                           &lmcf->sync)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_http_gpugate_conf_param(&value[i], "timeout", &val)) {
+            if (ngx_http_gpugate_conf_msec(cf, &value[i], &val, 1,
+                                           &lmcf->redis.timeout)
+                != NGX_CONF_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_http_gpugate_conf_param(&value[i], "password_file", &val)) {
+            ngx_memzero(&file, sizeof(ngx_file_t));
+            file.name = val;
+            file.log = cf->log;
+
+            if (ngx_conf_full_name(cf->cycle, &file.name, 1) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            file.fd = ngx_open_file(file.name.data, NGX_FILE_RDONLY,
+                                    NGX_FILE_OPEN, 0);
+            if (file.fd == NGX_INVALID_FILE) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                                   "cannot open Redis password file "
+                                   "\"%V\"", &file.name);
+                return NGX_CONF_ERROR;
+            }
+
+            n = ngx_read_file(&file, buf, sizeof(buf), 0);
+            ngx_close_file(file.fd);
+
+            nl = (n > 0) ? ngx_strlchr(buf, buf + n, '\n') : NULL;
+
+            if (n <= 0 || (nl == NULL && n == sizeof(buf))) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "cannot read a password from \"%V\"",
+                                   &file.name);
+                return NGX_CONF_ERROR;
+            }
+
+            lmcf->redis.password.len = (nl ? nl : buf + n) - buf;
+            lmcf->redis.password.data = ngx_pstrdup(cf->pool,
+                                            &(ngx_str_t) { lmcf->redis.password.len, buf });
+            if (lmcf->redis.password.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", expected nodes=, "
+                           "sync=, timeout=, db= or password_file=",
+                           &value[i]);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1004,6 +1171,34 @@ ngx_http_gpugate_limits_prometheus(ngx_http_gpugate_out_t *out)
     ngx_http_gpugate_out_printf(out, "gpugate_limits_admitted_total %ui\n",
                                 z->sh->admitted);
 
+    if (ngx_http_gpugate_limits_nodes) {
+        ngx_http_gpugate_prom_family(out, "gpugate_limits_redis_down",
+            "gauge", "1 while Redis does not answer the limits' syncs and "
+            "each node enforces its share.");
+        ngx_http_gpugate_out_printf(out, "gpugate_limits_redis_down %ui\n",
+                                    z->sh->down);
+
+        ngx_http_gpugate_prom_family(out,
+            "gpugate_limits_redis_fallbacks_total", "counter",
+            "Times Redis stopped answering and the per-node share began.");
+        ngx_http_gpugate_out_printf(out,
+            "gpugate_limits_redis_fallbacks_total %ui\n", z->sh->fallbacks);
+
+        ngx_http_gpugate_prom_family(out, "gpugate_limits_redis_syncs_total",
+            "counter", "Limits syncs with Redis, by result.");
+        ngx_http_gpugate_out_printf(out,
+            "gpugate_limits_redis_syncs_total{result=\"ok\"} %ui\n"
+            "gpugate_limits_redis_syncs_total{result=\"error\"} %ui\n",
+            z->sh->syncs, z->sh->sync_errors);
+
+        ngx_http_gpugate_prom_family(out,
+            "gpugate_limits_redis_commands_total", "counter",
+            "Redis commands the limits sent (one EVAL a sync, whatever "
+            "the requests).");
+        ngx_http_gpugate_out_printf(out,
+            "gpugate_limits_redis_commands_total %ui\n", z->sh->commands);
+    }
+
     ngx_http_gpugate_prom_family(out, "gpugate_limits_nodes", "gauge",
         "Keys and tenants counted in the limits zone.");
     ngx_http_gpugate_out_printf(out, "gpugate_limits_nodes %ui\n",
@@ -1051,7 +1246,20 @@ ngx_http_gpugate_limits_status(ngx_http_gpugate_out_t *out)
                                     z->sh->refused[i]);
     }
 
-    ngx_http_gpugate_out_printf(out, "},\"counted\":[");
+    ngx_http_gpugate_out_printf(out, "},\"redis\":");
+
+    if (ngx_http_gpugate_limits_nodes) {
+        ngx_http_gpugate_out_printf(out, "{\"nodes\":%ui,\"down\":%s,"
+            "\"syncs\":%ui,\"errors\":%ui,\"fallbacks\":%ui,"
+            "\"commands\":%ui}", ngx_http_gpugate_limits_nodes,
+            z->sh->down ? "true" : "false", z->sh->syncs,
+            z->sh->sync_errors, z->sh->fallbacks, z->sh->commands);
+
+    } else {
+        ngx_http_gpugate_out_printf(out, "null");
+    }
+
+    ngx_http_gpugate_out_printf(out, ",\"counted\":[");
 
     /* the most recently used first, at most 1000 (the page stays small) */
 

@@ -21,11 +21,10 @@
 
 static void ngx_http_gpugate_limits_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
-static ngx_http_gpugate_limits_node_t *ngx_http_gpugate_limits_node(
-    ngx_http_gpugate_limits_zone_t *z, ngx_uint_t kind, int64_t id,
-    ngx_str_t *name, ngx_log_t *log);
 static void ngx_http_gpugate_limits_check(ngx_http_gpugate_limits_ctx_t *ctx,
-    ngx_uint_t i, uint64_t now, time_t sec);
+    ngx_uint_t i, uint64_t now, time_t sec, ngx_uint_t down);
+static void ngx_http_gpugate_limits_count(ngx_http_gpugate_limits_node_t *ln,
+    int64_t req, int64_t tok, int64_t spend);
 static void ngx_http_gpugate_limits_refuse(ngx_http_gpugate_limits_ctx_t *ctx,
     ngx_uint_t reason, int64_t wait);
 static void ngx_http_gpugate_limits_headers(
@@ -168,7 +167,7 @@ ngx_http_gpugate_limits_insert(ngx_rbtree_node_t *temp,
  * lock.
  */
 
-static ngx_http_gpugate_limits_node_t *
+ngx_http_gpugate_limits_node_t *
 ngx_http_gpugate_limits_node(ngx_http_gpugate_limits_zone_t *z,
     ngx_uint_t kind, int64_t id, ngx_str_t *name, ngx_log_t *log)
 {
@@ -220,7 +219,7 @@ ngx_http_gpugate_limits_node(ngx_http_gpugate_limits_zone_t *z,
         {
             ln = ngx_queue_data(q, ngx_http_gpugate_limits_node_t, lru);
 
-            if (ln->inflight == 0) {
+            if (ln->inflight == 0 && !ln->syncing) {
                 break;
             }
         }
@@ -263,6 +262,181 @@ ngx_http_gpugate_limits_node(ngx_http_gpugate_limits_zone_t *z,
                    "gpugate limits: node kind %ui id %L created", kind, id);
 
     return ln;
+}
+
+
+/*
+ * Counts "req" requests, "tok" tokens and "spend" micro-units (negative:
+ * a refund) in the node's view, in this host's own counts and, with
+ * Redis, in what the next sync owes it.  Nothing goes below zero.  Under
+ * the lock.
+ */
+
+static void
+ngx_http_gpugate_limits_count(ngx_http_gpugate_limits_node_t *ln,
+    int64_t req, int64_t tok, int64_t spend)
+{
+    ngx_http_gpugate_limits_sync_t  *sy;
+
+    gpugate_rl_add(&ln->req, req);
+    gpugate_rl_add(&ln->tok, tok);
+    gpugate_rl_add(&ln->own_req, req);
+    gpugate_rl_add(&ln->own_tok, tok);
+
+    ln->day_tokens = ngx_max(ln->day_tokens + tok, 0);
+    ln->own_day = ngx_max(ln->own_day + tok, 0);
+    ln->spent = ngx_max(ln->spent + spend, 0);
+    ln->own_spent = ngx_max(ln->own_spent + spend, 0);
+
+    if (ngx_http_gpugate_limits_nodes) {
+        sy = ln->sync;
+        sy[NGX_HTTP_GPUGATE_LS_REQ].unsynced += req * GPUGATE_RL_SCALE;
+        sy[NGX_HTTP_GPUGATE_LS_TOK].unsynced += tok * GPUGATE_RL_SCALE;
+        sy[NGX_HTTP_GPUGATE_LS_DAY].unsynced += tok;
+        sy[NGX_HTTP_GPUGATE_LS_SPEND].unsynced += spend;
+    }
+}
+
+
+/* a host's share of a limit while Redis is down: at least 1 */
+
+static int64_t
+ngx_http_gpugate_limits_share(int64_t limit)
+{
+    int64_t  share;
+
+    if (limit <= 0) {
+        return 0;
+    }
+
+    share = limit / (int64_t) ngx_http_gpugate_limits_nodes;
+
+    return share > 0 ? share : 1;
+}
+
+
+/* with Redis up: this host may add "n" more of dimension "d" before its
+   next sync only within its lease */
+
+static ngx_uint_t
+ngx_http_gpugate_limits_leased(ngx_http_gpugate_limits_node_t *ln,
+    ngx_uint_t d, int64_t n, int64_t limit)
+{
+    int64_t                          left;
+    ngx_http_gpugate_limits_sync_t  *sy;
+
+    sy = &ln->sync[d];
+    left = limit - sy->global;
+
+    /* before the first sync "global" is 0: a share of the whole limit */
+
+    return sy->unsynced + sy->sending + n
+           <= ngx_max(left, 0) / (int64_t) ngx_http_gpugate_limits_nodes;
+}
+
+
+/*
+ * With gpugate_limits_redis, the checks beyond the node's view: up, the
+ * leases of this host (its share of what was left at the last sync) and
+ * the requests in flight on every node; down, this host's own counts
+ * against its share of each limit.
+ */
+
+static void
+ngx_http_gpugate_limits_check_shared(ngx_http_gpugate_limits_ctx_t *ctx,
+    ngx_uint_t i, uint64_t now, ngx_uint_t down, int64_t day_left,
+    int64_t period_left)
+{
+    int64_t                          w;
+    ngx_http_gpugate_limit_set_t    *set;
+    ngx_http_gpugate_limits_node_t  *ln;
+
+    ln = ctx->side[i].node;
+    set = &ctx->side[i].set;
+
+    if (!down) {
+        if (set->parallel && ln->inflight + ln->others >= set->parallel) {
+            ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_PARALLEL,
+                                           1000);
+        }
+
+        /* a lease grows at the next sync: retry then */
+
+        if (set->rpm && !ngx_http_gpugate_limits_leased(ln,
+                            NGX_HTTP_GPUGATE_LS_REQ, GPUGATE_RL_SCALE,
+                            set->rpm * GPUGATE_RL_SCALE))
+        {
+            ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_REQUESTS,
+                                           1000);
+        }
+
+        if (set->tpm && !ngx_http_gpugate_limits_leased(ln,
+                            NGX_HTTP_GPUGATE_LS_TOK,
+                            ctx->reserved * GPUGATE_RL_SCALE,
+                            set->tpm * GPUGATE_RL_SCALE))
+        {
+            ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_TOKENS,
+                                           1000);
+        }
+
+        if (set->tpd && !ngx_http_gpugate_limits_leased(ln,
+                            NGX_HTTP_GPUGATE_LS_DAY, ctx->reserved,
+                            set->tpd))
+        {
+            ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_DAY,
+                                           day_left * 1000);
+        }
+
+        if (set->budget && !ngx_http_gpugate_limits_leased(ln,
+                               NGX_HTTP_GPUGATE_LS_SPEND, ctx->cost,
+                               set->budget))
+        {
+            ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_BUDGET,
+                                           period_left * 1000);
+        }
+
+        return;
+    }
+
+    if (set->parallel
+        && ln->inflight >= ngx_http_gpugate_limits_share(set->parallel))
+    {
+        ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_PARALLEL,
+                                       1000);
+    }
+
+    w = gpugate_rl_wait(&ln->own_req,
+                        ngx_http_gpugate_limits_share(set->rpm), 1);
+
+    if (w) {
+        ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_REQUESTS, w);
+    }
+
+    w = gpugate_rl_wait(&ln->own_tok,
+                        ngx_http_gpugate_limits_share(set->tpm),
+                        ctx->reserved);
+
+    if (w) {
+        ngx_http_gpugate_limits_refuse(ctx,
+            w < 0 ? NGX_HTTP_GPUGATE_LR_TOO_LARGE : NGX_HTTP_GPUGATE_LR_TOKENS,
+            w);
+    }
+
+    if (set->tpd && ln->own_day + ctx->reserved
+                    > ngx_http_gpugate_limits_share(set->tpd))
+    {
+        ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_DAY,
+                                       day_left * 1000);
+    }
+
+    if (set->budget && ln->own_spent + ctx->cost
+                       > ngx_http_gpugate_limits_share(set->budget))
+    {
+        ngx_http_gpugate_limits_refuse(ctx, NGX_HTTP_GPUGATE_LR_BUDGET,
+                                       period_left * 1000);
+    }
+
+    (void) now;
 }
 
 
@@ -310,7 +484,7 @@ ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
     }
 
     for (i = 0; i < 2; i++) {
-        ngx_http_gpugate_limits_check(ctx, i, now, sec);
+        ngx_http_gpugate_limits_check(ctx, i, now, sec, z->sh->down);
     }
 
     if (ctx->reason == NGX_HTTP_GPUGATE_LR_NONE) {
@@ -318,11 +492,9 @@ ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
         for (i = 0; i < 2; i++) {
             ln = ctx->side[i].node;
 
-            gpugate_rl_add(&ln->req, 1);
-            gpugate_rl_add(&ln->tok, ctx->reserved);
+            ngx_http_gpugate_limits_count(ln, 1, ctx->reserved, ctx->cost);
             ln->inflight++;
-            ln->day_tokens += ctx->reserved;
-            ln->spent += ctx->cost;
+            ln->used_at = ngx_current_msec;
         }
 
         ctx->admitted = 1;
@@ -351,23 +523,37 @@ ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
 
 static void
 ngx_http_gpugate_limits_check(ngx_http_gpugate_limits_ctx_t *ctx,
-    ngx_uint_t i, uint64_t now, time_t sec)
+    ngx_uint_t i, uint64_t now, time_t sec, ngx_uint_t down)
 {
-    int64_t                          w, period, left;
+    int64_t                          w, period, left, day_left, period_left;
     ngx_http_gpugate_limit_set_t    *set;
     ngx_http_gpugate_limits_node_t  *ln;
 
     ln = ctx->side[i].node;
     set = &ctx->side[i].set;
+    ln->set = *set;
+    ln->set_known = 1;
 
     gpugate_rl_drain(&ln->req, set->rpm, now);
     gpugate_rl_drain(&ln->tok, set->tpm, now);
 
+    if (ngx_http_gpugate_limits_nodes) {
+        gpugate_rl_drain(&ln->own_req,
+                         ngx_http_gpugate_limits_share(set->rpm), now);
+        gpugate_rl_drain(&ln->own_tok,
+                         ngx_http_gpugate_limits_share(set->tpm), now);
+    }
+
     period = gpugate_rl_period(GPUGATE_RL_PERIOD_DAY, sec, &left);
+    day_left = left;
+    period_left = left;
 
     if (ln->day != period) {
         ln->day = period;
         ln->day_tokens = 0;
+        ln->own_day = 0;
+        ln->sync[NGX_HTTP_GPUGATE_LS_DAY].unsynced = 0;
+        ln->sync[NGX_HTTP_GPUGATE_LS_DAY].global = 0;
     }
 
     if (set->tpd && ln->day_tokens + ctx->reserved > set->tpd) {
@@ -383,10 +569,15 @@ ngx_http_gpugate_limits_check(ngx_http_gpugate_limits_ctx_t *ctx,
                      ? GPUGATE_RL_PERIOD_MONTH : GPUGATE_RL_PERIOD_DAY,
                      sec, &left);
 
+        period_left = left;
+
         if (ln->period_kind != set->budget_period || ln->period != period) {
             ln->period_kind = set->budget_period;
             ln->period = period;
             ln->spent = 0;
+            ln->own_spent = 0;
+            ln->sync[NGX_HTTP_GPUGATE_LS_SPEND].unsynced = 0;
+            ln->sync[NGX_HTTP_GPUGATE_LS_SPEND].global = 0;
         }
 
         ctx->period[i] = period;
@@ -418,6 +609,11 @@ ngx_http_gpugate_limits_check(ngx_http_gpugate_limits_ctx_t *ctx,
         ngx_http_gpugate_limits_refuse(ctx,
             w < 0 ? NGX_HTTP_GPUGATE_LR_TOO_LARGE : NGX_HTTP_GPUGATE_LR_TOKENS,
             w);
+    }
+
+    if (ngx_http_gpugate_limits_nodes) {
+        ngx_http_gpugate_limits_check_shared(ctx, i, now, down, day_left,
+                                             period_left);
     }
 }
 
@@ -558,25 +754,20 @@ ngx_http_gpugate_limits_settle(ngx_http_gpugate_limits_zone_t *z,
         ln = ctx->side[i].node;
 
         gpugate_rl_drain(&ln->tok, ctx->side[i].set.tpm, now);
-        gpugate_rl_add(&ln->tok, tokens - ctx->reserved);
 
-        if (ln->day == ctx->day) {
-            ln->day_tokens += tokens - ctx->reserved;
+        ngx_http_gpugate_limits_count(ln, 0,
+            tokens - ctx->reserved,
+            (ctx->side[i].set.budget_period != NGX_HTTP_GPUGATE_PERIOD_NONE
+             && ln->period == ctx->period[i]
+             && ln->period_kind == ctx->side[i].set.budget_period)
+            ? cost - ctx->cost : 0);
 
-            if (ln->day_tokens < 0) {
-                ln->day_tokens = 0;
-            }
-        }
-
-        if (ctx->side[i].set.budget_period != NGX_HTTP_GPUGATE_PERIOD_NONE
-            && ln->period == ctx->period[i]
-            && ln->period_kind == ctx->side[i].set.budget_period)
-        {
-            ln->spent += cost - ctx->cost;
-
-            if (ln->spent < 0) {
-                ln->spent = 0;
-            }
+        if (ln->day != ctx->day) {
+            /* a new day began: its count owes nothing to this request */
+            ln->day_tokens -= tokens - ctx->reserved;
+            ln->own_day -= tokens - ctx->reserved;
+            ln->sync[NGX_HTTP_GPUGATE_LS_DAY].unsynced -= tokens
+                                                         - ctx->reserved;
         }
 
         if (ln->inflight > 0) {
