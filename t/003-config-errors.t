@@ -67,7 +67,31 @@ my @bad = (
       qr/cannot rename a model prefix/ ],
     [ 'unknown parameter',
       "gpugate_model m bogus=1;",
-      qr/invalid parameter "bogus=1", expected pool= or target=/ ],
+      qr/invalid parameter "bogus=1", expected pool=, target= or price=/ ],
+    [ 'price without a slash',
+      "gpugate_model m price=3;",
+      qr/invalid "price=3", expected price=IN\/OUT/ ],
+    [ 'price with 7 decimals',
+      "gpugate_model m price=0.0000001/1;",
+      qr/invalid "price=0\.0000001\/1", expected price=IN\/OUT/ ],
+    [ 'gpugate_limits without a zone',
+      "server { location / { gpugate_limits on; } }",
+      qr/"gpugate_limits on" needs "gpugate_limits_zone"/ ],
+    [ 'gpugate_limits_zone too small',
+      "gpugate_limits_zone zone=l:1k;",
+      qr/invalid zone size "1k"/ ],
+    [ 'gpugate_limits_zone without a size',
+      "gpugate_limits_zone zone=l;",
+      qr/invalid parameter "zone=l", expected zone=NAME:SIZE/ ],
+    [ 'gpugate_limits_estimate bytes_per_token=0',
+      "gpugate_limits_estimate bytes_per_token=0;",
+      qr/invalid value in "bytes_per_token=0"/ ],
+    [ 'gpugate_limits_redis with a name',
+      "gpugate_limits_redis redis.example:6379;",
+      qr/invalid Redis address "redis\.example:6379"/ ],
+    [ 'gpugate_limits_redis nodes=0',
+      "gpugate_limits_redis 127.0.0.1:6379 nodes=0;",
+      qr/invalid "nodes=0"/ ],
     [ 'gpugate_models with an argument',
       "server { location / { gpugate_models x; } }",
       qr/invalid number of arguments in "gpugate_models"/ ],
@@ -100,6 +124,12 @@ my ($rc, $out) = nginx_t(<<'GOOD');
     gpugate_model qwen* pool=qwen;
     gpugate_model gpt-4o pool=llama target=llama-3.1-8b;
     gpugate_openai on;
+    gpugate_model priced price=0.15/0.6;
+    gpugate_limits_zone zone=lim:1m;
+    gpugate_limits_redis 127.0.0.1:6379 nodes=3 sync=200ms;
+    gpugate_limits_estimate max_tokens=512 bytes_per_token=3;
+    gpugate_limits on;
+    gpugate_limits_stream_cut on;
     server {
         location = /v1/models { gpugate_model other; gpugate_models; }
         location /v1/ { proxy_pass http://127.0.0.1:1; }
