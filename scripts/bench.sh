@@ -19,7 +19,9 @@
 #                with 1,000 and 10,000 parked tunnel connections; 1,000
 #                with --quick), agent (the agent's RSS and CPU with 256
 #                idle parked connections and under 64 streams, against
-#                the runtime's CPU)
+#                the runtime's CPU), limits (gpugate with limits off vs
+#                on, one node and synced through Redis, on the cache-hit
+#                path; Redis commands per request)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -35,7 +37,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,accounting,streaming,tunnel,scale,agent
+only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -164,6 +166,10 @@ fi
 
 if want tunnel || want scale || want agent; then
     . "$GG_ROOT/scripts/bench/tunnel.sh"
+fi
+
+if want limits; then
+    . "$GG_ROOT/scripts/bench/limits.sh"
 fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
