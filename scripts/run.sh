@@ -245,6 +245,7 @@ gg_wait_for "nginx on port $port" 30 \
 # a fresh demo key on every start; only its digest is stored
 api_key=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
     --redis "127.0.0.1:$redis_port" create --tenant demo --name "run.sh demo" \
+    --rpm 600 --tpm 1000000 \
     2>/dev/null | sed -n 's/^key: //p')
 [ -n "$api_key" ] || gg_die "could not create the demo API key"
 first_model=${models[0]}

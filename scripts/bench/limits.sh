@@ -6,8 +6,10 @@
 # the baseline; (b) limits on, one node (every request reserved and
 # settled under the zone's lock); (c) limits on and synced through Redis
 # (nodes=2, sync=250ms).  The key has every limit set, far above what the
-# run reaches, so nothing is refused.  Then the Redis commands the synced
-# gateway sent per request it admitted.
+# run reaches, so nothing is refused.  Each run also reports the nginx
+# workers' CPU per request ("ngx us/rq"), which a loaded machine disturbs
+# less than RPS.  Then the Redis commands the synced gateway sent per
+# request it admitted.
 
 [ -n "${fast_port:-}" ] || {
     gg_start_mock "$tmp" mock-limits --models mock-model --quiet --tokens 16
@@ -81,11 +83,30 @@ done
 
 limits_chat='{"model":"mock-model","max_tokens":16,"messages":[{"role":"user","content":"Write a haiku about gateways"}]}'
 
-# limits_post PORT: one run with the limits key, JSON line on stdout
+# limits_post MODE: one run with the limits key, JSON line on stdout,
+# with the CPU time (user + system) the nginx workers spent per request:
+# steadier than RPS on a shared machine
 limits_post() {
-    BENCH_BODY=$limits_chat BENCH_HEADERS="Authorization: Bearer $limits_key" \
-        wrk -t1 -c64 -d"${dur}s" --timeout 10s -s "$BENCH_LUA/post.lua" \
-        "http://127.0.0.1:$1/v1/chat/completions"
+    local pids c0 c1 out
+
+    pids=$(pgrep -P "$(cat "$tmp/limits-$1/nginx.pid")" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    c0=$(cd /proc && cat $(printf '%s/stat ' $pids) \
+         | awk '{ t += $14 + $15 } END { print t }')
+    out=$(BENCH_BODY=$limits_chat \
+          BENCH_HEADERS="Authorization: Bearer $limits_key" \
+          wrk -t1 -c64 -d"${dur}s" --timeout 10s -s "$BENCH_LUA/post.lua" \
+          "http://127.0.0.1:${lport[$1]}/v1/chat/completions" | tail -n 1)
+    # shellcheck disable=SC2086
+    c1=$(cd /proc && cat $(printf '%s/stat ' $pids) \
+         | awk '{ t += $14 + $15 } END { print t }')
+    printf '%s\n' "$out" | perl -MJSON::PP -e '
+        my ($t, $hz) = @ARGV;
+        my $r = decode_json(scalar <STDIN>);
+        $r->{cpu_us_per_request}{nginx} = $t * 1e6 / $hz
+                                          / ($r->{requests} || 1);
+        print JSON::PP->new->canonical->encode($r), "\n";
+    ' $((c1 - c0)) "$(getconf CLK_TCK)"
 }
 
 # every gateway has the key in shared memory before it is measured
@@ -97,9 +118,9 @@ for mode in off local redis; do
 done
 
 gg_log "limits: cache-hit path, 64 connections, $rounds x ${dur}s each"
-scenario "gpugate, limits off" 1 limits_post "${lport[off]}"
-scenario "gpugate, limits on (one node)" 0 limits_post "${lport[local]}"
-scenario "gpugate, limits on, Redis sync" 0 limits_post "${lport[redis]}"
+scenario "gpugate, limits off" 1 limits_post off
+scenario "gpugate, limits on (one node)" 0 limits_post local
+scenario "gpugate, limits on, Redis sync" 0 limits_post redis
 run_group limits
 
 # Redis commands per admitted request, from the synced gateway's status
