@@ -231,5 +231,8 @@ void ngx_http_gpugate_limits_sync_add(ngx_http_gpugate_limits_node_t *ln,
 /* with gpugate_limits_redis, the nodes sharing it; 0: this host alone */
 extern ngx_uint_t  ngx_http_gpugate_limits_nodes;
 
+/* the zone of the running configuration, for the pages; NULL: none */
+extern ngx_shm_zone_t  *ngx_http_gpugate_limits_shm;
+
 
 #endif /* _NGX_HTTP_GPUGATE_LIMITS_H_INCLUDED_ */
