@@ -202,6 +202,17 @@ sub err { my $j = eval { decode_json($_[0]{body}) }; $j ? $j->{error} : {} }
        'tenant: the headers show the stricter (tenant) limit');
 }
 
+# --- 6. a key without limits: nothing counted, no headers ----------------
+
+{
+    my ($key) = make_key("$run-free", name => 'free');
+    my @st = map { call($key)->{status} } 1 .. 3;
+    is_deeply(\@st, [200, 200, 200], 'free: admitted');
+    my $r = call($key);
+    ok(!grep({ /^x-ratelimit-/ } keys %{ $r->{headers} }),
+       'free: no x-ratelimit-* headers on a key without limits');
+}
+
 $ng->stop;
 
 done_testing();

@@ -38,6 +38,8 @@ static char *ngx_http_gpugate_limits_redis(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static ngx_int_t ngx_http_gpugate_limits_init_process(ngx_cycle_t *cycle);
 static void ngx_http_gpugate_limits_exit_process(ngx_cycle_t *cycle);
+static ngx_uint_t ngx_http_gpugate_limits_none(
+    ngx_http_gpugate_limit_set_t *set);
 static ngx_int_t ngx_http_gpugate_limits_refused(ngx_http_request_t *r,
     ngx_http_gpugate_limits_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_limits_cut(ngx_http_request_t *r,
@@ -524,6 +526,14 @@ ngx_http_gpugate_limits_estimate(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+static ngx_uint_t
+ngx_http_gpugate_limits_none(ngx_http_gpugate_limit_set_t *set)
+{
+    return set->rpm <= 0 && set->tpm <= 0 && set->parallel <= 0
+           && set->tpd <= 0 && set->budget <= 0;
+}
+
+
 ngx_int_t
 ngx_http_gpugate_limits_admit(ngx_http_request_t *r,
     ngx_http_gpugate_limits_req_t *lr, ngx_int_t *rc)
@@ -542,6 +552,13 @@ ngx_http_gpugate_limits_admit(ngx_http_request_t *r,
         || ngx_http_get_module_ctx(r, ngx_http_gpugate_limits_module)
         || ngx_http_gpugate_auth_limits(r, &lim) != NGX_OK)
     {
+        return NGX_OK;
+    }
+
+    if (ngx_http_gpugate_limits_none(&lim.key)
+        && ngx_http_gpugate_limits_none(&lim.tenant_set))
+    {
+        /* nothing to count: no node, no lock, no headers */
         return NGX_OK;
     }
 

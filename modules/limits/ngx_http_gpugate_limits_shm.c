@@ -24,7 +24,7 @@ static void ngx_http_gpugate_limits_insert(ngx_rbtree_node_t *temp,
 static void ngx_http_gpugate_limits_check(ngx_http_gpugate_limits_ctx_t *ctx,
     ngx_uint_t i, uint64_t now, time_t sec, ngx_uint_t down);
 static void ngx_http_gpugate_limits_count(ngx_http_gpugate_limits_node_t *ln,
-    int64_t req, int64_t tok, int64_t spend);
+    int64_t req, int64_t tok, int64_t day, int64_t spend);
 static void ngx_http_gpugate_limits_refuse(ngx_http_gpugate_limits_ctx_t *ctx,
     ngx_uint_t reason, int64_t wait);
 static void ngx_http_gpugate_limits_headers(
@@ -274,7 +274,7 @@ ngx_http_gpugate_limits_node(ngx_http_gpugate_limits_zone_t *z,
 
 static void
 ngx_http_gpugate_limits_count(ngx_http_gpugate_limits_node_t *ln,
-    int64_t req, int64_t tok, int64_t spend)
+    int64_t req, int64_t tok, int64_t day, int64_t spend)
 {
     ngx_http_gpugate_limits_sync_t  *sy;
 
@@ -283,8 +283,8 @@ ngx_http_gpugate_limits_count(ngx_http_gpugate_limits_node_t *ln,
     gpugate_rl_add(&ln->own_req, req);
     gpugate_rl_add(&ln->own_tok, tok);
 
-    ln->day_tokens = ngx_max(ln->day_tokens + tok, 0);
-    ln->own_day = ngx_max(ln->own_day + tok, 0);
+    ln->day_tokens = ngx_max(ln->day_tokens + day, 0);
+    ln->own_day = ngx_max(ln->own_day + day, 0);
     ln->spent = ngx_max(ln->spent + spend, 0);
     ln->own_spent = ngx_max(ln->own_spent + spend, 0);
 
@@ -292,7 +292,7 @@ ngx_http_gpugate_limits_count(ngx_http_gpugate_limits_node_t *ln,
         sy = ln->sync;
         sy[NGX_HTTP_GPUGATE_LS_REQ].unsynced += req * GPUGATE_RL_SCALE;
         sy[NGX_HTTP_GPUGATE_LS_TOK].unsynced += tok * GPUGATE_RL_SCALE;
-        sy[NGX_HTTP_GPUGATE_LS_DAY].unsynced += tok;
+        sy[NGX_HTTP_GPUGATE_LS_DAY].unsynced += day;
         sy[NGX_HTTP_GPUGATE_LS_SPEND].unsynced += spend;
     }
 }
@@ -492,7 +492,8 @@ ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
         for (i = 0; i < 2; i++) {
             ln = ctx->side[i].node;
 
-            ngx_http_gpugate_limits_count(ln, 1, ctx->reserved, ctx->cost);
+            ngx_http_gpugate_limits_count(ln, 1, ctx->reserved,
+                                          ctx->reserved, ctx->cost);
             ln->inflight++;
             ln->used_at = ngx_current_msec;
         }
@@ -755,20 +756,15 @@ ngx_http_gpugate_limits_settle(ngx_http_gpugate_limits_zone_t *z,
 
         gpugate_rl_drain(&ln->tok, ctx->side[i].set.tpm, now);
 
-        ngx_http_gpugate_limits_count(ln, 0,
-            tokens - ctx->reserved,
+        /* a day or period that began since owes nothing to this
+           request */
+
+        ngx_http_gpugate_limits_count(ln, 0, tokens - ctx->reserved,
+            (ln->day == ctx->day) ? tokens - ctx->reserved : 0,
             (ctx->side[i].set.budget_period != NGX_HTTP_GPUGATE_PERIOD_NONE
              && ln->period == ctx->period[i]
              && ln->period_kind == ctx->side[i].set.budget_period)
             ? cost - ctx->cost : 0);
-
-        if (ln->day != ctx->day) {
-            /* a new day began: its count owes nothing to this request */
-            ln->day_tokens -= tokens - ctx->reserved;
-            ln->own_day -= tokens - ctx->reserved;
-            ln->sync[NGX_HTTP_GPUGATE_LS_DAY].unsynced -= tokens
-                                                         - ctx->reserved;
-        }
 
         if (ln->inflight > 0) {
             ln->inflight--;
