@@ -95,6 +95,9 @@ typedef struct {
                                          gateway nodes, at the last sync */
     ngx_msec_t           used_at;     /* last admission: recently used
                                          subjects are synced */
+    ngx_msec_t           sync_at;     /* when "syncing" was set: a worker
+                                         that died with a sync in flight
+                                         leaves it, taken back after 10 s */
     ngx_http_gpugate_limit_set_t  set; /* the limits last seen, for the
                                          sync (Redis drains at their
                                          rates) */

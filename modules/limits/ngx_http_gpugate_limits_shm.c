@@ -478,6 +478,9 @@ ngx_http_gpugate_limits_reserve(ngx_http_request_t *r,
                             &lim->tenant, r->connection->log);
 
     if (ctx->side[0].node == NULL || ctx->side[1].node == NULL) {
+        /* nothing counted: no headers either */
+        ctx->side[0].node = NULL;
+        ctx->side[1].node = NULL;
         z->sh->full++;
         ngx_shmtx_unlock(&z->shpool->mutex);
         return NGX_ERROR;

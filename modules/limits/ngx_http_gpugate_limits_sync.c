@@ -55,6 +55,8 @@ static void ngx_http_gpugate_limits_sync_failed(ngx_http_gpugate_limits_zone_t
     *z, const char *error);
 static void ngx_http_gpugate_limits_sync_pull(ngx_http_gpugate_limits_zone_t
     *z, redisReply *list);
+static void ngx_http_gpugate_limits_sync_release(
+    ngx_http_gpugate_limits_syncer_t *sy);
 
 
 ngx_uint_t  ngx_http_gpugate_limits_nodes;
@@ -177,6 +179,39 @@ ngx_http_gpugate_limits_sync_start(ngx_cycle_t *cycle)
 }
 
 
+/* the claims of a sync that will not be answered go back to "unsynced" */
+
+static void
+ngx_http_gpugate_limits_sync_release(ngx_http_gpugate_limits_syncer_t *sy)
+{
+    ngx_uint_t                            i, d;
+    ngx_http_gpugate_limits_zone_t       *z;
+    ngx_http_gpugate_limits_node_t       *ln;
+    ngx_http_gpugate_limits_main_conf_t  *lmcf;
+
+    lmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_gpugate_limits_module);
+    z = lmcf->zone->data;
+
+    ngx_shmtx_lock(&z->shpool->mutex);
+
+    for (i = 0; i < sy->n; i++) {
+        ln = sy->claims[i].node;
+
+        for (d = 0; d < NGX_HTTP_GPUGATE_LS_N; d++) {
+            ln->sync[d].unsynced += ln->sync[d].sending;
+            ln->sync[d].sending = 0;
+        }
+
+        ln->syncing = 0;
+    }
+
+    ngx_shmtx_unlock(&z->shpool->mutex);
+
+    sy->n = 0;
+}
+
+
 void
 ngx_http_gpugate_limits_sync_stop(ngx_cycle_t *cycle)
 {
@@ -192,8 +227,14 @@ ngx_http_gpugate_limits_sync_stop(ngx_cycle_t *cycle)
         ngx_del_timer(&sy->timer);
     }
 
-    /* a sync in flight is dropped with the connection: its deltas stay
-       claimed in shm, a small loss of counts at exit */
+    /* a sync in flight is dropped with the connection: what it carried
+       is owed again, for another worker's next sync */
+
+    if (sy->pool) {
+        ngx_http_gpugate_limits_sync_release(sy);
+        ngx_destroy_pool(sy->pool);
+        sy->pool = NULL;
+    }
 
     ngx_http_gpugate_redis_destroy(sy->redis);
     ngx_http_gpugate_limits_syncer = NULL;
@@ -208,7 +249,19 @@ ngx_http_gpugate_limits_due(ngx_http_gpugate_limits_node_t *ln)
     ngx_uint_t  d;
 
     if (ln->syncing) {
-        return 0;
+        if (ngx_current_msec - ln->sync_at < 10000) {
+            return 0;
+        }
+
+        /* its worker died with the sync in flight: what it carried is
+           owed again (if Redis did take it, it counts twice: never less) */
+
+        for (d = 0; d < NGX_HTTP_GPUGATE_LS_N; d++) {
+            ln->sync[d].unsynced += ln->sync[d].sending;
+            ln->sync[d].sending = 0;
+        }
+
+        ln->syncing = 0;
     }
 
     if (ln->inflight || ngx_current_msec - ln->used_at < 120000) {
@@ -351,6 +404,7 @@ ngx_http_gpugate_limits_sync_run(ngx_event_t *ev)
         }
 
         ln->syncing = 1;
+        ln->sync_at = ngx_current_msec;
 
         for (d = 0; d < NGX_HTTP_GPUGATE_LS_N; d++) {
             ln->sync[d].sending = ln->sync[d].unsynced;
@@ -639,9 +693,8 @@ static void
 ngx_http_gpugate_limits_sync_failed(ngx_http_gpugate_limits_zone_t *z,
     const char *error)
 {
-    ngx_uint_t                            i, d, begins;
+    ngx_uint_t                            begins;
     ngx_msec_t                            since;
-    ngx_http_gpugate_limits_node_t       *ln;
     ngx_http_gpugate_limits_syncer_t     *sy;
     ngx_http_gpugate_limits_main_conf_t  *lmcf;
 
@@ -649,18 +702,9 @@ ngx_http_gpugate_limits_sync_failed(ngx_http_gpugate_limits_zone_t *z,
     lmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                               ngx_http_gpugate_limits_module);
 
+    ngx_http_gpugate_limits_sync_release(sy);
+
     ngx_shmtx_lock(&z->shpool->mutex);
-
-    for (i = 0; i < sy->n; i++) {
-        ln = sy->claims[i].node;
-
-        for (d = 0; d < NGX_HTTP_GPUGATE_LS_N; d++) {
-            ln->sync[d].unsynced += ln->sync[d].sending;
-            ln->sync[d].sending = 0;
-        }
-
-        ln->syncing = 0;
-    }
 
     z->sh->sync_errors++;
 
