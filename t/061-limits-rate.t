@@ -109,6 +109,25 @@ sub err { my $j = eval { decode_json($_[0]{body}) }; $j ? $j->{error} : {} }
     }
 }
 
+# --- 1b. the counts survive a reload --------------------------------------
+
+{
+    my ($key) = make_key("$run-reload", name => 'reload', rpm => 3);
+    my @st = map { call($key)->{status} } 1 .. 3;
+    is_deeply(\@st, [200, 200, 200], 'reload: three admitted');
+
+    my $master = $ng->pid;
+    my @old = split ' ', `pgrep -P $master`;
+    $ng->reload;
+    ok(wait_until(15, sub { !grep { kill 0, $_ } @old }),
+       'reload: the old workers are gone');
+
+    my $r = call($key);
+    is($r->{status}, 429, 'reload: the new workers still refuse the 4th');
+    is($r->{headers}{'x-ratelimit-remaining-requests'}, 0,
+       'reload: with the count kept');
+}
+
 # --- 2. Retry-After within a second of when the request fits -------------
 
 {
