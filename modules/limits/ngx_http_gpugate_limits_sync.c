@@ -49,6 +49,8 @@ typedef struct {
 
 
 static void ngx_http_gpugate_limits_sync_run(ngx_event_t *ev);
+static ngx_uint_t ngx_http_gpugate_limits_sync_claim(
+    ngx_http_gpugate_limits_zone_t *z, ngx_http_gpugate_limits_syncer_t *sy);
 static void ngx_http_gpugate_limits_sync_done(void *data, redisReply *reply,
     const char *error);
 static void ngx_http_gpugate_limits_sync_failed(ngx_http_gpugate_limits_zone_t
@@ -340,6 +342,51 @@ ngx_http_gpugate_limits_sync_args(ngx_pool_t *pool,
 }
 
 
+/* the subjects due take what they owe Redis into "sending"; under the
+   lock */
+
+static ngx_uint_t
+ngx_http_gpugate_limits_sync_claim(ngx_http_gpugate_limits_zone_t *z,
+    ngx_http_gpugate_limits_syncer_t *sy)
+{
+    ngx_uint_t                       n, d;
+    ngx_queue_t                     *q;
+    ngx_http_gpugate_limits_node_t  *ln;
+
+    n = 0;
+
+    for (q = ngx_queue_head(&z->sh->lru);
+         q != ngx_queue_sentinel(&z->sh->lru)
+         && n < NGX_HTTP_GPUGATE_LIMITS_BATCH;
+         q = ngx_queue_next(q))
+    {
+        ln = ngx_queue_data(q, ngx_http_gpugate_limits_node_t, lru);
+
+        if (!ngx_http_gpugate_limits_due(ln)) {
+            continue;
+        }
+
+        ln->syncing = 1;
+        ln->sync_at = ngx_current_msec;
+
+        for (d = 0; d < NGX_HTTP_GPUGATE_LS_N; d++) {
+            ln->sync[d].sending = ln->sync[d].unsynced;
+            ln->sync[d].unsynced = 0;
+        }
+
+        sy->claims[n].node = ln;
+        sy->claims[n].day = ln->day;
+        sy->claims[n].period = ln->period;
+        n++;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate limits: %ui subjects claimed for a sync", n);
+
+    return n;
+}
+
+
 static void
 ngx_http_gpugate_limits_sync_run(ngx_event_t *ev)
 {
@@ -348,12 +395,10 @@ ngx_http_gpugate_limits_sync_run(ngx_event_t *ev)
     u_char                            *p;
     size_t                            *argvlen;
     ngx_int_t                          rc;
-    ngx_uint_t                         n, d, keys, args, argc, i;
-    ngx_queue_t                       *q;
+    ngx_uint_t                         n, keys, args, argc, i;
     ngx_time_t                        *tp;
     const char                       **argv;
     ngx_http_gpugate_limits_zone_t    *z;
-    ngx_http_gpugate_limits_node_t    *ln;
     ngx_http_gpugate_limits_syncer_t  *sy;
 
     sy = ngx_http_gpugate_limits_syncer;
@@ -390,32 +435,7 @@ ngx_http_gpugate_limits_sync_run(ngx_event_t *ev)
 
     /* count the subjects first: the keys come before the arguments */
 
-    n = 0;
-
-    for (q = ngx_queue_head(&z->sh->lru);
-         q != ngx_queue_sentinel(&z->sh->lru)
-         && n < NGX_HTTP_GPUGATE_LIMITS_BATCH;
-         q = ngx_queue_next(q))
-    {
-        ln = ngx_queue_data(q, ngx_http_gpugate_limits_node_t, lru);
-
-        if (!ngx_http_gpugate_limits_due(ln)) {
-            continue;
-        }
-
-        ln->syncing = 1;
-        ln->sync_at = ngx_current_msec;
-
-        for (d = 0; d < NGX_HTTP_GPUGATE_LS_N; d++) {
-            ln->sync[d].sending = ln->sync[d].unsynced;
-            ln->sync[d].unsynced = 0;
-        }
-
-        sy->claims[n].node = ln;
-        sy->claims[n].day = ln->day;
-        sy->claims[n].period = ln->period;
-        n++;
-    }
+    n = ngx_http_gpugate_limits_sync_claim(z, sy);
 
     /* EVAL script numkeys KEYS... host now window ARGS... */
 
