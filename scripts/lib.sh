@@ -11,6 +11,7 @@ GG_BUILD=${GG_BUILD:-$GG_ROOT/build}
 GG_PACKAGES=(
     gcc make pkgconf
     nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev openssl
+    libnginx-mod-stream
     libjansson-dev libhiredis-dev libpq-dev
     postgresql redis-server
     libtest-base-perl libtest-longstring-perl libhttp-message-perl

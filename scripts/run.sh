@@ -3,11 +3,17 @@
 # Starts the whole gpugate stack on loopback and stays in the foreground
 # until Ctrl-C (SIGINT) or SIGTERM, then stops everything it started.
 #
-#   scripts/run.sh [--port N] [--workers N] [--agents N] [--runtime URL]
-#                  [--state DIR] [--no-deps]
+#   scripts/run.sh [--port N] [--workers N] [--agents N] [--gateways N]
+#                  [--runtime URL] [--state DIR] [--no-deps]
 #
-#   --port N       gateway port on 127.0.0.1 (default 8080)
-#   --workers N    nginx worker_processes (default 2)
+#   --port N       gateway port on 127.0.0.1 (default 8080); with
+#                  --gateways 2 or more, the port of the L4 balancer
+#                  (nginx's stream module) in front of the nodes
+#   --workers N    nginx worker_processes (default 2), per node
+#   --gateways N   gateway nodes (default 1): N nginx instances on ports
+#                  of their own sharing the one PostgreSQL and Redis,
+#                  every agent connected to every node; their URLs are
+#                  printed as GPUGATE_NODE_URLS
 #   --agents N     gpugate-agent processes (default 1), each with its own
 #                  mock runtime, connected through the TLS tunnel
 #   --runtime URL  the agents forward to this OpenAI-compatible runtime
@@ -36,6 +42,7 @@ GG_SCRIPT=run
 port=8080
 workers=2
 agents=1
+gateways=1
 runtime=
 state=
 watch=1
@@ -50,11 +57,12 @@ while [ $# -gt 0 ]; do
         --port) need_value "$@"; port=$2; shift ;;
         --workers) need_value "$@"; workers=$2; shift ;;
         --agents) need_value "$@"; agents=$2; shift ;;
+        --gateways) need_value "$@"; gateways=$2; shift ;;
         --runtime) need_value "$@"; runtime=$2; shift ;;
         --state) need_value "$@"; state=$2; shift ;;
         --no-watch) watch=0 ;;
         --no-deps) deps=0 ;;
-        -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -67,6 +75,17 @@ done
 
 [[ $agents =~ ^[0-9]+$ ]] && [ "$agents" -ge 1 ] && [ "$agents" -le 64 ] \
     || gg_die "--agents must be 1..64, got '$agents'"
+
+# the agent dials at most 8 gateways (GA_MAX_GATEWAYS)
+[[ $gateways =~ ^[0-9]+$ ]] && [ "$gateways" -ge 1 ] \
+    && [ "$gateways" -le 8 ] \
+    || gg_die "--gateways must be 1..8, got '$gateways'"
+
+stream_module=/usr/lib/nginx/modules/ngx_stream_module.so
+[ "$gateways" -eq 1 ] || [ $deps -eq 0 ] || [ -e "$stream_module" ] \
+    || gg_install_deps
+[ "$gateways" -eq 1 ] || [ -e "$stream_module" ] \
+    || gg_die "--gateways needs $stream_module (Debian: libnginx-mod-stream)"
 
 if [ -n "$runtime" ]; then
     [[ $runtime =~ ^http://([^/]+)/?$ ]] \
@@ -196,51 +215,149 @@ done
 
 # the tunnel's TLS: a private CA the agents trust
 "$GG_ROOT/scripts/gpugate-ca" "$state/ca" >/dev/null
-tunnel_port=$(gg_free_port)
 
 # the metrics and status pages' admin key, new on every start
 admin_key=$(gg_secret)
 (umask 077; printf '%s\n' "$admin_key" > "$state/secrets/admin.key")
 
-conf=$state/nginx/conf/nginx.conf
-GG_ADMIN_KEY=$admin_key GG_NGINX_DSN=$nginx_dsn GG_WORKER_DIR=$worker_dir \
-GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
-GG_PORT="$port" GG_TUNNEL_PORT="$tunnel_port" MODEL_LINES=$model_lines \
-GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" \
-perl -pe '
-    s/\@MODULES\@/$ENV{GG_MODULES}/g;  s/\@STATE\@/$ENV{GG_STATE}/g;
-    s/\@WORKERS\@/$ENV{GG_WORKERS}/g;  s/\@PORT\@/$ENV{GG_PORT}/g;
-    s/\@LOG_LEVEL\@/notice/g;
-    s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
-    s/\@TUNNEL_PORT\@/$ENV{GG_TUNNEL_PORT}/g;
-    s/\@ADMIN_KEY\@/$ENV{GG_ADMIN_KEY}/g;
-    s/\@NGINX_DSN\@/$ENV{GG_NGINX_DSN}/g;
-    s/\@WORKER_DIR\@/$ENV{GG_WORKER_DIR}/g;
-    s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
-' "$GG_ROOT/conf/nginx.conf.in" > "$conf.tmp"
-# it names the admin key: root (the master) reads it, nobody else
-chmod 600 "$conf.tmp"
-mv -f "$conf.tmp" "$conf"
-
 nginx=${GPUGATE_NGINX:-/usr/sbin/nginx}
-"$nginx" -t -q -p "$state/nginx" -c "$conf" -e "$state/logs/nginx-error.log" \
-    || gg_die "nginx rejected $conf (see above)"
-
-"$nginx" -p "$state/nginx" -c "$conf" -e "$state/logs/nginx-error.log" \
-    -g 'daemon off;' &
-nginx_pid=$!
-gg_track "$nginx_pid"
-stack_env NGINX_PID "$nginx_pid"
-stack_env NGINX_PREFIX "$state/nginx"
-stack_env NGINX_CONF "$conf"
-stack_env PORT "$port"
-stack_env TUNNEL_PORT "$tunnel_port"
+stack_env GATEWAYS "$gateways"
 stack_env WORKERS "$workers"
 stack_env ADMIN_KEY_FILE "$state/secrets/admin.key"
 
-gg_wait_for "nginx on port $port" 30 \
-    curl -fsS --max-time 2 "http://127.0.0.1:$port/health" \
-    || gg_die "nginx did not come up (log: $state/logs/nginx-error.log)"
+# One gateway node: its own prefix, logs, spill directory and name (the
+# ledger's "gateway" column, /status, /metrics), the shared PostgreSQL and
+# Redis.  With one node the layout is the single gateway's.
+node_ports=()
+tunnel_ports=()
+node_pids=()
+start_node() {
+    local i=$1 http_port=$2 tunnel_port prefix logp spill name conf
+
+    tunnel_port=$(gg_free_port)
+    if [ "$gateways" -eq 1 ]; then
+        prefix=nginx logp=nginx spill=usage-spill name=
+    else
+        prefix=nginx-$i logp=nginx-$i spill=usage-spill-$i name=gw-$i
+        mkdir -p "$state/$prefix/conf" "$worker_dir/$spill"
+        chmod 700 "$state/$prefix/conf" "$worker_dir/$spill"
+        chown "$worker_user" "$worker_dir/$spill"
+    fi
+
+    conf=$state/$prefix/conf/nginx.conf
+    GG_ADMIN_KEY=$admin_key GG_NGINX_DSN=$nginx_dsn GG_WORKER_DIR=$worker_dir \
+    GG_MODULES="$GG_BUILD/modules" GG_STATE="$state" GG_WORKERS="$workers" \
+    GG_PORT="$http_port" GG_TUNNEL_PORT="$tunnel_port" MODEL_LINES=$model_lines \
+    GG_PG_PORT="$pg_port" GG_REDIS_PORT="$redis_port" GG_PREFIX=$prefix \
+    GG_LOGP=$logp GG_SPILL=$spill GG_NAME=$name \
+    perl -pe '
+        s/\@MODULES\@/$ENV{GG_MODULES}/g;
+        s/\@STATE\@\/nginx\//\@STATE\@\/$ENV{GG_PREFIX}\//g;
+        s/\@STATE\@\/logs\/nginx-/\@STATE\@\/logs\/$ENV{GG_LOGP}-/g;
+        s/\@WORKER_DIR\@\/usage-spill/\@WORKER_DIR\@\/$ENV{GG_SPILL}/g;
+        s/^(\s*gpugate_usage_ledger "\@NGINX_DSN\@")/$1 gateway=$ENV{GG_NAME}/
+            if $ENV{GG_NAME} ne "";
+        s/\@STATE\@/$ENV{GG_STATE}/g;
+        s/\@WORKERS\@/$ENV{GG_WORKERS}/g;  s/\@PORT\@/$ENV{GG_PORT}/g;
+        s/\@LOG_LEVEL\@/notice/g;
+        s/\@PG_PORT\@/$ENV{GG_PG_PORT}/g; s/\@REDIS_PORT\@/$ENV{GG_REDIS_PORT}/g;
+        s/\@TUNNEL_PORT\@/$ENV{GG_TUNNEL_PORT}/g;
+        s/\@ADMIN_KEY\@/$ENV{GG_ADMIN_KEY}/g;
+        s/\@NGINX_DSN\@/$ENV{GG_NGINX_DSN}/g;
+        s/\@WORKER_DIR\@/$ENV{GG_WORKER_DIR}/g;
+        s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
+    ' "$GG_ROOT/conf/nginx.conf.in" > "$conf.tmp"
+    # it names the admin key: root (the master) reads it, nobody else
+    chmod 600 "$conf.tmp"
+    mv -f "$conf.tmp" "$conf"
+
+    "$nginx" -t -q -p "$state/$prefix" -c "$conf" \
+        -e "$state/logs/$logp-error.log" \
+        || gg_die "nginx rejected $conf (see above)"
+
+    "$nginx" -p "$state/$prefix" -c "$conf" -e "$state/logs/$logp-error.log" \
+        -g 'daemon off;' &
+    gg_track $!
+    node_pids+=("$!")
+    node_ports+=("$http_port")
+    tunnel_ports+=("$tunnel_port")
+
+    if [ "$gateways" -eq 1 ]; then
+        stack_env NGINX_PID "$!"
+        stack_env NGINX_PREFIX "$state/$prefix"
+        stack_env NGINX_CONF "$conf"
+        stack_env PORT "$http_port"
+        stack_env TUNNEL_PORT "$tunnel_port"
+    else
+        stack_env "NODE_${i}_PID" "$!"
+        stack_env "NODE_${i}_NAME" "$name"
+        stack_env "NODE_${i}_PREFIX" "$state/$prefix"
+        stack_env "NODE_${i}_CONF" "$conf"
+        stack_env "NODE_${i}_PORT" "$http_port"
+        stack_env "NODE_${i}_TUNNEL_PORT" "$tunnel_port"
+    fi
+
+    gg_wait_for "nginx on port $http_port" 30 \
+        curl -fsS --max-time 2 "http://127.0.0.1:$http_port/health" \
+        || gg_die "nginx did not come up (log: $state/logs/$logp-error.log)"
+}
+
+# The balancer: nginx's stream module (Debian's libnginx-mod-stream)
+# passing TCP connections to the nodes; a node that refuses connections
+# is skipped (the stream proxy tries the next server) and rested
+# for fail_timeout.
+start_balancer() {
+    local conf=$state/balancer/nginx.conf servers= p
+
+    mkdir -p "$state/balancer"
+    for p in "${node_ports[@]}"; do
+        servers+="        server 127.0.0.1:$p max_fails=1 fail_timeout=5s;"$'\n'
+    done
+    cat > "$conf" <<EOC
+# gpugate's demo L4 balancer (scripts/run.sh --gateways): clients see
+# one URL; each TCP connection goes to a live gateway node
+load_module $stream_module;
+worker_processes 1;
+error_log $state/logs/balancer-error.log notice;
+pid $state/balancer/nginx.pid;
+events {
+    worker_connections 4096;
+}
+stream {
+    upstream gpugate_nodes {
+$servers    }
+    server {
+        listen 127.0.0.1:$port;
+        proxy_pass gpugate_nodes;
+        proxy_connect_timeout 1s;
+        # streamed completions: idle between tokens, never this long
+        proxy_timeout 600s;
+    }
+}
+EOC
+    "$nginx" -t -q -p "$state/balancer" -c "$conf" \
+        -e "$state/logs/balancer-error.log" \
+        || gg_die "nginx rejected $conf (see above)"
+    "$nginx" -p "$state/balancer" -c "$conf" \
+        -e "$state/logs/balancer-error.log" -g 'daemon off;' &
+    gg_track $!
+    stack_env BALANCER_PID "$!"
+    stack_env PORT "$port"
+    gg_wait_for "the balancer on port $port" 30 \
+        curl -fsS --max-time 2 "http://127.0.0.1:$port/health" \
+        || gg_die "the balancer did not come up (log: $state/logs/balancer-error.log)"
+}
+
+if [ "$gateways" -eq 1 ]; then
+    start_node 1 "$port"
+else
+    for i in $(seq 1 "$gateways"); do
+        start_node "$i" "$(gg_free_port)"
+    done
+    start_balancer
+fi
+nginx_pid=${node_pids[0]}
+tunnel_port=${tunnel_ports[0]}
 
 # a fresh demo key on every start; only its digest is stored
 api_key=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
@@ -262,8 +379,11 @@ for i in $(seq 1 "$agents"); do
         agent-create "$name" 2>/dev/null | sed -n 's/^token: //p')
     [ -n "$token" ] || gg_die "could not create agent $name"
     (umask 077; printf '%s\n' "$token" > "$state/$name.token")
-    agent_cmd=("$GG_BUILD/bin/gpugate-agent"
-        --gateway "https://127.0.0.1:$tunnel_port/gpugate/tunnel"
+    agent_cmd=("$GG_BUILD/bin/gpugate-agent")
+    for tp in "${tunnel_ports[@]}"; do
+        agent_cmd+=(--gateway "https://127.0.0.1:$tp/gpugate/tunnel")
+    done
+    agent_cmd+=(
         --ca-file "$state/ca/ca.crt" --name "$name"
         --token-file "$state/$name.token"
         --runtime "http://${runtime_hosts[$((i - 1))]}")
@@ -276,17 +396,34 @@ for i in $(seq 1 "$agents"); do
 done
 stack_env AGENTS "$agents"
 
-gg_wait_for "a request through the tunnel" 30 \
-    curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$port/v1/chat/completions" \
-        -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
-        -d "{\"model\":\"$first_model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" \
-    || gg_die "no agent came up (logs: $state/logs/run-agent-*.log)"
+# every node must reach an agent, not only the one the balancer picks
+for p in "${node_ports[@]}"; do
+    gg_wait_for "a request through the tunnel (port $p)" 30 \
+        curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$p/v1/chat/completions" \
+            -H "Authorization: Bearer $api_key" -H 'Content-Type: application/json' \
+            -d "{\"model\":\"$first_model\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" \
+        || gg_die "no agent came up (logs: $state/logs/run-agent-*.log)"
+done
 
+node_urls=
+for p in "${node_ports[@]}"; do
+    node_urls+=${node_urls:+,}http://127.0.0.1:$p
+done
+stack_env NODE_URLS "$node_urls"
+
+echo
+if [ "$gateways" -eq 1 ]; then
+    echo "gpugate is running (nginx with $workers workers, pid $nginx_pid;"
+    echo "$agents agent(s) connected through the TLS tunnel on 127.0.0.1:$tunnel_port)."
+else
+    echo "gpugate is running: $gateways gateway nodes (nginx with $workers workers"
+    echo "each: ${node_pids[*]}) behind nginx's stream balancer on 127.0.0.1:$port;"
+    echo "$agents agent(s), each connected to every node through the TLS tunnel"
+    echo "(ports ${tunnel_ports[*]}); each node's /status names it (gw-1 ...)."
+fi
 cat <<EOF
-
-gpugate is running (nginx with $workers workers, pid $nginx_pid;
-$agents agent(s) connected through the TLS tunnel on 127.0.0.1:$tunnel_port).
 GPUGATE_URL=http://127.0.0.1:$port
+GPUGATE_NODE_URLS=$node_urls
 GPUGATE_API_KEY=$api_key
 GPUGATE_PG_DSN='$GG_PG_DSN'
 GPUGATE_REDIS=127.0.0.1:$redis_port
@@ -307,9 +444,11 @@ Metrics and status (the admin key, new on every start, is also in
 $state/secrets/admin.key):
   curl -H 'Authorization: Bearer $admin_key' http://127.0.0.1:$port/metrics
   curl -H 'Authorization: Bearer $admin_key' http://127.0.0.1:$port/status
+  (every node has its own: ask each of GPUGATE_NODE_URLS, not the balancer)
 
 Logs: $state/logs/  (nginx-error.log, nginx-access.log, run-agent-N.log,
-      mock-runtime-N.log)
+      mock-runtime-N.log; with --gateways: nginx-N-error.log,
+      nginx-N-access.log per node and balancer-error.log)
 Press Ctrl-C to stop everything.
 EOF
 

@@ -351,6 +351,18 @@ gpugate_tunnel_parse_load(const char *p, size_t len,
             out->gpu_free_mb = n;
             out->has_gpu = 1;
 
+        } else if (kv.key_len == 8 && memcmp(kv.key, "capacity", 8) == 0) {
+            if (out->has_capacity
+                || gpugate_tunnel_uint(kv.val, kv.val_len,
+                                       GPUGATE_TUNNEL_CAPACITY_MAX, &n)
+                   != 0)
+            {
+                return -1;
+            }
+
+            out->capacity = n;
+            out->has_capacity = 1;
+
         } else if (kv.val_len == 0) {
             return -1;
         }

@@ -78,14 +78,20 @@ int gpugate_tunnel_check_models(const char *p, size_t len);
 typedef struct {
     uint64_t     queue;       /* requests waiting in the runtime */
     uint64_t     gpu_free_mb; /* free GPU memory, MiB */
+    uint64_t     capacity;    /* requests this gateway may hand the agent
+                                 at once now: its share of the agent's
+                                 capacity when the agent serves several
+                                 gateways (0..65535) */
     unsigned     has_queue:1; /* "queue" was given */
     unsigned     has_gpu:1;   /* "gpu_free_mb" was given */
+    unsigned     has_capacity:1; /* "capacity" was given */
 } gpugate_tunnel_load_t;
 
 
 /*
- * X-Gpugate-Load: "queue=<n>, gpu_free_mb=<n>", either or both, in any
- * order; decimal without sign or leading zero, up to 2^32-1; keys this
+ * X-Gpugate-Load: "queue=<n>, gpu_free_mb=<n>, capacity=<n>", any of them,
+ * in any order; decimal without sign or leading zero, up to 2^32-1
+ * (capacity up to GPUGATE_TUNNEL_CAPACITY_MAX, 0 allowed); keys this
  * version does not know are skipped, a repeated one is refused.  0 or -1.
  */
 int gpugate_tunnel_parse_load(const char *p, size_t len,

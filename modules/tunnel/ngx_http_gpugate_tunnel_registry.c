@@ -486,6 +486,20 @@ ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
     if (load->has_gpu) {
         a->gpu_free_mb = (ngx_atomic_uint_t) load->gpu_free_mb;
     }
+
+    /*
+     * An agent serving several gateway nodes offers each a share of its
+     * capacity, and moves the shares as nodes come and go; 0 is allowed
+     * here (its other nodes use it all), not at the handshake.
+     */
+
+    if (load->has_capacity && a->capacity != load->capacity) {
+        ngx_log_debug4(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: agent \"%*s\" capacity %uA -> %uL",
+                       a->name_len, a->name, a->capacity, load->capacity);
+
+        a->capacity = (ngx_atomic_uint_t) load->capacity;
+    }
 }
 
 

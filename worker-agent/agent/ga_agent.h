@@ -191,6 +191,9 @@ struct ga_gateway_s {
     uint64_t             generation; /* newest seen */
     ga_worker_t          workers[GA_MAX_WORKERS]; /* known workers */
     SSL_CTX             *ssl_ctx;    /* verifies this gateway */
+    int                  reported_up; /* whether the log last said it
+                                        holds tunnels: each change is
+                                        logged once, with the counts */
 };
 
 
@@ -362,7 +365,10 @@ void ga_relay_update(ga_conn_t *c);
 /* ga_probe.c */
 void ga_probe_now(ga_runtime_t *rt);
 void ga_probe_stop(ga_runtime_t *rt);
-const char *ga_probe_header(ga_runtime_t *rt, char *buf, size_t size);
+const char *ga_probe_header(ga_gateway_t *gw, char *buf, size_t size);
+int ga_gateway_inflight(ga_gateway_t *gw);
+int ga_gateway_up(ga_gateway_t *gw);
+int ga_gateway_share(ga_gateway_t *gw);
 
 /* ga_super.c */
 int ga_super_init(void);
@@ -375,6 +381,7 @@ int ga_super_running(void);
 void ga_supply_init(ga_gateway_t *gw);
 void ga_supply(ga_gateway_t *gw);
 void ga_supply_runtime(ga_runtime_t *rt);
+void ga_supply_log(ga_gateway_t *gw, int force);
 void ga_handshake_failed(ga_gateway_t *gw);
 void ga_handshake_done(ga_gateway_t *gw);
 void ga_tunnel_dropped(ga_gateway_t *gw);

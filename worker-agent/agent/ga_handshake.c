@@ -179,9 +179,10 @@ ga_handshake_step1(ga_conn_t *c)
     hs.data = b64;
     hs.sid = sid;
     hs.instance = c->gw->rt->instance;
-    hs.capacity = (unsigned) c->gw->rt->conf->capacity;
+    hs.capacity = (unsigned) (ga_gateway_share(c->gw) > 0
+                               ? ga_gateway_share(c->gw) : 1);
     hs.models = c->gw->rt->models;
-    hs.load = ga_probe_header(c->gw->rt, load, sizeof(load));
+    hs.load = ga_probe_header(c->gw, load, sizeof(load));
     hs.telemetry = ga_agent.telemetry;
 
     if (ga_hs_send(c, &hs) != 0) {

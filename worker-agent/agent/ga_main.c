@@ -197,7 +197,10 @@ ga_reload(gg_loop_t *loop)
     ga_log(GA_INFO, "SIGHUP: configuration reloaded: spare %d, "
            "max_connections %d", old->spare, old->max_connections);
 
+    /* the operator's look at every node: tunnels and capacity parts */
+
     ga_for_each_link(r, g, gw) {
+        ga_supply_log(gw, 1);
         ga_supply(gw);
     }
 }

@@ -86,38 +86,141 @@ ga_probe_stop(ga_runtime_t *rt)
 
 
 /*
- * "X-Gpugate-Load: ...\r\n" into buf: the runtime's queue when fresh
- * figures exist, the free memory of the emptiest GPU when there is one;
- * else "".
+ * "X-Gpugate-Load: ...\r\n" into buf, for one gateway: the runtime's
+ * queue when fresh figures exist, the free memory of the emptiest GPU
+ * when there is one, and always the capacity this gateway may use now
+ * (ga_gateway_share()), so that a change of share reaches the gateway at
+ * its next ping.
  */
 
 const char *
-ga_probe_header(ga_runtime_t *rt, char *buf, size_t size)
+ga_probe_header(ga_gateway_t *gw, char *buf, size_t size)
 {
-    int  queue;
+    int            n;
+    size_t         len;
+    ga_runtime_t  *rt;
 
-    queue = rt->load_at != 0 && rt->load.has_waiting
-            && gg_time_us() - rt->load_at
-               <= 3ULL * ga_agent.conf.load_interval * 1000000ULL;
+    rt = gw->rt;
 
-    if (queue && ga_agent.gpu_free_mb) {
-        snprintf(buf, size, "X-Gpugate-Load: queue=%llu, gpu_free_mb=%llu\r\n",
-                 (unsigned long long) rt->load.waiting,
-                 (unsigned long long) ga_agent.gpu_free_mb);
+    len = 0;
+    n = snprintf(buf, size, "X-Gpugate-Load: capacity=%d",
+                 ga_gateway_share(gw));
 
-    } else if (queue) {
-        snprintf(buf, size, "X-Gpugate-Load: queue=%llu\r\n",
-                 (unsigned long long) rt->load.waiting);
-
-    } else if (ga_agent.gpu_free_mb) {
-        snprintf(buf, size, "X-Gpugate-Load: gpu_free_mb=%llu\r\n",
-                 (unsigned long long) ga_agent.gpu_free_mb);
-
-    } else {
+    if (n < 0 || (size_t) n >= size) {
         buf[0] = '\0';
+        return buf;
     }
 
+    len = n;
+
+    if (rt->load_at != 0 && rt->load.has_waiting
+        && gg_time_us() - rt->load_at
+           <= 3ULL * ga_agent.conf.load_interval * 1000000ULL)
+    {
+        n = snprintf(buf + len, size - len, ", queue=%llu",
+                     (unsigned long long) rt->load.waiting);
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    if (ga_agent.gpu_free_mb && len < size) {
+        n = snprintf(buf + len, size - len, ", gpu_free_mb=%llu",
+                     (unsigned long long) ga_agent.gpu_free_mb);
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    if (len + 3 > size) {
+        buf[0] = '\0';
+        return buf;
+    }
+
+    memcpy(buf + len, "\r\n", 3);
+
     return buf;
+}
+
+
+/* requests the runtime is serving for this gateway: its relaying tunnels */
+
+int
+ga_gateway_inflight(ga_gateway_t *gw)
+{
+    int         n;
+    ga_conn_t  *c;
+
+    n = 0;
+
+    for (c = gw->conns; c; c = c->next) {
+        if (c->state == GA_RELAY) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+/* whether the gateway holds a tunnel of this runtime past its 101 */
+
+int
+ga_gateway_up(ga_gateway_t *gw)
+{
+    ga_conn_t  *c;
+
+    for (c = gw->conns; c; c = c->next) {
+        if (c->state == GA_IDLE || c->state == GA_RELAY) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The part of the runtime's capacity offered to one gateway.  Every
+ * gateway node counts in-flight requests only of its own, so each of the
+ * gateways that hold tunnels (and the one asking) gets an equal part (the
+ * remainder to the first in the configuration), never more than what the
+ * others leave unused: the sum stays within the capacity also while the
+ * parts move (a node came back while the other still holds more than its
+ * new part).  A node alone gets it all.  0 when the others use it all, or
+ * when there are more nodes than requests the runtime takes at once.
+ */
+
+int
+ga_gateway_share(ga_gateway_t *gw)
+{
+    int            g, live, rank, cap, fair, left;
+    ga_gateway_t  *l;
+    ga_runtime_t  *rt;
+
+    rt = gw->rt;
+    cap = rt->conf->capacity;
+    live = 0;
+    rank = 0;
+
+    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+        l = &rt->links[g];
+
+        if (l != gw && !ga_gateway_up(l)) {
+            continue;
+        }
+
+        if (l == gw) {
+            rank = live;
+        }
+
+        live++;
+    }
+
+    fair = cap / live + (rank < cap % live);
+    left = cap - (rt->inflight - ga_gateway_inflight(gw));
+
+    if (left < 0) {
+        left = 0;
+    }
+
+    return fair < left ? fair : left;
 }
 
 

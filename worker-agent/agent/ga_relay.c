@@ -209,21 +209,20 @@ ga_serve_pong(ga_conn_t *c)
 {
     char           load[96];
     size_t         n;
+    unsigned       inflight;
     const char    *lh;
-    ga_runtime_t  *rt;
 
-    rt = c->gw->rt;
-    lh = ga_probe_header(rt, load, sizeof(load));
+    /* this gateway's requests and share: each node counts its own */
+    inflight = (unsigned) ga_gateway_inflight(c->gw);
+    lh = ga_probe_header(c->gw, load, sizeof(load));
 
-    n = gpugate_tunnel_pong(NULL, 0, (unsigned) rt->inflight, lh,
-                            ga_agent.telemetry);
+    n = gpugate_tunnel_pong(NULL, 0, inflight, lh, ga_agent.telemetry);
 
     if (gg_buf_reserve(&c->out, n) != 0) {
         return -1;
     }
 
-    c->out.end += gpugate_tunnel_pong(gg_buf_last(&c->out), n,
-                                      (unsigned) rt->inflight, lh,
+    c->out.end += gpugate_tunnel_pong(gg_buf_last(&c->out), n, inflight, lh,
                                       ga_agent.telemetry);
 
     return 0;

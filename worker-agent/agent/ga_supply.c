@@ -42,6 +42,8 @@ ga_supply(ga_gateway_t *gw)
     int           need, known, i, want;
     ga_worker_t  *w;
 
+    ga_supply_log(gw, 0);
+
     if (ga_agent.draining || gg_timer_armed(&gw->backoff)
         || !gw->rt->known || gw->rt->down || !gw->rt->models_known)
     {
@@ -79,6 +81,50 @@ ga_supply(ga_gateway_t *gw)
             return;
         }
     }
+}
+
+
+/*
+ * One line per gateway node and runtime: its tunnels (idle, busy) and the
+ * part of the capacity it is offered.  Logged when the node gains its
+ * first tunnel or loses its last (the other nodes' parts move then), and
+ * for every node on SIGHUP (force).
+ */
+
+void
+ga_supply_log(ga_gateway_t *gw, int force)
+{
+    int          up, idle, busy, total, g, live;
+    ga_conn_t   *c;
+
+    up = ga_gateway_up(gw);
+
+    if (!force && up == gw->reported_up) {
+        return;
+    }
+
+    gw->reported_up = up;
+    idle = 0;
+    busy = 0;
+    total = 0;
+
+    for (c = gw->conns; c; c = c->next) {
+        total++;
+        idle += (c->state == GA_IDLE);
+        busy += (c->state == GA_RELAY);
+    }
+
+    live = 0;
+
+    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+        live += ga_gateway_up(&gw->rt->links[g]);
+    }
+
+    ga_log(GA_INFO, "gateway %s:%s, runtime \"%s\": %s, %d tunnel(s) "
+           "(%d idle, %d busy), capacity %d of %d (%d of %d gateway(s) up)",
+           gw->url->host, gw->url->port, gw->rt->conf->name,
+           up ? "up" : "down", total, idle, busy, ga_gateway_share(gw),
+           gw->rt->conf->capacity, live, ga_agent.conf.ngateways);
 }
 
 

@@ -195,6 +195,28 @@ load_ok(const char *p, size_t len, int has_queue, uint64_t queue,
 }
 
 
+/* "capacity": cap -1 means the key must be absent */
+
+static void
+load_cap(const char *p, size_t len, long cap, const char *what)
+{
+    int                    rc, ok;
+    gpugate_tunnel_load_t  l;
+
+    rc = gpugate_tunnel_parse_load(p, len, &l);
+
+    ok = rc == 0 && (cap < 0 ? !l.has_capacity
+                             : l.has_capacity && l.capacity == (uint64_t) cap);
+
+    tap_ok(ok, "load accepts %s", what);
+
+    if (!ok) {
+        printf("#   rc %d, capacity %d/%llu\n", rc, (int) l.has_capacity,
+               (unsigned long long) l.capacity);
+    }
+}
+
+
 static void
 load_bad(const char *p, size_t len, const char *what)
 {
@@ -565,6 +587,19 @@ test_load(void)
     load_bad(S(",queue=1"), "a leading comma");
     load_bad(S("queue=1 gpu_free_mb=2"), "a missing comma");
     load_bad(S("queue=1\0"), "a NUL");
+
+    /* capacity: a gateway's share of a multi-gateway agent */
+
+    load_cap(S("capacity=0"), 0, "capacity 0 (everything used elsewhere)");
+    load_cap(S("capacity=65535"), 65535, "capacity at its most");
+    load_cap(S("queue=2, capacity=3, gpu_free_mb=9"), 3,
+             "capacity between the other keys");
+    load_cap(S("queue=2"), -1, "no capacity key: none reported");
+    load_bad(S("capacity=65536"), "capacity over 65535");
+    load_bad(S("capacity=1, capacity=1"), "a repeated capacity");
+    load_bad(S("capacity="), "an empty capacity");
+    load_bad(S("capacity=01"), "a capacity with a leading zero");
+    load_bad(S("capacity=-1"), "a negative capacity");
 }
 
 
