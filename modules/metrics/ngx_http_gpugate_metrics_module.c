@@ -513,6 +513,15 @@ ngx_http_gpugate_metrics_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    /*
+     * Without a ledger the node still names itself on /status and
+     * /metrics (several nodes are told apart by it): the host name.
+     */
+
+    if (mmcf->gateway.data == NULL) {
+        mmcf->gateway = cf->cycle->hostname;
+    }
+
     if (mmcf->zone == NULL) {
         return NGX_OK;
     }
@@ -930,6 +939,35 @@ ngx_http_gpugate_metrics_header_filter(ngx_http_request_t *r)
 }
 
 
+/*
+ * The node's name (gateway=, else the host name) as a label of its own
+ * family: a scrape of several nodes joins on it, and every other series
+ * stays as it was (the instance label tells the nodes apart too).
+ */
+
+static void
+ngx_http_gpugate_metrics_node(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_main_conf_t *mmcf)
+{
+    u_char  *name, *last;
+
+    name = ngx_pnalloc(out->pool, 2 * mmcf->gateway.len + 1);
+    if (name == NULL) {
+        out->failed = 1;
+        return;
+    }
+
+    last = ngx_http_gpugate_prom_label(name, mmcf->gateway.data,
+                                       mmcf->gateway.len);
+
+    ngx_http_gpugate_prom_family(out, "gpugate_gateway_info", "gauge",
+        "This gateway node: its name (the ledger's gateway column).");
+    ngx_http_gpugate_out_printf(out,
+                                "gpugate_gateway_info{gateway=\"%*s\"} 1\n",
+                                (size_t) (last - name), name);
+}
+
+
 /* the ledger's and the auth layers' counts, as the status page's head */
 
 static ngx_buf_t *
@@ -1070,6 +1108,8 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
     ngx_http_gpugate_out_init(&out, r->pool);
 
     if (mlcf->page == 1) {
+        ngx_http_gpugate_metrics_node(&out, mmcf);
+
         if (ngx_http_gpugate_metrics_render(&out, mmcf->zone->data) != NGX_OK
             || ngx_http_gpugate_tunnel_prometheus(&out) == NGX_ERROR
             || ngx_http_gpugate_limits_prometheus(&out) == NGX_ERROR)

@@ -104,8 +104,9 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
     tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_gpugate_tunnel_module);
 
-    size = sizeof("{\"generation\":,\"waiting\":,\"pools\":[],"
-                  "\"agents\":[]}") + 2 * NGX_INT_T_LEN
+    size = sizeof("{\"host\":\"\",\"agents_connected\":,\"generation\":,"
+                  "\"waiting\":,\"pools\":[],\"agents\":[]}")
+           + 6 * ngx_cycle->hostname.len + 3 * NGX_INT_T_LEN
            + tmcf->upstreams.nelts * (6 * 128 + 128);
 
     for (i = 0; i < n; i++) {
@@ -132,8 +133,17 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
         }
     }
 
-    p = ngx_sprintf(b->last, "{\"generation\":%uA,\"waiting\":%ui,"
-                    "\"pools\":[", shm->generation, waiting);
+    /*
+     * Which node this is and how many agents hold tunnels to it: with
+     * several gateway nodes each page is that node's alone.
+     */
+
+    p = ngx_cpymem(b->last, "{\"host\":\"", sizeof("{\"host\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, ngx_cycle->hostname.data,
+                                   ngx_cycle->hostname.len);
+    p = ngx_sprintf(p, "\",\"agents_connected\":%ui,\"generation\":%uA,"
+                    "\"waiting\":%ui,\"pools\":[", n, shm->generation,
+                    waiting);
 
     /* the "gpugate_tunnel" upstream blocks and their queues */
 
