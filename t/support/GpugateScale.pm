@@ -86,6 +86,13 @@ HTTP
         }
         location \@err { gpugate_error; }
         location = /health { return 200 "ok\\n"; }
+        # the key check alone: its answer names the limits it granted
+        location = /auth {
+            gpugate_auth on;
+            proxy_set_header X-Rpm \$gpugate_rpm_limit;
+            proxy_pass http://127.0.0.1:\$server_port/echo;
+        }
+        location = /echo { return 200 "rpm=\$http_x_rpm\\n"; }
         location = /metrics { gpugate_metrics admin_key=$admin; }
         location = /status { gpugate_status admin_key=$admin; }
 SRV
