@@ -35,7 +35,8 @@ my $n_zone = 0;
 sub slurp { open my $f, '<', $_[0] or return ''; local $/; <$f> }
 
 # scale_node(name => NAME, workers => N, port => N, ledger => 1,
-# ping => '1s', queue_timeout => '10s'): a gateway node on the shared
+# ping => '1s', queue_timeout => '10s', also => 'ADDR:PORT'): a gateway
+# node (also listening on ADDR:PORT when given) on the shared
 # PostgreSQL and Redis, with a tunnel door and /v1/ through its agents.
 # The object is GpugateTest's, with ->{name}.
 sub scale_node {
@@ -66,7 +67,7 @@ $ledger    log_format scale '\$pid \$status \$upstream_addr';
         gpugate_tunnel queue=64 queue_timeout=$qt;
     }
 HTTP
-        server => <<"SRV");
+        server => ($o{also} ? "        listen $o{also};\n" : '') . <<"SRV");
         location = /gpugate/tunnel {
             gpugate_tunnel_accept ping=$ping ping_timeout=2s;
         }
@@ -119,8 +120,9 @@ sub scale_mock {
 }
 
 # scale_agent(name => N, token => T, gateways => [PORT...], runtime =>
-# PORT, capacity => N, extra => [...]): a gpugate-agent dialing every
-# node; returns (pid, log file).
+# PORT, capacity => N, extra => [...], wrap => [...]): a gpugate-agent
+# dialing every node (wrap: a command that execs it, such as unshare);
+# returns (pid, log file).
 sub scale_agent {
     my (%o) = @_;
     my $tf = "$dir/$o{name}.token";
@@ -134,7 +136,8 @@ sub scale_agent {
     my $pid = fork // die;
     if (!$pid) {
         open STDERR, '>', $log or die;
-        exec "$root/build/bin/gpugate-agent", @gw, '--name', $o{name},
+        exec @{ $o{wrap} || [] }, "$root/build/bin/gpugate-agent", @gw,
+             '--name', $o{name},
              '--token-file', $tf, '--runtime',
              "http://127.0.0.1:$o{runtime}", '--capacity',
              $o{capacity} || 4, '--spare', 2, '--log-level', 'debug',

@@ -55,11 +55,12 @@ ga_log(int level, const char *fmt, ...)
 
 
 /*
- * Resolves every gateway and runtime name: at start and on SIGHUP (an
- * operator's act), so that no dial, probe or runtime connection ever
- * waits for DNS.  A name that does not resolve
+ * Resolves every gateway and runtime name at start, before the loop runs
+ * (on SIGHUP ga_dns.c does it in a thread), so that no dial, probe or
+ * runtime connection ever waits for DNS.  A name that does not resolve
  * keeps its last address if it had one; dials and probes to one that
- * never resolved fail with the reason until the next SIGHUP.
+ * never resolved fail with the reason until the next SIGHUP.  The nodes
+ * of "gateway_nodes" names were resolved by ga_dns_expand().
  */
 
 void
@@ -67,8 +68,10 @@ ga_resolve_all(void)
 {
     int  i;
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
-        ga_resolve(&ga_agent.conf.gateways[i], &ga_agent.gateway_addr[i]);
+    for (i = 0; i < ga_agent.nnodes; i++) {
+        if (!ga_agent.node_url[i]->nodes) {
+            ga_resolve(ga_agent.node_url[i], &ga_agent.gateway_addr[i]);
+        }
     }
 
     for (i = 0; i < ga_agent.conf.nruntimes; i++) {
@@ -81,28 +84,21 @@ ga_resolve_all(void)
 static void
 ga_resolve(const ga_url_t *url, ga_addr_t *a)
 {
-    int               rc;
-    char              host[NI_MAXHOST];
-    struct addrinfo   hints, *res;
+    char       host[NI_MAXHOST];
+    ga_addr_t  r;
 
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-
-    rc = getaddrinfo(url->host, url->port, &hints, &res);
-
-    if (rc != 0) {
-        snprintf(a->err, sizeof(a->err), "%s", gai_strerror(rc));
-        a->gone = (rc != EAI_MEMORY && rc != EAI_SYSTEM);
+    if (ga_resolve_addr(url, &r, 1) == 0) {
+        snprintf(a->err, sizeof(a->err), "%s", r.err);
+        a->gone = r.gone;
 
         ga_log(GA_WARN, "%s:%s: %s%s", url->host, url->port, a->err,
                a->len ? ": the last address is kept" : "");
         return;
     }
 
-    memcpy(&a->sa, res->ai_addr, res->ai_addrlen);
-    a->len = res->ai_addrlen;
-    freeaddrinfo(res);
+    memcpy(&a->sa, &r.sa, r.len);
+    a->len = r.len;
+    a->gone = 0;
 
     if (getnameinfo((struct sockaddr *) &a->sa, a->len, host, sizeof(host),
                     NULL, 0, NI_NUMERICHOST) != 0)
@@ -111,4 +107,65 @@ ga_resolve(const ga_url_t *url, ga_addr_t *a)
     }
 
     ga_log(GA_DEBUG, "%s:%s resolved to %s", url->host, url->port, host);
+}
+
+
+/*
+ * Up to n distinct addresses of the URL's host, in the resolver's order,
+ * into a[0..]; returns how many.  0: a[0].err and .gone say why.  Blocks
+ * on DNS: called before the loop runs or from ga_dns.c's thread (it
+ * touches nothing shared, and does not log).
+ */
+
+int
+ga_resolve_addr(const ga_url_t *url, ga_addr_t *a, int n)
+{
+    int               rc, k, j;
+    struct addrinfo   hints, *res, *ai;
+
+    memset(a, 0, n * sizeof(ga_addr_t));
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+
+    rc = getaddrinfo(url->host, url->port, &hints, &res);
+
+    if (rc != 0) {
+        snprintf(a[0].err, sizeof(a[0].err), "%s", gai_strerror(rc));
+        a[0].gone = (rc != EAI_MEMORY && rc != EAI_SYSTEM);
+        return 0;
+    }
+
+    k = 0;
+
+    for (ai = res; ai && k < n; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(a[k].sa)) {
+            continue;
+        }
+
+        for (j = 0; j < k; j++) {
+            if (a[j].len == ai->ai_addrlen
+                && memcmp(&a[j].sa, ai->ai_addr, ai->ai_addrlen) == 0)
+            {
+                break;
+            }
+        }
+
+        if (j < k) {
+            continue;
+        }
+
+        memcpy(&a[k].sa, ai->ai_addr, ai->ai_addrlen);
+        a[k].len = ai->ai_addrlen;
+        k++;
+    }
+
+    freeaddrinfo(res);
+
+    if (k == 0) {
+        snprintf(a[0].err, sizeof(a[0].err), "no usable address");
+        a[0].gone = 1;
+    }
+
+    return k;
 }

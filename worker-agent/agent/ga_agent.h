@@ -76,6 +76,9 @@ typedef struct {
     int                  gone;       /* the name does not resolve (not a
                                         lack of memory or a system error) */
     char                 err[128];   /* why not, from gai_strerror() */
+    int                  retired;    /* a node of a gateway_nodes name
+                                        that left its DNS answer: not
+                                        dialed any more */
 } ga_addr_t;
 
 
@@ -300,16 +303,25 @@ typedef struct {
     uint64_t             gpu_free_mb; /* the GPU with the most free
                                          memory, last reading; 0: none */
     ga_events_t          on;         /* notifications going up */
-    ga_addr_t            gateway_addr[GA_MAX_GATEWAYS]; /* conf.gateways'
-                                        addresses, shared by the runtimes'
-                                        links */
+    ga_addr_t            gateway_addr[GA_MAX_GATEWAYS]; /* each gateway
+                                        node's address, shared by the
+                                        runtimes' links to it */
+    ga_url_t            *node_url[GA_MAX_GATEWAYS]; /* the configuration
+                                        line each node comes from: a
+                                        "gateway", or one of the
+                                        addresses of a "gateway_nodes" */
+    SSL_CTX             *node_ctx[GA_MAX_GATEWAYS]; /* verifies it; NULL
+                                        on plain http */
+    int                  nnodes;     /* gateway nodes dialed: the
+                                        "gateway" lines and the addresses
+                                        of the "gateway_nodes" names */
 } ga_agent_t;
 
 
 /* every tunnel pool: runtime r, gateway g */
 #define ga_for_each_link(r, g, gw)                                            \
     for (r = 0; r < ga_agent.conf.nruntimes; r++)                             \
-        for (g = 0; g < ga_agent.conf.ngateways                               \
+        for (g = 0; g < ga_agent.nnodes                                       \
                     && ((gw) = &ga_agent.runtimes[r].links[g]); g++)
 
 
@@ -318,6 +330,11 @@ extern ga_agent_t  ga_agent;
 
 /* ga_agent.c */
 void ga_resolve_all(void);
+int ga_resolve_addr(const ga_url_t *url, ga_addr_t *a, int n);
+
+/* ga_dns.c */
+int ga_dns_expand(void);
+void ga_dns_reload(void);
 void ga_dead_io(gg_io_t *io, uint32_t revents);
 void ga_log(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

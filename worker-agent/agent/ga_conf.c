@@ -31,6 +31,8 @@ static const ga_command_t *ga_conf_command(const ga_command_t *cmds,
     const char *key);
 static int ga_conf_set_gateway(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
+static int ga_conf_set_nodes(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
 static int ga_conf_set_name(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
 static int ga_conf_set_str(void *conf, const ga_command_t *cmd,
@@ -83,6 +85,7 @@ struct ga_command_s {
 /* the agent's own keys: before any "[runtime NAME]" section */
 static const ga_command_t  ga_conf_commands[] = {
     ga_conf_fn("gateway", ga_conf_set_gateway),
+    ga_conf_fn("gateway_nodes", ga_conf_set_nodes),
     ga_conf_fn("name", ga_conf_set_name),
     ga_conf_str("token_file", token_file, "path too long"),
     ga_conf_fn("token", ga_conf_set_token),
@@ -365,6 +368,28 @@ ga_conf_set_gateway(void *conf, const ga_command_t *cmd, const char *value,
     }
 
     cf->ngateways++;
+
+    return 0;
+}
+
+
+/*
+ * "gateway_nodes = URL": a gateway line whose host name stands for
+ * several nodes (one DNS name with an address per node), each dialed as
+ * a gateway of its own; the names are resolved at start and on SIGHUP.
+ */
+
+static int
+ga_conf_set_nodes(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    ga_conf_t  *cf = conf;
+
+    if (ga_conf_set_gateway(conf, cmd, value, err, size) != 0) {
+        return -1;
+    }
+
+    cf->gateways[cf->ngateways - 1].nodes = 1;
 
     return 0;
 }

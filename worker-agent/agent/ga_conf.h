@@ -31,6 +31,9 @@ typedef struct {
     char         host[256];    /* as written in the URL */
     char         port[8];      /* decimal */
     char         path[256];    /* tunnel location, "/gpugate/tunnel" */
+    int          nodes;        /* "gateway_nodes": every address the
+                                  name resolves to is a gateway node of
+                                  its own (ga_dns.c) */
 } ga_url_t;
 
 

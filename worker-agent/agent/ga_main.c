@@ -33,7 +33,7 @@
 static ga_telemetry_t  ga_telemetry;
 
 
-static int ga_start(int argc, char **argv, SSL_CTX **ctx);
+static int ga_start(int argc, char **argv);
 static int ga_drain(void);
 static int ga_read_token(void);
 static void ga_telemetry_tick(gg_timer_t *t);
@@ -155,8 +155,8 @@ ga_reload(gg_loop_t *loop)
     old->telemetry_interval = cf.telemetry_interval;
     old->log_level = cf.log_level;
 
-    /* names may point elsewhere now: the loop's only wait for DNS */
-    ga_resolve_all();
+    /* names may point elsewhere now: resolved in a thread, not here */
+    ga_dns_reload();
 
     for (i = 0; same && i < cf.nruntimes; i++) {
         ort = &old->runtimes[i];
@@ -210,11 +210,10 @@ int
 main(int argc, char **argv)
 {
     int            r, g, rc;
-    SSL_CTX       *ctx[GA_MAX_GATEWAYS];
     gg_timer_t     telemetry;
     ga_runtime_t  *rt;
 
-    rc = ga_start(argc, argv, ctx);
+    rc = ga_start(argc, argv);
 
     if (rc != -1) {
         return rc;
@@ -267,9 +266,9 @@ main(int argc, char **argv)
     OPENSSL_cleanse(&ga_agent.scram_keys, sizeof(ga_agent.scram_keys));
     free(ga_agent.token);
 
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
-        if (ctx[g]) {
-            SSL_CTX_free(ctx[g]);
+    for (g = 0; g < ga_agent.nnodes; g++) {
+        if (ga_agent.node_ctx[g]) {
+            SSL_CTX_free(ga_agent.node_ctx[g]);
         }
     }
 
@@ -287,7 +286,7 @@ main(int argc, char **argv)
  */
 
 static int
-ga_start(int argc, char **argv, SSL_CTX **ctx)
+ga_start(int argc, char **argv)
 {
     int            r, g, check, version;
     char           err[GA_ERR_SIZE];
@@ -323,15 +322,21 @@ ga_start(int argc, char **argv, SSL_CTX **ctx)
         return GA_EXIT_CONFIG;
     }
 
-    /* one TLS context per gateway, shared by the runtimes' tunnels */
+    /* the gateway lines, and the nodes of gateway_nodes names */
 
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
-        ctx[g] = NULL;
+    if (ga_dns_expand() != 0) {
+        return GA_EXIT_CONFIG;
+    }
 
-        if (ga_agent.conf.gateways[g].tls) {
-            ctx[g] = ga_tls_ctx(&ga_agent.conf);
+    /* one TLS context per gateway node, shared by the runtimes' tunnels */
 
-            if (ctx[g] == NULL) {
+    for (g = 0; g < ga_agent.nnodes; g++) {
+        ga_agent.node_ctx[g] = NULL;
+
+        if (ga_agent.node_url[g]->tls) {
+            ga_agent.node_ctx[g] = ga_tls_ctx(&ga_agent.conf);
+
+            if (ga_agent.node_ctx[g] == NULL) {
                 return GA_EXIT_CONFIG;
             }
         }
@@ -359,7 +364,7 @@ ga_start(int argc, char **argv, SSL_CTX **ctx)
 
     for (r = 0; r < ga_agent.conf.nruntimes; r++) {
         ga_runtime_init(&ga_agent.runtimes[r], &ga_agent.conf.runtimes[r],
-                        ctx);
+                        ga_agent.node_ctx);
 
         if (ga_agent.runtimes[r].instance[0] == '\0') {
             return GA_EXIT_FAILURE;
@@ -381,7 +386,7 @@ ga_start(int argc, char **argv, SSL_CTX **ctx)
     }
 
     ga_log(GA_INFO, "agent \"%s\" " GA_VERSION " starting: %d gateway(s), "
-           "%d runtime(s)", ga_agent.conf.name, ga_agent.conf.ngateways,
+           "%d runtime(s)", ga_agent.conf.name, ga_agent.nnodes,
            ga_agent.conf.nruntimes);
 
     ga_argc = argc;
@@ -554,6 +559,10 @@ ga_usage(void)
            "\n"
            "keys (file \"key = value\" or flag \"--key value\"):\n"
            "  gateway URL        https://host[:port][/path], repeatable\n"
+           "  gateway_nodes URL  every address of the URL's host is a "
+           "gateway node\n"
+           "                     (resolved at start and on SIGHUP), "
+           "repeatable\n"
            "  name NAME          agent name (gpugate-keys agent create)\n"
            "  token_file PATH    the agent token (or GPUGATE_AGENT_TOKEN)\n"
            "  ca_file PATH       private CA for the gateway certificate\n"

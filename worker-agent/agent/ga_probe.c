@@ -199,7 +199,7 @@ ga_gateway_share(ga_gateway_t *gw)
     live = 0;
     rank = 0;
 
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+    for (g = 0; g < ga_agent.nnodes; g++) {
         l = &rt->links[g];
 
         if (l != gw && !ga_gateway_up(l)) {

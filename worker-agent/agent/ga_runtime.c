@@ -32,9 +32,9 @@ ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf, SSL_CTX **ctx)
         rt->models_known = 1;
     }
 
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+    for (g = 0; g < ga_agent.nnodes; g++) {
         gw = &rt->links[g];
-        gw->url = &ga_agent.conf.gateways[g];
+        gw->url = ga_agent.node_url[g];
         gw->addr = &ga_agent.gateway_addr[g];
         gw->rt = rt;
         gw->ssl_ctx = ctx[g];
@@ -66,7 +66,7 @@ ga_close_idle(ga_runtime_t *rt, int stale_only)
     int         i;
     ga_conn_t  *c, *next;
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
+    for (i = 0; i < ga_agent.nnodes; i++) {
         for (c = rt->links[i].conns; c; c = next) {
             next = c->next;
 

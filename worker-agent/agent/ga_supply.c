@@ -9,6 +9,8 @@
  */
 
 
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "ga_agent.h"
@@ -44,7 +46,9 @@ ga_supply(ga_gateway_t *gw)
 
     ga_supply_log(gw, 0);
 
-    if (ga_agent.draining || gg_timer_armed(&gw->backoff)
+    /* a gateway_nodes address that left DNS: its node is not dialed */
+
+    if (ga_agent.draining || gw->addr->retired || gg_timer_armed(&gw->backoff)
         || !gw->rt->known || gw->rt->down || !gw->rt->models_known)
     {
         return;
@@ -84,6 +88,22 @@ ga_supply(ga_gateway_t *gw)
 }
 
 
+/* a gateway_nodes node's address, for the log */
+
+static const char *
+ga_supply_addr(ga_gateway_t *gw, char *buf, size_t size)
+{
+    if (gw->addr->len == 0
+        || getnameinfo((struct sockaddr *) &gw->addr->sa, gw->addr->len, buf,
+                       size, NULL, 0, NI_NUMERICHOST) != 0)
+    {
+        snprintf(buf, size, "?");
+    }
+
+    return buf;
+}
+
+
 /*
  * One line per gateway node and runtime: its tunnels (idle, busy) and the
  * part of the capacity it is offered.  Logged when the node gains its
@@ -95,6 +115,7 @@ void
 ga_supply_log(ga_gateway_t *gw, int force)
 {
     int          up, idle, busy, total, g, live;
+    char         addr[NI_MAXHOST];
     ga_conn_t   *c;
 
     up = ga_gateway_up(gw);
@@ -116,15 +137,17 @@ ga_supply_log(ga_gateway_t *gw, int force)
 
     live = 0;
 
-    for (g = 0; g < ga_agent.conf.ngateways; g++) {
+    for (g = 0; g < ga_agent.nnodes; g++) {
         live += ga_gateway_up(&gw->rt->links[g]);
     }
 
-    ga_log(GA_INFO, "gateway %s:%s, runtime \"%s\": %s, %d tunnel(s) "
+    ga_log(GA_INFO, "gateway %s:%s%s%s%s, runtime \"%s\": %s, %d tunnel(s) "
            "(%d idle, %d busy), capacity %d of %d (%d of %d gateway(s) up)",
-           gw->url->host, gw->url->port, gw->rt->conf->name,
+           gw->url->host, gw->url->port, gw->url->nodes ? " [" : "",
+           gw->url->nodes ? ga_supply_addr(gw, addr, sizeof(addr)) : "",
+           gw->url->nodes ? "]" : "", gw->rt->conf->name,
            up ? "up" : "down", total, idle, busy, ga_gateway_share(gw),
-           gw->rt->conf->capacity, live, ga_agent.conf.ngateways);
+           gw->rt->conf->capacity, live, ga_agent.nnodes);
 }
 
 
@@ -133,7 +156,7 @@ ga_supply_runtime(ga_runtime_t *rt)
 {
     int  i;
 
-    for (i = 0; i < ga_agent.conf.ngateways; i++) {
+    for (i = 0; i < ga_agent.nnodes; i++) {
         ga_supply(&rt->links[i]);
     }
 }

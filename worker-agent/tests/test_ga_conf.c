@@ -90,6 +90,25 @@ main(void)
     tap_ok(ga_conf_file(&cf, path, err, sizeof(err)) == -1
        && strstr(err, "token: not accepted"), "inline token refused");
 
+    /* a name whose addresses are the nodes, beside plain gateway lines */
+
+    ga_conf_defaults(&cf);
+    tap_ok(ga_conf_set(&cf, "gateway", "https://gw1.example", err,
+                       sizeof(err)) == 0
+       && ga_conf_set(&cf, "gateway_nodes", "https://gw.example:8443/t", err,
+                      sizeof(err)) == 0
+       && cf.ngateways == 2 && !cf.gateways[0].nodes && cf.gateways[1].nodes
+       && strcmp(cf.gateways[1].host, "gw.example") == 0
+       && strcmp(cf.gateways[1].path, "/t") == 0,
+       "gateway_nodes: a gateway line whose addresses are the nodes");
+    tap_ok(ga_conf_set(&cf, "gateway_nodes", "http://gw.example", err,
+                       sizeof(err)) == -1
+       && strstr(err, "plain http is only for loopback"),
+       "gateway_nodes: plain http refused off loopback");
+    tap_ok(ga_conf_set(&cf, "gateway_nodes", "ftp://gw.example", err,
+                       sizeof(err)) == -1,
+       "gateway_nodes: not a URL");
+
     ga_conf_defaults(&cf);
     tap_ok(ga_conf_set(&cf, "gateway", "ftp://x", err, sizeof(err)) == -1,
        "ftp gateway refused");
