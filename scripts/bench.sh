@@ -16,8 +16,10 @@
 #                over TLS and plain TCP vs ssh -R: 64 connections with CPU
 #                per request, 64 streams; the full run adds 1 connection
 #                and gateway / GPU host on separate cores), scale (memory
-#                with 1,000 and 10,000 parked tunnel connections; 1,000
-#                with --quick), agent (the agent's RSS and CPU with 256
+#                with 1,000 and 10,000 parked tunnel connections, on one
+#                node and spread over two; 1,000 with --quick; and one
+#                node vs two behind nginx's stream balancer: CPU per
+#                request, errors), agent (the agent's RSS and CPU with 256
 #                idle parked connections and under 64 streams, against
 #                the runtime's CPU), limits (gpugate with limits off vs
 #                on, one node and synced through Redis, on the cache-hit
@@ -45,7 +47,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -166,6 +168,10 @@ fi
 
 if want tunnel || want scale || want agent; then
     . "$GG_ROOT/scripts/bench/tunnel.sh"
+fi
+
+if want scale; then
+    . "$GG_ROOT/scripts/bench/scale.sh"
 fi
 
 if want limits; then
