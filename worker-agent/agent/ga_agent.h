@@ -186,6 +186,10 @@ struct ga_gateway_s {
     ga_conn_t           *conns;      /* all connections, any state */
     int                  nconns;     /* their number */
     int                  dialing;    /* connections not yet at 101 */
+    int                  inflight;   /* requests of this gateway being
+                                        relayed (rt->inflight counts all
+                                        gateways'): its share and ping
+                                        answers need it at once */
     int                  failures;   /* consecutive failures: backoff */
     int                  flaps;      /* tunnels dropped right after the
                                         101, in a row: backoff too */

@@ -118,7 +118,7 @@ ga_refused(ga_conn_t *c, const char *body, size_t len)
 int
 ga_handshake_step1(ga_conn_t *c)
 {
-    int                      rc;
+    int                      rc, share;
     char                     first[GPUGATE_SCRAM_MSG_MAX + 4];
     char                     final[GPUGATE_SCRAM_CLIENT_FINAL_SIZE];
     char                     b64[GPUGATE_SCRAM_B64_LEN(
@@ -179,8 +179,9 @@ ga_handshake_step1(ga_conn_t *c)
     hs.data = b64;
     hs.sid = sid;
     hs.instance = c->gw->rt->instance;
-    hs.capacity = (unsigned) (ga_gateway_share(c->gw) > 0
-                               ? ga_gateway_share(c->gw) : 1);
+    /* X-Gpugate-Capacity is 1 at least; X-Gpugate-Load says 0 if so */
+    share = ga_gateway_share(c->gw);
+    hs.capacity = (unsigned) (share > 0 ? share : 1);
     hs.models = c->gw->rt->models;
     hs.load = ga_probe_header(c->gw, load, sizeof(load));
     hs.telemetry = ga_agent.telemetry;

@@ -102,7 +102,6 @@ ga_probe_header(ga_gateway_t *gw, char *buf, size_t size)
 
     rt = gw->rt;
 
-    len = 0;
     n = snprintf(buf, size, "X-Gpugate-Load: capacity=%d",
                  ga_gateway_share(gw));
 
@@ -139,40 +138,24 @@ ga_probe_header(ga_gateway_t *gw, char *buf, size_t size)
 }
 
 
-/* requests the runtime is serving for this gateway: its relaying tunnels */
+/* requests the runtime is serving for this gateway */
 
 int
 ga_gateway_inflight(ga_gateway_t *gw)
 {
-    int         n;
-    ga_conn_t  *c;
-
-    n = 0;
-
-    for (c = gw->conns; c; c = c->next) {
-        if (c->state == GA_RELAY) {
-            n++;
-        }
-    }
-
-    return n;
+    return gw->inflight;
 }
 
 
-/* whether the gateway holds a tunnel of this runtime past its 101 */
+/*
+ * Whether the gateway holds a tunnel of this runtime past its 101: O(1),
+ * as it is asked at every ping answer and handshake.
+ */
 
 int
 ga_gateway_up(ga_gateway_t *gw)
 {
-    ga_conn_t  *c;
-
-    for (c = gw->conns; c; c = c->next) {
-        if (c->state == GA_IDLE || c->state == GA_RELAY) {
-            return 1;
-        }
-    }
-
-    return 0;
+    return gw->nconns - gw->dialing > 0;
 }
 
 

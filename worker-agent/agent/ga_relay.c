@@ -451,6 +451,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     c->state = GA_RELAY;
     c->worker->idle--;
     c->gw->rt->inflight++;
+    c->gw->inflight++;
     ga_agent.inflight++;
     ga_agent.served++;
 
@@ -913,6 +914,7 @@ ga_relay_end(ga_conn_t *c, int clean)
     gg_buf_free(&c->relay.out);
 
     c->gw->rt->inflight--;
+    c->gw->inflight--;
     ga_agent.inflight--;
 
     if (ga_agent.draining || c->models_gen != c->gw->rt->models_gen) {
