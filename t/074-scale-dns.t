@@ -39,8 +39,8 @@ my $port = free_port();
 my $a = scale_node(name => "$run-a", port => $port);
 my $b = scale_node(name => "$run-b", also => "127.0.0.2:$port");
 
-my $hosts = "$ENV{TMPDIR}/gpugate-t074-hosts-$$";
-$hosts = "/tmp/gpugate-t074-hosts-$$" unless $ENV{TMPDIR} && -d $ENV{TMPDIR};
+my $tmpdir = $ENV{TMPDIR} && -d $ENV{TMPDIR} ? $ENV{TMPDIR} : '/tmp';
+my $hosts = "$tmpdir/gpugate-t074-hosts-$$";
 END { unlink $hosts if $hosts }
 
 # rewritten in place: the bind mount shows the file's new content
