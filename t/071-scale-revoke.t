@@ -1,9 +1,8 @@
 # Scale-out, two gateway nodes on one PostgreSQL and one Redis: what
 # gpugate-keys changes reaches both nodes within a second, although each
 # holds the key in its own shared-memory cache: a revoked key, a disabled
-# tenant, changed limits (written as the key tool writes them: the row,
-# then "key <digest>" on the invalidation channel), and a revoked agent,
-# whose tunnels both nodes close.
+# tenant, a key's and a tenant's changed limits (gpugate-keys limit), and
+# a revoked agent, whose tunnels both nodes close.
 
 use strict;
 use warnings;
@@ -11,12 +10,11 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/support";
 
-use Digest::SHA qw(sha256_hex);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
 use GpugateTest qw(http_request http_read wait_until env_or_skip
-                   make_agent make_key psql redis);
+                   make_agent make_key);
 use GpugateScale qw(scale_node scale_mock scale_agent node_status
                     chat_send slurp);
 
@@ -99,22 +97,24 @@ sub tool {
     }
 }
 
-# --- 3. changed limits ----------------------------------------------------
+# --- 3. changed limits: a key's, then its tenant's -----------------------
 
 {
-    my ($key, $id) = make_key("tenant-$run", name => 'limits', rpm => 10);
+    my $tenant = "tenant-$run-lim";
+    my ($key, $id) = make_key($tenant, name => 'limits', rpm => 10);
     warm($key, 'limits');
     like(auth($_, $key)->{body}, qr/rpm=10\b/, "limits: $_->{name}: rpm 10")
         for @nodes;
 
-    # what the key tool does for a change of a key (its invalidate())
-    psql("UPDATE api_keys SET rpm_limit = 20 WHERE id = $id");
-    redis('DEL', 'gpugate:key:' . sha256_hex($key));
-    redis('PUBLISH', 'gpugate:invalidate', 'key ' . sha256_hex($key));
-
+    tool('limit', $id, '--rpm', 20);
     my $t = both_within($key, sub { $_[0]{body} =~ /rpm=20\b/ });
-    ok(defined $t && $t < 1, 'new limits on both nodes within 1 s'
+    ok(defined $t && $t < 1, 'a key\'s new limits on both nodes within 1 s'
        . (defined $t ? sprintf(' (%.3f s)', $t) : ''));
+
+    tool('limit', '--tenant', $tenant, '--rpm', 5);
+    $t = both_within($key, sub { $_[0]{body} =~ /trpm=5\b/ });
+    ok(defined $t && $t < 1, 'its tenant\'s new limits on both nodes '
+       . 'within 1 s' . (defined $t ? sprintf(' (%.3f s)', $t) : ''));
 }
 
 # --- 4. a revoked agent: both nodes close its tunnels ---------------------

@@ -91,9 +91,12 @@ HTTP
         location = /auth {
             gpugate_auth on;
             proxy_set_header X-Rpm \$gpugate_rpm_limit;
+            proxy_set_header X-Trpm \$gpugate_tenant_rpm_limit;
             proxy_pass http://127.0.0.1:\$server_port/echo;
         }
-        location = /echo { return 200 "rpm=\$http_x_rpm\\n"; }
+        location = /echo {
+            return 200 "rpm=\$http_x_rpm trpm=\$http_x_trpm\\n";
+        }
         location = /metrics { gpugate_metrics admin_key=$admin; }
         location = /status { gpugate_status admin_key=$admin; }
 SRV
