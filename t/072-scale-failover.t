@@ -122,7 +122,8 @@ for my $how ('QUIT', 'KILL') {
     ok(serves($a->port), "$how b: the agent still serves node a");
 
     # the agent keeps trying b, with backoff: a tight loop would dial
-    # hundreds of times in these seconds
+    # hundreds of times in these seconds (a fixed window on purpose: a
+    # rate is measured over it, there is no state to poll)
     wait_until(3, sub { 0 });
     my $dials = dials_to_b() - $d0;
     my $secs = time - $t0;

@@ -102,7 +102,8 @@ like(slurp($log), qr/node 127\.0\.0\.1 left the DNS answer/,
 is(http_read(chat_send($b->port, $key, 1), 10)->{status}, 200,
    'node b still served');
 
-# nothing dials the retired node: no new tunnel on a
+# nothing dials the retired node: no new tunnel on a (a fixed window: an
+# absence has no state to poll)
 ok(!wait_until(3, sub { entry($a) }), 'node a is not dialed any more');
 
 # --- 3. it comes back: SIGHUP ---------------------------------------------
