@@ -138,6 +138,11 @@ extern ngx_module_t  ngx_http_gpugate_openai_module;
 
 ngx_int_t ngx_http_gpugate_openai_route_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_gpugate_openai_add_variables(ngx_conf_t *cf);
+ngx_http_gpugate_model_t *ngx_http_gpugate_openai_find(
+    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *model);
+
+/* the model list (ngx_http_gpugate_openai_models.c) */
+
 ngx_int_t ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *id);
 

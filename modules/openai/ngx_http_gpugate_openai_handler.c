@@ -24,7 +24,6 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_openai.h"
-#include "ngx_http_gpugate_tunnel_api.h"
 #include "ngx_http_gpugate_limits_api.h"
 #include "gpugate_oai_body.h"
 
@@ -39,8 +38,6 @@ static ngx_int_t ngx_http_gpugate_openai_refuse(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_gpugate_openai_raw_path(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_gpugate_openai_passthrough(
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *uri);
-static ngx_str_t *ngx_http_gpugate_models_allowed(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed);
 static void ngx_http_gpugate_openai_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx);
@@ -48,8 +45,6 @@ static ngx_int_t ngx_http_gpugate_openai_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
     gpugate_oai_body_t *body, const char *model, int ask_usage);
-static ngx_http_gpugate_model_t *ngx_http_gpugate_openai_find(
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *model);
 static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_gpugate_openai_usage_variable(
@@ -911,7 +906,7 @@ ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
 }
 
 
-static ngx_http_gpugate_model_t *
+ngx_http_gpugate_model_t *
 ngx_http_gpugate_openai_find(ngx_http_gpugate_openai_loc_conf_t *olcf,
     ngx_str_t *model)
 {
@@ -948,252 +943,4 @@ ngx_http_gpugate_openai_find(ngx_http_gpugate_openai_loc_conf_t *olcf,
     }
 
     return best;
-}
-
-
-/*
- * The key's model list, NULL when it may use every model (no auth here,
- * no list, or "*").
- */
-
-static ngx_str_t *
-ngx_http_gpugate_models_allowed(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed)
-{
-    ngx_http_variable_value_t  *vv;
-
-    if (olcf->allowed_index == NGX_ERROR) {
-        return NULL;
-    }
-
-    vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
-
-    if (vv == NULL || vv->not_found
-        || (vv->len == 1 && vv->data[0] == '*'))
-    {
-        return NULL;
-    }
-
-    allowed->data = vv->data;
-    allowed->len = vv->len;
-
-    return allowed;
-}
-
-
-/*
- * Models of connected agents ("live") that the location routes to a
- * tunnel pool and does not list by name, appended to "names" (of which
- * the first "listed" are the location's exact names).
- */
-
-static ngx_int_t
-ngx_http_gpugate_models_merge(ngx_http_gpugate_openai_loc_conf_t *olcf,
-    ngx_array_t *names, ngx_uint_t listed, ngx_array_t *agents)
-{
-    ngx_str_t                 *name, *live;
-    ngx_uint_t                 i, j;
-    ngx_http_gpugate_model_t  *e;
-
-    live = agents->elts;
-
-    for (i = 0; i < agents->nelts; i++) {
-
-        if (olcf->models == NULL) {
-            if (olcf->default_pool.len == 0
-                || !ngx_http_gpugate_tunnel_is_pool(&olcf->default_pool))
-            {
-                continue;
-            }
-
-        } else {
-            e = ngx_http_gpugate_openai_find(olcf, &live[i]);
-
-            /* exact names are listed already; aliases are not ids */
-
-            if (e == NULL || !e->prefix || e->pool.len == 0
-                || !ngx_http_gpugate_tunnel_is_pool(&e->pool))
-            {
-                continue;
-            }
-        }
-
-        name = names->elts;
-
-        for (j = 0; j < listed; j++) {
-            if (name[j].len == live[i].len
-                && ngx_strncmp(name[j].data, live[i].data, live[i].len) == 0)
-            {
-                break;
-            }
-        }
-
-        if (j < listed) {
-            continue;
-        }
-
-        name = ngx_array_push(names);
-        if (name == NULL) {
-            return NGX_ERROR;
-        }
-
-        *name = live[i];
-    }
-
-    return NGX_OK;
-}
-
-
-/* the list (or, with "id", the one model) as OpenAI's JSON */
-
-static ngx_int_t
-ngx_http_gpugate_models_json(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_array_t *names,
-    ngx_str_t *id, ngx_str_t *body)
-{
-    size_t       len;
-    u_char      *p;
-    ngx_str_t   *name;
-    ngx_uint_t   i;
-
-    static const char  head[] = "{\"object\":\"list\",\"data\":[";
-    static const char  tail[] = "]}\n";
-
-    name = names->elts;
-    len = sizeof(head) - 1 + sizeof(tail) - 1;
-
-    for (i = 0; i < names->nelts; i++) {
-        len += sizeof(",{\"id\":\"\",\"object\":\"model\",\"created\":,"
-                      "\"owned_by\":\"gpugate\"}") - 1
-               + name[i].len + ngx_escape_json(NULL, name[i].data,
-                                               name[i].len)
-               + NGX_TIME_T_LEN;
-    }
-
-    body->data = ngx_pnalloc(r->pool, len);
-    if (body->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    p = body->data;
-
-    if (id == NULL) {
-        p = ngx_cpymem(p, head, sizeof(head) - 1);
-    }
-
-    for (i = 0; i < names->nelts; i++) {
-        p = ngx_sprintf(p, "%s{\"id\":\"", i ? "," : "");
-        p = (u_char *) ngx_escape_json(p, name[i].data, name[i].len);
-        p = ngx_sprintf(p, "\",\"object\":\"model\",\"created\":%T,"
-                        "\"owned_by\":\"gpugate\"}", olcf->created);
-    }
-
-    if (id == NULL) {
-        p = ngx_cpymem(p, tail, sizeof(tail) - 1);
-
-    } else {
-        *p++ = '\n';
-    }
-
-    body->len = p - body->data;
-
-    return NGX_OK;
-}
-
-
-/*
- * The /v1/models list: the configured model names, then the models that
- * connected agents advertise and that this location routes to a tunnel
- * pool (through a prefix entry, or as the default pool when there are no
- * entries), each once; only what the key may use.  Built per request when
- * agents or a key's limits are involved.  With an id (/v1/models/ID):
- * that one model object if the list has it, else 404 model_not_found.
- */
-
-ngx_int_t
-ngx_http_gpugate_models_answer(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *id)
-{
-    ngx_str_t                  body, *name, *allowed, list;
-    ngx_uint_t                 i, j, n;
-    ngx_array_t                names, agents;
-    ngx_http_gpugate_error_t   err;
-    ngx_http_gpugate_model_t  *m;
-
-    m = olcf->models ? olcf->models->elts : NULL;
-    n = olcf->models ? olcf->models->nelts : 0;
-
-    allowed = ngx_http_gpugate_models_allowed(r, olcf, &list);
-
-    if (ngx_array_init(&names, r->pool, n + 8, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_array_init(&agents, r->pool, 8, sizeof(ngx_str_t)) != NGX_OK
-        || ngx_http_gpugate_tunnel_live_models(r->pool, &agents) != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (agents.nelts == 0 && allowed == NULL && id == NULL
-        && olcf->models_body.len)
-    {
-        return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &olcf->models_body);
-    }
-
-    for (i = 0; i < n; i++) {
-        if (!m[i].prefix) {
-            name = ngx_array_push(&names);
-            if (name == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            *name = m[i].name;
-        }
-    }
-
-    if (ngx_http_gpugate_models_merge(olcf, &names, names.nelts, &agents)
-        != NGX_OK)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    name = names.elts;
-
-    /* drop what the key may not use, and with an id all but that one */
-
-    for (i = 0, j = 0; i < names.nelts; i++) {
-        if (allowed
-            && !gpugate_oai_model_allowed((char *) allowed->data,
-                                          allowed->len,
-                                          (char *) name[i].data,
-                                          name[i].len))
-        {
-            continue;
-        }
-
-        if (id && !(id->len == name[i].len
-                    && ngx_strncmp(id->data, name[i].data, id->len) == 0))
-        {
-            continue;
-        }
-
-        name[j++] = name[i];
-    }
-
-    names.nelts = j;
-
-    if (id && names.nelts == 0) {
-        ngx_http_gpugate_status_error(NGX_HTTP_NOT_FOUND, &err);
-        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
-        err.code = "model_not_found";
-        err.param = "model";
-        ngx_str_set(&err.message, "The model does not exist or you do not "
-                                  "have access to it.");
-
-        return ngx_http_gpugate_send_error(r, &err);
-    }
-
-    if (ngx_http_gpugate_models_json(r, olcf, &names, id, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &body);
 }
