@@ -15,6 +15,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_gpugate.h"
+#include "gpugate_oai_body.h"
 
 
 typedef struct {
@@ -156,6 +157,94 @@ ngx_http_gpugate_has_retry_after(ngx_http_request_t *r)
 }
 
 
+/*
+ * Anthropic's SDKs read errors of /v1/messages in their own shape: the
+ * gateway answers there as Anthropic does, whichever module refuses.
+ */
+
+static ngx_uint_t
+ngx_http_gpugate_anthropic(ngx_http_request_t *r)
+{
+    size_t       len;
+    const char  *id;
+
+    return gpugate_oai_path((char *) r->uri.data, r->uri.len, &id, &len)
+           == GPUGATE_OAI_PATH_MESSAGES;
+}
+
+
+/*
+ * {"type":"error","error":{"type":...,"message":...}}: the type by
+ * status as Anthropic names them; the param, which that shape has no
+ * member for, leads the message.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_send_anthropic_error(ngx_http_request_t *r,
+    ngx_http_gpugate_error_t *err)
+{
+    size_t       len;
+    u_char      *p;
+    ngx_str_t    body;
+    const char  *type;
+
+    switch (err->status) {
+    case NGX_HTTP_UNAUTHORIZED:
+        type = "authentication_error";
+        break;
+    case NGX_HTTP_FORBIDDEN:
+        type = "permission_error";
+        break;
+    case NGX_HTTP_NOT_FOUND:
+        type = "not_found_error";
+        break;
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        type = "request_too_large";
+        break;
+    case NGX_HTTP_TOO_MANY_REQUESTS:
+        type = "rate_limit_error";
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        type = "overloaded_error";
+        break;
+    default:
+        type = err->status >= 500 ? "api_error" : "invalid_request_error";
+    }
+
+    len = sizeof("{\"type\":\"error\",\"error\":{\"type\":\"\","
+                 "\"message\":\": \"}}\n") - 1
+          + ngx_strlen(type)
+          + (err->param ? ngx_strlen(err->param) : 0)
+          + err->message.len
+          + ngx_escape_json(NULL, err->message.data, err->message.len);
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(body.data, "{\"type\":\"error\",\"error\":{\"type\":"
+                    "\"%s\",\"message\":\"", type);
+
+    /* the param is the gateway's own literal: no escaping needed */
+
+    if (err->param) {
+        p = ngx_sprintf(p, "%s: ", err->param);
+    }
+
+    p = (u_char *) ngx_escape_json(p, err->message.data, err->message.len);
+    p = ngx_cpymem(p, "\"}}\n", sizeof("\"}}\n") - 1);
+
+    body.len = p - body.data;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate: %ui answered as Anthropic's %s", err->status,
+                   type);
+
+    return ngx_http_gpugate_send_json(r, err->status, &body);
+}
+
+
 ngx_int_t
 ngx_http_gpugate_send_error(ngx_http_request_t *r,
     ngx_http_gpugate_error_t *err)
@@ -184,6 +273,10 @@ ngx_http_gpugate_send_error(ngx_http_request_t *r,
         h->hash = 1;
         ngx_str_set(&h->key, "Retry-After");
         ngx_str_set(&h->value, "1");
+    }
+
+    if (ngx_http_gpugate_anthropic(r)) {
+        return ngx_http_gpugate_send_anthropic_error(r, err);
     }
 
     len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\","

@@ -655,6 +655,8 @@ gpugate_oai_body_members(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
                 return gpugate_oai_fail_duplicate(b);
             }
             m->need = v;
+            b->need_start = v;
+            b->need_end = s->p;
 
         } else {
             variant = gpugate_oai_case_variant(raw, raw_len, need);
@@ -850,70 +852,83 @@ gpugate_oai_body_stream(gpugate_oai_body_t *b, const unsigned char *stream_v,
 }
 
 
-/* the endpoint's own required member: messages, prompt or input */
+/* the endpoint's own required member, by kind */
+
+static const struct {
+    const char  *name;             /* the member */
+    unsigned     string:1;         /* a string is accepted */
+    unsigned     array:1;          /* an array is accepted */
+    unsigned     objects:1;        /* a non-empty array of objects only */
+    unsigned     no_stream:1;      /* "stream": true is refused */
+} gpugate_oai_needs[] = {
+    { "messages", 0, 0, 1, 0 },    /* chat */
+    { "prompt",   1, 1, 0, 0 },    /* completions */
+    { "input",    1, 1, 0, 1 },    /* embeddings */
+    { "messages", 0, 0, 1, 0 },    /* messages */
+    { "input",    1, 1, 0, 0 },    /* responses */
+    { "query",    1, 0, 0, 1 },    /* rerank */
+    { "text_1",   1, 1, 0, 1 },    /* score */
+    { "prompt",   1, 0, 0, 0 },    /* images */
+    { "input",    1, 0, 0, 1 }     /* speech */
+};
+
 
 static int
 gpugate_oai_body_need(gpugate_oai_body_t *b, gpugate_oai_kind_e kind,
     const unsigned char *need_v, const unsigned char *vend)
 {
-    int  k;
+    int          k;
+    const char  *name;
 
     k = need_v ? gpugate_oai_kind_of(need_v, vend) : GPUGATE_OAI_V_NONE;
+    name = gpugate_oai_needs[kind].name;
 
-    switch (kind) {
+    if (gpugate_oai_needs[kind].objects) {
 
-    case GPUGATE_OAI_CHAT:
-        if (k != GPUGATE_OAI_V_ARRAY
-            || !gpugate_oai_all_objects(need_v, vend))
+        if (k == GPUGATE_OAI_V_ARRAY && gpugate_oai_all_objects(need_v, vend))
         {
-            if (k == GPUGATE_OAI_V_ARRAY) {
-                return gpugate_oai_fail(b, "Each message must be an object.",
-                                        "messages", "invalid_type");
-            }
-
-            return gpugate_oai_fail(b, "'messages' must be a non-empty "
-                                    "array.", "messages",
-                                    k == GPUGATE_OAI_V_NONE
-                                    ? "missing_required_parameter"
-                                    : "invalid_type");
+            return 0;
         }
 
-        break;
-
-    case GPUGATE_OAI_COMPLETIONS:
-        if (k == GPUGATE_OAI_V_NONE) {
-            return gpugate_oai_fail(b, "You must provide a prompt "
-                                    "parameter.", "prompt",
-                                    "missing_required_parameter");
+        if (k == GPUGATE_OAI_V_ARRAY) {
+            return gpugate_oai_fail(b, "Each message must be an object.",
+                                    name, "invalid_type");
         }
 
-        if (k != GPUGATE_OAI_V_STRING && k != GPUGATE_OAI_V_ARRAY
-            && k != GPUGATE_OAI_V_EMPTY_ARRAY)
-        {
-            return gpugate_oai_fail(b, "'prompt' must be a string or an "
-                                    "array.", "prompt", "invalid_type");
-        }
+        snprintf(b->msg, sizeof(b->msg), "'%s' must be a non-empty array.",
+                 name);
 
-        break;
+        return gpugate_oai_fail(b, b->msg, name,
+                                k == GPUGATE_OAI_V_NONE
+                                ? "missing_required_parameter"
+                                : "invalid_type");
+    }
 
-    default: /* GPUGATE_OAI_EMBEDDINGS */
-        if (k == GPUGATE_OAI_V_NONE) {
-            return gpugate_oai_fail(b, "You must provide an input "
-                                    "parameter.", "input",
-                                    "missing_required_parameter");
-        }
+    if (k == GPUGATE_OAI_V_NONE) {
+        snprintf(b->msg, sizeof(b->msg), "You must provide %s %s "
+                 "parameter.", name[0] == 'i' ? "an" : "a", name);
 
-        if (k != GPUGATE_OAI_V_STRING && k != GPUGATE_OAI_V_ARRAY
-            && k != GPUGATE_OAI_V_EMPTY_ARRAY)
-        {
-            return gpugate_oai_fail(b, "'input' must be a string or an "
-                                    "array.", "input", "invalid_type");
-        }
+        return gpugate_oai_fail(b, b->msg, name,
+                                "missing_required_parameter");
+    }
 
-        if (b->stream) {
-            return gpugate_oai_fail(b, "Embeddings cannot be streamed.",
-                                    "stream", "invalid_value");
-        }
+    if (!((k == GPUGATE_OAI_V_STRING && gpugate_oai_needs[kind].string)
+          || ((k == GPUGATE_OAI_V_ARRAY || k == GPUGATE_OAI_V_EMPTY_ARRAY)
+              && gpugate_oai_needs[kind].array)))
+    {
+        snprintf(b->msg, sizeof(b->msg), "'%s' must be a string%s.", name,
+                 gpugate_oai_needs[kind].array ? " or an array" : "");
+
+        return gpugate_oai_fail(b, b->msg, name, "invalid_type");
+    }
+
+    if (b->stream && gpugate_oai_needs[kind].no_stream) {
+        snprintf(b->msg, sizeof(b->msg), "%s cannot be streamed.",
+                 kind == GPUGATE_OAI_EMBEDDINGS ? "Embeddings"
+                 : kind == GPUGATE_OAI_SPEECH ? "Speech"
+                 : kind == GPUGATE_OAI_RERANK ? "Rerank" : "Scores");
+
+        return gpugate_oai_fail(b, b->msg, "stream", "invalid_value");
     }
 
     return 0;
@@ -954,8 +969,14 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
                                        s.error ? s.error : "expected '{'");
     }
 
-    need = (kind == GPUGATE_OAI_CHAT) ? "messages"
-           : (kind == GPUGATE_OAI_COMPLETIONS) ? "prompt" : "input";
+    if ((unsigned) kind >= sizeof(gpugate_oai_needs)
+                           / sizeof(gpugate_oai_needs[0]))
+    {
+        return gpugate_oai_fail(b, "This endpoint takes no JSON body.", NULL,
+                                "invalid_request");
+    }
+
+    need = gpugate_oai_needs[kind].name;
 
     memset(&m, 0, sizeof(m));
     vend = (const unsigned char *) data + len;
@@ -993,6 +1014,12 @@ gpugate_oai_path(const char *path, size_t len, const char **id,
         { "/v1/chat/completions", GPUGATE_OAI_PATH_CHAT },
         { "/v1/completions", GPUGATE_OAI_PATH_COMPLETIONS },
         { "/v1/embeddings", GPUGATE_OAI_PATH_EMBEDDINGS },
+        { "/v1/messages", GPUGATE_OAI_PATH_MESSAGES },
+        { "/v1/responses", GPUGATE_OAI_PATH_RESPONSES },
+        { "/v1/rerank", GPUGATE_OAI_PATH_RERANK },
+        { "/v1/score", GPUGATE_OAI_PATH_SCORE },
+        { "/v1/images/generations", GPUGATE_OAI_PATH_IMAGES },
+        { "/v1/audio/speech", GPUGATE_OAI_PATH_SPEECH },
         { "/v1/models", GPUGATE_OAI_PATH_MODELS },
         { "/v1/models/", GPUGATE_OAI_PATH_MODELS }
     };
@@ -1018,6 +1045,71 @@ gpugate_oai_path(const char *path, size_t len, const char **id,
     }
 
     return GPUGATE_OAI_PATH_OTHER;
+}
+
+
+size_t
+gpugate_oai_string_chars(const unsigned char *p, const unsigned char *end)
+{
+    size_t  n;
+
+    if (p >= end || *p != '"') {
+        return 0;
+    }
+
+    n = 0;
+
+    for (p++; p < end && *p != '"'; p++) {
+
+        if (*p == '\\' && p + 1 < end) {
+            /* an escape is one character; a surrogate pair's second half
+               (a \uDC00..\uDFFF escape) is counted with the first */
+            if (p[1] == 'u' && end - p >= 6 && (p[2] | 0x20) == 'd'
+                && (p[3] | 0x20) >= 'c' && (p[3] | 0x20) <= 'f')
+            {
+                p += 5;
+                continue;
+            }
+
+            n++;
+            p += (p[1] == 'u') ? 5 : 1;
+            continue;
+        }
+
+        /* UTF-8 continuation bytes are part of the character before */
+        if ((*p & 0xc0) != 0x80) {
+            n++;
+        }
+    }
+
+    return n;
+}
+
+
+int
+gpugate_oai_path_kind(gpugate_oai_path_e path)
+{
+    if (path >= GPUGATE_OAI_PATH_CHAT && path <= GPUGATE_OAI_PATH_SPEECH) {
+        return (int) path - GPUGATE_OAI_PATH_CHAT;
+    }
+
+    return -1;
+}
+
+
+const char *
+gpugate_oai_kind_name(int kind)
+{
+    static const char  *names[] = {
+        "chat", "completions", "embeddings", "messages", "responses",
+        "rerank", "score", "images", "speech"
+    };
+
+    if (kind < 0 || (size_t) kind >= sizeof(names) / sizeof(names[0])) {
+        return "other";
+    }
+
+    return names[kind];
 }
 
 

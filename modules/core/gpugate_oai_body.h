@@ -19,10 +19,18 @@
 #define GPUGATE_OAI_MODEL_MAX  256
 
 
+/* the JSON endpoints routed by model; the order is the path enum's */
+
 typedef enum {
     GPUGATE_OAI_CHAT = 0,
     GPUGATE_OAI_COMPLETIONS,
-    GPUGATE_OAI_EMBEDDINGS
+    GPUGATE_OAI_EMBEDDINGS,
+    GPUGATE_OAI_MESSAGES,           /* Anthropic's messages API */
+    GPUGATE_OAI_RESPONSES,          /* OpenAI's responses API */
+    GPUGATE_OAI_RERANK,             /* vLLM / TEI / Cohere rerank */
+    GPUGATE_OAI_SCORE,              /* vLLM score */
+    GPUGATE_OAI_IMAGES,             /* images/generations */
+    GPUGATE_OAI_SPEECH              /* audio/speech: binary answer */
 } gpugate_oai_kind_e;
 
 
@@ -33,6 +41,12 @@ typedef enum {
     GPUGATE_OAI_PATH_CHAT,          /* .../v1/chat/completions */
     GPUGATE_OAI_PATH_COMPLETIONS,   /* .../v1/completions */
     GPUGATE_OAI_PATH_EMBEDDINGS,    /* .../v1/embeddings */
+    GPUGATE_OAI_PATH_MESSAGES,      /* .../v1/messages */
+    GPUGATE_OAI_PATH_RESPONSES,     /* .../v1/responses */
+    GPUGATE_OAI_PATH_RERANK,        /* .../v1/rerank */
+    GPUGATE_OAI_PATH_SCORE,         /* .../v1/score */
+    GPUGATE_OAI_PATH_IMAGES,        /* .../v1/images/generations */
+    GPUGATE_OAI_PATH_SPEECH,        /* .../v1/audio/speech */
     GPUGATE_OAI_PATH_MODELS,        /* .../v1/models, .../v1/models/ */
     GPUGATE_OAI_PATH_MODEL          /* .../v1/models/ID */
 } gpugate_oai_path_e;
@@ -49,6 +63,10 @@ typedef struct {
     const unsigned char  *usage_start; /* stream_options.include_usage's
                                           value, NULL: no such member */
     const unsigned char  *usage_end;   /* just after that value */
+    const unsigned char  *need_start;  /* the endpoint's own member's
+                                          value (messages, input...),
+                                          NULL: none */
+    const unsigned char  *need_end;    /* just after that value */
     const unsigned char  *members_end; /* just after the value of the
                                           last top-level member */
     char          model_buf[GPUGATE_OAI_MODEL_MAX + 1];
@@ -99,6 +117,22 @@ void gpugate_oai_body_free(gpugate_oai_body_t *b);
  */
 gpugate_oai_path_e gpugate_oai_path(const char *path, size_t len,
     const char **id, size_t *id_len);
+
+/*
+ * The characters of the JSON string value at p (its opening quote), as
+ * decoded: an escape or a UTF-8 sequence is one, a surrogate pair too;
+ * 0 for a value that is not a string.  Speech is counted in these.
+ */
+size_t gpugate_oai_string_chars(const unsigned char *p,
+    const unsigned char *end);
+
+/*
+ * The kind of a routed path (CHAT .. SPEECH), -1 for any other; and the
+ * endpoint's short name for the metrics' "endpoint" label ("chat",
+ * "messages", ...; "other" for -1).
+ */
+int gpugate_oai_path_kind(gpugate_oai_path_e path);
+const char *gpugate_oai_kind_name(int kind);
 
 /*
  * 1 if "model" is in the comma-separated "list" ("*" allows all), as

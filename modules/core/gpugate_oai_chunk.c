@@ -194,6 +194,93 @@ gpugate_oai_count(const unsigned char *obj, const unsigned char *end,
 }
 
 
+/* a value that is a non-empty string (not an object or array) */
+
+static int
+gpugate_oai_string_nonempty(const unsigned char *v, const unsigned char *end)
+{
+    return v != NULL && v + 1 < end && v[0] == '"' && v[1] != '"';
+}
+
+
+/* the "type" of a stream's last event: its usage is final */
+
+static int
+gpugate_oai_final_type(const unsigned char *v, const unsigned char *end)
+{
+    size_t  i, n;
+
+    static const char  *finals[] = {
+        "\"message_stop\"", "\"response.completed\"",
+        "\"response.incomplete\"", "\"response.failed\""
+    };
+
+    for (i = 0; i < sizeof(finals) / sizeof(finals[0]); i++) {
+        n = strlen(finals[i]);
+
+        if ((size_t) (end - v) >= n && memcmp(v, finals[i], n) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The counts of a usage object in any of the dialects: OpenAI's chat and
+ * completions (prompt_tokens, completion_tokens), the responses API and
+ * Anthropic (input_tokens, output_tokens; Anthropic counts cache writes
+ * and reads apart from input_tokens, all of them are prompt the runtime
+ * processed), rerank and score (total_tokens, all input).
+ */
+
+static void
+gpugate_oai_usage(const unsigned char *v, const unsigned char *end,
+    gpugate_oai_chunk_t *c)
+{
+    long long  n;
+
+    if (gpugate_oai_count(v, end, "\"prompt_tokens\"", &c->prompt_tokens)) {
+        c->usage = 1;
+
+        /* embeddings have no completion tokens */
+        (void) gpugate_oai_count(v, end, "\"completion_tokens\"",
+                                 &c->completion_tokens);
+        return;
+    }
+
+    if (gpugate_oai_count(v, end, "\"input_tokens\"", &c->prompt_tokens)) {
+        c->usage = 1;
+
+        if (gpugate_oai_count(v, end, "\"cache_creation_input_tokens\"",
+                              &n))
+        {
+            c->prompt_tokens += n;
+        }
+
+        if (gpugate_oai_count(v, end, "\"cache_read_input_tokens\"", &n)) {
+            c->prompt_tokens += n;
+        }
+
+        (void) gpugate_oai_count(v, end, "\"output_tokens\"",
+                                 &c->completion_tokens);
+        return;
+    }
+
+    if (gpugate_oai_count(v, end, "\"output_tokens\"",
+                          &c->completion_tokens))
+    {
+        c->usage_out = 1;
+        return;
+    }
+
+    if (gpugate_oai_count(v, end, "\"total_tokens\"", &c->prompt_tokens)) {
+        c->usage = 1;
+    }
+}
+
+
 void
 gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
     gpugate_oai_chunk_t *c)
@@ -236,23 +323,92 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
         c->content = 1;
     }
 
+    /* the responses API's text deltas, Anthropic's thinking and tool
+       input deltas */
+
+    if (gpugate_oai_string_nonempty(gpugate_oai_member(p, end,
+                                                       "\"delta\"", 0), end)
+        || gpugate_oai_nonempty(gpugate_oai_member(p, end, "\"thinking\"",
+                                                   0), end)
+        || gpugate_oai_nonempty(gpugate_oai_member(p, end,
+                                                   "\"partial_json\"", 0),
+                                end))
+    {
+        c->content = 1;
+    }
+
+    /* a typed event names itself first: {"type":"message_stop"} */
+
+    v = gpugate_oai_member(p, end, "\"type\"", 0);
+
+    if (v && gpugate_oai_final_type(v, end)) {
+        c->final = 1;
+    }
+
     /* usage is the answer's last member: take the last "usage" */
 
     v = gpugate_oai_member(p, end, "\"usage\"", 1);
 
-    if (v && v < end && *v == '{'
-        && gpugate_oai_count(v, end, "\"prompt_tokens\"", &c->prompt_tokens))
-    {
-        c->usage = 1;
+    if (v && v < end && *v == '{') {
+        gpugate_oai_usage(v, end, c);
 
-        /* embeddings have no completion tokens */
-        (void) gpugate_oai_count(v, end, "\"completion_tokens\"",
-                                 &c->completion_tokens);
-
-        v = gpugate_oai_member(p, end, "\"choices\"", 0);
-        c->usage_only = (v && v < end && *v == '['
-                         && !gpugate_oai_nonempty(v, end));
+        if (c->usage) {
+            v = gpugate_oai_member(p, end, "\"choices\"", 0);
+            c->usage_only = (v && v < end && *v == '['
+                             && !gpugate_oai_nonempty(v, end));
+        }
     }
+}
+
+
+static unsigned char *gpugate_oai_skip_value(unsigned char *p,
+    unsigned char *end);
+
+
+long long
+gpugate_oai_images_count(const unsigned char *data, size_t len)
+{
+    long long             n;
+    unsigned char        *p, *end;
+    const unsigned char  *v;
+
+    end = (unsigned char *) data + len;
+    v = gpugate_oai_member(data, end, "\"data\"", 0);
+
+    if (v == NULL || v >= end || *v != '[') {
+        return -1;
+    }
+
+    /* the scan only reads; skip_value takes writable bytes for the
+       stripper's sake */
+
+    p = (unsigned char *) gpugate_oai_ws(v + 1, end);
+
+    if (p < end && *p == ']') {
+        return 0;
+    }
+
+    for (n = 0; p < end; n++) {
+        p = gpugate_oai_skip_value(p, end);
+
+        if (p == NULL) {
+            return -1;
+        }
+
+        p = (unsigned char *) gpugate_oai_ws(p, end);
+
+        if (p < end && *p == ']') {
+            return n + 1;
+        }
+
+        if (p >= end || *p != ',') {
+            return -1;
+        }
+
+        p = (unsigned char *) gpugate_oai_ws(p + 1, end);
+    }
+
+    return -1;
 }
 
 

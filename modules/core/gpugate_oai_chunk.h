@@ -33,9 +33,22 @@ typedef struct {
                                       reasoning or tool calls */
     int         usage_only;        /* "choices": [] with a usage object */
     int         usage;             /* has a usage object with counts */
+    int         usage_out;         /* has a usage object with only the
+                                      output count (Anthropic's
+                                      message_delta): completion_tokens
+                                      is set, prompt_tokens is not */
+    int         final;             /* the last event of a typed stream:
+                                      Anthropic's message_stop, the
+                                      responses API's response.completed,
+                                      .incomplete or .failed */
     int         error;             /* an "error" object mid-stream */
-    long long   prompt_tokens;     /* usage.prompt_tokens */
-    long long   completion_tokens; /* usage.completion_tokens */
+    long long   prompt_tokens;     /* usage.prompt_tokens, or
+                                      input_tokens plus Anthropic's cache
+                                      creation and read tokens, or
+                                      total_tokens of an input-only
+                                      answer (rerank, score) */
+    long long   completion_tokens; /* usage.completion_tokens or
+                                      output_tokens */
 } gpugate_oai_chunk_t;
 
 
@@ -60,9 +73,22 @@ typedef struct {
 #define GPUGATE_OAI_STRIP_FULL   2 /* "hold" is full */
 
 
-/* Classifies the data of one stream event. */
+/*
+ * Classifies the data of one stream event or one whole answer: OpenAI's
+ * chat, completions and embeddings chunks, the responses API's typed
+ * events (usage in response.completed's "response"), Anthropic's events
+ * (input usage in message_start's "message", output in message_delta)
+ * and rerank/score answers.
+ */
 void gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
     gpugate_oai_chunk_t *c);
+
+/*
+ * The images of an images/generations answer: the elements of its "data"
+ * array; -1 when there is no such array.  What the ledger counts for an
+ * image model that reports no usage.
+ */
+long long gpugate_oai_images_count(const unsigned char *data, size_t len);
 
 /*
  * One complete event, as its bytes came ("data: {...}" and the line ends

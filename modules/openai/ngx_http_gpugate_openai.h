@@ -17,6 +17,7 @@
 
 #include "gpugate_sse.h"
 #include "gpugate_oai_chunk.h"
+#include "gpugate_oai_body.h"
 
 
 #define NGX_HTTP_GPUGATE_MODEL_MAX_LEN  256
@@ -89,6 +90,7 @@ typedef struct {
     ngx_str_t                  pool;     /* upstream chosen for it */
     ngx_str_t                  target;   /* model name the runtime gets:
                                             the alias target or "model" */
+    gpugate_oai_kind_e         kind;     /* the endpoint routed */
     ngx_int_t                  status;   /* NGX_DONE while the body is
                                             read, then what the phase
                                             handler returns */

@@ -38,6 +38,8 @@
 static ngx_int_t ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static void ngx_http_gpugate_openai_answer(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx);
 static void ngx_http_gpugate_openai_watch(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, u_char *p, size_t len);
 static ngx_int_t ngx_http_gpugate_openai_strip(ngx_http_request_t *r,
@@ -156,6 +158,20 @@ ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r)
             ngx_http_clear_content_length(r);
             ngx_http_clear_accept_ranges(r);
         }
+    }
+
+    if (ctx && ctx->routed && ctx->kind == GPUGATE_OAI_SPEECH) {
+        /*
+         * Audio plays as it arrives, like a token stream: every read from
+         * the runtime goes out at once, and nothing of it is copied (its
+         * characters were counted from the request).
+         */
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: speech answer passed unbuffered");
+
+        u->buffering = 0;
+        return ngx_http_next_header_filter(r);
     }
 
     if (!ngx_http_gpugate_is_event_stream(r)) {
@@ -284,7 +300,6 @@ ngx_http_gpugate_openai_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     ngx_buf_t                      *b;
     ngx_chain_t                    *cl;
-    gpugate_oai_chunk_t             c;
     ngx_http_gpugate_openai_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
@@ -304,25 +319,63 @@ ngx_http_gpugate_openai_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
 
+        if (ctx->kind == GPUGATE_OAI_SPEECH) {
+            /* audio: only its end is watched */
+            ctx->complete = b->last_buf;
+            continue;
+        }
+
         if (ngx_buf_in_memory(b) && b->last > b->pos) {
             ngx_http_gpugate_openai_watch(r, ctx, b->pos, b->last - b->pos);
         }
 
         if (b->last_buf && !ctx->event_stream && ctx->json) {
-            gpugate_oai_chunk_classify(ctx->json->pos,
-                                       ctx->json->last - ctx->json->pos, &c);
-
-            if (c.usage) {
-                ctx->usage = 1;
-                ctx->prompt_tokens = c.prompt_tokens;
-                ctx->completion_tokens = c.completion_tokens;
-            }
-
-            ctx->complete = 1;
+            ngx_http_gpugate_openai_answer(r, ctx);
         }
     }
 
     return ngx_http_next_body_filter(r, in);
+}
+
+
+/*
+ * A whole non-streaming answer: its usage; an image model that reports
+ * none is counted in images (as completion units), so the ledger still
+ * says what was made.
+ */
+
+static void
+ngx_http_gpugate_openai_answer(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx)
+{
+    size_t               len;
+    long long            n;
+    gpugate_oai_chunk_t  c;
+
+    len = ctx->json->last - ctx->json->pos;
+
+    gpugate_oai_chunk_classify(ctx->json->pos, len, &c);
+
+    if (c.usage) {
+        ctx->usage = 1;
+        ctx->prompt_tokens = c.prompt_tokens;
+        ctx->completion_tokens = c.completion_tokens;
+
+    } else if (ctx->kind == GPUGATE_OAI_IMAGES) {
+        n = gpugate_oai_images_count(ctx->json->pos, len);
+
+        if (n >= 0) {
+            ctx->usage = 1;
+            ctx->prompt_tokens = 0;
+            ctx->completion_tokens = n;
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "gpugate openai: %L images, no usage reported",
+                           (int64_t) n);
+        }
+    }
+
+    ctx->complete = 1;
 }
 
 
@@ -690,6 +743,17 @@ ngx_http_gpugate_openai_record(ngx_http_request_t *r,
         ctx->usage = 1;
         ctx->prompt_tokens = c->prompt_tokens;
         ctx->completion_tokens = c->completion_tokens;
+
+    } else if (c->usage_out && ctx->usage) {
+        /* Anthropic's message_delta: the output so far, input kept from
+           message_start */
+        ctx->completion_tokens = c->completion_tokens;
+    }
+
+    if (c->final) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: the stream's final event");
+        ctx->complete = 1;
     }
 }
 

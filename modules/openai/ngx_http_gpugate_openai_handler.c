@@ -246,20 +246,8 @@ ngx_http_gpugate_openai_kind(ngx_http_request_t *r)
     size_t       len;
     const char  *id;
 
-    switch (gpugate_oai_path((char *) r->uri.data, r->uri.len, &id, &len))
-    {
-    case GPUGATE_OAI_PATH_CHAT:
-        return GPUGATE_OAI_CHAT;
-
-    case GPUGATE_OAI_PATH_COMPLETIONS:
-        return GPUGATE_OAI_COMPLETIONS;
-
-    case GPUGATE_OAI_PATH_EMBEDDINGS:
-        return GPUGATE_OAI_EMBEDDINGS;
-
-    default:
-        return (gpugate_oai_kind_e) -1;
-    }
+    return (gpugate_oai_kind_e) gpugate_oai_path_kind(
+               gpugate_oai_path((char *) r->uri.data, r->uri.len, &id, &len));
 }
 
 
@@ -424,6 +412,12 @@ ngx_http_gpugate_openai_admit(ngx_http_request_t *r,
     case GPUGATE_OAI_PATH_CHAT:
     case GPUGATE_OAI_PATH_COMPLETIONS:
     case GPUGATE_OAI_PATH_EMBEDDINGS:
+    case GPUGATE_OAI_PATH_MESSAGES:
+    case GPUGATE_OAI_PATH_RESPONSES:
+    case GPUGATE_OAI_PATH_RERANK:
+    case GPUGATE_OAI_PATH_SCORE:
+    case GPUGATE_OAI_PATH_IMAGES:
+    case GPUGATE_OAI_PATH_SPEECH:
 
         if (r->method != NGX_HTTP_POST) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -670,6 +664,7 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ctx->model = model;
     ctx->stream = b.stream;
     ctx->routed = 1;
+    ctx->kind = ngx_http_gpugate_openai_kind(r);
 
     /* the key's model list, when auth set one */
 
@@ -750,8 +745,21 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
      */
 
     ctx->ask_usage = (olcf->stream_usage && b.stream && !b.include_usage
-                      && ngx_http_gpugate_openai_kind(r)
-                         != GPUGATE_OAI_EMBEDDINGS);
+                      && (ctx->kind == GPUGATE_OAI_CHAT
+                          || ctx->kind == GPUGATE_OAI_COMPLETIONS));
+
+    /* speech is counted in characters of input: the runtime says
+       nothing of it, and its answer is audio */
+
+    if (ctx->kind == GPUGATE_OAI_SPEECH && b.need_start) {
+        ctx->usage = 1;
+        ctx->prompt_tokens = (int64_t) gpugate_oai_string_chars(
+                                 b.need_start, b.need_end);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: speech of %L characters",
+                       ctx->prompt_tokens);
+    }
 
     if (target || ctx->ask_usage) {
         rc = ngx_http_gpugate_openai_replace_body(r, &b, (char *) target,

@@ -89,6 +89,7 @@ mock_conn_reset(mock_conn_t *c)
     c->last_chunk = 0;
     c->drop = 0;
     c->header_error = NULL;
+    c->anthropic_version = 0;
 
     c->ttft_ms = mock_conf.ttft_ms;
     c->token_delay_ms = mock_conf.token_delay_ms;
@@ -598,6 +599,15 @@ mock_conn_headers(mock_conn_t *c, const char *buf)
 
     for (i = 0; i < c->head.nheaders; i++) {
         hd = &c->head.headers[i];
+
+        /* Anthropic's version header: the mock refuses a messages
+           request without it, as Anthropic does */
+        if (hd->name_len == 17
+            && strncasecmp(buf + hd->name, "anthropic-version", 17) == 0)
+        {
+            c->anthropic_version = 1;
+            continue;
+        }
 
         if (hd->name_len < 7 || strncasecmp(buf + hd->name, "x-mock-", 7)) {
             continue;

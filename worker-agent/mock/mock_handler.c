@@ -16,7 +16,7 @@
 #include "mock_runtime.h"
 
 
-static int
+int
 mock_served(const char *model)
 {
     int  i;
@@ -238,7 +238,7 @@ mock_gen_run(mock_conn_t *c)
 }
 
 
-static void
+void
 mock_not_found_model(mock_conn_t *c, const char *model)
 {
     char  msg[512];
@@ -595,6 +595,9 @@ mock_dispatch(mock_conn_t *c)
         if (mock_method_is(c, "POST", "POST")) {
             mock_inference(c, MOCK_EMBEDDING);
         }
+
+    } else if (mock_api(c)) {
+        /* answered by mock_api.c */
 
     } else if (strcmp(c->path, "/v1/models") == 0) {
         if (mock_method_is(c, "GET", "GET")) {

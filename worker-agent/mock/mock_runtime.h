@@ -127,6 +127,8 @@ struct mock_conn_s {
     int                 in_paused;   /* EPOLLIN off: too much pipelined */
     int                 want_out;    /* EPOLLOUT needed */
     const char         *header_error; /* bad X-Mock-* header, or NULL */
+    int                 anthropic_version; /* the request had an
+                                        anthropic-version header */
 
     long                ttft_ms;     /* per-request timing and faults, */
     long                token_delay_ms; /* from the flags or X-Mock-* */
@@ -190,8 +192,13 @@ void mock_respond_error(mock_conn_t *c, int status, const char *message,
     const char *extra);
 void mock_conn_fail(mock_conn_t *c);
 
+/* mock_api.c: messages, responses, rerank, score, images, speech */
+int mock_api(mock_conn_t *c);
+
 /* mock_handler.c */
 void mock_dispatch(mock_conn_t *c);
+void mock_not_found_model(mock_conn_t *c, const char *model);
+int mock_served(const char *model);
 void mock_gen_run(mock_conn_t *c);
 void mock_gen_release(mock_conn_t *c, int completed);
 

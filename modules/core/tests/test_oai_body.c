@@ -183,6 +183,97 @@ main(void)
            "streamed embeddings");
 
     {
+        /* every routed kind: its own member, named when it is wrong */
+        static const struct {
+            const char          *body;
+            gpugate_oai_kind_e   kind;
+            const char          *param;   /* NULL: valid */
+            const char          *code;
+        } kinds[] = {
+            { "{\"model\":\"m\",\"max_tokens\":5,\"messages\":[{}]}",
+              GPUGATE_OAI_MESSAGES, NULL, NULL },
+            { "{\"model\":\"m\",\"max_tokens\":5}",
+              GPUGATE_OAI_MESSAGES, "messages", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"messages\":\"hi\"}",
+              GPUGATE_OAI_MESSAGES, "messages", "invalid_type" },
+            { "{\"messages\":[{}]}",
+              GPUGATE_OAI_MESSAGES, "model", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"input\":\"hi\",\"stream\":true}",
+              GPUGATE_OAI_RESPONSES, NULL, NULL },
+            { "{\"model\":\"m\",\"input\":[{\"role\":\"user\"}]}",
+              GPUGATE_OAI_RESPONSES, NULL, NULL },
+            { "{\"model\":\"m\",\"instructions\":\"x\"}",
+              GPUGATE_OAI_RESPONSES, "input", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"input\":7}",
+              GPUGATE_OAI_RESPONSES, "input", "invalid_type" },
+            { "{\"model\":\"m\",\"query\":\"q\",\"documents\":[\"a\"]}",
+              GPUGATE_OAI_RERANK, NULL, NULL },
+            { "{\"model\":\"m\",\"documents\":[\"a\"]}",
+              GPUGATE_OAI_RERANK, "query", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"query\":[\"q\"]}",
+              GPUGATE_OAI_RERANK, "query", "invalid_type" },
+            { "{\"model\":\"m\",\"query\":\"q\",\"stream\":true}",
+              GPUGATE_OAI_RERANK, "stream", "invalid_value" },
+            { "{\"model\":\"m\",\"text_1\":\"a\",\"text_2\":[\"b\"]}",
+              GPUGATE_OAI_SCORE, NULL, NULL },
+            { "{\"model\":\"m\",\"text_2\":\"b\"}",
+              GPUGATE_OAI_SCORE, "text_1", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"prompt\":\"a cat\",\"n\":2}",
+              GPUGATE_OAI_IMAGES, NULL, NULL },
+            { "{\"model\":\"m\",\"prompt\":[\"a cat\"]}",
+              GPUGATE_OAI_IMAGES, "prompt", "invalid_type" },
+            { "{\"model\":\"m\",\"size\":\"1x1\"}",
+              GPUGATE_OAI_IMAGES, "prompt", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"input\":\"hello\",\"voice\":\"v\"}",
+              GPUGATE_OAI_SPEECH, NULL, NULL },
+            { "{\"model\":\"m\",\"voice\":\"v\"}",
+              GPUGATE_OAI_SPEECH, "input", "missing_required_parameter" },
+            { "{\"model\":\"m\",\"input\":[\"x\"]}",
+              GPUGATE_OAI_SPEECH, "input", "invalid_type" },
+            { "{\"model\":\"m\",\"Input\":\"x\"}",
+              GPUGATE_OAI_SPEECH, "input", "invalid_value" },
+            { NULL, 0, NULL, NULL }
+        };
+
+        int  k, ok = 1, r;
+
+        for (k = 0; kinds[k].body; k++) {
+            if (kinds[k].param == NULL) {
+                r = (parse(&b, kinds[k].body, kinds[k].kind) == 0);
+                gpugate_oai_body_free(&b);
+
+            } else {
+                r = fails_with(kinds[k].body, kinds[k].kind, kinds[k].param,
+                               kinds[k].code);
+            }
+
+            if (!r) {
+                printf("# kind %d: %s\n", (int) kinds[k].kind,
+                       kinds[k].body);
+                ok = 0;
+            }
+        }
+
+        tap_ok(ok, "messages, responses, rerank, score, images and speech: "
+               "each endpoint's member checked and named");
+        tap_ok(parse(&b, "{\"model\":\"m\",\"input\":\"h\\u00e9\\n"
+                     "\\ud83d\\ude00\xc3\xa9\xf0\x9f\x98\x80!\"}",
+                     GPUGATE_OAI_SPEECH) == 0
+               && gpugate_oai_string_chars(b.need_start, b.need_end) == 7
+               && gpugate_oai_string_chars(b.model_start, b.model_end) == 1,
+               "speech input counted in characters: escapes, surrogate "
+               "pairs and UTF-8 sequences are one each");
+        gpugate_oai_body_free(&b);
+        tap_ok(gpugate_oai_path_kind(GPUGATE_OAI_PATH_SPEECH)
+               == GPUGATE_OAI_SPEECH
+               && gpugate_oai_path_kind(GPUGATE_OAI_PATH_MODELS) == -1
+               && strcmp(gpugate_oai_kind_name(GPUGATE_OAI_MESSAGES),
+                         "messages") == 0
+               && strcmp(gpugate_oai_kind_name(-1), "other") == 0,
+               "path to kind to endpoint label");
+    }
+
+    {
         /* the grammar: what RFC 8259 allows passes, what it forbids fails */
         static const char  *good[] = {
             "{\"model\":\"m\",\"prompt\":\"x\",\"n\":-0.5e+10,"
@@ -411,7 +502,18 @@ main(void)
             { "/v1/chat/completionsx", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/chat/completions", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v2/completions", GPUGATE_OAI_PATH_OTHER, NULL },
-            { "/v1/responses", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/responses", GPUGATE_OAI_PATH_RESPONSES, NULL },
+            { "/v1/messages", GPUGATE_OAI_PATH_MESSAGES, NULL },
+            { "/anthropic/v1/messages", GPUGATE_OAI_PATH_MESSAGES, NULL },
+            { "/v1/rerank", GPUGATE_OAI_PATH_RERANK, NULL },
+            { "/v1/score", GPUGATE_OAI_PATH_SCORE, NULL },
+            { "/v1/images/generations", GPUGATE_OAI_PATH_IMAGES, NULL },
+            { "/v1/audio/speech", GPUGATE_OAI_PATH_SPEECH, NULL },
+            { "/v1/messages/", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/messages/batches", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/responses/resp_1", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/images/edits", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/audio/Speech", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/embeddings/", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/modelsx", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/V1/models", GPUGATE_OAI_PATH_OTHER, NULL },

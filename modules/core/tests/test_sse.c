@@ -209,5 +209,80 @@ main(void)
     tap_ok(c.content && c.usage && !c.usage_only && c.prompt_tokens == 5
            && c.completion_tokens == 7, "a whole answer: content and usage");
 
+    /* the responses API's typed events */
+
+    classify("{\"type\":\"response.created\",\"response\":{\"id\":"
+             "\"r\",\"output\":[],\"usage\":null}}", &c);
+    tap_ok(!c.content && !c.usage && !c.final, "response.created: nothing");
+    classify("{\"type\":\"response.output_text.delta\",\"item_id\":\"m\","
+             "\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\"}",
+             &c);
+    tap_ok(c.content && !c.final, "response.output_text.delta is a token");
+    classify("{\"type\":\"response.completed\",\"response\":{\"id\":"
+             "\"r\",\"usage\":{\"input_tokens\":11,"
+             "\"input_tokens_details\":{\"cached_tokens\":3},"
+             "\"output_tokens\":4,\"output_tokens_details\":"
+             "{\"reasoning_tokens\":0},\"total_tokens\":15}}}", &c);
+    tap_ok(c.final && c.usage && c.prompt_tokens == 11
+           && c.completion_tokens == 4,
+           "response.completed: final, usage from input/output_tokens");
+    classify("{\"type\":\"response.incomplete\",\"response\":{}}", &c);
+    tap_ok(c.final && !c.usage, "response.incomplete ends the stream");
+
+    /* Anthropic's events: input at message_start, output at the delta */
+
+    classify("{\"type\":\"message_start\",\"message\":{\"id\":\"msg\","
+             "\"content\":[],\"usage\":{\"input_tokens\":20,"
+             "\"cache_creation_input_tokens\":5,"
+             "\"cache_read_input_tokens\":7,\"output_tokens\":1}}}", &c);
+    tap_ok(c.usage && !c.content && c.prompt_tokens == 32
+           && c.completion_tokens == 1,
+           "message_start: input plus cache tokens, no token yet");
+    classify("{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+             "{\"type\":\"text_delta\",\"text\":\"Hel\"}}", &c);
+    tap_ok(c.content && !c.usage, "content_block_delta is a token");
+    classify("{\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+             "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\"}}",
+             &c);
+    tap_ok(c.content, "a tool input delta is a token");
+    classify("{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+             "\"end_turn\"},\"usage\":{\"output_tokens\":15}}", &c);
+    tap_ok(c.usage_out && !c.usage && c.completion_tokens == 15 && !c.final,
+           "message_delta: output tokens only");
+    classify("{\"type\":\"message_stop\"}", &c);
+    tap_ok(c.final && !c.usage && !c.usage_out, "message_stop is final");
+    classify("{\"id\":\"msg\",\"type\":\"message\",\"content\":[{\"type\":"
+             "\"text\",\"text\":\"x\"}],\"usage\":{\"input_tokens\":3,"
+             "\"output_tokens\":2}}", &c);
+    tap_ok(c.content && c.usage && !c.final && c.prompt_tokens == 3
+           && c.completion_tokens == 2, "a whole Anthropic message");
+
+    /* input-only answers */
+
+    classify("{\"id\":\"r\",\"results\":[{\"index\":0,"
+             "\"relevance_score\":0.9}],\"usage\":{\"total_tokens\":9}}",
+             &c);
+    tap_ok(c.usage && c.prompt_tokens == 9 && c.completion_tokens == 0,
+           "rerank: total_tokens is input");
+    classify("{\"type\":\"message_stopped\"}", &c);
+    tap_ok(!c.final, "only the exact final types are final");
+
+    {
+        static const char  two[] = "{\"created\":1,\"data\":[{\"url\":"
+                                   "\"u[,]\"},{\"b64_json\":\"QQ==\"}]}";
+        static const char  none[] = "{\"created\":1,\"data\":[ ]}";
+        static const char  bad[] = "{\"created\":1,\"data\":[{\"url\":";
+
+        tap_ok(gpugate_oai_images_count((const unsigned char *) two,
+                                        strlen(two)) == 2
+               && gpugate_oai_images_count((const unsigned char *) none,
+                                           strlen(none)) == 0
+               && gpugate_oai_images_count((const unsigned char *) bad,
+                                           strlen(bad)) == -1
+               && gpugate_oai_images_count((const unsigned char *) "{}", 2)
+                  == -1,
+               "images counted from the data array (cut JSON: unknown)");
+    }
+
     return tap_done();
 }
