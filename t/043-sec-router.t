@@ -108,7 +108,7 @@ HTTP
         location /v1/ {
             gpugate_auth on;
             gpugate_openai on;
-            gpugate_passthrough /v1/rerank /v1/files/*;
+            gpugate_passthrough /v1/tokenize /v1/files/*;
             gpugate_default_pool fake;
             proxy_pass http://\$gpugate_pool;
             add_header X-Limit-Rate \$limit_rate always;
@@ -156,7 +156,7 @@ wait_until(10, sub {
 
 # --- 7: unknown endpoints and spellings are the gateway's 404 -----------
 
-for my $path ('/v1/responses', '/v1/images/generations', '/v1/messages',
+for my $path ('/v1/moderations', '/v1/batches', '/v1/messages/batches',
               '/v1/audio/transcriptions', '/v1/rerank/', '/v1/Rerank',
               '/v1/chat/completions/', '/v1/Chat/Completions',
               '/v1/CHAT/COMPLETIONS', '/v1/embeddings/', '/v1/completion',
@@ -247,8 +247,8 @@ for my $path ('/v1/models', '/v1/models/') {
              qq({"model":"secret-model",$msgs}));
     is($r->{status}, 403, 'a model the key may not use: 403');
 
-    $r = req('POST', '/v1/rerank', '{"query":"q","documents":["a"]}');
-    is($r->{headers}{'x-runtime-saw'}, 'POST /v1/rerank',
+    $r = req('POST', '/v1/tokenize', '{"prompt":"q"}');
+    is($r->{headers}{'x-runtime-saw'}, 'POST /v1/tokenize',
        'a named path is passed through');
 
     $r = req('GET', '/v1/files/file-1?purpose=x');
@@ -280,7 +280,7 @@ for my $c (['/v1/chat/completions', qq({"model":"mock-model","Model":"secret-mod
 
 # --- 8: the runtime's control headers -----------------------------------
 
-for my $path ('/v1/chat/completions', '/v1/completions', '/v1/rerank') {
+for my $path ('/v1/chat/completions', '/v1/completions', '/v1/tokenize') {
     my $body = $path =~ /chat/ ? qq({"model":"mock-model",$msgs})
                                : '{"model":"mock-model","prompt":"x"}';
 
