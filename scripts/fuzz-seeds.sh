@@ -22,6 +22,7 @@ declare -A seeds=(
     [fuzz_apikey]=modules/core/fuzz/seeds/apikey
     [fuzz_base64]=modules/core/fuzz/seeds/base64
     [fuzz_oai_body]=modules/core/fuzz/seeds/oai_body
+    [fuzz_multipart]=modules/core/fuzz/seeds/multipart
     [fuzz_oai_strip]=modules/core/fuzz/seeds/sse
     [fuzz_sse]=modules/core/fuzz/seeds/sse
     [fuzz_scram_parse_first]=modules/core/fuzz/seeds/parse_first

@@ -26,7 +26,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char         *id;
     gpugate_oai_body_t  b, again;
 
-    for (kind = 0; kind < 3; kind++) {
+    for (kind = 0; kind <= GPUGATE_OAI_SPEECH; kind++) {
         if (gpugate_oai_body_parse(&b, (const char *) data, size,
                                    (gpugate_oai_kind_e) kind) == 0)
         {
