@@ -157,7 +157,7 @@ wait_until(10, sub {
 # --- 7: unknown endpoints and spellings are the gateway's 404 -----------
 
 for my $path ('/v1/moderations', '/v1/batches', '/v1/messages/batches',
-              '/v1/audio/transcriptions', '/v1/rerank/', '/v1/Rerank',
+              '/v1/audio/transcriptions/', '/v1/rerank/', '/v1/Rerank',
               '/v1/chat/completions/', '/v1/Chat/Completions',
               '/v1/CHAT/COMPLETIONS', '/v1/embeddings/', '/v1/completion',
               '/v1/files', '/v1/chat/completions.json', '/v1/') {
@@ -168,13 +168,13 @@ for my $path ('/v1/moderations', '/v1/batches', '/v1/messages/batches',
 }
 
 {
-    # multipart: the model is not where the router reads it
+    # multipart: the model is read from the upload, the key's list applies
     my $b = "--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n"
           . "secret-model\r\n--XyZ\r\nContent-Disposition: form-data; "
           . "name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--XyZ--\r\n";
     my $r = req('POST', '/v1/audio/transcriptions', $b,
                 'Content-Type' => 'multipart/form-data; boundary=XyZ');
-    is($r->{status}, 404, 'multipart transcription: 404');
+    is($r->{status}, 403, 'multipart transcription: 403');
     ok(!exists $r->{headers}{'x-runtime-saw'}, 'multipart: no runtime');
 }
 

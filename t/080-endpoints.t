@@ -328,4 +328,7 @@ for my $path (sort keys %bodies) {
        'OpenAI paths keep OpenAI\'s error shape');
 }
 
+unlike($ng->log, qr/exited on signal|\[(alert|crit|emerg)\]/,
+       'no worker crashed, nothing alarming logged');
+
 done_testing();

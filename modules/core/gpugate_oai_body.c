@@ -1020,6 +1020,9 @@ gpugate_oai_path(const char *path, size_t len, const char **id,
         { "/v1/score", GPUGATE_OAI_PATH_SCORE },
         { "/v1/images/generations", GPUGATE_OAI_PATH_IMAGES },
         { "/v1/audio/speech", GPUGATE_OAI_PATH_SPEECH },
+        { "/v1/audio/transcriptions", GPUGATE_OAI_PATH_TRANSCRIPTIONS },
+        { "/v1/audio/translations", GPUGATE_OAI_PATH_TRANSLATIONS },
+        { "/v1/images/edits", GPUGATE_OAI_PATH_IMAGE_EDITS },
         { "/v1/models", GPUGATE_OAI_PATH_MODELS },
         { "/v1/models/", GPUGATE_OAI_PATH_MODELS }
     };
@@ -1089,7 +1092,8 @@ gpugate_oai_string_chars(const unsigned char *p, const unsigned char *end)
 int
 gpugate_oai_path_kind(gpugate_oai_path_e path)
 {
-    if (path >= GPUGATE_OAI_PATH_CHAT && path <= GPUGATE_OAI_PATH_SPEECH) {
+    if (path >= GPUGATE_OAI_PATH_CHAT && path <= GPUGATE_OAI_PATH_IMAGE_EDITS)
+    {
         return (int) path - GPUGATE_OAI_PATH_CHAT;
     }
 
@@ -1102,7 +1106,8 @@ gpugate_oai_kind_name(int kind)
 {
     static const char  *names[] = {
         "chat", "completions", "embeddings", "messages", "responses",
-        "rerank", "score", "images", "speech"
+        "rerank", "score", "images", "speech", "transcriptions",
+        "translations", "image_edits"
     };
 
     if (kind < 0 || (size_t) kind >= sizeof(names) / sizeof(names[0])) {

@@ -30,8 +30,15 @@ typedef enum {
     GPUGATE_OAI_RERANK,             /* vLLM / TEI / Cohere rerank */
     GPUGATE_OAI_SCORE,              /* vLLM score */
     GPUGATE_OAI_IMAGES,             /* images/generations */
-    GPUGATE_OAI_SPEECH              /* audio/speech: binary answer */
+    GPUGATE_OAI_SPEECH,             /* audio/speech: binary answer */
+    GPUGATE_OAI_TRANSCRIPTIONS,     /* multipart uploads from here on */
+    GPUGATE_OAI_TRANSLATIONS,
+    GPUGATE_OAI_IMAGE_EDITS
 } gpugate_oai_kind_e;
+
+
+/* the kinds whose body is multipart/form-data, not JSON */
+#define gpugate_oai_multipart(kind)  ((kind) >= GPUGATE_OAI_TRANSCRIPTIONS)
 
 
 /* what a request path asks for, as far as the router knows it */
@@ -47,6 +54,9 @@ typedef enum {
     GPUGATE_OAI_PATH_SCORE,         /* .../v1/score */
     GPUGATE_OAI_PATH_IMAGES,        /* .../v1/images/generations */
     GPUGATE_OAI_PATH_SPEECH,        /* .../v1/audio/speech */
+    GPUGATE_OAI_PATH_TRANSCRIPTIONS, /* .../v1/audio/transcriptions */
+    GPUGATE_OAI_PATH_TRANSLATIONS,  /* .../v1/audio/translations */
+    GPUGATE_OAI_PATH_IMAGE_EDITS,   /* .../v1/images/edits */
     GPUGATE_OAI_PATH_MODELS,        /* .../v1/models, .../v1/models/ */
     GPUGATE_OAI_PATH_MODEL          /* .../v1/models/ID */
 } gpugate_oai_path_e;
@@ -127,7 +137,7 @@ size_t gpugate_oai_string_chars(const unsigned char *p,
     const unsigned char *end);
 
 /*
- * The kind of a routed path (CHAT .. SPEECH), -1 for any other; and the
+ * The kind of a routed path (CHAT .. IMAGE_EDITS), -1 for any other; and the
  * endpoint's short name for the metrics' "endpoint" label ("chat",
  * "messages", ...; "other" for -1).
  */

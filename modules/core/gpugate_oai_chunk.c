@@ -212,7 +212,8 @@ gpugate_oai_final_type(const unsigned char *v, const unsigned char *end)
 
     static const char  *finals[] = {
         "\"message_stop\"", "\"response.completed\"",
-        "\"response.incomplete\"", "\"response.failed\""
+        "\"response.incomplete\"", "\"response.failed\"",
+        "\"transcript.text.done\""
     };
 
     for (i = 0; i < sizeof(finals) / sizeof(finals[0]); i++) {
@@ -232,7 +233,8 @@ gpugate_oai_final_type(const unsigned char *v, const unsigned char *end)
  * completions (prompt_tokens, completion_tokens), the responses API and
  * Anthropic (input_tokens, output_tokens; Anthropic counts cache writes
  * and reads apart from input_tokens, all of them are prompt the runtime
- * processed), rerank and score (total_tokens, all input).
+ * processed), rerank and score (total_tokens, all input), transcriptions
+ * billed by duration ({"type":"duration","seconds":N}: N as input).
  */
 
 static void
@@ -276,6 +278,13 @@ gpugate_oai_usage(const unsigned char *v, const unsigned char *end,
     }
 
     if (gpugate_oai_count(v, end, "\"total_tokens\"", &c->prompt_tokens)) {
+        c->usage = 1;
+        return;
+    }
+
+    /* transcriptions billed by duration: seconds of audio in */
+
+    if (gpugate_oai_count(v, end, "\"seconds\"", &c->prompt_tokens)) {
         c->usage = 1;
     }
 }

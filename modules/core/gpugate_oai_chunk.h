@@ -46,7 +46,8 @@ typedef struct {
                                       input_tokens plus Anthropic's cache
                                       creation and read tokens, or
                                       total_tokens of an input-only
-                                      answer (rerank, score) */
+                                      answer (rerank, score), or the
+                                      seconds of a transcription */
     long long   completion_tokens; /* usage.completion_tokens or
                                       output_tokens */
 } gpugate_oai_chunk_t;

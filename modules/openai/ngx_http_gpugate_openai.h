@@ -18,6 +18,7 @@
 #include "gpugate_sse.h"
 #include "gpugate_oai_chunk.h"
 #include "gpugate_oai_body.h"
+#include "gpugate_multipart.h"
 
 
 #define NGX_HTTP_GPUGATE_MODEL_MAX_LEN  256
@@ -94,6 +95,8 @@ typedef struct {
     ngx_int_t                  status;   /* NGX_DONE while the body is
                                             read, then what the phase
                                             handler returns */
+    gpugate_mp_t              *mp;       /* the scan of a multipart upload
+                                            as it is read, NULL: JSON */
     unsigned                   stream:1; /* "stream": true */
     unsigned                   routed:1; /* model, pool and stream set */
     unsigned                   ask_usage:1; /* the gateway added
@@ -142,6 +145,16 @@ ngx_int_t ngx_http_gpugate_openai_route_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_gpugate_openai_add_variables(ngx_conf_t *cf);
 ngx_http_gpugate_model_t *ngx_http_gpugate_openai_find(
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *model);
+ngx_int_t ngx_http_gpugate_openai_check(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t **m);
+
+/* multipart uploads (ngx_http_gpugate_openai_multipart.c) */
+
+ngx_int_t ngx_http_gpugate_openai_multipart_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_gpugate_openai_multipart_start(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx);
+ngx_int_t ngx_http_gpugate_openai_multipart_route(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx);
 
 /* the model list (ngx_http_gpugate_openai_models.c) */
 

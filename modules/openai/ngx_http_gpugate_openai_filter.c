@@ -361,7 +361,9 @@ ngx_http_gpugate_openai_answer(ngx_http_request_t *r,
         ctx->prompt_tokens = c.prompt_tokens;
         ctx->completion_tokens = c.completion_tokens;
 
-    } else if (ctx->kind == GPUGATE_OAI_IMAGES) {
+    } else if (ctx->kind == GPUGATE_OAI_IMAGES
+               || ctx->kind == GPUGATE_OAI_IMAGE_EDITS)
+    {
         n = gpugate_oai_images_count(ctx->json->pos, len);
 
         if (n >= 0) {

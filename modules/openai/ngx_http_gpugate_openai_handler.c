@@ -116,7 +116,7 @@ ngx_http_gpugate_openai_route_init(ngx_conf_t *cf)
 
     *h = ngx_http_gpugate_openai_handler;
 
-    return NGX_OK;
+    return ngx_http_gpugate_openai_multipart_init(cf);
 }
 
 
@@ -294,14 +294,26 @@ ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
     }
 
     ctx->status = NGX_DONE;
+    ctx->kind = kind;
     ngx_http_set_ctx(r, ctx, ngx_http_gpugate_openai_module);
+
+    if (gpugate_oai_multipart(kind)) {
+        rc = ngx_http_gpugate_openai_multipart_start(r, ctx);
+
+        if (ctx->mp == NULL) {
+            /* refused: rc is what the refusal returned */
+            ngx_http_finalize_request(r, rc);
+            return NGX_DONE;
+        }
+    }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "gpugate openai: reading the body of a kind %d request",
                    (int) kind);
 
-    /* one buffer when it fits client_body_buffer_size: no copy to parse */
-    r->request_body_in_single_buf = 1;
+    /* one buffer when it fits client_body_buffer_size: no copy to parse;
+       an upload is scanned as it comes and may go to a temp file */
+    r->request_body_in_single_buf = !gpugate_oai_multipart(kind);
 
     rc = ngx_http_read_client_request_body(r,
                                         ngx_http_gpugate_openai_body_handler);
@@ -418,6 +430,9 @@ ngx_http_gpugate_openai_admit(ngx_http_request_t *r,
     case GPUGATE_OAI_PATH_SCORE:
     case GPUGATE_OAI_PATH_IMAGES:
     case GPUGATE_OAI_PATH_SPEECH:
+    case GPUGATE_OAI_PATH_TRANSCRIPTIONS:
+    case GPUGATE_OAI_PATH_TRANSLATIONS:
+    case GPUGATE_OAI_PATH_IMAGE_EDITS:
 
         if (r->method != NGX_HTTP_POST) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -618,6 +633,68 @@ ngx_http_gpugate_openai_model_error(ngx_http_request_t *r, ngx_uint_t status,
 
 
 /*
+ * The checks every endpoint makes of ctx->model, JSON or multipart: the
+ * key may use it (403), the location knows it (404); then its pool and
+ * the name the runtime knows it by are set, and *m is its entry (NULL:
+ * the location's own proxy_pass).  NGX_DECLINED: go on; else what to
+ * finalize with, the refusal sent.
+ */
+
+ngx_int_t
+ngx_http_gpugate_openai_check(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t **m)
+{
+    ngx_http_variable_value_t           *vv;
+    ngx_http_gpugate_openai_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+    ctx->routed = 1;
+
+    /* the key's model list, when auth set one */
+
+    if (olcf->allowed_index != NGX_ERROR) {
+        vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
+
+        if (vv && !vv->not_found
+            && !gpugate_oai_model_allowed((char *) vv->data, vv->len,
+                                          (char *) ctx->model.data,
+                                          ctx->model.len))
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "gpugate openai: model \"%V\" not allowed for "
+                          "this key", &ctx->model);
+
+            return ngx_http_gpugate_openai_model_error(r,
+                       NGX_HTTP_FORBIDDEN, "model_not_allowed",
+                       "This API key may not use the model `%V`.",
+                       &ctx->model);
+        }
+    }
+
+    *m = ngx_http_gpugate_openai_find(olcf, &ctx->model);
+
+    if (*m == NULL && olcf->models && olcf->models->nelts) {
+        return ngx_http_gpugate_openai_model_error(r, NGX_HTTP_NOT_FOUND,
+                   "model_not_found", "The model `%V` does not exist.",
+                   &ctx->model);
+    }
+
+    ctx->target = ctx->model;
+
+    if (*m) {
+        ctx->pool = (*m)->pool;
+
+        if ((*m)->target.len) {
+            ctx->target = (*m)->target;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
  * NGX_DECLINED: routed, go on; anything else: the response was sent and
  * this is what to finalize the request with.
  */
@@ -631,11 +708,14 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_str_t                            body, model;
     gpugate_oai_body_t                   b;
     ngx_http_gpugate_model_t            *m;
-    ngx_http_variable_value_t           *vv;
     ngx_http_gpugate_limits_req_t        lr;
     ngx_http_gpugate_openai_loc_conf_t  *olcf;
 
     olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+    if (gpugate_oai_multipart(ctx->kind)) {
+        return ngx_http_gpugate_openai_multipart_route(r, ctx);
+    }
 
     rc = ngx_http_gpugate_openai_body(r, &body);
 
@@ -663,48 +743,12 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
 
     ctx->model = model;
     ctx->stream = b.stream;
-    ctx->routed = 1;
-    ctx->kind = ngx_http_gpugate_openai_kind(r);
 
-    /* the key's model list, when auth set one */
+    rc = ngx_http_gpugate_openai_check(r, ctx, &m);
 
-    if (olcf->allowed_index != NGX_ERROR) {
-        vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
-
-        if (vv && !vv->not_found
-            && !gpugate_oai_model_allowed((char *) vv->data, vv->len,
-                                          b.model, b.model_len))
-        {
-            gpugate_oai_body_free(&b);
-
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "gpugate openai: model \"%V\" not allowed for "
-                          "this key", &model);
-
-            return ngx_http_gpugate_openai_model_error(r,
-                       NGX_HTTP_FORBIDDEN, "model_not_allowed",
-                       "This API key may not use the model `%V`.", &model);
-        }
-    }
-
-    m = ngx_http_gpugate_openai_find(olcf, &model);
-
-    if (m == NULL && olcf->models && olcf->models->nelts) {
+    if (rc != NGX_DECLINED) {
         gpugate_oai_body_free(&b);
-
-        return ngx_http_gpugate_openai_model_error(r, NGX_HTTP_NOT_FOUND,
-                   "model_not_found", "The model `%V` does not exist.",
-                   &model);
-    }
-
-    ctx->target = ctx->model;
-
-    if (m) {
-        ctx->pool = m->pool;
-
-        if (m->target.len) {
-            ctx->target = m->target;
-        }
+        return rc;
     }
 
     /* the key's and tenant's limits: the estimate is reserved now, or

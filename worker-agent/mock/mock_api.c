@@ -8,7 +8,10 @@
  * /v1/responses (JSON, and typed response.* events, usage in
  * response.completed), /v1/rerank and /v1/score (vLLM's shapes),
  * /v1/images/generations (no usage, as DALL-E answers) and
- * /v1/audio/speech (binary audio, about 256 bytes per input character).
+ * /v1/audio/speech (binary audio, about 256 bytes per input character),
+ * and the multipart uploads /v1/audio/transcriptions, /v1/audio/
+ * translations (text, usage in seconds: one per 32,000 bytes of upload,
+ * 16 kHz 16-bit mono) and /v1/images/edits (one image, no usage).
  * The text is the mock's deterministic words (mock_token()); X-Mock-Tokens
  * sets how many.  Answers come whole, without the chat stream's timing
  * faults: they are for shapes and counts, not for timing tests.
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #include "mock_runtime.h"
+#include "gpugate_multipart.h"
 
 
 #define MOCK_SPEECH_BYTES_PER_CHAR  256
@@ -497,6 +501,76 @@ mock_api_check(mock_conn_t *c, mock_api_e api, json_t *root, mock_req_t *req)
 }
 
 
+/*
+ * A multipart upload: its model field read with the gateway's own
+ * scanner, so both agree on what the model is.
+ */
+
+static void
+mock_api_upload(mock_conn_t *c, int image)
+{
+    char          *s;
+    long           n;
+    size_t         len;
+    const char    *b, *ct;
+    mock_req_t     req;
+    gpugate_mp_t   mp;
+
+    ct = c->content_type;
+
+    if (gpugate_mp_boundary(ct, strlen(ct), &b, &len) != 0) {
+        mock_respond_error(c, 400, "Expected multipart/form-data.",
+                           "invalid_request_error", NULL, NULL, NULL);
+        return;
+    }
+
+    gpugate_mp_init(&mp, b, len);
+
+    if (gpugate_mp_feed(&mp, (const unsigned char *)
+                        (c->body.data ? gg_buf_pos(&c->body) : ""),
+                        gg_buf_len(&c->body)) != 0
+        || gpugate_mp_finish(&mp) != 0)
+    {
+        mock_respond_error(c, 400, mp.error, "invalid_request_error",
+                           mp.param, NULL, NULL);
+        return;
+    }
+
+    if (!mock_served(mp.model)) {
+        mock_not_found_model(c, mp.model);
+        return;
+    }
+
+    mock_log(0, "POST %s model=%s upload=%zu", c->path, mp.model,
+             gg_buf_len(&c->body));
+
+    if (image) {
+        mock_api_json(c, json_pack("{s:I,s:[{s:s}]}", "created",
+                                   (json_int_t) MOCK_CREATED, "data",
+                                   "b64_json", MOCK_PNG_B64));
+        return;
+    }
+
+    memset(&req, 0, sizeof(mock_req_t));
+    req.model = mp.model;
+    req.hash = mock_fnv1a(0xcbf29ce484222325ULL, mp.model,
+                          strlen(mp.model));
+
+    s = mock_api_text(&req, c->tokens);
+    if (s == NULL) {
+        mock_conn_fail(c);
+        return;
+    }
+
+    n = (long) (gg_buf_len(&c->body) / 32000) + 1;
+
+    mock_api_json(c, json_pack("{s:s,s:{s:s,s:I}}", "text", s, "usage",
+                               "type", "duration",
+                               "seconds", (json_int_t) n));
+    free(s);
+}
+
+
 /* 1: the path is one of these APIs and was answered; 0: not one */
 
 int
@@ -518,7 +592,11 @@ mock_api(mock_conn_t *c)
         }
     }
 
-    if (i == sizeof(paths) / sizeof(paths[0])) {
+    if (i == sizeof(paths) / sizeof(paths[0])
+        && strcmp(c->path, "/v1/audio/transcriptions") != 0
+        && strcmp(c->path, "/v1/audio/translations") != 0
+        && strcmp(c->path, "/v1/images/edits") != 0)
+    {
         return 0;
     }
 
@@ -532,6 +610,11 @@ mock_api(mock_conn_t *c)
     if (c->fail_status) {
         mock_respond_error(c, c->fail_status, "Injected failure.",
                            "server_error", NULL, "mock_injected", NULL);
+        return 1;
+    }
+
+    if (i == sizeof(paths) / sizeof(paths[0])) {
+        mock_api_upload(c, c->path[4] == 'i');
         return 1;
     }
 

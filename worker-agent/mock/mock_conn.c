@@ -90,6 +90,7 @@ mock_conn_reset(mock_conn_t *c)
     c->drop = 0;
     c->header_error = NULL;
     c->anthropic_version = 0;
+    c->content_type[0] = '\0';
 
     c->ttft_ms = mock_conf.ttft_ms;
     c->token_delay_ms = mock_conf.token_delay_ms;
@@ -525,7 +526,7 @@ mock_conn_bad(mock_conn_t *c, int rc, int body, const char *message)
         message = (status == 431) ? "Request head too large."
                   : (status == 505) ? "HTTP version not supported."
                   : (status == 501) ? "Transfer-Encoding not supported."
-                  : (status == 413) ? "Request body larger than 8 MiB."
+                  : (status == 413) ? "Request body larger than 32 MiB."
                   : "Malformed HTTP request.";
     }
 
@@ -606,6 +607,14 @@ mock_conn_headers(mock_conn_t *c, const char *buf)
             && strncasecmp(buf + hd->name, "anthropic-version", 17) == 0)
         {
             c->anthropic_version = 1;
+            continue;
+        }
+
+        if (hd->name_len == 12
+            && strncasecmp(buf + hd->name, "content-type", 12) == 0)
+        {
+            snprintf(c->content_type, sizeof(c->content_type), "%.*s",
+                     (int) hd->value_len, buf + hd->value);
             continue;
         }
 

@@ -25,7 +25,7 @@
 
 #define MOCK_NAME          "gpugate-mock-runtime"
 #define MOCK_HEAD_MAX      (1024 * 1024)
-#define MOCK_BODY_MAX      (8 * 1024 * 1024)
+#define MOCK_BODY_MAX      (32 * 1024 * 1024)
 #define MOCK_MODELS_MAX    64
 
 /* output beyond this stops generation until the client reads */
@@ -129,6 +129,7 @@ struct mock_conn_s {
     const char         *header_error; /* bad X-Mock-* header, or NULL */
     int                 anthropic_version; /* the request had an
                                         anthropic-version header */
+    char                content_type[128]; /* its Content-Type, cut */
 
     long                ttft_ms;     /* per-request timing and faults, */
     long                token_delay_ms; /* from the flags or X-Mock-* */

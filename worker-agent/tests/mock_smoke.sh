@@ -200,9 +200,9 @@ out=$(curl -sS --max-time 5 "http://127.0.0.1:$port/health" \
 check "keep-alive: two requests, one connection" \
     test "$(echo "$out" | tail -n 1)" = 0
 
-code=$(head -c 9000000 /dev/zero | curl -sS -o "$tmp/body" -w '%{http_code}' \
+code=$(head -c 34000000 /dev/zero | curl -sS -o "$tmp/body" -w '%{http_code}' \
        --data-binary @- "http://127.0.0.1:$port/v1/chat/completions")
-check "body over 8 MiB: 413" test "$code" = 413
+check "body over 32 MiB: 413" test "$code" = 413
 
 post /v1/chat/completions "$chat_stream" -N -H 'X-Mock-Write-Mode: byte' \
     -H 'X-Mock-Byte-Delay-Us: 20' >"$tmp/byte"

@@ -266,6 +266,10 @@ main(void)
         gpugate_oai_body_free(&b);
         tap_ok(gpugate_oai_path_kind(GPUGATE_OAI_PATH_SPEECH)
                == GPUGATE_OAI_SPEECH
+               && gpugate_oai_path_kind(GPUGATE_OAI_PATH_IMAGE_EDITS)
+                  == GPUGATE_OAI_IMAGE_EDITS
+               && gpugate_oai_multipart(GPUGATE_OAI_TRANSCRIPTIONS)
+               && !gpugate_oai_multipart(GPUGATE_OAI_SPEECH)
                && gpugate_oai_path_kind(GPUGATE_OAI_PATH_MODELS) == -1
                && strcmp(gpugate_oai_kind_name(GPUGATE_OAI_MESSAGES),
                          "messages") == 0
@@ -512,7 +516,12 @@ main(void)
             { "/v1/messages/", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/messages/batches", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/responses/resp_1", GPUGATE_OAI_PATH_OTHER, NULL },
-            { "/v1/images/edits", GPUGATE_OAI_PATH_OTHER, NULL },
+            { "/v1/images/edits", GPUGATE_OAI_PATH_IMAGE_EDITS, NULL },
+            { "/v1/audio/transcriptions", GPUGATE_OAI_PATH_TRANSCRIPTIONS,
+              NULL },
+            { "/v1/audio/translations", GPUGATE_OAI_PATH_TRANSLATIONS,
+              NULL },
+            { "/v1/images/edits/", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/audio/Speech", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/embeddings/", GPUGATE_OAI_PATH_OTHER, NULL },
             { "/v1/modelsx", GPUGATE_OAI_PATH_OTHER, NULL },

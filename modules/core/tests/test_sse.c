@@ -264,6 +264,10 @@ main(void)
              &c);
     tap_ok(c.usage && c.prompt_tokens == 9 && c.completion_tokens == 0,
            "rerank: total_tokens is input");
+    classify("{\"text\":\"hello\",\"usage\":{\"type\":\"duration\","
+             "\"seconds\":12}}", &c);
+    tap_ok(c.usage && c.prompt_tokens == 12 && c.completion_tokens == 0,
+           "a transcription's seconds are its input");
     classify("{\"type\":\"message_stopped\"}", &c);
     tap_ok(!c.final, "only the exact final types are final");
 
