@@ -33,6 +33,11 @@
 
 /* the most a tunnel's output may hold before the runtime is not read */
 #define GA_OUT_HIGH       (64 * 1024)
+/* a request body this long or longer streams to the runtime as it comes
+   (an upload), with at most GA_BODY_HIGH of it held here; a shorter one
+   is held whole, so that it can be sent again on a fresh connection */
+#define GA_BODY_STREAM    (256 * 1024)
+#define GA_BODY_HIGH      (256 * 1024)
 
 /* biggest request body the agent takes from nginx: 413 past it */
 #define GA_REQUEST_MAX    (32 * 1024 * 1024)
@@ -129,6 +134,8 @@ typedef struct {
                                         still to drop (length framing) */
     gg_http_chunked_t    skipck;     /* the same for a chunked body */
     int                  refuse;     /* the status of that refusal */
+    uint64_t             body_left;  /* bytes of a streamed request body
+                                        still to come from the tunnel */
 } ga_relay_t;
 
 
@@ -381,6 +388,8 @@ void ga_rconn_pool_close(ga_runtime_t *rt);
 int ga_serve(ga_conn_t *c);
 int ga_serve_skip(ga_conn_t *c);
 void ga_relay_end(ga_conn_t *c, int clean);
+int ga_relay_body(ga_conn_t *c);
+int ga_relay_body_full(ga_conn_t *c);
 void ga_relay_update(ga_conn_t *c);
 
 /* ga_probe.c */

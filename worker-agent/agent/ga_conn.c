@@ -326,7 +326,8 @@ ga_conn_update(ga_conn_t *c)
 {
     uint32_t  ev;
 
-    ev = EPOLLIN;
+    /* an upload waits in the tunnel while the runtime is behind */
+    ev = ga_relay_body_full(c) ? 0 : EPOLLIN;
 
     if (c->state == GA_CONNECTING || gg_buf_len(&c->out)
         || c->ssl_want_write)
@@ -387,6 +388,8 @@ ga_conn_io(gg_io_t *io, uint32_t revents)
                 rc = ga_conn_step2(c);
             } else if (c->state == GA_IDLE) {
                 rc = ga_serve(c);
+            } else if (c->state == GA_RELAY) {
+                rc = ga_relay_body(c);
             }
         }
 
@@ -597,6 +600,15 @@ ga_conn_read(ga_conn_t *c)
             && ga_serve_skip(c) < GG_HTTP_OK)
         {
             /* a refused chunked body turned out malformed: ga_serve says */
+            return 0;
+        }
+
+        /* bytes TLS has decrypted already are taken (one record at
+           most): epoll would not say they are there */
+
+        if (ga_relay_body_full(c)
+            && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
+        {
             return 0;
         }
 

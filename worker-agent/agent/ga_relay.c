@@ -163,7 +163,16 @@ ga_serve(ga_conn_t *c)
             body = (size_t) c->head.content_length;
 
             if (gg_buf_len(&c->in) - c->head.head_len < body) {
-                return 0;
+
+                if (body < GA_BODY_STREAM) {
+                    return 0;
+                }
+
+                /* an upload: what came so far goes now, the rest as it
+                   comes (ga_relay_body) */
+                c->relay.body_left = body - (gg_buf_len(&c->in)
+                                             - c->head.head_len);
+                body -= c->relay.body_left;
             }
         }
 
@@ -479,8 +488,16 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     gg_http_head_init(&c->relay.head, 1, GA_HEAD_MAX);
     c->relay.head_done = 0;
     c->relay.sent = 0;
-    c->relay.retried = 0;
+
+    /* a streamed body cannot be sent again: its start is gone */
+    c->relay.retried = (c->relay.body_left != 0);
     c->relay.keep = 1;
+
+    if (c->relay.body_left) {
+        ga_log(GA_DEBUG, "runtime \"%s\": request body streams, %llu "
+               "bytes to come", c->gw->rt->conf->name,
+               (unsigned long long) c->relay.body_left);
+    }
 
     return ga_relay_connect(c, 0);
 }
@@ -620,7 +637,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
         rc->connected = 1;
     }
 
-    if (ga_relay_send(c) != 0) {
+    if (ga_relay_send(c) != 0 || ga_relay_body(c) != 0) {
         return;
     }
 
@@ -917,6 +934,17 @@ ga_relay_end(ga_conn_t *c, int clean)
     c->gw->inflight--;
     ga_agent.inflight--;
 
+    if (c->relay.body_left) {
+        /* the answer came before the whole upload: the rest of it would
+           be read as the next request */
+        c->relay.body_left = 0;
+        c->state = GA_CLOSING;
+        ga_log(GA_INFO, "runtime \"%s\" answered before the whole "
+               "request body: the tunnel closes after the answer",
+               c->gw->rt->conf->name);
+        return;
+    }
+
     if (ga_agent.draining || c->models_gen != c->gw->rt->models_gen) {
         /* closed once the answer is sent; a new list needs a new tunnel */
         c->state = GA_CLOSING;
@@ -934,6 +962,65 @@ ga_relay_end(ga_conn_t *c, int clean)
 
     (void) gg_timer_add(&ga_agent.loop, &c->timer,
                         ga_agent.conf.idle_timeout * 1000000ULL);
+}
+
+
+/*
+ * Moves what has come of a streamed request body from the tunnel to the
+ * runtime.  What the runtime took is dropped first: at most GA_BODY_HIGH
+ * of the body is held here (see ga_relay_body_full()).  0, or -1 when
+ * the relay was failed here.
+ */
+
+int
+ga_relay_body(ga_conn_t *c)
+{
+    size_t  n;
+
+    if (c->state != GA_RELAY || c->relay.body_left == 0
+        || gg_buf_len(&c->in) == 0)
+    {
+        return 0;
+    }
+
+    gg_buf_consume(&c->relay.out, c->relay.sent);
+    c->relay.sent = 0;
+
+    n = gg_buf_len(&c->in);
+    n = (uint64_t) n > c->relay.body_left ? (size_t) c->relay.body_left : n;
+
+    if (gg_buf_append(&c->relay.out, gg_buf_pos(&c->in), n) != 0) {
+        return -1;
+    }
+
+    gg_buf_consume(&c->in, n);
+    c->relay.body_left -= n;
+
+    if (c->relay.body_left == 0) {
+        ga_log(GA_DEBUG, "runtime \"%s\": request body all received",
+               c->gw->rt->conf->name);
+    }
+
+    if (c->relay.rc != NULL && c->relay.rc->connected
+        && ga_relay_send(c) != 0)
+    {
+        return -1;
+    }
+
+    ga_relay_update(c);
+
+    return 0;
+}
+
+
+/* 1 when the tunnel is not read for now: the runtime is behind */
+
+int
+ga_relay_body_full(ga_conn_t *c)
+{
+    return c->state == GA_RELAY && c->relay.body_left
+           && gg_buf_len(&c->in) + gg_buf_len(&c->relay.out)
+              - c->relay.sent >= GA_BODY_HIGH;
 }
 
 
