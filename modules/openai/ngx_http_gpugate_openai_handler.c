@@ -751,11 +751,18 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         return rc;
     }
 
-    /* the key's and tenant's limits: the estimate is reserved now, or
-       the request is refused before it reaches a runtime */
+    /*
+     * The key's and tenant's limits, on every JSON endpoint: the estimate
+     * is reserved now, or the request is refused before it reaches a
+     * runtime.  Uploads pass the same call in
+     * ngx_http_gpugate_openai_multipart_route().
+     */
 
     lr.body = body;
-    lr.answers = (ngx_http_gpugate_openai_kind(r) != GPUGATE_OAI_EMBEDDINGS);
+    lr.answers = (ctx->kind == GPUGATE_OAI_CHAT
+                  || ctx->kind == GPUGATE_OAI_COMPLETIONS
+                  || ctx->kind == GPUGATE_OAI_MESSAGES
+                  || ctx->kind == GPUGATE_OAI_RESPONSES);
     lr.stream = b.stream;
     lr.price_in = m ? m->price_in : 0;
     lr.price_out = m ? m->price_out : 0;

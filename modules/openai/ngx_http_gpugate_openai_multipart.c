@@ -21,6 +21,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_openai.h"
+#include "ngx_http_gpugate_limits_api.h"
 
 
 static ngx_int_t ngx_http_gpugate_openai_multipart_filter(
@@ -131,11 +132,12 @@ ngx_int_t
 ngx_http_gpugate_openai_multipart_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx)
 {
-    ngx_int_t                  rc;
-    ngx_str_t                  target;
-    gpugate_mp_t              *mp;
-    ngx_http_gpugate_error_t   err;
-    ngx_http_gpugate_model_t  *m;
+    ngx_int_t                       rc;
+    ngx_str_t                       target;
+    gpugate_mp_t                   *mp;
+    ngx_http_gpugate_error_t        err;
+    ngx_http_gpugate_model_t       *m;
+    ngx_http_gpugate_limits_req_t   lr;
 
     mp = ctx->mp;
 
@@ -168,10 +170,17 @@ ngx_http_gpugate_openai_multipart_route(ngx_http_request_t *r,
         return rc;
     }
 
-    /*
-     * The limits' admission of a JSON body (ngx_http_gpugate_openai_route)
-     * applies here too, with no body to estimate tokens from.
-     */
+    /* the limits, as for a JSON body: no text to estimate tokens from */
+
+    ngx_str_null(&lr.body);
+    lr.answers = 0;
+    lr.stream = ctx->stream;
+    lr.price_in = m ? m->price_in : 0;
+    lr.price_out = m ? m->price_out : 0;
+
+    if (ngx_http_gpugate_limits_admit(r, &lr, &rc) != NGX_OK) {
+        return rc;
+    }
 
     target = ctx->target;
 
