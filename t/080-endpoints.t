@@ -78,6 +78,7 @@ HTTP
             proxy_set_header Connection "";
             proxy_pass http://$gpugate_pool;
         }
+        location = /metrics { gpugate_metrics; }
 SRV
 
 my $port = $ng->port;
@@ -326,6 +327,24 @@ for my $path (sort keys %bodies) {
     $e = decode($r->{body}) || {};
     ok($r->{status} == 400 && $e->{error} && !exists $e->{type},
        'OpenAI paths keep OpenAI\'s error shape');
+}
+
+# --- metrics: the endpoint label --------------------------------------------
+
+{
+    my $page = http_request($port, 'GET', '/metrics')->{body};
+    my %n = map { /^(\S+) (\d+)$/ ? ($1 => $2) : () } split /\n/, $page;
+
+    # per endpoint above: 2 pool + 2 tunnel answers of 200, more for
+    # messages (x-api-key) and rerank (the connection wait)
+    ok(($n{'gpugate_endpoint_requests_total{endpoint="responses",code="2xx"}'} // 0) == 4
+       && ($n{'gpugate_endpoint_requests_total{endpoint="speech",code="2xx"}'} // 0) == 2
+       && ($n{'gpugate_endpoint_requests_total{endpoint="messages",code="4xx"}'} // 0) >= 6
+       && ($n{'gpugate_endpoint_prompt_tokens_total{endpoint="speech"}'} // 0) == 14
+       && ($n{'gpugate_endpoint_completion_tokens_total{endpoint="images"}'} // 0) == 6
+       && ($n{'gpugate_endpoint_prompt_tokens_total{endpoint="messages"}'} // 0) >= 12,
+       '/metrics counts requests and usage by endpoint')
+        or diag join "\n", grep { /gpugate_endpoint_/ } split /\n/, $page;
 }
 
 unlike($ng->log, qr/exited on signal|\[(alert|crit|emerg)\]/,

@@ -75,6 +75,19 @@ typedef struct {
 } ngx_http_gpugate_metrics_model_t;
 
 
+/* room for the router's endpoints (gpugate_oai_kind_e) and "other" */
+#define NGX_HTTP_GPUGATE_METRICS_ENDPOINTS  16
+
+
+/* the counts of one endpoint (its kind + 1; 0: any other path) */
+typedef struct {
+    ngx_atomic_t      requests[5]; /* by status class, 1xx .. 5xx */
+    ngx_atomic_t      prompt;      /* prompt tokens (or the endpoint's
+                                      input units: seconds, characters) */
+    ngx_atomic_t      completion;  /* completion tokens (or images) */
+} ngx_http_gpugate_metrics_endpoint_t;
+
+
 /* a worker's share of the counts, reclaimed when it dies */
 typedef struct {
     ngx_pid_t         pid;         /* 0: slot free */
@@ -104,6 +117,10 @@ typedef struct {
                                    /* slot 0 is the overflow set */
     ngx_http_gpugate_metrics_model_t   models[NGX_HTTP_GPUGATE_METRICS_MODELS];
                                    /* slot 0 is the overflow model */
+    ngx_http_gpugate_metrics_endpoint_t
+                  endpoints[NGX_HTTP_GPUGATE_METRICS_ENDPOINTS];
+                                   /* by endpoint: a fixed set, whatever
+                                      paths clients send */
 } ngx_http_gpugate_metrics_shm_t;
 
 

@@ -24,6 +24,7 @@
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_metrics.h"
 #include "ngx_http_gpugate_auth_api.h"
+#include "gpugate_oai_body.h"
 #include "gpugate_utf8.h"
 
 
@@ -446,6 +447,93 @@ ngx_http_gpugate_metrics_bucket(ngx_msec_t us)
 }
 
 
+/* the endpoint's counts: the router's name for the request path */
+
+static void
+ngx_http_gpugate_metrics_endpoint(ngx_http_gpugate_metrics_shm_t *shm,
+    ngx_http_gpugate_metrics_req_t *req)
+{
+    size_t                                len;
+    ngx_int_t                             k;
+    ngx_uint_t                            c;
+    const char                           *id;
+    ngx_http_gpugate_metrics_endpoint_t  *e;
+
+    k = gpugate_oai_path_kind(gpugate_oai_path((char *) req->endpoint.data,
+                                               req->endpoint.len, &id,
+                                               &len))
+        + 1;
+
+    if (k < 0 || k >= NGX_HTTP_GPUGATE_METRICS_ENDPOINTS) {
+        k = 0;
+    }
+
+    e = &shm->endpoints[k];
+    c = req->status / 100;
+    c = (c >= 1 && c <= 5) ? c - 1 : 4;
+
+    (void) ngx_atomic_fetch_add(&e->requests[c], 1);
+    (void) ngx_atomic_fetch_add(&e->prompt, req->prompt);
+    (void) ngx_atomic_fetch_add(&e->completion, req->completion);
+}
+
+
+/* the endpoints' families: only those that had requests */
+
+static void
+ngx_http_gpugate_metrics_endpoints(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_metrics_shm_t *shm)
+{
+    ngx_uint_t                            k, c, f;
+    const char                           *name;
+    ngx_http_gpugate_metrics_endpoint_t  *e;
+
+    static const char  *families[] = {
+        "gpugate_endpoint_requests_total",
+        "gpugate_endpoint_prompt_tokens_total",
+        "gpugate_endpoint_completion_tokens_total"
+    };
+
+    static const char  *helps[] = {
+        "Requests, by router endpoint and status class.",
+        "Prompt tokens by router endpoint (transcriptions: seconds of "
+        "audio, speech: characters of input).",
+        "Completion tokens by router endpoint (images: images made)."
+    };
+
+    for (f = 0; f < 3; f++) {
+        ngx_http_gpugate_prom_family(out, families[f], "counter", helps[f]);
+
+        for (k = 0; k < NGX_HTTP_GPUGATE_METRICS_ENDPOINTS; k++) {
+            e = &shm->endpoints[k];
+            name = gpugate_oai_kind_name((int) k - 1);
+
+            if ((k && ngx_strcmp(name, "other") == 0)
+                || e->requests[0] + e->requests[1] + e->requests[2]
+                   + e->requests[3] + e->requests[4] == 0)
+            {
+                continue;
+            }
+
+            if (f == 0) {
+                for (c = 0; c < 5; c++) {
+                    ngx_http_gpugate_out_printf(out, "%s{endpoint=\"%s\","
+                                                "code=\"%uixx\"} %uA\n",
+                                                families[f], name, c + 1,
+                                                e->requests[c]);
+                }
+
+                continue;
+            }
+
+            ngx_http_gpugate_out_printf(out, "%s{endpoint=\"%s\"} %uA\n",
+                                        families[f], name,
+                                        f == 1 ? e->prompt : e->completion);
+        }
+    }
+}
+
+
 void
 ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
     ngx_slab_pool_t *shpool, ngx_http_gpugate_metrics_req_t *req)
@@ -468,6 +556,8 @@ ngx_http_gpugate_metrics_record(ngx_http_gpugate_metrics_shm_t *shm,
          */
         ngx_str_set(&model, NGX_HTTP_GPUGATE_METRICS_REFUSED);
     }
+
+    ngx_http_gpugate_metrics_endpoint(shm, req);
 
     s = ngx_http_gpugate_metrics_series(shm, shpool, &model, &req->tenant,
                                         req->status);
@@ -888,6 +978,7 @@ ngx_http_gpugate_metrics_render(ngx_http_gpugate_out_t *out,
     ngx_http_gpugate_metrics_per_model(out, shm,
                                        NGX_HTTP_GPUGATE_METRICS_PARTIAL, model);
 
+    ngx_http_gpugate_metrics_endpoints(out, shm);
     ngx_http_gpugate_metrics_auth(out, shm);
     ngx_http_gpugate_metrics_ledger_rows(out, shm);
 
