@@ -23,7 +23,11 @@
 #                idle parked connections and under 64 streams, against
 #                the runtime's CPU), limits (gpugate with limits off vs
 #                on, one node and synced through Redis, on the cache-hit
-#                path; Redis commands per request)
+#                path; Redis commands per request), profile (not in the
+#                default set: syscalls, instructions and allocations per
+#                request of the agent and the nginx worker through the
+#                tunnel, with strace and callgrind; see
+#                scripts/bench/profile.sh)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -47,7 +51,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -166,8 +170,9 @@ if want overhead || want streaming || want accounting; then
     . "$GG_ROOT/scripts/bench/proxy.sh"
 fi
 
-if want tunnel || want scale || want agent; then
+if want tunnel || want scale || want agent || want profile; then
     . "$GG_ROOT/scripts/bench/tunnel.sh"
+    . "$GG_ROOT/scripts/bench/profile.sh"
 fi
 
 if want scale; then

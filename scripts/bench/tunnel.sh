@@ -77,15 +77,18 @@ http {
     }
 }
 CONF
-    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
-        -g 'daemon off;' &
+    # NGINX_WRAP (a profiler) runs nginx as one process, no master
+    ${NGINX_WRAP:-} /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" \
+        -e "$dir/logs/error.log" \
+        -g "daemon off;${NGINX_WRAP:+ master_process off;}" &
     gg_track $!
     gg_wait_for "nginx $name" 30 perl -MIO::Socket::INET -e \
         'exit(IO::Socket::INET->new("127.0.0.1:$ARGV[0]") ? 0 : 1)' "$port"
 }
 
 # start_agent NAME TUNNEL_PORT RUNTIME_PORT [flags...]: sets agent_pid;
-# AGENT_SCHEME=http dials the plain TCP listener instead
+# AGENT_SCHEME=http dials the plain TCP listener instead; AGENT_WRAP (a
+# profiler such as valgrind) runs the agent under it, with the same pid
 start_agent() {
     local name=$1 tport=$2 rport=$3 token scheme=${AGENT_SCHEME:-https}
     shift 3
@@ -95,7 +98,7 @@ start_agent() {
     token=$("$GG_ROOT/scripts/gpugate-keys" agent-create "$name" 2>/dev/null \
         | sed -n 's/^token: //p')
     (umask 077; printf '%s\n' "$token" > "$tmp/$name.token")
-    "$GG_BUILD/bin/gpugate-agent" --name "$name" \
+    ${AGENT_WRAP:-} "$GG_BUILD/bin/gpugate-agent" --name "$name" \
         --gateway "$scheme://127.0.0.1:$tport/gpugate/tunnel" \
         --ca-file "$tmp/ca/ca.crt" --token-file "$tmp/$name.token" \
         --runtime "http://127.0.0.1:$rport" --models mock-model \
