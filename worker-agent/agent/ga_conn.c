@@ -619,7 +619,7 @@ ga_conn_read(ga_conn_t *c)
             return -1;
         }
 
-        if (gg_buf_reserve(&c->in, 16384) != 0) {
+        if (gg_buf_reserve(&c->in, GG_BUF_BLOCK) != 0) {
             return -1;
         }
 

@@ -12,6 +12,18 @@
 #include "gg_buf.h"
 
 
+/*
+ * Freed blocks of GG_BUF_BLOCK bytes are kept on a small shelf and given
+ * to the next empty buffer that needs no more: the agent frees a tunnel's
+ * buffers whenever it parks (so that parked tunnels hold none) and needs
+ * them again at the next request, which without the shelf is four
+ * malloc()/free() pairs per request.  What the shelf holds is bounded
+ * (GG_BUF_SHELF blocks); it is per process, and the agent has one thread.
+ */
+static char    *gg_buf_shelf[GG_BUF_SHELF];   /* blocks ready for reuse */
+static size_t   gg_buf_shelved;               /* how many of them */
+
+
 int
 gg_buf_reserve(gg_buf_t *b, size_t n)
 {
@@ -19,6 +31,14 @@ gg_buf_reserve(gg_buf_t *b, size_t n)
     size_t   len, cap;
 
     if (b->cap - b->end >= n) {
+        return 0;
+    }
+
+    if (b->data == NULL && n <= GG_BUF_BLOCK && gg_buf_shelved) {
+        b->data = gg_buf_shelf[--gg_buf_shelved];
+        b->start = 0;
+        b->end = 0;
+        b->cap = GG_BUF_BLOCK;
         return 0;
     }
 
@@ -130,10 +150,24 @@ gg_buf_reset(gg_buf_t *b)
 void
 gg_buf_free(gg_buf_t *b)
 {
-    free(b->data);
+    if (b->cap == GG_BUF_BLOCK && gg_buf_shelved < GG_BUF_SHELF) {
+        gg_buf_shelf[gg_buf_shelved++] = b->data;
+
+    } else {
+        free(b->data);
+    }
 
     b->data = NULL;
     b->start = 0;
     b->end = 0;
     b->cap = 0;
+}
+
+
+void
+gg_buf_shelf_free(void)
+{
+    while (gg_buf_shelved) {
+        free(gg_buf_shelf[--gg_buf_shelved]);
+    }
 }

@@ -14,6 +14,13 @@
 #include <stddef.h>
 
 
+/* the size of socket buffers, which gg_buf_free() keeps for reuse */
+#define GG_BUF_BLOCK  16384
+
+/* at most this many freed blocks are kept (512 KiB) */
+#define GG_BUF_SHELF  32
+
+
 typedef struct {
     char          *data;          /* malloc()ed storage, NULL until used */
     size_t         start;         /* first unconsumed byte */
@@ -41,7 +48,15 @@ void gg_buf_consume(gg_buf_t *b, size_t n);
 /* Drops the contents; keeps the storage for reuse. */
 void gg_buf_reset(gg_buf_t *b);
 
+/*
+ * Gives the storage back: a block of GG_BUF_BLOCK bytes goes to a small
+ * shelf of the process, where the next empty buffer that needs no more
+ * than that takes it instead of calling malloc().
+ */
 void gg_buf_free(gg_buf_t *b);
+
+/* Frees the shelved blocks (at exit, for leak checkers). */
+void gg_buf_shelf_free(void);
 
 
 #endif /* _GG_BUF_H_INCLUDED_ */
