@@ -265,6 +265,11 @@ struct ga_runtime_s {
     int                  pool_n;     /* their number */
     gg_timer_t           pool_timer; /* closes those idle too long */
     ga_addr_t            addr;       /* where it listens */
+    char                 host[sizeof(((ga_rtconf_t *) 0)->url.host)
+                              + sizeof(((ga_rtconf_t *) 0)->url.port) + 1];
+                                     /* "host:port", the Host field of
+                                        relayed requests, made at the
+                                        first one instead of each */
 
     ga_gateway_t         links[GA_MAX_GATEWAYS]; /* one per gateway */
 };

@@ -423,18 +423,22 @@ ga_serve_broken(ga_conn_t *c, int rc, const char *what)
 static int
 ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 {
-    int          keepalive;
-    size_t       n;
-    const char  *buf;
-    char         host[sizeof(c->gw->rt->conf->url.host)
-                      + sizeof(c->gw->rt->conf->url.port) + 1];
+    int            keepalive;
+    size_t         n;
+    const char    *buf, *host;
+    ga_runtime_t  *rt;
 
     buf = gg_buf_pos(&c->in);
+    rt = c->gw->rt;
 
     gg_buf_reset(&c->relay.out);
 
-    snprintf(host, sizeof(host), "%s:%s", c->gw->rt->conf->url.host,
-             c->gw->rt->conf->url.port);
+    if (rt->host[0] == '\0') {
+        snprintf(rt->host, sizeof(rt->host), "%s:%s", rt->conf->url.host,
+                 rt->conf->url.port);
+    }
+
+    host = rt->host;
     keepalive = ga_runtime_keepalive(c->gw->rt) != 0;
 
     n = gpugate_tunnel_relay_request(NULL, 0, &c->head, buf, host, keepalive);
@@ -645,7 +649,7 @@ ga_relay_io(gg_io_t *io, uint32_t revents)
     err = 0;
 
     while (c->relay.rc != NULL && gg_buf_len(&c->out) < GA_OUT_HIGH) {
-        if (gg_buf_reserve(&c->relay.in, 16384) != 0) {
+        if (gg_buf_reserve(&c->relay.in, GG_BUF_BLOCK) != 0) {
             ga_conn_close(c, "out of memory");
             return;
         }
@@ -773,7 +777,6 @@ ga_relay_response(ga_conn_t *c, int eof)
     int          rc;
     size_t       n, used, out_len;
     const char  *buf;
-    char         scratch[16384];
 
     while (!c->relay.head_done) {
         buf = gg_buf_pos(&c->relay.in);
@@ -836,27 +839,35 @@ ga_relay_response(ga_conn_t *c, int eof)
         break;
 
     case GPUGATE_TUNNEL_FRAME_CHUNKED:
+        /*
+         * The chunks go to nginx as they came, so they are copied out
+         * first; the decoder then runs where they lie in c->relay.in,
+         * which is dropped after, only to find where the answer ends.
+         * Bytes past that end are taken back from c->out.
+         */
+        if (gg_buf_append(&c->out, gg_buf_pos(&c->relay.in), n) != 0) {
+            ga_conn_close(c, "out of memory");
+            return -1;
+        }
+
         used = 0;
         rc = GG_HTTP_AGAIN;
 
-        while (used < n && rc == GG_HTTP_AGAIN) {
-            size_t  k, m;
-
-            m = n - used > sizeof(scratch) ? sizeof(scratch) : n - used;
-            memcpy(scratch, gg_buf_pos(&c->relay.in) + used, m);
-            rc = gg_http_parse_chunked(&c->relay.chunk, scratch, m,
-                                       scratch, &k, &out_len);
-            used += k;
+        if (n) {
+            rc = gg_http_parse_chunked(&c->relay.chunk,
+                                       gg_buf_pos(&c->relay.in), n,
+                                       gg_buf_pos(&c->relay.in), &used,
+                                       &out_len);
         }
 
         if (rc != GG_HTTP_AGAIN && rc != GG_HTTP_OK) {
+            c->out.end -= n;
             ga_conn_close(c, "malformed chunked answer from the runtime");
             return -1;
         }
 
-        (void) gg_buf_append(&c->out, gg_buf_pos(&c->relay.in), used);
-
         if (used < n) {
+            c->out.end -= n - used;
             c->relay.keep = 0;
         }
 
