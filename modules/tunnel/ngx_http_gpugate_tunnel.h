@@ -177,6 +177,10 @@ typedef struct {
     ngx_http_gpugate_tunnel_rate_t      *rates;
                                    /* RATES entries, in the zone */
     ngx_uint_t        nagents;     /* agent slots that fit the zone */
+    ngx_atomic_t      high;        /* one past the highest slot ever
+                                      used: a 4 MB zone has ~1,300
+                                      slots, and picking an agent for a
+                                      request scans no further */
     ngx_http_gpugate_tunnel_agent_t  agents[1];
                                    /* nagents slots */
 } ngx_http_gpugate_tunnel_shm_t;

@@ -720,7 +720,7 @@ static ngx_http_gpugate_tunnel_conn_t *
 ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t *exists)
 {
-    ngx_uint_t                        i, best, tries;
+    ngx_uint_t                        i, n, best, tries;
     ngx_atomic_uint_t                 load, best_load;
     ngx_queue_t                      *idle;
     ngx_http_gpugate_tunnel_shm_t    *shm;
@@ -729,22 +729,30 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     shm = ngx_http_gpugate_tunnel_shm();
     *exists = 0;
 
+    /* slots past it were never used: nothing to look at there */
+    n = ngx_min(shm->high, shm->nagents);
+
     for (tries = 0; tries < 3; tries++) {
         best = shm->nagents;
         best_load = 0;
 
-        for (i = 0; i < shm->nagents; i++) {
+        for (i = 0; i < n; i++) {
             a = &shm->agents[i];
 
-            if (!ngx_http_gpugate_tunnel_suits(ctx, i, a)) {
-                continue;
-            }
-
             if (!a->used) {
-                if (ngx_http_gpugate_tunnel_returning(ctx, a)) {
+                /* cheap tests first: most free slots were never left */
+
+                if (a->reload_left != 0
+                    && ngx_http_gpugate_tunnel_suits(ctx, i, a)
+                    && ngx_http_gpugate_tunnel_returning(ctx, a))
+                {
                     *exists = 1;
                 }
 
+                continue;
+            }
+
+            if (!ngx_http_gpugate_tunnel_suits(ctx, i, a)) {
                 continue;
             }
 

@@ -348,6 +348,10 @@ ngx_http_gpugate_tunnel_register(ngx_str_t *name, int64_t agent_id,
         a->instance_len = instance->len;
         ngx_memcpy(a->instance, instance->data, instance->len);
         a->since = ngx_time();
+
+        if (w->shm->high <= found) {
+            w->shm->high = found + 1;
+        }
     }
 
     a = &w->shm->agents[found];
