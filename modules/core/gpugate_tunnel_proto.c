@@ -4,6 +4,7 @@
  */
 
 
+#include <stdio.h>
 #include <string.h>
 
 #include "gpugate_models.h"
@@ -307,6 +308,146 @@ gpugate_tunnel_models_has(const char *list, size_t list_len,
 
     return gpugate_models_list_has(p, end - p, model, model_len,
                                    GPUGATE_MODELS_SEP_WIRE);
+}
+
+
+/*
+ * The router's endpoints in the order of gpugate_oai_kind_e; the names
+ * are gpugate_oai_kind_name()'s (a unit test holds them equal), repeated
+ * here because the agent links no router code.
+ */
+
+static const char  *gpugate_tunnel_endpoints[] = {
+    "chat", "completions", "embeddings", "messages", "responses",
+    "rerank", "score", "images", "speech", "transcriptions",
+    "translations", "image_edits"
+};
+
+#define GPUGATE_TUNNEL_NENDPOINTS                                           \
+    (int) (sizeof(gpugate_tunnel_endpoints)                                 \
+           / sizeof(gpugate_tunnel_endpoints[0]))
+
+
+int
+gpugate_tunnel_parse_endpoints(const char *p, size_t len, uint32_t *mask)
+{
+    int                  k;
+    size_t               n;
+    const char          *name;
+    gpugate_tunnel_kv_t  kv;
+
+    *mask = GPUGATE_TUNNEL_ENDPOINTS_TOLD;
+
+    if (len > GPUGATE_TUNNEL_ENDPOINTS_MAX) {
+        return -1;
+    }
+
+    gpugate_tunnel_kv_init(&kv, p, len, 0);
+
+    if (kv.pos == kv.end) {
+        return -1;
+    }
+
+    while (kv.pos < kv.end) {
+        name = kv.pos;
+        p = name;
+
+        while (p < kv.end
+               && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
+                   || *p == '_' || *p == '.'))
+        {
+            p++;
+        }
+
+        n = (size_t) (p - name);
+
+        if (n == 0 || n > GPUGATE_TUNNEL_ENDPOINT_MAX) {
+            return -1;
+        }
+
+        for (k = 0; k < GPUGATE_TUNNEL_NENDPOINTS; k++) {
+            if (strlen(gpugate_tunnel_endpoints[k]) == n
+                && memcmp(gpugate_tunnel_endpoints[k], name, n) == 0)
+            {
+                *mask |= 1u << k;
+                break;
+            }
+        }
+
+        kv.pos = p;
+
+        if (gpugate_tunnel_kv_sep(&kv) < 0) {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
+gpugate_tunnel_endpoint_served(uint32_t mask, int kind)
+{
+    if (mask == GPUGATE_TUNNEL_ENDPOINTS_ANY || kind < 0) {
+        return 1;
+    }
+
+    return kind < GPUGATE_TUNNEL_NENDPOINTS && (mask & (1u << kind)) != 0;
+}
+
+
+const char *
+gpugate_tunnel_endpoint_name(int kind)
+{
+    if (kind < 0 || kind >= GPUGATE_TUNNEL_NENDPOINTS) {
+        return NULL;
+    }
+
+    return gpugate_tunnel_endpoints[kind];
+}
+
+
+size_t
+gpugate_tunnel_endpoints_print(uint32_t mask, char *buf, size_t size)
+{
+    int     k;
+    size_t  len, n;
+
+    if (size == 0) {
+        return 0;
+    }
+
+    buf[0] = '\0';
+
+    if (mask == GPUGATE_TUNNEL_ENDPOINTS_ANY) {
+        if (size < 2) {
+            return 0;
+        }
+
+        buf[0] = '*';
+        buf[1] = '\0';
+        return 1;
+    }
+
+    len = 0;
+
+    for (k = 0; k < GPUGATE_TUNNEL_NENDPOINTS; k++) {
+        if (!(mask & (1u << k))) {
+            continue;
+        }
+
+        n = (size_t) snprintf(buf + len, size - len, "%s%s",
+                              len ? ", " : "", gpugate_tunnel_endpoints[k]);
+
+        if (n >= size - len) {
+            buf[len] = '\0';
+            return len;
+        }
+
+        len += n;
+    }
+
+    return len;
 }
 
 

@@ -105,6 +105,43 @@ int gpugate_tunnel_models_has(const char *list, size_t list_len,
     const char *model, size_t model_len);
 
 
+#define GPUGATE_TUNNEL_ENDPOINTS_MAX  512    /* X-Gpugate-Endpoints, bytes */
+#define GPUGATE_TUNNEL_ENDPOINT_MAX   32     /* one endpoint name, bytes */
+
+/*
+ * A parsed X-Gpugate-Endpoints: bit k for the router's endpoint kind k
+ * (gpugate_oai_kind_e), and GPUGATE_TUNNEL_ENDPOINTS_TOLD once the header
+ * came; 0 (no header) serves every endpoint.
+ */
+#define GPUGATE_TUNNEL_ENDPOINTS_ANY   0u
+#define GPUGATE_TUNNEL_ENDPOINTS_TOLD  0x80000000u
+
+/*
+ * X-Gpugate-Endpoints: names separated by "," and optional spaces, each
+ * 1..GPUGATE_TUNNEL_ENDPOINT_MAX of [a-z0-9_.], at least one; the names
+ * are the metrics' "endpoint" label (gpugate_oai_kind_name(): "chat",
+ * "completions", ...).  A name this version does not know is skipped (a
+ * newer agent may serve more), so the mask may be TOLD alone.  0 and
+ * *mask set, or -1.
+ */
+int gpugate_tunnel_parse_endpoints(const char *p, size_t len,
+    uint32_t *mask);
+
+/* 1 if an agent of "mask" serves endpoint kind "kind" (< 0: any path) */
+int gpugate_tunnel_endpoint_served(uint32_t mask, int kind);
+
+/* the name of kind "kind" as X-Gpugate-Endpoints says it, NULL if none */
+const char *gpugate_tunnel_endpoint_name(int kind);
+
+/*
+ * The mask written out, names in kind order joined by ", " into "buf"
+ * ("*" for GPUGATE_TUNNEL_ENDPOINTS_ANY, "" when none is known); the
+ * length, cut at "size" - 1.
+ */
+size_t gpugate_tunnel_endpoints_print(uint32_t mask, char *buf,
+    size_t size);
+
+
 #define GPUGATE_TUNNEL_TELEMETRY_MAX  2048   /* X-Gpugate-Telemetry, bytes */
 #define GPUGATE_TUNNEL_GPUS_MAX       8      /* GPU sections kept */
 #define GPUGATE_TUNNEL_GPU_NAME_MAX   63     /* a GPU name, bytes */

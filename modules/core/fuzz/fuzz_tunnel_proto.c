@@ -231,6 +231,53 @@ check_capacity(const char *in, size_t len)
 }
 
 
+/*
+ * A list accepted comes back the same once printed and read again (the
+ * names it knows), each of its names in the bytes given; served agrees
+ * with the mask.
+ */
+
+static void
+check_endpoints(const char *in, size_t len)
+{
+    int       k;
+    char      out[GPUGATE_TUNNEL_ENDPOINTS_MAX + 1];
+    size_t    n;
+    uint32_t  mask, again;
+
+    if (gpugate_tunnel_parse_endpoints(in, len, &mask) != 0) {
+        return;
+    }
+
+    if (len > GPUGATE_TUNNEL_ENDPOINTS_MAX || len == 0
+        || !(mask & GPUGATE_TUNNEL_ENDPOINTS_TOLD))
+    {
+        abort();
+    }
+
+    for (k = 0; k < 31; k++) {
+        if (gpugate_tunnel_endpoint_served(mask, k)
+            != ((mask >> k) & 1))
+        {
+            abort();
+        }
+    }
+
+    if (mask == GPUGATE_TUNNEL_ENDPOINTS_TOLD) {
+        return;
+    }
+
+    n = gpugate_tunnel_endpoints_print(mask, out, sizeof(out));
+
+    if (n == 0 || n != strlen(out)
+        || gpugate_tunnel_parse_endpoints(out, n, &again) != 0
+        || again != mask)
+    {
+        abort();
+    }
+}
+
+
 static void
 check_models(const char *in, size_t len)
 {
@@ -541,6 +588,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     check_models_has(in, size);
     check_load(in, size);
     check_telemetry(in, size);
+    check_endpoints(in, size);
 
     free(in);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gpugate_oai_body.h"
 #include "gpugate_tunnel_proto.h"
 #include "tap.h"
 
@@ -893,6 +894,133 @@ test_telemetry(void)
 }
 
 
+static void
+endpoints_is(const char *p, size_t len, uint32_t expect, const char *what)
+{
+    int       rc;
+    uint32_t  mask;
+
+    rc = gpugate_tunnel_parse_endpoints(p, len, &mask);
+
+    tap_ok(rc == 0 && mask == (expect | GPUGATE_TUNNEL_ENDPOINTS_TOLD),
+           "endpoints accepts %s (rc %d, mask %08x)", what, rc,
+           (unsigned) mask);
+}
+
+
+static void
+endpoints_bad(const char *p, size_t len, const char *what)
+{
+    uint32_t  mask;
+
+    tap_ok(gpugate_tunnel_parse_endpoints(p, len, &mask) == -1,
+           "endpoints refuses %s", what);
+}
+
+
+static void
+test_endpoints(void)
+{
+    int       k, all_ok;
+    char      buf[GPUGATE_TUNNEL_ENDPOINTS_MAX + 16], out[256];
+    size_t    n;
+    uint32_t  mask, all;
+
+    /* the wire names are the router's endpoint labels, kind for kind */
+
+    all_ok = 1;
+    all = 0;
+
+    for (k = 0; gpugate_tunnel_endpoint_name(k); k++) {
+        if (strcmp(gpugate_tunnel_endpoint_name(k),
+                   gpugate_oai_kind_name(k)) != 0)
+        {
+            all_ok = 0;
+        }
+
+        all |= 1u << k;
+    }
+
+    tap_ok(all_ok && k == GPUGATE_OAI_IMAGE_EDITS + 1
+           && strcmp(gpugate_oai_kind_name(k), "other") == 0,
+           "endpoint names are gpugate_oai_kind_name()'s (%d)", k);
+
+    endpoints_is(S("chat"), 1u << GPUGATE_OAI_CHAT, "one name");
+    endpoints_is(S("embeddings, rerank"),
+                 1u << GPUGATE_OAI_EMBEDDINGS | 1u << GPUGATE_OAI_RERANK,
+                 "two names");
+    endpoints_is(S(" score ,messages,  image_edits "),
+                 1u << GPUGATE_OAI_SCORE | 1u << GPUGATE_OAI_MESSAGES
+                 | 1u << GPUGATE_OAI_IMAGE_EDITS, "spaces around");
+    endpoints_is(S("chat, chat"), 1u << GPUGATE_OAI_CHAT, "a repeated name");
+    endpoints_is(S("video.generations, chat"), 1u << GPUGATE_OAI_CHAT,
+                 "an unknown name skipped");
+    endpoints_is(S("video.generations"), 0, "only unknown names (TOLD)");
+
+    n = gpugate_tunnel_endpoints_print(all | GPUGATE_TUNNEL_ENDPOINTS_TOLD,
+                                       out, sizeof(out));
+    endpoints_is(out, n, all, "every name, as printed");
+    tap_ok(strcmp(out, "chat, completions, embeddings, messages, responses, "
+                  "rerank, score, images, speech, transcriptions, "
+                  "translations, image_edits") == 0,
+           "print: every name in kind order (%s)", out);
+
+    endpoints_bad(S(""), "an empty list");
+    endpoints_bad(S("  "), "only spaces");
+    endpoints_bad(S(","), "a lone comma");
+    endpoints_bad(S("chat,,rerank"), "an empty name");
+    endpoints_bad(S("chat,"), "a trailing comma");
+    endpoints_bad(S("Chat"), "upper case");
+    endpoints_bad(S("/v1/chat/completions"), "a path");
+    endpoints_bad(S("chat rerank"), "a space without a comma");
+    endpoints_bad(S("chat\trerank"), "a tab");
+    endpoints_bad(S("chat\0"), "a NUL");
+    endpoints_bad(S("chat;rerank"), "a semicolon");
+    endpoints_bad(S("abcdefghijklmnopqrstuvwxyz0123456"), "a 33-byte name");
+    endpoints_is(S("abcdefghijklmnopqrstuvwxyz012345"), 0, "a 32-byte name");
+
+    /* the size limit, exactly */
+
+    memset(buf, ' ', sizeof(buf));
+    memcpy(buf, "chat", 4);
+    endpoints_is(buf, GPUGATE_TUNNEL_ENDPOINTS_MAX, 1u << GPUGATE_OAI_CHAT,
+                 "ENDPOINTS_MAX bytes");
+    endpoints_bad(buf, GPUGATE_TUNNEL_ENDPOINTS_MAX + 1, "one byte more");
+
+    /* served: no header serves all; a told mask only its kinds */
+
+    tap_ok(gpugate_tunnel_endpoint_served(GPUGATE_TUNNEL_ENDPOINTS_ANY,
+                                          GPUGATE_OAI_SPEECH)
+           && gpugate_tunnel_endpoint_served(GPUGATE_TUNNEL_ENDPOINTS_TOLD,
+                                             -1),
+           "served: any mask, any path");
+
+    mask = GPUGATE_TUNNEL_ENDPOINTS_TOLD | 1u << GPUGATE_OAI_EMBEDDINGS
+           | 1u << GPUGATE_OAI_RERANK;
+    all_ok = 1;
+
+    for (k = 0; k <= GPUGATE_OAI_IMAGE_EDITS + 3; k++) {
+        if (gpugate_tunnel_endpoint_served(mask, k)
+            != (k == GPUGATE_OAI_EMBEDDINGS || k == GPUGATE_OAI_RERANK))
+        {
+            all_ok = 0;
+        }
+    }
+
+    tap_ok(all_ok, "served: embeddings and rerank only, every kind asked");
+    tap_ok(!gpugate_tunnel_endpoint_served(GPUGATE_TUNNEL_ENDPOINTS_TOLD,
+                                           GPUGATE_OAI_CHAT),
+           "served: a told mask of unknown names serves no known kind");
+
+    n = gpugate_tunnel_endpoints_print(GPUGATE_TUNNEL_ENDPOINTS_ANY, out,
+                                       sizeof(out));
+    tap_ok(n == 1 && strcmp(out, "*") == 0, "print: any is \"*\"");
+    n = gpugate_tunnel_endpoints_print(mask, out, 12);
+    tap_ok(n == strlen(out) && strcmp(out, "embeddings") == 0,
+           "print: cut before a name that does not fit (%s)", out);
+}
+
+
 int
 main(void)
 {
@@ -904,6 +1032,7 @@ main(void)
     test_models_has();
     test_load();
     test_telemetry();
+    test_endpoints();
 
     return tap_done();
 }
