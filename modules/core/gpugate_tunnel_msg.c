@@ -113,6 +113,13 @@ gpugate_tunnel_hs_request(char *buf, size_t size,
     gpugate_tunnel_puts(&o, "\r\nX-Gpugate-Models: ");
     gpugate_tunnel_puts(&o, hs->models);
     gpugate_tunnel_puts(&o, "\r\n");
+
+    if (hs->endpoints && hs->endpoints[0]) {
+        gpugate_tunnel_puts(&o, "X-Gpugate-Endpoints: ");
+        gpugate_tunnel_puts(&o, hs->endpoints);
+        gpugate_tunnel_puts(&o, "\r\n");
+    }
+
     gpugate_tunnel_puts(&o, hs->load);
     gpugate_tunnel_puts(&o, hs->telemetry);
     gpugate_tunnel_puts(&o, "\r\n");

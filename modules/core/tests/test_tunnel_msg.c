@@ -164,6 +164,32 @@ test_handshake(void)
     tap_ok(m != NULL && strstr(m, "X-Gpugate-Models: \r\n"
            "X-Gpugate-Telemetry: cpu_pct=1\r\n\r\n") != NULL,
            "step 2: empty model list, telemetry line last");
+
+    hs.endpoints = "embeddings, rerank";
+    m = test_sizes(test_hs, &hs, &len);
+    tap_ok(m != NULL && strstr(m, "X-Gpugate-Models: \r\n"
+           "X-Gpugate-Endpoints: embeddings, rerank\r\n"
+           "X-Gpugate-Telemetry: cpu_pct=1\r\n\r\n") != NULL,
+           "step 2: X-Gpugate-Endpoints after the models");
+
+    {
+        uint32_t                 mask;
+        gg_http_head_t           h;
+        const gg_http_header_t  *e;
+
+        gg_http_head_init(&h, 0, 8192);
+        e = m && gg_http_parse_head(&h, m, len) == GG_HTTP_OK
+            ? gg_http_find_header(&h, m, "x-gpugate-endpoints") : NULL;
+        tap_ok(e != NULL && gpugate_tunnel_parse_endpoints(m + e->value,
+               e->value_len, &mask) == 0
+               && mask == (GPUGATE_TUNNEL_ENDPOINTS_TOLD | 1u << 2
+                           | 1u << 5), "step 2: its endpoints parse");
+    }
+
+    hs.endpoints = "";
+    m = test_sizes(test_hs, &hs, &len);
+    tap_ok(m != NULL && strstr(m, "X-Gpugate-Endpoints") == NULL,
+           "step 2: no X-Gpugate-Endpoints for an empty set");
 }
 
 
