@@ -29,6 +29,8 @@ typedef int (*ga_command_set_pt)(void *conf, const ga_command_t *cmd,
 
 static const ga_command_t *ga_conf_command(const ga_command_t *cmds,
     const char *key);
+static int ga_conf_set_endpoints(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
 static int ga_conf_set_gateway(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
 static int ga_conf_set_nodes(void *conf, const ga_command_t *cmd,
@@ -108,6 +110,7 @@ static const ga_command_t  ga_conf_runtime_commands[] = {
     ga_conf_fn("runtime", ga_conf_set_runtime),
     ga_conf_fn("runtime_type", ga_conf_set_type),
     ga_conf_fn("models", ga_conf_set_models),
+    ga_conf_fn("endpoints", ga_conf_set_endpoints),
     ga_conf_num("capacity", ga_rtconf_t, capacity, 1, 65535),
     ga_conf_num("runtime_keepalive", ga_rtconf_t, keepalive, 0, 65535),
     ga_conf_num("runtime_keepalive_timeout", ga_rtconf_t, keepalive_timeout,
@@ -542,6 +545,97 @@ ga_conf_set_models(void *conf, const ga_command_t *cmd, const char *value,
     (void) cmd;
 
     return ga_conf_models(conf, value, err, size);
+}
+
+
+/*
+ * "endpoints = chat, embeddings": names of the router's endpoints (as
+ * X-Gpugate-Endpoints and the metrics' "endpoint" label spell them), "*"
+ * for every one.  Unlike the gateway, which skips a name it does not know
+ * (a newer agent's), the agent refuses one: a typo would take an endpoint
+ * off the runtime unseen.
+ */
+
+static int
+ga_conf_set_endpoints(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size)
+{
+    ga_rtconf_t  *rt = conf;
+    size_t        n;
+    uint32_t      mask, one;
+    const char   *p, *name;
+
+    (void) cmd;
+
+    p = value;
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+
+    if (strcmp(p, "*") == 0) {
+        rt->endpoints[0] = '\0';
+        rt->endpoints_set = 1;
+        return 0;
+    }
+
+    if (gpugate_tunnel_parse_endpoints(value, strlen(value), &mask) != 0) {
+        snprintf(err, size, "endpoints: \"%s\": names separated by commas "
+                 "(chat, completions, embeddings, ...) or \"*\"", value);
+        return -1;
+    }
+
+    /* every name must be one the router knows */
+
+    for (p = value; *p; ) {
+        while (*p == ' ' || *p == ',' || *p == '\t') {
+            p++;
+        }
+
+        name = p;
+
+        while (*p && *p != ' ' && *p != ',' && *p != '\t') {
+            p++;
+        }
+
+        n = (size_t) (p - name);
+
+        if (n && (gpugate_tunnel_parse_endpoints(name, n, &one) != 0
+                  || one == GPUGATE_TUNNEL_ENDPOINTS_TOLD))
+        {
+            snprintf(err, size, "endpoints: unknown endpoint \"%.*s\" "
+                     "(docs/agent.md lists them)", (int) n, name);
+            return -1;
+        }
+    }
+
+    gpugate_tunnel_endpoints_print(mask, rt->endpoints,
+                                   sizeof(rt->endpoints));
+    rt->endpoints_set = 1;
+
+    return 0;
+}
+
+
+const char *
+ga_conf_endpoints_default(ga_runtime_e type)
+{
+    /* what each runtime's own docs list, indexed by ga_runtime_e */
+
+    static const char  *defaults[] = {
+        "",
+        "chat, completions, embeddings, messages, responses, rerank, score, "
+        "transcriptions, translations",
+        "chat, completions, embeddings, messages, rerank",
+        "chat, completions, embeddings, responses, rerank",
+        "chat, completions",
+        "chat, completions, embeddings"
+    };
+
+    if ((size_t) type >= sizeof(defaults) / sizeof(defaults[0])) {
+        return "";
+    }
+
+    return defaults[type];
 }
 
 

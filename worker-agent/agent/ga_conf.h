@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "ga_load.h"
+#include "gpugate_tunnel_proto.h"
 
 
 #define GA_MAX_GATEWAYS   8
@@ -47,6 +48,12 @@ typedef struct {
                                                 models and health paths */
     char         models[1024];               /* advertised, "" discover */
     int          models_set;                 /* "models" was given */
+    char         endpoints[GPUGATE_TUNNEL_ENDPOINTS_MAX + 1];
+                                             /* X-Gpugate-Endpoints, ""
+                                                every endpoint (no header
+                                                sent) */
+    int          endpoints_set;              /* "endpoints" was given;
+                                                else the dialect's set */
     int          capacity;                   /* concurrent requests */
     int          keepalive;                  /* idle runtime connections
                                                 kept, 0: none, -1: as
@@ -113,6 +120,12 @@ int ga_conf_args(ga_conf_t *cf, int argc, char **argv, int *check,
 
 /* Whole-configuration checks after everything is applied. 0 or -1. */
 int ga_conf_validate(const ga_conf_t *cf, char *err, size_t size);
+
+/*
+ * The endpoints a runtime of "type" serves when "endpoints" is not given
+ * (X-Gpugate-Endpoints names), "" for every endpoint.
+ */
+const char *ga_conf_endpoints_default(ga_runtime_e type);
 
 /* "https://host:port/path" into u; 0 or -1 */
 int ga_url_parse(ga_url_t *u, const char *s, int allow_path);

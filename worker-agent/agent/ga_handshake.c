@@ -183,6 +183,7 @@ ga_handshake_step1(ga_conn_t *c)
     share = ga_gateway_share(c->gw);
     hs.capacity = (unsigned) (share > 0 ? share : 1);
     hs.models = c->gw->rt->models;
+    hs.endpoints = c->gw->rt->conf->endpoints;
     hs.load = ga_probe_header(c->gw, load, sizeof(load));
     hs.telemetry = ga_agent.telemetry;
 

@@ -27,6 +27,16 @@ ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf, SSL_CTX **ctx)
     rt->conf = conf;
     rt->probe.io.fd = -1;
 
+    if (!conf->endpoints_set) {
+        snprintf(conf->endpoints, sizeof(conf->endpoints), "%s",
+                 ga_conf_endpoints_default(conf->type));
+    }
+
+    ga_log(GA_DEBUG, "runtime \"%s\" (%s): endpoints %s%s", conf->name,
+           ga_runtime_name(conf->type),
+           conf->endpoints[0] ? conf->endpoints : "* (every one)",
+           conf->endpoints_set ? "" : ", its dialect's");
+
     if (conf->models_set) {
         snprintf(rt->models, sizeof(rt->models), "%s", conf->models);
         rt->models_known = 1;
