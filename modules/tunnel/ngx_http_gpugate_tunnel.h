@@ -75,6 +75,10 @@ typedef struct {
                                       without it (a torn read only
                                       misroutes one request) */
     size_t            models_len;  /* its length; 0: any model */
+    ngx_atomic_t      endpoints;   /* X-Gpugate-Endpoints: the router's
+                                      endpoint kinds its runtime serves
+                                      (gpugate_tunnel_endpoint_served());
+                                      0: every one (no header) */
     ngx_atomic_t      capacity;    /* requests the agent takes at once */
     ngx_atomic_t      inflight;    /* requests on it, all workers */
     ngx_atomic_t      requests;    /* requests handed to it, ever */
@@ -275,6 +279,9 @@ struct ngx_http_gpugate_tunnel_ctx_s {
     ngx_http_gpugate_tunnel_srv_conf_t *conf; /* the upstream */
     ngx_str_t                        model;  /* runtime model name; empty:
                                                 any agent */
+    ngx_int_t                        endpoint; /* the router's endpoint
+                                                kind, -1: a path it does
+                                                not route (any agent) */
     ngx_http_gpugate_tunnel_conn_t  *tc;     /* reserved connection */
     ngx_queue_t                      queue;  /* in the wait queue */
     ngx_event_t                      timer;  /* queue deadline */
@@ -320,6 +327,13 @@ ngx_int_t ngx_http_gpugate_tunnel_register(ngx_str_t *name,
     int64_t agent_id, ngx_str_t *instance, ngx_str_t *models,
     ngx_uint_t capacity);
 void ngx_http_gpugate_tunnel_release(ngx_uint_t agent);
+
+/*
+ * The endpoints agent instance "name"/"instance" serves, as its last
+ * handshake said (after _attach(): the slot exists).
+ */
+void ngx_http_gpugate_tunnel_set_endpoints(ngx_str_t *name,
+    ngx_str_t *instance, uint32_t endpoints);
 
 /* what the agent last reported of its load (handshake or ping) */
 void ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,

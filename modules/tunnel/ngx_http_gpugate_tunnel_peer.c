@@ -522,11 +522,13 @@ ngx_http_gpugate_tunnel_ctx(ngx_http_request_t *r,
 
     ctx->request = r;
     ctx->conf = tscf;
+    ctx->endpoint = -1;
 
     octx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
 
     if (octx && octx->routed) {
         ctx->model = octx->target;
+        ctx->endpoint = octx->kind;
     }
 
     ctx->timer.handler = ngx_http_gpugate_tunnel_deadline;
@@ -612,7 +614,7 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
 
     wq = &ngx_http_gpugate_tunnel_queue;
 
-    why = !exists ? "no connected agent serves this model"
+    why = !exists ? "no connected agent serves this model at this endpoint"
           : wq->nwaiting >= ctx->conf->queue ? "the wait queue is full"
           : ngx_current_msec - ctx->queued >= ctx->conf->queue_timeout
             ? "no agent connection became free in time"
@@ -666,6 +668,12 @@ ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
         && !gpugate_tunnel_models_has((char *) a->models, a->models_len,
                                       (char *) ctx->model.data,
                                       ctx->model.len))
+    {
+        return 0;
+    }
+
+    if (!gpugate_tunnel_endpoint_served((uint32_t) a->endpoints,
+                                        (int) ctx->endpoint))
     {
         return 0;
     }

@@ -477,6 +477,51 @@ ngx_http_gpugate_tunnel_set_state(ngx_http_gpugate_tunnel_conn_t *tc,
 }
 
 
+/*
+ * Found as _register() finds the slot; kept out of _attach()'s arguments
+ * so that the tunnel connection code needs no change.  The connection
+ * just attached is not idle yet, so no request can reach the slot before
+ * its endpoints are right; an older connection of the same instance
+ * advertised the same runtime.
+ */
+
+void
+ngx_http_gpugate_tunnel_set_endpoints(ngx_str_t *name, ngx_str_t *instance,
+    uint32_t endpoints)
+{
+    ngx_uint_t                          i;
+    ngx_http_gpugate_tunnel_agent_t    *a;
+    ngx_http_gpugate_tunnel_registry_t *w;
+
+    w = ngx_http_gpugate_tunnel_registry;
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    for (i = 0; i < w->shm->nagents; i++) {
+        a = &w->shm->agents[i];
+
+        if (a->used && !a->revoked
+            && a->name_len == name->len && a->instance_len == instance->len
+            && ngx_memcmp(a->name, name->data, name->len) == 0
+            && ngx_memcmp(a->instance, instance->data, instance->len) == 0)
+        {
+            if (a->endpoints != endpoints) {
+                ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                               "gpugate tunnel: agent \"%V\" endpoints "
+                               "%08xA -> %08xD", name, a->endpoints,
+                               endpoints);
+
+                a->endpoints = endpoints;
+            }
+
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+}
+
+
 void
 ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
     gpugate_tunnel_load_t *load)

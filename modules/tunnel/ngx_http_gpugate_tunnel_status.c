@@ -115,6 +115,7 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
                 + ngx_escape_json(NULL, a->name, a->name_len)
                 + a->name_len
                 + 6 * a->models_len + a->models_len
+                + sizeof(",\"endpoints\":[]") + 32 * 20
                 + NGX_HTTP_GPUGATE_TUNNEL_PROCS
                   * NGX_HTTP_GPUGATE_STATUS_WORKER
                 + GPUGATE_TUNNEL_GPUS_MAX * NGX_HTTP_GPUGATE_STATUS_GPU;
@@ -274,6 +275,19 @@ ngx_http_gpugate_tunnel_status_agent(u_char *p,
         *p++ = '"';
         first = 0;
         m = e;
+    }
+
+    /* the endpoints routed to it: every one when it did not say */
+
+    p = ngx_cpymem(p, "],\"endpoints\":[", sizeof("],\"endpoints\":[") - 1);
+    first = 1;
+
+    for (w = 0; gpugate_tunnel_endpoint_name((int) w); w++) {
+        if (gpugate_tunnel_endpoint_served((uint32_t) a->endpoints, (int) w)) {
+            p = ngx_sprintf(p, "%s\"%s\"", first ? "" : ",",
+                            gpugate_tunnel_endpoint_name((int) w));
+            first = 0;
+        }
     }
 
     p = ngx_cpymem(p, "],\"workers\":[", sizeof("],\"workers\":[") - 1);

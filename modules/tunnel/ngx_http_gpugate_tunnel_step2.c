@@ -38,6 +38,7 @@ enum {
     NGX_HTTP_GPUGATE_TUNNEL_NO_UPGRADE,
     NGX_HTTP_GPUGATE_TUNNEL_BAD_LOAD,
     NGX_HTTP_GPUGATE_TUNNEL_BAD_HEADERS,
+    NGX_HTTP_GPUGATE_TUNNEL_BAD_ENDPOINTS,
     NGX_HTTP_GPUGATE_TUNNEL_BAD_SCRAM,
     NGX_HTTP_GPUGATE_TUNNEL_BAD_PROOF,
     NGX_HTTP_GPUGATE_TUNNEL_NO_MODEL,
@@ -59,6 +60,9 @@ static const ngx_http_gpugate_tunnel_refusal_t
       "X-Gpugate-Instance (16-32 hex), X-Gpugate-Capacity (1-65535) and "
       "X-Gpugate-Models are required." },
     { NGX_HTTP_BAD_REQUEST, "invalid_handshake",
+      "X-Gpugate-Endpoints must be endpoint names separated by commas "
+      "(chat, completions, embeddings, ...)." },
+    { NGX_HTTP_BAD_REQUEST, "invalid_handshake",
       "Malformed SCRAM message." },
     { NGX_HTTP_UNAUTHORIZED, "invalid_credentials",
       "Agent authentication failed." },
@@ -78,6 +82,9 @@ typedef struct {
     unsigned                     capacity;   /* X-Gpugate-Capacity */
     gpugate_tunnel_load_t        load;       /* X-Gpugate-Load, or none */
     gpugate_tunnel_telemetry_t   telemetry;  /* X-Gpugate-Telemetry */
+    uint32_t                     endpoints;  /* X-Gpugate-Endpoints,
+                                                0: none came (every
+                                                endpoint) */
     unsigned                     has_telemetry:1; /* a valid one came */
     unsigned                     heartbeats:1; /* X-Gpugate-Heartbeat:
                                                   the agent beats */
@@ -91,7 +98,7 @@ ngx_http_gpugate_tunnel_step2_headers(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_step_t *st, ngx_http_gpugate_tunnel_hello_t *h)
 {
     int               n;
-    ngx_table_elt_t  *upgrade, *hi, *hc, *hm, *hl, *ht;
+    ngx_table_elt_t  *upgrade, *hi, *hc, *hm, *hl, *ht, *he;
 
     upgrade = r->headers_in.upgrade;
 
@@ -140,6 +147,21 @@ ngx_http_gpugate_tunnel_step2_headers(ngx_http_request_t *r,
                           "X-Gpugate-Telemetry \"%*s\"", st->user,
                           ngx_min(ht->value.len, 128), ht->value.data);
         }
+    }
+
+    he = ngx_http_gpugate_tunnel_header(r, "x-gpugate-endpoints", 19);
+    h->endpoints = GPUGATE_TUNNEL_ENDPOINTS_ANY;
+
+    if (he
+        && gpugate_tunnel_parse_endpoints((char *) he->value.data,
+                                          he->value.len, &h->endpoints)
+           != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "gpugate tunnel: agent \"%s\": invalid "
+                      "X-Gpugate-Endpoints \"%*s\"", st->user,
+                      ngx_min(he->value.len, 128), he->value.data);
+        return NGX_HTTP_GPUGATE_TUNNEL_BAD_ENDPOINTS;
     }
 
     n = hm ? gpugate_tunnel_check_models((char *) hm->value.data,
@@ -227,6 +249,7 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_loc_conf_t *tlcf;
     char                                final[GPUGATE_SCRAM_SERVER_FINAL_SIZE];
     u_char                              buf[512];
+    char                                eps[256];
 
     r->keepalive = 0;
 
@@ -305,9 +328,15 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
         goto failed;
     }
 
+    ngx_http_gpugate_tunnel_set_endpoints(&name, &hello.instance,
+                                          hello.endpoints);
+
+    (void) gpugate_tunnel_endpoints_print(hello.endpoints, eps, sizeof(eps));
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "gpugate tunnel: agent \"%s\" connected, capacity %ud, "
-                  "models \"%V\"", st->user, hello.capacity, &models);
+                  "models \"%V\", endpoints %s", st->user, hello.capacity,
+                  &models, eps);
 
     ngx_http_gpugate_tunnel_step_free(st);
 
