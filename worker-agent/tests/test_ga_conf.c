@@ -141,6 +141,48 @@ main(void)
        && strstr(err, "models:"), "model id with a space refused");
     tap_ok(ga_conf_set(&cf, "models", "caf\xc3\xa9", err, sizeof(err)) == -1,
        "non-ASCII model id refused");
+    tap_ok(!cf.runtimes[0].endpoints_set, "endpoints: the dialect's");
+    tap_ok(ga_conf_set(&cf, "endpoints", " rerank,embeddings , chat",
+                       err, sizeof(err)) == 0
+       && strcmp(cf.runtimes[0].endpoints, "chat, embeddings, rerank") == 0
+       && cf.runtimes[0].endpoints_set,
+       "endpoints normalized in the router's order");
+    tap_ok(ga_conf_set(&cf, "endpoints", "*", err, sizeof(err)) == 0
+       && cf.runtimes[0].endpoints[0] == '\0' && cf.runtimes[0].endpoints_set,
+       "endpoints \"*\": every one, no header");
+    {
+        static const char  *bad[] = {
+            "", "chat,,rerank", "chat, chta", "Chat", "/v1/chat/completions",
+            "chat;rerank", "chat rerank", "*, chat", "video"
+        };
+        size_t  i;
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            tap_ok(ga_conf_set(&cf, "endpoints", bad[i], err, sizeof(err))
+                   == -1 && strstr(err, "endpoints:"),
+                   "endpoints \"%s\" refused", bad[i]);
+        }
+    }
+    {
+        uint32_t  mask;
+        int       t, ok;
+
+        ok = strcmp(ga_conf_endpoints_default(GA_RUNTIME_OPENAI), "") == 0
+             && strstr(ga_conf_endpoints_default(GA_RUNTIME_VLLM),
+                       "transcriptions") != NULL;
+
+        for (t = GA_RUNTIME_VLLM; t <= GA_RUNTIME_OLLAMA; t++) {
+            const char  *d = ga_conf_endpoints_default((ga_runtime_e) t);
+
+            if (gpugate_tunnel_parse_endpoints(d, strlen(d), &mask) != 0
+                || !(mask & 1))
+            {
+                ok = 0;
+            }
+        }
+
+        tap_ok(ok, "each dialect's default set parses and serves chat");
+    }
     tap_ok(ga_conf_set(&cf, "log_level", "loud", err, sizeof(err)) == -1
        && strstr(err, "log_level"), "bad log level");
     tap_ok(ga_conf_set(&cf, "spare", "3x", err, sizeof(err)) == -1,
