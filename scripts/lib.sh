@@ -139,12 +139,17 @@ gg_wait_for() {
 
 # A TCP port on 127.0.0.1 that nobody listens on now.  Ports are picked
 # from a range above the usual ephemeral one's start, at random, and
-# checked by trying to bind them.
+# checked by trying to bind them.  A port chosen earlier but not bound
+# yet (a balancer started last) passes that check, so ports listed in
+# GG_TAKEN_PORTS are skipped too: gg_take_port keeps that list.
+GG_TAKEN_PORTS=${GG_TAKEN_PORTS:-}
+
 gg_free_port() {
     local port i
 
     for ((i = 0; i < 200; i++)); do
         port=$((20000 + RANDOM % 12000))
+        [[ " $GG_TAKEN_PORTS " == *" $port "* ]] && continue
         if perl -MIO::Socket::INET -e '
                 exit(IO::Socket::INET->new(LocalAddr => "127.0.0.1",
                     LocalPort => $ARGV[0], Proto => "tcp",
@@ -155,6 +160,16 @@ gg_free_port() {
         fi
     done
     gg_die "no free TCP port found"
+}
+
+# gg_take_port VAR: a free port into VAR, remembered so that no later
+# gg_free_port of this shell hands it out again before it is bound.
+gg_take_port() {
+    local taken
+
+    taken=$(gg_free_port) || return 1
+    GG_TAKEN_PORTS+=" $taken"
+    printf -v "$1" '%s' "$taken"
 }
 
 gg_pg_bindir() {

@@ -140,7 +140,8 @@ perl -MIO::Socket::INET -e '
         Listen => 1) ? 0 : 1)' "$port" \
     || gg_die "port $port on 127.0.0.1 is in use; pick another with --port"
 
-pg_port=$(gg_free_port)
+GG_TAKEN_PORTS+=" $port"
+gg_take_port pg_port
 pg_dir=$state/pg
 if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$state" 2>/dev/null
 then
@@ -167,7 +168,7 @@ nginx_dsn=$(gg_pg_login_role "$pg_dir" "$pg_port" gpugate_nginx \
  od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$state/secrets/redis.pass"
  od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$state/secrets/auth.secret")
 export GPUGATE_REDIS_PASSWORD_FILE=$state/secrets/redis.pass
-redis_port=$(gg_free_port)
+gg_take_port redis_port
 gg_start_redis "$state/redis" "$redis_port" "$state/secrets/redis.pass"
 gg_log "Redis on 127.0.0.1:$redis_port (password in $state/secrets/redis.pass)"
 stack_env REDIS_PORT "$redis_port"
@@ -234,7 +235,7 @@ node_pids=()
 start_node() {
     local i=$1 http_port=$2 tunnel_port prefix logp spill name conf
 
-    tunnel_port=$(gg_free_port)
+    gg_take_port tunnel_port
     if [ "$gateways" -eq 1 ]; then
         prefix=nginx logp=nginx spill=usage-spill name=
     else
@@ -352,7 +353,8 @@ if [ "$gateways" -eq 1 ]; then
     start_node 1 "$port"
 else
     for i in $(seq 1 "$gateways"); do
-        start_node "$i" "$(gg_free_port)"
+        gg_take_port node_port
+        start_node "$i" "$node_port"
     done
     start_balancer
 fi
