@@ -19,6 +19,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_gpugate_pg.h"
+#include "ngx_http_gpugate_redis.h"
 
 
 /* the auth cache's counters, for the metrics and status pages */
@@ -56,6 +57,14 @@ void ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler);
 
 /* this worker's PostgreSQL pool, NULL if none */
 ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
+
+/*
+ * This worker's Redis command connection and the invalidation channel,
+ * for the admin API, which invalidates what it changes the way
+ * gpugate-keys does (DEL of "gpugate:key:<digest>", then a message on
+ * the channel); NULL without "gpugate_auth_redis".
+ */
+ngx_http_gpugate_redis_t *ngx_http_gpugate_auth_redis_cmd(ngx_str_t *channel);
 
 /*
  * How long an answer that PostgreSQL gave may be used, in seconds:

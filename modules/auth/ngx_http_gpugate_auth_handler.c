@@ -184,6 +184,23 @@ ngx_http_gpugate_auth_pg(void)
 }
 
 
+ngx_http_gpugate_redis_t *
+ngx_http_gpugate_auth_redis_cmd(ngx_str_t *channel)
+{
+    ngx_http_gpugate_auth_worker_t  *w;
+
+    w = ngx_http_gpugate_auth_worker;
+
+    if (w == NULL || w->redis == NULL) {
+        return NULL;
+    }
+
+    *channel = w->amcf->redis.channel;
+
+    return w->redis;
+}
+
+
 void
 ngx_http_gpugate_auth_exit_worker(void)
 {
