@@ -451,18 +451,255 @@ END
 $$;
 
 
+-- A tenant as the API shows it
+CREATE OR REPLACE FUNCTION gpugate_admin_tenant_json(t tenants)
+RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
+        'id', t.id, 'object', 'tenant', 'name', t.name,
+        'disabled', t.disabled, 'rpm', t.rpm_limit, 'tpm', t.tpm_limit,
+        'parallel', t.parallel_limit, 'tokens_per_day', t.tpd_limit,
+        'budget_micros', t.budget_micros, 'budget_period', t.budget_period,
+        'keys', (SELECT count(*) FROM api_keys k WHERE k.tenant_id = t.id),
+        'created_at', t.created_at)
+$$;
+
+
+-- What a tenant's change makes stale: the Redis entry of each of its keys
+-- ("del <digest>", no message), then "tenant <id>" for every gateway
+-- worker, as gpugate-keys limit --tenant does
+CREATE OR REPLACE FUNCTION gpugate_admin_tenant_inval(tid bigint)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT coalesce(string_agg('del ' || encode(k.digest, 'hex'), E'\n'
+                               ORDER BY k.id) || E'\n', '')
+           || 'tenant ' || tid
+    FROM api_keys k WHERE k.tenant_id = tid
+$$;
+
+
+-- GET tenants: {"limit","after"}; a page of tenants by id
+CREATE OR REPLACE FUNCTION gpugate_admin_tenants_list(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    q      jsonb;
+    n      integer;
+    after  bigint;
+    page   json;
+    more   boolean;
+BEGIN
+    IF gpugate_admin_who(d, false) IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    q := gpugate_admin_body(body, ARRAY['tenant', 'limit', 'after']);
+    IF coalesce(q ->> 'limit', '100') !~ '^[1-9][0-9]{0,2}$'
+       OR coalesce(q ->> 'after', '0') !~ '^[0-9]{1,18}$'
+       OR (coalesce(q ->> 'limit', '100'))::integer > 500
+    THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'limit must be 1-500, after a tenant id';
+    END IF;
+    n := (coalesce(q ->> 'limit', '100'))::integer;
+    after := (coalesce(q ->> 'after', '0'))::bigint;
+
+    SELECT coalesce(json_agg(gpugate_admin_tenant_json(p.tr)
+                             ORDER BY (p.tr).id), '[]'::json)
+    INTO page
+    FROM (SELECT t AS tr FROM tenants t WHERE t.id > after
+          ORDER BY t.id LIMIT n) p;
+    more := EXISTS (SELECT 1 FROM tenants t WHERE t.id > after
+                    ORDER BY t.id OFFSET n LIMIT 1);
+
+    status := 200;
+    body_out := json_build_object('object', 'list', 'data', page,
+        'has_more', more,
+        'last_id', (page -> (json_array_length(page) - 1)) -> 'id')::text;
+EXCEPTION WHEN invalid_parameter_value THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
+-- GET tenants/{id}
+CREATE OR REPLACE FUNCTION gpugate_admin_tenants_get(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF gpugate_admin_who(d, false) IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    SELECT 200, gpugate_admin_tenant_json(t)::text INTO status, body_out
+    FROM tenants t WHERE t.id = arg::bigint;
+    IF NOT FOUND THEN
+        status := 404;
+        body_out := gpugate_admin_error('no such tenant: ' || arg,
+                                        'not_found_error', 'not_found');
+    END IF;
+END
+$$;
+
+
+-- POST tenants: {"name", limits...}; 409 when the name is taken
+CREATE OR REPLACE FUNCTION gpugate_admin_tenants_create(d bytea,
+    client text, arg text, body text, OUT status integer,
+    OUT body_out text, OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who  admins;
+    b    jsonb;
+    t    tenants;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    b := gpugate_admin_body(body, ARRAY['name', 'rpm', 'tpm', 'parallel',
+        'tokens_per_day', 'budget_micros', 'budget_period']);
+    IF jsonb_typeof(b -> 'name') IS DISTINCT FROM 'string' THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'name (a tenant name) is required';
+    END IF;
+
+    INSERT INTO tenants (name, rpm_limit, tpm_limit, parallel_limit,
+                         tpd_limit, budget_micros, budget_period)
+    VALUES (b ->> 'name', gpugate_admin_limit(b -> 'rpm', 'rpm'),
+            gpugate_admin_limit(b -> 'tpm', 'tpm'),
+            gpugate_admin_limit(b -> 'parallel', 'parallel'),
+            gpugate_admin_limit(b -> 'tokens_per_day', 'tokens_per_day'),
+            gpugate_admin_limit(b -> 'budget_micros', 'budget_micros'),
+            b ->> 'budget_period')
+    ON CONFLICT (name) DO NOTHING
+    RETURNING * INTO t;
+
+    IF t.id IS NULL THEN
+        status := 409;
+        body_out := gpugate_admin_error('tenant ' || (b ->> 'name')
+                                        || ' exists', 'invalid_request_error',
+                                        'conflict');
+        RETURN;
+    END IF;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target,
+                             detail)
+    VALUES (who.id, who.name, client, 'tenant.create', 'tenant ' || t.id,
+            b);
+
+    status := 201;
+    body_out := gpugate_admin_tenant_json(t)::text;
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
+-- PATCH tenants/{id}: limits (null removes one) and disabled
+CREATE OR REPLACE FUNCTION gpugate_admin_tenants_patch(d bytea,
+    client text, arg text, body text, OUT status integer,
+    OUT body_out text, OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who  admins;
+    b    jsonb;
+    t    tenants;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    b := gpugate_admin_body(body, ARRAY['rpm', 'tpm', 'parallel',
+        'tokens_per_day', 'budget_micros', 'budget_period', 'disabled']);
+    IF b ? 'disabled' AND jsonb_typeof(b -> 'disabled') <> 'boolean' THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'disabled must be true or false';
+    END IF;
+
+    UPDATE tenants SET
+        rpm_limit = CASE WHEN b ? 'rpm'
+            THEN gpugate_admin_limit(b -> 'rpm', 'rpm') ELSE rpm_limit END,
+        tpm_limit = CASE WHEN b ? 'tpm'
+            THEN gpugate_admin_limit(b -> 'tpm', 'tpm') ELSE tpm_limit END,
+        parallel_limit = CASE WHEN b ? 'parallel'
+            THEN gpugate_admin_limit(b -> 'parallel', 'parallel')
+            ELSE parallel_limit END,
+        tpd_limit = CASE WHEN b ? 'tokens_per_day'
+            THEN gpugate_admin_limit(b -> 'tokens_per_day',
+                                     'tokens_per_day')
+            ELSE tpd_limit END,
+        budget_micros = CASE WHEN b ? 'budget_micros'
+            THEN gpugate_admin_limit(b -> 'budget_micros', 'budget_micros')
+            ELSE budget_micros END,
+        budget_period = CASE WHEN b ? 'budget_period'
+            THEN b ->> 'budget_period' ELSE budget_period END,
+        disabled = CASE WHEN b ? 'disabled'
+            THEN (b ->> 'disabled')::boolean ELSE disabled END
+    WHERE id = arg::bigint
+    RETURNING * INTO t;
+
+    IF NOT FOUND THEN
+        status := 404;
+        body_out := gpugate_admin_error('no such tenant: ' || arg,
+                                        'not_found_error', 'not_found');
+        inval := '';
+        RETURN;
+    END IF;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target,
+                             detail)
+    VALUES (who.id, who.name, client, 'tenant.update', 'tenant ' || t.id,
+            b);
+
+    status := 200;
+    body_out := gpugate_admin_tenant_json(t)::text;
+    inval := gpugate_admin_tenant_inval(t.id);
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
 -- Only the route functions are the gateway's; the helpers run inside them
-REVOKE ALL ON FUNCTION gpugate_admin_keys_list(bytea, text, text, text),
+REVOKE ALL ON FUNCTION
+    gpugate_admin_keys_list(bytea, text, text, text),
     gpugate_admin_keys_get(bytea, text, text, text),
     gpugate_admin_keys_create(bytea, text, text, text),
     gpugate_admin_keys_patch(bytea, text, text, text),
-    gpugate_admin_keys_delete(bytea, text, text, text)
+    gpugate_admin_keys_delete(bytea, text, text, text),
+    gpugate_admin_tenants_list(bytea, text, text, text),
+    gpugate_admin_tenants_get(bytea, text, text, text),
+    gpugate_admin_tenants_create(bytea, text, text, text),
+    gpugate_admin_tenants_patch(bytea, text, text, text)
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION gpugate_admin_keys_list(bytea, text, text, text),
+GRANT EXECUTE ON FUNCTION
+    gpugate_admin_keys_list(bytea, text, text, text),
     gpugate_admin_keys_get(bytea, text, text, text),
     gpugate_admin_keys_create(bytea, text, text, text),
     gpugate_admin_keys_patch(bytea, text, text, text),
-    gpugate_admin_keys_delete(bytea, text, text, text)
+    gpugate_admin_keys_delete(bytea, text, text, text),
+    gpugate_admin_tenants_list(bytea, text, text, text),
+    gpugate_admin_tenants_get(bytea, text, text, text),
+    gpugate_admin_tenants_create(bytea, text, text, text),
+    gpugate_admin_tenants_patch(bytea, text, text, text)
     TO gpugate_gateway;
 
 INSERT INTO schema_migrations (version) VALUES ('004_admin')

@@ -142,6 +142,22 @@ static ngx_http_gpugate_admin_route_t  ngx_http_gpugate_admin_routes[] = {
       { "gpugate_admin_keys_delete",
         ngx_http_gpugate_admin_sql("gpugate_admin_keys_delete"), 4 } },
 
+    { ngx_string("tenants"), 0, NGX_HTTP_GET,
+      { "gpugate_admin_tenants_list",
+        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_list"), 4 } },
+
+    { ngx_string("tenants"), 0, NGX_HTTP_POST,
+      { "gpugate_admin_tenants_create",
+        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_create"), 4 } },
+
+    { ngx_string("tenants"), 1, NGX_HTTP_GET,
+      { "gpugate_admin_tenants_get",
+        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_get"), 4 } },
+
+    { ngx_string("tenants"), 1, NGX_HTTP_PATCH,
+      { "gpugate_admin_tenants_patch",
+        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_patch"), 4 } },
+
     { ngx_null_string, 0, 0, { NULL, NULL, 0 } }
 };
 
@@ -712,7 +728,8 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
 
 /*
  * What the change makes stale, one message a line: "key <digest>" (the
- * Redis entry goes, then every gateway worker drops its copy).  The
+ * Redis entry goes, then every gateway worker drops its copy), "del
+ * <digest>" (the Redis entry only), "tenant <id>" (the message only).  The
  * answer waits for Redis, so that a client that got it knows every node
  * was told.
  */
@@ -740,7 +757,8 @@ ngx_http_gpugate_admin_invalidate(ngx_http_gpugate_admin_op_t *op,
         next = next ? next + 1 : line + len;
 
         if (len == sizeof("key ") - 1 + SHA256_DIGEST_LENGTH * 2
-            && ngx_strncmp(line, "key ", 4) == 0)
+            && (ngx_strncmp(line, "key ", 4) == 0
+                || ngx_strncmp(line, "del ", 4) == 0))
         {
             ngx_memcpy(ngx_cpymem(rkey, "gpugate:key:", 12), line + 4,
                        SHA256_DIGEST_LENGTH * 2);
@@ -758,6 +776,11 @@ ngx_http_gpugate_admin_invalidate(ngx_http_gpugate_admin_op_t *op,
             {
                 op->busy--;
                 op->redis_failed = 1;
+            }
+
+            /* "del": the Redis entry only; a "tenant" message follows */
+            if (line[0] == 'd') {
+                continue;
             }
         }
 
@@ -912,7 +935,7 @@ ngx_http_gpugate_admin_init(ngx_conf_t *cf)
 {
     ngx_int_t                            rc;
     ngx_uint_t                           n;
-    ngx_http_gpugate_pg_stmt_t           stmts[8];
+    ngx_http_gpugate_pg_stmt_t           stmts[16];
     ngx_http_gpugate_admin_route_t      *rt;
     ngx_http_gpugate_admin_main_conf_t  *amcf;
 
