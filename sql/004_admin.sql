@@ -678,6 +678,229 @@ END
 $$;
 
 
+-- An agent as the API shows it, with its live connections on the node
+-- that answers ("live": the "agents" of that node's tunnel status whose
+-- name is this agent's; null when the node has no tunnel).  Never the
+-- verifier.
+CREATE OR REPLACE FUNCTION gpugate_admin_agent_json(a agents, live jsonb)
+RETURNS json LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
+        'id', a.id, 'object', 'agent', 'name', a.name,
+        'tenant', (SELECT t.name FROM tenants t WHERE t.id = a.tenant_id),
+        'models', a.allowed_models, 'region', a.region,
+        'created_at', a.created_at, 'revoked_at', a.revoked_at,
+        'connected', CASE WHEN live IS NULL THEN NULL
+                          ELSE EXISTS (SELECT 1 FROM
+                               jsonb_array_elements(live -> 'agents') e
+                               WHERE e ->> 'name' = a.name) END,
+        'live', CASE WHEN live IS NULL THEN NULL
+                     ELSE (SELECT coalesce(jsonb_agg(e), '[]'::jsonb)
+                           FROM jsonb_array_elements(live -> 'agents') e
+                           WHERE e ->> 'name' = a.name) END)
+$$;
+
+
+-- The live status the gateway adds to a GET's input, or NULL
+CREATE OR REPLACE FUNCTION gpugate_admin_live(q jsonb)
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_typeof(q -> 'live') = 'object'
+                 AND jsonb_typeof(q -> 'live' -> 'agents') = 'array'
+                THEN q -> 'live' END
+$$;
+
+
+-- GET agents: {"limit","after","live"}; a page of agents by id
+CREATE OR REPLACE FUNCTION gpugate_admin_agents_list(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    q      jsonb;
+    n      integer;
+    after  bigint;
+    page   json;
+    more   boolean;
+BEGIN
+    IF gpugate_admin_who(d, false) IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    q := gpugate_admin_body(body, ARRAY['tenant', 'limit', 'after', 'live']);
+    IF coalesce(q ->> 'limit', '100') !~ '^[1-9][0-9]{0,2}$'
+       OR coalesce(q ->> 'after', '0') !~ '^[0-9]{1,18}$'
+       OR (coalesce(q ->> 'limit', '100'))::integer > 500
+    THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'limit must be 1-500, after an agent id';
+    END IF;
+    n := (coalesce(q ->> 'limit', '100'))::integer;
+    after := (coalesce(q ->> 'after', '0'))::bigint;
+
+    SELECT coalesce(json_agg(gpugate_admin_agent_json(p.ar,
+                                 gpugate_admin_live(q))
+                             ORDER BY (p.ar).id), '[]'::json)
+    INTO page
+    FROM (SELECT a AS ar FROM agents a WHERE a.id > after
+          ORDER BY a.id LIMIT n) p;
+    more := EXISTS (SELECT 1 FROM agents a WHERE a.id > after
+                    ORDER BY a.id OFFSET n LIMIT 1);
+
+    status := 200;
+    body_out := json_build_object('object', 'list', 'data', page,
+        'has_more', more,
+        'last_id', (page -> (json_array_length(page) - 1)) -> 'id')::text;
+EXCEPTION WHEN invalid_parameter_value THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
+-- GET agents/{id}
+CREATE OR REPLACE FUNCTION gpugate_admin_agents_get(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    q  jsonb;
+BEGIN
+    IF gpugate_admin_who(d, false) IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    q := coalesce(nullif(body, ''), '{}')::jsonb;
+    SELECT 200, gpugate_admin_agent_json(a, gpugate_admin_live(q))::text
+    INTO status, body_out
+    FROM agents a WHERE a.id = arg::bigint;
+    IF NOT FOUND THEN
+        status := 404;
+        body_out := gpugate_admin_error('no such agent: ' || arg,
+                                        'not_found_error', 'not_found');
+    END IF;
+END
+$$;
+
+
+-- POST agents: {"name", "tenant", "models", "region"}; arg is the SCRAM
+-- verifier of the token the gateway made and shows once: "SALT_B64
+-- ITERATIONS STOREDKEY_HEX SERVERKEY_HEX".  409 when the name is taken.
+CREATE OR REPLACE FUNCTION gpugate_admin_agents_create(d bytea,
+    client text, arg text, body text, OUT status integer,
+    OUT body_out text, OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who  admins;
+    b    jsonb;
+    tid  bigint;
+    a    agents;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    b := gpugate_admin_body(body, ARRAY['name', 'tenant', 'models',
+                                        'region']);
+    IF jsonb_typeof(b -> 'name') IS DISTINCT FROM 'string' THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'name (an agent name) is required';
+    END IF;
+    IF b ? 'region' AND (jsonb_typeof(b -> 'region') <> 'string'
+                         OR (b ->> 'region') !~ '^[A-Za-z0-9._-]{0,64}$')
+    THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'region: letters, digits, ".", "_" or "-"';
+    END IF;
+    IF b ? 'tenant' AND jsonb_typeof(b -> 'tenant') <> 'null' THEN
+        SELECT id INTO tid FROM tenants WHERE name = b ->> 'tenant';
+        IF tid IS NULL THEN
+            RAISE invalid_parameter_value
+                USING MESSAGE = 'no such tenant: ' || left(b ->> 'tenant',
+                                                           64);
+        END IF;
+    END IF;
+
+    INSERT INTO agents (name, tenant_id, scram_salt, scram_iterations,
+                        scram_stored_key, scram_server_key, allowed_models,
+                        region)
+    VALUES (b ->> 'name', tid, decode(split_part(arg, ' ', 1), 'base64'),
+            split_part(arg, ' ', 2)::integer,
+            decode(split_part(arg, ' ', 3), 'hex'),
+            decode(split_part(arg, ' ', 4), 'hex'),
+            gpugate_admin_models(b -> 'models'),
+            coalesce(b ->> 'region', ''))
+    ON CONFLICT (name) DO NOTHING
+    RETURNING * INTO a;
+
+    IF a.id IS NULL THEN
+        status := 409;
+        body_out := gpugate_admin_error('agent ' || (b ->> 'name')
+                                        || ' exists', 'invalid_request_error',
+                                        'conflict');
+        RETURN;
+    END IF;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target,
+                             detail)
+    VALUES (who.id, who.name, client, 'agent.create', 'agent ' || a.id, b);
+
+    status := 201;
+    body_out := gpugate_admin_agent_json(a, NULL)::text;
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
+-- DELETE agents/{id}: revokes; "agent <name>" makes every gateway worker
+-- close its tunnels, whose next handshake PostgreSQL refuses
+CREATE OR REPLACE FUNCTION gpugate_admin_agents_delete(d bytea,
+    client text, arg text, body text, OUT status integer,
+    OUT body_out text, OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who  admins;
+    a    agents;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+
+    UPDATE agents SET revoked_at = coalesce(revoked_at, now())
+    WHERE id = arg::bigint RETURNING * INTO a;
+
+    IF NOT FOUND THEN
+        status := 404;
+        body_out := gpugate_admin_error('no such agent: ' || arg,
+                                        'not_found_error', 'not_found');
+        inval := '';
+        RETURN;
+    END IF;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target)
+    VALUES (who.id, who.name, client, 'agent.revoke', 'agent ' || a.id);
+
+    status := 200;
+    body_out := gpugate_admin_agent_json(a, NULL)::text;
+    inval := 'agent ' || a.name;
+END
+$$;
+
+
 -- Only the route functions are the gateway's; the helpers run inside them
 REVOKE ALL ON FUNCTION
     gpugate_admin_keys_list(bytea, text, text, text),
@@ -688,7 +911,11 @@ REVOKE ALL ON FUNCTION
     gpugate_admin_tenants_list(bytea, text, text, text),
     gpugate_admin_tenants_get(bytea, text, text, text),
     gpugate_admin_tenants_create(bytea, text, text, text),
-    gpugate_admin_tenants_patch(bytea, text, text, text)
+    gpugate_admin_tenants_patch(bytea, text, text, text),
+    gpugate_admin_agents_list(bytea, text, text, text),
+    gpugate_admin_agents_get(bytea, text, text, text),
+    gpugate_admin_agents_create(bytea, text, text, text),
+    gpugate_admin_agents_delete(bytea, text, text, text)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     gpugate_admin_keys_list(bytea, text, text, text),
@@ -699,7 +926,11 @@ GRANT EXECUTE ON FUNCTION
     gpugate_admin_tenants_list(bytea, text, text, text),
     gpugate_admin_tenants_get(bytea, text, text, text),
     gpugate_admin_tenants_create(bytea, text, text, text),
-    gpugate_admin_tenants_patch(bytea, text, text, text)
+    gpugate_admin_tenants_patch(bytea, text, text, text),
+    gpugate_admin_agents_list(bytea, text, text, text),
+    gpugate_admin_agents_get(bytea, text, text, text),
+    gpugate_admin_agents_create(bytea, text, text, text),
+    gpugate_admin_agents_delete(bytea, text, text, text)
     TO gpugate_gateway;
 
 INSERT INTO schema_migrations (version) VALUES ('004_admin')

@@ -26,6 +26,9 @@
 #include "ngx_http_gpugate_auth_api.h"
 #include "gpugate_apikey.h"
 #include "gpugate_utf8.h"
+#include "gpugate_base64.h"
+#include "gpugate_scram.h"
+#include "ngx_http_gpugate_tunnel_api.h"
 
 
 /* a bearer credential longer than this is refused before any lookup */
@@ -37,8 +40,27 @@
 /* random characters of a new key, as gpugate-keys makes them */
 #define NGX_HTTP_GPUGATE_ADMIN_KEY_BODY  40
 
-/* "HEX64 PREFIX12": what a key's creation passes for the key */
-#define NGX_HTTP_GPUGATE_ADMIN_ARG_MAX   96
+/* random characters of a new agent token, as gpugate-keys makes them */
+#define NGX_HTTP_GPUGATE_ADMIN_TOKEN_BODY  48
+
+/* the SCRAM iteration count of new agent verifiers (gpugate-keys' too) */
+#define NGX_HTTP_GPUGATE_ADMIN_SCRAM_ITER  4096
+
+/* the SCRAM salt length of new agent verifiers */
+#define NGX_HTTP_GPUGATE_ADMIN_SALT_LEN    16
+
+/*
+ * The function's "arg": an id of the path, "HEX64 PREFIX12" for a key's
+ * creation, "SALT_B64 ITER HEX64 HEX64" for an agent's.
+ */
+#define NGX_HTTP_GPUGATE_ADMIN_ARG_MAX     192
+
+/* what a created secret is shown as */
+typedef enum {
+    NGX_HTTP_GPUGATE_ADMIN_NO_SECRET = 0,
+    NGX_HTTP_GPUGATE_ADMIN_API_KEY,          /* "key": sk-gg-... */
+    NGX_HTTP_GPUGATE_ADMIN_AGENT_TOKEN       /* "token": gga-... */
+} ngx_http_gpugate_admin_secret_e;
 
 
 typedef struct {
@@ -51,6 +73,10 @@ typedef struct {
 typedef struct {
     ngx_str_t                     family;    /* first path segment */
     unsigned                      with_id:1; /* "family/{id}" */
+    unsigned                      live:1;    /* the input carries this
+                                                node's tunnel status */
+    unsigned                      secret:2;  /* a POST that makes a key
+                                                or a token: ..._secret_e */
     ngx_uint_t                    method;    /* NGX_HTTP_GET, ... */
     ngx_http_gpugate_pg_stmt_t    stmt;      /* the route's function */
 } ngx_http_gpugate_admin_route_t;
@@ -80,10 +106,8 @@ typedef struct {
     u_char                        arg[NGX_HTTP_GPUGATE_ADMIN_ARG_MAX];
                                              /* the id of the path, or the
                                                 new key's digest */
-    u_char                        key[GPUGATE_APIKEY_TAG_LEN
-                                      + NGX_HTTP_GPUGATE_ADMIN_KEY_BODY + 1];
-                                             /* a new key, shown once;
-                                                "" otherwise */
+    u_char                        key[64];   /* a new key or agent token,
+                                                shown once; "" otherwise */
     char                         *input;     /* JSON for the function
                                                 (malloc), NULL: none */
 } ngx_http_gpugate_admin_op_t;
@@ -97,7 +121,8 @@ static ngx_int_t ngx_http_gpugate_admin_start(ngx_http_request_t *r,
     ngx_http_gpugate_admin_op_t *op);
 static ngx_int_t ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
     ngx_http_gpugate_admin_op_t *op);
-static ngx_int_t ngx_http_gpugate_admin_new_key(
+static ngx_int_t ngx_http_gpugate_admin_random(u_char *p, size_t n);
+static ngx_int_t ngx_http_gpugate_admin_new_secret(
     ngx_http_gpugate_admin_op_t *op);
 static void ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
     PGresult *res, const char *error);
@@ -116,49 +141,65 @@ static char *ngx_http_gpugate_admin(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_gpugate_admin_init(ngx_conf_t *cf);
 
 
-#define ngx_http_gpugate_admin_sql(fn)                                      \
-    "SELECT status, body_out, inval FROM " fn "($1, $2, $3, $4)"
+#define ngx_http_gpugate_admin_stmt(fn)                                     \
+    { fn, "SELECT status, body_out, inval FROM " fn "($1, $2, $3, $4)", 4 }
 
 
 static ngx_http_gpugate_admin_route_t  ngx_http_gpugate_admin_routes[] = {
 
-    { ngx_string("keys"), 0, NGX_HTTP_GET,
-      { "gpugate_admin_keys_list",
-        ngx_http_gpugate_admin_sql("gpugate_admin_keys_list"), 4 } },
+    { ngx_string("keys"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_list") },
 
-    { ngx_string("keys"), 0, NGX_HTTP_POST,
-      { "gpugate_admin_keys_create",
-        ngx_http_gpugate_admin_sql("gpugate_admin_keys_create"), 4 } },
+    { ngx_string("keys"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_API_KEY,
+      NGX_HTTP_POST,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_create") },
 
-    { ngx_string("keys"), 1, NGX_HTTP_GET,
-      { "gpugate_admin_keys_get",
-        ngx_http_gpugate_admin_sql("gpugate_admin_keys_get"), 4 } },
+    { ngx_string("keys"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_get") },
 
-    { ngx_string("keys"), 1, NGX_HTTP_PATCH,
-      { "gpugate_admin_keys_patch",
-        ngx_http_gpugate_admin_sql("gpugate_admin_keys_patch"), 4 } },
+    { ngx_string("keys"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_PATCH,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_patch") },
 
-    { ngx_string("keys"), 1, NGX_HTTP_DELETE,
-      { "gpugate_admin_keys_delete",
-        ngx_http_gpugate_admin_sql("gpugate_admin_keys_delete"), 4 } },
+    { ngx_string("keys"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_DELETE,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_delete") },
 
-    { ngx_string("tenants"), 0, NGX_HTTP_GET,
-      { "gpugate_admin_tenants_list",
-        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_list"), 4 } },
+    { ngx_string("tenants"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_list") },
 
-    { ngx_string("tenants"), 0, NGX_HTTP_POST,
-      { "gpugate_admin_tenants_create",
-        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_create"), 4 } },
+    { ngx_string("tenants"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_POST,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_create") },
 
-    { ngx_string("tenants"), 1, NGX_HTTP_GET,
-      { "gpugate_admin_tenants_get",
-        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_get"), 4 } },
+    { ngx_string("tenants"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_get") },
 
-    { ngx_string("tenants"), 1, NGX_HTTP_PATCH,
-      { "gpugate_admin_tenants_patch",
-        ngx_http_gpugate_admin_sql("gpugate_admin_tenants_patch"), 4 } },
+    { ngx_string("tenants"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_PATCH,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_patch") },
 
-    { ngx_null_string, 0, 0, { NULL, NULL, 0 } }
+    { ngx_string("agents"), 0, 1, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_list") },
+
+    { ngx_string("agents"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_AGENT_TOKEN,
+      NGX_HTTP_POST,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_create") },
+
+    { ngx_string("agents"), 1, 1, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_get") },
+
+    { ngx_string("agents"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_DELETE,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_delete") },
+
+    { ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 } }
 };
 
 
@@ -385,7 +426,7 @@ ngx_http_gpugate_admin_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (found->method == NGX_HTTP_GET && id.data == NULL) {
+    if (found->method == NGX_HTTP_GET && (id.data == NULL || found->live)) {
         rc = ngx_http_gpugate_admin_query_args(r, op);
         if (rc != NGX_OK) {
             return rc;
@@ -476,8 +517,8 @@ ngx_http_gpugate_admin_body_read(ngx_http_request_t *r)
         return;
     }
 
-    if (op->route->method == NGX_HTTP_POST
-        && ngx_http_gpugate_admin_new_key(op) != NGX_OK)
+    if (op->route->secret
+        && ngx_http_gpugate_admin_new_secret(op) != NGX_OK)
     {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -501,7 +542,8 @@ ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
     ngx_http_gpugate_admin_op_t *op)
 {
     u_char      *dst, *src;
-    json_t      *obj, *s;
+    json_t      *obj, *s, *live;
+    ngx_buf_t   *b;
     ngx_str_t    val;
     ngx_uint_t   i;
 
@@ -540,6 +582,20 @@ ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
         }
     }
 
+    /* this node's tunnel status: whether each agent is connected here */
+    if (op->route->live
+        && ngx_http_gpugate_tunnel_status_json(r->pool, &b) == NGX_OK
+        && b != NULL)
+    {
+        live = json_loadb((const char *) b->pos, b->last - b->pos, 0, NULL);
+
+        if (live == NULL || json_object_set_new(obj, "live", live) != 0) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "gpugate admin: the tunnel status is not JSON; "
+                          "agents listed without their live state");
+        }
+    }
+
     op->input = json_dumps(obj, JSON_COMPACT);
     json_decref(obj);
 
@@ -548,23 +604,20 @@ ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
 
 
 /*
- * A new key, made here so that only its digest reaches PostgreSQL:
- * "sk-gg-" and 40 characters of 62, each byte drawn until it falls in the
- * 248 values that map evenly onto them.
+ * "n" random characters of 62 into "p", each byte drawn until it falls in
+ * the 248 values that map evenly onto them.
  */
 
 static ngx_int_t
-ngx_http_gpugate_admin_new_key(ngx_http_gpugate_admin_op_t *op)
+ngx_http_gpugate_admin_random(u_char *p, size_t n)
 {
-    u_char      *p, *last, hex[SHA256_DIGEST_LENGTH * 2];
-    u_char       rnd[64], digest[SHA256_DIGEST_LENGTH];
+    u_char      *last, rnd[64];
     ngx_uint_t   i;
 
     static const u_char  alnum[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-    p = ngx_cpymem(op->key, GPUGATE_APIKEY_TAG, GPUGATE_APIKEY_TAG_LEN);
-    last = op->key + GPUGATE_APIKEY_TAG_LEN + NGX_HTTP_GPUGATE_ADMIN_KEY_BODY;
+    last = p + n;
 
     while (p < last) {
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -580,13 +633,71 @@ ngx_http_gpugate_admin_new_key(ngx_http_gpugate_admin_op_t *op)
 
     *p = '\0';
 
-    SHA256(op->key, p - op->key, digest);
-    gpugate_digest_hex(digest, hex);
+    return NGX_OK;
+}
 
-    p = ngx_cpymem(op->arg, hex, sizeof(hex));
+
+/*
+ * A new key or agent token, made here so that only its digest or SCRAM
+ * verifier reaches PostgreSQL (and the audit row); the client sees it in
+ * the answer, once.  The verifier's 4096 PBKDF2 rounds cost about a
+ * millisecond of this worker's time, once per agent created by an admin.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_admin_new_secret(ngx_http_gpugate_admin_op_t *op)
+{
+    u_char  *p, hex[SHA256_DIGEST_LENGTH * 2];
+    u_char   digest[SHA256_DIGEST_LENGTH];
+    u_char   salt[NGX_HTTP_GPUGATE_ADMIN_SALT_LEN];
+    u_char   stored[GPUGATE_SCRAM_KEY_LEN], server[GPUGATE_SCRAM_KEY_LEN];
+
+    if (op->route->secret == NGX_HTTP_GPUGATE_ADMIN_API_KEY) {
+        p = ngx_cpymem(op->key, GPUGATE_APIKEY_TAG, GPUGATE_APIKEY_TAG_LEN);
+
+        if (ngx_http_gpugate_admin_random(p, NGX_HTTP_GPUGATE_ADMIN_KEY_BODY)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        SHA256(op->key, ngx_strlen(op->key), digest);
+        gpugate_digest_hex(digest, hex);
+
+        p = ngx_cpymem(op->arg, hex, sizeof(hex));
+        *p++ = ' ';
+        p = ngx_cpymem(p, op->key, GPUGATE_APIKEY_PREFIX_LEN);
+        *p = '\0';
+
+        return NGX_OK;
+    }
+
+    p = ngx_cpymem(op->key, "gga-", 4);
+
+    if (ngx_http_gpugate_admin_random(p, NGX_HTTP_GPUGATE_ADMIN_TOKEN_BODY)
+            != NGX_OK
+        || RAND_bytes(salt, sizeof(salt)) != 1
+        || gpugate_scram_make_verifier(op->key, ngx_strlen(op->key), salt,
+                                       sizeof(salt),
+                                       NGX_HTTP_GPUGATE_ADMIN_SCRAM_ITER,
+                                       stored, server)
+           != GPUGATE_SCRAM_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = op->arg;
+    p += gpugate_base64_encode(salt, sizeof(salt), (char *) p);
+    p = ngx_sprintf(p, " %d ", NGX_HTTP_GPUGATE_ADMIN_SCRAM_ITER);
+    gpugate_digest_hex(stored, p);
+    p += GPUGATE_SCRAM_KEY_LEN * 2;
     *p++ = ' ';
-    p = ngx_cpymem(p, op->key, GPUGATE_APIKEY_PREFIX_LEN);
+    gpugate_digest_hex(server, p);
+    p += GPUGATE_SCRAM_KEY_LEN * 2;
     *p = '\0';
+
+    ngx_explicit_memzero(stored, sizeof(stored));
+    ngx_explicit_memzero(server, sizeof(server));
 
     return NGX_OK;
 }
@@ -646,6 +757,7 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
 
     char                *body, *inval;
     size_t               len, klen;
+    const char          *name;
     u_char              *p;
     ngx_int_t            status;
     ngx_http_request_t  *r;
@@ -685,10 +797,14 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
         status = NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a created key is shown here, once: {"key":"sk-gg-...", ...} */
+    /* a created secret is shown here, once: {"key":"sk-gg-...", ...} */
+    name = (op->route->secret == NGX_HTTP_GPUGATE_ADMIN_API_KEY) ? "key"
+                                                                  : "token";
     klen = (status == NGX_HTTP_CREATED && op->key[0]
             && len > 1 && body[0] == '{')
-           ? sizeof("{\"key\":\"\",") - 1 + ngx_strlen(op->key) : 0;
+           ? sizeof("{\"\":\"\",") - 1 + ngx_strlen(name)
+             + ngx_strlen(op->key)
+           : 0;
 
     op->body.data = ngx_pnalloc(r->pool, len + klen + 1);
     if (op->body.data == NULL) {
@@ -699,7 +815,7 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
     p = op->body.data;
 
     if (klen) {
-        p = ngx_sprintf(p, "{\"key\":\"%s\",", op->key);
+        p = ngx_sprintf(p, "{\"%s\":\"%s\",", name, op->key);
         p = ngx_cpymem(p, body + 1, len - 1);
 
     } else {
