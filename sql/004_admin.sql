@@ -901,6 +901,118 @@ END
 $$;
 
 
+-- GET usage: totals from the ledger over a range ("from", "to": at most
+-- 93 days; the created_at indexes bound the scan), by "group" (tenant,
+-- key, model or agent), optionally per "bucket" (minute, hour, day: a
+-- time series) and for one "tenant"; paged by "limit" and "offset" over
+-- the sorted groups.  Requests refused by the gateway count as errors.
+CREATE OR REPLACE FUNCTION gpugate_admin_usage(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    q       jsonb;
+    grp     text;
+    col     text;
+    bkt     text;
+    t_from  timestamptz;
+    t_to    timestamptz;
+    tid     bigint;
+    n       integer;
+    off     integer;
+    page    json;
+    total   bigint;
+BEGIN
+    IF gpugate_admin_who(d, false) IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    q := gpugate_admin_body(body, ARRAY['from', 'to', 'group', 'bucket',
+                                        'tenant', 'limit', 'offset']);
+    grp := coalesce(q ->> 'group', 'tenant');
+    col := CASE grp WHEN 'tenant' THEN 'u.tenant_id'
+                    WHEN 'key' THEN 'u.api_key_id'
+                    WHEN 'model' THEN 'u.model'
+                    WHEN 'agent' THEN 'u.agent_name' END;
+    IF col IS NULL THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'group must be tenant, key, model or agent';
+    END IF;
+    bkt := q ->> 'bucket';
+    IF bkt IS NOT NULL AND bkt NOT IN ('minute', 'hour', 'day') THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'bucket must be minute, hour or day';
+    END IF;
+    IF q ->> 'from' IS NULL THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'from (a timestamp) is required';
+    END IF;
+    t_from := (q ->> 'from')::timestamptz;
+    t_to := coalesce((q ->> 'to')::timestamptz, now());
+    IF t_to <= t_from OR t_to - t_from > interval '93 days' THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'the range from..to must be 93 days at most, '
+                            || 'from before to';
+    END IF;
+    IF coalesce(q ->> 'limit', '100') !~ '^[1-9][0-9]{0,3}$'
+       OR (coalesce(q ->> 'limit', '100'))::integer > 1000
+       OR coalesce(q ->> 'offset', '0') !~ '^[0-9]{1,6}$'
+    THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'limit must be 1-1000, offset 0-999999';
+    END IF;
+    n := (coalesce(q ->> 'limit', '100'))::integer;
+    off := (coalesce(q ->> 'offset', '0'))::integer;
+    IF q ? 'tenant' THEN
+        SELECT id INTO tid FROM tenants WHERE name = q ->> 'tenant';
+        tid := coalesce(tid, -1);
+    END IF;
+
+    EXECUTE format($f$
+        SELECT coalesce(json_agg(json_build_object(
+                   'bucket', s.b, %L, s.v, 'requests', s.n,
+                   'prompt_tokens', s.pt, 'completion_tokens', s.ct,
+                   'cost_micros', s.c, 'errors', s.e)
+                   ORDER BY s.b, s.v), '[]'::json),
+               count(*)
+        FROM (SELECT %s AS b, %s AS v, count(*) AS n,
+                     sum(u.prompt_tokens) AS pt,
+                     sum(u.completion_tokens) AS ct,
+                     sum(u.cost_micros) AS c,
+                     count(*) FILTER (WHERE u.status >= 400) AS e
+              FROM usage_events u
+              WHERE u.created_at >= $1 AND u.created_at < $2
+                AND ($3::bigint IS NULL OR u.tenant_id = $3)
+              GROUP BY 1, 2 ORDER BY 1, 2 OFFSET $4 LIMIT $5) s
+        $f$, grp,
+        CASE WHEN bkt IS NULL THEN 'NULL::timestamptz'
+             ELSE format('date_trunc(%L, u.created_at)', bkt) END,
+        col)
+    INTO page, total
+    USING t_from, t_to, tid, off, n + 1;
+
+    IF total > n THEN
+        page := (SELECT json_agg(e) FROM (SELECT e FROM json_array_elements(
+                     page) WITH ORDINALITY AS x(e, i)
+                 WHERE i <= n ORDER BY i) s);
+    END IF;
+
+    status := 200;
+    body_out := json_build_object('object', 'usage', 'group', grp,
+        'bucket', bkt, 'from', t_from, 'to', t_to, 'data', page,
+        'has_more', total > n,
+        'next_offset', CASE WHEN total > n THEN off + n END)::text;
+EXCEPTION WHEN data_exception THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
 -- Only the route functions are the gateway's; the helpers run inside them
 REVOKE ALL ON FUNCTION
     gpugate_admin_keys_list(bytea, text, text, text),
@@ -915,7 +1027,8 @@ REVOKE ALL ON FUNCTION
     gpugate_admin_agents_list(bytea, text, text, text),
     gpugate_admin_agents_get(bytea, text, text, text),
     gpugate_admin_agents_create(bytea, text, text, text),
-    gpugate_admin_agents_delete(bytea, text, text, text)
+    gpugate_admin_agents_delete(bytea, text, text, text),
+    gpugate_admin_usage(bytea, text, text, text)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     gpugate_admin_keys_list(bytea, text, text, text),
@@ -930,7 +1043,8 @@ GRANT EXECUTE ON FUNCTION
     gpugate_admin_agents_list(bytea, text, text, text),
     gpugate_admin_agents_get(bytea, text, text, text),
     gpugate_admin_agents_create(bytea, text, text, text),
-    gpugate_admin_agents_delete(bytea, text, text, text)
+    gpugate_admin_agents_delete(bytea, text, text, text),
+    gpugate_admin_usage(bytea, text, text, text)
     TO gpugate_gateway;
 
 INSERT INTO schema_migrations (version) VALUES ('004_admin')

@@ -199,6 +199,10 @@ static ngx_http_gpugate_admin_route_t  ngx_http_gpugate_admin_routes[] = {
       NGX_HTTP_DELETE,
       ngx_http_gpugate_admin_stmt("gpugate_admin_agents_delete") },
 
+    { ngx_string("usage"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_usage") },
+
     { ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 } }
 };
 
@@ -547,7 +551,8 @@ ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
     ngx_str_t    val;
     ngx_uint_t   i;
 
-    static const char  *names[] = { "tenant", "limit", "after" };
+    static const char  *names[] = { "tenant", "limit", "after", "from",
+                                    "to", "group", "bucket", "offset" };
 
     obj = json_object();
     if (obj == NULL) {
