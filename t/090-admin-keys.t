@@ -401,7 +401,72 @@ is(key_status($b, $key), 200, 'node b has the key cached');
     is($st, 200, 'a second DELETE is harmless');
 }
 
-# --- 7. a revoked admin is refused at once ---------------------------------
+# --- 7. rotate: a new key, the old one valid for a grace -----------------
+
+{
+    my ($st, $doc) = api($a, 'POST', 'keys', $root_cred,
+                         qq({"tenant":"adm-$run","name":"rot","rpm":9}));
+    my ($k1, $id1) = @$doc{qw(key id)};
+    is(key_status($a, $k1), 200, 'a key to rotate, cached on node a');
+    is(key_status($b, $k1), 200, 'and on node b');
+
+    ($st) = api($a, 'POST', "keys/$id1/rotate", $read_cred, '{}');
+    is($st, 403, 'rotate with a read-only credential: 403');
+    ($st) = api($a, 'POST', "keys/$id1/rotate", undef, '{}');
+    is($st, 401, 'rotate without a credential: 401');
+    for my $bad ('{"grace_seconds":-1}', '{"grace_seconds":"5"}',
+                 '{"grace_seconds":2592001}', '{"grace":5}')
+    {
+        ($st, $doc) = api($a, 'POST', "keys/$id1/rotate", $root_cred, $bad);
+        is($st, 400, "rotate $bad: 400");
+    }
+    ($st) = api($a, 'POST', 'keys/999999999999/rotate', $root_cred, '{}');
+    is($st, 404, 'rotate of a missing key: 404');
+    ($st) = api($a, 'GET', "keys/$id1/rotate", $root_cred);
+    is($st, 405, 'GET keys/{id}/rotate: 405');
+    ($st) = api($a, 'POST', "keys/$id1/rotat", $root_cred, '{}');
+    is($st, 404, 'an unknown action: 404');
+    ($st) = api($a, 'POST', "keys/$id1/", $root_cred, '{}');
+    is($st, 404, 'an empty action: 404');
+    is(psql("SELECT count(*) FROM api_keys WHERE name = 'rot'"
+            . " AND tenant_id = (SELECT id FROM tenants"
+            . " WHERE name = 'adm-$run')"), 1,
+       'no refused rotation made a key');
+
+    ($st, $doc) = api($b, 'POST', "keys/$id1/rotate", $root_cred,
+                      '{"grace_seconds":2}');
+    is($st, 201, 'rotate with a 2 s grace: 201');
+    my ($k2, $id2) = @$doc{qw(key id)};
+    like($k2 // '', qr/^sk-gg-[A-Za-z0-9]{40}$/, 'the new key is shown');
+    isnt($k2, $k1, 'it is a new key');
+    is_deeply([ @$doc{qw(replaces name rpm)} ], [ $id1, 'rot', 9 ],
+              'it replaces the old one, with its name and limits');
+    is(key_status($a, $k2), 200, 'the new key works on node a');
+    is(key_status($b, $k2), 200, 'and on node b');
+    is(key_status($a, $k1), 200, 'the old one still works in the grace');
+    ok(wait_until(10, sub { key_status($a, $k1) == 401
+                            && key_status($b, $k1) == 401 }),
+       'the old key is refused on both nodes once the grace is over');
+    is(psql("SELECT action || ' ' || (detail ->> 'new_id') || ' '"
+            . " || (detail ->> 'grace_seconds') FROM admin_audit"
+            . " WHERE target = 'key $id1' AND action = 'key.rotate'"),
+       "key.rotate $id2 2",
+       'the rotation is audited');
+
+    ($st, $doc) = api($a, 'POST', "keys/$id2/rotate", $root_cred,
+                      '{"grace_seconds":0}');
+    is($st, 201, 'rotate with no grace');
+    my $k3 = $doc->{key};
+    ok(wait_until(5, sub { key_status($b, $k2) == 401 }),
+       'the replaced key is refused at once on node b');
+    is(key_status($a, $k2), 401, 'and on node a');
+    is(key_status($b, $k3), 200, 'the new one works');
+    ($st, $doc) = api($a, 'POST', "keys/$id2/rotate", $root_cred, '{}');
+    is($st, 400, 'a revoked key cannot be rotated');
+    is_error($doc, 'invalid_value', 'rotate revoked');
+}
+
+# --- 8. a revoked admin is refused at once ---------------------------------
 
 {
     my $cred = admin("gone-$run", 'admin');
@@ -420,6 +485,27 @@ is(key_status($b, $key), 200, 'node b has the key cached');
     my $logs = join '', grep { !/\[debug\]/ } split /^/, $a->log . $b->log;
     my ($r1, $r2) = (substr($root_cred, 12), substr($read_cred, 12));
     unlike($logs, qr/\Q$r1\E|\Q$r2\E/, 'no credential in the error logs');
+}
+
+# --- 9. configuration mistakes ---------------------------------------------
+
+{
+    my $ng = eval {
+        start_nginx(http => '',
+                    server => "location /admin/ { gpugate_admin; }\n")
+    };
+    my $want = '"gpugate_admin" keeps its data in PostgreSQL: '
+             . '"gpugate_auth_postgres" is required';
+    like($@, qr/\Q$want\E/,
+         'gpugate_admin without gpugate_auth_postgres: refused');
+    $ng = eval {
+        start_nginx(http => "    gpugate_auth_postgres \"host=127.0.0.1"
+                          . " port=$pg user=gpugate dbname=gpugate\";\n",
+                    server => "location /admin/ { gpugate_admin;"
+                            . " gpugate_admin; }\n")
+    };
+    like($@, qr/"gpugate_admin" directive is duplicate/,
+         'gpugate_admin twice in a location: refused');
 }
 
 done_testing();

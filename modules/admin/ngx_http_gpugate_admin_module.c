@@ -72,6 +72,8 @@ typedef struct {
 /* one route: a family ("keys"), with or without an id, and a method */
 typedef struct {
     ngx_str_t                     family;    /* first path segment */
+    ngx_str_t                     action;    /* "family/{id}/action",
+                                                empty: none */
     unsigned                      with_id:1; /* "family/{id}" */
     unsigned                      live:1;    /* the input carries this
                                                 node's tunnel status */
@@ -147,63 +149,82 @@ static ngx_int_t ngx_http_gpugate_admin_init(ngx_conf_t *cf);
 
 static ngx_http_gpugate_admin_route_t  ngx_http_gpugate_admin_routes[] = {
 
-    { ngx_string("keys"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("keys"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_keys_list") },
 
-    { ngx_string("keys"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_API_KEY,
+    { ngx_string("keys"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_API_KEY,
       NGX_HTTP_POST,
       ngx_http_gpugate_admin_stmt("gpugate_admin_keys_create") },
 
-    { ngx_string("keys"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("keys"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_keys_get") },
 
-    { ngx_string("keys"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("keys"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_PATCH,
       ngx_http_gpugate_admin_stmt("gpugate_admin_keys_patch") },
 
-    { ngx_string("keys"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("keys"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_DELETE,
       ngx_http_gpugate_admin_stmt("gpugate_admin_keys_delete") },
 
-    { ngx_string("tenants"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("tenants"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_list") },
 
-    { ngx_string("tenants"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("tenants"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_POST,
       ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_create") },
 
-    { ngx_string("tenants"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("tenants"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_get") },
 
-    { ngx_string("tenants"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("tenants"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_PATCH,
       ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_patch") },
 
-    { ngx_string("agents"), 0, 1, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("agents"), ngx_null_string, 0, 1,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_agents_list") },
 
-    { ngx_string("agents"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_AGENT_TOKEN,
+    { ngx_string("agents"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_AGENT_TOKEN,
       NGX_HTTP_POST,
       ngx_http_gpugate_admin_stmt("gpugate_admin_agents_create") },
 
-    { ngx_string("agents"), 1, 1, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("agents"), ngx_null_string, 1, 1,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_agents_get") },
 
-    { ngx_string("agents"), 1, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("agents"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_DELETE,
       ngx_http_gpugate_admin_stmt("gpugate_admin_agents_delete") },
 
-    { ngx_string("usage"), 0, 0, NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+    { ngx_string("usage"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
       ngx_http_gpugate_admin_stmt("gpugate_admin_usage") },
 
-    { ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 } }
+    { ngx_string("keys"), ngx_string("rotate"), 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_API_KEY,
+      NGX_HTTP_POST,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_rotate") },
+
+    { ngx_null_string, ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 } }
 };
 
 
@@ -261,7 +282,7 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
     ngx_int_t *rc)
 {
     u_char                          *p, *last;
-    ngx_str_t                        family;
+    ngx_str_t                        family, action;
     ngx_uint_t                       allowed;
     ngx_http_core_loc_conf_t        *clcf;
     ngx_http_gpugate_admin_route_t  *rt, *found;
@@ -283,6 +304,7 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
 
     id->data = NULL;
     id->len = 0;
+    ngx_str_null(&action);
 
     if (p < last) {
         id->data = ++p;
@@ -291,7 +313,11 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
         }
         id->len = p - id->data;
 
-        if (p != last || id->len == 0 || id->len > 18) {
+        action.data = (p < last && *p == '/') ? p + 1 : last;
+        action.len = last - action.data;
+
+        if ((p != last && action.len == 0) || id->len == 0 || id->len > 18)
+        {
             *rc = ngx_http_gpugate_admin_error(r, NGX_HTTP_NOT_FOUND,
                       NGX_HTTP_GPUGATE_ERR_NOT_FOUND, "not_found",
                       "no such admin route (an id is a whole number)");
@@ -305,7 +331,11 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
     for (rt = ngx_http_gpugate_admin_routes; rt->family.len; rt++) {
         if (rt->family.len != family.len
             || ngx_strncmp(rt->family.data, family.data, family.len) != 0
-            || rt->with_id != (id->data != NULL))
+            || rt->with_id != (id->data != NULL)
+            || rt->action.len != action.len
+            || (action.len
+                && ngx_strncmp(rt->action.data, action.data, action.len)
+                   != 0))
         {
             continue;
         }
@@ -652,13 +682,19 @@ ngx_http_gpugate_admin_random(u_char *p, size_t n)
 static ngx_int_t
 ngx_http_gpugate_admin_new_secret(ngx_http_gpugate_admin_op_t *op)
 {
-    u_char  *p, hex[SHA256_DIGEST_LENGTH * 2];
+    u_char  *p, *arg, hex[SHA256_DIGEST_LENGTH * 2];
     u_char   digest[SHA256_DIGEST_LENGTH];
     u_char   salt[NGX_HTTP_GPUGATE_ADMIN_SALT_LEN];
     u_char   stored[GPUGATE_SCRAM_KEY_LEN], server[GPUGATE_SCRAM_KEY_LEN];
 
     if (op->route->secret == NGX_HTTP_GPUGATE_ADMIN_API_KEY) {
         p = ngx_cpymem(op->key, GPUGATE_APIKEY_TAG, GPUGATE_APIKEY_TAG_LEN);
+        arg = op->arg + ngx_strlen(op->arg);
+
+        /* a rotation: "ID HEX64 PREFIX12" */
+        if (arg != op->arg) {
+            *arg++ = ' ';
+        }
 
         if (ngx_http_gpugate_admin_random(p, NGX_HTTP_GPUGATE_ADMIN_KEY_BODY)
             != NGX_OK)
@@ -669,7 +705,7 @@ ngx_http_gpugate_admin_new_secret(ngx_http_gpugate_admin_op_t *op)
         SHA256(op->key, ngx_strlen(op->key), digest);
         gpugate_digest_hex(digest, hex);
 
-        p = ngx_cpymem(op->arg, hex, sizeof(hex));
+        p = ngx_cpymem(arg, hex, sizeof(hex));
         *p++ = ' ';
         p = ngx_cpymem(p, op->key, GPUGATE_APIKEY_PREFIX_LEN);
         *p = '\0';
@@ -1056,7 +1092,7 @@ ngx_http_gpugate_admin_init(ngx_conf_t *cf)
 {
     ngx_int_t                            rc;
     ngx_uint_t                           n;
-    ngx_http_gpugate_pg_stmt_t           stmts[16];
+    ngx_http_gpugate_pg_stmt_t           stmts[32];
     ngx_http_gpugate_admin_route_t      *rt;
     ngx_http_gpugate_admin_main_conf_t  *amcf;
 
