@@ -120,6 +120,9 @@ then
 fi
 mkdir -p "$worker_dir/usage-spill"
 chmod 711 "$worker_dir"
+# the admin API's OpenAPI description, served by nginx beside the API
+install -m 644 "$GG_ROOT/modules/admin/openapi.json" \
+    "$worker_dir/admin-openapi.json"
 chmod 700 "$worker_dir/usage-spill"
 chown "$worker_user" "$worker_dir/usage-spill"
 
@@ -369,6 +372,16 @@ api_key=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
 [ -n "$api_key" ] || gg_die "could not create the demo API key"
 first_model=${models[0]}
 stack_env API_KEY "$api_key"
+
+# the admin API's credential for this run; earlier runs' ones are revoked
+gg_psql_at "$pg_port" gpugate -qc "UPDATE admins SET revoked_at = now()
+    WHERE name LIKE 'run-sh-%' AND revoked_at IS NULL" >/dev/null
+admin_cred=$(GPUGATE_PG_DSN=$GG_PG_DSN "$GG_ROOT/scripts/gpugate-keys" \
+    admin-create "run-sh-$(date +%s)-$$" --role admin \
+    2>/dev/null | sed -n 's/^credential: //p')
+[ -n "$admin_cred" ] || gg_die "could not create the admin API credential"
+(umask 077; printf '%s\n' "$admin_cred" > "$state/secrets/admin-api.key")
+stack_env ADMIN_API_KEY_FILE "$state/secrets/admin-api.key"
 stack_env MODEL "$first_model"
 
 # the agents: each its own credentials (a SCRAM verifier in PostgreSQL;
@@ -427,6 +440,7 @@ cat <<EOF
 GPUGATE_URL=http://127.0.0.1:$port
 GPUGATE_NODE_URLS=$node_urls
 GPUGATE_API_KEY=$api_key
+GPUGATE_ADMIN_KEY=$admin_cred
 GPUGATE_PG_DSN='$GG_PG_DSN'
 GPUGATE_REDIS=127.0.0.1:$redis_port
 GPUGATE_REDIS_PASSWORD_FILE=$state/secrets/redis.pass
@@ -441,6 +455,11 @@ Keys and usage (the PostgreSQL owner's password is in $state/secrets/pgpass):
   GPUGATE_PG_DSN='$GG_PG_DSN' GPUGATE_REDIS_PASSWORD_FILE='$state/secrets/redis.pass' \\
     scripts/gpugate-keys --redis 127.0.0.1:$redis_port list
   GPUGATE_PG_DSN='$GG_PG_DSN' scripts/gpugate-usage --by tenant,model
+
+The admin API (keys, tenants, agents, usage; GPUGATE_ADMIN_KEY, new on
+every start, is also in $state/secrets/admin-api.key):
+  curl -H "Authorization: Bearer \$GPUGATE_ADMIN_KEY" http://127.0.0.1:$port/admin/v1/agents
+  curl http://127.0.0.1:$port/admin/v1/openapi.json
 
 Metrics and status (the admin key, new on every start, is also in
 $state/secrets/admin.key):
