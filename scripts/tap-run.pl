@@ -3,7 +3,12 @@
 # Runs TAP test programs with TAP::Harness (what prove uses) and ends with
 # the plain "N passed, N failed" line scripts/test.sh promises.
 #
-#   tap-run.pl [-I DIR]... [-v] TEST...
+#   tap-run.pl [-I DIR]... [-v] [--beside TEST]... TEST...
+#
+# A --beside TEST runs at the same time as the others, which run one
+# after another as before: for a test that shares nothing with them (the
+# fuzz targets' build and seed runs) and would otherwise add its whole
+# time to the suite's.
 #
 # A TEST ending in .t runs under perl with the -I directories; any other
 # TEST is executed directly and must print TAP.  N counts test points; a
@@ -16,15 +21,22 @@ use warnings;
 use Getopt::Long qw(:config no_ignore_case bundling);
 use TAP::Harness;
 
-my (@inc, $verbose);
+my (@inc, $verbose, @beside);
 
-GetOptions('I=s' => \@inc, 'v|verbose' => \$verbose)
-    or die "usage: $0 [-I DIR]... [-v] TEST...\n";
+GetOptions('I=s' => \@inc, 'v|verbose' => \$verbose,
+           'beside=s' => \@beside)
+    or die "usage: $0 [-I DIR]... [-v] [--beside TEST]... TEST...\n";
 
 die "$0: no tests given\n" unless @ARGV;
 
+my %beside = map { $_ => 1 } @beside;
+my @seq = grep { !$beside{$_} } @ARGV;
+
 my $harness = TAP::Harness->new({
     verbosity => $verbose ? 1 : 0,
+    (@beside ? (jobs  => 2,
+                rules => { par => [ @beside, { seq => \@seq } ] })
+             : ()),
     lib       => \@inc,
     color     => -t STDOUT ? 1 : 0,
     exec      => sub {
@@ -34,7 +46,7 @@ my $harness = TAP::Harness->new({
     },
 });
 
-my $agg = $harness->runtests(@ARGV);
+my $agg = $harness->runtests(@beside, @seq);
 
 my ($passed, $failed) = (0, 0);
 

@@ -101,6 +101,7 @@ else
 fi
 
 tests=()
+beside=()
 
 if [ ${#only[@]} -gt 0 ]; then
     tests=("${only[@]}")
@@ -113,8 +114,10 @@ else
     done
     # the tree's layout rules: file and function length, nginx-free core
     tests+=("$GG_ROOT/scripts/check-layout.sh")
-    # every fuzz target over its seed corpus (TAP, one point per target)
+    # every fuzz target over its seed corpus (TAP, one point per target);
+    # it shares nothing with the others, so it runs beside them
     tests+=("$GG_ROOT/scripts/fuzz-seeds.sh")
+    beside=(--beside "$GG_ROOT/scripts/fuzz-seeds.sh")
     # the mock runtime over real sockets with curl (TAP)
     tests+=("$GG_ROOT/worker-agent/tests/mock_smoke.sh")
     while IFS= read -r t; do
@@ -123,7 +126,8 @@ else
 fi
 
 rc=0
-perl "$GG_ROOT/scripts/tap-run.pl" "${inc[@]}" "${verbose[@]}" "${tests[@]}" \
+perl "$GG_ROOT/scripts/tap-run.pl" "${inc[@]}" "${verbose[@]}" "${beside[@]}" \
+    "${tests[@]}" \
     || rc=$?
 
 if [ $rc -ne 0 ]; then
