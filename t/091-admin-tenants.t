@@ -19,6 +19,7 @@ use JSON::PP ();
 use Test::More;
 use Time::HiRes qw(time);
 
+use GpugateAdmin qw(tool admin);
 use GpugateTest qw(start_nginx http_request psql wait_until env_or_skip
                    free_port);
 
@@ -33,34 +34,6 @@ my $json = JSON::PP->new->utf8->canonical;
 
 # names unique to this run, so that the file can run again on a database
 my $run = sprintf '%x%x', $$, time;
-
-# tool(ARGS): runs scripts/gpugate-keys; returns (status, stdout, stderr)
-sub tool {
-    my (undef, $out) = tempfile(UNLINK => 1);
-    my (undef, $err) = tempfile(UNLINK => 1);
-    my $pid = fork // die "fork: $!";
-    if ($pid == 0) {
-        open STDOUT, '>', $out or die;
-        open STDERR, '>', $err or die;
-        exec "$root/scripts/gpugate-keys", '--dsn', $dsn, '--timeout', 5,
-             @_;
-        exit 127;
-    }
-    waitpid $pid, 0;
-    my $rc = $? >> 8;
-    local $/;
-    open my $o, '<', $out or die;
-    open my $e, '<', $err or die;
-    return ($rc, scalar(<$o>) // '', scalar(<$e>) // '');
-}
-
-sub admin {
-    my ($name, $role) = @_;
-    my ($rc, $out, $err) = tool('admin-create', $name, '--role', $role);
-    $rc == 0 or die "admin-create failed ($rc): $err\n";
-    my ($cred) = $out =~ /^credential: (\S+)/m or die "no credential\n";
-    return $cred;
-}
 
 my $root_cred = admin("root-$run", 'admin');
 my $read_cred = admin("ro-$run", 'read');
