@@ -4,9 +4,11 @@
  *
  * The model list (GET /v1/models, /v1/models/ID), answered by the gateway
  * and never by a runtime: the location's models and those of connected
- * agents on its tunnel pools, filtered by the key's list.  Apart from the
- * router's request side (ngx_http_gpugate_openai_handler.c) because it
- * shares nothing with it but the model table's lookup.
+ * agents on its tunnel pools, filtered by the key's list; and the model
+ * table's lookup and checks (may the key use it, is it served here) that
+ * the router's JSON side (ngx_http_gpugate_openai_handler.c) and its
+ * multipart side (ngx_http_gpugate_openai_multipart.c) both call, so the
+ * three files call downwards only.
  */
 
 
@@ -269,4 +271,134 @@ ngx_http_gpugate_models_answer(ngx_http_request_t *r,
     }
 
     return ngx_http_gpugate_send_json(r, NGX_HTTP_OK, &body);
+}
+
+
+/* a refusal naming the request's model ("fmt" has one %V for it) */
+
+static ngx_int_t
+ngx_http_gpugate_openai_model_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ngx_str_t *model)
+{
+    ngx_http_gpugate_error_t  err;
+
+    ngx_http_gpugate_status_error(status, &err);
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
+    }
+
+    err.code = code;
+    err.param = "model";
+    err.message.data = ngx_pnalloc(r->pool, model->len + 64);
+    if (err.message.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    err.message.len = ngx_sprintf(err.message.data, fmt, model)
+                      - err.message.data;
+
+    return ngx_http_gpugate_send_error(r, &err);
+}
+
+
+/*
+ * The checks every endpoint makes of ctx->model, JSON or multipart: the
+ * key may use it (403), the location knows it (404); then its pool and
+ * the name the runtime knows it by are set, and *m is its entry (NULL:
+ * the location's own proxy_pass).  NGX_DECLINED: go on; else what to
+ * finalize with, the refusal sent.
+ */
+
+ngx_int_t
+ngx_http_gpugate_openai_check(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t **m)
+{
+    ngx_http_variable_value_t           *vv;
+    ngx_http_gpugate_openai_loc_conf_t  *olcf;
+
+    olcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_openai_module);
+
+    ctx->routed = 1;
+
+    /* the key's model list, when auth set one */
+
+    if (olcf->allowed_index != NGX_ERROR) {
+        vv = ngx_http_get_indexed_variable(r, olcf->allowed_index);
+
+        if (vv && !vv->not_found
+            && !gpugate_oai_model_allowed((char *) vv->data, vv->len,
+                                          (char *) ctx->model.data,
+                                          ctx->model.len))
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "gpugate openai: model \"%V\" not allowed for "
+                          "this key", &ctx->model);
+
+            return ngx_http_gpugate_openai_model_error(r,
+                       NGX_HTTP_FORBIDDEN, "model_not_allowed",
+                       "This API key may not use the model `%V`.",
+                       &ctx->model);
+        }
+    }
+
+    *m = ngx_http_gpugate_openai_find(olcf, &ctx->model);
+
+    if (*m == NULL && olcf->models && olcf->models->nelts) {
+        return ngx_http_gpugate_openai_model_error(r, NGX_HTTP_NOT_FOUND,
+                   "model_not_found", "The model `%V` does not exist.",
+                   &ctx->model);
+    }
+
+    ctx->target = ctx->model;
+
+    if (*m) {
+        ctx->pool = (*m)->pool;
+
+        if ((*m)->target.len) {
+            ctx->target = (*m)->target;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_http_gpugate_model_t *
+ngx_http_gpugate_openai_find(ngx_http_gpugate_openai_loc_conf_t *olcf,
+    ngx_str_t *model)
+{
+    ngx_uint_t                 i;
+    ngx_http_gpugate_model_t  *m, *best;
+
+    if (olcf->models == NULL) {
+        return NULL;
+    }
+
+    m = olcf->models->elts;
+    best = NULL;
+
+    /* an exact name wins; otherwise the longest matching prefix */
+
+    for (i = 0; i < olcf->models->nelts; i++) {
+
+        if (!m[i].prefix) {
+            if (m[i].name.len == model->len
+                && ngx_strncmp(m[i].name.data, model->data, model->len) == 0)
+            {
+                return &m[i];
+            }
+
+            continue;
+        }
+
+        if (m[i].name.len <= model->len
+            && ngx_strncmp(m[i].name.data, model->data, m[i].name.len) == 0
+            && (best == NULL || m[i].name.len > best->name.len))
+        {
+            best = &m[i];
+        }
+    }
+
+    return best;
 }
