@@ -382,6 +382,22 @@ ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
 /* the worker's idle connections of agent slot "i" (a queue of tc) */
 ngx_queue_t *ngx_http_gpugate_tunnel_idle(ngx_uint_t i);
 
+/*
+ * The balancer's choice (ngx_http_gpugate_tunnel_pick.c): the idle
+ * connection of the best suitable agent in this worker, its place on the
+ * agent taken; NULL if none.  "exists" tells whether any suitable agent
+ * is connected, or coming back after a reload.
+ */
+ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
+
+/* 1 if the agent in slot "i" (connected or not) may take this request */
+ngx_int_t ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a);
+
+/* the agent's turn, its place already taken: to the back of the ties */
+void ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_agent_t *a);
+
 /* back from an upstream request, or a ping answered: park or hand on */
 void ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc);
 

@@ -12,11 +12,9 @@
  * hands the reserved connection out like the keepalive module hands out a
  * cached one; a retry takes any other suitable idle connection.
  *
- * Choice: agents that serve the model and are below their capacity, least
- * in flight first (over all workers, from shared memory), among those
- * with an idle connection in this worker; on equal load the agent chosen
- * least recently (over all workers), so that a newcomer shares traffic
- * at once instead of taking all of it.
+ * Which agent takes a request is ngx_http_gpugate_tunnel_pick.c's
+ * concern; a connection parked here is offered to the oldest waiting
+ * request that its agent suits.
  *
  * Silent agents.  Once the request is out, an agent whose runtime has not
  * begun to answer sends a heartbeat (CRLF) every ping_timeout / 3; the
@@ -73,17 +71,6 @@ static void ngx_http_gpugate_tunnel_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
 static ngx_http_gpugate_tunnel_ctx_t *ngx_http_gpugate_tunnel_ctx(
     ngx_http_request_t *r, ngx_http_gpugate_tunnel_srv_conf_t *tscf);
-static ngx_int_t ngx_http_gpugate_tunnel_suits(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t i,
-    ngx_http_gpugate_tunnel_agent_t *a);
-static ngx_int_t ngx_http_gpugate_tunnel_returning(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_agent_t *a);
-static void ngx_http_gpugate_tunnel_chosen(
-    ngx_http_gpugate_tunnel_agent_t *a);
-static ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
-static ngx_uint_t ngx_http_gpugate_tunnel_better(
-    ngx_http_gpugate_tunnel_agent_t *a, ngx_http_gpugate_tunnel_agent_t *b);
 static void ngx_http_gpugate_tunnel_reserve(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_conn_t *tc);
 static void ngx_http_gpugate_tunnel_dequeue(
@@ -647,187 +634,6 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
                    wq->nwaiting);
 
     return NGX_AGAIN;
-}
-
-
-/* 1 if the agent in slot "i" (connected or not) may take this request */
-
-static ngx_int_t
-ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
-    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a)
-{
-    ngx_uint_t  k;
-
-    for (k = 0; k < ctx->ntried; k++) {
-        if (ctx->tried[k] == i) {
-            return 0;
-        }
-    }
-
-    if (ctx->model.len
-        && !gpugate_tunnel_models_has((char *) a->models, a->models_len,
-                                      (char *) ctx->model.data,
-                                      ctx->model.len))
-    {
-        return 0;
-    }
-
-    if (!gpugate_tunnel_endpoint_served((uint32_t) a->endpoints,
-                                        (int) ctx->endpoint))
-    {
-        return 0;
-    }
-
-    return 1;
-}
-
-
-/*
- * 1 if the free slot was left by an agent that a reload disconnected
- * within the pool's queue_timeout: it is dialing the new workers, and the
- * request waits for it.  An agent that went away by itself, or was
- * revoked, is not waited for (an immediate 503 lets the client go
- * elsewhere).
- */
-
-static ngx_int_t
-ngx_http_gpugate_tunnel_returning(ngx_http_gpugate_tunnel_ctx_t *ctx,
-    ngx_http_gpugate_tunnel_agent_t *a)
-{
-    time_t  left;
-
-    left = a->reload_left;
-
-    /* a revoked agent is refused when it dials again */
-
-    return left != 0 && !a->revoked
-           && ngx_time() - left <= (time_t) (ctx->conf->queue_timeout / 1000);
-}
-
-
-/* the agent's turn: it goes to the back of the ties */
-
-static void
-ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_agent_t *a)
-{
-    ngx_http_gpugate_tunnel_shm_t  *shm;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-
-    a->chosen = ngx_atomic_fetch_add(&shm->choices, 1) + 1;
-}
-
-
-/*
- * The idle connection of the least loaded suitable agent in this worker,
- * with its place taken (see _take()); NULL if none.  "exists" tells
- * whether any suitable agent is connected, or coming back after a reload.
- */
-
-static ngx_http_gpugate_tunnel_conn_t *
-ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
-    ngx_uint_t *exists)
-{
-    ngx_uint_t                        i, n, best, tries;
-    ngx_atomic_uint_t                 load, best_load;
-    ngx_queue_t                      *idle;
-    ngx_http_gpugate_tunnel_shm_t    *shm;
-    ngx_http_gpugate_tunnel_agent_t  *a;
-
-    shm = ngx_http_gpugate_tunnel_shm();
-    *exists = 0;
-
-    /* slots past it were never used: nothing to look at there */
-    n = ngx_min(shm->high, shm->nagents);
-
-    for (tries = 0; tries < 3; tries++) {
-        best = shm->nagents;
-        best_load = 0;
-
-        for (i = 0; i < n; i++) {
-            a = &shm->agents[i];
-
-            if (!a->used) {
-                /* cheap tests first: most free slots were never left */
-
-                if (a->reload_left != 0
-                    && ngx_http_gpugate_tunnel_suits(ctx, i, a)
-                    && ngx_http_gpugate_tunnel_returning(ctx, a))
-                {
-                    *exists = 1;
-                }
-
-                continue;
-            }
-
-            if (!ngx_http_gpugate_tunnel_suits(ctx, i, a)) {
-                continue;
-            }
-
-            *exists = 1;
-
-            idle = ngx_http_gpugate_tunnel_idle(i);
-            load = a->inflight;
-
-            if (ngx_queue_empty(idle) || load >= a->capacity) {
-                continue;
-            }
-
-            if (best == shm->nagents || load < best_load
-                || (load == best_load
-                    && ngx_http_gpugate_tunnel_better(a, &shm->agents[best])))
-            {
-                best = i;
-                best_load = load;
-            }
-        }
-
-        if (best == shm->nagents) {
-            return NULL;
-        }
-
-        /* another worker may have taken the last place meanwhile */
-
-        if (ngx_http_gpugate_tunnel_take(&shm->agents[best]) == NGX_OK) {
-            ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
-
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log,
-                           0, "gpugate tunnel: agent slot %ui chosen, "
-                           "%uA in flight", best, best_load);
-
-            idle = ngx_http_gpugate_tunnel_idle(best);
-            return ngx_queue_data(ngx_queue_head(idle),
-                                  ngx_http_gpugate_tunnel_conn_t, queue);
-        }
-    }
-
-    return NULL;
-}
-
-
-/* the place on the agent is already taken */
-
-/*
- * Between agents with as many requests in flight: the shorter runtime
- * queue, then more free GPU memory (both as the agents last reported),
- * then the one chosen least recently, so that sequential traffic rotates
- * (a lifetime count would send everything to an agent that just joined
- * until it caught up).
- */
-
-static ngx_uint_t
-ngx_http_gpugate_tunnel_better(ngx_http_gpugate_tunnel_agent_t *a,
-    ngx_http_gpugate_tunnel_agent_t *b)
-{
-    if (a->queue != b->queue) {
-        return a->queue < b->queue;
-    }
-
-    if (a->gpu_free_mb != b->gpu_free_mb) {
-        return a->gpu_free_mb > b->gpu_free_mb;
-    }
-
-    return a->chosen < b->chosen;
 }
 
 
