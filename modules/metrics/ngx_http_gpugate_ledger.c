@@ -43,41 +43,16 @@
 #include <grp.h>
 
 #include "ngx_http_gpugate_metrics.h"
+#include "ngx_http_gpugate_ledger_row.h"
 #include "gpugate_utf8.h"
 
 
-#define NGX_HTTP_GPUGATE_LEDGER_ROW_JSON  1536   /* one row, escaped */
 #define NGX_HTTP_GPUGATE_LEDGER_RESCAN    10000  /* ms between looks for
                                                     spill files */
 #define NGX_HTTP_GPUGATE_LEDGER_POLL      250    /* ms: how soon a worker
                                                     that begins to exit
                                                     notices, rows held */
 
-
-/* a row as kept until written: fixed size, no pointers */
-typedef struct {
-    u_char            request_id[32]; /* $request_id, hex */
-    u_char            model[128];  /* cut to the array */
-    u_char            agent[64];   /* the peer that answered */
-    u_char            endpoint[64]; /* the URI */
-    int64_t           key_id;      /* -1: none */
-    int64_t           tenant_id;   /* -1: none */
-    int64_t           cost;        /* micro-units, -1: not priced (the
-                                      column's 0) */
-    uint32_t          prompt;      /* tokens */
-    uint32_t          completion;
-    uint32_t          duration_ms;
-    int32_t           ttft_ms;     /* -1: no first token */
-    time_t            sec;         /* request start */
-    uint16_t          msec;
-    uint16_t          status;
-    uint8_t           request_id_len;
-    uint8_t           model_len;
-    uint8_t           agent_len;
-    uint8_t           endpoint_len;
-    uint8_t           stream;
-    uint8_t           partial;
-} ngx_http_gpugate_ledger_row_t;
 
 
 typedef struct {
@@ -224,18 +199,11 @@ ngx_http_gpugate_ledger_add(ngx_http_gpugate_metrics_req_t *req)
 
     row = &lg->rows[(lg->head + lg->count) % lg->mmcf->buffer];
 
-    row->request_id_len = (uint8_t) gpugate_utf8_cut(row->request_id,
-                                  sizeof(row->request_id),
-                                  req->request_id.data, req->request_id.len);
-    row->model_len = (uint8_t) gpugate_utf8_cut(row->model,
-                                  sizeof(row->model), req->model.data,
-                                  req->model.len);
-    row->agent_len = (uint8_t) gpugate_utf8_cut(row->agent,
-                                  sizeof(row->agent), req->agent.data,
-                                  req->agent.len);
-    row->endpoint_len = (uint8_t) gpugate_utf8_cut(row->endpoint,
-                                  sizeof(row->endpoint), req->endpoint.data,
-                                  req->endpoint.len);
+    ngx_http_gpugate_ledger_cut(row, request_id, req->request_id);
+    ngx_http_gpugate_ledger_cut(row, model, req->model);
+    ngx_http_gpugate_ledger_cut(row, agent, req->agent);
+    ngx_http_gpugate_ledger_cut(row, endpoint, req->endpoint);
+    ngx_http_gpugate_ledger_take_extra(row, req->extra);
 
     row->key_id = req->key_id;
     row->tenant_id = req->tenant_id;
@@ -480,7 +448,7 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "gpugate ledger: PostgreSQL refused the usage row of "
                       "request %*s (SQLSTATE %s: %s); it is dropped",
-                      (size_t) row->request_id_len, row->request_id,
+                      (size_t) row->request_id_len, row->strings.request_id,
                       q->sqlstate, error);
 
         (void) ngx_atomic_fetch_add(&lg->shm->ledger_rejected, 1);
@@ -574,12 +542,6 @@ ngx_http_gpugate_ledger_done(ngx_http_gpugate_pg_query_t *q, PGresult *res,
 }
 
 
-#define ngx_http_gpugate_ledger_str(p, name, s, len)                          \
-    p = ngx_cpymem(p, name "\"", sizeof(name));                               \
-    p = (u_char *) ngx_escape_json(p, s, len);                                \
-    *p++ = '"'
-
-
 /* rows [first, first + n) of the ring as a JSON array */
 
 static size_t
@@ -601,17 +563,17 @@ ngx_http_gpugate_ledger_json(u_char *buf, ngx_uint_t first, ngx_uint_t n)
             *p++ = ',';
         }
 
-        ngx_http_gpugate_ledger_str(p, "{\"r\":", row->request_id,
+        ngx_http_gpugate_ledger_str(p, "{\"r\":", row->strings.request_id,
                                     row->request_id_len);
         ngx_http_gpugate_ledger_str(p, ",\"g\":", lg->mmcf->gateway.data,
                                     lg->mmcf->gateway.len);
-        ngx_http_gpugate_ledger_str(p, ",\"m\":", row->model,
+        ngx_http_gpugate_ledger_str(p, ",\"m\":", row->strings.model,
                                     row->model_len);
-        ngx_http_gpugate_ledger_str(p, ",\"e\":", row->endpoint,
+        ngx_http_gpugate_ledger_str(p, ",\"e\":", row->strings.endpoint,
                                     row->endpoint_len);
 
         if (row->agent_len) {
-            ngx_http_gpugate_ledger_str(p, ",\"a\":", row->agent,
+            ngx_http_gpugate_ledger_str(p, ",\"a\":", row->strings.agent,
                                         row->agent_len);
         }
 
@@ -632,6 +594,8 @@ ngx_http_gpugate_ledger_json(u_char *buf, ngx_uint_t first, ngx_uint_t n)
         if (row->cost >= 0) {
             p = ngx_sprintf(p, ",\"co\":%L", row->cost);
         }
+
+        p = ngx_http_gpugate_ledger_json_extra(p, row);
 
         p = ngx_sprintf(p, ",\"s\":%s,\"pa\":%s,\"p\":%uD,\"c\":%uD,"
                         "\"d\":%uD,\"st\":%ud,\"at\":%T.%03ud}",

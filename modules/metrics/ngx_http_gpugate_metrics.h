@@ -21,6 +21,7 @@
 
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_pg.h"
+#include "ngx_http_gpugate_ledger_api.h"
 
 
 /* label sets (model, tenant, status) and models kept; the rest fold */
@@ -146,6 +147,8 @@ typedef struct {
     ngx_msec_t        msec;
     int64_t           cost;        /* spend in micro-units by the model's
                                       price=, -1: not priced */
+    ngx_http_gpugate_ledger_extra_t  *extra; /* what other modules add to
+                                               the row; NULL: nothing */
     unsigned          stream:1;    /* $gpugate_stream */
     unsigned          partial:1;   /* $gpugate_usage_partial */
 } ngx_http_gpugate_metrics_req_t;

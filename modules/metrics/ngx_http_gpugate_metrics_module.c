@@ -335,15 +335,20 @@ ngx_http_gpugate_metrics_ledger_stmt(ngx_conf_t *cf,
         "INSERT INTO usage_events (request_id, gateway, api_key_id, "
         "tenant_id, agent_id, agent_name, model, endpoint, stream, "
         "prompt_tokens, completion_tokens, ttft_ms, duration_ms, status, "
-        "partial, cost_micros, created_at) "
+        "partial, cost_micros, created_at, trace_id, batch_id, region, "
+        "image_size, reasoning_tokens, reasoning_estimated, "
+        "cache_read_tokens, cache_write_tokens, images, priority) "
         "SELECT x.r, x.g, x.k, x.t, "
         "(SELECT id FROM agents WHERE name = x.a), x.a, x.m, x.e, x.s, "
         "x.p, x.c, x.f, x.d, x.st, x.pa, COALESCE(x.co, 0), "
-        "to_timestamp(x.at) "
+        "to_timestamp(x.at), x.tr, x.b, x.rg, x.\"is\", x.rt, "
+        "COALESCE(x.re, false), x.cr, x.cw, x.im, x.pr "
         "FROM json_to_recordset($1::json) AS x(r text, g text, k bigint, "
         "t bigint, a text, m text, e text, s boolean, p integer, "
         "c integer, f integer, d integer, st smallint, pa boolean, "
-        "co bigint, at double precision) "
+        "co bigint, at double precision, tr text, b text, rg text, "
+        "\"is\" text, rt integer, re boolean, cr integer, cw integer, "
+        "im integer, pr smallint) "
         "ON CONFLICT (gateway, request_id) DO NOTHING";
 
     return NGX_CONF_OK;
@@ -828,6 +833,7 @@ ngx_http_gpugate_metrics_log(ngx_http_request_t *r)
                                   mmcf->vars[NGX_HTTP_GPUGATE_MV_STREAM])
                  == 1;
     req.cost = ngx_http_gpugate_limits_cost(r);
+    req.extra = ngx_http_gpugate_ledger_extra_find(r);
 
     ngx_http_gpugate_metrics_var(r, mmcf->vars[NGX_HTTP_GPUGATE_MV_RESULT],
                                  &s);
