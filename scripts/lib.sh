@@ -138,17 +138,18 @@ gg_wait_for() {
 }
 
 # A TCP port on 127.0.0.1 that nobody listens on now.  Ports are picked
-# from a range above the usual ephemeral one's start, at random, and
-# checked by trying to bind them.  A port chosen earlier but not bound
+# from a range below the usual ephemeral one's start (20000-31999, or
+# GPUGATE_PORT_LO-GPUGATE_PORT_HI: each lane of a parallel test run has a
+# range of its own), at random, and checked by trying to bind them.  A port chosen earlier but not bound
 # yet (a balancer started last) passes that check, so ports listed in
 # GG_TAKEN_PORTS are skipped too: gg_take_port keeps that list.
 GG_TAKEN_PORTS=${GG_TAKEN_PORTS:-}
 
 gg_free_port() {
-    local port i
+    local port i lo=${GPUGATE_PORT_LO:-20000} hi=${GPUGATE_PORT_HI:-31999}
 
     for ((i = 0; i < 200; i++)); do
-        port=$((20000 + RANDOM % 12000))
+        port=$((lo + RANDOM % (hi - lo + 1)))
         [[ " $GG_TAKEN_PORTS " == *" $port "* ]] && continue
         if perl -MIO::Socket::INET -e '
                 exit(IO::Socket::INET->new(LocalAddr => "127.0.0.1",

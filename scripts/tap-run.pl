@@ -3,12 +3,19 @@
 # Runs TAP test programs with TAP::Harness (what prove uses) and ends with
 # the plain "N passed, N failed" line scripts/test.sh promises.
 #
-#   tap-run.pl [-I DIR]... [-v] [--beside TEST]... TEST...
+#   tap-run.pl [-I DIR]... [-v] [--lanes DIR --jobs N] [--beside TEST]...
+#              TEST...
 #
-# A --beside TEST runs at the same time as the others, which run one
-# after another as before: for a test that shares nothing with them (the
-# fuzz targets' build and seed runs) and would otherwise add its whole
-# time to the suite's.
+# With --lanes, N tests run at once, each through scripts/lane-run.sh in
+# a lane of DIR (its own servers and ports: see scripts/test.sh), the
+# longest first as --durations FILE ("MS NAME" lines) knows them, so that
+# no long file starts last; those it does not know are taken as long.
+# --record FILE writes this run's durations there in that format.
+# Without --lanes, one after another in the order given.
+#
+# A --beside TEST runs at the same time as the others, outside any lane:
+# for a test that shares nothing with them (the fuzz targets' build and
+# seed runs) and would otherwise add its whole time to the suite's.
 #
 # A TEST ending in .t runs under perl with the -I directories; any other
 # TEST is executed directly and must print TAP.  N counts test points; a
@@ -19,34 +26,77 @@ use strict;
 use warnings;
 
 use Getopt::Long qw(:config no_ignore_case bundling);
+use Cwd ();
+use FindBin;
 use TAP::Harness;
 
-my (@inc, $verbose, @beside);
+my (@inc, $verbose, @beside, $lanes, $durations, $record);
+my $jobs = 1;
 
 GetOptions('I=s' => \@inc, 'v|verbose' => \$verbose,
-           'beside=s' => \@beside)
-    or die "usage: $0 [-I DIR]... [-v] [--beside TEST]... TEST...\n";
+           'beside=s' => \@beside, 'lanes=s' => \$lanes,
+           'jobs=i' => \$jobs, 'durations=s' => \$durations,
+           'record=s' => \$record)
+    or die "usage: $0 [-I DIR]... [-v] [--lanes DIR --jobs N] "
+         . "[--beside TEST]... TEST...\n";
 
 die "$0: no tests given\n" unless @ARGV;
 
 my %beside = map { $_ => 1 } @beside;
 my @seq = grep { !$beside{$_} } @ARGV;
 
+my $lane_run = "$FindBin::Bin/lane-run.sh";
+
+# a test's name in the durations file: its path in the tree, so that the
+# file holds for any checkout
+my $root = Cwd::abs_path("$FindBin::Bin/..");
+
+sub short { my ($t) = @_; $t =~ s{^\Q$root\E/}{}; $t }
+
+if ($lanes && $durations && open my $fh, '<', $durations) {
+    my %ms;
+    while (<$fh>) {
+        $ms{$2} = $1 if /^(\d+)\s+(\S+)/;
+    }
+    my $i = 0;
+    my %pos = map { $_ => $i++ } @seq;
+    @seq = sort { ($ms{short($b)} // 1e9) <=> ($ms{short($a)} // 1e9)
+                  || $pos{$a} <=> $pos{$b} } @seq;
+}
+
+$jobs = 1 if !$lanes || $jobs < 1;
+
+# one after another unless there are lanes; --beside tests apart
+my %rules = $jobs > 1 ? ()
+          : @beside ? (rules => { par => [ @beside, { seq => \@seq } ] })
+          : ();
+
 my $harness = TAP::Harness->new({
     verbosity => $verbose ? 1 : 0,
-    (@beside ? (jobs  => 2,
-                rules => { par => [ @beside, { seq => \@seq } ] })
-             : ()),
+    jobs      => $jobs + @beside,
+    %rules,
     lib       => \@inc,
     color     => -t STDOUT ? 1 : 0,
+    timer     => 1,
     exec      => sub {
         my (undef, $test) = @_;
-        return undef if $test =~ /\.t\z/;      # default: perl + lib
-        return [$test];
+        my @cmd = $test =~ /\.t\z/
+                  ? ($^X, (map { "-I$_" } @inc), $test)
+                  : ($test);
+        return \@cmd if !$lanes || $beside{$test};
+        return [$lane_run, $lanes, @cmd];
     },
 });
 
 my $agg = $harness->runtests(@beside, @seq);
+
+if ($record && open my $out, '>', $record) {
+    for my $t ($agg->descriptions) {
+        my ($p) = $agg->parsers($t);
+        my $ms = int(1000 * ($p->end_time - $p->start_time));
+        print $out "$ms ", short($t), "\n";
+    }
+}
 
 my ($passed, $failed) = (0, 0);
 

@@ -7,12 +7,18 @@
 # also on failure or Ctrl-C.  Ends with "N passed, N failed"; exits
 # non-zero if anything failed.
 #
-#   scripts/test.sh [--no-deps] [--valgrind] [-v] [TEST.t ...]
+#   scripts/test.sh [--no-deps] [--valgrind] [-v] [-j N] [TEST.t ...]
 #
 #   --no-deps    do not check/install Debian packages
 #   --valgrind   run nginx under valgrind memcheck (TEST_NGINX_USE_VALGRIND)
 #   -v           verbose TAP output
+#   -j N         run N test files at once (default 3, GPUGATE_TEST_JOBS)
 #   TEST.t       run only these test files (no unit tests)
+#
+# Test files mostly wait (for servers, agents, timeouts), so they run N
+# at a time, each in a "lane" of its own: a PostgreSQL, a Redis, two mock
+# runtimes, an nginx port and servroot, and a range of ports for what the
+# file starts itself (scripts/lane-run.sh hands a free lane to each).
 #
 # Upstream Test::Nginx is used when it is installed; otherwise the runner
 # in t/lib.  GPUGATE_TEST_RUNNER=bundled forces the bundled runner.
@@ -27,13 +33,16 @@ deps=1
 valgrind=0
 verbose=()
 only=()
+jobs=${GPUGATE_TEST_JOBS:-3}
 
 while [ $# -gt 0 ]; do
     case $1 in
         --no-deps) deps=0 ;;
         --valgrind) valgrind=1 ;;
         -v|--verbose) verbose=(-v) ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -j) shift; jobs=${1:-}
+            [[ "$jobs" =~ ^[1-9][0-9]?$ ]] || gg_die "-j wants 1 to 99" ;;
+        -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) gg_die "unknown option: $1 (see --help)" ;;
         *) [ -f "$1" ] || gg_die "no such test file: $1"; only+=("$1") ;;
     esac
@@ -54,38 +63,60 @@ else
     gg_on_cleanup "rm -rf '$tmp'"
 fi
 
-# An nginx left running by an interrupted test file is ours to stop too.
-servroot=$tmp/servroot
-gg_on_cleanup "[ -f '$servroot/logs/nginx.pid' ] && \
-    kill -QUIT \$(cat '$servroot/logs/nginx.pid')"
+# start_lane K: lane K's servers in $tmp/laneK, and the environment its
+# test files run with in $tmp/laneK/env (sourced by scripts/lane-run.sh)
+start_lane() {
+    local k=$1 d=$tmp/lane$1 pg_port redis_port mock_port mock2_port
+    local nginx_port span lo
 
-pg_port=$(gg_free_port)
-gg_start_postgres "$tmp/pg" "$pg_port"
-gg_apply_sql "$pg_port"
-# every migration must be idempotent: applying them again is a no-op
-gg_apply_sql "$pg_port"
+    mkdir -p "$d"
 
-redis_port=$(gg_free_port)
-gg_start_redis "$tmp/redis" "$redis_port"
+    # An nginx left running by an interrupted test file is ours to stop too.
+    gg_on_cleanup "[ -f '$d/servroot/logs/nginx.pid' ] && \
+        kill -QUIT \$(cat '$d/servroot/logs/nginx.pid')"
 
-gg_start_mock "$tmp" mock --models mock-model,other-model
-mock_port=$GG_MOCK_PORT
-gg_start_mock "$tmp" mock2 --models second-model
-mock2_port=$GG_MOCK_PORT
+    pg_port=$(gg_free_port)
+    gg_start_postgres "$d/pg" "$pg_port"
+    gg_apply_sql "$pg_port"
+    # every migration must be idempotent: applying them again is a no-op
+    gg_apply_sql "$pg_port"
+
+    redis_port=$(gg_free_port)
+    gg_start_redis "$d/redis" "$redis_port"
+
+    gg_start_mock "$d" mock --models mock-model,other-model
+    mock_port=$GG_MOCK_PORT
+    gg_start_mock "$d" mock2 --models second-model
+    mock2_port=$GG_MOCK_PORT
+
+    # ports the files pick themselves: a slice of 20000-31999 per lane
+    span=$((12000 / lanes))
+    lo=$((20000 + (k - 1) * span))
+
+    gg_take_port nginx_port
+
+    {
+        printf 'TEST_NGINX_PORT=%q\n' "$nginx_port"
+        printf 'TEST_NGINX_SERVER_PORT=%q\n' "$nginx_port"
+        printf 'TEST_NGINX_SERVROOT=%q\n' "$d/servroot"
+        printf 'TEST_NGINX_MOCK_PORT=%q\n' "$mock_port"
+        printf 'TEST_NGINX_MOCK_LOG=%q\n' "$d/mock.log"
+        printf 'TEST_NGINX_MOCK2_PORT=%q\n' "$mock2_port"
+        printf 'TEST_NGINX_MOCK2_LOG=%q\n' "$d/mock2.log"
+        printf 'TEST_NGINX_PG_PORT=%q\n' "$pg_port"
+        printf 'TEST_NGINX_PG_DSN=%q\n' "$GG_PG_DSN"
+        printf 'TEST_NGINX_REDIS_PORT=%q\n' "$redis_port"
+        printf 'GPUGATE_PORT_LO=%q\n' "$lo"
+        printf 'GPUGATE_PORT_HI=%q\n' "$((lo + span - 1))"
+        printf 'GPUGATE_TEST_LANE=%q\n' "$k"
+    } >"$d/env"
+
+    gg_log "test lane $k: PostgreSQL $pg_port, Redis $redis_port," \
+        "mocks $mock_port $mock2_port, ports $lo-$((lo + span - 1))"
+}
 
 export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-/usr/sbin/nginx}
 export TEST_NGINX_LOAD_MODULES="$GG_BUILD/modules/ngx_http_gpugate_module.so"
-export TEST_NGINX_PORT
-TEST_NGINX_PORT=$(gg_free_port)
-export TEST_NGINX_SERVER_PORT=$TEST_NGINX_PORT
-export TEST_NGINX_SERVROOT=$servroot
-export TEST_NGINX_MOCK_PORT=$mock_port
-export TEST_NGINX_MOCK_LOG=$tmp/mock.log
-export TEST_NGINX_MOCK2_PORT=$mock2_port
-export TEST_NGINX_MOCK2_LOG=$tmp/mock2.log
-export TEST_NGINX_PG_PORT=$pg_port
-export TEST_NGINX_PG_DSN=$GG_PG_DSN
-export TEST_NGINX_REDIS_PORT=$redis_port
 export GPUGATE_BUILD=$GG_BUILD
 [ $valgrind -eq 1 ] && export TEST_NGINX_USE_VALGRIND=1
 
@@ -125,9 +156,18 @@ else
     done < <(find t -name '*.t' -not -path 't/lib/*' | sort)
 fi
 
+# no more lanes than files that need one
+lanes=$jobs
+[ ${#tests[@]} -lt "$lanes" ] && lanes=${#tests[@]}
+
+for ((k = 1; k <= lanes; k++)); do
+    start_lane "$k"
+done
+
 rc=0
 perl "$GG_ROOT/scripts/tap-run.pl" "${inc[@]}" "${verbose[@]}" "${beside[@]}" \
-    "${tests[@]}" \
+    --lanes "$tmp" --jobs "$lanes" --durations "$GG_ROOT/t/durations.txt" \
+    --record "$GG_BUILD/test-durations.txt" "${tests[@]}" \
     || rc=$?
 
 if [ $rc -ne 0 ]; then

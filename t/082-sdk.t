@@ -22,7 +22,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Test::More;
 
-use GpugateTest qw(start_nginx http_request make_key wait_until
+use GpugateTest qw(start_nginx http_request make_key wait_until npm_install
                    env_or_skip free_port make_agent);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
@@ -40,24 +40,8 @@ for my $tool (qw(node npm)) {
 my %pkg = ('openai' => '7.55.0', '@anthropic-ai/sdk' => '1.10.0');
 my $npm = $ENV{GPUGATE_NPM_DIR} || "$root/build/npm";
 
-sub installed {
-    for my $p (keys %pkg) {
-        open my $f, '<', "$npm/node_modules/$p/package.json" or return 0;
-        local $/;
-        my $v = (decode_json(<$f>) || {})->{version} // '';
-        return 0 unless $v eq $pkg{$p};
-    }
-    return 1;
-}
-
-unless (installed()) {
-    system('mkdir', '-p', $npm);
-    system("cd '$npm' && npm install --no-audit --no-fund --loglevel=error "
-           . join(' ', map { "$_\@$pkg{$_}" } sort keys %pkg)
-           . " >npm-install.log 2>&1");
-    plan skip_all => "npm could not install the SDKs (see $npm/"
-                   . "npm-install.log)" unless installed();
-}
+plan skip_all => "npm could not install the SDKs (see $npm/npm-install.log)"
+    unless npm_install($npm, %pkg);
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-sdk-XXXXXX', TMPDIR => 1, CLEANUP => 1);

@@ -16,9 +16,11 @@ use Digest::SHA qw(sha256_hex);
 use FindBin;
 use MIME::Base64 ();
 use Exporter qw(import);
+use Fcntl qw(:flock);
 use File::Temp qw(tempdir);
 use IO::Select;
 use IO::Socket::INET;
+use JSON::PP ();
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
@@ -28,7 +30,7 @@ our %STARTED;
 our @EXPORT_OK = qw(
     free_port start_nginx http_request http_send http_read psql redis
     make_key wait_until env_or_skip make_agent tunnel_connect
-    tunnel_step1 tunnel_step2 read_head
+    tunnel_step1 tunnel_step2 read_head npm_install
 );
 
 # Dies (skipping the whole file) unless every named variable is set.
@@ -40,14 +42,54 @@ sub env_or_skip {
     }
 }
 
+# free_port(): a port on 127.0.0.1 nobody listens on now, at random in
+# 20000-31999 or GPUGATE_PORT_LO-GPUGATE_PORT_HI (scripts/test.sh gives
+# each lane of a parallel run a range of its own, so that two test files
+# running at once never pick the same port)
 sub free_port {
+    my $lo = $ENV{GPUGATE_PORT_LO} || 20000;
+    my $hi = $ENV{GPUGATE_PORT_HI} || 31999;
     for (1 .. 200) {
-        my $port = 20000 + int(rand(12000));
+        my $port = $lo + int(rand($hi - $lo + 1));
         my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
             LocalPort => $port, Listen => 1, ReuseAddr => 1, Proto => 'tcp');
         return $port if $s;
     }
     die "no free port\n";
+}
+
+# npm_install(DIR, NAME => VERSION, ...): the npm packages at exactly
+# these versions in DIR/node_modules, installed when missing; true when
+# they are there.  Test files run in parallel and several use the same
+# DIR (build/npm): the check and the install run under a lock on
+# DIR/.install.lock, so two files never run npm in one folder at once.
+sub npm_install {
+    my ($dir, %pkg) = @_;
+
+    my $have = sub {
+        for my $p (keys %pkg) {
+            open my $f, '<', "$dir/node_modules/$p/package.json" or return 0;
+            local $/;
+            my $j = eval { JSON::PP::decode_json(<$f>) } || {};
+            return 0 unless ($j->{version} // '') eq $pkg{$p};
+        }
+        return 1;
+    };
+
+    system('mkdir', '-p', $dir) == 0 or return 0;
+    open my $lock, '>', "$dir/.install.lock" or return 0;
+    flock($lock, LOCK_EX) or return 0;
+
+    unless ($have->()) {
+        system("cd '$dir' && npm install --no-audit --no-fund "
+               . "--loglevel=error "
+               . join(' ', map { "'$_\@$pkg{$_}'" } sort keys %pkg)
+               . " >>npm-install.log 2>&1");
+    }
+
+    my $ok = $have->();
+    close $lock;
+    return $ok;
 }
 
 # wait_until(SECONDS, CODE): polls CODE every 20 ms; returns its true value
