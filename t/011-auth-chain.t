@@ -310,10 +310,10 @@ sub redis_at {
     is(get($ng, $key2)->{status}, 200, 'lost publish: key cached (ttl 2s)');
     psql("UPDATE api_keys SET revoked_at = now() WHERE id = $id2");
     redis_forget($key2);                   # no PUBLISH: the message is lost
-    my $t0 = time;
-    ok(wait_until(6, sub { get($ng, $key2)->{status} == 401 }),
+    # the 2 s TTL, not a message, ends it: a wait far under the 60 s
+    # default proves it (no timing bound: a loaded machine delays)
+    ok(wait_until(10, sub { get($ng, $key2)->{status} == 401 }),
        'lost publish: refused once the shm TTL runs out');
-    ok(time - $t0 < 4, 'lost publish: ...within the TTL (+ polling)');
     $ng->stop;
 }
 
