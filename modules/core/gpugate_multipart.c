@@ -284,13 +284,38 @@ gpugate_mp_header(gpugate_mp_t *mp)
 
     } else if (name_len == 6 && memcmp(name, "stream", 6) == 0 && !file) {
         mp->part_stream = 1;
+
+    } else if (name_len == 1 && name[0] == 'n' && !file) {
+        mp->part_n = 1;
+        mp->n_len = 0;
+
+    } else if (name_len == 4 && memcmp(name, "size", 4) == 0 && !file) {
+        mp->part_size = 1;
+        mp->size_len = 0;
     }
 
     return 0;
 }
 
 
-/* a part's content byte the scanner keeps (the model or stream field) */
+/*
+ * Appends to a short field's value what fits; *len counts every byte, so
+ * a value longer than the array is known to be so.
+ */
+
+static void
+gpugate_mp_keep_short(char *val, size_t cap, size_t *len,
+    const unsigned char *p, size_t n)
+{
+    if (*len < cap) {
+        memcpy(val + *len, p, n < cap - *len ? n : cap - *len);
+    }
+
+    *len += n;
+}
+
+
+/* a part's content byte the scanner keeps (model, stream, n, size) */
 
 static int
 gpugate_mp_keep(gpugate_mp_t *mp, const unsigned char *p, size_t n)
@@ -311,6 +336,14 @@ gpugate_mp_keep(gpugate_mp_t *mp, const unsigned char *p, size_t n)
 
         memcpy(mp->stream_val + mp->stream_len, p, n);
         mp->stream_len += n;
+
+    } else if (mp->part_n) {
+        gpugate_mp_keep_short(mp->n_val, sizeof(mp->n_val), &mp->n_len, p,
+                              n);
+
+    } else if (mp->part_size) {
+        gpugate_mp_keep_short(mp->size_val, sizeof(mp->size_val),
+                              &mp->size_len, p, n);
     }
 
     return 0;
@@ -353,6 +386,8 @@ gpugate_mp_part_end(gpugate_mp_t *mp)
     mp->part_model = 0;
     mp->part_stream = 0;
     mp->part_named = 0;
+    mp->part_n = 0;
+    mp->part_size = 0;
 
     return 0;
 }
@@ -382,7 +417,8 @@ gpugate_mp_data(gpugate_mp_t *mp, const unsigned char *c)
     }
 
     keep = (mp->state == GPUGATE_MP_DATA
-            && (mp->part_model || mp->part_stream));
+            && (mp->part_model || mp->part_stream || mp->part_n
+                || mp->part_size));
 
     /* the bytes that looked like a delimiter were content (the virtual
        CRLF before the body is not: it is only in the preamble) */

@@ -6,7 +6,7 @@
  * 5.1), independent of nginx: it takes an upload in pieces split
  * anywhere, as they arrive, and keeps only what the router needs: the
  * "model" field's value and where it lies in the body (for a rewrite),
- * and the "stream" field.  Files pass through it without being kept: its
+ * the "stream" field, and an images request's "n" and "size".  Files pass through it without being kept: its
  * memory is this struct, whatever the upload's size.
  */
 
@@ -51,6 +51,8 @@ typedef struct {
     unsigned            part_model:1;  /* this part is the model field */
     unsigned            part_stream:1; /* this part is the stream field */
     unsigned            part_named:1;  /* it had a form-data name */
+    unsigned            part_n:1;      /* this part is the n field */
+    unsigned            part_size:1;   /* this part is the size field */
     char                model[GPUGATE_MP_MODEL_MAX + 1];
                                    /* the model field's value */
     size_t              model_len; /* its length */
@@ -60,6 +62,11 @@ typedef struct {
     char                stream_val[8]; /* the stream field's value */
     size_t              stream_len;  /* its length (capped) */
     int                 stream;    /* "stream" is "true" */
+    char                n_val[8];  /* the n field's value */
+    size_t              n_len;     /* its length, counted past the
+                                      array: longer is not a count */
+    char                size_val[16]; /* the size field's value */
+    size_t              size_len;  /* its length, likewise */
     const char         *error;     /* why the body is refused */
     const char         *param;     /* the field at fault, or NULL */
 } gpugate_mp_t;

@@ -121,22 +121,22 @@ gpugate_oai_nonempty(const unsigned char *v, const unsigned char *end)
 }
 
 
-/* reads a non-negative integer member of the object starting at obj */
+/*
+ * The value of member "name" (given with its quotes) of the object
+ * starting at obj, not of objects nested in it; NULL when it has none.
+ */
 
-static int
-gpugate_oai_count(const unsigned char *obj, const unsigned char *end,
-    const char *name, long long *out)
+static const unsigned char *
+gpugate_oai_member1(const unsigned char *obj, const unsigned char *end,
+    const char *name)
 {
     int                   depth, in_string;
     size_t                n;
-    long long             v;
     const unsigned char  *p, *q;
 
     n = strlen(name);
     depth = 0;
     in_string = 0;
-
-    /* only members of the object itself (depth 1), not of nested ones */
 
     for (p = obj; p < end; p++) {
 
@@ -156,7 +156,7 @@ gpugate_oai_count(const unsigned char *obj, const unsigned char *end,
 
         if (*p == '}' || *p == ']') {
             if (--depth == 0) {
-                return 0;
+                return NULL;
             }
             continue;
         }
@@ -169,28 +169,62 @@ gpugate_oai_count(const unsigned char *obj, const unsigned char *end,
             q = gpugate_oai_ws(p + n, end);
 
             if (q < end && *q == ':') {
-                q = gpugate_oai_ws(q + 1, end);
-
-                if (q >= end || *q < '0' || *q > '9') {
-                    return 0;
-                }
-
-                for (v = 0; q < end && *q >= '0' && *q <= '9'; q++) {
-                    if (v > 1000000000000LL) {
-                        return 0;
-                    }
-                    v = v * 10 + (*q - '0');
-                }
-
-                *out = v;
-                return 1;
+                return gpugate_oai_ws(q + 1, end);
             }
         }
 
         in_string = 1;
     }
 
-    return 0;
+    return NULL;
+}
+
+
+/* reads a non-negative integer member of the object starting at obj */
+
+static int
+gpugate_oai_count(const unsigned char *obj, const unsigned char *end,
+    const char *name, long long *out)
+{
+    long long             v;
+    const unsigned char  *q;
+
+    q = gpugate_oai_member1(obj, end, name);
+
+    if (q == NULL || q >= end || *q < '0' || *q > '9') {
+        return 0;
+    }
+
+    for (v = 0; q < end && *q >= '0' && *q <= '9'; q++) {
+        if (v > 1000000000000LL) {
+            return 0;
+        }
+        v = v * 10 + (*q - '0');
+    }
+
+    *out = v;
+    return 1;
+}
+
+
+/*
+ * The cached prompt tokens of an OpenAI usage object: chat and
+ * completions say them in prompt_tokens_details, the responses API in
+ * input_tokens_details.
+ */
+
+static void
+gpugate_oai_cached(const unsigned char *usage, const unsigned char *end,
+    const char *details, gpugate_oai_chunk_t *c)
+{
+    const unsigned char  *d;
+
+    d = gpugate_oai_member1(usage, end, details);
+
+    if (d && d < end && *d == '{') {
+        (void) gpugate_oai_count(d, end, "\"cached_tokens\"",
+                                 &c->cache_read_tokens);
+    }
 }
 
 
@@ -249,6 +283,7 @@ gpugate_oai_usage(const unsigned char *v, const unsigned char *end,
         /* embeddings have no completion tokens */
         (void) gpugate_oai_count(v, end, "\"completion_tokens\"",
                                  &c->completion_tokens);
+        gpugate_oai_cached(v, end, "\"prompt_tokens_details\"", c);
         return;
     }
 
@@ -259,11 +294,15 @@ gpugate_oai_usage(const unsigned char *v, const unsigned char *end,
                               &n))
         {
             c->prompt_tokens += n;
+            c->cache_write_tokens = n;
         }
 
         if (gpugate_oai_count(v, end, "\"cache_read_input_tokens\"", &n)) {
             c->prompt_tokens += n;
+            c->cache_read_tokens = n;
         }
+
+        gpugate_oai_cached(v, end, "\"input_tokens_details\"", c);
 
         (void) gpugate_oai_count(v, end, "\"output_tokens\"",
                                  &c->completion_tokens);
@@ -297,6 +336,8 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
     const unsigned char  *p, *end, *v;
 
     memset(c, 0, sizeof(gpugate_oai_chunk_t));
+    c->cache_read_tokens = -1;
+    c->cache_write_tokens = -1;
 
     end = data + len;
     p = gpugate_oai_ws(data, end);
@@ -418,6 +459,74 @@ gpugate_oai_images_count(const unsigned char *data, size_t len)
     }
 
     return -1;
+}
+
+
+/*
+ * The sizes the ledger keeps: OpenAI's DALL-E 2 and 3 and gpt-image
+ * sizes and the usual Stable Diffusion ones.  A fixed set, so a client
+ * cannot fill the ledger's column with strings of its own.
+ */
+
+static const char  *gpugate_oai_sizes[] = {
+    "auto", "256x256", "512x512", "768x768", "1024x1024", "1024x1536",
+    "1536x1024", "1024x1792", "1792x1024", "1024x768", "768x1024",
+    "2048x2048"
+};
+
+
+const char *
+gpugate_oai_image_size(const char *v, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < sizeof(gpugate_oai_sizes) / sizeof(gpugate_oai_sizes[0]);
+         i++)
+    {
+        if (strlen(gpugate_oai_sizes[i]) == len
+            && memcmp(gpugate_oai_sizes[i], v, len) == 0)
+        {
+            return gpugate_oai_sizes[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+void
+gpugate_oai_images_asked(const unsigned char *body, size_t len,
+    long long *n, const char **size)
+{
+    const unsigned char  *p, *end, *v, *q;
+
+    *n = 1;
+    *size = NULL;
+
+    end = body + len;
+    p = gpugate_oai_ws(body, end);
+
+    if (p >= end || *p != '{') {
+        return;
+    }
+
+    if (!gpugate_oai_count(p, end, "\"n\"", n) || *n < 1 || *n > 1000) {
+        *n = 1;
+    }
+
+    v = gpugate_oai_member1(p, end, "\"size\"");
+
+    if (v == NULL || v >= end || *v != '"') {
+        return;
+    }
+
+    /* a known size has no escapes: the first quote ends it */
+
+    q = memchr(v + 1, '"', end - v - 1);
+
+    if (q) {
+        *size = gpugate_oai_image_size((const char *) v + 1, q - v - 1);
+    }
 }
 
 

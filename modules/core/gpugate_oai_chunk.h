@@ -50,6 +50,13 @@ typedef struct {
                                       seconds of a transcription */
     long long   completion_tokens; /* usage.completion_tokens or
                                       output_tokens */
+    long long   cache_read_tokens; /* of prompt_tokens, those read from
+                                      the prompt cache: OpenAI's
+                                      *_tokens_details.cached_tokens,
+                                      Anthropic's cache_read_input_tokens;
+                                      -1: not reported */
+    long long   cache_write_tokens; /* Anthropic's
+                                       cache_creation_input_tokens; -1 */
 } gpugate_oai_chunk_t;
 
 
@@ -90,6 +97,21 @@ void gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
  * image model that reports no usage.
  */
 long long gpugate_oai_images_count(const unsigned char *data, size_t len);
+
+/*
+ * What an images request asks for, from its JSON body: *n, the images
+ * ("n", 1 when absent or not an integer from 1 to 1000) and *size, its
+ * "size" if gpugate_oai_image_size() knows it, else NULL.
+ */
+void gpugate_oai_images_asked(const unsigned char *body, size_t len,
+    long long *n, const char **size);
+
+/*
+ * The image size "v" (len bytes, as sent) if it is one of a fixed set
+ * ("auto", "256x256", "1024x1024", ...): a static string, so that a
+ * client's string never reaches the ledger; NULL for any other.
+ */
+const char *gpugate_oai_image_size(const char *v, size_t len);
 
 /*
  * One complete event, as its bytes came ("data: {...}" and the line ends

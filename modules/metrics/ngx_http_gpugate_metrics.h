@@ -86,6 +86,7 @@ typedef struct {
     ngx_atomic_t      prompt;      /* prompt tokens (or the endpoint's
                                       input units: seconds, characters) */
     ngx_atomic_t      completion;  /* completion tokens (or images) */
+    ngx_atomic_t      images;      /* images made (the ledger's images) */
 } ngx_http_gpugate_metrics_endpoint_t;
 
 

@@ -475,6 +475,10 @@ ngx_http_gpugate_metrics_endpoint(ngx_http_gpugate_metrics_shm_t *shm,
     (void) ngx_atomic_fetch_add(&e->requests[c], 1);
     (void) ngx_atomic_fetch_add(&e->prompt, req->prompt);
     (void) ngx_atomic_fetch_add(&e->completion, req->completion);
+
+    if (req->extra && req->extra->images > 0) {
+        (void) ngx_atomic_fetch_add(&e->images, req->extra->images);
+    }
 }
 
 
@@ -491,17 +495,19 @@ ngx_http_gpugate_metrics_endpoints(ngx_http_gpugate_out_t *out,
     static const char  *families[] = {
         "gpugate_endpoint_requests_total",
         "gpugate_endpoint_prompt_tokens_total",
-        "gpugate_endpoint_completion_tokens_total"
+        "gpugate_endpoint_completion_tokens_total",
+        "gpugate_endpoint_images_total"
     };
 
     static const char  *helps[] = {
         "Requests, by router endpoint and status class.",
         "Prompt tokens by router endpoint (transcriptions: seconds of "
         "audio, speech: characters of input).",
-        "Completion tokens by router endpoint (images: images made)."
+        "Completion tokens by router endpoint (images: images made).",
+        "Images made, by images endpoint."
     };
 
-    for (f = 0; f < 3; f++) {
+    for (f = 0; f < 4; f++) {
         ngx_http_gpugate_prom_family(out, families[f], "counter", helps[f]);
 
         for (k = 0; k < NGX_HTTP_GPUGATE_METRICS_ENDPOINTS; k++) {
@@ -526,9 +532,17 @@ ngx_http_gpugate_metrics_endpoints(ngx_http_gpugate_out_t *out,
                 continue;
             }
 
+            if (f == 3 && k != GPUGATE_OAI_IMAGES + 1
+                && k != GPUGATE_OAI_IMAGE_EDITS + 1)
+            {
+                continue;
+            }
+
             ngx_http_gpugate_out_printf(out, "%s{endpoint=\"%s\"} %uA\n",
                                         families[f], name,
-                                        f == 1 ? e->prompt : e->completion);
+                                        f == 1 ? e->prompt
+                                        : f == 2 ? e->completion
+                                        : e->images);
         }
     }
 }

@@ -97,6 +97,10 @@ typedef struct {
                                             handler returns */
     gpugate_mp_t              *mp;       /* the scan of a multipart upload
                                             as it is read, NULL: JSON */
+    int64_t                    images_asked; /* "n" of an images
+                                                request, the count when
+                                                the answer does not list
+                                                them; 0: not one */
     unsigned                   stream:1; /* "stream": true */
     unsigned                   routed:1; /* model, pool and stream set */
     unsigned                   ask_usage:1; /* the gateway added
@@ -155,6 +159,17 @@ ngx_int_t ngx_http_gpugate_openai_multipart_start(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx);
 ngx_int_t ngx_http_gpugate_openai_multipart_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx);
+
+/* usage the ledger keeps beyond tokens (ngx_http_gpugate_openai_usage.c) */
+
+void ngx_http_gpugate_openai_images_ask(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, long long n, const char *size);
+void ngx_http_gpugate_openai_images_upload(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx);
+void ngx_http_gpugate_openai_images_made(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, long long made);
+void ngx_http_gpugate_openai_cache_usage(ngx_http_request_t *r,
+    gpugate_oai_chunk_t *c);
 
 /* the model list (ngx_http_gpugate_openai_models.c) */
 

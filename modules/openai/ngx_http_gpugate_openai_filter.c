@@ -160,6 +160,11 @@ ngx_http_gpugate_openai_header_filter(ngx_http_request_t *r)
         }
     }
 
+    if (ctx && ctx->routed && r->headers_out.status == NGX_HTTP_OK) {
+        /* made as asked, unless a JSON answer lists them */
+        ngx_http_gpugate_openai_images_made(r, ctx, -1);
+    }
+
     if (ctx && ctx->routed && ctx->kind == GPUGATE_OAI_SPEECH) {
         /*
          * Audio plays as it arrives, like a token stream: every read from
@@ -356,16 +361,25 @@ ngx_http_gpugate_openai_answer(ngx_http_request_t *r,
 
     gpugate_oai_chunk_classify(ctx->json->pos, len, &c);
 
+    n = -1;
+
+    if (ctx->images_asked) {
+        n = gpugate_oai_images_count(ctx->json->pos, len);
+
+        if (n >= 0) {
+            ngx_http_gpugate_openai_images_made(r, ctx, n);
+        }
+    }
+
     if (c.usage) {
         ctx->usage = 1;
         ctx->prompt_tokens = c.prompt_tokens;
         ctx->completion_tokens = c.completion_tokens;
+        ngx_http_gpugate_openai_cache_usage(r, &c);
 
     } else if (ctx->kind == GPUGATE_OAI_IMAGES
                || ctx->kind == GPUGATE_OAI_IMAGE_EDITS)
     {
-        n = gpugate_oai_images_count(ctx->json->pos, len);
-
         if (n >= 0) {
             ctx->usage = 1;
             ctx->prompt_tokens = 0;
@@ -745,6 +759,7 @@ ngx_http_gpugate_openai_record(ngx_http_request_t *r,
         ctx->usage = 1;
         ctx->prompt_tokens = c->prompt_tokens;
         ctx->completion_tokens = c->completion_tokens;
+        ngx_http_gpugate_openai_cache_usage(r, c);
 
     } else if (c->usage_out && ctx->usage) {
         /* Anthropic's message_delta: the output so far, input kept from

@@ -616,6 +616,8 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     u_char                              *target;
     ngx_int_t                            rc;
     ngx_str_t                            body, model;
+    long long                            images;
+    const char                          *size;
     gpugate_oai_body_t                   b;
     ngx_http_gpugate_model_t            *m;
     ngx_http_gpugate_limits_req_t        lr;
@@ -708,6 +710,11 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ctx->ask_usage = (olcf->stream_usage && b.stream && !b.include_usage
                       && (ctx->kind == GPUGATE_OAI_CHAT
                           || ctx->kind == GPUGATE_OAI_COMPLETIONS));
+
+    if (ctx->kind == GPUGATE_OAI_IMAGES) {
+        gpugate_oai_images_asked(body.data, body.len, &images, &size);
+        ngx_http_gpugate_openai_images_ask(r, ctx, images, size);
+    }
 
     /* speech is counted in characters of input: the runtime says
        nothing of it, and its answer is audio */

@@ -182,6 +182,10 @@ ngx_http_gpugate_openai_multipart_route(ngx_http_request_t *r,
         return rc;
     }
 
+    if (ctx->kind == GPUGATE_OAI_IMAGE_EDITS) {
+        ngx_http_gpugate_openai_images_upload(r, ctx);
+    }
+
     target = ctx->target;
 
     if (target.len != ctx->model.len

@@ -157,8 +157,9 @@ mock_api_message(mock_req_t *req, const char *text, long out, int start)
                                           : json_string("end_turn"),
                      "stop_sequence",
                      "usage", "input_tokens", (json_int_t) req->prompt_tokens,
-                     "cache_creation_input_tokens", (json_int_t) 0,
-                     "cache_read_input_tokens", (json_int_t) 0,
+                     "cache_creation_input_tokens",
+                     (json_int_t) req->cache_write,
+                     "cache_read_input_tokens", (json_int_t) req->cache_read,
                      "output_tokens", (json_int_t) out);
 }
 
@@ -222,7 +223,7 @@ mock_api_messages(mock_conn_t *c, mock_req_t *req, long n)
 static json_t *
 mock_api_response(mock_req_t *req, const char *text, long n, int done)
 {
-    json_t  *r;
+    json_t  *r, *u;
 
     r = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[],s:o,s:n,s:n}",
                   "id", req->id, "object", "response",
@@ -241,13 +242,15 @@ mock_api_response(mock_req_t *req, const char *text, long n, int done)
                   "role", "assistant", "content", "type", "output_text",
                   "text", text, "annotations"));
 
-    json_object_set_new(r, "usage",
-        json_pack("{s:I,s:{s:i},s:I,s:{s:i},s:I}",
+    u = json_pack("{s:I,s:{s:i},s:I,s:{s:i},s:I}",
                   "input_tokens", (json_int_t) req->prompt_tokens,
                   "input_tokens_details", "cached_tokens", 0,
                   "output_tokens", (json_int_t) n,
                   "output_tokens_details", "reasoning_tokens", 0,
-                  "total_tokens", (json_int_t) (req->prompt_tokens + n)));
+                  "total_tokens", (json_int_t) (req->prompt_tokens + n));
+
+    mock_cached(u, req, "input_tokens", "input_tokens_details");
+    json_object_set_new(r, "usage", u);
 
     return r;
 }
@@ -497,6 +500,9 @@ mock_api_check(mock_conn_t *c, mock_api_e api, json_t *root, mock_req_t *req)
              api == MOCK_API_MESSAGES ? "msg_" : "resp_",
              (unsigned long long) req->hash);
 
+    req->cache_read = c->cache_read;
+    req->cache_write = c->cache_write;
+
     return 1;
 }
 
@@ -509,9 +515,10 @@ mock_api_check(mock_conn_t *c, mock_api_e api, json_t *root, mock_req_t *req)
 static void
 mock_api_upload(mock_conn_t *c, int image)
 {
-    char          *s;
-    long           n;
+    char          *s, nbuf[8];
+    long           n, i;
     size_t         len;
+    json_t        *list;
     const char    *b, *ct;
     mock_req_t     req;
     gpugate_mp_t   mp;
@@ -545,9 +552,25 @@ mock_api_upload(mock_conn_t *c, int image)
              gg_buf_len(&c->body));
 
     if (image) {
-        mock_api_json(c, json_pack("{s:I,s:[{s:s}]}", "created",
+        /* as many images as its "n" field asks, 1 to 10 */
+        n = 1;
+
+        if (mp.n_len && mp.n_len < sizeof(nbuf)) {
+            memcpy(nbuf, mp.n_val, mp.n_len);
+            nbuf[mp.n_len] = '\0';
+            n = strtol(nbuf, NULL, 10);
+        }
+
+        list = json_array();
+
+        for (i = 0; i < (n >= 1 && n <= 10 ? n : 1); i++) {
+            json_array_append_new(list, json_pack("{s:s}", "b64_json",
+                                                  MOCK_PNG_B64));
+        }
+
+        mock_api_json(c, json_pack("{s:I,s:o}", "created",
                                    (json_int_t) MOCK_CREATED, "data",
-                                   "b64_json", MOCK_PNG_B64));
+                                   list));
         return;
     }
 
@@ -563,6 +586,12 @@ mock_api_upload(mock_conn_t *c, int image)
     }
 
     n = (long) (gg_buf_len(&c->body) / 32000) + 1;
+
+    if (mp.stream) {
+        mock_ext_transcribe_stream(c, &req, c->tokens, n);
+        free(s);
+        return;
+    }
 
     mock_api_json(c, json_pack("{s:s,s:{s:s,s:I}}", "text", s, "usage",
                                "type", "duration",

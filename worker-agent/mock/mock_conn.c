@@ -98,6 +98,8 @@ mock_conn_reset(mock_conn_t *c)
     c->fail_status = mock_conf.fail_status;
     c->drop_after = mock_conf.drop_after;
     c->stall_after = -1;
+    c->cache_read = 0;
+    c->cache_write = 0;
     c->write_mode = MOCK_WRITE_NORMAL;
     c->byte_delay_us = 200;
     c->stray_ms = -1;
@@ -596,6 +598,8 @@ mock_conn_headers(mock_conn_t *c, const char *buf)
         { "x-mock-stall-after", offsetof(mock_conn_t, stall_after) },
         { "x-mock-byte-delay-us", offsetof(mock_conn_t, byte_delay_us) },
         { "x-mock-stray-ms", offsetof(mock_conn_t, stray_ms) },
+        { "x-mock-cache-read", offsetof(mock_conn_t, cache_read) },
+        { "x-mock-cache-write", offsetof(mock_conn_t, cache_write) },
     };
 
     for (i = 0; i < c->head.nheaders; i++) {

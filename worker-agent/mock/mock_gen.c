@@ -221,13 +221,45 @@ mock_token(const mock_req_t *req, long i)
 }
 
 
+void
+mock_cached(json_t *usage, const mock_req_t *req, const char *count,
+    const char *details)
+{
+    json_t  *v;
+
+    if (usage == NULL || req->cache_read <= 0) {
+        return;
+    }
+
+    v = json_object_get(usage, count);
+    json_object_set_new(usage, count,
+                        json_integer(json_integer_value(v)
+                                     + req->cache_read));
+
+    v = json_object_get(usage, "total_tokens");
+    json_object_set_new(usage, "total_tokens",
+                        json_integer(json_integer_value(v)
+                                     + req->cache_read));
+
+    json_object_set_new(usage, details,
+                        json_pack("{s:I}", "cached_tokens",
+                                  (json_int_t) req->cache_read));
+}
+
+
 static json_t *
 mock_usage(const mock_req_t *req, long n)
 {
-    return json_pack("{s:I, s:I, s:I}",
-                     "prompt_tokens", (json_int_t) req->prompt_tokens,
-                     "completion_tokens", (json_int_t) n,
-                     "total_tokens", (json_int_t) (req->prompt_tokens + n));
+    json_t  *u;
+
+    u = json_pack("{s:I, s:I, s:I}",
+                  "prompt_tokens", (json_int_t) req->prompt_tokens,
+                  "completion_tokens", (json_int_t) n,
+                  "total_tokens", (json_int_t) (req->prompt_tokens + n));
+
+    mock_cached(u, req, "prompt_tokens", "prompt_tokens_details");
+
+    return u;
 }
 
 

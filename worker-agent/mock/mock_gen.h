@@ -36,6 +36,11 @@ typedef struct {
     long          max_tokens;    /* -1 when absent */
     uint64_t      hash;          /* of model and prompt: seeds the output */
     long          prompt_tokens; /* words in the prompt, at least 1 */
+    long          cache_read;    /* X-Mock-Cache-Read: prompt tokens
+                                    the usage says came from the
+                                    prompt cache, besides the words */
+    long          cache_write;   /* X-Mock-Cache-Write: prompt tokens
+                                    written to it (Anthropic only) */
     char          id[40];        /* response id derived from the hash */
 } mock_req_t;
 
@@ -67,6 +72,14 @@ char *mock_error(const char *message, const char *type, const char *param,
     const char *code);
 
 uint64_t mock_fnv1a(uint64_t h, const void *p, size_t len);
+
+/*
+ * X-Mock-Cache-Read in an OpenAI usage object: the cached
+ * tokens added to "count" (prompt_tokens, input_tokens) and the total,
+ * and said in "details" (prompt_tokens_details, input_tokens_details).
+ */
+void mock_cached(json_t *usage, const mock_req_t *req,
+    const char *count, const char *details);
 
 
 #endif /* _MOCK_GEN_H_INCLUDED_ */

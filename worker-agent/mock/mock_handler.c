@@ -344,6 +344,7 @@ mock_inference(mock_conn_t *c, mock_kind_e kind)
     }
 
     status = mock_parse_request(root, kind, &c->req, &err, &param);
+    c->req.cache_read = c->cache_read;
 
     if (status) {
         mock_respond_error(c, status, err, "invalid_request_error", param,
@@ -596,8 +597,8 @@ mock_dispatch(mock_conn_t *c)
             mock_inference(c, MOCK_EMBEDDING);
         }
 
-    } else if (mock_api(c)) {
-        /* answered by mock_api.c */
+    } else if (mock_api(c) || mock_ext_dispatch(c)) {
+        /* answered by mock_api.c or mock_ext.c */
 
     } else if (strcmp(c->path, "/v1/models") == 0) {
         if (mock_method_is(c, "GET", "GET")) {

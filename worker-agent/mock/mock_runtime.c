@@ -76,6 +76,9 @@ mock_usage(FILE *f)
 "  --keepalive-timeout-ms N\n"
 "                         close a keep-alive connection idle N ms, as\n"
 "                         servers do (default 0: never)\n"
+"  --openapi PATHS        GET /openapi.json answers an OpenAPI document\n"
+"                         listing these comma-separated paths, as vLLM\n"
+"                         and SGLang serve theirs (default: 404)\n"
 "  --log-file FILE        append the log to FILE (default stderr)\n"
 "  --quiet                log only errors, drops and disconnects\n"
 "  -h, --help             this text\n"
@@ -94,6 +97,10 @@ mock_usage(FILE *f)
 "                           unasked X-Mock-Stray-Kind bytes (only while no\n"
 "                           other request is on it; counted in\n"
 "                           gpugate_mock_stray_total)\n"
+"  X-Mock-Cache-Read: N     usage says N more prompt tokens, read from a\n"
+"                           prompt cache (cached_tokens, Anthropic's\n"
+"                           cache_read_input_tokens)\n"
+"  X-Mock-Cache-Write: N    Anthropic's cache_creation_input_tokens\n"
 "  X-Mock-Stray-Kind: response|byte|head\n"
 "                           a whole second 200 response (default), one\n"
 "                           byte 'X', or a lone status line\n"
@@ -280,6 +287,8 @@ mock_args(int argc, char **argv, struct sockaddr_in *sin,
             mock_conf.keepalive_ms = mock_arg_long(a, v, 0, 3600000);
         } else if (strcmp(a, "--embedding-dim") == 0) {
             mock_conf.embedding_dim = (int) mock_arg_long(a, v, 1, 65536);
+        } else if (strcmp(a, "--openapi") == 0) {
+            mock_openapi_paths = v;
         } else if (strcmp(a, "--log-file") == 0) {
             *log_path = v;
         } else {

@@ -137,6 +137,8 @@ struct mock_conn_s {
     int                 fail_status;
     long                drop_after;
     long                stall_after; /* -1: never */
+    long                cache_read;  /* X-Mock-Cache-Read, 0: none */
+    long                cache_write; /* X-Mock-Cache-Write, 0: none */
     mock_write_mode_e   write_mode;
     long                byte_delay_us; /* byte mode: pause between bytes */
     long                stray_ms;    /* test mode: send unsolicited bytes
@@ -195,6 +197,12 @@ void mock_conn_fail(mock_conn_t *c);
 
 /* mock_api.c: messages, responses, rerank, score, images, speech */
 int mock_api(mock_conn_t *c);
+
+/* mock_ext.c: streamed transcriptions, GET /openapi.json (--openapi) */
+extern const char  *mock_openapi_paths;
+int mock_ext_transcribe_stream(mock_conn_t *c, mock_req_t *req, long n,
+    long input);
+int mock_ext_dispatch(mock_conn_t *c);
 
 /* mock_handler.c */
 void mock_dispatch(mock_conn_t *c);

@@ -157,6 +157,44 @@ main(void)
     tap_ok(scan(&mp, basic, sizeof(basic) - 1, 0) == 0 && !mp.stream,
            "no stream field: not a stream");
 
+    {
+        size_t  step;
+        int     ok;
+
+        /* an images/edits upload: n and size kept, split anywhere */
+
+        static const char  edits[] = PART("n", "3")
+                                     FILE_PART("image", "\r\n--XyZ n")
+                                     PART("size", "1024x1024")
+                                     PART("model", "m") END;
+        static const char  longer[] = PART("size", "1024x1024-and-more")
+                                      PART("n", "123456789012")
+                                      PART("model", "m") END;
+        static const char  filed[] = FILE_PART("n", "7")
+                                     FILE_PART("size", "512x512")
+                                     PART("model", "m") END;
+
+        ok = 1;
+
+        for (step = 0; step <= 7; step++) {
+            ok &= scan(&mp, edits, sizeof(edits) - 1, step) == 0
+                  && mp.n_len == 1 && mp.n_val[0] == '3'
+                  && mp.size_len == 9
+                  && memcmp(mp.size_val, "1024x1024", 9) == 0;
+        }
+
+        tap_ok(ok, "n and size fields kept, however the body is split");
+        tap_ok(scan(&mp, longer, sizeof(longer) - 1, 1) == 0
+               && mp.size_len == 18 && mp.n_len == 12,
+               "longer values: their length counted past the arrays");
+        tap_ok(scan(&mp, filed, sizeof(filed) - 1, 0) == 0
+               && mp.size_len == 0 && mp.n_len == 0,
+               "n and size sent as files are not the fields");
+        tap_ok(scan(&mp, basic, sizeof(basic) - 1, 0) == 0
+               && mp.size_len == 0 && mp.n_len == 0,
+               "no n, no size");
+    }
+
     /* refusals */
 
     tap_ok(refused(PART("file", "x") END, "model"), "no model field");

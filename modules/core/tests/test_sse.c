@@ -96,6 +96,93 @@ same(events_t *a, events_t *b)
 }
 
 
+
+/* prompt-cache tokens in each dialect, and what an images request asks */
+
+static void
+test_usage_extra(void)
+{
+    long long            n;
+    const char          *size;
+    gpugate_oai_chunk_t  c;
+
+    static const struct {
+        const char  *data;
+        long long    read, write, prompt;
+        const char  *what;
+    } cases[] = {
+        { "{\"choices\":[],\"usage\":{\"prompt_tokens\":9,"
+          "\"completion_tokens\":2,\"prompt_tokens_details\":"
+          "{\"cached_tokens\":4,\"audio_tokens\":0}}}", 4, -1, 9,
+          "chat: prompt_tokens_details.cached_tokens" },
+        { "{\"choices\":[],\"usage\":{\"prompt_tokens_details\":"
+          "{\"cached_tokens\":4},\"prompt_tokens\":9}}", 4, -1, 9,
+          "chat: details before the count" },
+        { "{\"choices\":[],\"usage\":{\"prompt_tokens\":9,"
+          "\"completion_tokens\":2}}", -1, -1, 9,
+          "chat without details: not reported" },
+        { "{\"choices\":[],\"usage\":{\"prompt_tokens\":9,"
+          "\"prompt_tokens_details\":null}}", -1, -1, 9,
+          "chat: null details: not reported" },
+        { "{\"usage\":{\"prompt_tokens\":9,\"x\":{\"cached_tokens\":"
+          "5}}}", -1, -1, 9, "cached_tokens of another object: not it" },
+        { "{\"type\":\"response.completed\",\"response\":{\"usage\":"
+          "{\"input_tokens\":11,\"input_tokens_details\":"
+          "{\"cached_tokens\":3},\"output_tokens\":4}}}", 3, -1, 11,
+          "responses: input_tokens_details.cached_tokens" },
+        { "{\"type\":\"message_start\",\"message\":{\"usage\":"
+          "{\"input_tokens\":20,\"cache_creation_input_tokens\":5,"
+          "\"cache_read_input_tokens\":7,\"output_tokens\":1}}}",
+          7, 5, 32, "Anthropic: read and creation, both in the prompt" },
+        { "{\"type\":\"message_delta\",\"usage\":{\"input_tokens\":20,"
+          "\"cache_read_input_tokens\":0,\"output_tokens\":9}}",
+          0, -1, 20, "Anthropic: a reported 0 is 0" },
+        { "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}",
+          -1, -1, 0, "Anthropic's output-only delta says nothing" }
+    };
+
+    size_t  i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        classify(cases[i].data, &c);
+        tap_ok(c.cache_read_tokens == cases[i].read
+               && c.cache_write_tokens == cases[i].write
+               && c.prompt_tokens == cases[i].prompt, "%s", cases[i].what);
+    }
+
+#define ASKED(body)  gpugate_oai_images_asked((const unsigned char *) body, \
+                                              strlen(body), &n, &size)
+
+    ASKED("{\"prompt\":\"a\",\"n\":3,\"size\":\"1024x1024\"}");
+    tap_ok(n == 3 && size && strcmp(size, "1024x1024") == 0,
+           "images asked: n and a known size");
+    ASKED("{\"prompt\":\"n\",\"size\":\"auto\"}");
+    tap_ok(n == 1 && size && strcmp(size, "auto") == 0,
+           "images asked: no n is 1");
+    ASKED("{\"n\":0,\"size\":\"1024x10240\"}");
+    tap_ok(n == 1 && size == NULL, "images asked: n 0 is 1, a longer "
+           "size is not known");
+    ASKED("{\"n\":\"2\",\"size\":\"1024x1024 \"}");
+    tap_ok(n == 1 && size == NULL, "images asked: n as a string, a size "
+           "with a space");
+    ASKED("{\"n\":1001,\"size\":\"10\\u0032\"}");
+    tap_ok(n == 1 && size == NULL, "images asked: n over 1000, a size "
+           "with an escape");
+    ASKED("{\"extra\":{\"n\":5,\"size\":\"512x512\"},\"size\":7}");
+    tap_ok(n == 1 && size == NULL, "images asked: nested members are not "
+           "the request's");
+    ASKED("[1]");
+    tap_ok(n == 1 && size == NULL, "images asked: not an object");
+
+#undef ASKED
+
+    tap_ok(gpugate_oai_image_size("512x512", 7) != NULL
+           && gpugate_oai_image_size("512x51", 6) == NULL
+           && gpugate_oai_image_size("", 0) == NULL
+           && gpugate_oai_image_size("AUTO", 4) == NULL,
+           "image sizes: exact matches only");
+}
+
 int
 main(void)
 {
@@ -287,6 +374,8 @@ main(void)
                   == -1,
                "images counted from the data array (cut JSON: unknown)");
     }
+
+    test_usage_extra();
 
     return tap_done();
 }
