@@ -225,6 +225,12 @@ typedef struct {
     unsigned             models_failing:1; /* discovery failed: logged
                                               once */
     unsigned             ticks;      /* probes since the models were read */
+    unsigned             routes:1;   /* this probe asks for the route list
+                                        (ga_openapi.c) */
+    unsigned             routes_known:1; /* the route list was asked
+                                            since the runtime came up */
+    unsigned             routes_fresh:1; /* ...just now: the model list
+                                            is read next, not it again */
 } ga_probe_t;
 
 
@@ -425,6 +431,7 @@ void ga_tunnel_dropped(ga_gateway_t *gw);
 void ga_runtime_init(ga_runtime_t *rt, ga_rtconf_t *conf, SSL_CTX **ctx);
 void ga_runtime_down(ga_runtime_t *rt, int down, const char *why);
 void ga_runtime_models(ga_runtime_t *rt, const char *models);
+void ga_runtime_endpoints(ga_runtime_t *rt, const char *endpoints);
 void ga_close_idle(ga_runtime_t *rt, int stale_only);
 
 

@@ -9,7 +9,10 @@
  * configured, at start, after the runtime was down, and every
  * GA_PROBE_MODELS_EVERY probes, so that a runtime that loads another
  * model is advertised with it; for a plain OpenAI-compatible runtime,
- * every probe is GET /v1/models.
+ * every probe is GET /v1/models.  Just before the model list, a runtime
+ * that serves an OpenAPI route list (vLLM, SGLang: ga_openapi.c) is asked
+ * for it, unless "endpoints =" is set: the endpoints it names are
+ * advertised, or the dialect's set when it has none or it is unreadable.
  *
  * A runtime that cannot be connected to (nothing listens: it died or has
  * not started) is down: the agent then offers the gateway no capacity for
@@ -35,6 +38,7 @@
 
 #include "ga_agent.h"
 #include "ga_models.h"
+#include "ga_openapi.h"
 #include "gpugate_tunnel_proto.h"
 
 
@@ -47,6 +51,8 @@ static void ga_probe_tick(gg_timer_t *t);
 static void ga_probe_io(gg_io_t *io, uint32_t revents);
 static void ga_probe_answer(ga_runtime_t *rt);
 static void ga_probe_done(ga_runtime_t *rt, const char *error, int down);
+static void ga_probe_routes(ga_runtime_t *rt, const char *body, size_t len,
+    const char *why);
 
 
 /* at start, and now rather than later: unless a probe is under way */
@@ -226,6 +232,7 @@ ga_probe_tick(gg_timer_t *t)
 
     pr->connected = 0;
     pr->models = 0;
+    pr->routes = 0;
     pr->path = ga_runtime_metrics_path(cf->type);
 
     if (pr->path == NULL) {
@@ -239,6 +246,18 @@ ga_probe_tick(gg_timer_t *t)
     {
         pr->models = 1;
         pr->path = ga_runtime_models_path(cf->type);
+    }
+
+    if (!cf->endpoints_set && ga_openapi_path(cf->type) != NULL
+        && !pr->routes_fresh && (pr->models || !pr->routes_known))
+    {
+        /* the route list first; the model list right after it */
+        pr->models = 0;
+        pr->routes = 1;
+        pr->path = ga_openapi_path(cf->type);
+
+    } else if (pr->models) {
+        pr->routes_fresh = 0;
 
     } else if (pr->path == NULL) {
         pr->path = ga_runtime_health_path(cf->type);
@@ -372,6 +391,15 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
         return;
     }
 
+    if (pr->routes) {
+        ga_probe_routes(rt, gg_buf_pos(&pr->in) + pr->head.head_len,
+                        pr->head.status == 200
+                        ? gg_buf_len(&pr->in) - pr->head.head_len : 0,
+                        "status is not 200");
+        ga_probe_done(rt, NULL, 0);
+        return;
+    }
+
     if (pr->head.status != 200) {
         ga_probe_done(rt, "status is not 200", 0);
         return;
@@ -439,13 +467,65 @@ ga_probe_answer(ga_runtime_t *rt)
 }
 
 
+/*
+ * The route list's answer ("len" 0: none, for "why"): the endpoints it
+ * names, else the dialect's set.  Logged when the set changes.
+ */
+
+static void
+ga_probe_routes(ga_runtime_t *rt, const char *body, size_t len,
+    const char *why)
+{
+    char        eps[GPUGATE_TUNNEL_ENDPOINTS_MAX + 1], err[GA_ERR_SIZE];
+    ga_probe_t  *pr;
+
+    pr = &rt->probe;
+    pr->routes_known = 1;
+    pr->routes_fresh = 1;
+
+    if (len == 0 || ga_openapi_parse(body, len, eps, sizeof(eps), err,
+                                     sizeof(err))
+                    < 0)
+    {
+        snprintf(eps, sizeof(eps), "%s",
+                 ga_conf_endpoints_default(rt->conf->type));
+
+        if (strcmp(eps, rt->conf->endpoints) != 0) {
+            ga_log(GA_INFO, "runtime \"%s\": no route list at %s (%s): "
+                   "the %s endpoints", rt->conf->name, pr->path,
+                   len ? err : why, ga_runtime_name(rt->conf->type));
+        }
+    }
+
+    ga_log(GA_DEBUG, "runtime \"%s\": route list read: %s",
+           rt->conf->name, eps);
+
+    ga_runtime_endpoints(rt, eps);
+}
+
+
 static void
 ga_probe_done(ga_runtime_t *rt, const char *error, int down)
 {
+    int          routes;
     uint64_t     next;
     ga_probe_t  *pr;
 
     pr = &rt->probe;
+    routes = pr->routes && !down;
+    pr->routes = 0;
+
+    if (routes && error) {
+        /* a runtime without a route list is not failing */
+        ga_probe_routes(rt, NULL, 0, error);
+        error = NULL;
+    }
+
+    if (down) {
+        /* it may come back another runtime */
+        pr->routes_known = 0;
+        pr->routes_fresh = 0;
+    }
 
     if (pr->io.fd != -1) {
         (void) gg_io_set(&ga_agent.loop, &pr->io, 0);
@@ -490,7 +570,7 @@ ga_probe_done(ga_runtime_t *rt, const char *error, int down)
 
     next = ga_agent.conf.load_interval * 1000000ULL;
 
-    if (pr->connected && !rt->models_known && !pr->models) {
+    if ((pr->connected && !rt->models_known && !pr->models) || routes) {
         next = 0;
     }
 

@@ -180,3 +180,34 @@ ga_runtime_models(ga_runtime_t *rt, const char *models)
 
     ga_supply_runtime(rt);
 }
+
+
+/*
+ * The endpoints the runtime's route list names (or its dialect's set
+ * when it has none), for a runtime without "endpoints =".  Like a model
+ * list, a new set reaches the gateway only in new handshakes: the
+ * tunnels of the old one are replaced.
+ */
+
+void
+ga_runtime_endpoints(ga_runtime_t *rt, const char *endpoints)
+{
+    if (rt->conf->endpoints_set
+        || strcmp(rt->conf->endpoints, endpoints) == 0)
+    {
+        return;
+    }
+
+    ga_log(GA_INFO, "runtime \"%s\" serves the endpoints: %s",
+           rt->conf->name, endpoints[0] ? endpoints : "* (every one)");
+
+    snprintf(rt->conf->endpoints, sizeof(rt->conf->endpoints), "%s",
+             endpoints);
+    rt->models_gen++;
+
+    ga_log(GA_DEBUG, "runtime \"%s\": model list %u: replacing the "
+           "tunnels of older endpoint sets", rt->conf->name,
+           rt->models_gen);
+
+    ga_close_idle(rt, 1);
+}
