@@ -6,8 +6,9 @@
  * 5.1), independent of nginx: it takes an upload in pieces split
  * anywhere, as they arrive, and keeps only what the router needs: the
  * "model" field's value and where it lies in the body (for a rewrite),
- * the "stream" field, and an images request's "n" and "size".  Files pass through it without being kept: its
- * memory is this struct, whatever the upload's size.
+ * the "stream" field, and an images request's "n" and "size".  Files
+ * pass through it without being kept: its memory is this struct,
+ * whatever the upload's size.
  */
 
 
