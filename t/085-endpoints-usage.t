@@ -144,24 +144,29 @@ sub upload {
                           Authorization => "Bearer $key" }, $body, 10);
 }
 
-# the row of the request just made: every request makes one, in order
-my $last_id = psql("SELECT coalesce(max(id), 0) FROM usage_events") || 0;
+# every request makes one row, in order: each test's expected row is
+# noted, and all are read at the end with one query
+my $last_id = 0;
+my @expect;
 
-sub row {
-    my $r = '';
-    wait_until(10, sub {
-        $r = psql("SELECT id || ' ' || status || ' ' || prompt_tokens "
-                  . "|| ' ' || coalesce(images::text, 'N') || ' ' "
-                  . "|| coalesce(image_size, 'N') || ' ' "
-                  . "|| coalesce(cache_read_tokens::text, 'N') || ' ' "
-                  . "|| coalesce(cache_write_tokens::text, 'N') "
-                  . "FROM usage_events WHERE gateway = '$gw' "
-                  . "AND id > $last_id ORDER BY id LIMIT 1");
-        return $r ne '';
+sub expect { push @expect, [@_] }
+
+sub check_rows {
+    my $cols = "status || ' ' || prompt_tokens || ' ' "
+             . "|| coalesce(images::text, 'N') || ' ' "
+             . "|| coalesce(image_size, 'N') || ' ' "
+             . "|| coalesce(cache_read_tokens::text, 'N') || ' ' "
+             . "|| coalesce(cache_write_tokens::text, 'N')";
+    my $where = "gateway = '$gw' AND id > $last_id";
+    wait_until(20, sub {
+        psql("SELECT count(*) FROM usage_events WHERE $where") >= @expect
     });
-    my ($id, @rest) = split ' ', $r;
-    $last_id = $id if $id;
-    return "@rest";
+    my @rows = split /\n/, psql("SELECT $cols FROM usage_events "
+                                . "WHERE $where ORDER BY id");
+    is(scalar @rows, scalar @expect, 'one ledger row per request');
+    for my $i (0 .. $#expect) {
+        is($rows[$i] // '', $expect[$i][0], $expect[$i][1]);
+    }
 }
 
 my $tries = 0;
@@ -190,20 +195,20 @@ for my $model ('mock-model', 'tunnel-model') {
         my $r = post('/v1/images/generations',
                      { model => $model, prompt => 'a cat', n => $n,
                        size => $size, response_format => 'url' });
-        is(row(), "200 0 $n $kept N N",
+        expect("200 0 $n $kept N N",
            "$via: images/generations n=$n size=$size: $n images, size "
            . "$kept");
         $images{images} += $n;
     }
 
     post('/v1/images/generations', { model => $model, prompt => 'a cat' });
-    is(row(), '200 0 1 N N N', "$via: no n, no size: 1 image, size NULL");
+    expect('200 0 1 N N N', "$via: no n, no size: 1 image, size NULL");
     $images{images} += 1;
 
     post('/v1/images/generations', { model => $model, prompt => 'a cat',
                                      n => 2, size => '512x512' },
          'X-Mock-Fail-Status' => 500);
-    is(row(), '500 0 0 512x512 N N', "$via: the runtime failed: 0 images");
+    expect('500 0 0 512x512 N N', "$via: the runtime failed: 0 images");
 
     for my $case ([{ n => 2, size => '512x512' }, '2 512x512'],
                   [{ n => 3, size => 'big' }, '3 N'],
@@ -216,7 +221,7 @@ for my $model ('mock-model', 'tunnel-model') {
         my ($n) = split ' ', $want;
         ok($r->{status} == 200 && @{ $m->{data} || [] } == $n,
            "$via: images/edits answers $n images");
-        is(row(), "200 0 $want N N",
+        expect("200 0 $want N N",
            "$via: images/edits n=" . ($f->{n} // '-') . " size="
            . "'$f->{size}': $want");
         $images{image_edits} += $n;
@@ -227,7 +232,7 @@ for my $model ('mock-model', 'tunnel-model') {
     # chat: 2 words of prompt ("hi there"), 5 more from the cache
     post('/v1/chat/completions', { model => $model, messages => $msgs },
          'X-Mock-Cache-Read' => 5);
-    is(row(), '200 7 N N 5 N', "$via: chat: cached_tokens as read");
+    expect('200 7 N N 5 N', "$via: chat: cached_tokens as read");
 
     my $r = post('/v1/chat/completions',
                  { model => $model, messages => $msgs,
@@ -235,24 +240,24 @@ for my $model ('mock-model', 'tunnel-model') {
                  'X-Mock-Cache-Read' => 6);
     unlike($r->{body}, qr/cached_tokens|"usage"/,
            "$via: chat stream: the usage the gateway asked for is hidden");
-    is(row(), '200 8 N N 6 N', "$via: chat stream: cached_tokens as read");
+    expect('200 8 N N 6 N', "$via: chat stream: cached_tokens as read");
 
     post('/v1/chat/completions', { model => $model, messages => $msgs });
-    is(row(), '200 2 N N N N', "$via: chat without cache: NULL");
+    expect('200 2 N N N N', "$via: chat without cache: NULL");
 
     # responses: 2 words of input
     post('/v1/responses', { model => $model, input => 'hello you' },
          'X-Mock-Cache-Read' => 7);
-    is(row(), '200 9 N N 7 N', "$via: responses: cached_tokens as read");
+    expect('200 9 N N 7 N', "$via: responses: cached_tokens as read");
 
     post('/v1/responses', { model => $model, input => 'hello you',
                             stream => JSON::PP::true },
          'X-Mock-Cache-Read' => 8);
-    is(row(), '200 10 N N 8 N',
+    expect('200 10 N N 8 N',
        "$via: responses stream: from response.completed");
 
     post('/v1/responses', { model => $model, input => 'hello you' });
-    is(row(), '200 2 N N 0 N', "$via: responses: a reported 0 is 0");
+    expect('200 2 N N 0 N', "$via: responses: a reported 0 is 0");
 
     # Anthropic: input_tokens excludes the cache; prompt_tokens holds all
     for my $stream (0, 1) {
@@ -261,24 +266,24 @@ for my $model ('mock-model', 'tunnel-model') {
                                messages => $msgs,
                                ($stream ? (stream => JSON::PP::true) : ()) },
              'X-Mock-Cache-Read' => 11, 'X-Mock-Cache-Write' => 13);
-        is(row(), '200 27 N N 11 13',
+        expect('200 27 N N 11 13',
            "$via: $kind: 3 input + 11 read + 13 written");
     }
 
     post('/v1/messages', { model => $model, max_tokens => 16,
                            messages => $msgs });
-    is(row(), '200 3 N N 0 0', "$via: messages without cache: 0 and 0");
+    expect('200 3 N N 0 0', "$via: messages without cache: 0 and 0");
 }
 
 # answers that do not list their images: the n asked counts
 post('/v1/images/generations', { model => 'png-model', prompt => 'a',
                                  n => 4, size => '256x256' });
-is(row(), '200 0 4 256x256 N N', 'a binary answer: the 4 asked');
+expect('200 0 4 256x256 N N', 'a binary answer: the 4 asked');
 $images{images} += 4;
 
 post('/v1/images/generations', { model => 'sse-model', prompt => 'a',
                                  n => 2, stream => JSON::PP::true });
-is(row(), '200 0 2 N N N', 'an event stream answer: the 2 asked');
+expect('200 0 2 N N N', 'an event stream answer: the 2 asked');
 $images{images} += 2;
 
 # the counter by endpoint: a fixed label set, only the image endpoints
@@ -289,5 +294,7 @@ for my $e (sort keys %images) {
 }
 my @series = $m =~ /^gpugate_endpoint_images_total\{endpoint="(\w+)"\}/mg;
 is("@series", 'images image_edits', 'metrics: no other endpoint has one');
+
+check_rows();
 
 done_testing();
