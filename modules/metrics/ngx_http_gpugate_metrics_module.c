@@ -30,6 +30,7 @@
 #include "ngx_http_gpugate_auth_api.h"
 #include "ngx_http_gpugate_tunnel_api.h"
 #include "ngx_http_gpugate_limits_api.h"
+#include "ngx_http_gpugate_trace_api.h"
 #include "gpugate_utf8.h"
 
 
@@ -1118,7 +1119,8 @@ ngx_http_gpugate_metrics_handler(ngx_http_request_t *r)
 
         if (ngx_http_gpugate_metrics_render(&out, mmcf->zone->data) != NGX_OK
             || ngx_http_gpugate_tunnel_prometheus(&out) == NGX_ERROR
-            || ngx_http_gpugate_limits_prometheus(&out) == NGX_ERROR)
+            || ngx_http_gpugate_limits_prometheus(&out) == NGX_ERROR
+            || ngx_http_gpugate_trace_prometheus(&out) == NGX_ERROR)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }

@@ -725,6 +725,7 @@ mock_conn_begin(mock_conn_t *c)
     c->keepalive = c->head.keep_alive;
 
     mock_conn_headers(c, buf);
+    mock_trace_headers(c, buf);
 
     gg_buf_consume(&c->in, c->head.head_len);
 

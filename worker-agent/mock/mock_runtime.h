@@ -204,6 +204,9 @@ int mock_ext_transcribe_stream(mock_conn_t *c, mock_req_t *req, long n,
     long input);
 int mock_ext_dispatch(mock_conn_t *c);
 
+/* mock_trace.c: logs the W3C trace headers a request came with */
+void mock_trace_headers(mock_conn_t *c, const char *buf);
+
 /* mock_handler.c */
 void mock_dispatch(mock_conn_t *c);
 void mock_not_found_model(mock_conn_t *c, const char *model);
