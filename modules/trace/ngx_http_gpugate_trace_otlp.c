@@ -282,15 +282,17 @@ ngx_http_gpugate_trace_otlp_flush(ngx_event_t *ev)
 
     ox = ev->data;
 
-    if (ox->busy || ngx_exiting || ngx_terminate) {
+    if (ngx_exiting || ngx_terminate) {
         return;
     }
 
+    /* the timer stays armed whatever happens: a POST in flight, or none
+       to make, only waits for the next turn */
     if (!ox->flush.timer_set) {
         ngx_add_timer(&ox->flush, ox->conf->interval);
     }
 
-    if (ox->pending_n == 0) {
+    if (ox->busy || ox->pending_n == 0) {
         return;
     }
 

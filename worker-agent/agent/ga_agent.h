@@ -27,6 +27,7 @@
 #include "gpugate_scram.h"
 #include "gpugate_tunnel_msg.h"
 #include "ga_conf.h"
+#include "ga_trace.h"
 
 
 #define GA_VERSION        "0.3.0"
@@ -136,6 +137,8 @@ typedef struct {
     int                  refuse;     /* the status of that refusal */
     uint64_t             body_left;  /* bytes of a streamed request body
                                         still to come from the tunnel */
+    ga_trace_span_t      trace;      /* the agent's span of it, when the
+                                        gateway sent a traceparent */
 } ga_relay_t;
 
 

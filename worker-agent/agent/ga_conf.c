@@ -101,6 +101,7 @@ static const ga_command_t  ga_conf_commands[] = {
     ga_conf_num("load_interval", ga_conf_t, load_interval, 1, 3600),
     ga_conf_num("telemetry_interval", ga_conf_t, telemetry_interval, 1,
                 3600),
+    ga_conf_str("otlp_endpoint", otlp_endpoint, "too long"),
     ga_null_command
 };
 
@@ -839,7 +840,17 @@ int
 ga_conf_validate(const ga_conf_t *cf, char *err, size_t size)
 {
     int                 i, j;
+    ga_url_t            u;
     const ga_rtconf_t  *rt;
+
+    if (cf->otlp_endpoint[0]
+        && (ga_url_parse(&u, cf->otlp_endpoint, 1) != 0 || u.tls))
+    {
+        snprintf(err, size, "otlp_endpoint: \"%s\" is not an "
+                 "http://host[:port][/path] URL (OTLP/HTTP, JSON)",
+                 cf->otlp_endpoint);
+        return -1;
+    }
 
     if (cf->ngateways == 0) {
         snprintf(err, size, "gateway: at least one is required");

@@ -93,6 +93,9 @@ typedef struct {
     int          telemetry_interval;         /* seconds between GPU and
                                                 host readings */
     int          log_level;                  /* 0 error .. 3 debug */
+    char         otlp_endpoint[512];         /* OTLP/HTTP collector for
+                                                the agent's spans, "":
+                                                none (ga_trace.c) */
 } ga_conf_t;
 
 

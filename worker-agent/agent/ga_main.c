@@ -385,6 +385,10 @@ ga_start(int argc, char **argv)
         return GA_EXIT_FAILURE;
     }
 
+    if (ga_trace_init() != 0) {
+        return GA_EXIT_FAILURE;
+    }
+
     ga_log(GA_INFO, "agent \"%s\" " GA_VERSION " starting: %d gateway(s), "
            "%d runtime(s)", ga_agent.conf.name, ga_agent.nnodes,
            ga_agent.conf.nruntimes);

@@ -450,6 +450,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     c->relay.out.end += gpugate_tunnel_relay_request(
                             gg_buf_last(&c->relay.out), n, &c->head, buf,
                             host, keepalive);
+    ga_trace_start(c, buf);
 
     if (gg_buf_append(&c->relay.out, buf + c->head.head_len, body) != 0) {
         return -1;
@@ -755,6 +756,7 @@ ga_relay_head(ga_conn_t *c, const char *buf)
 
     gg_buf_consume(&c->relay.in, c->relay.head.head_len);
     c->relay.head_done = 1;
+    ga_trace_first_byte(c);
 
     ga_log(GA_DEBUG, "runtime \"%s\" answered %d, body %s",
            c->gw->rt->conf->name, c->relay.head.status,
@@ -920,6 +922,8 @@ ga_relay_response(ga_conn_t *c, int eof)
 void
 ga_relay_end(ga_conn_t *c, int clean)
 {
+    ga_trace_end(c, clean);
+
     if (c->relay.rc != NULL) {
         if (clean && c->relay.keep && c->relay.sent == gg_buf_len(&c->relay.out)
             && ga_runtime_keepalive(c->gw->rt) > 0 && !ga_agent.draining)
