@@ -117,6 +117,10 @@ ngx_http_gpugate_trace_otlp_exit(ngx_cycle_t *cycle)
     }
 
     /* what is still held is lost with the worker: counted */
+    if (ox->busy) {
+        (void) ngx_atomic_fetch_add(&ox->shm->failed, ox->req_n);
+    }
+
     if (ox->pending_n) {
         (void) ngx_atomic_fetch_add(&ox->shm->dropped, ox->pending_n);
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cycle->log, 0,
@@ -329,7 +333,9 @@ ngx_http_gpugate_trace_otlp_flush(ngx_event_t *ev)
     c->write->handler = ngx_http_gpugate_trace_otlp_write;
     c->read->handler = ngx_http_gpugate_trace_otlp_read;
 
-    /* one deadline for connect, request and answer */
+    /* one deadline for connect, request and answer; a quitting worker
+       does not wait for it (the batch is counted as failed at exit) */
+    c->read->cancelable = 1;
     ngx_add_timer(c->read, ox->conf->timeout);
 
     if (rc == NGX_OK) {
@@ -422,6 +428,13 @@ ngx_http_gpugate_trace_otlp_read(ngx_event_t *rev)
         if (nl || n <= 0 || ox->resp_len == sizeof(ox->resp)) {
             break;
         }
+    }
+
+    if (ox->resp_len == 0) {
+        ngx_http_gpugate_trace_otlp_done(ox, 0, n == 0
+                                         ? "closed without an answer"
+                                         : "cannot connect or read");
+        return;
     }
 
     if (ox->resp_len < 12 || ngx_strncmp(ox->resp, "HTTP/1.", 7) != 0) {
