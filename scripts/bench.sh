@@ -27,7 +27,9 @@
 #                default set: syscalls, instructions and allocations per
 #                request of the agent and the nginx worker through the
 #                tunnel, with strace and callgrind; see
-#                scripts/bench/profile.sh)
+#                scripts/bench/profile.sh), trace (gpugate with metrics,
+#                tracing off vs on at sample=1.0 with every span exported
+#                over OTLP/HTTP to a local collector)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -43,7 +45,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits
+only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -166,8 +168,12 @@ if want auth; then
     . "$GG_ROOT/scripts/bench/auth.sh"
 fi
 
-if want overhead || want streaming || want accounting; then
+if want overhead || want streaming || want accounting || want trace; then
     . "$GG_ROOT/scripts/bench/proxy.sh"
+fi
+
+if want trace; then
+    . "$GG_ROOT/scripts/bench/trace.sh"
 fi
 
 if want tunnel || want scale || want agent || want profile; then

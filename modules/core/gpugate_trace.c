@@ -431,6 +431,20 @@ gg_w_escape(gg_w_t *w, const char *str, size_t len)
     s = (const unsigned char *) str;
 
     for (i = 0; i < len; i += n) {
+
+        /* a run of bytes that need nothing goes in one piece */
+
+        for (n = 0; i + n < len && s[i + n] >= 0x20 && s[i + n] < 0x7f
+                    && s[i + n] != '"' && s[i + n] != '\\'; n++)
+        {
+            /* void */
+        }
+
+        if (n) {
+            gg_w_put(w, (const char *) s + i, n);
+            continue;
+        }
+
         n = 1;
 
         if (s[i] == '"' || s[i] == '\\') {

@@ -891,7 +891,7 @@ ngx_http_gpugate_trace_span(ngx_http_request_t *r,
     ngx_http_gpugate_trace_main_conf_t *tmcf,
     ngx_http_gpugate_trace_req_t *t, ngx_http_gpugate_trace_obs_t *obs)
 {
-    u_char                           *name, *json;
+    u_char                           *name;
     size_t                            len;
     ngx_str_t                         tenant, prefix, pool, agent, host;
     ngx_str_t                         region;
@@ -901,6 +901,8 @@ ngx_http_gpugate_trace_span(ngx_http_request_t *r,
     gpugate_otlp_span_t               sp;
     ngx_http_gpugate_trace_shm_t     *shm;
     ngx_http_gpugate_ledger_extra_t  *x;
+
+    static u_char  json[NGX_HTTP_GPUGATE_TRACE_SPAN_MAX];
 
     shm = tmcf->zone->data;
 
@@ -1005,7 +1007,9 @@ ngx_http_gpugate_trace_span(ngx_http_request_t *r,
     sp.attrs = attrs;
     sp.nattrs = a - attrs;
 
-    len = gpugate_otlp_span_json(NULL, 0, &sp);
+    /* written once into a buffer of the most a span may take */
+    len = gpugate_otlp_span_json((char *) json,
+                                 NGX_HTTP_GPUGATE_TRACE_SPAN_MAX, &sp);
 
     if (len > NGX_HTTP_GPUGATE_TRACE_SPAN_MAX) {
         (void) ngx_atomic_fetch_add(&shm->dropped, 1);
@@ -1014,13 +1018,6 @@ ngx_http_gpugate_trace_span(ngx_http_request_t *r,
                       "dropped", len, NGX_HTTP_GPUGATE_TRACE_SPAN_MAX);
         return;
     }
-
-    json = ngx_pnalloc(r->pool, len);
-    if (json == NULL) {
-        return;
-    }
-
-    (void) gpugate_otlp_span_json((char *) json, len, &sp);
 
     ngx_http_gpugate_trace_otlp_add(json, len);
 }

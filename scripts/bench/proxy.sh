@@ -16,7 +16,8 @@ gg_start_mock "$tmp" mock-slow --models mock-model --quiet \
 slow_port=$GG_MOCK_PORT
 
 # proxy_nginx NAME PORT GPUGATE(0|1) RUNTIME_PORT [ACCOUNTING(0|1|2)]
-#   (1: metrics and the usage ledger, 2: metrics only)
+#   (1: metrics and the usage ledger, 2: metrics only); $BENCH_HTTP_EXTRA
+#   and $BENCH_LOC_EXTRA, when set, go into its http{} and location
 proxy_nginx() {
     local name=$1 port=$2 gg=$3 rport=$4 acct=${5:-0} dir=$tmp/$1 head= loc=
 
@@ -28,6 +29,8 @@ proxy_nginx() {
             error_page 502 503 504 @err;"
         [ "$acct" != 0 ] && loc+="
             gpugate_accounting on;"
+        loc+="
+            ${BENCH_LOC_EXTRA:-}"
     else
         loc="proxy_buffering off;"
     fi
@@ -49,6 +52,7 @@ $(if [ "$gg" = 1 ]; then cat <<GG
     gpugate_auth_redis 127.0.0.1:$redis_port;
 GG
 fi)
+    ${BENCH_HTTP_EXTRA:-}
 $([ "$acct" = 1 ] && echo "    gpugate_usage_ledger \"host=127.0.0.1 port=$pg_port user=gpugate dbname=gpugate\" gateway=bench-$name-$$ batch=500 interval=1s;")
     upstream runtime { server 127.0.0.1:$rport; keepalive 128; }
     server {
