@@ -343,6 +343,33 @@ main(void)
     tap_ok(ga_conf_set(&cf, "telemetry_interval", "0", err, sizeof(err))
        == -1 && strstr(err, "1..3600"), "telemetry_interval bounds");
 
+    /* otlp_endpoint: an http:// URL, checked by validate */
+    {
+        int          i;
+        const char  *bad[] = { "https://c:4318/v1/traces", "c:4318",
+                               "http://", "http://c:99999/v1/traces",
+                               "http://c:4318/v1/traces?x" };
+
+        ga_conf_defaults(&cf);
+        (void) ga_conf_set(&cf, "gateway", "https://gw:8443", err,
+                           sizeof(err));
+        (void) ga_conf_set(&cf, "name", "a", err, sizeof(err));
+        (void) ga_conf_set(&cf, "token_file", "/t", err, sizeof(err));
+        tap_ok(ga_conf_set(&cf, "otlp_endpoint", "http://c:4318/v1/traces",
+                           err, sizeof(err)) == 0
+           && ga_conf_validate(&cf, err, sizeof(err)) == 0
+           && strcmp(cf.otlp_endpoint, "http://c:4318/v1/traces") == 0,
+           "otlp_endpoint taken");
+
+        for (i = 0; i < 5; i++) {
+            (void) ga_conf_set(&cf, "otlp_endpoint", bad[i], err,
+                               sizeof(err));
+            tap_ok(ga_conf_validate(&cf, err, sizeof(err)) == -1
+               && strstr(err, "otlp_endpoint"), "otlp_endpoint \"%s\" "
+               "refused", bad[i]);
+        }
+    }
+
     {
         char *argv[] = { "gpugate-agent", "--max-connections", NULL };
 
