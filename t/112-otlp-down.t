@@ -71,4 +71,25 @@ for my $case ('down', 'slow') {
     $n->{ngx}->stop;
 }
 
+# --- a collector nginx cannot use is refused at start ----------------------
+
+my %bad = (
+    'ftp://127.0.0.1:1/v1/traces'          => 'is not an http:// URL',
+    'http://127.0.0.1:1 sample=1.5'        => 'invalid parameter "sample=1.5"',
+    'http://127.0.0.1:1 sample=x'          => 'invalid parameter "sample=x"',
+    'http://127.0.0.1:1 batch=0'           => 'invalid parameter "batch=0"',
+    'http://127.0.0.1:1 batch=8 buffer=4'  => 'buffer=4 is less than batch=8',
+    'http://127.0.0.1:1 colour=red'        => 'invalid parameter "colour=red"',
+    "http://127.0.0.1:1;\n    gpugate_otlp http://127.0.0.1:2"
+                                           => '"gpugate_otlp" directive is duplicate',
+);
+for my $args (sort keys %bad) {
+    my $err = eval {
+        GpugateTest::start_nginx(http => "    gpugate_otlp $args;\n",
+                                 server => '');
+        '';
+    } // $@;
+    like($err, qr/\Q$bad{$args}\E/, "gpugate_otlp $args: refused");
+}
+
 done_testing();
