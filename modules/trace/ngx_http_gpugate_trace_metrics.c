@@ -304,7 +304,6 @@ ngx_int_t
 ngx_http_gpugate_trace_prometheus(ngx_http_gpugate_out_t *out)
 {
     u_char                              *last;
-    u_char                               label[2 * NGX_HTTP_GPUGATE_TRACE_LABEL];
     size_t                               len;
     ngx_uint_t                           i, f;
     ngx_http_gpugate_trace_shm_t        *shm;
@@ -325,6 +324,9 @@ ngx_http_gpugate_trace_prometheus(ngx_http_gpugate_out_t *out)
         "Time per output token after the first, of successful answers "
         "that reached their end (gen_ai.server.time_per_output_token)."
     };
+
+    /* a label escaped: at most twice its bytes */
+    static u_char  label[2 * NGX_HTTP_GPUGATE_TRACE_LABEL];
 
     tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_gpugate_trace_module);

@@ -192,6 +192,51 @@ ngx_http_gpugate_trace_merge_loc_conf(ngx_conf_t *cf, void *parent,
 }
 
 
+/* a ratio from 0 to 1 in millionths, without the locale's float parser */
+
+static ngx_int_t
+ngx_http_gpugate_trace_ratio(ngx_str_t *val)
+{
+    double      d, scale;
+    u_char     *p;
+    ngx_uint_t  dot;
+
+    d = 0;
+    scale = 0;
+    dot = 0;
+
+    for (p = val->data; p < val->data + val->len; p++) {
+        if (*p == '.' && !dot) {
+            dot = 1;
+            scale = 1;
+            continue;
+        }
+
+        if (*p < '0' || *p > '9') {
+            return NGX_ERROR;
+        }
+
+        if (dot) {
+            scale /= 10;
+            d += (*p - '0') * scale;
+
+        } else {
+            d = d * 10 + (*p - '0');
+        }
+
+        if (d > 1.0) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (val->len == 0) {
+        return NGX_ERROR;
+    }
+
+    return (ngx_int_t) (d * 1000000 + 0.5);
+}
+
+
 /*
  * gpugate_otlp http://HOST:PORT/PATH [sample=R] [batch=N] [buffer=N]
  *              [interval=TIME] [timeout=TIME] [service=NAME]
@@ -203,12 +248,11 @@ ngx_http_gpugate_trace_otlp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_gpugate_trace_main_conf_t *tmcf = conf;
 
-    double      d, scale;
     u_char     *p;
     ngx_int_t   n;
     ngx_str_t  *value, val;
     ngx_url_t   u;
-    ngx_uint_t  i, dot;
+    ngx_uint_t  i;
 
     if (tmcf->otlp) {
         return "is duplicate";
@@ -268,36 +312,12 @@ ngx_http_gpugate_trace_otlp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 2; i < cf->args->nelts; i++) {
 
         if (ngx_http_gpugate_conf_param(&value[i], "sample", &val)) {
-            /* a ratio from 0 to 1, in millionths, without floats parsed
-               by the locale */
-            d = 0;
-            scale = 0;
-            dot = 0;
-
-            for (p = val.data; p < val.data + val.len; p++) {
-                if (*p == '.' && !dot) {
-                    dot = 1;
-                    scale = 1;
-                    continue;
-                }
-
-                if (*p < '0' || *p > '9') {
-                    goto invalid;
-                }
-
-                if (dot) {
-                    scale /= 10;
-                    d += (*p - '0') * scale;
-                } else {
-                    d = d * 10 + (*p - '0');
-                }
-            }
-
-            if (val.len == 0 || d > 1.0) {
+            n = ngx_http_gpugate_trace_ratio(&val);
+            if (n == NGX_ERROR) {
                 goto invalid;
             }
 
-            tmcf->sample = (ngx_uint_t) (d * 1000000 + 0.5);
+            tmcf->sample = n;
             continue;
         }
 

@@ -126,7 +126,7 @@ test_tracestate(void)
     static const char  *good[] = {
         "", "rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
         " rojo=1 ,  congo=2 ", "a=1,,b=c", "t@sys=v", "1tenant@vendor=x",
-        "k=v with spaces", "a/b*c_d-e=!\"#$%&'()*+-./:;<>?@[]^_`{|}~"
+        "k=v with spaces", "a/b*c_d-e=!\"$%&'()*+-./:;<>?@[]^_`{|}~"
     };
     static const char  *bad[] = {
         "Rojo=1", "rojo", "=v", "rojo=", "rojo=v ,x", "k=a=b", "k=v\x01",
@@ -149,12 +149,14 @@ test_tracestate(void)
     n = 0;
     for (i = 0; i < 33; i++) {
         n += (size_t) sprintf(big + n, "%sk%d=v", i ? "," : "", i);
-        tap_ok(gpugate_tracestate_valid(big, n) == (i < 32),
-               "%d members: %s", i + 1, i < 32 ? "taken" : "refused");
-        if (i != 31 && i != 32) {
-            tap_n--;    /* only the edges count as test points */
+
+        if (gpugate_tracestate_valid(big, n) != (i < 32)) {
+            break;
         }
     }
+
+    tap_ok(i == 33, "1 to 32 members taken, 33 refused (%d)", i);
+    tap_ok(gpugate_tracestate_valid("k=a#b", 5), "a hash sign in a value");
 
     memset(big, 'x', sizeof(big));
     memcpy(big, "k=", 2);
