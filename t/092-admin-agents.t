@@ -3,7 +3,7 @@
 # list (paged) and get with the live state of this node's tunnel
 # registry, revoke (the agent's tunnels closed at once); refused without
 # a credential and, for writes, with a read-only one; audit rows; bad
-# names (markup included) refused.  Drain is not an admin route yet.
+# names (markup included) refused.  Drain: t/096-admin-drain.t.
 #
 # Needs (scripts/test.sh exports them): TEST_NGINX_LOAD_MODULES,
 # TEST_NGINX_PG_PORT, TEST_NGINX_REDIS_PORT.

@@ -224,6 +224,23 @@ static ngx_http_gpugate_admin_route_t  ngx_http_gpugate_admin_routes[] = {
       NGX_HTTP_POST,
       ngx_http_gpugate_admin_stmt("gpugate_admin_keys_rotate") },
 
+    /* sql/006_drain.sql */
+
+    { ngx_string("whoami"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_whoami") },
+
+    { ngx_string("agents"), ngx_string("drain"), 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_POST,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_drain") },
+
+    { ngx_string("agents"), ngx_string("drain"), 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_DELETE,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_undrain") },
+
     { ngx_null_string, ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 } }
 };
 

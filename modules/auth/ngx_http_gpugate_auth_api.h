@@ -55,6 +55,9 @@ typedef ngx_uint_t (*ngx_http_gpugate_auth_agent_pt)(ngx_str_t *name);
 
 void ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler);
 
+/* "drain <name>" likewise: the agent's drain state changed (006) */
+void ngx_http_gpugate_auth_on_drain(ngx_http_gpugate_auth_agent_pt handler);
+
 /* this worker's PostgreSQL pool, NULL if none */
 ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
 

@@ -96,6 +96,9 @@ static ngx_http_gpugate_auth_worker_t  *ngx_http_gpugate_auth_worker;
 /* who takes "agent <name>" messages; NULL: nobody */
 static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_agent_handler;
 
+/* who takes "drain <name>" messages; NULL: nobody */
+static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_drain_handler;
+
 /*
  * OpenSSL 3 looks the algorithm up on every EVP_Digest(EVP_sha256()) call;
  * fetching it once per worker and reusing one context removes a lookup
@@ -170,6 +173,13 @@ void
 ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler)
 {
     ngx_http_gpugate_auth_agent_handler = handler;
+}
+
+
+void
+ngx_http_gpugate_auth_on_drain(ngx_http_gpugate_auth_agent_pt handler)
+{
+    ngx_http_gpugate_auth_drain_handler = handler;
 }
 
 
@@ -1103,6 +1113,21 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
         ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
                       "gpugate auth: invalidation \"%V\" closed %ui tunnel "
                       "connections", msg, n);
+        return;
+    }
+
+    if (msg->len > 6 && msg->len <= 6 + 64
+        && ngx_strncmp(msg->data, "drain ", 6) == 0)
+    {
+        name.data = msg->data + 6;
+        name.len = msg->len - 6;
+
+        if (ngx_http_gpugate_auth_drain_handler != NULL) {
+            (void) ngx_http_gpugate_auth_drain_handler(&name);
+        }
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate auth: \"%V\" passed on", msg);
         return;
     }
 

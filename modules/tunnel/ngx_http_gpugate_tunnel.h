@@ -107,6 +107,10 @@ typedef struct {
                                       each worker closes its connections
                                       when it sees them; a new handshake
                                       takes another slot */
+    ngx_atomic_t      drained;     /* agents.drained_at is set (sql/006):
+                                      its requests finish, the balancer
+                                      sends it no new one; from the
+                                      handshake and each re-check */
     time_t            since;       /* first connection of this process */
     time_t            telemetry_at; /* when "telemetry" was reported;
                                       0: never */
@@ -152,6 +156,9 @@ typedef struct {
     size_t            allowed_len; /* length of allowed */
     u_char            allowed[GPUGATE_TUNNEL_MODELS_MAX];
                                    /* allowed_models, comma-joined */
+    ngx_uint_t        drained;     /* drained when last confirmed: a
+                                      handshake while PostgreSQL is down
+                                      keeps it */
 } ngx_http_gpugate_tunnel_verifier_t;
 
 
@@ -455,6 +462,25 @@ ngx_int_t ngx_http_gpugate_tunnel_status_handler(ngx_http_request_t *r);
  * carries the channel, by ngx_http_gpugate_auth_on_agent().
  */
 ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
+
+/* asks PostgreSQL about this worker's agents now (or after the query out) */
+void ngx_http_gpugate_tunnel_recheck_now(void);
+
+
+/* draining (ngx_http_gpugate_tunnel_drain.c, sql/006_drain.sql) */
+
+/*
+ * PostgreSQL says agent "agent_id" is drained (or not): its slots and its
+ * cached verifier follow.
+ */
+void ngx_http_gpugate_tunnel_drain_set(int64_t agent_id, ngx_uint_t drained);
+
+/*
+ * "drain <name>" was published: this worker asks PostgreSQL about its
+ * agents at once.  Given to the auth module by
+ * ngx_http_gpugate_auth_on_drain(); returns 0.
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_drain_message(ngx_str_t *name);
 
 
 /* the handshake location (..._tunnel_module.c, ..._handshake.c) */

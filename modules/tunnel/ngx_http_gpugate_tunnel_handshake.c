@@ -362,7 +362,7 @@ ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
     st->cached = 0;
     st->known = 0;
 
-    if (PQntuples(res) != 1 || PQnfields(res) != 9
+    if (PQntuples(res) != 1 || PQnfields(res) != 10
         || *PQgetvalue(res, 0, 8) == 't')
     {
         if (PQntuples(res) == 1) {
@@ -403,6 +403,7 @@ ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
 
     st->iterations = n;
     st->any_model = (*PQgetvalue(res, 0, 5) == 't');
+    st->drained = (*PQgetvalue(res, 0, 9) == 't');
 
     if (!st->any_model) {
 

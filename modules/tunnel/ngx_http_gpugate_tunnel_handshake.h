@@ -42,6 +42,7 @@ typedef struct {
                                               agent: used if PostgreSQL
                                               cannot answer */
     unsigned                    any_model:1; /* allowed_models is NULL */
+    unsigned                    drained:1; /* agents.drained_at is set */
     int64_t                     agent_id;  /* agents.id */
     size_t                      user_len;  /* length of user */
     char                        user[GPUGATE_SCRAM_USER_SIZE];

@@ -41,7 +41,7 @@ static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_stmt = {
     " allowed_models IS NULL,"
     " coalesce(array_to_string(allowed_models, ','), ''),"
     " coalesce(cardinality(allowed_models), 0),"
-    " revoked_at IS NOT NULL"
+    " revoked_at IS NOT NULL, drained_at IS NOT NULL"
     " FROM agents WHERE name = $1",
     1
 };
@@ -51,7 +51,7 @@ static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_stmt = {
 
 static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_recheck_stmt = {
     "gpugate_tunnel_recheck",
-    "SELECT id FROM agents"
+    "SELECT id, drained_at IS NOT NULL FROM agents"
     " WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL",
     1
 };
@@ -649,6 +649,7 @@ ngx_http_gpugate_tunnel_init(ngx_conf_t *cf)
 
     /* the auth module carries "agent <name>" messages to us */
     ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_tunnel_invalidate);
+    ngx_http_gpugate_auth_on_drain(ngx_http_gpugate_tunnel_drain_message);
 
     if (tmcf->zone == NULL) {
         if (tmcf->zone_size != NGX_CONF_UNSET) {

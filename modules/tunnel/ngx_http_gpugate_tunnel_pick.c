@@ -58,6 +58,11 @@ ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
         return 0;
     }
 
+    /* drained (sql/006): its streams finish, no new request */
+    if (a->drained) {
+        return 0;
+    }
+
     return 1;
 }
 

@@ -116,6 +116,7 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
                 + a->name_len
                 + 6 * a->models_len + a->models_len
                 + sizeof(",\"endpoints\":[]") + 32 * 20
+                + sizeof(",\"drained\":false")
                 + NGX_HTTP_GPUGATE_TUNNEL_PROCS
                   * NGX_HTTP_GPUGATE_STATUS_WORKER
                 + GPUGATE_TUNNEL_GPUS_MAX * NGX_HTTP_GPUGATE_STATUS_GPU;
@@ -290,7 +291,8 @@ ngx_http_gpugate_tunnel_status_agent(u_char *p,
         }
     }
 
-    p = ngx_cpymem(p, "],\"workers\":[", sizeof("],\"workers\":[") - 1);
+    p = ngx_sprintf(p, "],\"drained\":%s,\"workers\":[",
+                    a->drained ? "true" : "false");
 
     first = 1;
 
@@ -378,8 +380,10 @@ ngx_http_gpugate_tunnel_status_telemetry(u_char *p,
 typedef struct {
     u_char                           *name;     /* label value, escaped */
     size_t                            len;      /* its length */
-    ngx_uint_t                        v[5];     /* idle, busy, inflight,
-                                                   capacity, queue */
+    ngx_uint_t                        v[6];     /* idle, busy, inflight,
+                                                   capacity, queue,
+                                                   drained (1: any
+                                                   instance is) */
     ngx_http_gpugate_tunnel_agent_t  *newest;   /* newest telemetry */
 } ngx_http_gpugate_tunnel_prom_t;
 
@@ -394,6 +398,8 @@ static const char  *ngx_http_gpugate_tunnel_prom_gauges[][3] = {
       "Requests the agent's runtimes take at once." },
     { "gpugate_tunnel_runtime_queue_requests", "",
       "Requests waiting in the agent's runtimes, as reported." },
+    { "gpugate_agent_drained", "",
+      "1 while the agent is drained: no new request (sql/006)." },
 };
 
 
@@ -454,6 +460,7 @@ ngx_http_gpugate_tunnel_prom_collect(ngx_pool_t *pool,
         x->v[2] += a->inflight;
         x->v[3] += a->capacity;
         x->v[4] += a->queue;
+        x->v[5] |= a->drained ? 1 : 0;
 
         if (a->telemetry_at > x->newest->telemetry_at) {
             x->newest = a;
@@ -488,7 +495,7 @@ ngx_http_gpugate_tunnel_prom_load(ngx_http_gpugate_out_t *out,
     ngx_http_gpugate_out_printf(out, "gpugate_tunnel_waiting_requests %ui\n",
                                 waiting);
 
-    for (f = 0; f < 5; f++) {
+    for (f = 0; f < 6; f++) {
         g = ngx_http_gpugate_tunnel_prom_gauges[f];
 
         /* the busy half of the connections continues the idle family */

@@ -331,6 +331,9 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_set_endpoints(&name, &hello.instance,
                                           hello.endpoints);
 
+    /* before this worker's event loop can hand the connection out */
+    ngx_http_gpugate_tunnel_drain_set(st->agent_id, st->drained);
+
     (void) gpugate_tunnel_endpoints_print(hello.endpoints, eps, sizeof(eps));
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

@@ -32,6 +32,8 @@ typedef struct {
     ngx_event_t                 recheck;   /* the next re-check */
     ngx_http_gpugate_pg_query_t query;     /* the re-check's query */
     unsigned                    rechecking:1; /* the query is out */
+    unsigned                    again:1;   /* a "drain" message came while
+                                              it was: ask once more */
     ngx_uint_t                  nids;      /* agents asked about */
     int64_t                    *ids;       /* their ids (nagents +
                                               ..._ASKED_MAX) */
@@ -187,6 +189,7 @@ ngx_http_gpugate_tunnel_cache_get(ngx_http_gpugate_tunnel_step_t *st)
         ngx_memcpy(st->stored_key, v->stored_key, GPUGATE_SCRAM_KEY_LEN);
         ngx_memcpy(st->server_key, v->server_key, GPUGATE_SCRAM_KEY_LEN);
         st->any_model = v->any_model ? 1 : 0;
+        st->drained = v->drained ? 1 : 0;
         st->allowed_len = v->allowed_len;
         ngx_memcpy(st->allowed, v->allowed, v->allowed_len);
     }
@@ -246,6 +249,7 @@ ngx_http_gpugate_tunnel_cache_put(ngx_http_gpugate_tunnel_step_t *st)
     ngx_memcpy(v->stored_key, st->stored_key, GPUGATE_SCRAM_KEY_LEN);
     ngx_memcpy(v->server_key, st->server_key, GPUGATE_SCRAM_KEY_LEN);
     v->any_model = st->any_model;
+    v->drained = st->drained;
     v->allowed_len = st->allowed_len;
     ngx_memcpy(v->allowed, st->allowed, st->allowed_len);
 
@@ -449,6 +453,11 @@ ngx_http_gpugate_tunnel_recheck_done(ngx_http_gpugate_pg_query_t *q,
         id = ngx_atoof((u_char *) PQgetvalue(res, i, 0),
                        PQgetlength(res, i, 0));
 
+        if (PQnfields(res) == 2) {
+            ngx_http_gpugate_tunnel_drain_set(id,
+                                              *PQgetvalue(res, i, 1) == 't');
+        }
+
         for (k = valid; k < vf->nids; k++) {
             if (vf->ids[k] == id) {
                 vf->ids[k] = vf->ids[valid];
@@ -471,10 +480,34 @@ ngx_http_gpugate_tunnel_recheck_done(ngx_http_gpugate_pg_query_t *q,
 
     /* agents named while this query was out are asked about at once */
 
-    if (vf->nasked && vf->recheck.timer_set) {
+    if ((vf->nasked || vf->again) && vf->recheck.timer_set) {
+        vf->again = 0;
         ngx_del_timer(&vf->recheck);
         ngx_http_gpugate_tunnel_recheck(&vf->recheck);
     }
+}
+
+
+void
+ngx_http_gpugate_tunnel_recheck_now(void)
+{
+    ngx_http_gpugate_tunnel_verifiers_t  *vf;
+
+    vf = ngx_http_gpugate_tunnel_vf;
+
+    if (vf == NULL || vf->ids == NULL || !vf->recheck.timer_set) {
+        return;
+    }
+
+    if (vf->rechecking) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "gpugate tunnel: re-check out, another one follows");
+        vf->again = 1;
+        return;
+    }
+
+    ngx_del_timer(&vf->recheck);
+    ngx_http_gpugate_tunnel_recheck(&vf->recheck);
 }
 
 
