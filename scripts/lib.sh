@@ -7,7 +7,8 @@
 GG_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GG_BUILD=${GG_BUILD:-$GG_ROOT/build}
 
-# Debian packages every script needs: build, run and test.
+# Debian packages every script needs: build, run and test.  Tests only:
+# chromium (the console's browser test, t/097: skipped without it).
 GG_PACKAGES=(
     gcc make pkgconf
     nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev openssl
@@ -17,6 +18,7 @@ GG_PACKAGES=(
     libtest-base-perl libtest-longstring-perl libhttp-message-perl
     curl procps valgrind prometheus
     clang libclang-rt-14-dev
+    chromium
 )
 
 GG_PIDS=()

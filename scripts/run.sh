@@ -123,6 +123,9 @@ chmod 711 "$worker_dir"
 # the admin API's OpenAPI description, served by nginx beside the API
 install -m 644 "$GG_ROOT/modules/admin/openapi.json" \
     "$worker_dir/admin-openapi.json"
+# the operator console's static files (modules/admin/console/), at /console/
+install -d -m 755 "$worker_dir/console"
+install -m 644 "$GG_ROOT"/modules/admin/console/* "$worker_dir/console/"
 chmod 700 "$worker_dir/usage-spill"
 chown "$worker_user" "$worker_dir/usage-spill"
 
@@ -460,6 +463,9 @@ The admin API (keys, tenants, agents, usage; GPUGATE_ADMIN_KEY, new on
 every start, is also in $state/secrets/admin-api.key):
   curl -H "Authorization: Bearer \$GPUGATE_ADMIN_KEY" http://127.0.0.1:$port/admin/v1/agents
   curl http://127.0.0.1:$port/admin/v1/openapi.json
+
+The operator console (log in with GPUGATE_ADMIN_KEY):
+  http://127.0.0.1:$port/console/
 
 Metrics and status (the admin key, new on every start, is also in
 $state/secrets/admin.key):

@@ -524,6 +524,15 @@ ngx_http_gpugate_admin_body_read(ngx_http_request_t *r)
     len = 0;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
+
+        /*
+         * "Content-Length: 0" (a browser's POST without a body) leaves an
+         * empty last_buf, in neither memory nor a file
+         */
+        if (ngx_buf_special(cl->buf)) {
+            continue;
+        }
+
         if (!ngx_buf_in_memory(cl->buf)) {
             len = NGX_HTTP_GPUGATE_ADMIN_BODY_MAX + 1;
             break;
@@ -549,7 +558,9 @@ ngx_http_gpugate_admin_body_read(ngx_http_request_t *r)
     p = (u_char *) op->input;
 
     for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        if (!ngx_buf_special(cl->buf)) {
+            p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+        }
     }
 
     *p = '\0';
@@ -818,6 +829,7 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
     const char          *name;
     u_char              *p;
     ngx_int_t            status;
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     op->busy--;
@@ -838,10 +850,12 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
                       "applied?)", op->route->stmt.name,
                       error ? error : "unexpected result");
 
+        c = r->connection;
         ngx_http_finalize_request(r, ngx_http_gpugate_admin_error(r,
             NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_GPUGATE_ERR_SERVER,
             "database_error", "the admin API's database did not answer; "
             "the change may or may not be made: read it back"));
+        ngx_http_run_posted_requests(c);
         return;
     }
 
@@ -866,7 +880,9 @@ ngx_http_gpugate_admin_pg_done(ngx_http_gpugate_pg_query_t *q,
 
     op->body.data = ngx_pnalloc(r->pool, len + klen + 1);
     if (op->body.data == NULL) {
+        c = r->connection;
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        ngx_http_run_posted_requests(c);
         return;
     }
 
@@ -1012,12 +1028,21 @@ ngx_http_gpugate_admin_redis_done(void *data, redisReply *reply,
 }
 
 
+/*
+ * Called from PostgreSQL's or Redis' event, not the client's: a request
+ * that is a subrequest (nginx's auth_request asking GET whoami for the
+ * console's /status) wakes its parent through the posted requests, which
+ * only the client connection's handler runs otherwise.
+ */
+
 static void
 ngx_http_gpugate_admin_respond(ngx_http_gpugate_admin_op_t *op)
 {
+    ngx_connection_t    *c;
     ngx_http_request_t  *r;
 
     r = op->request;
+    c = r->connection;
 
     if (op->redis_failed) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -1028,6 +1053,7 @@ ngx_http_gpugate_admin_respond(ngx_http_gpugate_admin_op_t *op)
 
     ngx_http_finalize_request(r,
         ngx_http_gpugate_send_json(r, op->status, &op->body));
+    ngx_http_run_posted_requests(c);
 }
 
 
