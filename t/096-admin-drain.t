@@ -241,9 +241,10 @@ is(psql("SELECT string_agg(action || ' ' || admin_name, ',' ORDER BY id)"
 my $t0 = time;
 ($st) = api($n1, 'POST', "agents/$id{$nc}/drain", $root_cred);
 is($st, 200, 'drain C (on node 2) through node 1');
-ok(wait_until(5, sub { drained($n2, $nc) }), 'node 2 shows C drained');
+ok(wait_until(15, sub { drained($n2, $nc) }), 'node 2 shows C drained');
 my $took = time - $t0;
-ok($took < 5, 'within seconds, not the 30 s re-check') or diag $took;
+ok($took < 15, 'before the 30 s re-check could have told it');
+diag sprintf 'node 2 drained C %.2f s after the call', $took;
 {
     my $res = http_read(chat($n2, 0), 10);
     is($res->{status}, 503, 'node 2, its only agent drained: 503');
