@@ -32,6 +32,8 @@
  * that its cached verifier is dropped, and then gets the same fake
  * exchange as an unknown name.  The allowed models come comma-joined
  * with their count, so that a name with a comma cannot pass for two.
+ * drained_at (sql/006) is read through the row's JSON, so that the
+ * statement (and the handshake) still works before 006 is applied.
  */
 
 static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_stmt = {
@@ -41,17 +43,21 @@ static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_stmt = {
     " allowed_models IS NULL,"
     " coalesce(array_to_string(allowed_models, ','), ''),"
     " coalesce(cardinality(allowed_models), 0),"
-    " revoked_at IS NOT NULL, drained_at IS NOT NULL"
+    " revoked_at IS NOT NULL,"
+    " (to_jsonb(agents) ->> 'drained_at') IS NOT NULL"
     " FROM agents WHERE name = $1",
     1
 };
 
 
-/* the periodic re-check: which of the agents a worker holds are valid */
+/*
+ * The periodic re-check: which of the agents a worker holds are valid,
+ * and drained (as above)
+ */
 
 static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_tunnel_recheck_stmt = {
     "gpugate_tunnel_recheck",
-    "SELECT id, drained_at IS NOT NULL FROM agents"
+    "SELECT id, (to_jsonb(agents) ->> 'drained_at') IS NOT NULL FROM agents"
     " WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL",
     1
 };
