@@ -46,6 +46,7 @@ my $fake_port = $fake_l->sockport;
 my $fake_log = "$dir/fake.log";
 my $fake_pid = fork // die;
 if (!$fake_pid) {
+    $SIG{PIPE} = 'IGNORE';    # a client gone mid-answer must not kill us
     my $l = $fake_l;
     open my $log, '>>', $fake_log or POSIX::_exit(1);
     $log->autoflush(1);

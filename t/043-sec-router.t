@@ -49,6 +49,7 @@ my $raw_port = $raw->sockport;
 my $raw_pid = fork() // die "fork: $!\n";
 
 if ($raw_pid == 0) {
+    $SIG{PIPE} = 'IGNORE';    # a client gone mid-answer must not kill us
     while (my $c = $raw->accept) {
         my $head = '';
         while ($head !~ /\r\n\r\n/) {
