@@ -25,6 +25,7 @@ declare -A seeds=(
     [fuzz_multipart]=modules/core/fuzz/seeds/multipart
     [fuzz_oai_strip]=modules/core/fuzz/seeds/sse
     [fuzz_sse]=modules/core/fuzz/seeds/sse
+    [fuzz_think]=modules/core/fuzz/seeds/think
     [fuzz_scram_parse_first]=modules/core/fuzz/seeds/parse_first
     [fuzz_scram_server_final]=modules/core/fuzz/seeds/server_final
     [fuzz_scram_client_final]=modules/core/fuzz/seeds/client_final
