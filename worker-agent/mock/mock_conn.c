@@ -104,6 +104,9 @@ mock_conn_reset(mock_conn_t *c)
     c->byte_delay_us = 200;
     c->stray_ms = -1;
     c->stray_kind = MOCK_STRAY_RESPONSE;
+    c->think = 0;
+    c->think_bytes = 0;
+    c->think_report = 0;
 
     c->phase = MOCK_PH_TTFT;
     c->n = 0;
@@ -600,6 +603,9 @@ mock_conn_headers(mock_conn_t *c, const char *buf)
         { "x-mock-stray-ms", offsetof(mock_conn_t, stray_ms) },
         { "x-mock-cache-read", offsetof(mock_conn_t, cache_read) },
         { "x-mock-cache-write", offsetof(mock_conn_t, cache_write) },
+        { "x-mock-think", offsetof(mock_conn_t, think) },
+        { "x-mock-think-bytes", offsetof(mock_conn_t, think_bytes) },
+        { "x-mock-think-report", offsetof(mock_conn_t, think_report) },
     };
 
     for (i = 0; i < c->head.nheaders; i++) {

@@ -217,6 +217,14 @@ mock_parse_request(json_t *body, mock_kind_e kind, mock_req_t *req,
 const char *
 mock_token(const mock_req_t *req, long i)
 {
+    if (req->think > 0) {
+        if (mock_think_token(req, i)) {
+            return mock_think_token(req, i);
+        }
+
+        i -= mock_think_tokens(req);
+    }
+
     return mock_words[(req->hash + (uint64_t) i) % MOCK_NWORDS];
 }
 
@@ -258,6 +266,12 @@ mock_usage(const mock_req_t *req, long n)
                   "total_tokens", (json_int_t) (req->prompt_tokens + n));
 
     mock_cached(u, req, "prompt_tokens", "prompt_tokens_details");
+
+    if (req->think > 0 && req->think_report) {
+        json_object_set_new(u, "completion_tokens_details",
+                            json_pack("{s:I}", "reasoning_tokens",
+                                      (json_int_t) req->think));
+    }
 
     return u;
 }

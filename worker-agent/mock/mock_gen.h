@@ -42,6 +42,13 @@ typedef struct {
     long          cache_write;   /* X-Mock-Cache-Write: prompt tokens
                                     written to it (Anthropic only) */
     char          id[40];        /* response id derived from the hash */
+    long          think;         /* X-Mock-Think: reasoning words the
+                                    answer starts with, inline in
+                                    <think>...</think>; 0: none */
+    long          think_bytes;   /* X-Mock-Think-Bytes: that part sent one
+                                    byte per token */
+    long          think_report;  /* X-Mock-Think-Report: usage reports
+                                    completion_tokens_details */
 } mock_req_t;
 
 
@@ -51,6 +58,12 @@ typedef struct {
  */
 int mock_parse_request(json_t *body, mock_kind_e kind, mock_req_t *req,
     const char **msg, const char **param);
+
+/* The inline reasoning (mock_think.c): token i of it, NULL past it. */
+const char *mock_think_token(const mock_req_t *req, long i);
+
+/* its tokens */
+long mock_think_tokens(const mock_req_t *req);
 
 /* The text of completion token i (" word"). */
 const char *mock_token(const mock_req_t *req, long i);

@@ -364,6 +364,10 @@ mock_inference(mock_conn_t *c, mock_kind_e kind)
     c->active = 1;
     mock_in_flight++;
 
+    c->req.think = c->think;
+    c->req.think_bytes = c->think_bytes;
+    c->req.think_report = c->think_report;
+
     c->n = c->tokens;
     c->finish = "stop";
 

@@ -145,6 +145,9 @@ struct mock_conn_s {
                                         this long after the answer; -1:
                                         never */
     int                 stray_kind;  /* what they are: mock_stray_e */
+    long                think;       /* X-Mock-Think*: inline reasoning, */
+    long                think_bytes; /*   see mock_req_t */
+    long                think_report;
 
     /* generation, while "active" */
     int                 active;      /* an accepted inference request:
