@@ -110,6 +110,9 @@ typedef struct {
     ngx_atomic_t      ledger_spilled; /* rows written to spill files */
     ngx_atomic_t      ledger_failures; /* batches PostgreSQL refused or
                                          did not answer */
+    ngx_atomic_t      reasoning[2]; /* reasoning tokens of answers:
+                                      reported by the runtime, counted
+                                      by the gateway (estimated) */
     ngx_atomic_t      ledger_rejected; /* rows PostgreSQL refused for their
                                          data (a bad row of a batch, the
                                          rows of a spill file set aside) */
@@ -205,6 +208,10 @@ ngx_http_gpugate_metrics_model_t *ngx_http_gpugate_metrics_model(
     ngx_str_t *model);
 ngx_int_t ngx_http_gpugate_metrics_render(ngx_http_gpugate_out_t *out,
     ngx_http_gpugate_metrics_shm_t *shm);
+
+/* an answer's reasoning tokens (the router's reasoning split) */
+void ngx_http_gpugate_metrics_reasoning(ngx_http_request_t *r, ngx_int_t n,
+    ngx_uint_t estimated);
 
 /* the ledger (ngx_http_gpugate_ledger.c) */
 ngx_int_t ngx_http_gpugate_ledger_init(ngx_cycle_t *cycle,

@@ -941,6 +941,15 @@ ngx_http_gpugate_metrics_ledger_rows(ngx_http_gpugate_out_t *out,
     ngx_http_gpugate_out_printf(out, "gpugate_ledger_pending_rows %ui\n",
                                 pending);
 
+    ngx_http_gpugate_prom_family(out, "gpugate_reasoning_tokens_total",
+        "counter", "Reasoning tokens of answers, as the runtime reported "
+        "them or as the gateway counted them (reasoning split).");
+    ngx_http_gpugate_out_printf(out,
+                    "gpugate_reasoning_tokens_total{source=\"reported\"} "
+                    "%uA\n"
+                    "gpugate_reasoning_tokens_total{source=\"estimated\"} "
+                    "%uA\n", shm->reasoning[0], shm->reasoning[1]);
+
     ngx_http_gpugate_prom_family(out, "gpugate_ledger_failures_total",
         "counter", "Ledger batches PostgreSQL refused or did not answer.");
     ngx_http_gpugate_out_printf(out, "gpugate_ledger_failures_total %uA\n",
@@ -997,4 +1006,23 @@ ngx_http_gpugate_metrics_render(ngx_http_gpugate_out_t *out,
     ngx_http_gpugate_metrics_ledger_rows(out, shm);
 
     return out->failed ? NGX_ERROR : NGX_OK;
+}
+
+
+void
+ngx_http_gpugate_metrics_reasoning(ngx_http_request_t *r, ngx_int_t n,
+    ngx_uint_t estimated)
+{
+    ngx_http_gpugate_metrics_shm_t        *shm;
+    ngx_http_gpugate_metrics_main_conf_t  *mmcf;
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_gpugate_metrics_module);
+
+    if (mmcf == NULL || mmcf->zone == NULL || n <= 0) {
+        return;
+    }
+
+    shm = mmcf->zone->data;
+
+    (void) ngx_atomic_fetch_add(&shm->reasoning[estimated ? 1 : 0], n);
 }

@@ -171,6 +171,10 @@ void ngx_http_gpugate_openai_images_made(ngx_http_request_t *r,
 void ngx_http_gpugate_openai_cache_usage(ngx_http_request_t *r,
     gpugate_oai_chunk_t *c);
 
+/* the response's Content-Type is text/event-stream (_filter.c) */
+
+ngx_uint_t ngx_http_gpugate_is_event_stream(ngx_http_request_t *r);
+
 /* the model list (ngx_http_gpugate_openai_models.c) */
 
 ngx_int_t ngx_http_gpugate_models_answer(ngx_http_request_t *r,

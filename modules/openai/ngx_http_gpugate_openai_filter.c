@@ -48,7 +48,6 @@ static ngx_chain_t *ngx_http_gpugate_openai_out_buf(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, size_t size);
 static void ngx_http_gpugate_openai_record(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c);
-static ngx_uint_t ngx_http_gpugate_is_event_stream(ngx_http_request_t *r);
 static void ngx_http_gpugate_openai_hide(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_filter_init(ngx_conf_t *cf);
 
@@ -267,7 +266,7 @@ ngx_http_gpugate_openai_hide(ngx_http_request_t *r)
 }
 
 
-static ngx_uint_t
+ngx_uint_t
 ngx_http_gpugate_is_event_stream(ngx_http_request_t *r)
 {
     size_t   len;
