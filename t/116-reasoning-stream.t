@@ -58,6 +58,20 @@ my %streams = (
            . "data: [DONE]\n\n",
 );
 
+# limits: an event too long to rewrite passes as it is; too much
+# whitespace, or too many events, before the tag: no reasoning
+$streams{long} = ev('"content":"<think>a"', 'null')
+               . ev('"content":"' . ('x' x 70000) . '"', 'null')
+               . ev('"content":"</think>b"', 'null')
+               . "data: [DONE]\n\n";
+$streams{spaces} = join('', map { ev('"content":" "', 'null') } 1 .. 600)
+                 . ev('"content":"<think>x</think>y"', 'null')
+                 . "data: [DONE]\n\n";
+$streams{wait} = ev('"content":" <th"', 'null')
+               . join('', map { ev('', 'null') } 1 .. 800)
+               . ev('"content":"ink>x</think>y"', 'null')
+               . "data: [DONE]\n\n";
+
 my $want_think = ev('"role":"assistant","content":""', 'null')
                . ev('"reasoning_content":""', 'null')
                . ev('"reasoning_content":"Ab"', 'null', "\r\n\r\n")
@@ -253,6 +267,18 @@ like($r->{log}, qr/ 200 r=2$/, '...two reasoning events');
 $r = post('raw-model', { 'X-Stream' => 'plain' });
 is($r->{body}, $streams{plain},
    'a start like the tag, but not it: byte-identical');
+
+$r = post('raw-model', { 'X-Stream' => 'long' });
+is($r->{body}, ev('"reasoning_content":"a"', 'null')
+               . ev('"content":"' . ('x' x 70000) . '"', 'null')
+               . ev('"content":"b"', 'null') . "data: [DONE]\n\n",
+   'an event over 64 KiB passes as it is, the split goes on after it');
+
+for my $kind ('spaces', 'wait') {
+    $r = post('raw-model', { 'X-Stream' => $kind });
+    is($r->{body}, $streams{$kind},
+       "$kind before the tag: given up, the stream byte-identical");
+}
 
 for my $kind ('think', 'plain') {
     my $want = $kind eq 'think' ? $want_think : $streams{$kind};

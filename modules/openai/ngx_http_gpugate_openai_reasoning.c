@@ -88,6 +88,10 @@ static ngx_int_t ngx_http_gpugate_reasoning_event(ngx_http_request_t *r,
     ngx_http_gpugate_reasoning_ctx_t *ctx, u_char *ev, size_t len);
 static ngx_int_t ngx_http_gpugate_reasoning_write(ngx_http_request_t *r,
     ngx_http_gpugate_reasoning_ctx_t *ctx, u_char *p, size_t len);
+static ngx_int_t ngx_http_gpugate_reasoning_buf(ngx_http_request_t *r,
+    ngx_http_gpugate_reasoning_ctx_t *ctx, size_t size);
+static ngx_int_t ngx_http_gpugate_reasoning_give_up(ngx_http_request_t *r,
+    ngx_http_gpugate_reasoning_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_reasoning_flush_wait(ngx_http_request_t *r,
     ngx_http_gpugate_reasoning_ctx_t *ctx, ngx_uint_t as_reasoning);
 static void ngx_http_gpugate_reasoning_account(ngx_http_request_t *r,
@@ -275,25 +279,29 @@ ngx_http_gpugate_reasoning_replace(ngx_http_request_t *r,
     u_char *name, u_char *after, u_char *reason, size_t rlen, u_char *content,
     size_t clen)
 {
-    size_t   n;
-    u_char  *m;
+    ngx_buf_t  *b;
 
-    m = ngx_pnalloc(r->pool, rlen + clen + 40);
-    if (m == NULL) {
+    if (ngx_http_gpugate_reasoning_write(r, ctx, ev, name - ev) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    n = gpugate_think_member(m, reason, rlen, content, clen);
+    /* the new member is written in place: room for it in one buffer */
 
-    if (ngx_http_gpugate_reasoning_write(r, ctx, ev, name - ev) != NGX_OK
-        || ngx_http_gpugate_reasoning_write(r, ctx, m, n) != NGX_OK
-        || ngx_http_gpugate_reasoning_write(r, ctx, after,
-                                            ev + len - after) != NGX_OK)
-    {
-        return NGX_ERROR;
+    b = ctx->cur;
+
+    if (b == NULL || (size_t) (b->end - b->last) < rlen + clen + 40) {
+        if (ngx_http_gpugate_reasoning_buf(r, ctx, rlen + clen + 40)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        b = ctx->cur;
     }
 
-    return NGX_OK;
+    b->last += gpugate_think_member(b->last, reason, rlen, content, clen);
+
+    return ngx_http_gpugate_reasoning_write(r, ctx, after, ev + len - after);
 }
 
 
@@ -414,20 +422,37 @@ wait:
 
     /* too long a wait: the answer is taken as one without reasoning */
 
+    if (ngx_http_gpugate_reasoning_give_up(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_gpugate_reasoning_write(r, ctx, ev, len);
+}
+
+
+/*
+ * No more waiting for the opening tag (the wait or an event grew too
+ * long): the answer passes as it came from here on, the waiting events
+ * first.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_reasoning_give_up(ngx_http_request_t *r,
+    ngx_http_gpugate_reasoning_ctx_t *ctx)
+{
+    size_t  clen;
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "gpugate reasoning: %uz bytes of events without the "
                    "opening tag, no reasoning", ctx->wait_len);
 
     /* the held bytes are in the waiting events: only the state matters */
+
     clen = 0;
     gpugate_think_give_up(&ctx->think, ctx->scratch, &clen);
     ctx->given_up = 1;
 
-    if (ngx_http_gpugate_reasoning_flush_wait(r, ctx, 0) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    return ngx_http_gpugate_reasoning_write(r, ctx, ev, len);
+    return ngx_http_gpugate_reasoning_flush_wait(r, ctx, 0);
 }
 
 
@@ -505,9 +530,8 @@ static ngx_int_t
 ngx_http_gpugate_reasoning_write(ngx_http_request_t *r,
     ngx_http_gpugate_reasoning_ctx_t *ctx, u_char *p, size_t len)
 {
-    size_t        n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl, **ll;
+    size_t      n;
+    ngx_buf_t  *b;
 
     while (len) {
         b = ctx->cur;
@@ -520,46 +544,63 @@ ngx_http_gpugate_reasoning_write(ngx_http_request_t *r,
             continue;
         }
 
-        /* a new buffer: a free one of ours, or made */
-
-        cl = NULL;
-
-        for (ll = &ctx->free; *ll; ll = &(*ll)->next) {
-            if ((size_t) ((*ll)->buf->end - (*ll)->buf->start) >= len) {
-                cl = *ll;
-                *ll = cl->next;
-                break;
-            }
+        if (ngx_http_gpugate_reasoning_buf(r, ctx, len) != NGX_OK) {
+            return NGX_ERROR;
         }
-
-        if (cl == NULL) {
-            cl = ngx_alloc_chain_link(r->pool);
-            if (cl == NULL) {
-                return NGX_ERROR;
-            }
-
-            b = ngx_create_temp_buf(r->pool,
-                                    ngx_align(ngx_max(len, 4096), 1024));
-            if (b == NULL) {
-                return NGX_ERROR;
-            }
-
-            b->tag = (ngx_buf_tag_t) &ngx_http_gpugate_reasoning_module;
-            cl->buf = b;
-        }
-
-        b = cl->buf;
-        b->pos = b->start;
-        b->last = b->start;
-        b->flush = 0;
-        b->last_buf = 0;
-        b->last_in_chain = 0;
-
-        cl->next = NULL;
-        *ctx->last_out = cl;
-        ctx->last_out = &cl->next;
-        ctx->cur = b;
     }
+
+    return NGX_OK;
+}
+
+
+/* a new output buffer of at least "size" bytes: a free one, or made */
+
+static ngx_int_t
+ngx_http_gpugate_reasoning_buf(ngx_http_request_t *r,
+    ngx_http_gpugate_reasoning_ctx_t *ctx, size_t size)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl, **ll;
+
+    cl = NULL;
+
+    for (ll = &ctx->free; *ll; ll = &(*ll)->next) {
+        if ((size_t) ((*ll)->buf->end - (*ll)->buf->start) >= size) {
+            cl = *ll;
+            *ll = cl->next;
+            break;
+        }
+    }
+
+    if (cl == NULL) {
+        cl = ngx_alloc_chain_link(r->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        /* rounded up, so that buffers fit later calls too */
+
+        b = ngx_create_temp_buf(r->pool, ngx_align(ngx_max(size, 4096),
+                                                   1024));
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->tag = (ngx_buf_tag_t) &ngx_http_gpugate_reasoning_module;
+        cl->buf = b;
+    }
+
+    b = cl->buf;
+    b->pos = b->start;
+    b->last = b->start;
+    b->flush = 0;
+    b->last_buf = 0;
+    b->last_in_chain = 0;
+
+    cl->next = NULL;
+    *ctx->last_out = cl;
+    ctx->last_out = &cl->next;
+    ctx->cur = b;
 
     return NGX_OK;
 }
@@ -595,7 +636,8 @@ ngx_http_gpugate_reasoning_stream(ngx_http_request_t *r,
 
                 ctx->passing = 1;
 
-                rc = ngx_http_gpugate_reasoning_flush_wait(r, ctx, 0);
+                rc = ctx->wait_len
+                     ? ngx_http_gpugate_reasoning_give_up(r, ctx) : NGX_OK;
 
                 if (rc == NGX_OK) {
                     rc = ngx_http_gpugate_reasoning_write(r, ctx, ctx->ev,
@@ -810,11 +852,12 @@ ngx_http_gpugate_reasoning_flags(ngx_http_request_t *r,
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    if (!flush && !last_buf && !last_in_chain) {
+    b = ctx->cur;
+
+    if (b == NULL && !last_buf && !last_in_chain) {
+        /* nothing to send: a flush alone has nothing to push */
         return NGX_OK;
     }
-
-    b = ctx->cur;
 
     if (b == NULL) {
         b = ngx_calloc_buf(r->pool);
