@@ -18,7 +18,7 @@ use lib "$FindBin::Bin/support";
 use JSON::PP;
 use Test::More;
 
-use GpugateTest qw(start_nginx env_or_skip);
+use GpugateTest qw(start_nginx env_or_skip npm_install);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_MOCK_PORT));
 
@@ -27,22 +27,10 @@ for my $tool (qw(node npm)) {
         unless system("command -v $tool >/dev/null 2>&1") == 0;
 }
 
-my $version = '7.55.0';
 my $npm = $ENV{GPUGATE_NPM_DIR} || "$FindBin::Bin/../build/npm";
 
-sub installed {
-    open my $f, '<', "$npm/node_modules/openai/package.json" or return 0;
-    local $/;
-    return ((decode_json(<$f>) || {})->{version} // '') eq $version;
-}
-
-unless (installed()) {
-    system('mkdir', '-p', $npm);
-    system("cd '$npm' && npm install --no-audit --no-fund --loglevel=error "
-           . "openai\@$version >npm-install.log 2>&1");
-    plan skip_all => "npm could not install the SDK (see $npm/"
-                   . "npm-install.log)" unless installed();
-}
+plan skip_all => "npm could not install the SDK (see $npm/npm-install.log)"
+    unless npm_install($npm, 'openai' => '7.55.0');
 
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 
