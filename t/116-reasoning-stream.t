@@ -39,7 +39,7 @@ my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 # a runtime that sends one of these streams, in two writes cut at the
 # offset the request's X-Split says
 
-my $ID = '"id":"c","object":"chat.completion.chunk","model":"raw-model"';
+my $ID = '"id":"c"';
 sub ev { my ($delta, $fin, $end) = @_;
          return qq(data: {$ID,"choices":[{"index":0,"delta":{$delta},)
               . qq("finish_reason":$fin}]}) . ($end // "\n\n") }
@@ -54,12 +54,12 @@ my %streams = (
     plain => ev('"role":"assistant","content":""', 'null')
            . ev('"content":" \u003cthi"', 'null')
            . ev('"content":"nking"', 'null', "\r\n\r\n")
-           . ev('', '"stop"')
            . "data: [DONE]\n\n",
 );
 
 # limits: an event too long to rewrite passes as it is; too much
-# whitespace, or too many events, before the tag: no reasoning
+# whitespace (600 bytes), or too many events (80 KiB), before the tag: no
+# reasoning
 $streams{long} = ev('"content":"<think>a"', 'null')
                . ev('"content":"' . ('x' x 70000) . '"', 'null')
                . ev('"content":"</think>b"', 'null')
@@ -68,7 +68,7 @@ $streams{spaces} = join('', map { ev('"content":" "', 'null') } 1 .. 600)
                  . ev('"content":"<think>x</think>y"', 'null')
                  . "data: [DONE]\n\n";
 $streams{wait} = ev('"content":" <th"', 'null')
-               . join('', map { ev('', 'null') } 1 .. 800)
+               . join('', map { ev('', 'null') } 1 .. 1100)
                . ev('"content":"ink>x</think>y"', 'null')
                . "data: [DONE]\n\n";
 
@@ -99,7 +99,7 @@ if ($pid == 0) {
                    . "Connection: close\r\n\r\n");
         $split //= 0;
         syswrite($c, substr($s, 0, $split)) if $split;
-        sleep 0.002 if $split;
+        sleep 0.001 if $split;
         syswrite($c, substr($s, $split));
         close $c;
     }

@@ -25,11 +25,13 @@
 #define GPUGATE_THINK_DEPTH  64
 
 
+/* the caller's two outputs */
+
 typedef struct {
-    unsigned char  *reason;
-    size_t         *rlen;
-    unsigned char  *content;
-    size_t         *clen;
+    unsigned char  *reason;        /* reasoning bytes go here */
+    size_t         *rlen;          /* at this offset */
+    unsigned char  *content;       /* content bytes go here */
+    size_t         *clen;          /* at this offset */
 } gpugate_think_out_t;
 
 
@@ -569,8 +571,8 @@ gpugate_think_members(const unsigned char *p, const unsigned char *end,
 typedef struct {
     const unsigned char  *base;     /* the document, for offsets */
     const char           *holder;   /* "delta" or "message" */
-    gpugate_think_loc_t  *locs;
-    int                   max;
+    gpugate_think_loc_t  *locs;     /* the caller's array */
+    int                   max;      /* its size */
     int                   n;        /* locations found */
     long                  position; /* of the current choice */
     long                  index;    /* its "index", -1: none yet */

@@ -53,17 +53,17 @@ typedef enum {
 
 typedef struct {
     const char     *open;          /* opening tag, decoded characters */
-    size_t          open_len;
+    size_t          open_len;      /* its length */
     const char     *close;         /* closing tag */
-    size_t          close_len;
+    size_t          close_len;     /* its length */
     unsigned char   held[GPUGATE_THINK_HOLD]; /* raw bytes whose side is
                                       not known yet: leading whitespace
                                       and a tag's beginning */
-    size_t          held_len;
+    size_t          held_len;      /* bytes in "held" */
     unsigned char   esc[6];        /* an escape cut by the fragment's end */
-    size_t          esc_len;
+    size_t          esc_len;       /* its bytes so far */
     size_t          match;         /* characters of a tag matched */
-    gpugate_think_state_e  state;
+    gpugate_think_state_e  state;  /* where in the answer */
 } gpugate_think_t;
 
 

@@ -57,13 +57,13 @@ typedef struct {
     u_char            sse_data[1]; /* the framer's data buffer: the data
                                       is read from "ev", not from it */
     u_char           *ev;          /* raw bytes of the current event */
-    size_t            ev_len;
-    size_t            ev_cap;
+    size_t            ev_len;      /* its bytes so far */
+    size_t            ev_cap;      /* the size of "ev" */
     u_char           *wait;        /* events waiting for the opening tag */
-    size_t            wait_len;
-    size_t            wait_cap;
+    size_t            wait_len;    /* their bytes */
+    size_t            wait_cap;    /* the size of "wait" */
     u_char           *scratch;     /* reasoning and content of an event */
-    size_t            scratch_cap;
+    size_t            scratch_cap; /* its size, halved between them */
     ngx_buf_t        *json;        /* the whole JSON answer so far */
     ngx_chain_t      *out;         /* output of the current call */
     ngx_chain_t     **last_out;    /* its end */

@@ -19,8 +19,9 @@
 typedef struct {
     ngx_str_t         pool;        /* pool= the rule is for; "": every
                                       other pool */
-    ngx_str_t         open;        /* opening tag */
-    ngx_str_t         close;       /* closing tag */
+    ngx_str_t         open;        /* opening tag, 1..32 printable ASCII
+                                      bytes (open=) */
+    ngx_str_t         close;       /* closing tag (close=) */
     ngx_flag_t        split;       /* split, or off */
 } ngx_http_gpugate_reasoning_rule_t;
 
