@@ -4,6 +4,7 @@
  */
 
 
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -47,28 +48,39 @@ enum {
 };
 
 
+/*
+ * Byte classes (GG_HTTP_C_*): one lookup per byte where the tests of
+ * tchar took up to a strchr() each, and the runs of plain bytes in a
+ * head are skipped with it in tight loops.
+ */
+
+const unsigned char  gg_http_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 8, 0, 0, 8, 0, 0,  /* 00 */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  /* 10 */
+    4, 3, 2, 3, 3, 3, 3, 3, 2, 2, 3, 3, 2, 3, 3, 2,  /* 20 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2,  /* 30 */
+    2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,  /* 40 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 3, 3,  /* 50 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,  /* 60 */
+    3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 2, 3, 0,  /* 70 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* 80 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* 90 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* a0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* b0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* c0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* d0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,  /* e0 */
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2   /* f0 */
+};
+
+
+#define gg_http_is(c, cls)  (gg_http_class[(unsigned char) (c)] & (cls))
+
 /* RFC 9110 tchar: the bytes of methods and field names */
-
-static int
-gg_http_tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-        || (c >= '0' && c <= '9'))
-    {
-        return 1;
-    }
-
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
+#define gg_http_tchar(c)    gg_http_is(c, GG_HTTP_C_TCHAR)
 
 /* field-value bytes: VCHAR, obs-text, SP, HTAB */
-
-static int
-gg_http_vchar(unsigned char c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
+#define gg_http_vchar(c)    gg_http_is(c, GG_HTTP_C_VCHAR | GG_HTTP_C_WS)
 
 
 static int
@@ -91,7 +103,8 @@ gg_http_hex(unsigned char c)
 void
 gg_http_head_init(gg_http_head_t *h, int response, size_t max_head)
 {
-    memset(h, 0, sizeof(gg_http_head_t));
+    /* "headers" is not cleared: 2 KiB per message for nothing */
+    memset(h, 0, offsetof(gg_http_head_t, headers));
 
     h->response = response;
     h->max_head = max_head;
@@ -271,20 +284,35 @@ gg_http_framing(gg_http_head_t *h)
 }
 
 
+/*
+ * The end of the run of bytes of class "cls" that starts at p, at most
+ * "end": the states that read a token, a target or a value skip their
+ * plain bytes with it instead of going round the switch for each.
+ */
+
+static size_t
+gg_http_run(const char *buf, size_t p, size_t end, unsigned cls)
+{
+    while (p < end && gg_http_is(buf[p], cls)) {
+        p++;
+    }
+
+    return p;
+}
+
+
 int
 gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
 {
     int              v;
-    size_t           p;
+    size_t           p, q, end;
     unsigned char    c;
 
-    for (p = h->pos; p < len; p++) {
-        c = (unsigned char) buf[p];
+    /* a byte at max_head or past it makes the head too large */
+    end = len < h->max_head ? len : h->max_head;
 
-        if (p >= h->max_head) {
-            h->pos = p;
-            return GG_HTTP_TOO_LARGE;
-        }
+    for (p = h->pos; p < end; p++) {
+        c = (unsigned char) buf[p];
 
         switch (h->state) {
 
@@ -322,6 +350,8 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
                 return GG_HTTP_ERROR;
             }
 
+            /* the for's p++ goes to the byte that ends the run */
+            p = gg_http_run(buf, p + 1, end, GG_HTTP_C_TCHAR) - 1;
             break;
 
         case gg_st_uri:
@@ -337,10 +367,11 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
                 break;
             }
 
-            if (c <= 0x20 || c == 0x7f) {
+            if (!gg_http_is(c, GG_HTTP_C_VCHAR)) {
                 return GG_HTTP_ERROR;
             }
 
+            p = gg_http_run(buf, p + 1, end, GG_HTTP_C_VCHAR) - 1;
             break;
 
         case gg_st_req_version:
@@ -427,6 +458,8 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
                 return GG_HTTP_ERROR;
             }
 
+            p = gg_http_run(buf, p + 1, end,
+                            GG_HTTP_C_VCHAR | GG_HTTP_C_WS) - 1;
             break;
 
         case gg_st_line_lf:
@@ -476,8 +509,10 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
                 gg_http_invalid(h, p);
                 h->state = gg_st_hdr_skip;
                 p--;
+                break;
             }
 
+            p = gg_http_run(buf, p + 1, end, GG_HTTP_C_TCHAR) - 1;
             break;
 
         case gg_st_hdr_ows:
@@ -510,7 +545,17 @@ gg_http_parse_head(gg_http_head_t *h, const char *buf, size_t len)
             }
 
             if (c != ' ' && c != '\t') {
-                h->value_end = p + 1;
+                /* to the line's end or a bad byte, then back over OWS
+                   (which stops at c at the latest) */
+                q = gg_http_run(buf, p + 1, end,
+                                GG_HTTP_C_VCHAR | GG_HTTP_C_WS);
+                p = q - 1;
+
+                while (gg_http_is(buf[q - 1], GG_HTTP_C_WS)) {
+                    q--;
+                }
+
+                h->value_end = q;
             }
 
             break;

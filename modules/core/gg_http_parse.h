@@ -31,6 +31,16 @@
 /* fields kept in "headers"; any number more are checked and walked */
 #define GG_HTTP_MAX_HEADERS   64
 
+/* bits of gg_http_class[]: what a byte may be in a head */
+#define GG_HTTP_C_TCHAR       0x01 /* RFC 9110 tchar: methods, names */
+#define GG_HTTP_C_VCHAR       0x02 /* VCHAR or obs-text: 0x21-0xff but
+                                      DEL; a target's bytes, a value's
+                                      other than its spaces */
+#define GG_HTTP_C_WS          0x04 /* SP, HTAB */
+#define GG_HTTP_C_EOL         0x08 /* CR, LF */
+
+extern const unsigned char  gg_http_class[256];
+
 
 typedef struct {
     size_t        name;           /* offset of the field name */
@@ -54,8 +64,6 @@ typedef struct {
     int           status;         /* response: the status code */
     size_t        reason;         /* response: offset of the reason */
     size_t        reason_len;     /* its length, may be 0 */
-    gg_http_header_t  headers[GG_HTTP_MAX_HEADERS];  /* the first ones,
-                                                      in arrival order */
     size_t        nheaders;       /* used entries in "headers" */
     size_t        nfields;        /* fields in the head, kept or not */
     size_t        invalid_at;     /* offset + 1 of the first byte that
@@ -79,6 +87,11 @@ typedef struct {
     unsigned      conn_keep:1;    /* Connection: keep-alive was seen */
     int           framing;        /* GG_HTTP_OK, or the error a framing
                                      field caused: returned at the end */
+
+    /* last, so that gg_http_head_init() leaves its 2 KiB alone: an entry
+       is read only below "nheaders" */
+    gg_http_header_t  headers[GG_HTTP_MAX_HEADERS];  /* the first ones,
+                                                      in arrival order */
 } gg_http_head_t;
 
 

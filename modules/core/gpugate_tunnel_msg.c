@@ -32,17 +32,37 @@ static void gpugate_tunnel_putu(gpugate_tunnel_out_t *o, unsigned long v);
 static void gpugate_tunnel_fields(gpugate_tunnel_out_t *o,
     const gg_http_head_t *h, const char *src,
     int (*hop)(const char *name, size_t len));
+static void gpugate_tunnel_field(gpugate_tunnel_out_t *o, const char *src,
+    const gg_http_header_t *hd);
+
+
+/* a name and its length: the length is compared first, with no strlen() */
+typedef struct {
+    const char  *name;        /* lower case */
+    size_t       len;         /* strlen(name) */
+} gpugate_tunnel_name_t;
+
+#define gpugate_tunnel_name(s)  { s, sizeof(s) - 1 }
+
 static int gpugate_tunnel_name_in(const char *name, size_t len,
-    const char *const *names);
+    const gpugate_tunnel_name_t *names);
 
 
-static const char *const  gpugate_tunnel_hop_req[] = {
-    "host", "connection", "keep-alive", "proxy-connection", "te",
-    "upgrade", "expect", NULL
+static const gpugate_tunnel_name_t  gpugate_tunnel_hop_req[] = {
+    gpugate_tunnel_name("host"),
+    gpugate_tunnel_name("connection"),
+    gpugate_tunnel_name("keep-alive"),
+    gpugate_tunnel_name("proxy-connection"),
+    gpugate_tunnel_name("te"),
+    gpugate_tunnel_name("upgrade"),
+    gpugate_tunnel_name("expect"),
+    { NULL, 0 }
 };
 
-static const char *const  gpugate_tunnel_hop_resp[] = {
-    "connection", "keep-alive", NULL
+static const gpugate_tunnel_name_t  gpugate_tunnel_hop_resp[] = {
+    gpugate_tunnel_name("connection"),
+    gpugate_tunnel_name("keep-alive"),
+    { NULL, 0 }
 };
 
 
@@ -70,11 +90,18 @@ gpugate_tunnel_puts(gpugate_tunnel_out_t *o, const char *s)
 static void
 gpugate_tunnel_putu(gpugate_tunnel_out_t *o, unsigned long v)
 {
-    char  num[24];
-    int   n;
+    char   num[24], *p;
 
-    n = snprintf(num, sizeof(num), "%lu", v);
-    gpugate_tunnel_put(o, num, (size_t) n);
+    /* by hand: snprintf() cost 300 instructions per status line */
+
+    p = num + sizeof(num);
+
+    do {
+        *--p = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v);
+
+    gpugate_tunnel_put(o, p, (size_t) (num + sizeof(num) - p));
 }
 
 
@@ -247,8 +274,23 @@ static void
 gpugate_tunnel_fields(gpugate_tunnel_out_t *o, const gg_http_head_t *h,
     const char *src, int (*hop)(const char *name, size_t len))
 {
-    size_t            pos;
-    gg_http_header_t  hd;
+    size_t                   i, pos;
+    gg_http_header_t         hd;
+    const gg_http_header_t  *kept;
+
+    if (h->nfields <= h->nheaders) {
+        /* the parser kept them all: no second walk of the head's bytes */
+
+        for (i = 0; i < h->nheaders; i++) {
+            kept = &h->headers[i];
+
+            if (!hop(src + kept->name, kept->name_len)) {
+                gpugate_tunnel_field(o, src, kept);
+            }
+        }
+
+        return;
+    }
 
     /* every field, however many: nginx sets no limit on their number */
 
@@ -256,15 +298,36 @@ gpugate_tunnel_fields(gpugate_tunnel_out_t *o, const gg_http_head_t *h,
 
     while (gg_http_header_next(h, src, &pos, &hd)) {
 
-        if (hop(src + hd.name, hd.name_len)) {
-            continue;
+        if (!hop(src + hd.name, hd.name_len)) {
+            gpugate_tunnel_field(o, src, &hd);
         }
-
-        gpugate_tunnel_put(o, src + hd.name, hd.name_len);
-        gpugate_tunnel_puts(o, ": ");
-        gpugate_tunnel_put(o, src + hd.value, hd.value_len);
-        gpugate_tunnel_puts(o, "\r\n");
     }
+}
+
+
+static void
+gpugate_tunnel_field(gpugate_tunnel_out_t *o, const char *src,
+    const gg_http_header_t *hd)
+{
+    gpugate_tunnel_put(o, src + hd->name, hd->name_len);
+    gpugate_tunnel_put(o, ": ", 2);
+    gpugate_tunnel_put(o, src + hd->value, hd->value_len);
+    gpugate_tunnel_put(o, "\r\n", 2);
+}
+
+
+size_t
+gpugate_tunnel_relay_max(const gg_http_head_t *h, size_t extra)
+{
+    /*
+     * Each field line grows by 2 at most ("a:b\n" to "a: b\r\n"), the
+     * start line by 3 ("HTTP/1.1 200\n" to "HTTP/1.1 200 \r\n"); the
+     * rest is what the builders add: Host and Connection: close, or
+     * Transfer-Encoding: chunked, and the empty line.
+     */
+    return h->head_len + 2 * h->nfields + 3
+           + sizeof("Host: \r\nConnection: close\r\n\r\n")
+           + sizeof("Transfer-Encoding: chunked\r\n") + extra;
 }
 
 
@@ -336,10 +399,10 @@ gpugate_tunnel_answer_frame(const gg_http_head_t *h, int head_req)
 
 static int
 gpugate_tunnel_name_in(const char *name, size_t len,
-    const char *const *names)
+    const gpugate_tunnel_name_t *names)
 {
-    for ( /* void */ ; *names != NULL; names++) {
-        if (strlen(*names) == len && strncasecmp(name, *names, len) == 0) {
+    for ( /* void */ ; names->name != NULL; names++) {
+        if (names->len == len && strncasecmp(name, names->name, len) == 0) {
             return 1;
         }
     }

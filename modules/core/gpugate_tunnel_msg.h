@@ -115,6 +115,14 @@ size_t gpugate_tunnel_relay_answer(char *buf, size_t size,
     const gg_http_head_t *h, const char *src, gpugate_tunnel_frame_e frame);
 
 /*
+ * At least the bytes gpugate_tunnel_relay_request() (with a "host" of
+ * "extra" bytes) or gpugate_tunnel_relay_answer() (with "extra" 0) takes
+ * for the head "h": room for that much lets the caller fill at once,
+ * without the measuring pass over the head.
+ */
+size_t gpugate_tunnel_relay_max(const gg_http_head_t *h, size_t extra);
+
+/*
  * How the body of the runtime's answer "h" ends (RFC 9112 section 6.3),
  * "head_req" when it answers a HEAD request.
  */

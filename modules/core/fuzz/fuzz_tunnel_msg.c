@@ -7,9 +7,10 @@
  * (else a request head), bit 1 a HEAD request, bits 2-4 the status of an
  * error answer; the rest is the head, and also the error answer's
  * message.  A head that parses is relayed as the agent relays it, size
- * then fill: both calls must agree, and nginx's parser must read the
- * result back whole, with the same status or request line and the
- * fields that were not hop-by-hop.  The error answer must parse, its
+ * then fill: both calls must agree and stay within relay_max (what the
+ * agent reserves), and nginx's parser must read the result back whole,
+ * with the same status or request line and the fields that were not
+ * hop-by-hop.  The error answer must parse, its
  * Content-Length must be its body, and its body hold no control byte
  * but the last newline.
  */
@@ -54,6 +55,12 @@ fuzz_request(const gg_http_head_t *h, const char *buf, int keepalive)
 
     n = gpugate_tunnel_relay_request(NULL, 0, h, buf, "127.0.0.1:8000",
                                      keepalive);
+
+    /* the agent reserves this much and fills at once */
+    if (n > gpugate_tunnel_relay_max(h, sizeof("127.0.0.1:8000") - 1)) {
+        abort();
+    }
+
     out = malloc(n);
 
     if (out == NULL
@@ -90,6 +97,11 @@ fuzz_answer(const gg_http_head_t *h, const char *buf, int head_req)
     frame = gpugate_tunnel_answer_frame(h, head_req);
 
     n = gpugate_tunnel_relay_answer(NULL, 0, h, buf, frame);
+
+    if (n > gpugate_tunnel_relay_max(h, 0)) {
+        abort();
+    }
+
     out = malloc(n);
 
     if (out == NULL

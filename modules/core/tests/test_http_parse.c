@@ -393,6 +393,152 @@ test_invalid_fields(void)
 }
 
 
+/*
+ * gg_http_class[] against the grammar's own words (RFC 9110 5.6.2 tchar,
+ * 5.5 field-vchar), and the parser's runs over it: every byte in a
+ * method, a target and a reason, values with OWS inside and around, the
+ * head split at every step, and max_head at every offset.
+ */
+
+static int
+ref_tchar(int c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+           || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+
+static void
+test_classes(void)
+{
+    int              c, all, want, rc;
+    size_t           i, step, max, len;
+    gg_http_head_t   h;
+    char             req[256];
+    const char      *s;
+
+    all = 1;
+
+    for (c = 0; c < 256; c++) {
+        want = (ref_tchar(c) ? GG_HTTP_C_TCHAR : 0)
+               | (c > 0x20 && c != 0x7f ? GG_HTTP_C_VCHAR : 0)
+               | (c == ' ' || c == '\t' ? GG_HTTP_C_WS : 0)
+               | (c == '\r' || c == '\n' ? GG_HTTP_C_EOL : 0);
+
+        if (gg_http_class[c] != want) {
+            printf("# class of 0x%02x: %d, not %d\n", c, gg_http_class[c],
+                   want);
+            all = 0;
+        }
+    }
+
+    tap_ok(all, "gg_http_class: tchar, vchar, SP/HTAB, CR/LF for all 256");
+
+    all = 1;
+
+    for (c = 1; c < 256; c++) {
+        if (c == ' ') {
+            continue;
+        }
+
+        /* the byte inside the method, then inside the target */
+
+        snprintf(req, sizeof(req), "PO%cST / HTTP/1.1\r\n\r\n", c);
+        want = ref_tchar(c) ? GG_HTTP_OK : GG_HTTP_ERROR;
+
+        for (step = 0; step < 4; step++) {
+            rc = head_steps(&h, req, step, 0, 65536);
+            all &= (rc == want
+                    && (rc != GG_HTTP_OK || h.method_len == 5));
+        }
+
+        snprintf(req, sizeof(req), "GET /a%cb HTTP/1.1\r\n\r\n", c);
+        want = (c > 0x20 && c != 0x7f) ? GG_HTTP_OK : GG_HTTP_ERROR;
+
+        for (step = 0; step < 4; step++) {
+            rc = head_steps(&h, req, step, 0, 65536);
+            all &= (rc == want && (rc != GG_HTTP_OK || h.uri_len == 4));
+        }
+
+        if (c == '\r' || c == '\n') {
+            continue;
+        }
+
+        snprintf(req, sizeof(req), "HTTP/1.1 200 O%cK\r\n\r\n", c);
+        want = (c >= 0x20 && c != 0x7f) || c == '\t' ? GG_HTTP_OK
+                                                       : GG_HTTP_ERROR;
+
+        for (step = 0; step < 4; step++) {
+            rc = head_steps(&h, req, step, 1, 65536);
+            all &= (rc == want && (rc != GG_HTTP_OK || h.reason_len == 3));
+        }
+
+        if (!all) {
+            printf("# method, target or reason byte 0x%02x\n", c);
+            break;
+        }
+    }
+
+    tap_ok(all, "every byte in a method, a target and a reason, whole and "
+           "in steps of 1-3");
+
+    /* OWS: trimmed at both ends, kept inside, however the bytes come */
+
+    s = "GET / HTTP/1.1\r\nA: \t x \t y\t \r\nB:z\r\nC: \t \r\n"
+        "D:\t\tw w  \nE: e\r\n\r\n";
+    all = 1;
+
+    for (step = 0; step <= strlen(s); step++) {
+        all &= (head_steps(&h, s, step, 0, 65536) == GG_HTTP_OK
+                && h.nheaders == 5
+                && value_is(&h, s, "a", "x \t y")
+                && value_is(&h, s, "b", "z") && value_is(&h, s, "c", "")
+                && value_is(&h, s, "d", "w w") && value_is(&h, s, "e", "e"));
+    }
+
+    tap_ok(all, "values: OWS trimmed at both ends and kept inside, at "
+           "every step");
+
+    /* the limit: a head of head_len bytes is OK iff it fits in max */
+
+    s = "POST /v1/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        "X-Long: aaaaaaaaaaaaaaaaaaaa bbbbbbbbbbbbbb\r\n\r\n";
+    len = strlen(s);
+    all = 1;
+
+    for (max = 1; max <= len + 1; max++) {
+        for (step = 0; step < 3; step++) {
+            rc = head_steps(&h, s, step, 0, max);
+
+            if (rc != (len <= max ? GG_HTTP_OK : GG_HTTP_TOO_LARGE)) {
+                printf("# max_head %zu, step %zu: %d\n", max, step, rc);
+                all = 0;
+            }
+        }
+    }
+
+    tap_ok(all, "max_head: OK exactly when the head fits, at every limit");
+
+    /* gg_http_head_init() leaves "headers" alone: nothing stale is read */
+
+    memset(&h, 0x5a, sizeof(h));
+    s = "HTTP/1.1 204 No Content\r\nA: 1\r\n\r\n";
+    all = (head_steps(&h, s, 0, 1, 4096) == GG_HTTP_OK && h.nheaders == 1
+           && h.nfields == 1 && h.invalid_at == 0 && h.content_length == -1
+           && value_is(&h, s, "a", "1")
+           && gg_http_find_header(&h, s, "b") == NULL);
+
+    for (i = 0; i < 3; i++) {
+        all &= (head_steps(&h, "GET / HTTP/1.1\r\n\r\n", 0, 0, 4096)
+                == GG_HTTP_OK && h.nheaders == 0
+                && gg_http_find_header(&h, "GET / HTTP/1.1\r\n\r\n", "a")
+                   == NULL);
+    }
+
+    tap_ok(all, "a parser reused over junk: only what this head set is read");
+}
+
+
 static void
 test_response(void)
 {
@@ -524,6 +670,7 @@ main(void)
     test_request_forms();
     test_malformed();
     test_invalid_fields();
+    test_classes();
     test_response();
     test_chunked();
 

@@ -556,6 +556,116 @@ test_relay(void)
 }
 
 
+/*
+ * The rewritten head the same whether the parser kept every field (up
+ * to GG_HTTP_MAX_HEADERS, read from h->headers) or not (walked in the
+ * bytes), and never longer than gpugate_tunnel_relay_max(), which the
+ * agent reserves before it fills: tightest sources (LF only, no space
+ * after the colon, empty values, no reason) and every framing.
+ */
+
+static void
+test_relay_max(void)
+{
+    int                      c, resp, lf, all, bound;
+    char                    *src, *want, *p, *q, *out;
+    size_t                   i, k, n, len, max;
+    gg_http_head_t           h;
+    gpugate_tunnel_frame_e   frame;
+
+    static const size_t  counts[] = { 0, 1, 2, 63, 64, 65, 66, 300 };
+
+    src = malloc(64 * 1024);
+    want = malloc(64 * 1024);
+    out = malloc(64 * 1024);
+    all = 1;
+    bound = 1;
+
+    /* every request and answer, LF or CRLF, field count and framing */
+
+    for (c = 0; c < 2 * 2 * 8 * 4; c++) {
+        resp = c & 1;
+        lf = (c >> 1) & 1;
+        k = (c >> 2) & 7;
+        frame = (gpugate_tunnel_frame_e) (c >> 5);
+
+        if (!resp && frame != GPUGATE_TUNNEL_FRAME_LENGTH) {
+            continue;
+        }
+
+        p = src;
+        q = want;
+
+        if (resp) {
+            p += sprintf(p, "HTTP/1.0 200%s", lf ? "\n" : "\r\n");
+            q += sprintf(q, "HTTP/1.1 200 \r\n");
+
+        } else {
+            p += sprintf(p, "GET /m HTTP/1.0%s", lf ? "\n" : "\r\n");
+            q += sprintf(q, "GET /m HTTP/1.1\r\n");
+        }
+
+        for (i = 0; i < counts[k]; i++) {
+            /* every 5th a hop-by-hop field, every 3rd an empty value */
+            if (i % 5 == 4) {
+                p += sprintf(p, "%s:x%s", resp ? "connection" : "te",
+                             lf ? "\n" : "\r\n");
+                continue;
+            }
+
+            p += sprintf(p, "f%zu:%s%s", i, i % 3 ? "v" : "",
+                         lf ? "\n" : "\r\n");
+            q += sprintf(q, "f%zu: %s\r\n", i, i % 3 ? "v" : "");
+        }
+
+        p += sprintf(p, "%s", lf ? "\n" : "\r\n");
+
+        if (resp) {
+            q += sprintf(q, "%s\r\n",
+                         frame == GPUGATE_TUNNEL_FRAME_CLOSE
+                         ? "Transfer-Encoding: chunked\r\n" : "");
+
+        } else {
+            q += sprintf(q, "Host: h:1\r\nConnection: close\r\n\r\n");
+        }
+
+        gg_http_head_init(&h, resp, 1 << 20);
+
+        if (gg_http_parse_head(&h, src, (size_t) (p - src)) != GG_HTTP_OK) {
+            all = 0;
+            continue;
+        }
+
+        max = gpugate_tunnel_relay_max(&h, resp ? 0 : 3);
+        n = resp ? gpugate_tunnel_relay_answer(out, 64 * 1024, &h, src,
+                                               frame)
+                 : gpugate_tunnel_relay_request(out, 64 * 1024, &h, src,
+                                                "h:1", 0);
+        len = (size_t) (q - want);
+
+        if (n != len || memcmp(out, want, len) != 0) {
+            printf("# %s, %s, %zu fields, frame %d: differs\n",
+                   resp ? "answer" : "request", lf ? "LF" : "CRLF",
+                   counts[k], (int) frame);
+            all = 0;
+        }
+
+        if (n > max) {
+            printf("# %zu bytes over relay_max %zu\n", n, max);
+            bound = 0;
+        }
+    }
+
+    tap_ok(all, "relayed heads: the same with the fields kept (<= 64) "
+           "and walked (more)");
+    tap_ok(bound, "relayed heads: never over gpugate_tunnel_relay_max()");
+
+    free(src);
+    free(want);
+    free(out);
+}
+
+
 static void
 test_frames(void)
 {
@@ -608,6 +718,7 @@ main(void)
     test_error_answer();
     test_hop();
     test_relay();
+    test_relay_max();
     test_frames();
 
     return tap_done();
