@@ -124,8 +124,10 @@ typedef struct {
                                         after it, so that the tunnel
                                         stays in step and usable */
     unsigned             skip_chunked:1; /* by "skipck", not "skip" */
-    gg_buf_t             in;         /* response bytes not yet handled */
-    gg_http_head_t       head;       /* the runtime's response head */
+    gg_buf_t             in;         /* response bytes not yet handled; its
+                                        head is parsed in the tunnel's
+                                        ga_conn_t.head, idle while a
+                                        request is relayed */
     int                  head_done;  /* head parsed and passed on */
     int                  head_req;   /* the request was HEAD: no body */
     gpugate_tunnel_frame_e  frame;   /* how the answer body ends */
@@ -163,7 +165,12 @@ typedef struct ga_conn_s {
     ga_worker_t         *worker;     /* where it landed, after 101 */
     gg_buf_t             in;         /* from nginx */
     gg_buf_t             out;        /* to nginx */
-    gg_http_head_t       head;       /* message being parsed from "in" */
+    gg_http_head_t       head;       /* message being parsed: the gateway's
+                                        answers in the handshake, then
+                                        requests from "in" while idle and
+                                        the runtime's answer (relay.in)
+                                        while relaying; one parser, as
+                                        the three never overlap */
     gg_timer_t           timer;      /* handshake deadline, idle timeout,
                                         drain */
     gpugate_scram_client_t scram;    /* the exchange of this connection */

@@ -441,15 +441,26 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     host = rt->host;
     keepalive = ga_runtime_keepalive(c->gw->rt) != 0;
 
-    n = gpugate_tunnel_relay_request(NULL, 0, &c->head, buf, host, keepalive);
+    /* room for the most it can take: the head is walked once, to fill */
+    n = gpugate_tunnel_relay_max(&c->head, strlen(host));
 
-    if (gg_buf_reserve(&c->relay.out, n + body) != 0) {
-        return -1;
+    for ( ;; ) {
+        if (gg_buf_reserve(&c->relay.out, n + body) != 0) {
+            return -1;
+        }
+
+        n = gpugate_tunnel_relay_request(gg_buf_last(&c->relay.out),
+                                         gg_buf_room(&c->relay.out),
+                                         &c->head, buf, host, keepalive);
+
+        if (n <= gg_buf_room(&c->relay.out)) {
+            break;
+        }
+
+        /* cannot happen (relay_max is a bound): once more, measured */
     }
 
-    c->relay.out.end += gpugate_tunnel_relay_request(
-                            gg_buf_last(&c->relay.out), n, &c->head, buf,
-                            host, keepalive);
+    c->relay.out.end += n;
     ga_trace_start(c, buf);
 
     if (gg_buf_append(&c->relay.out, buf + c->head.head_len, body) != 0) {
@@ -460,7 +471,13 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
                          && memcmp(buf + c->head.method, "HEAD", 4) == 0);
 
     gg_buf_consume(&c->in, total);
-    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+
+    /*
+     * The request's head is done with: the tunnel's one parser reads the
+     * runtime's answer now, and the next request only after it
+     * (ga_relay_end()); two would cost 2.2 KiB per parked tunnel.
+     */
+    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
 
     c->state = GA_RELAY;
     c->worker->idle--;
@@ -490,7 +507,6 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     }
 
     gg_buf_reset(&c->relay.in);
-    gg_http_head_init(&c->relay.head, 1, GA_HEAD_MAX);
     c->relay.head_done = 0;
     c->relay.sent = 0;
 
@@ -725,41 +741,49 @@ ga_relay_head(ga_conn_t *c, const char *buf)
 {
     size_t  n;
 
-    c->relay.frame = gpugate_tunnel_answer_frame(&c->relay.head,
+    c->relay.frame = gpugate_tunnel_answer_frame(&c->head,
                                                  c->relay.head_req);
 
     if (c->relay.frame == GPUGATE_TUNNEL_FRAME_CHUNKED) {
         gg_http_chunked_init(&c->relay.chunk, UINT64_MAX);
 
     } else if (c->relay.frame == GPUGATE_TUNNEL_FRAME_LENGTH) {
-        c->relay.left = c->relay.head.content_length;
+        c->relay.left = c->head.content_length;
     }
 
-    if (!c->relay.head.keep_alive
+    if (!c->head.keep_alive
         || c->relay.frame == GPUGATE_TUNNEL_FRAME_CLOSE
-        || c->relay.head.status == 101)
+        || c->head.status == 101)
     {
         c->relay.keep = 0;
     }
 
-    n = gpugate_tunnel_relay_answer(NULL, 0, &c->relay.head, buf,
-                                    c->relay.frame);
+    /* as in ga_relay_start(): room for the most, one walk to fill */
+    n = gpugate_tunnel_relay_max(&c->head, 0);
 
-    if (gg_buf_reserve(&c->out, n) != 0) {
-        ga_conn_close(c, "out of memory");
-        return -1;
+    for ( ;; ) {
+        if (gg_buf_reserve(&c->out, n) != 0) {
+            ga_conn_close(c, "out of memory");
+            return -1;
+        }
+
+        n = gpugate_tunnel_relay_answer(gg_buf_last(&c->out),
+                                        gg_buf_room(&c->out),
+                                        &c->head, buf, c->relay.frame);
+
+        if (n <= gg_buf_room(&c->out)) {
+            break;
+        }
     }
 
-    c->out.end += gpugate_tunnel_relay_answer(gg_buf_last(&c->out), n,
-                                              &c->relay.head, buf,
-                                              c->relay.frame);
+    c->out.end += n;
 
-    gg_buf_consume(&c->relay.in, c->relay.head.head_len);
+    gg_buf_consume(&c->relay.in, c->head.head_len);
     c->relay.head_done = 1;
     ga_trace_first_byte(c);
 
     ga_log(GA_DEBUG, "runtime \"%s\" answered %d, body %s",
-           c->gw->rt->conf->name, c->relay.head.status,
+           c->gw->rt->conf->name, c->head.status,
            ga_relay_frames[c->relay.frame]);
 
     return 0;
@@ -782,7 +806,7 @@ ga_relay_response(ga_conn_t *c, int eof)
 
     while (!c->relay.head_done) {
         buf = gg_buf_pos(&c->relay.in);
-        rc = gg_http_parse_head(&c->relay.head, buf, gg_buf_len(&c->relay.in));
+        rc = gg_http_parse_head(&c->head, buf, gg_buf_len(&c->relay.in));
 
         if (rc == GG_HTTP_AGAIN) {
             if (eof) {
@@ -802,12 +826,12 @@ ga_relay_response(ga_conn_t *c, int eof)
             return 0;
         }
 
-        if (c->relay.head.status >= 100 && c->relay.head.status < 200
-            && c->relay.head.status != 101)
+        if (c->head.status >= 100 && c->head.status < 200
+            && c->head.status != 101)
         {
             /* interim (103 Early Hints): the final head follows */
-            gg_buf_consume(&c->relay.in, c->relay.head.head_len);
-            gg_http_head_init(&c->relay.head, 1, GA_HEAD_MAX);
+            gg_buf_consume(&c->relay.in, c->head.head_len);
+            gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
             continue;
         }
 
@@ -940,6 +964,9 @@ ga_relay_end(ga_conn_t *c, int clean)
     if (c->state != GA_RELAY) {
         return;
     }
+
+    /* the parser goes back to requests: ga_serve() reads the next one */
+    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
 
     /* a parked tunnel holds no buffers: 1,000 of them are cheap */
     gg_buf_free(&c->relay.in);
