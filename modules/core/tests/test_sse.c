@@ -358,6 +358,72 @@ main(void)
     classify("{\"type\":\"message_stopped\"}", &c);
     tap_ok(!c.final, "only the exact final types are final");
 
+    /* data lines copied a line at a time: cut at every cap, any split */
+
+    {
+        static const char  ev[] = "data: 0123456789\r\n: c\ndata:abc\n\n";
+        static const char  full[] = "0123456789\nabc";
+        unsigned char      buf[32];
+        gpugate_sse_t      s;
+        size_t             cap, off, n, used;
+        int                done, ok;
+
+        ok = 1;
+
+        for (cap = 0; cap <= sizeof(full); cap++) {
+            for (step = 1; step <= sizeof(ev); step++) {
+                memset(buf, 0, sizeof(buf));
+                gpugate_sse_init(&s, buf, cap);
+                off = 0;
+                done = 0;
+
+                while (off < sizeof(ev) - 1 && !done) {
+                    n = sizeof(ev) - 1 - off;
+                    n = n > step ? step : n;
+                    used = gpugate_sse_feed(&s, (const unsigned char *) ev
+                                            + off, n, &done);
+                    off += used;
+                }
+
+                n = cap < sizeof(full) - 1 ? cap : sizeof(full) - 1;
+
+                ok &= (done && off == sizeof(ev) - 1
+                       && s.event_bytes == sizeof(ev) - 1
+                       && s.data_len == n && memcmp(buf, full, n) == 0
+                       && buf[n] == 0
+                       && s.overflow == (cap < sizeof(full) - 1));
+            }
+        }
+
+        tap_ok(ok, "data cut at every cap from 0 to its length + 1, "
+               "overflow marked, fed in steps of every size");
+    }
+
+    /* names are found once per string (one pass): only as member names */
+
+    classify("{\"choices\":[{\"delta\":{\"content\":\"say \\\"content\\\":"
+             " \\\"x\\\" and \\\\\"},\"finish_reason\":null}],"
+             "\"usage\":null}", &c);
+    tap_ok(c.content && !c.usage, "escaped quotes and a backslash at a "
+           "string's end: the value read, names inside it ignored");
+    classify("{\"choices\":[{\"delta\":{\"role\":\"content\","
+             "\"content\" : \"\"}}],\"x\":\"\\\"usage\\\":{\\\"prompt_tokens"
+             "\\\":1}\"}", &c);
+    tap_ok(!c.content && !c.usage, "a name as a value, an empty content "
+           "after spaces, usage only inside a string: none counts");
+    classify("{\"usage\":{\"prompt_tokens\":1},\"choices\":[],"
+             "\"nested\":{\"usage\":{\"prompt_tokens\":7,"
+             "\"completion_tokens\":3}}}", &c);
+    tap_ok(c.usage && c.prompt_tokens == 7 && c.completion_tokens == 3
+           && c.usage_only, "the last usage wins, choices found before it");
+    classify("{\"error\":{\"message\":\"no\"},\"text\":\"t\","
+             "\"error\":1}", &c);
+    tap_ok(c.error && c.content, "the first error object wins");
+    classify("{\"content\":\"cut", &c);
+    tap_ok(c.content && c.parsed, "a value cut short still counts");
+    classify("{\"text\":\"\",\"content", &c);
+    tap_ok(!c.content && c.parsed, "a name cut short is none");
+
     {
         static const char  two[] = "{\"created\":1,\"data\":[{\"url\":"
                                    "\"u[,]\"},{\"b64_json\":\"QQ==\"}]}";
