@@ -12,6 +12,11 @@
 # Every count is divided by the requests wrk saw answered in that time.
 # Each for the tunnel over TLS and over plain TCP.
 
+# Also (PROFILE_STREAM, default "plain router"): the nginx worker's
+# instructions per stream and per event under 64 SSE streams of the slow
+# mock (20 tokens), plain proxy_pass with proxy_buffering off against
+# auth + router (the streaming group's two nginx scenarios).
+
 prof_s=${PROFILE_SECONDS:-8}
 prof_cg=${PROFILE_CG_SECONDS:-15}
 
@@ -169,6 +174,35 @@ if want profile; then
         p_record "nginx worker, $label: callgrind" \
             "$(p_cg_dump "$n_pid" "$tmp/cg-nginx-$mode" "$n")"
         [ $mode != plain ] && kill "$p_agent" 2>/dev/null
+        kill "$n_pid" 2>/dev/null || true
+        sleep 1
+    done
+
+    # the nginx worker under callgrind with SSE streams (per event)
+    for mode in ${PROFILE_STREAM:-plain router}; do
+        pp=$(gg_free_port)
+        pt=$(gg_free_port)
+        NGINX_WRAP="valgrind -q --tool=callgrind --callgrind-out-file=$tmp/cg-nginx-sse-$mode" \
+            tunnel_nginx "ps-$mode" "$pp" "$pt" "$mode" "$tslow_port"
+        n_pid=$(cat "$tmp/ps-$mode/nginx.pid")
+        printf '%s' "$stream" > "$tmp/p-stream.json"
+        p_sse() {
+            "$GG_BUILD/bin/gpugate-sse-bench" -c 64 -d "$1" \
+                -b "$tmp/p-stream.json" \
+                -H "Authorization: Bearer $bench_key" \
+                -u "http://127.0.0.1:$pp/v1/chat/completions" \
+                | perl -MJSON::PP -e '
+                    my $r = decode_json(scalar <STDIN>);
+                    print $r->{requests} - $r->{errors}, "\n";'
+        }
+        p_sse 3 >/dev/null
+        callgrind_control -z "$n_pid" >/dev/null 2>&1
+        n=$(p_sse "$prof_cg")
+        label="plain proxy_pass, proxy_buffering off"
+        [ $mode = router ] && label="auth + router"
+        # 22 events a stream: 20 tokens, the usage chunk, [DONE]
+        p_record "nginx worker, SSE streams, $label: callgrind" \
+            "$(p_cg_dump "$n_pid" "$tmp/cg-nginx-sse-$mode" "$n")"
         kill "$n_pid" 2>/dev/null || true
         sleep 1
     done

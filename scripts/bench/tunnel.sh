@@ -23,9 +23,10 @@ tslow_port=$GG_MOCK_PORT
 
 "$GG_ROOT/scripts/gpugate-ca" "$tmp/ca" >/dev/null
 
-# tunnel_nginx NAME PORT TUNNEL_PORT MODE(plain|tunnel|gpugate) RUNTIME
-#   [PLAIN_TUNNEL_PORT]: the tunnel listens with TLS, and also without
-#   on the optional last port
+# tunnel_nginx NAME PORT TUNNEL_PORT MODE(plain|tunnel|gpugate|router)
+#   RUNTIME [PLAIN_TUNNEL_PORT]: the tunnel listens with TLS, and also
+#   without on the optional last port; "router" is auth + router straight
+#   to the runtime (the streaming group's gpugate, no tunnel)
 tunnel_nginx() {
     local name=$1 port=$2 tport=$3 mode=$4 rport=$5 dir=$tmp/$1 up loc=
     local plain_listen=
@@ -35,6 +36,11 @@ tunnel_nginx() {
     if [ "$mode" = plain ]; then
         up="upstream runtime { server 127.0.0.1:$rport; keepalive 128; }"
         loc="proxy_buffering off; proxy_pass http://runtime;"
+    elif [ "$mode" = router ]; then
+        up="upstream runtime { server 127.0.0.1:$rport; keepalive 128; }"
+        loc="gpugate_auth on; gpugate_openai on;
+            proxy_set_header Authorization \"\";
+            proxy_pass http://runtime;"
     else
         up="upstream agents { gpugate_tunnel queue=4096 queue_timeout=10s; }"
         loc="proxy_pass http://agents;"
