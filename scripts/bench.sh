@@ -29,7 +29,10 @@
 #                tunnel, with strace and callgrind; see
 #                scripts/bench/profile.sh), trace (gpugate with metrics,
 #                tracing off vs on at sample=1.0 with every span exported
-#                over OTLP/HTTP to a local collector)
+#                over OTLP/HTTP to a local collector), full (the gateway
+#                exactly as scripts/run.sh configures it, TLS tunnel and
+#                agent included, vs plain proxy_pass: CPU per request of
+#                nginx, the agent, PostgreSQL and Redis)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -45,7 +48,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace
+only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -53,7 +56,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -74,6 +77,9 @@ else
     dur=4; rounds=5; stream_dur=10; stream_conns=(1 64 512); miss_dur=4
     scale_conns=(1000 10000)
 fi
+
+# SCALE_CONNS="1000 5000": other counts of parked connections
+[ -n "${SCALE_CONNS:-}" ] && read -r -a scale_conns <<< "$SCALE_CONNS"
 
 export BENCH_LUA=$GG_ROOT/scripts/bench
 
@@ -176,9 +182,14 @@ if want trace; then
     . "$GG_ROOT/scripts/bench/trace.sh"
 fi
 
-if want tunnel || want scale || want agent || want profile; then
+if want tunnel || want scale || want agent || want profile || want full
+then
     . "$GG_ROOT/scripts/bench/tunnel.sh"
     . "$GG_ROOT/scripts/bench/profile.sh"
+fi
+
+if want full; then
+    . "$GG_ROOT/scripts/bench/full.sh"
 fi
 
 if want scale; then

@@ -384,6 +384,8 @@ void ga_conn_drain(ga_conn_t *c);
 void ga_conn_update(ga_conn_t *c);
 int ga_conn_flush(ga_conn_t *c);
 SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
+/* SSL_CTX_free() and the session it kept to resume */
+void ga_tls_ctx_free(SSL_CTX *ctx);
 
 /* a closed connection: its handlers do nothing until it is freed */
 #define ga_conn_dead(c)  ((c)->io.handler == ga_dead_io)

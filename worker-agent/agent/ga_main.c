@@ -268,7 +268,7 @@ main(int argc, char **argv)
 
     for (g = 0; g < ga_agent.nnodes; g++) {
         if (ga_agent.node_ctx[g]) {
-            SSL_CTX_free(ga_agent.node_ctx[g]);
+            ga_tls_ctx_free(ga_agent.node_ctx[g]);
         }
     }
 
