@@ -50,7 +50,7 @@ perl -pe '
     s/\@WORKER_DIR\@/$ENV{GG_WORKER_DIR}/g;
     s/^\@MODEL_LINES\@\n/$ENV{MODEL_LINES}/;
 ' "$GG_ROOT/conf/nginx.conf.in" > "$full_dir/nginx/conf/nginx.conf"
-grep -q '@[A-Z_]*@' "$full_dir/nginx/conf/nginx.conf" \
+grep -v '^ *#' "$full_dir/nginx/conf/nginx.conf" | grep -q '@[A-Z_]*@' \
     && gg_die "full: conf/nginx.conf.in has a placeholder run.sh's" \
               "substitutions do not know; update scripts/bench/full.sh"
 
