@@ -22,6 +22,8 @@ full_dir=$tmp/full
 mkdir -p "$full_dir/secrets" "$full_dir/logs" "$full_dir/nginx/conf" \
     "$full_dir/worker/usage-spill"
 ln -sfn "$tmp/ca" "$full_dir/ca"
+# the workers write the ledger's spill there (run.sh: chown to its user)
+[ "$(id -u)" = 0 ] && chown nobody "$full_dir/worker/usage-spill"
 (umask 077
  od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$full_dir/secrets/redis.pass"
  od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > "$full_dir/secrets/auth.secret")
