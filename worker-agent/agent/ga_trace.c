@@ -203,6 +203,7 @@ ga_trace_start(ga_conn_t *c, const char *buf)
     sp->start_ns = ga_trace_now_ns();
     sp->start_us = gg_time_us();
     sp->ttfb_us = 0;
+    sp->status = 0;
     sp->active = 1;
 
     ga_log(GA_DEBUG, "runtime \"%s\": span %.16s of trace %.32s",
@@ -215,6 +216,7 @@ ga_trace_first_byte(ga_conn_t *c)
 {
     if (c->relay.trace.active && c->relay.trace.ttfb_us == 0) {
         c->relay.trace.ttfb_us = gg_time_us() - c->relay.trace.start_us;
+        c->relay.trace.status = c->head.status;
         ga_log(GA_DEBUG, "runtime \"%s\": first byte after %llu us",
                c->gw->rt->conf->name,
                (unsigned long long) c->relay.trace.ttfb_us);
@@ -275,7 +277,7 @@ ga_trace_end(ga_conn_t *c, int clean)
 
     sp->active = 0;
     rt = c->gw->rt;
-    status = c->relay.head_done ? c->relay.head.status : 0;
+    status = c->relay.head_done ? sp->status : 0;
 
     ga_log(GA_DEBUG, "runtime \"%s\": span ends (%s, status %d)",
            rt->conf->name, clean ? "clean" : "cut", status);

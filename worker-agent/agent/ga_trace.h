@@ -30,6 +30,11 @@ typedef struct {
     uint64_t  start_us;                         /* monotonic, us */
     uint64_t  ttfb_us;                          /* runtime's first byte
                                                    after start; 0: none */
+    int       status;                           /* the runtime's answer
+                                                   status, kept at its
+                                                   head: the tunnel's one
+                                                   head parser is reused
+                                                   after; 0: none */
     unsigned  active:1;                         /* a span is open */
 } ga_trace_span_t;
 
