@@ -81,7 +81,8 @@ time_t ngx_http_gpugate_auth_lifetime(ngx_cycle_t *cycle);
 /*
  * The limits that apply to the request's key, for the limits module: the
  * key's own and its tenant's (both apply, the stricter wins).  0 means
- * "no limit" for every field.  Spend is in micro-units of the currency
+ * "no limit" for every limit; the priorities and the region pin
+ * (sql/007_priority.sql) say "none" with -1 and "".  Spend is in micro-units of the currency
  * the operator prices models in (1 unit = 1000000).
  */
 typedef enum {
@@ -91,6 +92,10 @@ typedef enum {
 } ngx_http_gpugate_period_e;
 
 
+/* a region's name as the tunnel spells it (gpugate_tunnel_check_region) */
+#define NGX_HTTP_GPUGATE_KEY_REGION_MAX  31
+
+
 typedef struct {
     int64_t     rpm;            /* requests per minute */
     int64_t     tpm;            /* tokens (prompt + completion)/minute */
@@ -98,6 +103,13 @@ typedef struct {
     int64_t     tpd;            /* tokens per UTC day */
     int64_t     budget;         /* spend per period, micro-units */
     ngx_uint_t  budget_period;  /* ngx_http_gpugate_period_e */
+    int64_t     priority;       /* default priority 0..9 (tunnel wait
+                                   queue); -1: none set */
+    int64_t     priority_max;   /* the most X-Gpugate-Priority may ask;
+                                   -1: none set */
+    u_char      region[NGX_HTTP_GPUGATE_KEY_REGION_MAX];
+                                /* the region requests are pinned to */
+    size_t      region_len;     /* its length; 0: not pinned */
 } ngx_http_gpugate_limit_set_t;
 
 

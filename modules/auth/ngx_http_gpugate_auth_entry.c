@@ -16,6 +16,7 @@
 
 #include "ngx_http_gpugate_auth.h"
 #include "gpugate_apikey.h"
+#include "gpugate_tunnel_proto.h"
 
 
 /*
@@ -24,9 +25,16 @@
  * reading it as "no limit" would lift a tenant's limits for up to a ttl:
  * it is not used, the lookup goes to PostgreSQL (NGX_DECLINED).  Within
  * version 3 a missing number reads as 0.
+ *
+ * Version 4 added the priorities and the region pin of the key and the
+ * tenant ("prio", "prio_max", "region", "t_" the same).  A version 3
+ * copy is still read, as "none set" for them: the key then waits at the
+ * default priority and is not pinned until the copy expires (at most a
+ * ttl), which lifts no limit.
  */
 
-#define NGX_HTTP_GPUGATE_ENTRY_VERSION  3
+#define NGX_HTTP_GPUGATE_ENTRY_VERSION  4
+#define NGX_HTTP_GPUGATE_ENTRY_OLDEST   3
 
 
 /* the numbers of an entry, by their JSON names */
@@ -44,6 +52,13 @@ static ngx_int_t ngx_http_gpugate_auth_pg_str(ngx_pool_t *pool,
     PGresult *res, int col, ngx_str_t *s);
 static ngx_int_t ngx_http_gpugate_auth_row_limits(PGresult *res, int col,
     ngx_http_gpugate_limit_set_t *set);
+static ngx_int_t ngx_http_gpugate_auth_row_prio(PGresult *res, int col,
+    ngx_http_gpugate_limit_set_t *set);
+static ngx_int_t ngx_http_gpugate_auth_prio_set(int64_t prio,
+    int64_t prio_max, const char *region, size_t len,
+    ngx_http_gpugate_limit_set_t *set);
+static ngx_int_t ngx_http_gpugate_auth_json_prio(json_t *root,
+    const char *prefix, ngx_http_gpugate_limit_set_t *set);
 static ngx_int_t ngx_http_gpugate_auth_json_str(ngx_pool_t *pool,
     json_t *obj, const char *name, ngx_str_t *s);
 static void ngx_http_gpugate_auth_json_limits(json_int_t *n,
@@ -117,6 +132,58 @@ ngx_http_gpugate_auth_row_limits(PGresult *res, int col,
 }
 
 
+/* priority (-1: none), max_priority (-1), region ('') from "col" on */
+
+static ngx_int_t
+ngx_http_gpugate_auth_row_prio(PGresult *res, int col,
+    ngx_http_gpugate_limit_set_t *set)
+{
+    int64_t   n[2];
+    ngx_int_t  i;
+    u_char    *p;
+    size_t     len;
+
+    for (i = 0; i < 2; i++) {
+        p = (u_char *) PQgetvalue(res, 0, col + i);
+        len = PQgetlength(res, 0, col + i);
+
+        if (len == 2 && p[0] == '-' && p[1] == '1') {
+            n[i] = -1;
+
+        } else {
+            n[i] = ngx_atoof(p, len);
+        }
+    }
+
+    return ngx_http_gpugate_auth_prio_set(n[0], n[1],
+                                          PQgetvalue(res, 0, col + 2),
+                                          PQgetlength(res, 0, col + 2),
+                                          set);
+}
+
+
+/* checks and stores a set's priorities and pin; NGX_ERROR: out of range */
+
+static ngx_int_t
+ngx_http_gpugate_auth_prio_set(int64_t prio, int64_t prio_max,
+    const char *region, size_t len, ngx_http_gpugate_limit_set_t *set)
+{
+    if (prio < -1 || prio > 9 || prio_max < -1 || prio_max > 9
+        || len > NGX_HTTP_GPUGATE_KEY_REGION_MAX
+        || (len && gpugate_tunnel_check_region(region, len) != 0))
+    {
+        return NGX_ERROR;
+    }
+
+    set->priority = prio;
+    set->priority_max = prio_max;
+    set->region_len = len;
+    ngx_memcpy(set->region, region, len);
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_gpugate_auth_from_row(ngx_pool_t *pool, PGresult *res,
     u_char *prefix, ngx_http_gpugate_key_info_t *info)
@@ -130,9 +197,9 @@ ngx_http_gpugate_auth_from_row(ngx_pool_t *pool, PGresult *res,
 
     /* columns: see the statement in ngx_http_gpugate_auth_module.c */
 
-    if (PQnfields(res) != 21) {
+    if (PQnfields(res) != 27) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "gpugate auth: %d columns for key %*s, expected 21",
+                      "gpugate auth: %d columns for key %*s, expected 27",
                       PQnfields(res), (size_t) GPUGATE_APIKEY_PREFIX_LEN,
                       prefix);
         return NGX_ERROR;
@@ -158,6 +225,10 @@ ngx_http_gpugate_auth_from_row(ngx_pool_t *pool, PGresult *res,
         || ngx_http_gpugate_auth_row_limits(res, 6, &info->key_limits)
            != NGX_OK
         || ngx_http_gpugate_auth_row_limits(res, 15, &info->tenant_limits)
+           != NGX_OK
+        || ngx_http_gpugate_auth_row_prio(res, 21, &info->key_limits)
+           != NGX_OK
+        || ngx_http_gpugate_auth_row_prio(res, 24, &info->tenant_limits)
            != NGX_OK)
     {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -244,7 +315,9 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
         goto done;
     }
 
-    if (json_integer_value(v) != NGX_HTTP_GPUGATE_ENTRY_VERSION) {
+    if (json_integer_value(v) < NGX_HTTP_GPUGATE_ENTRY_OLDEST
+        || json_integer_value(v) > NGX_HTTP_GPUGATE_ENTRY_VERSION)
+    {
         rc = NGX_DECLINED;
         goto done;
     }
@@ -279,6 +352,16 @@ ngx_http_gpugate_auth_from_json(ngx_pool_t *pool, const char *s, size_t len,
     ngx_http_gpugate_auth_json_limits(&n[4], &info->key_limits);
     ngx_http_gpugate_auth_json_limits(&n[10], &info->tenant_limits);
 
+    /* a version 3 copy has none: "none set" */
+
+    if (ngx_http_gpugate_auth_json_prio(root, "", &info->key_limits)
+        != NGX_OK
+        || ngx_http_gpugate_auth_json_prio(root, "t_", &info->tenant_limits)
+           != NGX_OK)
+    {
+        goto done;
+    }
+
     if (*written == 0) {
         goto done;
     }
@@ -311,6 +394,55 @@ done:
 }
 
 
+/* "prio", "prio_max", "region" (with "prefix") into "set" */
+
+static ngx_int_t
+ngx_http_gpugate_auth_json_prio(json_t *root, const char *prefix,
+    ngx_http_gpugate_limit_set_t *set)
+{
+    u_char       name[16];
+    int64_t      n[2];
+    json_t      *v;
+    ngx_uint_t   i;
+    const char  *region;
+    size_t       len;
+
+    static const char  *names[] = { "prio", "prio_max" };
+
+    for (i = 0; i < 2; i++) {
+        (void) ngx_sprintf(name, "%s%s%Z", prefix, names[i]);
+        v = json_object_get(root, (char *) name);
+
+        if (v == NULL) {
+            n[i] = -1;
+
+        } else if (json_is_integer(v)) {
+            n[i] = json_integer_value(v);
+
+        } else {
+            return NGX_ERROR;
+        }
+    }
+
+    (void) ngx_sprintf(name, "%sregion%Z", prefix);
+    v = json_object_get(root, (char *) name);
+
+    region = "";
+    len = 0;
+
+    if (v) {
+        if (!json_is_string(v)) {
+            return NGX_ERROR;
+        }
+
+        region = json_string_value(v);
+        len = json_string_length(v);
+    }
+
+    return ngx_http_gpugate_auth_prio_set(n[0], n[1], region, len, set);
+}
+
+
 static ngx_int_t
 ngx_http_gpugate_auth_json_set(json_t *root, const char *prefix,
     ngx_http_gpugate_limit_set_t *set)
@@ -337,6 +469,34 @@ ngx_http_gpugate_auth_json_set(json_t *root, const char *prefix,
         {
             return NGX_ERROR;
         }
+    }
+
+    (void) ngx_sprintf(name, "%sprio%Z", prefix);
+
+    if (json_object_set_new(root, (char *) name,
+                            json_integer(set->priority))
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(name, "%sprio_max%Z", prefix);
+
+    if (json_object_set_new(root, (char *) name,
+                            json_integer(set->priority_max))
+        != 0)
+    {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_sprintf(name, "%sregion%Z", prefix);
+
+    if (json_object_set_new(root, (char *) name,
+                            json_stringn((char *) set->region,
+                                         set->region_len))
+        != 0)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;

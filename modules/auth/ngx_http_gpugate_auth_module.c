@@ -30,6 +30,11 @@
     " coalesce(" t ".parallel_limit, 0), coalesce(" t ".tpd_limit, 0),"       \
     " coalesce(" t ".budget_micros, 0), coalesce(" t ".budget_period, '')"
 
+/* sql/007_priority.sql: default and most priority, region pin */
+#define NGX_HTTP_GPUGATE_PRIO_COLS(t)                                         \
+    " coalesce(" t ".priority, -1), coalesce(" t ".max_priority, -1),"        \
+    " coalesce(" t ".region, '')"
+
 static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_auth_stmt = {
     "gpugate_auth_key",
     "SELECT k.id, k.name, k.prefix, t.id, t.name,"
@@ -37,7 +42,9 @@ static ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_auth_stmt = {
     NGX_HTTP_GPUGATE_LIMIT_COLS("k") ","
     " coalesce(extract(epoch FROM k.expires_at)::bigint, 0),"
     " k.revoked_at IS NOT NULL, t.disabled,"
-    NGX_HTTP_GPUGATE_LIMIT_COLS("t")
+    NGX_HTTP_GPUGATE_LIMIT_COLS("t") ","
+    NGX_HTTP_GPUGATE_PRIO_COLS("k") ","
+    NGX_HTTP_GPUGATE_PRIO_COLS("t")
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.digest = $1",
     1

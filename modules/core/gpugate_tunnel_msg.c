@@ -147,6 +147,12 @@ gpugate_tunnel_hs_request(char *buf, size_t size,
         gpugate_tunnel_puts(&o, "\r\n");
     }
 
+    if (hs->region && hs->region[0]) {
+        gpugate_tunnel_puts(&o, "X-Gpugate-Region: ");
+        gpugate_tunnel_puts(&o, hs->region);
+        gpugate_tunnel_puts(&o, "\r\n");
+    }
+
     gpugate_tunnel_puts(&o, hs->load);
     gpugate_tunnel_puts(&o, hs->telemetry);
     gpugate_tunnel_puts(&o, "\r\n");

@@ -48,6 +48,8 @@ typedef struct {
     const char  *models;      /* X-Gpugate-Models, may be empty */
     const char  *endpoints;   /* X-Gpugate-Endpoints; NULL or empty:
                                  not sent (every endpoint) */
+    const char  *region;      /* X-Gpugate-Region; NULL or empty: not
+                                 sent (no region) */
     const char  *load;        /* an X-Gpugate-Load line with its CRLF,
                                  or empty */
     const char  *telemetry;   /* an X-Gpugate-Telemetry line with its
@@ -68,8 +70,8 @@ typedef enum {
 /*
  * Step 1 ("sid" NULL): GET with "Authorization: SCRAM-SHA-256 data=".
  * Step 2: the same with "sid=", the Upgrade to GPUGATE_TUNNEL_UPGRADE,
- * X-Gpugate-Instance, -Heartbeat, -Capacity, -Models, -Endpoints (when
- * given) and the load and telemetry lines.
+ * X-Gpugate-Instance, -Heartbeat, -Capacity, -Models, -Endpoints and
+ * -Region (when given) and the load and telemetry lines.
  */
 size_t gpugate_tunnel_hs_request(char *buf, size_t size,
     const gpugate_tunnel_hs_t *hs);

@@ -232,6 +232,28 @@ gpugate_tunnel_check_instance(const char *p, size_t len)
 
 
 int
+gpugate_tunnel_check_region(const char *p, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > GPUGATE_TUNNEL_REGION_MAX) {
+        return -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z')
+              || (p[i] >= '0' && p[i] <= '9')
+              || p[i] == '.' || p[i] == '_' || p[i] == '-'))
+        {
+            return -1;
+        }
+    }
+
+    return 0;
+}
+
+
+int
 gpugate_tunnel_parse_capacity(const char *p, size_t len, unsigned *capacity)
 {
     uint64_t  n;

@@ -142,6 +142,16 @@ size_t gpugate_tunnel_endpoints_print(uint32_t mask, char *buf,
     size_t size);
 
 
+#define GPUGATE_TUNNEL_REGION_MAX     31     /* X-Gpugate-Region, bytes */
+
+/*
+ * A region's name (X-Gpugate-Region, the agent's "region =", the
+ * gateway's gpugate_region): 1..GPUGATE_TUNNEL_REGION_MAX of
+ * [A-Za-z0-9._-].  0 or -1.
+ */
+int gpugate_tunnel_check_region(const char *p, size_t len);
+
+
 #define GPUGATE_TUNNEL_TELEMETRY_MAX  2048   /* X-Gpugate-Telemetry, bytes */
 #define GPUGATE_TUNNEL_GPUS_MAX       8      /* GPU sections kept */
 #define GPUGATE_TUNNEL_GPU_NAME_MAX   63     /* a GPU name, bytes */

@@ -44,6 +44,13 @@
 /* client addresses whose handshake rate is tracked, direct-mapped */
 #define NGX_HTTP_GPUGATE_TUNNEL_RATES      1024
 
+/* a region's name: X-Gpugate-Region, "region =" of the agent */
+#define NGX_HTTP_GPUGATE_REGION_MAX        32
+
+/* request priorities: 0 (lowest) .. 9; a key without one gets 5 */
+#define NGX_HTTP_GPUGATE_PRIO_MAX          9
+#define NGX_HTTP_GPUGATE_PRIO_DEFAULT      5
+
 
 /* per agent, per worker process: what that worker holds */
 typedef struct {
@@ -112,6 +119,24 @@ typedef struct {
                                       sends it no new one; from the
                                       handshake and each re-check */
     time_t            since;       /* first connection of this process */
+    u_char            region[NGX_HTTP_GPUGATE_REGION_MAX];
+                                   /* X-Gpugate-Region at the handshake;
+                                      written under the lock */
+    size_t            region_len;  /* its length; 0: no region */
+    ngx_atomic_t      ttft;        /* moving average of the time to the
+                                      answer's first byte, ms (weight
+                                      1/8 per request; updated by every
+                                      worker without a lock: a lost
+                                      sample only slows it) */
+    ngx_atomic_t      errors;      /* moving average of failures, in
+                                      thousandths (same weight) */
+    ngx_atomic_t      fails;       /* failures in a row */
+    ngx_atomic_t      cool_until;  /* ngx_current_msec (monotonic, the
+                                      same in every worker) until which
+                                      it takes nothing; after it, one
+                                      request at a time until one
+                                      succeeds; 0: not cooled */
+    ngx_atomic_t      cooldowns;   /* times it was cooled down */
     time_t            telemetry_at; /* when "telemetry" was reported;
                                       0: never */
     gpugate_tunnel_telemetry_t       telemetry;
@@ -177,6 +202,10 @@ typedef struct {
     ngx_atomic_t      choices;     /* agents chosen by the balancer so
                                       far, all workers: the clock of
                                       "chosen" */
+    ngx_atomic_t      spills;      /* requests served outside the
+                                      client's region (no agent of it
+                                      had room) */
+    ngx_atomic_t      cooled;      /* agents cooled down, ever */
     u_char            secret[32];  /* key of the fake salts for unknown
                                       agents; random once, kept across
                                       reloads so salts stay stable */
@@ -207,6 +236,12 @@ typedef struct {
                                       client address; 0: no limit */
     ngx_uint_t        burst;       /* requests above the rate let
                                       through at once */
+    ngx_http_complex_value_t  *region; /* "gpugate_region": the client's
+                                      region; NULL: none */
+    ngx_array_t      *region_order; /* "gpugate_region_order": of
+                                      ngx_str_t, the regions tried after
+                                      the client's, in order; NULL:
+                                      none */
 } ngx_http_gpugate_tunnel_loc_conf_t;
 
 
@@ -215,6 +250,19 @@ typedef struct {
     ngx_http_upstream_srv_conf_t  *upstream; /* the block */
     ngx_uint_t        queue;       /* waiting requests per worker */
     ngx_msec_t        queue_timeout; /* how long one waits */
+    ngx_msec_t        aging;       /* "aging=": the wait that raises a
+                                      request's priority by one */
+    ngx_msec_t        ttft_step;   /* "ttft_step=": this much average
+                                      TTFT weighs as one request in
+                                      flight */
+    ngx_uint_t        error_weight; /* "error_weight=": in-flight
+                                      requests an agent failing every
+                                      request weighs */
+    ngx_uint_t        failures;    /* "failures=": failures in a row
+                                      that cool an agent down; 0: never */
+    ngx_msec_t        cooldown;    /* "cooldown=": how long */
+    ngx_flag_t        forward_priority; /* "priority=forward": the body
+                                      gets the runtime's "priority" */
 } ngx_http_gpugate_tunnel_srv_conf_t;
 
 
@@ -308,6 +356,33 @@ struct ngx_http_gpugate_tunnel_ctx_s {
                                                 it stays silent */
     ngx_msec_t                       heard;  /* when the agent last sent a
                                                 byte for this request */
+    ngx_int_t                        priority; /* 0..9, as the key and
+                                                X-Gpugate-Priority set
+                                                it */
+    ngx_msec_int_t                   rank;   /* the queue's order: when
+                                                it began to wait less
+                                                "aging" per priority
+                                                level, smallest first */
+    ngx_str_t                        region; /* the client's region (the
+                                                pinned one if pinned);
+                                                "": none */
+    ngx_array_t                     *order;  /* neighbours to try after
+                                                "region" (location's
+                                                gpugate_region_order) */
+    ngx_str_t                        served; /* region of the agent
+                                                handed out: $gpugate_
+                                                region */
+    ngx_msec_t                       handed; /* when the connection was
+                                                handed out (for TTFT) */
+    ngx_str_t                        bad;    /* why the request's priority
+                                                or region header is
+                                                refused; "": fine */
+    unsigned                         pinned:1; /* no agent outside
+                                                  "region" */
+    unsigned                         classified:1; /* priority and
+                                                      region read */
+    unsigned                         answered:1; /* the answer's first
+                                                    byte came */
     unsigned                         waiting:1; /* in the wait queue */
     unsigned                         checked:1; /* the phase handler ran */
 };
@@ -447,6 +522,60 @@ ngx_int_t ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r);
 
 /* the worker's wait queue, and the balancer's hooks in the connections */
 void ngx_http_gpugate_tunnel_queue_init(void);
+
+
+/*
+ * Priorities and regions of requests, the agents' scores and cooldown
+ * (ngx_http_gpugate_tunnel_score.c, ngx_http_gpugate_tunnel_prio.c)
+ */
+
+/* the request's priority and region, once; NGX_ERROR: out of memory */
+ngx_int_t ngx_http_gpugate_tunnel_classify(ngx_http_gpugate_tunnel_ctx_t *ctx);
+
+/* puts a waiting request into the queue by its rank */
+void ngx_http_gpugate_tunnel_enqueue(ngx_queue_t *waiting,
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_msec_t aging);
+
+/* 0: the client's region, 1..n: its neighbours in order, n + 1: others;
+   -1: not allowed (pinned elsewhere) */
+ngx_int_t ngx_http_gpugate_tunnel_region_rank(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_agent_t *a);
+
+/* the agent's load as the balancer weighs it: smaller is better */
+ngx_uint_t ngx_http_gpugate_tunnel_score(ngx_http_gpugate_tunnel_srv_conf_t
+    *conf, ngx_http_gpugate_tunnel_agent_t *a);
+
+/* requests the agent may take at once now: 0 cooled down, 1 on trial */
+ngx_uint_t ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a);
+
+/* a request was handed to, answered by, or ended on an agent */
+void ngx_http_gpugate_tunnel_handed(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_http_gpugate_tunnel_agent_t *a);
+void ngx_http_gpugate_tunnel_first_byte(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_http_gpugate_tunnel_agent_t *a);
+void ngx_http_gpugate_tunnel_outcome(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_http_gpugate_tunnel_agent_t *a, ngx_uint_t failed);
+
+/* the agent's region, as its handshake said */
+void ngx_http_gpugate_tunnel_set_region(ngx_str_t *name,
+    ngx_str_t *instance, ngx_str_t *region);
+
+/* "gpugate_tunnel" parameters of this file; NGX_DECLINED: not one */
+ngx_int_t ngx_http_gpugate_tunnel_score_param(ngx_conf_t *cf, ngx_str_t *arg,
+    ngx_http_gpugate_tunnel_srv_conf_t *tscf);
+
+/* 400 for ctx->bad; the no-capacity reason naming a pinned region */
+ngx_int_t ngx_http_gpugate_tunnel_bad_request(ngx_http_request_t *r,
+    ngx_http_gpugate_tunnel_ctx_t *ctx);
+const char *ngx_http_gpugate_tunnel_region_why(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, const char *why);
+
+/* the directives and variables of priorities and regions */
+char *ngx_http_gpugate_tunnel_region_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+char *ngx_http_gpugate_tunnel_region_order(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_gpugate_tunnel_add_variables(ngx_conf_t *cf);
 
 
 /* "gpugate_tunnel_status" (ngx_http_gpugate_tunnel_status.c) */

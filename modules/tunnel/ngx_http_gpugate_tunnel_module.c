@@ -109,6 +109,20 @@ static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
       0,
       NULL },
 
+    { ngx_string("gpugate_region"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_gpugate_tunnel_region_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_region_order"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_gpugate_tunnel_region_order,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("gpugate_tunnel"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_gpugate_tunnel,
@@ -121,7 +135,7 @@ static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_gpugate_tunnel_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_gpugate_tunnel_add_variables, /* preconfiguration */
     ngx_http_gpugate_tunnel_init,          /* postconfiguration */
 
     ngx_http_gpugate_tunnel_create_main_conf, /* create main configuration */
@@ -203,6 +217,8 @@ ngx_http_gpugate_tunnel_create_loc_conf(ngx_conf_t *cf)
     conf->step_timeout = NGX_CONF_UNSET_MSEC;
     conf->rate = NGX_CONF_UNSET_UINT;
     conf->burst = NGX_CONF_UNSET_UINT;
+    conf->region = NGX_CONF_UNSET_PTR;
+    conf->region_order = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -221,6 +237,8 @@ ngx_http_gpugate_tunnel_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_msec_value(conf->step_timeout, prev->step_timeout, 10000);
     ngx_conf_merge_uint_value(conf->rate, prev->rate, 20);
     ngx_conf_merge_uint_value(conf->burst, prev->burst, 200);
+    ngx_conf_merge_ptr_value(conf->region, prev->region, NULL);
+    ngx_conf_merge_ptr_value(conf->region_order, prev->region_order, NULL);
 
     return NGX_CONF_OK;
 }
@@ -415,10 +433,27 @@ ngx_http_gpugate_tunnel(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tscf->upstream = uscf;
     tscf->queue = 256;
     tscf->queue_timeout = 10000;
+    tscf->aging = 1000;
+    tscf->ttft_step = 100;
+    tscf->error_weight = 4;
+    tscf->failures = 3;
+    tscf->cooldown = 10000;
 
     value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
+
+        /* the score's, the cooldown's and the priorities' */
+
+        n = ngx_http_gpugate_tunnel_score_param(cf, &value[i], tscf);
+
+        if (n == NGX_ERROR) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (n == NGX_OK) {
+            continue;
+        }
 
         if (ngx_http_gpugate_conf_param(&value[i], "queue", &val)) {
             n = ngx_atoi(val.data, val.len);

@@ -13,8 +13,9 @@
  * cached one; a retry takes any other suitable idle connection.
  *
  * Which agent takes a request is ngx_http_gpugate_tunnel_pick.c's
- * concern; a connection parked here is offered to the oldest waiting
- * request that its agent suits.
+ * concern; a connection parked here is offered to the first waiting
+ * request that its agent suits, in the queue's order: highest priority
+ * first, FIFO within one, with aging (ngx_http_gpugate_tunnel_prio.c).
  *
  * Silent agents.  Once the request is out, an agent whose runtime has not
  * begun to answer sends a heartbeat (CRLF) every ping_timeout / 3; the
@@ -52,7 +53,8 @@
 
 
 typedef struct {
-    ngx_queue_t       waiting;     /* of ..._tunnel_ctx_t, oldest first */
+    ngx_queue_t       waiting;     /* of ..._tunnel_ctx_t, by rank
+                                      (_enqueue()) */
     ngx_uint_t        nwaiting;    /* their number */
     ngx_event_t       recheck;     /* periodic look while any wait */
     ngx_uint_t        busy;        /* connections of this worker handed
@@ -250,6 +252,9 @@ ngx_http_gpugate_tunnel_get_peer(ngx_peer_connection_t *pc, void *data)
     ctx->current = tc;
     ngx_http_gpugate_tunnel_queue.busy++;
 
+    /* the region served, a spill, the TTFT clock */
+    ngx_http_gpugate_tunnel_handed(ctx, a);
+
     /* $upstream_addr names the agent; the log outlives the slot */
 
     name = ngx_palloc(ctx->request->pool, sizeof(ngx_str_t) + a->name_len);
@@ -339,6 +344,9 @@ ngx_http_gpugate_tunnel_recv(ngx_connection_t *c, u_char *buf, size_t size)
 
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
                        "gpugate tunnel: the agent's answer begins");
+
+        ngx_http_gpugate_tunnel_first_byte(ctx,
+                             ngx_http_gpugate_tunnel_agent(ctx->current));
 
         ngx_http_gpugate_tunnel_unwatch(ctx);
 
@@ -458,6 +466,12 @@ ngx_http_gpugate_tunnel_free_peer(ngx_peer_connection_t *pc, void *data,
 
     pc->connection = NULL;
 
+    /* an error, a timeout or a 5xx answer counts against the agent */
+
+    ngx_http_gpugate_tunnel_outcome(ctx, ngx_http_gpugate_tunnel_agent(tc),
+                                    (state & NGX_PEER_FAILED)
+                                    || u->headers_in.status_n >= 500);
+
     if (state & NGX_PEER_FAILED
         || c->read->eof
         || c->read->error
@@ -532,6 +546,12 @@ ngx_http_gpugate_tunnel_ctx(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, ctx, ngx_http_gpugate_tunnel_module);
 
+    /* the priority and region headers; a bad one: ctx->bad */
+
+    if (ngx_http_gpugate_tunnel_classify(ctx) != NGX_OK) {
+        return NULL;
+    }
+
     return ctx;
 }
 
@@ -574,6 +594,12 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
         ctx->checked = 1;
         ctx->queued = ngx_current_msec;
 
+        if (ctx->bad.len) {
+            ngx_http_finalize_request(r,
+                ngx_http_gpugate_tunnel_bad_request(r, ctx));
+            return NGX_DONE;
+        }
+
     } else if (!ctx->checked || ctx->tc) {
         return NGX_DECLINED;
     }
@@ -614,7 +640,8 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
-    ngx_queue_insert_tail(&wq->waiting, &ctx->queue);
+    /* by priority, FIFO within one, with aging */
+    ngx_http_gpugate_tunnel_enqueue(&wq->waiting, ctx, ctx->conf->aging);
     wq->nwaiting++;
     ctx->waiting = 1;
     ngx_http_gpugate_tunnel_waiting(1);
@@ -629,9 +656,9 @@ ngx_http_gpugate_tunnel_wait_handler(ngx_http_request_t *r)
     /* a client that leaves while waiting ends the request */
     r->read_event_handler = ngx_http_test_reading;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "gpugate tunnel: request waits, %ui in queue",
-                   wq->nwaiting);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate tunnel: request waits at priority %i, %ui in "
+                   "queue", ctx->priority, wq->nwaiting);
 
     return NGX_AGAIN;
 }
@@ -936,8 +963,8 @@ ngx_http_gpugate_tunnel_no_capacity(ngx_http_request_t *r,
 {
     static ngx_str_t  retry = ngx_string("1");
 
-    return ngx_http_gpugate_tunnel_refuse(r, ctx, "no_capacity", why,
-                                          &retry);
+    return ngx_http_gpugate_tunnel_refuse(r, ctx, "no_capacity",
+               ngx_http_gpugate_tunnel_region_why(ctx, why), &retry);
 }
 
 

@@ -8,11 +8,14 @@
  * takes a place on the agent it picks.
  *
  * Choice: agents that serve the model and the endpoint and are below
- * their capacity, least in flight first (over all workers, from shared
- * memory), among those with an idle connection in this worker; on equal
- * load the shorter runtime queue, more free GPU memory, then the agent
- * chosen least recently (over all workers), so that a newcomer shares
- * traffic at once instead of taking all of it.
+ * their capacity (less when cooled down), of the client's region first,
+ * then its neighbours in order, then any (ngx_http_gpugate_tunnel_
+ * region_rank()); among those the lowest score: in flight (over all
+ * workers, from shared memory) plus the average TTFT and errors (ngx_
+ * http_gpugate_tunnel_score()), among those with an idle connection in
+ * this worker; on an equal score the shorter runtime queue, more free GPU
+ * memory, then the agent chosen least recently (over all workers), so
+ * that a newcomer shares traffic at once instead of taking all of it.
  */
 
 
@@ -63,7 +66,9 @@ ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
         return 0;
     }
 
-    return 1;
+    /* a request pinned to a region takes none of another */
+
+    return ngx_http_gpugate_tunnel_region_rank(ctx, a) >= 0;
 }
 
 
@@ -113,8 +118,9 @@ ngx_http_gpugate_tunnel_conn_t *
 ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t *exists)
 {
-    ngx_uint_t                        i, n, best, tries;
-    ngx_atomic_uint_t                 load, best_load;
+    ngx_int_t                         rank, best_rank;
+    ngx_uint_t                        i, n, best, tries, score, best_score;
+    ngx_atomic_uint_t                 load;
     ngx_queue_t                      *idle;
     ngx_http_gpugate_tunnel_shm_t    *shm;
     ngx_http_gpugate_tunnel_agent_t  *a;
@@ -127,7 +133,8 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
     for (tries = 0; tries < 3; tries++) {
         best = shm->nagents;
-        best_load = 0;
+        best_score = 0;
+        best_rank = 0;
 
         for (i = 0; i < n; i++) {
             a = &shm->agents[i];
@@ -154,16 +161,25 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
             idle = ngx_http_gpugate_tunnel_idle(i);
             load = a->inflight;
 
-            if (ngx_queue_empty(idle) || load >= a->capacity) {
+            if (ngx_queue_empty(idle)
+                || load >= ngx_http_gpugate_tunnel_room(a))
+            {
                 continue;
             }
 
-            if (best == shm->nagents || load < best_load
-                || (load == best_load
-                    && ngx_http_gpugate_tunnel_better(a, &shm->agents[best])))
+            rank = ngx_http_gpugate_tunnel_region_rank(ctx, a);
+            score = ngx_http_gpugate_tunnel_score(ctx->conf, a);
+
+            if (best == shm->nagents || rank < best_rank
+                || (rank == best_rank
+                    && (score < best_score
+                        || (score == best_score
+                            && ngx_http_gpugate_tunnel_better(
+                                   a, &shm->agents[best])))))
             {
                 best = i;
-                best_load = load;
+                best_score = score;
+                best_rank = rank;
             }
         }
 
@@ -176,9 +192,10 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
         if (ngx_http_gpugate_tunnel_take(&shm->agents[best]) == NGX_OK) {
             ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
 
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log,
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log,
                            0, "gpugate tunnel: agent slot %ui chosen, "
-                           "%uA in flight", best, best_load);
+                           "score %ui, region rank %i", best, best_score,
+                           best_rank);
 
             idle = ngx_http_gpugate_tunnel_idle(best);
             return ngx_queue_data(ngx_queue_head(idle),
@@ -191,7 +208,7 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
 
 /*
- * Between agents with as many requests in flight: the shorter runtime
+ * Between agents of an equal score: the shorter runtime
  * queue, then more free GPU memory (both as the agents last reported),
  * then the one chosen least recently, so that sequential traffic rotates
  * (a lifetime count would send everything to an agent that just joined

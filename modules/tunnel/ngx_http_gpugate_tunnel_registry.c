@@ -423,7 +423,9 @@ ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a)
 
     n = ngx_atomic_fetch_add(&a->inflight, 1);
 
-    if (n >= a->capacity) {
+    /* less than the capacity while cooled down or on trial */
+
+    if (n >= ngx_http_gpugate_tunnel_room(a)) {
         (void) ngx_atomic_fetch_add(&a->inflight, -1);
         return NGX_BUSY;
     }
@@ -514,6 +516,46 @@ ngx_http_gpugate_tunnel_set_endpoints(ngx_str_t *name, ngx_str_t *instance,
                 a->endpoints = endpoints;
             }
 
+            break;
+        }
+    }
+
+    ngx_shmtx_unlock(&w->shpool->mutex);
+}
+
+
+/* as _set_endpoints(): the region of X-Gpugate-Region ("": none) */
+
+void
+ngx_http_gpugate_tunnel_set_region(ngx_str_t *name, ngx_str_t *instance,
+    ngx_str_t *region)
+{
+    ngx_uint_t                          i;
+    ngx_http_gpugate_tunnel_agent_t    *a;
+    ngx_http_gpugate_tunnel_registry_t *w;
+
+    w = ngx_http_gpugate_tunnel_registry;
+
+    if (region->len > NGX_HTTP_GPUGATE_REGION_MAX) {
+        return;
+    }
+
+    ngx_shmtx_lock(&w->shpool->mutex);
+
+    for (i = 0; i < w->shm->nagents; i++) {
+        a = &w->shm->agents[i];
+
+        if (a->used && !a->revoked
+            && a->name_len == name->len && a->instance_len == instance->len
+            && ngx_memcmp(a->name, name->data, name->len) == 0
+            && ngx_memcmp(a->instance, instance->data, instance->len) == 0)
+        {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "gpugate tunnel: agent \"%V\" region \"%V\"",
+                           name, region);
+
+            a->region_len = region->len;
+            ngx_memcpy(a->region, region->data, region->len);
             break;
         }
     }

@@ -85,6 +85,8 @@ typedef struct {
     uint32_t                     endpoints;  /* X-Gpugate-Endpoints,
                                                 0: none came (every
                                                 endpoint) */
+    ngx_str_t                    region;     /* X-Gpugate-Region, "":
+                                                none or invalid */
     unsigned                     has_telemetry:1; /* a valid one came */
     unsigned                     heartbeats:1; /* X-Gpugate-Heartbeat:
                                                   the agent beats */
@@ -98,7 +100,7 @@ ngx_http_gpugate_tunnel_step2_headers(ngx_http_request_t *r,
     ngx_http_gpugate_tunnel_step_t *st, ngx_http_gpugate_tunnel_hello_t *h)
 {
     int               n;
-    ngx_table_elt_t  *upgrade, *hi, *hc, *hm, *hl, *ht, *he;
+    ngx_table_elt_t  *upgrade, *hi, *hc, *hm, *hl, *ht, *he, *hr;
 
     upgrade = r->headers_in.upgrade;
 
@@ -146,6 +148,26 @@ ngx_http_gpugate_tunnel_step2_headers(ngx_http_request_t *r,
                           "gpugate tunnel: agent \"%s\": invalid "
                           "X-Gpugate-Telemetry \"%*s\"", st->user,
                           ngx_min(ht->value.len, 128), ht->value.data);
+        }
+    }
+
+    /* as telemetry: a bad region leaves the agent without one */
+
+    hr = ngx_http_gpugate_tunnel_header(r, "x-gpugate-region", 16);
+    ngx_str_null(&h->region);
+
+    if (hr) {
+        if (gpugate_tunnel_check_region((char *) hr->value.data,
+                                        hr->value.len)
+            == 0)
+        {
+            h->region = hr->value;
+
+        } else {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "gpugate tunnel: agent \"%s\": invalid "
+                          "X-Gpugate-Region \"%*s\", none used", st->user,
+                          ngx_min(hr->value.len, 64), hr->value.data);
         }
     }
 
@@ -330,6 +352,8 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
 
     ngx_http_gpugate_tunnel_set_endpoints(&name, &hello.instance,
                                           hello.endpoints);
+    ngx_http_gpugate_tunnel_set_region(&name, &hello.instance,
+                                       &hello.region);
 
     /* before this worker's event loop can hand the connection out */
     ngx_http_gpugate_tunnel_drain_set(st->agent_id, st->drained);
@@ -338,8 +362,8 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "gpugate tunnel: agent \"%s\" connected, capacity %ud, "
-                  "models \"%V\", endpoints %s", st->user, hello.capacity,
-                  &models, eps);
+                  "models \"%V\", endpoints %s, region \"%V\"", st->user,
+                  hello.capacity, &models, eps, &hello.region);
 
     ngx_http_gpugate_tunnel_step_free(st);
 

@@ -39,6 +39,8 @@ static int ga_conf_set_name(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
 static int ga_conf_set_str(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
+static int ga_conf_set_region(void *conf, const ga_command_t *cmd,
+    const char *value, char *err, size_t size);
 static int ga_conf_set_token(void *conf, const ga_command_t *cmd,
     const char *value, char *err, size_t size);
 static int ga_conf_set_log_level(void *conf, const ga_command_t *cmd,
@@ -93,6 +95,7 @@ static const ga_command_t  ga_conf_commands[] = {
     ga_conf_fn("token", ga_conf_set_token),
     ga_conf_str("ca_file", ca_file, "path too long"),
     ga_conf_str("server_name", server_name, "too long"),
+    ga_conf_fn("region", ga_conf_set_region),
     ga_conf_fn("log_level", ga_conf_set_log_level),
     ga_conf_num("spare", ga_conf_t, spare, 1, 100000),
     ga_conf_num("max_connections", ga_conf_t, max_connections, 1, 100000),
@@ -546,6 +549,32 @@ ga_conf_set_models(void *conf, const ga_command_t *cmd, const char *value,
     (void) cmd;
 
     return ga_conf_models(conf, value, err, size);
+}
+
+
+/*
+ * "region = eu-west": sent as X-Gpugate-Region; the gateway prefers the
+ * agents of a client's region.  The gateway's grammar, checked here so
+ * that a typo stops the agent instead of losing the region.
+ */
+
+static int
+ga_conf_set_region(void *conf, const ga_command_t *cmd, const char *value,
+    char *err, size_t size)
+{
+    ga_conf_t  *cf = conf;
+
+    (void) cmd;
+
+    if (gpugate_tunnel_check_region(value, strlen(value)) != 0) {
+        snprintf(err, size, "region: \"%s\": 1-%d of A-Z a-z 0-9 . _ -",
+                 value, GPUGATE_TUNNEL_REGION_MAX);
+        return -1;
+    }
+
+    snprintf(cf->region, sizeof(cf->region), "%s", value);
+
+    return 0;
 }
 
 

@@ -74,6 +74,10 @@ typedef struct {
     char         token_file[1024];           /* token source, "" for env */
     char         ca_file[1024];              /* private CA, "" for the
                                                 system store */
+    char         region[GPUGATE_TUNNEL_REGION_MAX + 1];
+                                             /* X-Gpugate-Region: where
+                                                the gateway's balancer
+                                                places it; "": none */
     char         server_name[256];           /* TLS name to verify, "":
                                                 the URL's host */
     ga_rtconf_t  runtimes[GA_MAX_RUNTIMES];  /* local inference servers */

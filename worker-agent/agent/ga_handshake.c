@@ -184,6 +184,7 @@ ga_handshake_step1(ga_conn_t *c)
     hs.capacity = (unsigned) (share > 0 ? share : 1);
     hs.models = c->gw->rt->models;
     hs.endpoints = c->gw->rt->conf->endpoints;
+    hs.region = ga_agent.conf.region;
     hs.load = ga_probe_header(c->gw, load, sizeof(load));
     hs.telemetry = ga_agent.telemetry;
 

@@ -571,6 +571,8 @@ ga_usage(void)
            "  token_file PATH    the agent token (or GPUGATE_AGENT_TOKEN)\n"
            "  ca_file PATH       private CA for the gateway certificate\n"
            "  server_name NAME   TLS name to verify instead of the host\n"
+           "  region NAME        where the gateway places this agent "
+           "(none)\n"
            "  spare N            idle connections per nginx worker (2)\n"
            "  max_connections N  per gateway and runtime (256)\n"
            "  drain_timeout S    SIGTERM grace period (30)\n"
