@@ -560,6 +560,16 @@ void ngx_http_gpugate_tunnel_outcome(ngx_http_gpugate_tunnel_ctx_t *ctx,
 void ngx_http_gpugate_tunnel_set_region(ngx_str_t *name,
     ngx_str_t *instance, ngx_str_t *region);
 
+/* the status page's part: an agent's, a pool's (at most this long) */
+#define NGX_HTTP_GPUGATE_TUNNEL_SCORE_JSON  512
+u_char *ngx_http_gpugate_tunnel_score_json(u_char *p,
+    ngx_http_gpugate_tunnel_agent_t *a);
+u_char *ngx_http_gpugate_tunnel_pool_json(u_char *p,
+    ngx_http_gpugate_tunnel_srv_conf_t *conf);
+
+/* the Prometheus page's part: regions, spills, cooldowns, averages */
+ngx_int_t ngx_http_gpugate_tunnel_score_prom(ngx_http_gpugate_out_t *out);
+
 /* "gpugate_tunnel" parameters of this file; NGX_DECLINED: not one */
 ngx_int_t ngx_http_gpugate_tunnel_score_param(ngx_conf_t *cf, ngx_str_t *arg,
     ngx_http_gpugate_tunnel_srv_conf_t *tscf);

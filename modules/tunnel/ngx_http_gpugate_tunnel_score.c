@@ -22,8 +22,13 @@
  *
  * Cooldown: "failures=" failures in a row (an error or a timeout before
  * or during the answer, or a 5xx answer) keep the agent from new
- * requests for "cooldown="; then it takes one request at a time until
- * one succeeds, and a failure on trial cools it down again.
+ * requests for "cooldown="; then it is on trial: it takes one request at
+ * a time, ahead of the others (score 0), until one succeeds, which also
+ * clears its error average; a failure on trial cools it down again.
+ *
+ * The averages move only with the agent's own requests: one that the
+ * score keeps out at low load is measured again when the others are
+ * busier, or after a cooldown.
  */
 
 
@@ -41,7 +46,7 @@
 
 
 static void ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg,
-    ngx_atomic_uint_t sample);
+    ngx_atomic_uint_t sample, ngx_uint_t start);
 
 
 ngx_int_t
@@ -87,6 +92,14 @@ ngx_http_gpugate_tunnel_score(ngx_http_gpugate_tunnel_srv_conf_t *conf,
 {
     ngx_uint_t  score;
 
+    /* on trial: its one request goes first, it tells whether it is back */
+
+    if (a->cool_until
+        && (ngx_msec_int_t) (a->cool_until - ngx_current_msec) <= 0)
+    {
+        return 0;
+    }
+
     score = a->inflight * 1000;
 
     if (conf->ttft_step) {
@@ -120,16 +133,23 @@ ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a)
 }
 
 
-/* a moving average, 1/8 for the new sample; the first sample starts it */
+/*
+ * A moving average, 1/8 for the new sample; with "start", the first
+ * sample sets it (a TTFT; errors start from none).
+ */
 
 static void
-ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg, ngx_atomic_uint_t sample)
+ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg, ngx_atomic_uint_t sample,
+    ngx_uint_t start)
 {
     ngx_atomic_uint_t  old;
 
     old = *avg;
 
-    if (sample >= old) {
+    if (old == 0 && start) {
+        *avg = sample;
+
+    } else if (sample >= old) {
         *avg = old + (sample - old + NGX_HTTP_GPUGATE_TUNNEL_EMA - 1)
                      / NGX_HTTP_GPUGATE_TUNNEL_EMA;
 
@@ -197,7 +217,7 @@ ngx_http_gpugate_tunnel_first_byte(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ctx->answered = 1;
     ttft = ngx_current_msec - ctx->handed;
 
-    ngx_http_gpugate_tunnel_average(&a->ttft, ttft);
+    ngx_http_gpugate_tunnel_average(&a->ttft, ttft, 1);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                    "gpugate tunnel: agent \"%*s\" first byte after %M ms",
@@ -217,7 +237,7 @@ ngx_http_gpugate_tunnel_outcome(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
     conf = ctx->conf;
 
-    ngx_http_gpugate_tunnel_average(&a->errors, failed ? 1000 : 0);
+    ngx_http_gpugate_tunnel_average(&a->errors, failed ? 1000 : 0, 0);
 
     if (!failed) {
         if (a->fails || a->cool_until) {
@@ -225,7 +245,13 @@ ngx_http_gpugate_tunnel_outcome(ngx_http_gpugate_tunnel_ctx_t *ctx,
                            0, "gpugate tunnel: agent \"%*s\" succeeded, "
                            "cooldown over", a->name_len, a->name);
             a->fails = 0;
-            a->cool_until = 0;
+
+            /* a successful trial clears the record that kept it out */
+
+            if (a->cool_until) {
+                a->cool_until = 0;
+                a->errors = 0;
+            }
         }
 
         return;
@@ -318,4 +344,282 @@ ngx_http_gpugate_tunnel_score_param(ngx_conf_t *cf, ngx_str_t *arg,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* the weights of the first "gpugate_tunnel" block: the status page's */
+
+static ngx_http_gpugate_tunnel_srv_conf_t *
+ngx_http_gpugate_tunnel_first_pool(void)
+{
+    ngx_http_gpugate_tunnel_srv_conf_t   **tscf;
+    ngx_http_gpugate_tunnel_main_conf_t   *tmcf;
+
+    tmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_gpugate_tunnel_module);
+
+    if (tmcf == NULL || tmcf->upstreams.nelts == 0) {
+        return NULL;
+    }
+
+    tscf = tmcf->upstreams.elts;
+
+    return tscf[0];
+}
+
+
+/*
+ * An agent's place in the choice for the status page (at most
+ * NGX_HTTP_GPUGATE_TUNNEL_SCORE_JSON bytes): region, the averages, the
+ * cooldown, and the score by the first pool's weights.
+ */
+
+u_char *
+ngx_http_gpugate_tunnel_score_json(u_char *p,
+    ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_msec_int_t                       left;
+    ngx_http_gpugate_tunnel_srv_conf_t  *conf;
+
+    left = a->cool_until
+           ? (ngx_msec_int_t) (a->cool_until - ngx_current_msec) : 0;
+
+    p = ngx_sprintf(p, ",\"region\":\"%*s\",\"ttft_ms\":%uA,"
+                    "\"error_ratio\":%uA.%03uA,\"fails\":%uA,"
+                    "\"cooldowns\":%uA,\"cooldown_left_ms\":%M,"
+                    "\"on_trial\":%s",
+                    a->region_len, a->region, a->ttft, a->errors / 1000,
+                    a->errors % 1000, a->fails, a->cooldowns,
+                    (ngx_msec_t) (left > 0 ? left : 0),
+                    a->cool_until && left <= 0 ? "true" : "false");
+
+    conf = ngx_http_gpugate_tunnel_first_pool();
+
+    if (conf) {
+        p = ngx_sprintf(p, ",\"score\":%ui",
+                        ngx_http_gpugate_tunnel_score(conf, a));
+    }
+
+    return p;
+}
+
+
+/* a pool's weights for the status page (SCORE_JSON bytes at most) */
+
+u_char *
+ngx_http_gpugate_tunnel_pool_json(u_char *p,
+    ngx_http_gpugate_tunnel_srv_conf_t *conf)
+{
+    return ngx_sprintf(p, ",\"aging_ms\":%M,\"ttft_step_ms\":%M,"
+                       "\"error_weight\":%ui,\"failures\":%ui,"
+                       "\"cooldown_ms\":%M,\"priority_forward\":%s",
+                       conf->aging, conf->ttft_step, conf->error_weight,
+                       conf->failures, conf->cooldown,
+                       conf->forward_priority ? "true" : "false");
+}
+
+
+/* one agent's figures for the Prometheus page, copied under the lock */
+
+typedef struct {
+    u_char            name[2 * NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX + 1];
+                                   /* label-escaped name */
+    size_t            name_len;    /* its length */
+    u_char            region[NGX_HTTP_GPUGATE_REGION_MAX];
+                                   /* region, label-safe by its grammar */
+    size_t            region_len;  /* its length */
+    ngx_uint_t        ttft;        /* average TTFT, ms */
+    ngx_uint_t        errors;      /* average failures, thousandths */
+    ngx_uint_t        cooled;      /* taking nothing now */
+    ngx_uint_t        inflight;    /* requests on it */
+    ngx_uint_t        capacity;    /* requests it takes at once */
+} ngx_http_gpugate_tunnel_score_row_t;
+
+
+static void ngx_http_gpugate_tunnel_score_regions(
+    ngx_http_gpugate_out_t *out, ngx_http_gpugate_tunnel_score_row_t *row,
+    ngx_uint_t m, ngx_uint_t what);
+static void ngx_http_gpugate_tunnel_score_agents(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_tunnel_score_row_t *row, ngx_uint_t m);
+
+
+/*
+ * Regions, spills, cooldowns and each agent's averages (by name: the
+ * first instance of a name stands for it).
+ */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_score_prom(ngx_http_gpugate_out_t *out)
+{
+    ngx_uint_t                            i, n, m;
+    ngx_slab_pool_t                      *shpool;
+    ngx_http_gpugate_tunnel_shm_t        *shm;
+    ngx_http_gpugate_tunnel_agent_t      *a;
+    ngx_http_gpugate_tunnel_score_row_t  *row, *x;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+    shpool = ngx_http_gpugate_tunnel_shpool();
+
+    if (shm == NULL || shpool == NULL) {
+        return NGX_DECLINED;
+    }
+
+    n = ngx_min(shm->high, shm->nagents);
+
+    row = ngx_pcalloc(out->pool,
+                      (n + 1) * sizeof(ngx_http_gpugate_tunnel_score_row_t));
+    if (row == NULL) {
+        return NGX_ERROR;
+    }
+
+    m = 0;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < n; i++) {
+        a = &shm->agents[i];
+
+        if (!a->used) {
+            continue;
+        }
+
+        x = &row[m++];
+        x->name_len = ngx_http_gpugate_prom_label(x->name, a->name,
+                                                  a->name_len)
+                      - x->name;
+        x->region_len = a->region_len;
+        ngx_memcpy(x->region, a->region, a->region_len);
+        x->ttft = a->ttft;
+        x->errors = a->errors;
+        x->cooled = ngx_http_gpugate_tunnel_room(a) == 0;
+        x->inflight = a->inflight;
+        x->capacity = a->capacity;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_region_spills_total",
+        "counter", "Requests served outside the client's region because "
+        "no agent of it had room.");
+    ngx_http_gpugate_out_printf(out,
+        "gpugate_tunnel_region_spills_total %uA\n", shm->spills);
+
+    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_cooldowns_total",
+        "counter", "Agents cooled down after failures in a row.");
+    ngx_http_gpugate_out_printf(out, "gpugate_tunnel_cooldowns_total %uA\n",
+                                shm->cooled);
+
+    /* regions: capacity and in flight of their connected agents */
+
+    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_region_capacity_"
+        "requests", "gauge", "Requests the connected agents of a region "
+        "take at once (region \"\": agents without one).");
+    ngx_http_gpugate_tunnel_score_regions(out, row, m, 0);
+
+    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_region_inflight_"
+        "requests", "gauge", "Requests in flight on the agents of a "
+        "region.");
+    ngx_http_gpugate_tunnel_score_regions(out, row, m, 1);
+
+    ngx_http_gpugate_tunnel_score_agents(out, row, m);
+
+    return out->failed ? NGX_ERROR : NGX_OK;
+}
+
+
+/* one line per region: the sum of capacity (0) or in flight (1) */
+
+static void
+ngx_http_gpugate_tunnel_score_regions(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_tunnel_score_row_t *row, ngx_uint_t m, ngx_uint_t what)
+{
+    ngx_uint_t  i, k, sum;
+
+    for (i = 0; i < m; i++) {
+        sum = 0;
+
+        for (k = 0; k < m; k++) {
+            if (row[k].region_len != row[i].region_len
+                || ngx_memcmp(row[k].region, row[i].region,
+                              row[i].region_len) != 0)
+            {
+                continue;
+            }
+
+            /* an earlier agent of the region wrote its line */
+
+            if (k < i) {
+                break;
+            }
+
+            sum += what ? row[k].inflight : row[k].capacity;
+        }
+
+        if (k < m) {
+            continue;
+        }
+
+        ngx_http_gpugate_out_printf(out,
+            "gpugate_tunnel_region_%s_requests{region=\"%*s\"} %ui\n",
+            what ? "inflight" : "capacity", row[i].region_len,
+            row[i].region, sum);
+    }
+}
+
+
+/* each agent name's averages and cooldown, the first instance's */
+
+static void
+ngx_http_gpugate_tunnel_score_agents(ngx_http_gpugate_out_t *out,
+    ngx_http_gpugate_tunnel_score_row_t *row, ngx_uint_t m)
+{
+    ngx_uint_t   f, i, k;
+
+    static const char  *families[][2] = {
+        { "gpugate_tunnel_agent_ttft_seconds",
+          "Moving average of the time to an answer's first byte." },
+        { "gpugate_tunnel_agent_error_ratio",
+          "Moving average of the share of requests that failed." },
+        { "gpugate_tunnel_agent_cooled",
+          "1 while the agent is cooled down after failures in a row." }
+    };
+
+    for (f = 0; f < 3; f++) {
+        ngx_http_gpugate_prom_family(out, families[f][0], "gauge",
+                                     families[f][1]);
+
+        for (i = 0; i < m; i++) {
+            for (k = 0; k < i; k++) {
+                if (row[k].name_len == row[i].name_len
+                    && ngx_memcmp(row[k].name, row[i].name,
+                                  row[i].name_len) == 0)
+                {
+                    break;
+                }
+            }
+
+            if (k < i) {
+                continue;
+            }
+
+            ngx_http_gpugate_out_printf(out,
+                "%s{agent=\"%*s\",region=\"%*s\"} ", families[f][0],
+                row[i].name_len, row[i].name, row[i].region_len,
+                row[i].region);
+
+            if (f == 0) {
+                ngx_http_gpugate_out_printf(out, "%ui.%03ui\n",
+                                            row[i].ttft / 1000,
+                                            row[i].ttft % 1000);
+
+            } else if (f == 1) {
+                ngx_http_gpugate_out_printf(out, "%ui.%03ui\n",
+                                            row[i].errors / 1000,
+                                            row[i].errors % 1000);
+
+            } else {
+                ngx_http_gpugate_out_printf(out, "%ui\n", row[i].cooled);
+            }
+        }
+    }
 }

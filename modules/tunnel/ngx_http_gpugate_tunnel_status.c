@@ -107,7 +107,9 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
     size = sizeof("{\"host\":\"\",\"agents_connected\":,\"generation\":,"
                   "\"waiting\":,\"pools\":[],\"agents\":[]}")
            + 6 * ngx_cycle->hostname.len + 3 * NGX_INT_T_LEN
-           + tmcf->upstreams.nelts * (6 * 128 + 128);
+           + tmcf->upstreams.nelts
+             * (6 * 128 + 128 + NGX_HTTP_GPUGATE_TUNNEL_SCORE_JSON)
+           + sizeof(",\"spills\":,\"cooldowns\":") + 2 * NGX_INT_T_LEN;
 
     for (i = 0; i < n; i++) {
         a = &copy[i];
@@ -117,6 +119,7 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
                 + 6 * a->models_len + a->models_len
                 + sizeof(",\"endpoints\":[]") + 32 * 20
                 + sizeof(",\"drained\":false")
+                + NGX_HTTP_GPUGATE_TUNNEL_SCORE_JSON
                 + NGX_HTTP_GPUGATE_TUNNEL_PROCS
                   * NGX_HTTP_GPUGATE_STATUS_WORKER
                 + GPUGATE_TUNNEL_GPUS_MAX * NGX_HTTP_GPUGATE_STATUS_GPU;
@@ -144,8 +147,9 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
     p = (u_char *) ngx_escape_json(p, ngx_cycle->hostname.data,
                                    ngx_cycle->hostname.len);
     p = ngx_sprintf(p, "\",\"agents_connected\":%ui,\"generation\":%uA,"
-                    "\"waiting\":%ui,\"pools\":[", n, shm->generation,
-                    waiting);
+                    "\"waiting\":%ui,\"spills\":%uA,\"cooldowns\":%uA,"
+                    "\"pools\":[", n, shm->generation, waiting, shm->spills,
+                    shm->cooled);
 
     /* the "gpugate_tunnel" upstream blocks and their queues */
 
@@ -159,8 +163,10 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
         p = (u_char *) ngx_escape_json(p, tscf[i]->upstream->host.data,
                                        ngx_min(tscf[i]->upstream->host.len,
                                                128));
-        p = ngx_sprintf(p, "\",\"queue\":%ui,\"queue_timeout_ms\":%M}",
+        p = ngx_sprintf(p, "\",\"queue\":%ui,\"queue_timeout_ms\":%M",
                         tscf[i]->queue, tscf[i]->queue_timeout);
+        p = ngx_http_gpugate_tunnel_pool_json(p, tscf[i]);
+        *p++ = '}';
     }
 
     p = ngx_cpymem(p, "],\"agents\":[", sizeof("],\"agents\":[") - 1);
@@ -291,8 +297,9 @@ ngx_http_gpugate_tunnel_status_agent(u_char *p,
         }
     }
 
-    p = ngx_sprintf(p, "],\"drained\":%s,\"workers\":[",
-                    a->drained ? "true" : "false");
+    p = ngx_sprintf(p, "],\"drained\":%s", a->drained ? "true" : "false");
+    p = ngx_http_gpugate_tunnel_score_json(p, a);
+    p = ngx_cpymem(p, ",\"workers\":[", sizeof(",\"workers\":[") - 1);
 
     first = 1;
 
@@ -696,6 +703,10 @@ ngx_http_gpugate_tunnel_prometheus(ngx_http_gpugate_out_t *out)
     ngx_http_gpugate_tunnel_prom_load(out, shm, ag, na);
     ngx_http_gpugate_tunnel_prom_hosts(out, ag, na);
     ngx_http_gpugate_tunnel_prom_gpus(out, ag, na);
+
+    if (ngx_http_gpugate_tunnel_score_prom(out) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
 
     return out->failed ? NGX_ERROR : NGX_OK;
 }

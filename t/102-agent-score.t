@@ -1,0 +1,129 @@
+# Agent choice beyond load: an agent whose requests fail (its runtime
+# answers 500) is cooled down after failures= in a row, each of its
+# failed requests retried on the other agent (proxy_next_upstream: the
+# tunnel never hands a retry to an agent it already tried), takes nothing
+# while cooled, then one request on trial (a failure cools it again);
+# the TTFT moving average steers requests away from a slow agent; /status
+# and /metrics show the averages, the cooldown and the weights.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib "$FindBin::Bin/support";
+
+use Test::More;
+use JSON::PP qw(decode_json);
+
+use GpugateTest qw(http_send http_read http_request wait_until env_or_skip
+                   make_agent make_key);
+use GpugateScale qw(scale_mock scale_agent slurp node_metrics ADMIN);
+use GpugatePrio qw(prio_node served status_agents);
+
+env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
+               TEST_NGINX_REDIS_PORT));
+plan skip_all => 'run scripts/build.sh first'
+    unless -x "$FindBin::Bin/../build/bin/gpugate-agent";
+
+my $run = "t102-$$";
+my ($key) = make_key("tenant-$run", name => 'score');
+
+my $ng = prio_node(
+    tunnel => 'failures=3 cooldown=1500ms ttft_step=100ms error_weight=4',
+    models => ['mock-model', 'ttft-model'],
+    location => "            proxy_next_upstream error timeout http_500 "
+              . "non_idempotent;\n"
+              . "            proxy_next_upstream_tries 2;\n");
+
+my %mock = (
+    bad  => scale_mock('--fail-status', 500),
+    good => scale_mock(),
+    slow => scale_mock('--models', 'ttft-model', '--ttft-ms', 400),
+    fast => scale_mock('--models', 'ttft-model'),
+);
+my %log;
+for my $k (sort keys %mock) {
+    my $name = "$run-$k";
+    (undef, $log{$k}) = scale_agent(
+        name => $name, token => make_agent($name), gateways => [$ng->port],
+        runtime => $mock{$k}, capacity => 4);
+}
+
+ok(wait_until(30, sub { keys %{ status_agents($ng, "$run-") } == 4 }),
+   'four agents connected') or diag(join '', map { slurp($_) } values %log);
+
+sub agents { status_agents($ng, "$run-") }
+
+sub chat {
+    my ($model, $n) = @_;
+    my $ok = 0;
+    for (1 .. $n) {
+        my $r = http_read(http_send($ng->port, 'POST',
+                          '/v1/chat/completions',
+                          { 'Content-Type' => 'application/json',
+                            Authorization => "Bearer $key" },
+                          '{"model":"' . $model . '","max_tokens":2,'
+                          . '"messages":[{"role":"user","content":"hi"}]}'),
+                          15);
+        $ok++ if $r->{status} == 200;
+    }
+    return $ok;
+}
+
+# --- 1. failures in a row: retried on the other, then cooled down ----------
+
+is(chat('mock-model', 6), 6,
+   'six requests answered 200: each failure retried on the other agent');
+
+my $a = agents();
+is($a->{bad}{requests}, 3, 'the failing agent took 3 requests, then no more');
+ok($a->{bad}{cooldown_left_ms} > 0 && $a->{bad}{cooldowns} == 1,
+   "it is cooled down ($a->{bad}{cooldown_left_ms} ms left, once)")
+    or diag(explain $a->{bad});
+ok($a->{bad}{error_ratio} > 0.25 && $a->{good}{error_ratio} == 0,
+   "its error average is $a->{bad}{error_ratio}, the other's 0");
+like(node_metrics($ng),
+     qr/^gpugate_tunnel_agent_cooled\{agent="\Q$run\E-bad",region=""\} 1$/m,
+     '/metrics: gpugate_tunnel_agent_cooled 1');
+like(slurp($ng->dir . '/logs/error.log'),
+     qr/agent "\Q$run\E-bad" failed 3 requests in a row, cooled down for 1500 ms/,
+     'the cooldown is logged');
+
+is(chat('mock-model', 4), 4, 'four more while it is cooled: all 200');
+is(agents()->{bad}{requests}, 3, 'none went to the cooled agent');
+
+# --- 2. after the cooldown: one request on trial --------------------------
+
+ok(wait_until(10, sub { agents()->{bad}{on_trial} }),
+   'the cooldown ends: the agent is on trial');
+is(chat('mock-model', 1), 1, 'the next request: 200 (retried)');
+$a = agents();
+is($a->{bad}{requests}, 4, 'the agent on trial took that one request');
+ok($a->{bad}{cooldowns} == 2 && $a->{bad}{cooldown_left_ms} > 0,
+   'its failure on trial cooled it down again');
+
+# --- 3. the TTFT average steers --------------------------------------------
+
+is(chat('ttft-model', 10), 10, 'ten requests for the model of two agents, '
+                               . 'one with a 400 ms TTFT: all 200');
+$a = agents();
+ok($a->{slow}{ttft_ms} >= 300 && $a->{fast}{ttft_ms} < 100,
+   "TTFT averages: slow $a->{slow}{ttft_ms} ms, fast $a->{fast}{ttft_ms} ms");
+ok($a->{slow}{requests} <= 2 && $a->{fast}{requests} >= 8,
+   "the slow agent took $a->{slow}{requests}, the fast one "
+   . "$a->{fast}{requests}");
+ok($a->{slow}{score} >= $a->{fast}{score} + 3000,
+   "its score weighs its TTFT: $a->{slow}{score} vs $a->{fast}{score}");
+
+my $st = decode_json(http_request($ng->port, 'GET', '/status',
+                     { Authorization => 'Bearer ' . ADMIN }, undef, 5)
+                     ->{body});
+my ($pool) = @{ $st->{tunnel}{pools} };
+is_deeply([ @$pool{qw(ttft_step_ms error_weight failures cooldown_ms
+                       aging_ms)} ], [100, 4, 3, 1500, 1000],
+          '/status shows the pool\'s weights');
+like(node_metrics($ng),
+     qr/^gpugate_tunnel_agent_ttft_seconds\{agent="\Q$run\E-slow",region=""\} 0\.[3-9]\d\d$/m,
+     '/metrics: the slow agent\'s TTFT average');
+
+done_testing();
