@@ -323,7 +323,7 @@ sub limits_only {
     $ng->stop;
 
     my $copy = redis('GET', 'gpugate:key:' . sha256_hex($key));
-    like($copy, qr/"v":3\b/, 'layers: the Redis copy is version 3');
+    like($copy, qr/"v":4\b/, 'layers: the Redis copy is version 4');
     like($copy, qr/"t_budget":1000000001\b/,
          'layers: ...and holds the limits');
 
@@ -362,8 +362,8 @@ sub limits_only {
        'old entry: not used, PostgreSQL asked instead');
     is_deeply(limits_only($l), \%want,
               'old entry: the limits are PostgreSQL\'s, not "none"');
-    like(redis('GET', "gpugate:key:$hex"), qr/"v":3\b/,
-         'old entry: replaced by a version 3 copy');
+    like(redis('GET', "gpugate:key:$hex"), qr/"v":4\b/,
+         'old entry: replaced by a version 4 copy');
     unlike($ng->log, qr/malformed Redis entry/,
            'old entry: not logged as malformed');
 

@@ -224,5 +224,8 @@ ok(defined $li && @ahead >= 3,
 ok(@after >= 1, 'and high requests were still being served after it: '
                 . scalar(@after));
 is($log[$li // 0][2], 0, 'it was logged at priority 0');
+is($log[0][5], 'redis', 'the second node read the key from Redis');
+is(scalar(grep { $_->[0] =~ /^h/ && $_->[2] != 9 } @log), 0,
+   'and its maximum with it: every high request waited at 9');
 
 done_testing();

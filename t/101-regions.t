@@ -17,7 +17,7 @@ use Test::More;
 use JSON::PP qw(decode_json);
 
 use GpugateTest qw(http_send http_read http_request wait_until env_or_skip
-                   make_agent make_key);
+                   make_agent make_key psql);
 use GpugateScale qw(scale_mock scale_agent slurp node_metrics ADMIN);
 use GpugatePrio qw(prio_node keys_tool served status_agents);
 
@@ -35,6 +35,7 @@ my $mock = scale_mock('--ttft-ms', 0, '--token-delay-ms', 20,
                       '--tokens', 1000);
 
 my $ng = prio_node(
+    ledger => 1,
     tunnel => 'queue_timeout=1500ms',
     http => "    map \$http_x_where \$client_region {\n"
           . "        default eu-west;\n"
@@ -166,6 +167,36 @@ $j = eval { decode_json($r->{body}) } || {};
 ok($r->{status} == 400 && ($j->{error}{code} // '') eq 'invalid_region',
    'that key asking another region: 400 invalid_region')
     or diag("$r->{status} $r->{body}");
+
+# the ledger's rows of the pinned key: region and priority
+ok(wait_until(15, sub {
+       psql("SELECT count(*) FROM usage_events WHERE api_key_id = $pinned_id"
+            . " AND region = 'us-east' AND priority = 5") >= 3 }),
+   'the ledger stores the region served and the priority (5, the default)')
+    or diag(psql("SELECT region, priority, status FROM usage_events"
+                 . " WHERE api_key_id = $pinned_id"));
+
+# the pin travels with the key's cached record: a second node reads the
+# key from Redis and, having no agent of us-east, refuses
+{
+    my $ng2 = prio_node(tunnel => 'queue_timeout=500ms');
+    $r = http_read(http_send($ng2->port, 'POST', '/v1/chat/completions',
+                             { 'Content-Type' => 'application/json',
+                               Authorization => "Bearer $pinned",
+                               'X-Seq' => 'node2' },
+                             '{"model":"mock-model","messages":'
+                             . '[{"role":"user","content":"hi"}]}'), 10);
+    $j = eval { decode_json($r->{body}) } || {};
+    ok($r->{status} == 503
+       && ($j->{error}{message} // '') =~ /pinned to region "us-east"/,
+       'a node reading the pinned key from Redis keeps the pin')
+        or diag("$r->{status} $r->{body}");
+    my ($l) = grep { $_->[0] eq 'node2' } @{ served($ng2) };
+    wait_until(10, sub { ($l) = grep { $_->[0] eq 'node2' }
+                                @{ served($ng2) }; $l });
+    is($l ? $l->[5] : '', 'redis', '...the key came from Redis');
+    $ng2->stop;
+}
 
 # --- 4. bad values ---------------------------------------------------------
 

@@ -128,6 +128,8 @@ typedef struct {
                                       1/8 per request; updated by every
                                       worker without a lock: a lost
                                       sample only slows it) */
+    ngx_atomic_t      ttft_samples; /* TTFT samples taken: the first
+                                      sets "ttft" */
     ngx_atomic_t      errors;      /* moving average of failures, in
                                       thousandths (same weight) */
     ngx_atomic_t      fails;       /* failures in a row */
@@ -261,8 +263,6 @@ typedef struct {
     ngx_uint_t        failures;    /* "failures=": failures in a row
                                       that cool an agent down; 0: never */
     ngx_msec_t        cooldown;    /* "cooldown=": how long */
-    ngx_flag_t        forward_priority; /* "priority=forward": the body
-                                      gets the runtime's "priority" */
 } ngx_http_gpugate_tunnel_srv_conf_t;
 
 

@@ -44,9 +44,12 @@
 /* weight of a new sample in the moving averages: 1/8 */
 #define NGX_HTTP_GPUGATE_TUNNEL_EMA  8
 
+/* the most a TTFT sample counts for, at least (ms) */
+#define NGX_HTTP_GPUGATE_TUNNEL_TTFT_FLOOR  50
+
 
 static void ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg,
-    ngx_atomic_uint_t sample, ngx_uint_t start);
+    ngx_atomic_uint_t sample);
 
 
 ngx_int_t
@@ -133,23 +136,16 @@ ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a)
 }
 
 
-/*
- * A moving average, 1/8 for the new sample; with "start", the first
- * sample sets it (a TTFT; errors start from none).
- */
+/* a moving average, 1/8 for the new sample */
 
 static void
-ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg, ngx_atomic_uint_t sample,
-    ngx_uint_t start)
+ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg, ngx_atomic_uint_t sample)
 {
     ngx_atomic_uint_t  old;
 
     old = *avg;
 
-    if (old == 0 && start) {
-        *avg = sample;
-
-    } else if (sample >= old) {
+    if (sample >= old) {
         *avg = old + (sample - old + NGX_HTTP_GPUGATE_TUNNEL_EMA - 1)
                      / NGX_HTTP_GPUGATE_TUNNEL_EMA;
 
@@ -208,7 +204,7 @@ void
 ngx_http_gpugate_tunnel_first_byte(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_http_gpugate_tunnel_agent_t *a)
 {
-    ngx_msec_t  ttft;
+    ngx_msec_t  ttft, cap;
 
     if (ctx->answered) {
         return;
@@ -217,7 +213,20 @@ ngx_http_gpugate_tunnel_first_byte(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ctx->answered = 1;
     ttft = ngx_current_msec - ctx->handed;
 
-    ngx_http_gpugate_tunnel_average(&a->ttft, ttft, 1);
+    /*
+     * The first sample sets the average.  Later ones count for at most
+     * four times it, or NGX_HTTP_GPUGATE_TUNNEL_TTFT_FLOOR: one request
+     * with a huge prompt cannot shut an agent out, a runtime that really
+     * slowed down lifts it by up to 3/8 per request.
+     */
+
+    if (ngx_atomic_fetch_add(&a->ttft_samples, 1) == 0) {
+        a->ttft = ttft;
+
+    } else {
+        cap = ngx_max(4 * a->ttft, NGX_HTTP_GPUGATE_TUNNEL_TTFT_FLOOR);
+        ngx_http_gpugate_tunnel_average(&a->ttft, ngx_min(ttft, cap));
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                    "gpugate tunnel: agent \"%*s\" first byte after %M ms",
@@ -237,7 +246,7 @@ ngx_http_gpugate_tunnel_outcome(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
     conf = ctx->conf;
 
-    ngx_http_gpugate_tunnel_average(&a->errors, failed ? 1000 : 0, 0);
+    ngx_http_gpugate_tunnel_average(&a->errors, failed ? 1000 : 0);
 
     if (!failed) {
         if (a->fails || a->cool_until) {
@@ -283,7 +292,7 @@ ngx_http_gpugate_tunnel_outcome(ngx_http_gpugate_tunnel_ctx_t *ctx,
 }
 
 
-/* "gpugate_tunnel" parameters of the score, the queue and priorities */
+/* "gpugate_tunnel" parameters of the score, the cooldown and aging */
 
 ngx_int_t
 ngx_http_gpugate_tunnel_score_param(ngx_conf_t *cf, ngx_str_t *arg,
@@ -329,18 +338,6 @@ ngx_http_gpugate_tunnel_score_param(ngx_conf_t *cf, ngx_str_t *arg,
         }
 
         return NGX_OK;
-    }
-
-    if (ngx_http_gpugate_conf_param(arg, "priority", &val)) {
-        if (val.len == 7 && ngx_strncmp(val.data, "forward", 7) == 0) {
-            tscf->forward_priority = 1;
-            return NGX_OK;
-        }
-
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid \"%V\", expected \"priority=forward\"",
-                           arg);
-        return NGX_ERROR;
     }
 
     return NGX_DECLINED;
@@ -412,10 +409,9 @@ ngx_http_gpugate_tunnel_pool_json(u_char *p,
 {
     return ngx_sprintf(p, ",\"aging_ms\":%M,\"ttft_step_ms\":%M,"
                        "\"error_weight\":%ui,\"failures\":%ui,"
-                       "\"cooldown_ms\":%M,\"priority_forward\":%s",
+                       "\"cooldown_ms\":%M",
                        conf->aging, conf->ttft_step, conf->error_weight,
-                       conf->failures, conf->cooldown,
-                       conf->forward_priority ? "true" : "false");
+                       conf->failures, conf->cooldown);
 }
 
 

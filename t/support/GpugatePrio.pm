@@ -10,6 +10,7 @@ use strict;
 use warnings;
 
 use Exporter qw(import);
+use File::Temp qw(tempdir);
 use FindBin;
 use JSON::PP qw(decode_json);
 
@@ -21,8 +22,9 @@ our @EXPORT_OK = qw(prio_node keys_tool served status_agents);
 my $n_zone = 0;
 
 # prio_node(tunnel => 'aging=1s ...', location => '...', http => '...',
-# models => [names], workers => N): one node on the suite's PostgreSQL
-# and Redis; every model of "models" goes to the "agents" pool.
+# models => [names], workers => N, ledger => 1): one node on the suite's
+# PostgreSQL and Redis; every model of "models" goes to the "agents"
+# pool; with "ledger", its requests are written to usage_events.
 sub prio_node {
     my (%o) = @_;
     my $pg = $ENV{TEST_NGINX_PG_PORT};
@@ -36,12 +38,22 @@ sub prio_node {
     my $models = join '', map { "            gpugate_model $_ pool=agents;\n" }
                  @{ $o{models} || ['mock-model'] };
     my $admin = ADMIN;
+    if ($o{ledger}) {
+        # the ledger's rows: region and priority are this module's
+        my $spill = tempdir('gpugate-prio-spill-XXXXXX', TMPDIR => 1,
+                            CLEANUP => !$ENV{GPUGATE_KEEP_TMP});
+        chmod 0777, $spill;
+        $http .= "    gpugate_usage_ledger \"$dsn\" gateway=$zone "
+               . "batch=10 interval=200ms spill=$spill exit_timeout=3s;\n";
+        $loc .= "            gpugate_accounting on;\n";
+    }
     return start_nginx(workers => $o{workers} || 1, http => <<"HTTP",
     gpugate_auth_zone zone=$zone:1m ttl=60s negative_ttl=5s stale=300s;
     gpugate_auth_postgres "$dsn" timeout=5s;
     gpugate_auth_redis 127.0.0.1:$rd timeout=1s;
     log_format prio '\$http_x_seq \$status \$gpugate_priority '
-                    '"\$gpugate_region" \$upstream_addr';
+                    '"\$gpugate_region" \$upstream_addr '
+                    '\$gpugate_auth_source';
 $http
     upstream agents {
         gpugate_tunnel queue=64 $tunnel;
@@ -82,12 +94,12 @@ sub keys_tool {
 }
 
 # served(NODE): the access log's lines as [seq, status, priority, region,
-# agent], in the order the requests ended
+# agent, auth source], in the order the requests ended
 sub served {
     my ($ng) = @_;
     my @r;
     for (split /\n/, slurp($ng->dir . '/logs/prio.log')) {
-        my @f = /^(\S+) (\d+) (\S+) "([^"]*)" (\S+)/ or next;
+        my @f = /^(\S+) (\d+) (\S+) "([^"]*)" (\S+) (\S+)/ or next;
         push @r, \@f;
     }
     return \@r;

@@ -155,6 +155,9 @@ ga_reload(gg_loop_t *loop)
     old->telemetry_interval = cf.telemetry_interval;
     old->log_level = cf.log_level;
 
+    /* new tunnels say it; the gateway's slot takes the latest */
+    memcpy(old->region, cf.region, sizeof(old->region));
+
     /* names may point elsewhere now: resolved in a thread, not here */
     ga_dns_reload();
 

@@ -150,6 +150,23 @@ main(void)
     tap_ok(ga_conf_set(&cf, "endpoints", "*", err, sizeof(err)) == 0
        && cf.runtimes[0].endpoints[0] == '\0' && cf.runtimes[0].endpoints_set,
        "endpoints \"*\": every one, no header");
+    tap_ok(cf.region[0] == '\0', "region: none by default");
+    tap_ok(ga_conf_set(&cf, "region", "eu-west.2", err, sizeof(err)) == 0
+       && strcmp(cf.region, "eu-west.2") == 0, "region = eu-west.2");
+    {
+        static const char  *bad[] = {
+            "", "eu west", "eu/west", "eu,west", "\xc3\xa9u",
+            "01234567890123456789012345678901"
+        };
+        size_t  i;
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            tap_ok(ga_conf_set(&cf, "region", bad[i], err, sizeof(err))
+                   == -1 && strstr(err, "region:")
+                   && strcmp(cf.region, "eu-west.2") == 0,
+                   "region \"%s\" refused, the last one kept", bad[i]);
+        }
+    }
     {
         static const char  *bad[] = {
             "", "chat,,rerank", "chat, chta", "Chat", "/v1/chat/completions",

@@ -190,6 +190,35 @@ test_handshake(void)
     m = test_sizes(test_hs, &hs, &len);
     tap_ok(m != NULL && strstr(m, "X-Gpugate-Endpoints") == NULL,
            "step 2: no X-Gpugate-Endpoints for an empty set");
+    tap_ok(m != NULL && strstr(m, "X-Gpugate-Region") == NULL,
+           "step 2: no X-Gpugate-Region without a region");
+
+    hs.region = "eu-west.1";
+    m = test_sizes(test_hs, &hs, &len);
+    tap_ok(m != NULL && strstr(m, "X-Gpugate-Models: \r\n"
+           "X-Gpugate-Region: eu-west.1\r\n"
+           "X-Gpugate-Telemetry: cpu_pct=1\r\n\r\n") != NULL,
+           "step 2: X-Gpugate-Region after the models and endpoints");
+
+    {
+        static const char  *good[] = { "a", "eu-west", "US_East.2",
+            "0123456789012345678901234567890" };
+        static const char  *bad[] = { "", "eu west", "eu/west", "eu,west",
+            "\xc3\xa9u", "eu\"", "01234567890123456789012345678901" };
+        size_t  i;
+        int     ok;
+
+        for (ok = 1, i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+            ok &= gpugate_tunnel_check_region(good[i], strlen(good[i])) == 0;
+        }
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            ok &= gpugate_tunnel_check_region(bad[i], strlen(bad[i])) == -1;
+        }
+
+        tap_ok(ok, "region names: 1-31 of A-Z a-z 0-9 . _ -, nothing "
+               "else (space, slash, comma, UTF-8, quote, 32 bytes)");
+    }
 }
 
 
