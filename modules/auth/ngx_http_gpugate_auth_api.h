@@ -82,8 +82,9 @@ time_t ngx_http_gpugate_auth_lifetime(ngx_cycle_t *cycle);
  * The limits that apply to the request's key, for the limits module: the
  * key's own and its tenant's (both apply, the stricter wins).  0 means
  * "no limit" for every limit; the priorities and the region pin
- * (sql/007_priority.sql) say "none" with -1 and "".  Spend is in micro-units of the currency
- * the operator prices models in (1 unit = 1000000).
+ * (sql/007_priority.sql) say "none" with -1 and "".  Spend is in
+ * micro-units of the currency the operator prices models in (1 unit =
+ * 1000000).
  */
 typedef enum {
     NGX_HTTP_GPUGATE_PERIOD_NONE = 0,

@@ -392,7 +392,8 @@ ngx_http_gpugate_tunnel_region_why(ngx_http_gpugate_tunnel_ctx_t *ctx,
         return why;
     }
 
-    len = ngx_strlen(why) + ctx->region.len + sizeof(" (pinned to region \"\")");
+    len = ngx_strlen(why) + ctx->region.len
+          + sizeof(" (pinned to region \"\")");
 
     p = ngx_pnalloc(ctx->request->pool, len);
     if (p == NULL) {
