@@ -60,6 +60,7 @@ static ngx_http_variable_t  ngx_http_gpugate_tunnel_vars[] = {
 ngx_int_t
 ngx_http_gpugate_tunnel_classify(ngx_http_gpugate_tunnel_ctx_t *ctx)
 {
+    ngx_int_t                            rc;
     ngx_str_t                            prio, pin, region;
     ngx_uint_t                           keyed;
     ngx_http_request_t                  *r;
@@ -79,10 +80,16 @@ ngx_http_gpugate_tunnel_classify(ngx_http_gpugate_tunnel_ctx_t *ctx)
 
     keyed = (ngx_http_gpugate_auth_limits(r, &lim) == NGX_OK);
 
-    if (ngx_http_gpugate_tunnel_priority(ctx, &lim, keyed, &prio) != NGX_OK
-        || ngx_http_gpugate_tunnel_pin(ctx, &lim, keyed, &pin) != NGX_OK)
-    {
-        return NGX_OK;
+    /* NGX_DECLINED: ctx->bad says why, the wait phase answers 400 */
+
+    rc = ngx_http_gpugate_tunnel_priority(ctx, &lim, keyed, &prio);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_gpugate_tunnel_pin(ctx, &lim, keyed, &pin);
+    }
+
+    if (rc != NGX_OK) {
+        return rc == NGX_DECLINED ? NGX_OK : NGX_ERROR;
     }
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_gpugate_tunnel_module);
@@ -371,8 +378,8 @@ ngx_http_gpugate_tunnel_bad_request(ngx_http_request_t *r,
 
     ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
     err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
-    err.code = ctx->bad.data[10] == 'P' ? "invalid_priority"
-                                        : "invalid_region";
+    err.code = ngx_strncmp(ctx->bad.data, "X-Gpugate-Priority", 18) == 0
+               ? "invalid_priority" : "invalid_region";
     err.message = ctx->bad;
 
     return ngx_http_gpugate_send_error(r, &err);

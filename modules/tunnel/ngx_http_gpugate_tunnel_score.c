@@ -507,14 +507,15 @@ ngx_http_gpugate_tunnel_score_prom(ngx_http_gpugate_out_t *out)
 
     /* regions: capacity and in flight of their connected agents */
 
-    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_region_capacity_"
-        "requests", "gauge", "Requests the connected agents of a region "
-        "take at once (region \"\": agents without one).");
+    ngx_http_gpugate_prom_family(out,
+        "gpugate_tunnel_region_capacity_requests", "gauge",
+        "Requests the connected agents of a region take at once "
+        "(region \"\": agents without one).");
     ngx_http_gpugate_tunnel_score_regions(out, row, m, 0);
 
-    ngx_http_gpugate_prom_family(out, "gpugate_tunnel_region_inflight_"
-        "requests", "gauge", "Requests in flight on the agents of a "
-        "region.");
+    ngx_http_gpugate_prom_family(out,
+        "gpugate_tunnel_region_inflight_requests", "gauge",
+        "Requests in flight on the agents of a region.");
     ngx_http_gpugate_tunnel_score_regions(out, row, m, 1);
 
     ngx_http_gpugate_tunnel_score_agents(out, row, m);
@@ -555,10 +556,10 @@ ngx_http_gpugate_tunnel_score_regions(ngx_http_gpugate_out_t *out,
             continue;
         }
 
-        ngx_http_gpugate_out_printf(out,
-            "gpugate_tunnel_region_%s_requests{region=\"%*s\"} %ui\n",
-            what ? "inflight" : "capacity", row[i].region_len,
-            row[i].region, sum);
+        ngx_http_gpugate_out_printf(out, "%s{region=\"%*s\"} %ui\n",
+            what ? "gpugate_tunnel_region_inflight_requests"
+                 : "gpugate_tunnel_region_capacity_requests",
+            row[i].region_len, row[i].region, sum);
     }
 }
 
