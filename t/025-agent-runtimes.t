@@ -186,8 +186,10 @@ like(slurp($multi_log), qr/no GPU telemetry: libnvidia-ml\.so\.1: cannot open/,
     is(scalar @a, 6, 'gpugate_status: the agent\'s six entries');
     is_deeply($st->{tunnel}{pools},
               [ { upstream => 'agents', queue => 64,
-                  queue_timeout_ms => 5000 } ],
-              'gpugate_status: the tunnel pool and its queue');
+                  queue_timeout_ms => 5000, aging_ms => 1000,
+                  ttft_step_ms => 100, error_weight => 4, failures => 3,
+                  cooldown_ms => 10000 } ],
+              'gpugate_status: the tunnel pool, its queue and weights');
 }
 
 # --- a runtime killed: its capacity goes, requests go elsewhere -------------

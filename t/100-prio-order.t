@@ -35,7 +35,7 @@ my ($plain) = make_key("tenant-$run", name => 'prio-plain');
 keys_tool('limit', $key_id, '--priority', 1, '--max-priority', 9);
 
 # 20 ms a token: max_tokens sets how long the runtime takes (40 ms for
-# each queued request, 100 ms for the aging part's)
+# each queued request and for the aging part's)
 my $mock = scale_mock('--ttft-ms', 0, '--token-delay-ms', 20,
                       '--tokens', 1000);
 
@@ -147,7 +147,7 @@ ok($fifo, 'FIFO within each priority')
 
 # --- 4. aging: a low request gets through under constant high load -------
 
-my $ng2 = prio_node(tunnel => 'queue_timeout=60s aging=200ms');
+my $ng2 = prio_node(tunnel => 'queue_timeout=60s aging=100ms');
 my $agent2 = "$run-b";
 my (undef, $blog) = scale_agent(name => $agent2,
                                 token => make_agent($agent2),
@@ -162,11 +162,11 @@ sub chat2 {
                      { 'Content-Type' => 'application/json',
                        Authorization => "Bearer $key", 'X-Seq' => $seq,
                        'X-Gpugate-Priority' => $prio },
-                     '{"model":"mock-model","max_tokens":5,'
+                     '{"model":"mock-model","max_tokens":2,'
                      . '"messages":[{"role":"user","content":"hi"}]}');
 }
 
-# three clients keep priority-9 requests (100 ms each) waiting; one
+# three clients keep priority-9 requests (40 ms each) waiting; one
 # priority-0 request joins after half a second
 my $sel = IO::Select->new;
 my (%sock, %sent, $low_done);

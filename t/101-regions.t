@@ -31,8 +31,7 @@ my ($key) = make_key("tenant-$run", name => 'regions');
 my ($pinned, $pinned_id) = make_key("tenant-$run", name => 'pinned');
 keys_tool('limit', $pinned_id, '--region', 'us-east');
 
-my $mock = scale_mock('--ttft-ms', 0, '--token-delay-ms', 20,
-                      '--tokens', 1000);
+my $mock = scale_mock('--ttft-ms', 0, '--token-delay-ms', 0);
 
 my $ng = prio_node(
     ledger => 1,
@@ -73,9 +72,12 @@ sub chat {
              'X-Seq' => $o{seq} // 's' . $seq++);
     $h{'X-Where'} = $o{where} if defined $o{where};
     $h{'X-Gpugate-Region'} = $o{pin} if defined $o{pin};
+    # a hold: a stream the runtime stalls until its client leaves
+    $h{'X-Mock-Stall-After'} = 1 if $o{hold};
     return http_send($ng->port, 'POST', '/v1/chat/completions', \%h,
                      '{"model":"mock-model","max_tokens":'
-                     . ($o{tokens} || 1)
+                     . ($o{hold} ? 10 : 1)
+                     . ',"stream":' . ($o{hold} ? 'true' : 'false')
                      . ',"messages":[{"role":"user","content":"hi"}]}');
 }
 
@@ -114,13 +116,13 @@ is_deeply(\%got, { 'eu-west' => { 'eu-west' => 4 },
 my $m0 = node_metrics($ng);
 my ($spills0) = $m0 =~ /^gpugate_tunnel_region_spills_total (\d+)/m;
 
-my $b1 = chat(where => '', tokens => 100, seq => 'hold-west');
+my $b1 = chat(where => '', hold => 1, seq => 'hold-west');
 ok(wait_until(10, sub { inflight('west') }), 'eu-west is busy');
 my $r = http_read(chat(where => '', seq => 'spill1'), 10);
 is(where_served('spill1'), 'eu-central',
    'eu-west full: to eu-central, the first neighbour');
 
-my $b2 = chat(where => 'us', tokens => 100, seq => 'hold-central',
+my $b2 = chat(where => 'us', hold => 1, seq => 'hold-central',
               pin => 'eu-central');
 ok(wait_until(10, sub { inflight('central') }), 'eu-central is busy too');
 $r = http_read(chat(where => '', seq => 'spill2'), 10);
@@ -152,7 +154,9 @@ ok($r->{status} == 503 && ($j->{error}{code} // '') eq 'no_capacity'
    'pinned to a region without agents: 503 naming it')
     or diag("$r->{status} $r->{body}");
 
-http_read($_, 10) for $b1, $b2;
+close $_ for $b1, $b2;
+ok(wait_until(10, sub { !inflight('west') && !inflight('central') }),
+   'the holds ended');
 
 # the key's pin: an eu client of a key pinned to us-east
 for my $i (1 .. 3) {

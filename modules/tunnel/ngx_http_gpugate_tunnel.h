@@ -128,8 +128,6 @@ typedef struct {
                                       1/8 per request; updated by every
                                       worker without a lock: a lost
                                       sample only slows it) */
-    ngx_atomic_t      ttft_samples; /* TTFT samples taken: the first
-                                      sets "ttft" */
     ngx_atomic_t      errors;      /* moving average of failures, in
                                       thousandths (same weight) */
     ngx_atomic_t      fails;       /* failures in a row */
@@ -547,6 +545,10 @@ ngx_uint_t ngx_http_gpugate_tunnel_score(ngx_http_gpugate_tunnel_srv_conf_t
 
 /* requests the agent may take at once now: 0 cooled down, 1 on trial */
 ngx_uint_t ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a);
+
+/* a place on a cooled agent up to its capacity: the last resort */
+ngx_int_t ngx_http_gpugate_tunnel_take_cooled(
+    ngx_http_gpugate_tunnel_agent_t *a);
 
 /* a request was handed to, answered by, or ended on an agent */
 void ngx_http_gpugate_tunnel_handed(ngx_http_gpugate_tunnel_ctx_t *ctx,

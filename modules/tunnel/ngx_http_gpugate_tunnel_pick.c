@@ -119,7 +119,8 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t *exists)
 {
     ngx_int_t                         rank, best_rank;
-    ngx_uint_t                        i, n, best, tries, score, best_score;
+    ngx_uint_t                        i, n, best, tries, score, best_score,
+                                      cooled;
     ngx_atomic_uint_t                 load;
     ngx_queue_t                      *idle;
     ngx_http_gpugate_tunnel_shm_t    *shm;
@@ -135,6 +136,7 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
         best = shm->nagents;
         best_score = 0;
         best_rank = 0;
+        cooled = shm->nagents;
 
         for (i = 0; i < n; i++) {
             a = &shm->agents[i];
@@ -161,9 +163,13 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
             idle = ngx_http_gpugate_tunnel_idle(i);
             load = a->inflight;
 
-            if (ngx_queue_empty(idle)
-                || load >= ngx_http_gpugate_tunnel_room(a))
-            {
+            if (ngx_queue_empty(idle) || load >= a->capacity) {
+                continue;
+            }
+
+            if (load >= ngx_http_gpugate_tunnel_room(a)) {
+                /* cooled down or on trial: only if no other has room */
+                cooled = (cooled == shm->nagents) ? i : cooled;
                 continue;
             }
 
@@ -184,23 +190,31 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
         }
 
         if (best == shm->nagents) {
-            return NULL;
+            if (cooled == shm->nagents
+                || ngx_http_gpugate_tunnel_take_cooled(&shm->agents[cooled])
+                   != NGX_OK)
+            {
+                return NULL;
+            }
+
+            best = cooled;
+
+        } else if (ngx_http_gpugate_tunnel_take(&shm->agents[best])
+                   != NGX_OK)
+        {
+            /* another worker took the last place meanwhile: look again */
+            continue;
         }
 
-        /* another worker may have taken the last place meanwhile */
+        ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
 
-        if (ngx_http_gpugate_tunnel_take(&shm->agents[best]) == NGX_OK) {
-            ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                       "gpugate tunnel: agent slot %ui chosen, score %ui, "
+                       "region rank %i", best, best_score, best_rank);
 
-            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log,
-                           0, "gpugate tunnel: agent slot %ui chosen, "
-                           "score %ui, region rank %i", best, best_score,
-                           best_rank);
-
-            idle = ngx_http_gpugate_tunnel_idle(best);
-            return ngx_queue_data(ngx_queue_head(idle),
-                                  ngx_http_gpugate_tunnel_conn_t, queue);
-        }
+        idle = ngx_http_gpugate_tunnel_idle(best);
+        return ngx_queue_data(ngx_queue_head(idle),
+                              ngx_http_gpugate_tunnel_conn_t, queue);
     }
 
     return NULL;

@@ -44,9 +44,6 @@
 /* weight of a new sample in the moving averages: 1/8 */
 #define NGX_HTTP_GPUGATE_TUNNEL_EMA  8
 
-/* the most a TTFT sample counts for, at least (ms) */
-#define NGX_HTTP_GPUGATE_TUNNEL_TTFT_FLOOR  50
-
 
 static void ngx_http_gpugate_tunnel_average(ngx_atomic_t *avg,
     ngx_atomic_uint_t sample);
@@ -136,6 +133,36 @@ ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a)
 }
 
 
+/*
+ * A cooled agent as the last resort: when no other suitable agent has
+ * room, it takes the request up to its capacity rather than the request
+ * failing (a pool of one agent gains nothing from a cooldown).
+ */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_take_cooled(ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_atomic_uint_t  n;
+
+    if (a->revoked) {
+        return NGX_BUSY;
+    }
+
+    n = ngx_atomic_fetch_add(&a->inflight, 1);
+
+    if (n >= a->capacity) {
+        (void) ngx_atomic_fetch_add(&a->inflight, -1);
+        return NGX_BUSY;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate tunnel: cooled agent \"%*s\" taken, no other "
+                   "has room", a->name_len, a->name);
+
+    return NGX_OK;
+}
+
+
 /* a moving average, 1/8 for the new sample */
 
 static void
@@ -214,19 +241,14 @@ ngx_http_gpugate_tunnel_first_byte(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ttft = ngx_current_msec - ctx->handed;
 
     /*
-     * The first sample sets the average.  Later ones count for at most
-     * four times it, or NGX_HTTP_GPUGATE_TUNNEL_TTFT_FLOOR: one request
-     * with a huge prompt cannot shut an agent out, a runtime that really
-     * slowed down lifts it by up to 3/8 per request.
+     * A sample counts for at most four times the average or four
+     * ttft_steps: one slow request (a huge prompt, a loaded host) moves
+     * the average by half a step at most, never a whole request; a
+     * runtime that really slowed down lifts it by up to 3/8 per request.
      */
 
-    if (ngx_atomic_fetch_add(&a->ttft_samples, 1) == 0) {
-        a->ttft = ttft;
-
-    } else {
-        cap = ngx_max(4 * a->ttft, NGX_HTTP_GPUGATE_TUNNEL_TTFT_FLOOR);
-        ngx_http_gpugate_tunnel_average(&a->ttft, ngx_min(ttft, cap));
-    }
+    cap = ngx_max(4 * a->ttft, 4 * ctx->conf->ttft_step);
+    ngx_http_gpugate_tunnel_average(&a->ttft, ngx_min(ttft, cap));
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                    "gpugate tunnel: agent \"%*s\" first byte after %M ms",
