@@ -33,6 +33,7 @@ declare -A seeds=(
     [fuzz_tunnel_msg]=modules/core/fuzz/seeds/tunnel_msg
     [fuzz_utf8]=modules/core/fuzz/seeds/utf8
     [fuzz_trace]=modules/core/fuzz/seeds/trace
+    [fuzz_prefix]=modules/core/fuzz/seeds/prefix
     [fuzz_ratelimit]=modules/core/fuzz/seeds/ratelimit
     [fuzz_http_head]=modules/core/fuzz/seeds/http_request
     [fuzz_http_chunked]=modules/core/fuzz/seeds/http_chunked
