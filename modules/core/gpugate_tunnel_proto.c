@@ -526,6 +526,26 @@ gpugate_tunnel_parse_load(const char *p, size_t len,
             out->capacity = n;
             out->has_capacity = 1;
 
+        } else if (kv.key_len == 6 && memcmp(kv.key, "kv_pct", 6) == 0) {
+            if (out->has_kv
+                || gpugate_tunnel_uint(kv.val, kv.val_len, 100, &n) != 0)
+            {
+                return -1;
+            }
+
+            out->kv_pct = n;
+            out->has_kv = 1;
+
+        } else if (kv.key_len == 7 && memcmp(kv.key, "hit_pct", 7) == 0) {
+            if (out->has_hit
+                || gpugate_tunnel_uint(kv.val, kv.val_len, 100, &n) != 0)
+            {
+                return -1;
+            }
+
+            out->hit_pct = n;
+            out->has_hit = 1;
+
         } else if (kv.val_len == 0) {
             return -1;
         }

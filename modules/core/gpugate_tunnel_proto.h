@@ -82,16 +82,22 @@ typedef struct {
                                  at once now: its share of the agent's
                                  capacity when the agent serves several
                                  gateways (0..65535) */
+    uint64_t     kv_pct;      /* KV cache in use, percent (0..100) */
+    uint64_t     hit_pct;     /* prefix cache hits, percent of the
+                                 prompt tokens (blocks) looked up */
     unsigned     has_queue:1; /* "queue" was given */
     unsigned     has_gpu:1;   /* "gpu_free_mb" was given */
     unsigned     has_capacity:1; /* "capacity" was given */
+    unsigned     has_kv:1;    /* "kv_pct" was given */
+    unsigned     has_hit:1;   /* "hit_pct" was given */
 } gpugate_tunnel_load_t;
 
 
 /*
- * X-Gpugate-Load: "queue=<n>, gpu_free_mb=<n>, capacity=<n>", any of them,
- * in any order; decimal without sign or leading zero, up to 2^32-1
- * (capacity up to GPUGATE_TUNNEL_CAPACITY_MAX, 0 allowed); keys this
+ * X-Gpugate-Load: "queue=<n>, gpu_free_mb=<n>, capacity=<n>, kv_pct=<n>,
+ * hit_pct=<n>", any of them, in any order; decimal without sign or
+ * leading zero, up to 2^32-1 (capacity up to GPUGATE_TUNNEL_CAPACITY_MAX,
+ * 0 allowed; the percentages up to 100); keys this
  * version does not know are skipped, a repeated one is refused.  0 or -1.
  */
 int gpugate_tunnel_parse_load(const char *p, size_t len,

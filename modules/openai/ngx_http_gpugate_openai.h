@@ -19,6 +19,7 @@
 #include "gpugate_oai_chunk.h"
 #include "gpugate_oai_body.h"
 #include "gpugate_multipart.h"
+#include "ngx_http_gpugate_tunnel_api.h"
 
 
 #define NGX_HTTP_GPUGATE_MODEL_MAX_LEN  256
@@ -101,6 +102,9 @@ typedef struct {
                                                 request, the count when
                                                 the answer does not list
                                                 them; 0: not one */
+    ngx_http_gpugate_tunnel_keys_t  affinity; /* the prompt's prefix
+                                            and session keys, for a pool
+                                            with prefix affinity */
     unsigned                   stream:1; /* "stream": true */
     unsigned                   routed:1; /* model, pool and stream set */
     unsigned                   ask_usage:1; /* the gateway added

@@ -684,6 +684,17 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         return rc;
     }
 
+    /* a pool with prefix affinity: the prompt's keys, for its balancer */
+
+    if (ngx_http_gpugate_tunnel_affinity_keys(r, &ctx->pool,
+            m && m->target.len ? &m->target : &model, ctx->kind, &body,
+            &ctx->affinity)
+        != NGX_OK)
+    {
+        gpugate_oai_body_free(&b);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     target = NULL;
 
     if (m && m->target.len

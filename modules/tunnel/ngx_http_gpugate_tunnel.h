@@ -21,6 +21,7 @@
 #include "gpugate_scram.h"
 #include "ngx_http_gpugate_pg.h"
 #include "ngx_http_gpugate_tunnel_api.h"
+#include "ngx_http_gpugate_tunnel_affinity.h"
 
 
 /* worker processes tracked in shared memory (old and new generations) */
@@ -109,6 +110,13 @@ typedef struct {
     ngx_atomic_t      gpu_free_mb; /* X-Gpugate-Load: free GPU memory;
                                       0 if not told.  Both break ties
                                       of equal in-flight counts */
+    ngx_atomic_t      kv_pct;      /* X-Gpugate-Load: the runtime's KV
+                                      cache in use, per cent, plus 1;
+                                      0 if not told.  Prefix affinity
+                                      passes over a fuller one */
+    ngx_atomic_t      hit_pct;     /* X-Gpugate-Load: its prefix cache
+                                      hit rate, per cent, plus 1; 0 if
+                                      not told (status and metrics) */
     ngx_atomic_t      revoked;     /* the agent was revoked (or must
                                       verify again): no new request, and
                                       each worker closes its connections
@@ -261,6 +269,9 @@ typedef struct {
     ngx_uint_t        failures;    /* "failures=": failures in a row
                                       that cool an agent down; 0: never */
     ngx_msec_t        cooldown;    /* "cooldown=": how long */
+    ngx_http_gpugate_affinity_conf_t  *affinity;
+                                   /* "gpugate_prefix_affinity"; NULL:
+                                      the choice is by load alone */
 } ngx_http_gpugate_tunnel_srv_conf_t;
 
 
@@ -345,6 +356,8 @@ struct ngx_http_gpugate_tunnel_ctx_s {
     ngx_uint_t                       tried[NGX_HTTP_GPUGATE_TUNNEL_TRIES];
                                              /* agent slots already tried */
     ngx_uint_t                       ntried; /* their number */
+    ngx_http_gpugate_tunnel_keys_t   keys;   /* prefix and session, from
+                                                the router */
     ngx_http_gpugate_tunnel_conn_t  *current; /* connection handed out */
     ngx_recv_pt                      recv;   /* its own recv while the
                                                 heartbeats before the
@@ -474,6 +487,32 @@ ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
 /* 1 if the agent in slot "i" (connected or not) may take this request */
 ngx_int_t ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
     ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a);
+
+/*
+ * Prefix and session affinity (..._tunnel_affinity.c): the slot the
+ * balancer takes instead of "best" (the least loaded, "best_load" in
+ * flight), or "best"; and what was chosen, remembered for the next
+ * request with these keys.
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_affinity_pick(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t best,
+    ngx_atomic_uint_t best_load);
+void ngx_http_gpugate_tunnel_affinity_record(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t slot);
+
+/* the runtimes' cache figures and the pools' affinity counters, for the
+   Prometheus page; a pool's settings and counters for /status */
+void ngx_http_gpugate_tunnel_affinity_prometheus(
+    ngx_http_gpugate_out_t *out, ngx_http_gpugate_tunnel_shm_t *shm);
+u_char *ngx_http_gpugate_tunnel_affinity_json(u_char *p,
+    ngx_http_gpugate_affinity_conf_t *ac);
+
+/* what a pool's "affinity" member in /status takes at most */
+#define NGX_HTTP_GPUGATE_AFFINITY_JSON  384
+
+/* a tunnel pool by name (us NULL) or by upstream block (name NULL) */
+ngx_http_gpugate_tunnel_srv_conf_t *ngx_http_gpugate_tunnel_find(
+    ngx_str_t *name, ngx_http_upstream_srv_conf_t *us);
 
 /* the agent's turn, its place already taken: to the back of the ties */
 void ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_agent_t *a);

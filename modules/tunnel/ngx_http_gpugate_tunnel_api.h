@@ -32,6 +32,30 @@ ngx_int_t ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool,
 ngx_uint_t ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name);
 
 /*
+ * What cache-aware routing keys a request by (gpugate_prefix_affinity):
+ * the router fills it when it reads the body, the pool's balancer reads
+ * it.
+ */
+typedef struct {
+    uint64_t    *prefix;       /* cumulative hashes of the prompt's
+                                  leading blocks (gpugate_prefix.h), in
+                                  the request's pool; NULL: none */
+    ngx_uint_t   nprefix;      /* their number */
+    uint64_t     session;      /* X-Gpugate-Session or "user", hashed;
+                                  0: none */
+} ngx_http_gpugate_tunnel_keys_t;
+
+/*
+ * The keys of a request to pool "pool" whose JSON body is "body", for
+ * endpoint "kind" (gpugate_oai_kind_e) and runtime model "model":
+ * nothing (NGX_OK, keys zeroed) when the pool has no prefix affinity;
+ * NGX_ERROR when out of memory.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_affinity_keys(ngx_http_request_t *r,
+    ngx_str_t *pool, ngx_str_t *model, ngx_int_t kind, ngx_str_t *body,
+    ngx_http_gpugate_tunnel_keys_t *keys);
+
+/*
  * The tunnel's Prometheus lines (agents' connections, load and
  * telemetry), a family at a time, appended to "out"; NGX_DECLINED when
  * no tunnel zone is configured.

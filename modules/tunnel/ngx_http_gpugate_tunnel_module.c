@@ -8,6 +8,7 @@
  *     gpugate_tunnel_accept  [ping=T] [ping_timeout=T] [step_timeout=T]
  *                            [rate=N] [burst=N];        (location)
  *     gpugate_tunnel         [queue=N] [queue_timeout=T]; (upstream)
+ *     gpugate_prefix_affinity ...;  (upstream, ..._tunnel_affinity.c)
  *
  * and the content handler of a gpugate_tunnel_accept location, which
  * hands a handshake request to step 1 (..._tunnel_handshake.c) or step 2
@@ -126,6 +127,13 @@ static ngx_command_t  ngx_http_gpugate_tunnel_commands[] = {
     { ngx_string("gpugate_tunnel"),
       NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
       ngx_http_gpugate_tunnel,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("gpugate_prefix_affinity"),
+      NGX_HTTP_UPS_CONF|NGX_CONF_ANY,
+      ngx_http_gpugate_tunnel_affinity,
       0,
       0,
       NULL },

@@ -137,7 +137,7 @@ ngx_http_gpugate_tunnel_init_upstream(ngx_conf_t *cf,
 }
 
 
-static ngx_http_gpugate_tunnel_srv_conf_t *
+ngx_http_gpugate_tunnel_srv_conf_t *
 ngx_http_gpugate_tunnel_find(ngx_str_t *name,
     ngx_http_upstream_srv_conf_t *us)
 {
@@ -530,6 +530,7 @@ ngx_http_gpugate_tunnel_ctx(ngx_http_request_t *r,
     if (octx && octx->routed) {
         ctx->model = octx->target;
         ctx->endpoint = octx->kind;
+        ctx->keys = octx->affinity;
     }
 
     ctx->timer.handler = ngx_http_gpugate_tunnel_deadline;
@@ -717,6 +718,7 @@ ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc)
         }
 
         ngx_http_gpugate_tunnel_chosen(a);
+        ngx_http_gpugate_tunnel_affinity_record(ctx, tc->agent);
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                        "gpugate tunnel: agent slot %ui offered to a waiting "

@@ -16,6 +16,8 @@
  * this worker; on an equal score the shorter runtime queue, more free GPU
  * memory, then the agent chosen least recently (over all workers), so
  * that a newcomer shares traffic at once instead of taking all of it.
+ * A pool with gpugate_prefix_affinity may prefer a holder of the
+ * prompt's prefix instead (ngx_http_gpugate_tunnel_affinity.c).
  */
 
 
@@ -199,14 +201,19 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
 
             best = cooled;
 
-        } else if (ngx_http_gpugate_tunnel_take(&shm->agents[best])
-                   != NGX_OK)
-        {
-            /* another worker took the last place meanwhile: look again */
-            continue;
+        } else {
+            /* a holder of the prompt's prefix, or of its session */
+            best = ngx_http_gpugate_tunnel_affinity_pick(ctx, best,
+                                                shm->agents[best].inflight);
+
+            if (ngx_http_gpugate_tunnel_take(&shm->agents[best]) != NGX_OK) {
+                /* another worker took the last place meanwhile: again */
+                continue;
+            }
         }
 
         ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
+        ngx_http_gpugate_tunnel_affinity_record(ctx, best);
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                        "gpugate tunnel: agent slot %ui chosen, score %ui, "

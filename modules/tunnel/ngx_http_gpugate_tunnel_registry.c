@@ -578,6 +578,14 @@ ngx_http_gpugate_tunnel_set_load(ngx_http_gpugate_tunnel_agent_t *a,
         a->gpu_free_mb = (ngx_atomic_uint_t) load->gpu_free_mb;
     }
 
+    if (load->has_kv) {
+        a->kv_pct = (ngx_atomic_uint_t) load->kv_pct + 1;
+    }
+
+    if (load->has_hit) {
+        a->hit_pct = (ngx_atomic_uint_t) load->hit_pct + 1;
+    }
+
     /*
      * An agent serving several gateway nodes offers each a share of its
      * capacity, and moves the shares as nodes come and go; 0 is allowed

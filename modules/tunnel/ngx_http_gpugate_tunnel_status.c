@@ -108,7 +108,8 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
                   "\"waiting\":,\"pools\":[],\"agents\":[]}")
            + 6 * ngx_cycle->hostname.len + 3 * NGX_INT_T_LEN
            + tmcf->upstreams.nelts
-             * (6 * 128 + 128 + NGX_HTTP_GPUGATE_TUNNEL_SCORE_JSON)
+             * (6 * 128 + 128 + NGX_HTTP_GPUGATE_TUNNEL_SCORE_JSON
+                + NGX_HTTP_GPUGATE_AFFINITY_JSON)
            + sizeof(",\"spills\":,\"cooldowns\":") + 2 * NGX_INT_T_LEN;
 
     for (i = 0; i < n; i++) {
@@ -166,6 +167,7 @@ ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool, ngx_buf_t **out)
         p = ngx_sprintf(p, "\",\"queue\":%ui,\"queue_timeout_ms\":%M",
                         tscf[i]->queue, tscf[i]->queue_timeout);
         p = ngx_http_gpugate_tunnel_pool_json(p, tscf[i]);
+        p = ngx_http_gpugate_tunnel_affinity_json(p, tscf[i]->affinity);
         *p++ = '}';
     }
 
@@ -251,10 +253,18 @@ ngx_http_gpugate_tunnel_status_agent(u_char *p,
 
     p = ngx_sprintf(p, "\",\"id\":%L,\"instance\":\"%*s\",\"since\":%T,"
                     "\"capacity\":%uA,\"inflight\":%uA,\"requests\":%uA,"
-                    "\"queue\":%uA,\"gpu_free_mb\":%uA,\"models\":[",
+                    "\"queue\":%uA,\"gpu_free_mb\":%uA,",
                     a->agent_id, a->instance_len, a->instance, a->since,
                     a->capacity, a->inflight, a->requests, a->queue,
                     a->gpu_free_mb);
+
+    /* the runtime's cache, per cent; null: its agent does not tell */
+
+    p = a->kv_pct ? ngx_sprintf(p, "\"kv_pct\":%uA,", a->kv_pct - 1)
+                  : ngx_cpymem(p, "\"kv_pct\":null,", 14);
+    p = a->hit_pct ? ngx_sprintf(p, "\"hit_pct\":%uA,", a->hit_pct - 1)
+                   : ngx_cpymem(p, "\"hit_pct\":null,", 15);
+    p = ngx_cpymem(p, "\"models\":[", 10);
 
     /* "a, b": the form the agent sent, checked at the handshake */
 
@@ -703,6 +713,7 @@ ngx_http_gpugate_tunnel_prometheus(ngx_http_gpugate_out_t *out)
     ngx_http_gpugate_tunnel_prom_load(out, shm, ag, na);
     ngx_http_gpugate_tunnel_prom_hosts(out, ag, na);
     ngx_http_gpugate_tunnel_prom_gpus(out, ag, na);
+    ngx_http_gpugate_tunnel_affinity_prometheus(out, shm);
 
     if (ngx_http_gpugate_tunnel_score_prom(out) == NGX_ERROR) {
         return NGX_ERROR;

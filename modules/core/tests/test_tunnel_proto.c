@@ -218,6 +218,24 @@ load_cap(const char *p, size_t len, long cap, const char *what)
 }
 
 
+/* "kv_pct" and "hit_pct": -1 means the key must be absent */
+
+static void
+load_cache(const char *p, size_t len, long kv, long hit, const char *what)
+{
+    int                    rc, ok;
+    gpugate_tunnel_load_t  l;
+
+    rc = gpugate_tunnel_parse_load(p, len, &l);
+
+    ok = rc == 0
+         && (kv < 0 ? !l.has_kv : l.has_kv && l.kv_pct == (uint64_t) kv)
+         && (hit < 0 ? !l.has_hit : l.has_hit && l.hit_pct == (uint64_t) hit);
+
+    tap_ok(ok, "load accepts %s", what);
+}
+
+
 static void
 load_bad(const char *p, size_t len, const char *what)
 {
@@ -601,6 +619,21 @@ test_load(void)
     load_bad(S("capacity="), "an empty capacity");
     load_bad(S("capacity=01"), "a capacity with a leading zero");
     load_bad(S("capacity=-1"), "a negative capacity");
+
+    /* the runtime's cache: KV use and prefix hits, percent */
+
+    load_cache(S("kv_pct=0, hit_pct=0"), 0, 0, "cache figures of 0");
+    load_cache(S("queue=1, hit_pct=100, capacity=2, kv_pct=93"), 93, 100,
+               "cache figures between the other keys");
+    load_cache(S("queue=1"), -1, -1, "no cache keys: none reported");
+    load_cache(S("kv_pct=7"), 7, -1, "kv_pct alone");
+    load_bad(S("kv_pct=101"), "kv_pct over 100");
+    load_bad(S("hit_pct=101"), "hit_pct over 100");
+    load_bad(S("kv_pct=1, kv_pct=1"), "a repeated kv_pct");
+    load_bad(S("hit_pct=5, hit_pct=5"), "a repeated hit_pct");
+    load_bad(S("kv_pct=0.5"), "a fractional kv_pct");
+    load_bad(S("hit_pct="), "an empty hit_pct");
+    load_bad(S("kv_pct=05"), "a kv_pct with a leading zero");
 }
 
 
