@@ -272,6 +272,9 @@ struct ga_runtime_s {
                                         offered */
     ga_load_t            load;       /* its load, last read */
     uint64_t             load_at;    /* us when read; 0: never */
+    int                  hit_pct;    /* prefix cache hit rate, per cent,
+                                        plus 1, between the last reads
+                                        that saw lookups; 0: none */
     ga_probe_t           probe;      /* health, load and models */
     ga_super_t           super;      /* the process, when supervised */
 

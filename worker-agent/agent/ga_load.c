@@ -24,29 +24,47 @@ typedef struct {
     const char  *health;       /* endpoint that answers 200 when up */
     const char  *running;      /* gauge of requests being generated */
     const char  *waiting;      /* gauge of requests queued */
+    const char  *kv[2];        /* gauges of the KV cache in use, 0..1,
+                                  newest name first */
+    const char  *hit;          /* gauge of the prefix cache hit rate */
+    const char  *hits;         /* counter of prefix cache hits */
+    const char  *queries;      /* counter of prefix cache lookups */
 } ga_runtime_dialect_t;
 
 
 /* indexed by ga_runtime_e */
 static const ga_runtime_dialect_t  ga_dialects[] = {
-    { "openai", NULL, "/v1/models", "/v1/models", NULL, NULL },
+    { "openai", NULL, "/v1/models", "/v1/models", NULL, NULL,
+      { NULL, NULL }, NULL, NULL, NULL },
     { "vllm", "/metrics", "/v1/models", "/health",
-      "vllm:num_requests_running", "vllm:num_requests_waiting" },
+      "vllm:num_requests_running", "vllm:num_requests_waiting",
+      { "vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc" },
+      "vllm:gpu_prefix_cache_hit_rate", "vllm:prefix_cache_hits_total",
+      "vllm:prefix_cache_queries_total" },
     { "llamacpp", "/metrics", "/v1/models", "/health",
-      "llamacpp:requests_processing", "llamacpp:requests_deferred" },
+      "llamacpp:requests_processing", "llamacpp:requests_deferred",
+      { "llamacpp:kv_cache_usage_ratio", NULL }, NULL, NULL, NULL },
     { "sglang", "/metrics", "/v1/models", "/health",
-      "sglang:num_running_reqs", "sglang:num_queue_reqs" },
+      "sglang:num_running_reqs", "sglang:num_queue_reqs",
+      { "sglang:token_usage", NULL }, "sglang:cache_hit_rate", NULL, NULL },
     { "tgi", "/metrics", "/info", "/health",
-      "tgi_batch_current_size", "tgi_queue_size" },
-    { "ollama", "/api/ps", "/api/tags", "/", NULL, NULL },
+      "tgi_batch_current_size", "tgi_queue_size",
+      { NULL, NULL }, NULL, NULL, NULL },
+    { "ollama", "/api/ps", "/api/tags", "/", NULL, NULL,
+      { NULL, NULL }, NULL, NULL, NULL },
 };
 
 #define GA_NDIALECTS  (sizeof(ga_dialects) / sizeof(ga_dialects[0]))
 
 #define GA_MIB  (1024 * 1024)
 
+/* the most requests a running or waiting gauge may report */
+#define GA_GAUGE_MAX  4294967295.0
+
 
 static int ga_load_ollama(const char *text, size_t len, ga_load_t *load);
+static void ga_load_cache(const ga_runtime_dialect_t *d, const char *p,
+    const char *end, ga_load_t *load);
 static const char *ga_load_sample(const char *p, const char *end,
     const char *metric, double *value);
 
@@ -122,18 +140,107 @@ ga_load_parse(ga_runtime_e type, const char *text, size_t len,
         next = next ? next + 1 : end;
 
         if (ga_load_sample(p, next, d->waiting, &v)) {
-            load->waiting += (uint64_t) v;
-            load->has_waiting = 1;
+            if (v <= GA_GAUGE_MAX) {
+                load->waiting += (uint64_t) v;
+                load->has_waiting = 1;
+            }
 
         } else if (ga_load_sample(p, next, d->running, &v)) {
-            load->running += (uint64_t) v;
-            load->has_running = 1;
+            if (v <= GA_GAUGE_MAX) {
+                load->running += (uint64_t) v;
+                load->has_running = 1;
+            }
+
+        } else {
+            ga_load_cache(d, p, next, load);
         }
 
         p = next;
     }
 
+    /* one counter without the other, or more hits than lookups, is no
+       figure to report */
+
+    load->has_counts = load->has_hits && load->has_queries
+                       && load->hits <= load->queries;
+
     return load->has_waiting ? 0 : -1;
+}
+
+
+/*
+ * A line of the dialect's cache figures: ratios above 1 are not ratios
+ * (a runtime exporting per cent under the name), and skipped.
+ */
+
+static void
+ga_load_cache(const ga_runtime_dialect_t *d, const char *p,
+    const char *end, ga_load_t *load)
+{
+    int     i;
+    double  v;
+
+    for (i = 0; i < 2; i++) {
+        if (d->kv[i] && ga_load_sample(p, end, d->kv[i], &v)) {
+            if (v <= 1.0 && (!load->has_kv || v > load->kv)) {
+                load->kv = v;
+                load->has_kv = 1;
+            }
+
+            return;
+        }
+    }
+
+    if (d->hit && ga_load_sample(p, end, d->hit, &v)) {
+        if (v <= 1.0 && (!load->has_hit || v > load->hit)) {
+            load->hit = v;
+            load->has_hit = 1;
+        }
+
+        return;
+    }
+
+    if (d->hits && ga_load_sample(p, end, d->hits, &v)) {
+        load->hits += v;
+        load->has_hits = 1;
+        return;
+    }
+
+    if (d->queries && ga_load_sample(p, end, d->queries, &v)) {
+        load->queries += v;
+        load->has_queries = 1;
+    }
+}
+
+
+int
+ga_load_hit_pct(const ga_load_t *prev, const ga_load_t *now)
+{
+    double  hits, queries;
+
+    if (now->has_counts) {
+        hits = now->hits;
+        queries = now->queries;
+
+        if (prev && prev->has_counts && prev->queries <= now->queries
+            && prev->hits <= now->hits)
+        {
+            hits -= prev->hits;
+            queries -= prev->queries;
+        }
+
+        if (queries <= 0 || hits > queries) {
+            return -1;
+        }
+
+        return (int) (hits * 100 / queries + 0.5);
+    }
+
+    if (now->has_hit) {
+        return (int) (now->hit * 100 + 0.5);
+    }
+
+    return -1;
 }
 
 
@@ -288,9 +395,10 @@ ga_load_sample(const char *p, const char *end, const char *metric,
 
     *value = strtod(num, &e);
 
-    if (*e != '\0' || !isfinite(*value) || *value < 0
-        || *value > 4294967295.0)
-    {
+    /* counters (prefix cache lookups) grow past 2^32; the gauges are
+       bounded by the caller */
+
+    if (*e != '\0' || !isfinite(*value) || *value < 0 || *value > 1e18) {
         return NULL;
     }
 

@@ -35,6 +35,18 @@ typedef struct {
     uint64_t     waiting;      /* requests queued in the runtime */
     uint64_t     loaded;       /* models resident in memory (Ollama) */
     uint64_t     vram_mb;      /* GPU memory they hold, MiB (Ollama) */
+    double       kv;           /* KV cache in use, 0..1 (the fullest
+                                  model's) */
+    double       hit;          /* prefix cache hit rate, 0..1, where
+                                  the runtime exports it as a gauge */
+    double       hits;         /* prefix cache hits, a counter (vLLM
+                                  v1: tokens), all models */
+    double       queries;      /* prefix cache lookups, a counter */
+    unsigned     has_kv:1;     /* "kv" was read */
+    unsigned     has_hit:1;    /* "hit" was read */
+    unsigned     has_hits:1;   /* "hits" was read */
+    unsigned     has_queries:1; /* "queries" was read */
+    unsigned     has_counts:1; /* both, and hits <= queries */
     unsigned     has_running:1; /* the metric was found */
     unsigned     has_waiting:1; /* the metric was found */
     unsigned     has_loaded:1; /* "loaded" was read */
@@ -69,8 +81,20 @@ const char *ga_runtime_models_path(ga_runtime_e type);
 const char *ga_runtime_health_path(ga_runtime_e type);
 
 /*
+ * The prefix cache hit rate, per cent, between two reads of the runtime's
+ * counters ("prev" NULL or older counters than "now": since the start);
+ * -1 when there is nothing to tell (no lookups since, or no figure).
+ */
+int ga_load_hit_pct(const ga_load_t *prev, const ga_load_t *now);
+
+/*
  * Reads the dialect's running and waiting gauges from Prometheus text
- * exposition format.  Samples of one metric with different labels (one
+ * exposition format, and its cache figures where it exports them: vLLM's
+ * vllm:kv_cache_usage_perc (older: vllm:gpu_cache_usage_perc) and
+ * vllm:prefix_cache_hits_total / _queries_total (older: the gauge
+ * vllm:gpu_prefix_cache_hit_rate); SGLang's sglang:token_usage and
+ * sglang:cache_hit_rate; llama.cpp's llamacpp:kv_cache_usage_ratio.
+ * Ratios of several models: the largest.  Samples of one metric with different labels (one
  * per model) are added up; comments, other metrics and malformed lines
  * are skipped, as are negative, NaN and infinite values.  Returns 0 when
  * the waiting gauge was found, else -1 (an endpoint that is not the

@@ -127,6 +127,24 @@ ga_probe_header(ga_gateway_t *gw, char *buf, size_t size)
         len += (n > 0) ? (size_t) n : 0;
     }
 
+    /* the runtime's cache (where its dialect exports it): nginx passes
+       over a prefix holder whose KV cache is about to evict */
+
+    if (rt->load_at != 0 && rt->load.has_kv && len < size
+        && gg_time_us() - rt->load_at
+           <= 3ULL * ga_agent.conf.load_interval * 1000000ULL)
+    {
+        n = snprintf(buf + len, size - len, ", kv_pct=%d",
+                     (int) (rt->load.kv * 100 + 0.5));
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    if (rt->hit_pct && len < size) {
+        n = snprintf(buf + len, size - len, ", hit_pct=%d",
+                     rt->hit_pct - 1);
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
     if (ga_agent.gpu_free_mb && len < size) {
         n = snprintf(buf + len, size - len, ", gpu_free_mb=%llu",
                      (unsigned long long) ga_agent.gpu_free_mb);
@@ -414,7 +432,7 @@ ga_probe_io(gg_io_t *io, uint32_t revents)
 static void
 ga_probe_answer(ga_runtime_t *rt)
 {
-    int          n;
+    int          n, pct;
     char         models[GPUGATE_TUNNEL_MODELS_MAX + 1], err[GA_ERR_SIZE];
     size_t       len;
     ga_load_t    load;
@@ -459,6 +477,18 @@ ga_probe_answer(ga_runtime_t *rt)
         ga_probe_done(rt, "no waiting-requests gauge of this runtime type",
                       0);
         return;
+    }
+
+    /* the hit rate between this read and the last; none since: the
+       last rate stands */
+
+    pct = ga_load_hit_pct(rt->load_at ? &rt->load : NULL, &load);
+
+    if (pct >= 0) {
+        rt->hit_pct = pct + 1;
+
+    } else if (!load.has_counts && !load.has_hit) {
+        rt->hit_pct = 0;
     }
 
     rt->load = load;

@@ -359,6 +359,9 @@ mock_inference(mock_conn_t *c, mock_kind_e kind)
         return;
     }
 
+    /* the prefix cache model's prefill time (--prefix-cache) */
+    mock_cache_request(c);
+
     /* from here the connection owns "root" until mock_gen_release() */
     c->json = root;
     c->active = 1;

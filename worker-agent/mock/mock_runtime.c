@@ -81,7 +81,11 @@ mock_usage(FILE *f)
 "                         and SGLang serve theirs (default: 404)\n"
 "  --log-file FILE        append the log to FILE (default stderr)\n"
 "  --quiet                log only errors, drops and disconnects\n"
-"  -h, --help             this text\n"
+"  -h, --help             this text\n");
+
+    mock_cache_usage(f);
+
+    fprintf(f,
 "\n"
 "Per-request overrides (request headers, names case-insensitive):\n"
 "  X-Mock-TTFT-Ms, X-Mock-Token-Delay-Ms, X-Mock-Tokens,\n"
@@ -124,7 +128,7 @@ mock_usage(FILE *f)
 }
 
 
-static long
+long
 mock_arg_long(const char *flag, const char *v, long min, long max)
 {
     long   n;
@@ -297,6 +301,8 @@ mock_args(int argc, char **argv, struct sockaddr_in *sin,
             mock_openapi_paths = v;
         } else if (strcmp(a, "--log-file") == 0) {
             *log_path = v;
+        } else if (mock_cache_option(a, v)) {
+            continue;
         } else {
             fprintf(stderr, MOCK_NAME ": unknown option %s (see --help)\n",
                     a);

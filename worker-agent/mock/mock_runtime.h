@@ -217,5 +217,14 @@ int mock_served(const char *model);
 void mock_gen_run(mock_conn_t *c);
 void mock_gen_release(mock_conn_t *c, int completed);
 
+/* mock_runtime.c: a numeric flag's value, or exit 2 */
+long mock_arg_long(const char *flag, const char *v, long min, long max);
+
+/* mock_cache.c: the prefix cache model (--prefix-cache) */
+void mock_cache_usage(FILE *f);
+int mock_cache_option(const char *a, const char *v);
+void mock_cache_request(mock_conn_t *c);
+int mock_cache_metrics(gg_buf_t *b);
+
 
 #endif /* _MOCK_RUNTIME_H_INCLUDED_ */

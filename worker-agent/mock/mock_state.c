@@ -193,6 +193,7 @@ mock_metrics_text(gg_buf_t *b)
         mock_connections, mock_strays);
 
     rc |= mock_metrics_dialect(b);
+    rc |= mock_cache_metrics(b);
 
     return rc ? -1 : 0;
 }
