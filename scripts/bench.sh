@@ -23,7 +23,11 @@
 #                idle parked connections and under 64 streams, against
 #                the runtime's CPU), limits (gpugate with limits off vs
 #                on, one node and synced through Redis, on the cache-hit
-#                path; Redis commands per request), profile (not in the
+#                path; Redis commands per request), cache (prefix-aware
+#                routing vs least-loaded vs random: 4 mock runtimes with
+#                a prefix cache model behind 4 agents, many tenants with
+#                shared system prompts and a workload with none: TTFT
+#                p50/p90, hit ratio), profile (not in the
 #                default set: syscalls, instructions and allocations per
 #                request of the agent and the nginx worker through the
 #                tunnel, with strace and callgrind; see
@@ -48,7 +52,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full
+only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full,cache
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -198,6 +202,10 @@ fi
 
 if want limits; then
     . "$GG_ROOT/scripts/bench/limits.sh"
+fi
+
+if want cache; then
+    . "$GG_ROOT/scripts/bench/cache.sh"
 fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
