@@ -796,7 +796,8 @@ void
 ngx_http_gpugate_tunnel_affinity_prometheus(ngx_http_gpugate_out_t *out,
     ngx_http_gpugate_tunnel_shm_t *shm)
 {
-    u_char                                label[2 * NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX];
+    u_char                                label[2
+                                            * NGX_HTTP_GPUGATE_TUNNEL_NAME_MAX];
     size_t                                len;
     ngx_uint_t                            i, k, n, na, f;
     ngx_http_conf_ctx_t                  *cctx;
