@@ -95,8 +95,9 @@ int ga_load_hit_pct(const ga_load_t *prev, const ga_load_t *now);
  * vllm:gpu_prefix_cache_hit_rate); SGLang's sglang:token_usage and
  * sglang:cache_hit_rate; llama.cpp's llamacpp:kv_cache_usage_ratio.
  * Ratios of several models: the largest.  Samples of one metric with
- * different labels (one per model) are added up; comments, other metrics and malformed lines
- * are skipped, as are negative, NaN and infinite values.  Returns 0 when
+ * different labels (one per model) are added up; comments, other
+ * metrics and malformed lines are skipped, as are negative, NaN and
+ * infinite values.  Returns 0 when
  * the waiting gauge was found, else -1 (an endpoint that is not the
  * dialect's, or a runtime too old to export it).
  *
