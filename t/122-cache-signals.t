@@ -14,10 +14,9 @@ use lib "$FindBin::Bin/support";
 use File::Temp qw(tempdir);
 use Test::More;
 
-use GpugateTest qw(start_nginx http_request http_send http_read wait_until
-                   env_or_skip);
+use GpugateTest qw(start_nginx http_request wait_until env_or_skip);
 use GpugateAgents qw(agent_bin start_mock start_agent mock_served
-                     agent_instances wait_parked tunnel_status mock_metric);
+                     agent_instances wait_parked);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
