@@ -757,8 +757,10 @@ ngx_http_gpugate_tunnel_affinity_json(u_char *p,
 {
     ngx_http_gpugate_affinity_sh_t  *sh;
 
+    /* a pool without the directive looks as it did before it existed */
+
     if (ac == NULL || ac->sh == NULL) {
-        return ngx_cpymem(p, ",\"affinity\":null", 16);
+        return p;
     }
 
     sh = ac->sh;
