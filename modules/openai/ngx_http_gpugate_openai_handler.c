@@ -684,16 +684,11 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         return rc;
     }
 
-    /* a pool with prefix affinity: the prompt's keys, for its balancer */
-
-    if (ngx_http_gpugate_tunnel_affinity_keys(r, &ctx->pool,
-            m && m->target.len ? &m->target : &model, ctx->kind, &body,
-            &ctx->affinity)
-        != NGX_OK)
-    {
-        gpugate_oai_body_free(&b);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    /* the prompt's keys for a pool with prefix affinity: only a hint,
+       without them (out of memory) the request goes by load */
+    (void) ngx_http_gpugate_tunnel_affinity_keys(r, &ctx->pool,
+               m && m->target.len ? &m->target : &model, ctx->kind, &body,
+               &ctx->affinity);
 
     target = NULL;
 

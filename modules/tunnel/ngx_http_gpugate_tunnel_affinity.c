@@ -342,6 +342,9 @@ ngx_http_gpugate_tunnel_affinity_keys(ngx_http_request_t *r,
 
         keys->prefix = ngx_palloc(r->pool, ac->depth * sizeof(uint64_t));
         if (keys->prefix == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "gpugate tunnel: no memory for the prompt's "
+                          "prefix keys: routed by load");
             return NGX_ERROR;
         }
 

@@ -49,7 +49,7 @@ typedef struct {
  * The keys of a request to pool "pool" whose JSON body is "body", for
  * endpoint "kind" (gpugate_oai_kind_e) and runtime model "model":
  * nothing (NGX_OK, keys zeroed) when the pool has no prefix affinity;
- * NGX_ERROR when out of memory.
+ * NGX_ERROR, without prefix keys, when out of memory.
  */
 ngx_int_t ngx_http_gpugate_tunnel_affinity_keys(ngx_http_request_t *r,
     ngx_str_t *pool, ngx_str_t *model, ngx_int_t kind, ngx_str_t *body,
