@@ -684,8 +684,7 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
         return rc;
     }
 
-    /* the prompt's keys for a pool with prefix affinity: only a hint,
-       without them (out of memory) the request goes by load */
+    /* prefix affinity's keys: a hint, without them it goes by load */
     (void) ngx_http_gpugate_tunnel_affinity_keys(r, &ctx->pool,
                m && m->target.len ? &m->target : &model, ctx->kind, &body,
                &ctx->affinity);
