@@ -58,6 +58,20 @@ void ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler);
 /* "drain <name>" likewise: the agent's drain state changed (006) */
 void ngx_http_gpugate_auth_on_drain(ngx_http_gpugate_auth_agent_pt handler);
 
+/*
+ * A request that another module (the batch runner) vouches for: the
+ * handler, set from that module's postconfiguration, fills the digest
+ * of the key the request runs as and answers NGX_OK; NGX_DECLINED: not
+ * such a request, the API key is read as usual; NGX_ERROR: it claimed to
+ * be one and is refused (401).  The key record is then looked up, and
+ * checked (revoked, expired, models, limits), as for a presented key.
+ */
+typedef ngx_int_t (*ngx_http_gpugate_auth_trusted_pt)(ngx_http_request_t *r,
+    u_char *digest);
+
+void ngx_http_gpugate_auth_on_trusted(
+    ngx_http_gpugate_auth_trusted_pt handler);
+
 /* this worker's PostgreSQL pool, NULL if none */
 ngx_http_gpugate_pg_t *ngx_http_gpugate_auth_pg(void);
 

@@ -62,6 +62,9 @@ typedef struct {
 } ngx_http_gpugate_auth_worker_t;
 
 
+static ngx_int_t ngx_http_gpugate_auth_digest(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key, u_char *digest,
+    ngx_int_t *rc);
 static ngx_int_t ngx_http_gpugate_auth_finish(ngx_http_request_t *r,
     ngx_http_gpugate_auth_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_auth_reject(ngx_http_request_t *r,
@@ -95,6 +98,8 @@ static ngx_http_gpugate_auth_worker_t  *ngx_http_gpugate_auth_worker;
 
 /* who takes "agent <name>" messages; NULL: nobody */
 static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_agent_handler;
+/* who vouches for a request's key (the batch runner); NULL: nobody */
+static ngx_http_gpugate_auth_trusted_pt ngx_http_gpugate_auth_trusted;
 
 /* who takes "drain <name>" messages; NULL: nobody */
 static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_drain_handler;
@@ -183,6 +188,13 @@ ngx_http_gpugate_auth_on_drain(ngx_http_gpugate_auth_agent_pt handler)
 }
 
 
+void
+ngx_http_gpugate_auth_on_trusted(ngx_http_gpugate_auth_trusted_pt handler)
+{
+    ngx_http_gpugate_auth_trusted = handler;
+}
+
+
 ngx_http_gpugate_pg_t *
 ngx_http_gpugate_auth_pg(void)
 {
@@ -241,6 +253,52 @@ ngx_http_gpugate_auth_exit_worker(void)
 }
 
 
+/*
+ * The API key the request presents and its digest; NGX_ERROR with what
+ * the handler returns in "rc" when there is none or it is malformed.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_auth_digest(ngx_http_request_t *r,
+    ngx_http_gpugate_auth_loc_conf_t *alcf, ngx_str_t *key, u_char *digest,
+    ngx_int_t *rc)
+{
+    if (ngx_http_gpugate_auth_read_key(r, alcf, key) == NGX_DECLINED) {
+        *rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                  "invalid_api_key",
+                  "You didn't provide an API key. Provide it in the "
+                  "Authorization header as \"Bearer YOUR_KEY\".");
+        return NGX_ERROR;
+    }
+
+    if (!gpugate_apikey_valid(key->data, key->len)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate auth: malformed API key (%uz bytes) refused",
+                      key->len);
+
+        *rc = ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
+                  "invalid_api_key",
+                  "Incorrect API key provided. Keys look like "
+                  "sk-gg-... ; check the key and try again.");
+        return NGX_ERROR;
+    }
+
+    /* NULL type: reinitialise for the algorithm already set at start-up */
+
+    if (EVP_DigestInit_ex2(ngx_http_gpugate_auth_mdctx, NULL, NULL) != 1
+        || EVP_DigestUpdate(ngx_http_gpugate_auth_mdctx, key->data, key->len)
+           != 1
+        || EVP_DigestFinal_ex(ngx_http_gpugate_auth_mdctx, digest, NULL)
+           != 1)
+    {
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_http_gpugate_auth_handler(ngx_http_request_t *r)
 {
@@ -284,35 +342,23 @@ ngx_http_gpugate_auth_handler(ngx_http_request_t *r)
     ctx->request = r;
     ngx_http_set_ctx(r, ctx, ngx_http_gpugate_auth_module);
 
-    rc = ngx_http_gpugate_auth_read_key(r, alcf, &key);
+    /* a batch line: the runner names its key by digest */
+    rc = ngx_http_gpugate_auth_trusted
+         ? ngx_http_gpugate_auth_trusted(r, ctx->digest) : NGX_DECLINED;
 
-    if (rc == NGX_DECLINED) {
+    if (rc == NGX_ERROR) {
         return ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
-                   "invalid_api_key",
-                   "You didn't provide an API key. Provide it in the "
-                   "Authorization header as \"Bearer YOUR_KEY\".");
+                   "invalid_api_key", "Invalid batch runner credential.");
     }
 
-    if (!gpugate_apikey_valid(key.data, key.len)) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "gpugate auth: malformed API key (%uz bytes) refused",
-                      key.len);
+    /* the runner's lines have no key to show: this stands for it */
+    ngx_str_set(&key, "batch-runner");
 
-        return ngx_http_gpugate_auth_reject(r, NGX_HTTP_UNAUTHORIZED,
-                   "invalid_api_key",
-                   "Incorrect API key provided. Keys look like "
-                   "sk-gg-... ; check the key and try again.");
-    }
-
-    /* NULL type: reinitialise for the algorithm already set at start-up */
-
-    if (EVP_DigestInit_ex2(ngx_http_gpugate_auth_mdctx, NULL, NULL) != 1
-        || EVP_DigestUpdate(ngx_http_gpugate_auth_mdctx, key.data, key.len)
-           != 1
-        || EVP_DigestFinal_ex(ngx_http_gpugate_auth_mdctx, ctx->digest, NULL)
-           != 1)
+    if (rc == NGX_DECLINED
+        && ngx_http_gpugate_auth_digest(r, alcf, &key, ctx->digest, &rc)
+           != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return rc;
     }
 
     rc = ngx_http_gpugate_auth_cache_get(amcf->zone, ctx->digest, 0,

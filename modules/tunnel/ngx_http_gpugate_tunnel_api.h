@@ -67,5 +67,13 @@ ngx_int_t ngx_http_gpugate_tunnel_prometheus(ngx_http_gpugate_out_t *out);
 ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
     ngx_buf_t **out);
 
+/*
+ * Requests the connected agents could take now, all workers: the sum of
+ * each live agent's capacity left, less the requests waiting in the
+ * workers' queues.  For the batch runner, which only sends a line when
+ * interactive traffic leaves room.  -1 when no tunnel zone is configured.
+ */
+ngx_int_t ngx_http_gpugate_tunnel_free_slots(void);
+
 
 #endif /* _NGX_HTTP_GPUGATE_TUNNEL_API_H_INCLUDED_ */

@@ -227,6 +227,49 @@ ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool, ngx_array_t *out)
 }
 
 
+ngx_int_t
+ngx_http_gpugate_tunnel_free_slots(void)
+{
+    ngx_int_t                            free;
+    ngx_uint_t                           i, cap, busy;
+    ngx_http_gpugate_tunnel_agent_t     *a;
+    ngx_http_gpugate_tunnel_registry_t  *w;
+
+    w = ngx_http_gpugate_tunnel_registry;
+
+    if (w == NULL) {
+        return -1;
+    }
+
+    free = 0;
+
+    /* no lock: counters read a moment apart only misjudge one tick */
+
+    for (i = 0; i < w->shm->high && i < w->shm->nagents; i++) {
+        a = &w->shm->agents[i];
+
+        if (!a->used || a->revoked) {
+            continue;
+        }
+
+        cap = a->capacity;
+        busy = a->inflight;
+
+        if (cap > busy) {
+            free += cap - busy;
+        }
+    }
+
+    for (i = 0; i < NGX_HTTP_GPUGATE_TUNNEL_PROCS; i++) {
+        if (w->shm->procs[i].pid) {
+            free -= w->shm->procs[i].waiting;
+        }
+    }
+
+    return free;
+}
+
+
 ngx_uint_t
 ngx_http_gpugate_tunnel_generation(void)
 {

@@ -1,0 +1,118 @@
+package GpugateBatch;
+
+# What the batch tests (t/105-t/108) share: a gateway node with the batch
+# API and its runner (gpugate_batch pointing at the node's own port), a
+# tunnel door and /v1/ through its agents, on the suite's PostgreSQL and
+# Redis; the multipart upload of a JSONL file; JSON API calls.
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use File::Temp qw(tempdir);
+use JSON::PP ();
+
+use GpugateTest qw(start_nginx http_request free_port);
+use GpugateScale qw(ADMIN);
+
+our @EXPORT_OK = qw(batch_node upload api jsonl);
+
+my $json = JSON::PP->new->utf8->canonical;
+my $dir = tempdir('gpugate-batch-XXXXXX', TMPDIR => 1,
+                  CLEANUP => !$ENV{GPUGATE_KEEP_TMP});
+my $n_zone = 0;
+
+# batch_node(name => N, port => P, runner => 'concurrency=4 ...',
+# max_body => '8m'): a node; without "runner" no gpugate_batch line.
+sub batch_node {
+    my (%o) = @_;
+    my $pg = $ENV{TEST_NGINX_PG_PORT};
+    my $rd = $ENV{TEST_NGINX_REDIS_PORT};
+    my $dsn = "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate "
+            . "connect_timeout=2";
+    my $port = $o{port} || free_port();
+    my $zone = "batch" . $n_zone++ . "_$$";
+    my $spill = "$dir/spill-$o{name}-$n_zone";
+    mkdir $spill;
+    chmod 0777, $spill;
+    my $runner = defined $o{runner}
+        ? "    gpugate_batch 127.0.0.1:$port $o{runner};\n" : '';
+    my $max = $o{max_body} || '8m';
+    my $admin = ADMIN;
+    my $ng = start_nginx(workers => $o{workers} || 2, port => $port,
+                         http => <<"HTTP",
+    gpugate_auth_zone zone=$zone:1m ttl=60s negative_ttl=5s stale=300s;
+    gpugate_auth_postgres "$dsn" timeout=5s;
+    gpugate_auth_redis 127.0.0.1:$rd timeout=1s;
+    gpugate_usage_ledger "$dsn" gateway=$o{name} batch=10 interval=200ms
+                         spill=$spill exit_timeout=3s;
+$runner    upstream agents {
+        gpugate_tunnel queue=64 queue_timeout=5s;
+    }
+HTTP
+        server => <<"SRV");
+        location = /gpugate/tunnel {
+            gpugate_tunnel_accept ping=1s ping_timeout=2s;
+        }
+        location /v1/ {
+            gpugate_auth on;
+            gpugate_openai on;
+            gpugate_accounting on;
+            gpugate_model mock-model pool=agents;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "";
+            proxy_pass http://\$gpugate_pool;
+            error_page 502 503 504 \@err;
+        }
+        location ~ ^/v1/(files|batches|jobs)(/|\$) {
+            gpugate_auth on;
+            client_max_body_size $max;
+            client_body_buffer_size 64k;
+            gpugate_batch_api;
+            error_page 413 \@err;
+        }
+        location \@err { gpugate_error; }
+        location = /status { gpugate_status admin_key=$admin; }
+SRV
+    $ng->{name} = $o{name};
+    return $ng;
+}
+
+# jsonl(LIST of hashes): the file's text, one object a line
+sub jsonl {
+    return join '', map { $json->encode($_) . "\n" } @_;
+}
+
+# upload(PORT, KEY, TEXT, purpose => 'batch', filename => 'in.jsonl'):
+# POST /v1/files as OpenAI's SDKs send it; returns (response, decoded)
+sub upload {
+    my ($port, $key, $text, %o) = @_;
+    my $b = 'gpugate' . int(rand(1e9));
+    my $purpose = exists $o{purpose} ? $o{purpose} : 'batch';
+    my $fn = $o{filename} || 'in.jsonl';
+    my $body = '';
+    $body .= "--$b\r\nContent-Disposition: form-data; name=\"purpose\""
+           . "\r\n\r\n$purpose\r\n" if defined $purpose;
+    $body .= "--$b\r\nContent-Disposition: form-data; name=\"file\"; "
+           . "filename=\"$fn\"\r\nContent-Type: application/jsonl\r\n\r\n"
+           . "$text\r\n";
+    $body .= "--$b--\r\n";
+    my $r = http_request($port, 'POST', '/v1/files',
+        { Authorization => "Bearer $key",
+          'Content-Type' => "multipart/form-data; boundary=$b" },
+        $body, 20);
+    return ($r, eval { $json->decode($r->{body}) } || {});
+}
+
+# api(PORT, KEY, METHOD, PATH, BODY-HASH): returns (response, decoded)
+sub api {
+    my ($port, $key, $method, $path, $body) = @_;
+    my %h = $key ? (Authorization => "Bearer $key") : ();
+    $h{'Content-Type'} = 'application/json' if $body;
+    my $r = http_request($port, $method, $path, \%h,
+                         $body ? $json->encode($body) : undef, 20);
+    return ($r, eval { $json->decode($r->{body}) } || {});
+}
+
+1;
