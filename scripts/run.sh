@@ -454,6 +454,12 @@ Stream a chat completion:
     -H 'Content-Type: application/json' \\
     -d '{"model":"$first_model","stream":true,"messages":[{"role":"user","content":"Hello"}]}'
 
+A job run asynchronously (the Batch API is at /v1/files and /v1/batches):
+  curl http://127.0.0.1:$port/v1/jobs -H 'Authorization: Bearer $api_key' \\
+    -H 'Content-Type: application/json' \\
+    -d '{"endpoint":"/v1/chat/completions","body":{"model":"$first_model","messages":[{"role":"user","content":"Hello"}]}}'
+  curl http://127.0.0.1:$port/v1/jobs/JOB_ID -H 'Authorization: Bearer $api_key'
+
 Keys and usage (the PostgreSQL owner's password is in $state/secrets/pgpass):
   GPUGATE_PG_DSN='$GG_PG_DSN' GPUGATE_REDIS_PASSWORD_FILE='$state/secrets/redis.pass' \\
     scripts/gpugate-keys --redis 127.0.0.1:$redis_port list
