@@ -34,20 +34,20 @@ plan skip_all => 'run scripts/build.sh first'
 my $run = "t106-$$";
 my ($key, $kid) = make_key("tenant-$run", name => 'batch-run');
 my $port = free_port();
-my $runner = 'concurrency=4 interval=100ms lease=20s';
+my $runner = 'concurrency=8 interval=100ms lease=20s';
 
 my $ng = batch_node(name => $run, port => $port, runner => $runner);
 
 # a runtime slow enough that a restart falls mid-batch; every line asks
 # for its own number of tokens, which the mock's log shows
-my $mock = scale_mock('--ttft-ms', 40, '--token-delay-ms', 0,
+my $mock = scale_mock('--ttft-ms', 25, '--token-delay-ms', 0,
                       '--tokens', 500);
 my $mock_log = glob(($ENV{TMPDIR} || '/tmp')
                     . "/gpugate-scale-*/mock-$mock.log")
     || die "no mock log\n";
 my (undef, $alog) = scale_agent(name => "$run-a", token =>
     make_agent("$run-a"), gateways => [$port], runtime => $mock,
-    capacity => 4);
+    capacity => 8);
 
 ok(wait_until(30, sub {
     my $r = http_request($port, 'POST', '/v1/chat/completions',
