@@ -197,4 +197,8 @@ ngx_http_gpugate_auth_stats_t *ngx_http_gpugate_auth_cache_stats(
     ngx_shm_zone_t *zone);
 
 
+/* an invalidation message from the Redis channel (_auth_bus.c) */
+void ngx_http_gpugate_auth_invalidate(ngx_shm_zone_t *zone, ngx_str_t *msg);
+
+
 #endif /* _NGX_HTTP_GPUGATE_AUTH_H_INCLUDED_ */

@@ -96,13 +96,8 @@ static void ngx_http_gpugate_auth_lookup_insert(ngx_rbtree_node_t *temp,
 
 static ngx_http_gpugate_auth_worker_t  *ngx_http_gpugate_auth_worker;
 
-/* who takes "agent <name>" messages; NULL: nobody */
-static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_agent_handler;
 /* who vouches for a request's key (the batch runner); NULL: nobody */
 static ngx_http_gpugate_auth_trusted_pt ngx_http_gpugate_auth_trusted;
-
-/* who takes "drain <name>" messages; NULL: nobody */
-static ngx_http_gpugate_auth_agent_pt   ngx_http_gpugate_auth_drain_handler;
 
 /*
  * OpenSSL 3 looks the algorithm up on every EVP_Digest(EVP_sha256()) call;
@@ -173,20 +168,6 @@ ngx_http_gpugate_auth_init_worker(ngx_cycle_t *cycle,
  * The tunnel's handshake reads agent verifiers through the same pool, so a
  * worker keeps one set of PostgreSQL connections.
  */
-
-void
-ngx_http_gpugate_auth_on_agent(ngx_http_gpugate_auth_agent_pt handler)
-{
-    ngx_http_gpugate_auth_agent_handler = handler;
-}
-
-
-void
-ngx_http_gpugate_auth_on_drain(ngx_http_gpugate_auth_agent_pt handler)
-{
-    ngx_http_gpugate_auth_drain_handler = handler;
-}
-
 
 void
 ngx_http_gpugate_auth_on_trusted(ngx_http_gpugate_auth_trusted_pt handler)
@@ -1126,87 +1107,5 @@ ngx_http_gpugate_auth_message(void *data, ngx_str_t *msg)
 {
     ngx_http_gpugate_auth_worker_t  *w = data;
 
-    off_t       tenant;
-    ngx_str_t   name;
-    ngx_uint_t  n;
-    u_char      digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
-
-    /*
-     * "key <64 hex>" makes one key due for a lookup, "tenant <id>" every
-     * key of a tenant (its limits changed), "flush" every key.
-     * Every worker of every gateway node receives the message; the first
-     * one on a host does the work, the others find nothing left to do.
-     * Anyone who can publish on Redis can send these, so they only force
-     * lookups: valid keys keep their stale grace (see ..._cache_expire).
-     * "agent <name>" likewise only closes the agent's tunnels in this
-     * worker, so that it handshakes again and PostgreSQL decides.
-     */
-
-    if (msg->len > 6 && msg->len <= 6 + 64
-        && ngx_strncmp(msg->data, "agent ", 6) == 0)
-    {
-        name.data = msg->data + 6;
-        name.len = msg->len - 6;
-
-        if (ngx_http_gpugate_auth_agent_handler == NULL) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                           "gpugate auth: \"%V\" ignored, no tunnel", msg);
-            return;
-        }
-
-        n = ngx_http_gpugate_auth_agent_handler(&name);
-
-        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                      "gpugate auth: invalidation \"%V\" closed %ui tunnel "
-                      "connections", msg, n);
-        return;
-    }
-
-    if (msg->len > 6 && msg->len <= 6 + 64
-        && ngx_strncmp(msg->data, "drain ", 6) == 0)
-    {
-        name.data = msg->data + 6;
-        name.len = msg->len - 6;
-
-        if (ngx_http_gpugate_auth_drain_handler != NULL) {
-            (void) ngx_http_gpugate_auth_drain_handler(&name);
-        }
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "gpugate auth: \"%V\" passed on", msg);
-        return;
-    }
-
-    if (msg->len == 4 + 64 && ngx_strncmp(msg->data, "key ", 4) == 0
-        && gpugate_hex_digest(msg->data + 4, 64, digest))
-    {
-        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, digest, 0);
-
-    } else if (msg->len > 7 && msg->len <= 7 + 19
-               && ngx_strncmp(msg->data, "tenant ", 7) == 0
-               && (tenant = ngx_atoof(msg->data + 7, msg->len - 7)) > 0)
-    {
-        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, NULL,
-                                               (int64_t) tenant);
-
-    } else if (msg->len == 5 && ngx_strncmp(msg->data, "flush", 5) == 0) {
-        n = ngx_http_gpugate_auth_cache_expire(w->amcf->zone, NULL, 0);
-
-    } else {
-        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                      "gpugate auth: ignoring invalidation message \"%V\"",
-                      msg);
-        return;
-    }
-
-    if (n) {
-        (void) ngx_atomic_fetch_add(
-            &ngx_http_gpugate_auth_cache_stats(w->amcf->zone)->invalidated,
-            n);
-    }
-
-    ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
-                  "gpugate auth: invalidation \"%*s\" expired %ui entries",
-                  ngx_min(msg->len, (size_t) (msg->data[0] == 'k' ? 16 : 26)),
-                  msg->data, n);
+    ngx_http_gpugate_auth_invalidate(w->amcf->zone, msg);
 }
