@@ -317,6 +317,56 @@ is(psql("SELECT count(*) FROM admin_audit WHERE target = 'key $id'"
        'and changes no limit');
 }
 
+# --- 5b. priorities and region pin (sql/009): set, read back, refused ------
+
+{
+    my ($st, $doc) = api($a, 'PATCH', "keys/$id", $root_cred,
+        '{"priority":0,"max_priority":9,"region":"eu-west.1_b"}');
+    is($st, 200, 'PATCH priority, max_priority, region: 200');
+    is_deeply([ @$doc{qw(priority max_priority region rpm)} ],
+              [ 0, 9, 'eu-west.1_b', 100 ],
+              'the answer shows them, the other fields stayed');
+    ($st, $doc) = api($b, 'GET', "keys/$id", $read_cred);
+    is_deeply([ @$doc{qw(priority max_priority region)} ],
+              [ 0, 9, 'eu-west.1_b' ], 'GET reads them back');
+    is(psql("SELECT priority || ' ' || max_priority || ' ' || region"
+            . " FROM api_keys WHERE id = $id"), '0 9 eu-west.1_b',
+       'PostgreSQL holds them');
+    is(psql("SELECT action || ' ' || (detail ->> 'max_priority') || ' '"
+            . " || (detail ->> 'region') FROM admin_audit"
+            . " WHERE target = 'key $id' ORDER BY id DESC LIMIT 1"),
+       'key.update 9 eu-west.1_b', 'the change is audited');
+
+    my $a0 = audit_count();
+    for my $bad ('{"priority":10}', '{"priority":-1}', '{"priority":"5"}',
+                 '{"priority":1.5}', '{"priority":true}',
+                 '{"max_priority":10}', '{"max_priority":"x"}',
+                 '{"max_priority":[3]}', '{"region":""}',
+                 '{"region":"eu west"}', '{"region":"a/b"}',
+                 '{"region":"' . ('r' x 32) . '"}', '{"region":7}',
+                 '{"region":"e\u00e9"}', '{"prio":1}')
+    {
+        ($st, $doc) = api($a, 'PATCH', "keys/$id", $root_cred, $bad);
+        is($st, 400, "PATCH keys/{id} $bad: 400");
+        is_error($doc, 'invalid_value', "PATCH $bad");
+    }
+    is(audit_count(), $a0, 'refused priorities write no audit row');
+    is(psql("SELECT priority || ' ' || max_priority || ' ' || region"
+            . " FROM api_keys WHERE id = $id"), '0 9 eu-west.1_b',
+       'and change nothing');
+
+    ($st, $doc) = api($a, 'PATCH', "keys/$id", $root_cred,
+        '{"priority":null,"max_priority":null,"region":null}');
+    is($st, 200, 'PATCH them to null: 200');
+    is_deeply([ @$doc{qw(priority max_priority region)} ],
+              [ undef, undef, undef ], 'null unsets each');
+    ($st, $doc) = api($a, 'PATCH', "keys/$id", $root_cred,
+                      '{"region":"' . ('r' x 31) . '","priority":9}');
+    is_deeply([ $st, @$doc{qw(priority max_priority region)} ],
+              [ 200, 9, undef, 'r' x 31 ],
+              'the largest values: 9 and a 31-byte region');
+}
+
 # --- 6. patch, disable, delete: every node follows -------------------------
 
 {

@@ -21,7 +21,9 @@ use Time::HiRes qw(time);
 
 use GpugateAdmin qw(tool admin);
 use GpugateTest qw(start_nginx http_request psql wait_until env_or_skip
-                   free_port);
+                   free_port http_send http_read make_agent);
+use GpugateScale qw(scale_mock scale_agent slurp);
+use GpugatePrio qw(prio_node served status_agents);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
                TEST_NGINX_REDIS_PORT));
@@ -246,5 +248,97 @@ is(audit("tenant $tid"),
    join(',', "tenant.create root-$run 127.0.0.1",
         map { "tenant.update root-$run 127.0.0.1" } 1 .. 3),
    'every change audited, in order');
+
+# --- priorities and region pin (sql/009): set, refused, a gateway applies --
+
+my ($ptid) = do {
+    ($st, $doc) = api($a, 'POST', 'tenants', $root_cred,
+                      qq({"name":"pr-$run"}));
+    ($doc->{id});
+};
+for my $bad ('{"priority":10}', '{"max_priority":-1}', '{"priority":"3"}',
+             '{"max_priority":2.5}', '{"region":"a b"}', '{"region":""}',
+             '{"region":false}', '{"region":"' . ('r' x 32) . '"}')
+{
+    ($st, $doc) = api($a, 'PATCH', "tenants/$ptid", $root_cred, $bad);
+    is($st, 400, "PATCH tenants/{id} $bad: 400");
+    is($doc->{error}{code}, 'invalid_value', 'OpenAI error JSON');
+}
+is(audit("tenant $ptid"), "tenant.create root-$run 127.0.0.1",
+   'refused priorities are not audited');
+
+($st, $doc) = api($a, 'PATCH', "tenants/$ptid", $root_cred,
+                  '{"priority":4,"max_priority":6,"region":"eu-1"}');
+is($st, 200, 'PATCH tenants/{id} priority, max_priority, region: 200');
+is_deeply([ @$doc{qw(priority max_priority region)} ], [ 4, 6, 'eu-1' ],
+          'answered with them');
+($st, $doc) = api($b, 'GET', "tenants/$ptid", $read_cred);
+is_deeply([ @$doc{qw(priority max_priority region)} ], [ 4, 6, 'eu-1' ],
+          'GET reads them back');
+($st, $doc) = api($a, 'PATCH', "tenants/$ptid", $root_cred,
+                  '{"region":null}');
+is_deeply([ $st, @$doc{qw(priority max_priority region)} ],
+          [ 200, 4, 6, undef ], 'region null unsets the pin only');
+is(psql("SELECT string_agg(coalesce(detail ->> 'max_priority', '-')"
+        . " || '/' || coalesce(detail ->> 'region', '-'), ',' ORDER BY id)"
+        . " FROM admin_audit WHERE target = 'tenant $ptid'"
+        . " AND action = 'tenant.update'"), '6/eu-1,-/-',
+   'both changes audited with their fields');
+
+# a gateway with a tunnel: the priority a request waits at is in its
+# access log; the key and the tenant are changed through node a
+{
+    my $g = prio_node();
+    my $agent = "t091-$$-a";
+    my $mock = scale_mock('--ttft-ms', 0, '--tokens', 1);
+    my (undef, $alog) = scale_agent(name => $agent,
+                                    token => make_agent($agent),
+                                    gateways => [ $g->port ],
+                                    runtime => $mock);
+    ok(wait_until(30, sub { status_agents($g, "t091-$$")->{'-a'} }),
+       'an agent is connected to the gateway') or diag(slurp($alog));
+
+    ($st, $doc) = api($a, 'POST', 'keys', $root_cred,
+                      qq({"tenant":"pr-$run"}));
+    my ($pk, $pkid) = @$doc{qw(key id)};
+    my $n = 0;
+
+    # prio(ASK): the priority a request asking ASK (undef: nothing) got
+    my $prio = sub {
+        my ($ask) = @_;
+        my $seq = 'p' . $n++;
+        my %h = ('X-Seq' => $seq, 'Content-Type' => 'application/json',
+                 Authorization => "Bearer $pk");
+        $h{'X-Gpugate-Priority'} = $ask if defined $ask;
+        my $r = http_read(http_send($g->port, 'POST',
+                                    '/v1/chat/completions', \%h,
+                                    '{"model":"mock-model","max_tokens":1,'
+                                    . '"messages":[{"role":"user",'
+                                    . '"content":"hi"}]}'), 10);
+        return "status $r->{status}" unless $r->{status} == 200;
+        my $p;
+        wait_until(5, sub {
+            ($p) = map { $_->[2] } grep { $_->[0] eq $seq } @{ served($g) };
+            defined $p;
+        });
+        return $p // 'not logged';
+    };
+
+    is($prio->(undef), 4, 'the tenant\'s default priority applies');
+    is($prio->(9), 6, 'asking 9: the tenant\'s maximum, 6');
+
+    ($st) = api($a, 'PATCH', "keys/$pkid", $root_cred,
+                '{"priority":1,"max_priority":3}');
+    is($st, 200, 'PATCH the key: priority 1, max_priority 3');
+    ok(wait_until(10, sub { $prio->(9) eq '3' }),
+       'the gateway that had the key cached caps at the key\'s 3');
+    is($prio->(undef), 1, 'and the key\'s default wins over the tenant\'s');
+
+    ($st) = api($a, 'PATCH', "tenants/$ptid", $root_cred,
+                '{"max_priority":2}');
+    is($st, 200, 'PATCH the tenant: max_priority 2');
+    ok(wait_until(10, sub { $prio->(9) eq '2' }),
+       'the gateway applies the lower maximum, the tenant\'s 2');
+}
 
 done_testing();
