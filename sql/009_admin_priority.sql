@@ -7,7 +7,8 @@
 -- unsets one, as for the limits), the key and tenant JSON show them, and
 -- the audit row's detail is the body as for every other field.  The
 -- cache invalidation is the one the limits already have: "key <digest>"
--- for a key, gpugate_admin_tenant_inval for a tenant.
+-- for a key, gpugate_admin_tenant_inval for a tenant.  POST
+-- keys/{id}/rotate copies them to the new key.
 --
 -- Idempotent: CREATE OR REPLACE of 004's functions, same signatures, so
 -- 004's grants hold.
@@ -249,6 +250,99 @@ EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
     inval := '';
 END
 $$;
+
+-- POST keys/{id}/rotate: {"grace_seconds": 0-2592000, 3600 when not
+-- given}.  arg is "ID DIGEST_HEX PREFIX" of the new key the gateway made.
+-- The new key copies the old one's tenant, name, models, limits,
+-- priorities, region pin (004's did not copy these three: a rotated
+-- batch key would have jumped to the default priority, a pinned one
+-- left its region) and expiry; the old key expires after the grace (at
+-- once with 0, which revokes it).  Limits count per key: during the
+-- grace each key has the old one's limits.
+CREATE OR REPLACE FUNCTION gpugate_admin_keys_rotate(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who    admins;
+    b      jsonb;
+    grace  integer;
+    old    api_keys;
+    k      api_keys;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    b := gpugate_admin_body(body, ARRAY['grace_seconds']);
+    IF b ? 'grace_seconds'
+       AND ((b ->> 'grace_seconds') !~ '^[0-9]{1,7}$'
+            OR jsonb_typeof(b -> 'grace_seconds') <> 'number'
+            OR (b ->> 'grace_seconds')::integer > 2592000)
+    THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'grace_seconds must be 0-2592000 (30 days)';
+    END IF;
+    grace := coalesce((b ->> 'grace_seconds')::integer, 3600);
+
+    SELECT * INTO old FROM api_keys
+    WHERE id = split_part(arg, ' ', 1)::bigint FOR UPDATE;
+
+    IF NOT FOUND OR old.revoked_at IS NOT NULL
+       OR old.expires_at <= now()
+    THEN
+        status := CASE WHEN old.id IS NULL THEN 404 ELSE 400 END;
+        body_out := CASE WHEN old.id IS NULL
+            THEN gpugate_admin_error('no such key: '
+                     || split_part(arg, ' ', 1), 'not_found_error',
+                     'not_found')
+            ELSE gpugate_admin_error('key ' || old.id || ' is revoked or '
+                     || 'expired: create a new one', 'invalid_request_error',
+                     'invalid_value') END;
+        inval := '';
+        RETURN;
+    END IF;
+
+    INSERT INTO api_keys (tenant_id, digest, prefix, name, allowed_models,
+                          rpm_limit, tpm_limit, parallel_limit, tpd_limit,
+                          budget_micros, budget_period, priority,
+                          max_priority, region, expires_at)
+    VALUES (old.tenant_id, decode(split_part(arg, ' ', 2), 'hex'),
+            split_part(arg, ' ', 3), old.name, old.allowed_models,
+            old.rpm_limit, old.tpm_limit, old.parallel_limit, old.tpd_limit,
+            old.budget_micros, old.budget_period, old.priority,
+            old.max_priority, old.region, old.expires_at)
+    RETURNING * INTO k;
+
+    UPDATE api_keys SET
+        expires_at = least(coalesce(expires_at, 'infinity'),
+                           now() + make_interval(secs => grace)),
+        revoked_at = CASE WHEN grace = 0 THEN now() ELSE NULL END
+    WHERE id = old.id;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target,
+                             detail)
+    VALUES (who.id, who.name, client, 'key.rotate', 'key ' || old.id,
+            jsonb_build_object('new_id', k.id, 'grace_seconds', grace));
+
+    status := 201;
+    body_out := (gpugate_admin_key_json(k,
+        (SELECT name FROM tenants WHERE id = k.tenant_id))::jsonb
+        || jsonb_build_object('replaces', old.id,
+               'replaced_expires_at',
+               (SELECT expires_at FROM api_keys WHERE id = old.id)))::text;
+    inval := 'key ' || encode(old.digest, 'hex') || E'\n'
+             || 'key ' || split_part(arg, ' ', 2);
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
 
 INSERT INTO schema_migrations (version) VALUES ('009_admin_priority')
     ON CONFLICT (version) DO NOTHING;

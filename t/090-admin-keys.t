@@ -431,6 +431,9 @@ is(key_status($b, $key), 200, 'node b has the key cached');
     my ($st, $doc) = api($a, 'POST', 'keys', $root_cred,
                          qq({"tenant":"adm-$run","name":"rot","rpm":9}));
     my ($k1, $id1) = @$doc{qw(key id)};
+    ($st) = api($a, 'PATCH', "keys/$id1", $root_cred,
+                '{"priority":2,"max_priority":4,"region":"eu-x"}');
+    is($st, 200, 'the key to rotate has priorities and a pin');
     is(key_status($a, $k1), 200, 'a key to rotate, cached on node a');
     is(key_status($b, $k1), 200, 'and on node b');
 
@@ -465,6 +468,12 @@ is(key_status($b, $key), 200, 'node b has the key cached');
     isnt($k2, $k1, 'it is a new key');
     is_deeply([ @$doc{qw(replaces name rpm)} ], [ $id1, 'rot', 9 ],
               'it replaces the old one, with its name and limits');
+    is_deeply([ @$doc{qw(priority max_priority region)} ], [ 2, 4, 'eu-x' ],
+              'and its priorities and region pin')
+        or diag explain $doc;
+    is(psql("SELECT priority || ' ' || max_priority || ' ' || region"
+            . " FROM api_keys WHERE id = $id2"), '2 4 eu-x',
+       'PostgreSQL holds them for the new key');
     is(key_status($a, $k2), 200, 'the new key works on node a');
     is(key_status($b, $k2), 200, 'and on node b');
     is(key_status($a, $k1), 200, 'the old one still works in the grace');
