@@ -3,7 +3,7 @@
 --
 -- 007 gave keys and tenants "priority", "max_priority" (0-9) and
 -- "region" (a pin); gpugate-keys sets them, the admin API did not know
--- them.  Here PATCH keys/{id} and PATCH tenants/{id} take them (null
+-- them.  Here POST and PATCH of keys and tenants take them (null
 -- unsets one, as for the limits), the key and tenant JSON show them, and
 -- the audit row's detail is the body as for every other field.  The
 -- cache invalidation is the one the limits already have: "key <digest>"
@@ -82,6 +82,75 @@ RETURNS json LANGUAGE sql STABLE AS $$
         'region', t.region,
         'keys', (SELECT count(*) FROM api_keys k WHERE k.tenant_id = t.id),
         'created_at', t.created_at)
+$$;
+
+
+-- POST keys: arg is "DIGEST_HEX PREFIX" of the key the gateway made (it
+-- shows the key once; only its digest reaches PostgreSQL).  The tenant
+-- is created when missing, as gpugate-keys create does.  009: with
+-- priority, max_priority and region.
+CREATE OR REPLACE FUNCTION gpugate_admin_keys_create(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who  admins;
+    b    jsonb;
+    tid  bigint;
+    k    api_keys;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    b := gpugate_admin_body(body, ARRAY['tenant', 'name', 'models', 'rpm',
+        'tpm', 'parallel', 'tokens_per_day', 'budget_micros',
+        'budget_period', 'expires_at', 'priority', 'max_priority',
+        'region']);
+    IF jsonb_typeof(b -> 'tenant') IS DISTINCT FROM 'string' THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'tenant (a tenant name) is required';
+    END IF;
+
+    INSERT INTO tenants (name) VALUES (b ->> 'tenant')
+        ON CONFLICT DO NOTHING;
+    SELECT id INTO tid FROM tenants WHERE name = b ->> 'tenant';
+
+    INSERT INTO api_keys (tenant_id, digest, prefix, name, allowed_models,
+                          rpm_limit, tpm_limit, parallel_limit, tpd_limit,
+                          budget_micros, budget_period, priority,
+                          max_priority, region, expires_at)
+    VALUES (tid, decode(split_part(arg, ' ', 1), 'hex'),
+            split_part(arg, ' ', 2), coalesce(b ->> 'name', ''),
+            gpugate_admin_models(b -> 'models'),
+            gpugate_admin_limit(b -> 'rpm', 'rpm'),
+            gpugate_admin_limit(b -> 'tpm', 'tpm'),
+            gpugate_admin_limit(b -> 'parallel', 'parallel'),
+            gpugate_admin_limit(b -> 'tokens_per_day', 'tokens_per_day'),
+            gpugate_admin_limit(b -> 'budget_micros', 'budget_micros'),
+            b ->> 'budget_period',
+            gpugate_admin_priority(b -> 'priority', 'priority'),
+            gpugate_admin_priority(b -> 'max_priority', 'max_priority'),
+            gpugate_admin_region(b -> 'region'),
+            (b ->> 'expires_at')::timestamptz)
+    RETURNING * INTO k;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target,
+                             detail)
+    VALUES (who.id, who.name, client, 'key.create', 'key ' || k.id, b);
+
+    status := 201;
+    body_out := gpugate_admin_key_json(k, b ->> 'tenant')::text;
+    -- a cached "unknown key" for this digest must go
+    inval := 'key ' || split_part(arg, ' ', 1);
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
 $$;
 
 
@@ -171,6 +240,71 @@ EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
 END
 $$;
 
+
+
+-- POST tenants: {"name", limits..., priority, max_priority, region};
+-- 409 when the name is taken
+CREATE OR REPLACE FUNCTION gpugate_admin_tenants_create(d bytea,
+    client text, arg text, body text, OUT status integer,
+    OUT body_out text, OUT inval text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    who  admins;
+    b    jsonb;
+    t    tenants;
+BEGIN
+    who := gpugate_admin_who(d, true);
+    IF who IS NULL THEN
+        SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    inval := '';
+    b := gpugate_admin_body(body, ARRAY['name', 'rpm', 'tpm', 'parallel',
+        'tokens_per_day', 'budget_micros', 'budget_period', 'priority',
+        'max_priority', 'region']);
+    IF jsonb_typeof(b -> 'name') IS DISTINCT FROM 'string' THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'name (a tenant name) is required';
+    END IF;
+
+    INSERT INTO tenants (name, rpm_limit, tpm_limit, parallel_limit,
+                         tpd_limit, budget_micros, budget_period, priority,
+                         max_priority, region)
+    VALUES (b ->> 'name', gpugate_admin_limit(b -> 'rpm', 'rpm'),
+            gpugate_admin_limit(b -> 'tpm', 'tpm'),
+            gpugate_admin_limit(b -> 'parallel', 'parallel'),
+            gpugate_admin_limit(b -> 'tokens_per_day', 'tokens_per_day'),
+            gpugate_admin_limit(b -> 'budget_micros', 'budget_micros'),
+            b ->> 'budget_period',
+            gpugate_admin_priority(b -> 'priority', 'priority'),
+            gpugate_admin_priority(b -> 'max_priority', 'max_priority'),
+            gpugate_admin_region(b -> 'region'))
+    ON CONFLICT (name) DO NOTHING
+    RETURNING * INTO t;
+
+    IF t.id IS NULL THEN
+        status := 409;
+        body_out := gpugate_admin_error('tenant ' || (b ->> 'name')
+                                        || ' exists', 'invalid_request_error',
+                                        'conflict');
+        RETURN;
+    END IF;
+
+    INSERT INTO admin_audit (admin_id, admin_name, client, action, target,
+                             detail)
+    VALUES (who.id, who.name, client, 'tenant.create', 'tenant ' || t.id,
+            b);
+
+    status := 201;
+    body_out := gpugate_admin_tenant_json(t)::text;
+EXCEPTION WHEN data_exception OR integrity_constraint_violation THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
 
 
 -- PATCH tenants/{id}: 004's, plus priority, max_priority and region

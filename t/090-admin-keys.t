@@ -208,6 +208,8 @@ my ($key, $id);
     ($key, $id) = ($doc->{key}, $doc->{id});
     like($key // '', qr/^sk-gg-[A-Za-z0-9]{40}$/, 'the new key is shown');
     like($id // '', qr/^\d+$/, 'with its id');
+    is_deeply([ @$doc{qw(priority max_priority region)} ],
+              [ undef, undef, undef ], 'no priority or pin unless given');
     is($doc->{name}, $evil, 'a name with quotes, tags and a newline'
        . ' comes back exactly (escaped JSON)');
     is_deeply([ @$doc{qw(tenant rpm tpm budget_micros budget_period)} ],
@@ -296,7 +298,10 @@ is(psql("SELECT count(*) FROM admin_audit WHERE target = 'key $id'"
                  qq({"tenant":"adm-$run","digest":"00"}),
                  qq({"tenant":"bad name"}),
                  qq({"tenant":"adm-$run","name":"a\x00b"}),
-                 qq({"tenant":"adm-$run","name":"\xff"}))
+                 qq({"tenant":"adm-$run","name":"\xff"}),
+                 qq({"tenant":"adm-$run","priority":10}),
+                 qq({"tenant":"adm-$run","max_priority":"1"}),
+                 qq({"tenant":"adm-$run","region":"eu west"}))
     {
         my ($st, $doc) = api($a, 'POST', 'keys', $root_cred, $bad);
         (my $show = $bad) =~ s/[^ -~]/?/g;
@@ -429,11 +434,12 @@ is(key_status($b, $key), 200, 'node b has the key cached');
 
 {
     my ($st, $doc) = api($a, 'POST', 'keys', $root_cred,
-                         qq({"tenant":"adm-$run","name":"rot","rpm":9}));
+                         qq({"tenant":"adm-$run","name":"rot","rpm":9,)
+                       . '"priority":2,"max_priority":4,"region":"eu-x"}');
     my ($k1, $id1) = @$doc{qw(key id)};
-    ($st) = api($a, 'PATCH', "keys/$id1", $root_cred,
-                '{"priority":2,"max_priority":4,"region":"eu-x"}');
-    is($st, 200, 'the key to rotate has priorities and a pin');
+    is_deeply([ $st, @$doc{qw(priority max_priority region)} ],
+              [ 201, 2, 4, 'eu-x' ],
+              'POST keys with priority, max_priority and region');
     is(key_status($a, $k1), 200, 'a key to rotate, cached on node a');
     is(key_status($b, $k1), 200, 'and on node b');
 

@@ -253,9 +253,19 @@ is(audit("tenant $tid"),
 
 my ($ptid) = do {
     ($st, $doc) = api($a, 'POST', 'tenants', $root_cred,
-                      qq({"name":"pr-$run"}));
+                      qq({"name":"pr-$run","priority":7,"region":"x"}));
+    is_deeply([ $st, @$doc{qw(priority max_priority region)} ],
+              [ 201, 7, undef, 'x' ], 'POST tenants with a priority, a pin');
     ($doc->{id});
 };
+for my $bad (qq({"name":"pb-$run","priority":-2}),
+             qq({"name":"pb-$run","region":"a:b"}))
+{
+    ($st, $doc) = api($a, 'POST', 'tenants', $root_cred, $bad);
+    is($st, 400, "POST tenants $bad: 400");
+}
+is(psql("SELECT count(*) FROM tenants WHERE name = 'pb-$run'"), 0,
+   'no tenant made by a refused create');
 for my $bad ('{"priority":10}', '{"max_priority":-1}', '{"priority":"3"}',
              '{"max_priority":2.5}', '{"region":"a b"}', '{"region":""}',
              '{"region":false}', '{"region":"' . ('r' x 32) . '"}')
