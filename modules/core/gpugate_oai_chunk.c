@@ -117,6 +117,9 @@ enum {
     GPUGATE_OAI_K_TYPE,
     GPUGATE_OAI_K_USAGE,           /* the last one is kept: see classify */
     GPUGATE_OAI_K_CHOICES,
+    GPUGATE_OAI_K_INCOMPLETE,
+    GPUGATE_OAI_K_FINISH,          /* every one is added: see scan */
+    GPUGATE_OAI_K_STOP,            /* the same */
     GPUGATE_OAI_NKEYS
 };
 
@@ -135,8 +138,35 @@ static const struct {
     { "\"partial_json\"", 14 },
     { "\"type\"", 6 },
     { "\"usage\"", 7 },
-    { "\"choices\"", 9 }
+    { "\"choices\"", 9 },
+    { "\"incomplete_details\"", 20 },
+    { "\"finish_reason\"", 15 },
+    { "\"stop_reason\"", 13 }
 };
+
+
+/* a string value at v (null and other values are not reasons) */
+
+static void
+gpugate_oai_reason(const unsigned char *v, const unsigned char *end,
+    gpugate_oai_reasons_t *set)
+{
+    const unsigned char  *e;
+
+    if (v >= end || *v != '"') {
+        return;
+    }
+
+    for (e = v + 1; e < end && *e != '"'; e++) {
+        if (*e == '\\') {
+            e++;
+        }
+    }
+
+    if (e < end && e > v + 1) {
+        gpugate_oai_reasons_add(set, v + 1, e - v - 1);
+    }
+}
 
 
 /*
@@ -144,15 +174,17 @@ static const struct {
  * anywhere in p..end (the last one for "usage"), or NULL: what
  * gpugate_oai_member() finds for each.  Strings are read whole, so a
  * name is compared once per string, not at every quote; in JSON a string
- * followed by ':' is a member name, wherever it is nested.
+ * followed by ':' is a member name, wherever it is nested.  Every
+ * finish_reason and stop_reason that is a string goes to c->reasons in
+ * the same pass: a whole answer has one per choice.
  */
 
 static void
 gpugate_oai_scan(const unsigned char *p, const unsigned char *end,
-    const unsigned char **v)
+    const unsigned char **v, gpugate_oai_chunk_t *c)
 {
     size_t                k, n;
-    const unsigned char  *q, *e, *c;
+    const unsigned char  *q, *e, *colon;
 
     for (k = 0; k < GPUGATE_OAI_NKEYS; k++) {
         v[k] = NULL;
@@ -178,24 +210,30 @@ gpugate_oai_scan(const unsigned char *p, const unsigned char *end,
         }
 
         p = e + 1;
-        c = gpugate_oai_ws(p, end);
+        colon = gpugate_oai_ws(p, end);
 
-        if (c >= end || *c != ':') {
+        if (colon >= end || *colon != ':') {
             continue;
         }
 
         n = (size_t) (p - q);
 
         for (k = 0; k < GPUGATE_OAI_NKEYS; k++) {
-            if (gpugate_oai_keys[k].len == n
-                && memcmp(q, gpugate_oai_keys[k].name, n) == 0)
+            if (gpugate_oai_keys[k].len != n
+                || memcmp(q, gpugate_oai_keys[k].name, n) != 0)
             {
-                if (v[k] == NULL || k == GPUGATE_OAI_K_USAGE) {
-                    v[k] = gpugate_oai_ws(c + 1, end);
-                }
-
-                break;
+                continue;
             }
+
+            if (k == GPUGATE_OAI_K_FINISH || k == GPUGATE_OAI_K_STOP) {
+                gpugate_oai_reason(gpugate_oai_ws(colon + 1, end), end,
+                                   &c->reasons);
+
+            } else if (v[k] == NULL || k == GPUGATE_OAI_K_USAGE) {
+                v[k] = gpugate_oai_ws(colon + 1, end);
+            }
+
+            break;
         }
     }
 }
@@ -431,6 +469,50 @@ gpugate_oai_usage(const unsigned char *v, const unsigned char *end,
 }
 
 
+/*
+ * The finish reason of a responses API answer, or of its stream's final
+ * event: incomplete_details.reason ("max_output_tokens") when it has one,
+ * else the response's status ("completed", "failed").  Only responses
+ * have incomplete_details, so chat streams never come here; the other
+ * typed events of a responses stream (response.created, ...) carry a
+ * response still "in_progress" and are skipped.
+ */
+
+static void
+gpugate_oai_response_reason(const unsigned char *inc,
+    const unsigned char *type, const unsigned char *obj,
+    const unsigned char *end, gpugate_oai_chunk_t *c)
+{
+    const unsigned char  *v;
+
+    if (type && (size_t) (end - type) >= 10
+        && memcmp(type, "\"response.", 10) == 0
+        && !c->final)
+    {
+        return;
+    }
+
+    if (inc < end && *inc == '{') {
+        v = gpugate_oai_member1(inc, end, "\"reason\"");
+
+        if (v) {
+            gpugate_oai_reason(v, end, &c->reasons);
+            return;
+        }
+    }
+
+    /* the first "status": the response's, before its output items' */
+
+    v = gpugate_oai_member(obj, end, "\"status\"", 0);
+
+    if (v && !((size_t) (end - v) >= 13
+               && memcmp(v, "\"in_progress\"", 13) == 0))
+    {
+        gpugate_oai_reason(v, end, &c->reasons);
+    }
+}
+
+
 void
 gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
     gpugate_oai_chunk_t *c)
@@ -457,7 +539,7 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
 
     c->parsed = 1;
 
-    gpugate_oai_scan(p, end, m);
+    gpugate_oai_scan(p, end, m, c);
 
     v = m[GPUGATE_OAI_K_ERROR];
     c->error = (v && v < end && *v == '{');
@@ -488,6 +570,11 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
 
     if (v && gpugate_oai_final_type(v, end)) {
         c->final = 1;
+    }
+
+    if (m[GPUGATE_OAI_K_INCOMPLETE]) {
+        gpugate_oai_response_reason(m[GPUGATE_OAI_K_INCOMPLETE], v, p, end,
+                                    c);
     }
 
     /* usage is the answer's last member: take the last "usage" */

@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "gpugate_sse.h"
+#include "gpugate_oai_reasons.h"
 
 
 typedef struct {
@@ -57,6 +58,10 @@ typedef struct {
                                       -1: not reported */
     long long   cache_write_tokens; /* Anthropic's
                                        cache_creation_input_tokens; -1 */
+    gpugate_oai_reasons_t  reasons; /* each choice's finish_reason,
+                                       Anthropic's stop_reason, the
+                                       responses API's final status or
+                                       incomplete_details.reason */
 } gpugate_oai_chunk_t;
 
 

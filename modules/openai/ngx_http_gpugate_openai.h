@@ -133,6 +133,8 @@ typedef struct {
     ngx_uint_t                 token_events;      /* content events seen:
                                                      the count when no
                                                      usage arrives */
+    gpugate_oai_reasons_t      reasons;  /* finish reasons seen, for
+                                            $gpugate_finish_reasons */
     unsigned                   observe:1;    /* watching this response */
     unsigned                   event_stream:1; /* text/event-stream */
     unsigned                   first_token:1;  /* ttft is set */

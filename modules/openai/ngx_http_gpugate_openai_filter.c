@@ -48,6 +48,8 @@ static ngx_chain_t *ngx_http_gpugate_openai_out_buf(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, size_t size);
 static void ngx_http_gpugate_openai_record(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c);
+static void ngx_http_gpugate_openai_reasons(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c);
 static void ngx_http_gpugate_openai_hide(ngx_http_request_t *r);
 static ngx_int_t ngx_http_gpugate_openai_filter_init(ngx_conf_t *cf);
 
@@ -359,6 +361,7 @@ ngx_http_gpugate_openai_answer(ngx_http_request_t *r,
     len = ctx->json->last - ctx->json->pos;
 
     gpugate_oai_chunk_classify(ctx->json->pos, len, &c);
+    ngx_http_gpugate_openai_reasons(r, ctx, &c);
 
     n = -1;
 
@@ -725,6 +728,31 @@ ngx_http_gpugate_openai_out_buf(ngx_http_request_t *r,
 }
 
 
+/* the chunk's finish reasons join the request's (at most a few) */
+
+static void
+ngx_http_gpugate_openai_reasons(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c)
+{
+    unsigned  n;
+
+    if (c->reasons.n == 0) {
+        return;
+    }
+
+    n = ctx->reasons.n;
+
+    gpugate_oai_reasons_merge(&ctx->reasons, &c->reasons);
+
+    if (ctx->reasons.n != n) {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: finish reason \"%*s\"",
+                       (size_t) ctx->reasons.len[n],
+                       ctx->reasons.s[n]);
+    }
+}
+
+
 static void
 ngx_http_gpugate_openai_record(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_chunk_t *c)
@@ -736,6 +764,8 @@ ngx_http_gpugate_openai_record(ngx_http_request_t *r,
         ctx->complete = 1;
         return;
     }
+
+    ngx_http_gpugate_openai_reasons(r, ctx, c);
 
     if (c->content) {
         ctx->token_events++;

@@ -49,6 +49,8 @@ static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_gpugate_openai_usage_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_gpugate_openai_reasons_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_gpugate_openai_vars[] = {
@@ -76,6 +78,10 @@ static ngx_http_variable_t  ngx_http_gpugate_openai_vars[] = {
 
     { ngx_string("gpugate_usage_partial"), NULL,
       ngx_http_gpugate_openai_usage_variable, 3, NGX_HTTP_VAR_NOCACHEABLE,
+      0 },
+
+    { ngx_string("gpugate_finish_reasons"), NULL,
+      ngx_http_gpugate_openai_reasons_variable, 0, NGX_HTTP_VAR_NOCACHEABLE,
       0 },
 
       ngx_http_null_variable
@@ -232,6 +238,40 @@ ngx_http_gpugate_openai_usage_variable(ngx_http_request_t *r,
 
     v->data = p;
     v->len = ngx_sprintf(p, "%L", n) - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+/* the answer's distinct finish reasons, comma-separated */
+
+static ngx_int_t
+ngx_http_gpugate_openai_reasons_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                         *p;
+    size_t                          size;
+    ngx_http_gpugate_openai_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_openai_module);
+
+    if (ctx == NULL || ctx->reasons.n == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    size = GPUGATE_OAI_REASONS * (GPUGATE_OAI_REASON_MAX + 1);
+
+    p = ngx_pnalloc(r->pool, size);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+    v->len = gpugate_oai_reasons_join(&ctx->reasons, (char *) p, size);
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
