@@ -4,7 +4,8 @@
 # (and the runtime given the agent's span); the client's span as the
 # gateway's parent; attacker-controlled strings escaped into valid JSON;
 # sampling: sample=0 exports only what the client sampled, errors (5xx)
-# and partial streams always.
+# and partial streams always; gen_ai.response.finish_reasons, an array
+# of strings ("stop", "length" when max_tokens cuts the answer).
 
 use strict;
 use warnings;
@@ -79,6 +80,8 @@ for my $stream (0, 1) {
     ok(!$stream || defined $a->{'gpugate.ttft_ms'}, 'gpugate.ttft_ms');
     ok(!$a->{'gpugate.partial'}, 'gpugate.partial false');
     ok($a->{'gpugate.stream'} ? $stream : !$stream, 'gpugate.stream');
+    is_deeply($a->{'gen_ai.response.finish_reasons'}, ['stop'],
+              'gen_ai.response.finish_reasons: an array, "stop"');
     is($g->{status}{code}, 0, 'status unset');
     ok($g->{endTimeUnixNano} >= $g->{startTimeUnixNano}
        && $g->{startTimeUnixNano} > 1.6e18, 'times in Unix nanoseconds');
@@ -96,6 +99,24 @@ for my $stream (0, 1) {
                        =~ /traceparent=(00-\Q$t\E-[0-9a-f]{16}-01)/g);
     my (undef, $ups) = ($up // '') =~ $tp_re;
     is($ups, $as->{spanId}, "the runtime's parent is the agent's span");
+}
+
+# --- cut by max_tokens: "length", streamed and not ---------------------
+
+for my $stream (0, 1) {
+    my $body = '{"model":"mock-model","max_tokens":1,"stream":'
+             . ($stream ? 'true' : 'false')
+             . ',"messages":[{"role":"user","content":"hi"}]}';
+    my $r = http_request($n->{ngx}->port, 'POST', '/v1/chat/completions',
+                         { 'Content-Type' => 'application/json',
+                           Authorization => "Bearer $n->{key}" },
+                         $body, 15);
+    like($r->{body}, qr/"finish_reason":\s*"length"/,
+         "stream=$stream, max_tokens 1: the mock says length");
+    my ($t) = ($r->{headers}{traceresponse} // '') =~ $tp_re;
+    my ($gw) = spans_of($t // 'none', 0);
+    is_deeply(($gw->[0] || {})->{attr}{'gen_ai.response.finish_reasons'},
+              ['length'], "stream=$stream: finish_reasons [\"length\"]");
 }
 
 # --- a client string in the span: valid JSON -----------------------------
