@@ -32,6 +32,7 @@ enum {
     NGX_HTTP_GPUGATE_TV_PARTIAL,
     NGX_HTTP_GPUGATE_TV_STREAM,
     NGX_HTTP_GPUGATE_TV_POOL,
+    NGX_HTTP_GPUGATE_TV_FINISH,
     NGX_HTTP_GPUGATE_TV_N
 };
 
@@ -45,7 +46,8 @@ static ngx_str_t  ngx_http_gpugate_trace_var_names[] = {
     ngx_string("gpugate_ttft_ms"),
     ngx_string("gpugate_usage_partial"),
     ngx_string("gpugate_stream"),
-    ngx_string("gpugate_pool")
+    ngx_string("gpugate_pool"),
+    ngx_string("gpugate_finish_reasons")
 };
 
 
@@ -914,7 +916,7 @@ ngx_http_gpugate_trace_span(ngx_http_request_t *r,
     u_char                           *name;
     size_t                            len;
     ngx_str_t                         tenant, prefix, pool, agent, host;
-    ngx_str_t                         region;
+    ngx_str_t                         region, finish;
     ngx_time_t                       *tp;
     const char                       *op;
     gpugate_otlp_attr_t               attrs[20], *a;
@@ -971,6 +973,19 @@ ngx_http_gpugate_trace_span(ngx_http_request_t *r,
     if (obs->completion >= 0) {
         ngx_http_gpugate_trace_int(a, "gen_ai.usage.output_tokens",
                                    GPUGATE_OTLP_INT, obs->completion);
+    }
+
+    /* comma-separated: no reason holds a comma (gpugate_oai_reasons.h) */
+
+    ngx_http_gpugate_trace_var(r, tmcf->vars[NGX_HTTP_GPUGATE_TV_FINISH],
+                               &finish);
+
+    if (finish.len) {
+        a->key = "gen_ai.response.finish_reasons";
+        a->type = GPUGATE_OTLP_STRS;
+        a->s = (const char *) finish.data;
+        a->len = finish.len;
+        a++;
     }
 
     ngx_http_gpugate_trace_str(a, "server.address", host);
