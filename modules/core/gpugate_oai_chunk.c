@@ -17,6 +17,7 @@
  */
 
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -519,7 +520,9 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
 {
     const unsigned char  *p, *end, *v, *m[GPUGATE_OAI_NKEYS];
 
-    memset(c, 0, sizeof(gpugate_oai_chunk_t));
+    /* the reasons' strings are only read up to their count */
+    memset(c, 0, offsetof(gpugate_oai_chunk_t, reasons));
+    c->reasons.n = 0;
     c->cache_read_tokens = -1;
     c->cache_write_tokens = -1;
 

@@ -58,7 +58,8 @@ typedef struct {
                                       -1: not reported */
     long long   cache_write_tokens; /* Anthropic's
                                        cache_creation_input_tokens; -1 */
-    gpugate_oai_reasons_t  reasons; /* each choice's finish_reason,
+    gpugate_oai_reasons_t  reasons; /* last, see classify: each
+                                       choice's finish_reason,
                                        Anthropic's stop_reason, the
                                        responses API's final status or
                                        incomplete_details.reason */
