@@ -83,6 +83,8 @@ for my $c (@bad) {
 
 my ($rc, $out) = nginx_t('', '');
 is($rc, 0, 'the defaults pass') or diag($out);
+unlike($out, qr/variables_hash/,
+       'no variables_hash warning with the module\'s variables');
 
 ($rc, $out) = nginx_t('queue=8 aging=250ms ttft_step=1s error_weight=0 '
                       . 'failures=0 cooldown=1m',

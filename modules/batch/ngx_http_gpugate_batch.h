@@ -70,7 +70,10 @@ extern ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_batch_runner_stmts[];
 extern ngx_uint_t                  ngx_http_gpugate_batch_runner_nstmts;
 
 /* starts the runner in worker 0 (init_process), stops it (exit) */
-ngx_int_t ngx_http_gpugate_batch_runner_init(ngx_cycle_t *cycle);
+/* worker 0's runner, from the module's configuration and the node's
+   secret (the module owns both: the runner calls nothing of it) */
+ngx_int_t ngx_http_gpugate_batch_runner_init(ngx_cycle_t *cycle,
+    ngx_http_gpugate_batch_main_conf_t *bmcf, u_char *secret);
 void ngx_http_gpugate_batch_runner_exit(ngx_cycle_t *cycle);
 
 

@@ -1089,7 +1089,17 @@ ngx_http_gpugate_batch_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_gpugate_batch_init_process(ngx_cycle_t *cycle)
 {
-    return ngx_http_gpugate_batch_runner_init(cycle);
+    ngx_http_conf_ctx_t  *ctx;
+
+    ctx = (ngx_http_conf_ctx_t *) cycle->conf_ctx[ngx_http_module.index];
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_gpugate_batch_runner_init(cycle,
+               ctx->main_conf[ngx_http_gpugate_batch_module.ctx_index],
+               ngx_http_gpugate_batch_secret());
 }
 
 

@@ -46,6 +46,8 @@ typedef struct {
     ngx_uint_t                    inflight;  /* lines being run */
     ngx_queue_t                   lines;     /* of ..._batch_line_t */
     ngx_http_gpugate_batch_main_conf_t *bmcf; /* the configuration */
+    u_char                       *secret;    /* the node's runner secret
+                                                (shm, the module's) */
     ngx_log_t                    *log;       /* the cycle's */
     u_char                        owner[NGX_MAXHOSTNAMELEN + NGX_INT64_LEN
                                         + 2];
@@ -119,20 +121,15 @@ static ngx_http_gpugate_batch_runner_t  *ngx_http_gpugate_batch_runner;
 
 
 ngx_int_t
-ngx_http_gpugate_batch_runner_init(ngx_cycle_t *cycle)
+ngx_http_gpugate_batch_runner_init(ngx_cycle_t *cycle,
+    ngx_http_gpugate_batch_main_conf_t *bmcf, u_char *secret)
 {
-    ngx_http_conf_ctx_t                 *ctx;
-    ngx_http_gpugate_batch_runner_t     *rn;
-    ngx_http_gpugate_batch_main_conf_t  *bmcf;
+    ngx_http_gpugate_batch_runner_t  *rn;
 
-    ctx = (ngx_http_conf_ctx_t *) cycle->conf_ctx[ngx_http_module.index];
-
-    if (ctx == NULL || ngx_process != NGX_PROCESS_WORKER || ngx_worker != 0)
+    if (bmcf == NULL || ngx_process != NGX_PROCESS_WORKER || ngx_worker != 0)
     {
         return NGX_OK;
     }
-
-    bmcf = ctx->main_conf[ngx_http_gpugate_batch_module.ctx_index];
 
     if (bmcf->runner == NULL) {
         return NGX_OK;
@@ -144,6 +141,7 @@ ngx_http_gpugate_batch_runner_init(ngx_cycle_t *cycle)
     }
 
     rn->bmcf = bmcf;
+    rn->secret = secret;
     rn->log = cycle->log;
     ngx_queue_init(&rn->lines);
 
@@ -416,7 +414,7 @@ ngx_http_gpugate_batch_request(ngx_http_gpugate_batch_line_t *ln,
     ngx_buf_t  *b;
     ngx_str_t  *host;
 
-    secret = ngx_http_gpugate_batch_secret();
+    secret = ln->runner->secret;
     host = &ln->runner->bmcf->runner_text;
     blen = PQgetlength(res, row, 3);
 

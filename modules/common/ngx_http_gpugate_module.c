@@ -43,9 +43,12 @@ static ngx_command_t  ngx_http_gpugate_commands[] = {
 };
 
 
+static ngx_int_t ngx_http_gpugate_init(ngx_conf_t *cf);
+
+
 static ngx_http_module_t  ngx_http_gpugate_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_gpugate_init,                 /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -72,6 +75,31 @@ ngx_module_t  ngx_http_gpugate_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+/*
+ * The modules of this .so add some sixty variables to nginx's own: with
+ * the default variables_hash_max_size (1024) nginx cannot build their
+ * hash in 64-byte buckets and warns at every start.  2048 unless the
+ * operator set more.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_init(ngx_conf_t *cf)
+{
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    if (cmcf->variables_hash_max_size < 2048) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, cf->log, 0,
+                       "gpugate: variables_hash_max_size %ui -> 2048",
+                       cmcf->variables_hash_max_size);
+        cmcf->variables_hash_max_size = 2048;
+    }
+
+    return NGX_OK;
+}
 
 
 static ngx_str_t  ngx_http_gpugate_json_type =

@@ -582,7 +582,8 @@ ngx_int_t ngx_http_gpugate_tunnel_region_rank(
 ngx_uint_t ngx_http_gpugate_tunnel_score(ngx_http_gpugate_tunnel_srv_conf_t
     *conf, ngx_http_gpugate_tunnel_agent_t *a);
 
-/* requests the agent may take at once now: 0 cooled down, 1 on trial */
+/* requests the agent may take at once now: 0 cooled down, 1 on trial
+   (_registry.c, beside _take()) */
 ngx_uint_t ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a);
 
 /* a place on a cooled agent up to its capacity: the last resort */

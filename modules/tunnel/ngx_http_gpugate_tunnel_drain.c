@@ -69,15 +69,3 @@ ngx_http_gpugate_tunnel_drain_set(int64_t agent_id, ngx_uint_t drained)
 
     ngx_shmtx_unlock(&shpool->mutex);
 }
-
-
-ngx_uint_t
-ngx_http_gpugate_tunnel_drain_message(ngx_str_t *name)
-{
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "gpugate tunnel: \"drain %V\": re-checking now", name);
-
-    ngx_http_gpugate_tunnel_recheck_now();
-
-    return 0;
-}

@@ -451,6 +451,29 @@ ngx_http_gpugate_tunnel_release(ngx_uint_t agent)
 }
 
 
+/* the cooldown the score set (_score.c) narrows the slot's capacity */
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_msec_int_t  left;
+
+    if (a->cool_until == 0) {
+        return a->capacity;
+    }
+
+    left = (ngx_msec_int_t) (a->cool_until - ngx_current_msec);
+
+    if (left > 0) {
+        return 0;
+    }
+
+    /* on trial: one request until one succeeds */
+
+    return ngx_min(a->capacity, 1);
+}
+
+
 ngx_int_t
 ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a)
 {

@@ -112,27 +112,6 @@ ngx_http_gpugate_tunnel_score(ngx_http_gpugate_tunnel_srv_conf_t *conf,
 }
 
 
-ngx_uint_t
-ngx_http_gpugate_tunnel_room(ngx_http_gpugate_tunnel_agent_t *a)
-{
-    ngx_msec_int_t  left;
-
-    if (a->cool_until == 0) {
-        return a->capacity;
-    }
-
-    left = (ngx_msec_int_t) (a->cool_until - ngx_current_msec);
-
-    if (left > 0) {
-        return 0;
-    }
-
-    /* on trial: one request until one succeeds */
-
-    return ngx_min(a->capacity, 1);
-}
-
-
 /*
  * A cooled agent as the last resort: when no other suitable agent has
  * room, it takes the request up to its capacity rather than the request

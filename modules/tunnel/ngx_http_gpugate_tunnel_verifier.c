@@ -561,3 +561,17 @@ ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
 
     return ngx_http_gpugate_tunnel_revoke(name, 0);
 }
+
+
+/* "drain <name>" on the bus: the drained state is PostgreSQL's, asked now */
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_drain_message(ngx_str_t *name)
+{
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate tunnel: \"drain %V\": re-checking now", name);
+
+    ngx_http_gpugate_tunnel_recheck_now();
+
+    return 0;
+}
