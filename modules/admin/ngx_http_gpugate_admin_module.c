@@ -603,46 +603,25 @@ static ngx_int_t
 ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
     ngx_http_gpugate_admin_op_t *op)
 {
-    u_char      *dst, *src;
-    json_t      *obj, *s, *live;
-    ngx_buf_t   *b;
-    ngx_str_t    val;
-    ngx_uint_t   i;
+    json_t     *obj, *live;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
 
-    static const char  *names[] = { "tenant", "limit", "after", "from",
-                                    "to", "group", "bucket", "offset" };
+    static const char *const  names[] = { "tenant", "limit", "after",
+                                           "from", "to", "group", "bucket",
+                                           "offset" };
 
-    obj = json_object();
-    if (obj == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    rc = ngx_http_gpugate_query_json(r, names,
+                                     sizeof(names) / sizeof(names[0]), &obj);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_gpugate_admin_error(r, NGX_HTTP_BAD_REQUEST,
+                   NGX_HTTP_GPUGATE_ERR_INVALID, "invalid_value",
+                   "a query parameter is not valid UTF-8");
     }
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (ngx_http_arg(r, (u_char *) names[i], ngx_strlen(names[i]), &val)
-            != NGX_OK)
-        {
-            continue;
-        }
-
-        dst = ngx_pnalloc(r->pool, val.len);
-        if (dst == NULL) {
-            json_decref(obj);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        src = val.data;
-        val.data = dst;
-        ngx_unescape_uri(&dst, &src, val.len, NGX_UNESCAPE_URI);
-        val.len = dst - val.data;
-
-        s = json_stringn((const char *) val.data, val.len);
-
-        if (s == NULL || json_object_set_new(obj, names[i], s) != 0) {
-            json_decref(obj);
-            return ngx_http_gpugate_admin_error(r, NGX_HTTP_BAD_REQUEST,
-                       NGX_HTTP_GPUGATE_ERR_INVALID, "invalid_value",
-                       "a query parameter is not valid UTF-8");
-        }
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* this node's tunnel status: whether each agent is connected here */

@@ -113,4 +113,10 @@ char *ngx_http_gpugate_conf_sec(ngx_conf_t *cf, ngx_str_t *arg,
     ngx_str_t *val, time_t min, time_t *out);
 
 
+/* named query arguments as a JSON object of strings (jansson's json_t) */
+struct json_t;
+ngx_int_t ngx_http_gpugate_query_json(ngx_http_request_t *r,
+    const char *const *names, ngx_uint_t n, struct json_t **out);
+
+
 #endif /* _NGX_HTTP_GPUGATE_H_INCLUDED_ */

@@ -14,6 +14,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <jansson.h>
+
 #include "ngx_http_gpugate.h"
 #include "gpugate_oai_body.h"
 
@@ -709,4 +711,57 @@ ngx_http_gpugate_conf_sec(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
     *out = (time_t) n;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The named query arguments of a request, URI-unescaped, as a JSON object
+ * of strings (jansson escapes them on output): the input of the admin
+ * API's and the batch API's list functions.  NGX_DECLINED: a value is
+ * not valid UTF-8; NGX_ERROR: out of memory.
+ */
+
+ngx_int_t
+ngx_http_gpugate_query_json(ngx_http_request_t *r, const char *const *names,
+    ngx_uint_t n, json_t **out)
+{
+    u_char      *dst, *src;
+    json_t      *obj, *s;
+    ngx_str_t    val;
+    ngx_uint_t   i;
+
+    obj = json_object();
+    if (obj == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (ngx_http_arg(r, (u_char *) names[i], ngx_strlen(names[i]), &val)
+            != NGX_OK)
+        {
+            continue;
+        }
+
+        dst = ngx_pnalloc(r->pool, val.len);
+        if (dst == NULL) {
+            json_decref(obj);
+            return NGX_ERROR;
+        }
+
+        src = val.data;
+        val.data = dst;
+        ngx_unescape_uri(&dst, &src, val.len, NGX_UNESCAPE_URI);
+        val.len = dst - val.data;
+
+        s = json_stringn((const char *) val.data, val.len);
+
+        if (s == NULL || json_object_set_new(obj, names[i], s) != 0) {
+            json_decref(obj);
+            return NGX_DECLINED;
+        }
+    }
+
+    *out = obj;
+
+    return NGX_OK;
 }
