@@ -22,8 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mock_runtime.h"
 #include "gpugate_multipart.h"
+#include "mock_api.h"
+#include "mock_ext.h"
+#include "mock_gen.h"
+#include "mock_models.h"
+#include "mock_state.h"
 
 
 #define MOCK_SPEECH_BYTES_PER_CHAR  256

@@ -21,7 +21,8 @@
 #include <string.h>
 
 #include "gpugate_prefix.h"
-#include "mock_runtime.h"
+#include "mock_cache.h"
+#include "mock_state.h"
 
 
 typedef struct {

@@ -25,7 +25,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "mock_runtime.h"
+#include "mock_conn.h"
+#include "mock_gen.h"
+#include "mock_state.h"
+#include "mock_trace.h"
 
 
 #define MOCK_READ_SIZE      16384
@@ -48,10 +51,14 @@ static gg_io_t       mock_listener;
 static gg_timer_t    mock_listen_timer;
 static mock_conn_t  *mock_conns;
 
+/* the request layer above: given by mock_listen_start() */
+static const mock_conn_ops_t  *mock_ops;
+
 
 int
-mock_listen_start(int fd)
+mock_listen_start(int fd, const mock_conn_ops_t *ops)
 {
+    mock_ops = ops;
     mock_listener.fd = fd;
     mock_listener.handler = mock_accept;
     mock_listen_timer.handler = mock_listen_resume;
@@ -193,7 +200,7 @@ mock_conn_fail(mock_conn_t *c)
         return;
     }
 
-    mock_gen_release(c, 0);
+    mock_ops->release(c, 0);
     c->dead = 1;
 }
 
@@ -439,7 +446,7 @@ static void
 mock_request_done(mock_conn_t *c)
 {
     if (c->active) {
-        mock_gen_release(c, 1);
+        mock_ops->release(c, 1);
 
     } else {
         mock_log(0, "%s %s %d", c->method, c->path, c->status);
@@ -731,7 +738,7 @@ mock_conn_begin(mock_conn_t *c)
     c->keepalive = c->head.keep_alive;
 
     mock_conn_headers(c, buf);
-    mock_trace_headers(c, buf);
+    mock_trace_headers(&c->head, buf, c->method, c->path);
 
     gg_buf_consume(&c->in, c->head.head_len);
 
@@ -756,7 +763,7 @@ mock_conn_begin(mock_conn_t *c)
 
     } else {
         c->state = MOCK_BUSY;
-        mock_dispatch(c);
+        mock_ops->dispatch(c);
     }
 }
 
@@ -823,7 +830,7 @@ mock_conn_process(mock_conn_t *c)
             }
 
             c->state = MOCK_BUSY;
-            mock_dispatch(c);
+            mock_ops->dispatch(c);
             break;
 
         case MOCK_READ_CHUNKED:
@@ -855,7 +862,7 @@ mock_conn_process(mock_conn_t *c)
             }
 
             c->state = MOCK_BUSY;
-            mock_dispatch(c);
+            mock_ops->dispatch(c);
             break;
 
         case MOCK_BUSY:
@@ -964,7 +971,7 @@ mock_conn_finish(mock_conn_t *c)
 
         if (c->gen_blocked && gg_buf_len(&c->drip) <= MOCK_OUT_HIGH) {
             c->gen_blocked = 0;
-            mock_gen_run(c);
+            mock_ops->resume(c);
         }
     }
 
@@ -1016,7 +1023,7 @@ mock_conn_gen_timer(gg_timer_t *t)
         c->dead = 1;
 
     } else {
-        mock_gen_run(c);
+        mock_ops->resume(c);
     }
 
     mock_conn_finish(c);
@@ -1088,7 +1095,7 @@ mock_conn_free(mock_conn_t *c)
     close(c->io.fd);
 
     if (c->active) {
-        mock_gen_release(c, -1);
+        mock_ops->release(c, -1);
     }
 
     if (c->prev) {

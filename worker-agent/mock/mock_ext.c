@@ -21,7 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mock_runtime.h"
+#include "mock_ext.h"
+#include "mock_gen.h"
 
 
 /* --openapi: the paths GET /openapi.json lists; NULL: no such route */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mock_gen.h"
+#include "mock_think.h"
 
 
 #define MOCK_FNV_BASIS  0xcbf29ce484222325ULL

@@ -17,39 +17,10 @@
 
 #include <jansson.h>
 
+#include "mock_req.h"
+
 
 #define MOCK_CREATED  1700000000
-
-
-typedef enum {
-    MOCK_CHAT = 0,
-    MOCK_COMPLETION,
-    MOCK_EMBEDDING
-} mock_kind_e;
-
-
-typedef struct {
-    mock_kind_e   kind;          /* endpoint */
-    const char   *model;         /* request's model, owned by the JSON */
-    int           stream;        /* "stream": true */
-    int           include_usage; /* stream_options.include_usage */
-    long          max_tokens;    /* -1 when absent */
-    uint64_t      hash;          /* of model and prompt: seeds the output */
-    long          prompt_tokens; /* words in the prompt, at least 1 */
-    long          cache_read;    /* X-Mock-Cache-Read: prompt tokens
-                                    the usage says came from the
-                                    prompt cache, besides the words */
-    long          cache_write;   /* X-Mock-Cache-Write: prompt tokens
-                                    written to it (Anthropic only) */
-    char          id[40];        /* response id derived from the hash */
-    long          think;         /* X-Mock-Think: reasoning words the
-                                    answer starts with, inline in
-                                    <think>...</think>; 0: none */
-    long          think_bytes;   /* X-Mock-Think-Bytes: that part sent one
-                                    byte per token */
-    long          think_report;  /* X-Mock-Think-Report: usage reports
-                                    completion_tokens_details */
-} mock_req_t;
 
 
 /*
@@ -58,12 +29,6 @@ typedef struct {
  */
 int mock_parse_request(json_t *body, mock_kind_e kind, mock_req_t *req,
     const char **msg, const char **param);
-
-/* The inline reasoning (mock_think.c): token i of it, NULL past it. */
-const char *mock_think_token(const mock_req_t *req, long i);
-
-/* its tokens */
-long mock_think_tokens(const mock_req_t *req);
 
 /* The text of completion token i (" word"). */
 const char *mock_token(const mock_req_t *req, long i);

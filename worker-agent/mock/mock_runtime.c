@@ -28,7 +28,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "mock_runtime.h"
+#include "mock_cache.h"
+#include "mock_ext.h"
+#include "mock_handler.h"
+#include "mock_state.h"
 
 
 static int mock_args(int argc, char **argv, struct sockaddr_in *sin,
@@ -125,25 +128,6 @@ mock_usage(FILE *f)
 "\"gpugate-mock-runtime: client disconnected mid-stream path=P model=M\n"
 "sent=K/N tokens\" and counted in gpugate_mock_stream_disconnects_total.\n"
 "SIGTERM or SIGINT: exit 0.  Exit 2: bad command line.\n");
-}
-
-
-long
-mock_arg_long(const char *flag, const char *v, long min, long max)
-{
-    long   n;
-    char  *end;
-
-    errno = 0;
-    n = strtol(v, &end, 10);
-
-    if (errno || *v == '\0' || *end != '\0' || n < min || n > max) {
-        fprintf(stderr, MOCK_NAME ": invalid %s value \"%s\": expected an "
-                "integer in %ld..%ld\n", flag, v, min, max);
-        exit(2);
-    }
-
-    return n;
 }
 
 
@@ -386,7 +370,7 @@ main(int argc, char **argv)
     getsockname(ls, (struct sockaddr *) &sin, &slen);
     inet_ntop(AF_INET, &sin.sin_addr, addr, sizeof(addr));
 
-    if (mock_listen_start(ls) != 0) {
+    if (mock_handler_listen(ls) != 0) {
         mock_log(1, "error: epoll_ctl(listener): %s", strerror(errno));
         return 1;
     }

@@ -3,17 +3,20 @@
  * Copyright (C) gpugate authors
  *
  * The mock runtime's shared state, at the bottom of its files: settings,
- * counters, the log, the served model list and the metrics text.  The
- * connection and handler files use it; main() (mock_runtime.c) fills it.
+ * counters, the log, the served model list and the metrics text of its
+ * counters.  Every other file may use it and it uses none of them:
+ * main() (mock_runtime.c) fills it, reading numeric flags with
+ * mock_arg_long(), as mock_cache.c reads its own.
  */
 
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mock_runtime.h"
+#include "mock_state.h"
 
 
 #define MOCK_COUNTS_MAX  256
@@ -193,7 +196,6 @@ mock_metrics_text(gg_buf_t *b)
         mock_connections, mock_strays);
 
     rc |= mock_metrics_dialect(b);
-    rc |= mock_cache_metrics(b);
 
     return rc ? -1 : 0;
 }
@@ -265,4 +267,23 @@ mock_models_free(void)
     free(mock_models_buf);
     mock_models_buf = NULL;
     mock_conf.nmodels = 0;
+}
+
+
+long
+mock_arg_long(const char *flag, const char *v, long min, long max)
+{
+    long   n;
+    char  *end;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+
+    if (errno || *v == '\0' || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, MOCK_NAME ": invalid %s value \"%s\": expected an "
+                "integer in %ld..%ld\n", flag, v, min, max);
+        exit(2);
+    }
+
+    return n;
 }

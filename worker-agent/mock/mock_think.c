@@ -13,7 +13,7 @@
 
 #include <string.h>
 
-#include "mock_gen.h"
+#include "mock_think.h"
 
 
 static const char  *mock_think_words[] = {

@@ -12,11 +12,13 @@
 #include <string.h>
 #include <strings.h>
 
-#include "mock_runtime.h"
+#include "mock_state.h"
+#include "mock_trace.h"
 
 
 void
-mock_trace_headers(mock_conn_t *c, const char *buf)
+mock_trace_headers(const gg_http_head_t *head, const char *buf,
+    const char *method, const char *path)
 {
     int                      found;
     size_t                   i, n;
@@ -27,8 +29,8 @@ mock_trace_headers(mock_conn_t *c, const char *buf)
     parent[0] = '\0';
     state[0] = '\0';
 
-    for (i = 0; i < c->head.nheaders; i++) {
-        hd = &c->head.headers[i];
+    for (i = 0; i < head->nheaders; i++) {
+        hd = &head->headers[i];
 
         if (gg_http_header_is(hd, buf, "traceparent")) {
             n = hd->value_len < sizeof(parent) - 1 ? hd->value_len
@@ -47,7 +49,7 @@ mock_trace_headers(mock_conn_t *c, const char *buf)
     }
 
     if (found) {
-        mock_log(0, "trace %s %s traceparent=%s tracestate=%s", c->method,
-                 c->path, parent[0] ? parent : "-", state[0] ? state : "-");
+        mock_log(0, "trace %s %s traceparent=%s tracestate=%s", method,
+                 path, parent[0] ? parent : "-", state[0] ? state : "-");
     }
 }

@@ -2,54 +2,32 @@
 /*
  * Copyright (C) gpugate authors
  *
- * gpugate-mock-runtime: what its parts share.  mock_state.c holds the
- * shared state, the log and the metrics; mock_runtime.c main() and the
- * flags; mock_conn.c the connections (reading requests, framing and
- * writing responses); mock_handler.c the endpoints and the timed
- * generation of answers.
+ * gpugate-mock-runtime connections (mock_conn.c): accepting, reading and
+ * parsing requests, framing and writing responses.  The bottom of the
+ * request path: what answers a request is above it, and reached only
+ * through the hooks of mock_conn_ops_t given to mock_listen_start().
  */
 
 
-#ifndef _MOCK_RUNTIME_H_INCLUDED_
-#define _MOCK_RUNTIME_H_INCLUDED_
+#ifndef _MOCK_CONN_H_INCLUDED_
+#define _MOCK_CONN_H_INCLUDED_
 
 
 #include <stdint.h>
-#include <stdio.h>
+
+#include <jansson.h>
 
 #include "gg_buf.h"
 #include "gg_event.h"
 #include "gg_http_parse.h"
-#include "mock_gen.h"
+#include "mock_req.h"
 
 
-#define MOCK_NAME          "gpugate-mock-runtime"
 #define MOCK_HEAD_MAX      (1024 * 1024)
 #define MOCK_BODY_MAX      (32 * 1024 * 1024)
-#define MOCK_MODELS_MAX    64
 
 /* output beyond this stops generation until the client reads */
 #define MOCK_OUT_HIGH      65536
-
-
-typedef struct {
-    char          *models[MOCK_MODELS_MAX]; /* served model names */
-    int            nmodels;          /* entries in "models" */
-    long           ttft_ms;          /* time to first token */
-    long           token_delay_ms;   /* between tokens */
-    long           tokens;           /* completion tokens per answer */
-    int            fail_status;      /* 0: none */
-    long           drop_after;       /* -1: never */
-    long           max_concurrency;  /* 0: unlimited */
-    long           keepalive_ms;     /* close a keep-alive connection
-                                        idle this long; 0: never */
-    const char    *dialect;          /* also speak this runtime's load,
-                                        discovery and health endpoints,
-                                        or NULL */
-    long           waiting;          /* requests it claims are queued */
-    int            embedding_dim;    /* floats per embedding */
-    int            quiet;            /* only errors and disconnects */
-} mock_conf_t;
 
 
 typedef enum {
@@ -165,26 +143,22 @@ struct mock_conn_s {
 };
 
 
-/* mock_state.c */
-extern mock_conf_t   mock_conf;
-extern gg_loop_t     mock_loop;
-extern long          mock_in_flight;
-extern long          mock_disconnects;
-extern long          mock_connections;
-extern long          mock_completion_tokens;
-extern long          mock_strays;
-extern FILE         *mock_log_file; /* stderr or --log-file */
+/*
+ * What the connections call above them: the request layer hands these to
+ * mock_listen_start(), so that this file calls no file above it.
+ */
+typedef struct {
+    void  (*dispatch)(mock_conn_t *c);   /* a whole request was read:
+                                            answer it */
+    void  (*resume)(mock_conn_t *c);     /* the generation timer fired, or
+                                            output held back drained */
+    void  (*release)(mock_conn_t *c, int completed); /* the request is
+                                            over: 1 answered, 0 the client
+                                            left, -1 exit */
+} mock_conn_ops_t;
 
 
-void mock_log(int always, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void mock_count(const char *path, int status);
-int mock_metrics_text(gg_buf_t *b);
-int mock_models_set(const char *list, size_t len, const char **err);
-void mock_models_free(void);
-
-/* mock_conn.c */
-int mock_listen_start(int fd);
+int mock_listen_start(int fd, const mock_conn_ops_t *ops);
 void mock_conns_free(void);
 void mock_head(mock_conn_t *c, int status, const char *type, long length,
     const char *extra);
@@ -198,33 +172,5 @@ void mock_respond_error(mock_conn_t *c, int status, const char *message,
     const char *extra);
 void mock_conn_fail(mock_conn_t *c);
 
-/* mock_api.c: messages, responses, rerank, score, images, speech */
-int mock_api(mock_conn_t *c);
 
-/* mock_ext.c: streamed transcriptions, GET /openapi.json (--openapi) */
-extern const char  *mock_openapi_paths;
-int mock_ext_transcribe_stream(mock_conn_t *c, mock_req_t *req, long n,
-    long input);
-int mock_ext_dispatch(mock_conn_t *c);
-
-/* mock_trace.c: logs the W3C trace headers a request came with */
-void mock_trace_headers(mock_conn_t *c, const char *buf);
-
-/* mock_handler.c */
-void mock_dispatch(mock_conn_t *c);
-void mock_not_found_model(mock_conn_t *c, const char *model);
-int mock_served(const char *model);
-void mock_gen_run(mock_conn_t *c);
-void mock_gen_release(mock_conn_t *c, int completed);
-
-/* mock_runtime.c: a numeric flag's value, or exit 2 */
-long mock_arg_long(const char *flag, const char *v, long min, long max);
-
-/* mock_cache.c: the prefix cache model (--prefix-cache) */
-void mock_cache_usage(FILE *f);
-int mock_cache_option(const char *a, const char *v);
-void mock_cache_request(mock_conn_t *c);
-int mock_cache_metrics(gg_buf_t *b);
-
-
-#endif /* _MOCK_RUNTIME_H_INCLUDED_ */
+#endif /* _MOCK_CONN_H_INCLUDED_ */
