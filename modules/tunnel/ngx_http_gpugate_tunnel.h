@@ -457,6 +457,10 @@ void ngx_http_gpugate_tunnel_revoke_slots(ngx_str_t *name,
 /* one more request in flight on the agent unless it is at capacity */
 ngx_int_t ngx_http_gpugate_tunnel_take(ngx_http_gpugate_tunnel_agent_t *a);
 
+/* a tunnel pool by name (us NULL) or by upstream block (name NULL) */
+ngx_http_gpugate_tunnel_srv_conf_t *ngx_http_gpugate_tunnel_find(
+    ngx_str_t *name, ngx_http_upstream_srv_conf_t *us);
+
 
 /* this worker's parked connections (..._tunnel_conn.c) */
 
@@ -474,48 +478,6 @@ ngx_int_t ngx_http_gpugate_tunnel_attach(ngx_http_request_t *r,
 
 /* the worker's idle connections of agent slot "i" (a queue of tc) */
 ngx_queue_t *ngx_http_gpugate_tunnel_idle(ngx_uint_t i);
-
-/*
- * The balancer's choice (ngx_http_gpugate_tunnel_pick.c): the idle
- * connection of the best suitable agent in this worker, its place on the
- * agent taken; NULL if none.  "exists" tells whether any suitable agent
- * is connected, or coming back after a reload.
- */
-ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
-
-/* 1 if the agent in slot "i" (connected or not) may take this request */
-ngx_int_t ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
-    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a);
-
-/*
- * Prefix and session affinity (..._tunnel_affinity.c): the slot the
- * balancer takes instead of "best" (the least loaded, "best_load" in
- * flight), or "best"; and what was chosen, remembered for the next
- * request with these keys.
- */
-ngx_uint_t ngx_http_gpugate_tunnel_affinity_pick(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t best,
-    ngx_atomic_uint_t best_load);
-void ngx_http_gpugate_tunnel_affinity_record(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t slot);
-
-/* the runtimes' cache figures and the pools' affinity counters, for the
-   Prometheus page; a pool's settings and counters for /status */
-void ngx_http_gpugate_tunnel_affinity_prometheus(
-    ngx_http_gpugate_out_t *out, ngx_http_gpugate_tunnel_shm_t *shm);
-u_char *ngx_http_gpugate_tunnel_affinity_json(u_char *p,
-    ngx_http_gpugate_affinity_conf_t *ac);
-
-/* what a pool's "affinity" member in /status takes at most */
-#define NGX_HTTP_GPUGATE_AFFINITY_JSON  384
-
-/* a tunnel pool by name (us NULL) or by upstream block (name NULL) */
-ngx_http_gpugate_tunnel_srv_conf_t *ngx_http_gpugate_tunnel_find(
-    ngx_str_t *name, ngx_http_upstream_srv_conf_t *us);
-
-/* the agent's turn, its place already taken: to the back of the ties */
-void ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_agent_t *a);
 
 /* back from an upstream request, or a ping answered: park or hand on */
 void ngx_http_gpugate_tunnel_park(ngx_http_gpugate_tunnel_conn_t *tc);
@@ -551,6 +513,49 @@ ngx_uint_t ngx_http_gpugate_tunnel_revoke(ngx_str_t *name, int64_t agent_id);
 ngx_uint_t ngx_http_gpugate_tunnel_held(int64_t *ids, ngx_uint_t n);
 
 
+/* the balancer's choice (..._tunnel_pick.c), below the wait queue */
+
+/*
+ * The idle connection of the best suitable agent in this worker, its
+ * place on the agent taken; NULL if none.  "exists" tells whether any
+ * suitable agent is connected, or coming back after a reload.
+ */
+ngx_http_gpugate_tunnel_conn_t *ngx_http_gpugate_tunnel_pick(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t *exists);
+
+/*
+ * The agent in slot "slot" takes the request, its place already taken
+ * (by _pick(), or by an offer to a waiting request): to the back of the
+ * ties, and remembered for the request's affinity keys.
+ */
+void ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t slot);
+
+
+/* prefix and session affinity (..._tunnel_affinity.c), below the choice */
+
+/*
+ * The slot the balancer takes instead of "best" (the least loaded,
+ * "best_load" in flight), or "best"; and what was chosen, remembered for
+ * the next request with these keys.
+ */
+ngx_uint_t ngx_http_gpugate_tunnel_affinity_pick(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t best,
+    ngx_atomic_uint_t best_load);
+void ngx_http_gpugate_tunnel_affinity_record(
+    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_uint_t slot);
+
+/* the runtimes' cache figures and the pools' affinity counters, for the
+   Prometheus page; a pool's settings and counters for /status */
+void ngx_http_gpugate_tunnel_affinity_prometheus(
+    ngx_http_gpugate_out_t *out, ngx_http_gpugate_tunnel_shm_t *shm);
+u_char *ngx_http_gpugate_tunnel_affinity_json(u_char *p,
+    ngx_http_gpugate_affinity_conf_t *ac);
+
+/* what a pool's "affinity" member in /status takes at most */
+#define NGX_HTTP_GPUGATE_AFFINITY_JSON  384
+
+
 /* the balancer and the wait queue (..._tunnel_peer.c) */
 
 ngx_int_t ngx_http_gpugate_tunnel_init_upstream(ngx_conf_t *cf,
@@ -577,6 +582,12 @@ void ngx_http_gpugate_tunnel_enqueue(ngx_queue_t *waiting,
    -1: not allowed (pinned elsewhere) */
 ngx_int_t ngx_http_gpugate_tunnel_region_rank(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_tunnel_agent_t *a);
+
+/* 1 if the agent in slot "i" (connected or not) may take this request:
+   not tried yet, serves the model and the endpoint, not drained, of a
+   region the request may use */
+ngx_int_t ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a);
 
 /* the agent's load as the balancer weighs it: smaller is better */
 ngx_uint_t ngx_http_gpugate_tunnel_score(ngx_http_gpugate_tunnel_srv_conf_t

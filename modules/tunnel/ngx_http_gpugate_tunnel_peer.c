@@ -137,47 +137,6 @@ ngx_http_gpugate_tunnel_init_upstream(ngx_conf_t *cf,
 }
 
 
-ngx_http_gpugate_tunnel_srv_conf_t *
-ngx_http_gpugate_tunnel_find(ngx_str_t *name,
-    ngx_http_upstream_srv_conf_t *us)
-{
-    ngx_uint_t                            i;
-    ngx_http_conf_ctx_t                  *ctx;
-    ngx_http_gpugate_tunnel_srv_conf_t  **tscfp;
-    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
-
-    ctx = (ngx_http_conf_ctx_t *) ngx_cycle->conf_ctx[ngx_http_module.index];
-    tmcf = ctx->main_conf[ngx_http_gpugate_tunnel_module.ctx_index];
-    tscfp = tmcf->upstreams.elts;
-
-    for (i = 0; i < tmcf->upstreams.nelts; i++) {
-        if (us) {
-            if (tscfp[i]->upstream == us) {
-                return tscfp[i];
-            }
-
-            continue;
-        }
-
-        if (tscfp[i]->upstream->host.len == name->len
-            && ngx_strncasecmp(tscfp[i]->upstream->host.data, name->data,
-                               name->len) == 0)
-        {
-            return tscfp[i];
-        }
-    }
-
-    return NULL;
-}
-
-
-ngx_uint_t
-ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name)
-{
-    return ngx_http_gpugate_tunnel_find(name, NULL) != NULL;
-}
-
-
 static ngx_int_t
 ngx_http_gpugate_tunnel_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us)
@@ -717,8 +676,7 @@ ngx_http_gpugate_tunnel_offer(ngx_http_gpugate_tunnel_conn_t *tc)
             return NGX_DECLINED;
         }
 
-        ngx_http_gpugate_tunnel_chosen(a);
-        ngx_http_gpugate_tunnel_affinity_record(ctx, tc->agent);
+        ngx_http_gpugate_tunnel_chosen(ctx, tc->agent);
 
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                        "gpugate tunnel: agent slot %ui offered to a waiting "

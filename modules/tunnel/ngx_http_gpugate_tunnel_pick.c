@@ -1,11 +1,15 @@
 /*
  * Copyright (C) gpugate authors
  *
- * The tunnel balancer's choice of an agent: which agents may take a
- * request, and of those, which one.  The wait queue and the hand-out to
- * the upstream module stay in ngx_http_gpugate_tunnel_peer.c; this file
- * only reads the zone's agent slots and this worker's idle lists, and
- * takes a place on the agent it picks.
+ * The tunnel balancer's choice of an agent: of the agents that may take a
+ * request (ngx_http_gpugate_tunnel_suits(), in _score.c), which one.  The
+ * files call downwards only: the wait queue and the hand-out to the
+ * upstream module stay above, in ngx_http_gpugate_tunnel_peer.c, which
+ * calls _pick() and _chosen() here; the prefix and session preference is
+ * below, in ngx_http_gpugate_tunnel_affinity.c, which is handed the least
+ * loaded agent and calls nothing here.  This file only reads the zone's
+ * agent slots and this worker's idle lists, and takes a place on the
+ * agent it picks.
  *
  * Choice: agents that serve the model and the endpoint and are below
  * their capacity (less when cooled down), of the client's region first,
@@ -35,45 +39,6 @@ static ngx_uint_t ngx_http_gpugate_tunnel_better(
     ngx_http_gpugate_tunnel_agent_t *a, ngx_http_gpugate_tunnel_agent_t *b);
 
 
-/* 1 if the agent in slot "i" (connected or not) may take this request */
-
-ngx_int_t
-ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
-    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a)
-{
-    ngx_uint_t  k;
-
-    for (k = 0; k < ctx->ntried; k++) {
-        if (ctx->tried[k] == i) {
-            return 0;
-        }
-    }
-
-    if (ctx->model.len
-        && !gpugate_tunnel_models_has((char *) a->models, a->models_len,
-                                      (char *) ctx->model.data,
-                                      ctx->model.len))
-    {
-        return 0;
-    }
-
-    if (!gpugate_tunnel_endpoint_served((uint32_t) a->endpoints,
-                                        (int) ctx->endpoint))
-    {
-        return 0;
-    }
-
-    /* drained (sql/006): its streams finish, no new request */
-    if (a->drained) {
-        return 0;
-    }
-
-    /* a request pinned to a region takes none of another */
-
-    return ngx_http_gpugate_tunnel_region_rank(ctx, a) >= 0;
-}
-
-
 /*
  * 1 if the free slot was left by an agent that a reload disconnected
  * within the pool's queue_timeout: it is dialing the new workers, and the
@@ -97,16 +62,25 @@ ngx_http_gpugate_tunnel_returning(ngx_http_gpugate_tunnel_ctx_t *ctx,
 }
 
 
-/* the agent's turn: it goes to the back of the ties */
+/*
+ * The agent in slot "slot" takes the request, its place already taken:
+ * it goes to the back of the ties, and a pool with affinity remembers it
+ * for the request's keys.  One function for both ways to an agent (a
+ * choice here, an offer to a waiting request in _peer.c), so that
+ * neither forgets the other half.
+ */
 
 void
-ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_agent_t *a)
+ngx_http_gpugate_tunnel_chosen(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t slot)
 {
     ngx_http_gpugate_tunnel_shm_t  *shm;
 
     shm = ngx_http_gpugate_tunnel_shm();
 
-    a->chosen = ngx_atomic_fetch_add(&shm->choices, 1) + 1;
+    shm->agents[slot].chosen = ngx_atomic_fetch_add(&shm->choices, 1) + 1;
+
+    ngx_http_gpugate_tunnel_affinity_record(ctx, slot);
 }
 
 
@@ -212,8 +186,7 @@ ngx_http_gpugate_tunnel_pick(ngx_http_gpugate_tunnel_ctx_t *ctx,
             }
         }
 
-        ngx_http_gpugate_tunnel_chosen(&shm->agents[best]);
-        ngx_http_gpugate_tunnel_affinity_record(ctx, best);
+        ngx_http_gpugate_tunnel_chosen(ctx, best);
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
                        "gpugate tunnel: agent slot %ui chosen, score %ui, "

@@ -7,7 +7,8 @@
  * counts of its connections per slot, and the process slots that let a
  * worker reclaim what a dead one left behind.  Shared by every worker
  * under the zone's lock; the connections themselves, which only their
- * worker sees, are ngx_http_gpugate_tunnel_conn.c's.
+ * worker sees, are ngx_http_gpugate_tunnel_conn.c's.  Also what the
+ * configuration registered: the pools, by name or upstream block.
  */
 
 
@@ -224,6 +225,54 @@ ngx_http_gpugate_tunnel_live_models(ngx_pool_t *pool, ngx_array_t *out)
     ngx_shmtx_unlock(&w->shpool->mutex);
 
     return NGX_OK;
+}
+
+
+/*
+ * A pool by its name (the router's choice) or by its upstream block (the
+ * balancer's init).  Configuration rather than the zone, but here, below
+ * every file that looks a pool up (_peer.c, _affinity.c, the router
+ * through _is_pool()), so that none of them calls up into another.
+ */
+
+ngx_http_gpugate_tunnel_srv_conf_t *
+ngx_http_gpugate_tunnel_find(ngx_str_t *name,
+    ngx_http_upstream_srv_conf_t *us)
+{
+    ngx_uint_t                            i;
+    ngx_http_conf_ctx_t                  *ctx;
+    ngx_http_gpugate_tunnel_srv_conf_t  **tscfp;
+    ngx_http_gpugate_tunnel_main_conf_t  *tmcf;
+
+    ctx = (ngx_http_conf_ctx_t *) ngx_cycle->conf_ctx[ngx_http_module.index];
+    tmcf = ctx->main_conf[ngx_http_gpugate_tunnel_module.ctx_index];
+    tscfp = tmcf->upstreams.elts;
+
+    for (i = 0; i < tmcf->upstreams.nelts; i++) {
+        if (us) {
+            if (tscfp[i]->upstream == us) {
+                return tscfp[i];
+            }
+
+            continue;
+        }
+
+        if (tscfp[i]->upstream->host.len == name->len
+            && ngx_strncasecmp(tscfp[i]->upstream->host.data, name->data,
+                               name->len) == 0)
+        {
+            return tscfp[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_uint_t
+ngx_http_gpugate_tunnel_is_pool(ngx_str_t *name)
+{
+    return ngx_http_gpugate_tunnel_find(name, NULL) != NULL;
 }
 
 

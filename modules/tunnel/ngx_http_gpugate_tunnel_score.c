@@ -7,6 +7,12 @@
  * began and how often they failed lately (moving averages kept in the
  * zone), and a cooldown for an agent whose requests fail in a row.
  *
+ * Which agents may take a request at all (_suits(): not tried yet, the
+ * model, the endpoint, not drained, the region pin) is here too, below
+ * every file that chooses: the balancer's choice (_pick.c), the prefix
+ * and session preference (_affinity.c) and the wait queue (_peer.c) ask
+ * it alike.
+ *
  * Score, in thousandths of a request in flight (smaller is better):
  *
  *     1000 * in_flight
@@ -83,6 +89,45 @@ ngx_http_gpugate_tunnel_region_rank(ngx_http_gpugate_tunnel_ctx_t *ctx,
     }
 
     return n + 1;
+}
+
+
+/* 1 if the agent in slot "i" (connected or not) may take this request */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_suits(ngx_http_gpugate_tunnel_ctx_t *ctx,
+    ngx_uint_t i, ngx_http_gpugate_tunnel_agent_t *a)
+{
+    ngx_uint_t  k;
+
+    for (k = 0; k < ctx->ntried; k++) {
+        if (ctx->tried[k] == i) {
+            return 0;
+        }
+    }
+
+    if (ctx->model.len
+        && !gpugate_tunnel_models_has((char *) a->models, a->models_len,
+                                      (char *) ctx->model.data,
+                                      ctx->model.len))
+    {
+        return 0;
+    }
+
+    if (!gpugate_tunnel_endpoint_served((uint32_t) a->endpoints,
+                                        (int) ctx->endpoint))
+    {
+        return 0;
+    }
+
+    /* drained (sql/006): its streams finish, no new request */
+    if (a->drained) {
+        return 0;
+    }
+
+    /* a request pinned to a region takes none of another */
+
+    return ngx_http_gpugate_tunnel_region_rank(ctx, a) >= 0;
 }
 
 
