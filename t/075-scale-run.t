@@ -48,7 +48,7 @@ sub slurp {
     return scalar <$fh>;
 }
 
-my $up = wait_until(120, sub {
+my $up = wait_until(300, sub {
     return 1 if slurp($out) =~ /^Press Ctrl-C/m;
     return 0 if waitpid($pid, WNOHANG) == $pid;
     return;
