@@ -228,11 +228,14 @@ ngx_http_gpugate_batch_tick(ngx_event_t *ev)
         n = free;
     }
 
+    /*
+     * n == 0 still claims: the statement's housekeeping (lapsed leases,
+     * expired batches and files) must not wait for an agent
+     */
     if (n == 0) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rn->log, 0,
-                       "gpugate batch: no free capacity (%i), no claim",
-                       free);
-        return;
+                       "gpugate batch: no free capacity (%i), "
+                       "housekeeping only", free);
     }
 
     pg = ngx_http_gpugate_auth_pg();
