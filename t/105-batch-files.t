@@ -197,7 +197,7 @@ is($r->{status}, 404, 'another key cannot cancel');
 
 # --- 4. routes, methods, no key -----------------------------------------
 
-for my $t ([ 'GET', '/v1/files', 405 ], [ 'DELETE', "/v1/batches/x", 405 ],
+for my $t ([ 'PUT', '/v1/files', 405 ], [ 'DELETE', "/v1/batches/x", 405 ],
            [ 'GET', '/v1/batches/x/undo', 404 ],
            [ 'GET', '/v1/files/a%2fb', 404 ], [ 'PUT', '/v1/jobs', 405 ])
 {

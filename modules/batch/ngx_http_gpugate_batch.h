@@ -59,11 +59,13 @@ u_char *ngx_http_gpugate_batch_secret(void);
 /*
  * POST /v1/files, once the body is read: the multipart form's "purpose"
  * must be "batch" and its "file" a JSONL file of good lines.  NGX_OK: the
- * file's text (malloc, NUL-terminated) and name (r->pool).  NGX_DECLINED:
- * an error answer was sent and "rc" is what to finalize with.
+ * file's text (malloc, NUL-terminated), name (r->pool) and expires_after
+ * in seconds (0: none).  NGX_DECLINED: an error answer was sent and "rc"
+ * is what to finalize with.
  */
 ngx_int_t ngx_http_gpugate_batch_upload(ngx_http_request_t *r,
-    char **content, ngx_str_t *filename, ngx_int_t *rc);
+    char **content, ngx_str_t *filename, ngx_uint_t *expires,
+    ngx_int_t *rc);
 
 /* the runner's statements, joined to the auth module's pool */
 extern ngx_http_gpugate_pg_stmt_t  ngx_http_gpugate_batch_runner_stmts[];

@@ -66,9 +66,12 @@ typedef struct {
                                              /* the key id, as text */
     u_char                        tid[NGX_INT64_LEN + 1];
                                              /* its tenant's id */
-    u_char                        arg[NGX_HTTP_GPUGATE_BATCH_ID_MAX + 1];
-                                             /* the id of the path, or the
-                                                uploaded file's name */
+    u_char                        arg[NGX_INT_T_LEN + 1
+                                      + NGX_HTTP_GPUGATE_BATCH_ID_MAX + 1];
+                                             /* the id of the path, or
+                                                "SECONDS NAME" of an
+                                                upload: its expires_after
+                                                (0: none) and name */
     char                         *input;     /* the function's input
                                                 (malloc), NULL: none */
 } ngx_http_gpugate_batch_op_t;
@@ -115,7 +118,13 @@ static void ngx_http_gpugate_batch_exit_process(ngx_cycle_t *cycle);
 static ngx_http_gpugate_batch_route_t  ngx_http_gpugate_batch_routes[] = {
 
     { ngx_string("files"), ngx_null_string, 0, 1, 0, 0, NGX_HTTP_POST, "",
-      ngx_http_gpugate_batch_stmt("gpugate_batch_file_create") },
+      ngx_http_gpugate_batch_stmt("gpugate_batch_file_upload") },
+
+    { ngx_string("files"), ngx_null_string, 0, 0, 0, 1, NGX_HTTP_GET, "",
+      ngx_http_gpugate_batch_stmt("gpugate_batch_file_list") },
+
+    { ngx_string("files"), ngx_null_string, 1, 0, 0, 0, NGX_HTTP_DELETE,
+      "", ngx_http_gpugate_batch_stmt("gpugate_batch_file_delete") },
 
     { ngx_string("files"), ngx_null_string, 1, 0, 0, 0, NGX_HTTP_GET, "",
       ngx_http_gpugate_batch_stmt("gpugate_batch_file_get") },
@@ -417,8 +426,10 @@ ngx_http_gpugate_batch_handler(ngx_http_request_t *r)
 static void
 ngx_http_gpugate_batch_body_read(ngx_http_request_t *r)
 {
+    u_char                       *p;
     ngx_int_t                     rc;
     ngx_str_t                     name;
+    ngx_uint_t                    expires;
     ngx_pool_cleanup_t           *cln;
     ngx_http_gpugate_batch_op_t  *op;
 
@@ -437,16 +448,18 @@ ngx_http_gpugate_batch_body_read(ngx_http_request_t *r)
     }
 
     if (op->route->upload) {
-        if (ngx_http_gpugate_batch_upload(r, &op->input, &name, &rc)
+        if (ngx_http_gpugate_batch_upload(r, &op->input, &name, &expires,
+                                          &rc)
             != NGX_OK)
         {
             ngx_http_finalize_request(r, rc);
             return;
         }
 
-        /* the name as given, cut to what the row keeps */
-        (void) gpugate_utf8_cut(op->arg, sizeof(op->arg), name.data,
-                                name.len);
+        /* the name as given, cut to what the row keeps (64 bytes) */
+        p = ngx_sprintf(op->arg, "%ui ", expires);
+        (void) gpugate_utf8_cut(p, NGX_HTTP_GPUGATE_BATCH_ID_MAX + 1,
+                                name.data, name.len);
 
     } else {
         rc = ngx_http_gpugate_batch_json_body(r, op);
@@ -520,7 +533,10 @@ ngx_http_gpugate_batch_json_body(ngx_http_request_t *r,
 }
 
 
-/* GET /v1/batches?after=&limit=: the arguments as a JSON object */
+/*
+ * GET /v1/batches?after=&limit=, GET /v1/files?purpose=&limit=&order=
+ * &after=: the arguments as a JSON object (each function reads its own)
+ */
 
 static ngx_int_t
 ngx_http_gpugate_batch_list_args(ngx_http_request_t *r,
@@ -529,7 +545,8 @@ ngx_http_gpugate_batch_list_args(ngx_http_request_t *r,
     json_t     *obj;
     ngx_int_t   rc;
 
-    static const char *const  names[] = { "after", "limit" };
+    static const char *const  names[] = { "after", "limit", "purpose",
+                                           "order" };
 
     rc = ngx_http_gpugate_query_json(r, names,
                                      sizeof(names) / sizeof(names[0]), &obj);
@@ -617,8 +634,8 @@ ngx_http_gpugate_batch_pg_done(ngx_http_gpugate_pg_query_t *q,
 
     if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 3) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "gpugate batch: %s failed: %s (is sql/008_batch.sql "
-                      "applied?)", op->route->stmt.name,
+                      "gpugate batch: %s failed: %s (are sql/008_batch.sql "
+                      "and sql/010_batch_files.sql applied?)", op->route->stmt.name,
                       error ? error : "unexpected result");
 
         ngx_http_finalize_request(r, ngx_http_gpugate_batch_error(r,

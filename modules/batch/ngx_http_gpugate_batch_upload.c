@@ -7,7 +7,9 @@
  * so that a batch never starts on a line the runner could not send: each
  * line is a JSON object with a unique "custom_id", "method": "POST", a
  * "url" the router serves and a "body" object that does not stream.  The
- * first bad line is named in the 400 answer.  The body's size is bounded
+ * first bad line is named in the 400 answer.  OpenAI's optional
+ * "expires_after[anchor]" ("created_at") and "expires_after[seconds]"
+ * (3600 to 2592000) give the file an expiry.  The body's size is bounded
  * by client_max_body_size; a body nginx kept in a temporary file is read
  * back from it (a local file, as nginx reads static files).
  */
@@ -33,17 +35,37 @@ typedef struct {
 } ngx_http_gpugate_batch_part_t;
 
 
+/* the fields of the form, in the order of ngx_http_gpugate_batch_fields */
+enum {
+    NGX_HTTP_GPUGATE_BATCH_PURPOSE = 0,
+    NGX_HTTP_GPUGATE_BATCH_FILE,
+    NGX_HTTP_GPUGATE_BATCH_ANCHOR,
+    NGX_HTTP_GPUGATE_BATCH_SECONDS,
+    NGX_HTTP_GPUGATE_BATCH_NFIELDS
+};
+
+
+/* the shortest and longest expires_after[seconds] (OpenAI's) */
+#define NGX_HTTP_GPUGATE_BATCH_EXPIRES_MIN  3600
+#define NGX_HTTP_GPUGATE_BATCH_EXPIRES_MAX  2592000
+
+
 static ngx_int_t ngx_http_gpugate_batch_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static ngx_int_t ngx_http_gpugate_batch_parts(ngx_str_t *body,
-    ngx_str_t *boundary, ngx_http_gpugate_batch_part_t *purpose,
-    ngx_http_gpugate_batch_part_t *file, const char **why);
+    ngx_str_t *boundary, ngx_http_gpugate_batch_part_t *form,
+    const char **why);
+static ngx_int_t ngx_http_gpugate_batch_expiry(
+    ngx_http_gpugate_batch_part_t *form, ngx_uint_t *expires,
+    const char **why);
 static void ngx_http_gpugate_batch_disposition(u_char *p, u_char *last,
     ngx_http_gpugate_batch_part_t *part);
 static ngx_int_t ngx_http_gpugate_batch_lines(ngx_str_t *data,
     char *why, size_t size);
 static ngx_int_t ngx_http_gpugate_batch_bad(ngx_http_request_t *r,
     const char *msg, ngx_int_t *rc);
+static ngx_int_t ngx_http_gpugate_batch_refuse(ngx_http_request_t *r,
+    const char *code, const char *param, const char *msg, ngx_int_t *rc);
 
 
 /* the URLs a line may name: the router's JSON endpoints */
@@ -54,15 +76,25 @@ static const char  *ngx_http_gpugate_batch_urls[] = {
 };
 
 
+/* the form-data names of the fields, indexed as the enum above */
+static ngx_str_t  ngx_http_gpugate_batch_fields[] = {
+    ngx_string("purpose"),
+    ngx_string("file"),
+    ngx_string("expires_after[anchor]"),
+    ngx_string("expires_after[seconds]")
+};
+
+
 ngx_int_t
 ngx_http_gpugate_batch_upload(ngx_http_request_t *r, char **content,
-    ngx_str_t *filename, ngx_int_t *rc)
+    ngx_str_t *filename, ngx_uint_t *expires, ngx_int_t *rc)
 {
-    char                           why[160];
-    const char                    *msg, *b;
-    size_t                         blen;
-    ngx_str_t                      body, boundary;
-    ngx_http_gpugate_batch_part_t  purpose, file;
+    char                            why[160];
+    const char                     *msg, *b;
+    size_t                          blen;
+    ngx_str_t                       body, boundary;
+    ngx_http_gpugate_batch_part_t   form[NGX_HTTP_GPUGATE_BATCH_NFIELDS];
+    ngx_http_gpugate_batch_part_t  *purpose, *file;
 
     if (r->headers_in.content_type == NULL
         || gpugate_mp_boundary((const char *)
@@ -84,48 +116,58 @@ ngx_http_gpugate_batch_upload(ngx_http_request_t *r, char **content,
 
     msg = NULL;
 
-    if (ngx_http_gpugate_batch_parts(&body, &boundary, &purpose, &file,
-                                     &msg)
+    if (ngx_http_gpugate_batch_parts(&body, &boundary, form, &msg)
         != NGX_OK)
     {
         return ngx_http_gpugate_batch_bad(r, msg, rc);
     }
 
-    if (purpose.data.len != 5
-        || ngx_strncmp(purpose.data.data, "batch", 5) != 0)
+    purpose = &form[NGX_HTTP_GPUGATE_BATCH_PURPOSE];
+    file = &form[NGX_HTTP_GPUGATE_BATCH_FILE];
+
+    if (purpose->data.len != 5
+        || ngx_strncmp(purpose->data.data, "batch", 5) != 0)
     {
         return ngx_http_gpugate_batch_bad(r, "purpose must be \"batch\": "
                    "the only files this gateway keeps are batch inputs",
                    rc);
     }
 
-    if (ngx_http_gpugate_batch_lines(&file.data, why, sizeof(why))
+    if (ngx_http_gpugate_batch_expiry(form, expires, &msg) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate batch: upload refused: %s", msg);
+        return ngx_http_gpugate_batch_refuse(r, "invalid_value",
+                   "expires_after", msg, rc);
+    }
+
+    if (ngx_http_gpugate_batch_lines(&file->data, why, sizeof(why))
         != NGX_OK)
     {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "gpugate batch: upload of %uz bytes refused: %s",
-                      file.data.len, why);
+                      file->data.len, why);
         return ngx_http_gpugate_batch_bad(r, why, rc);
     }
 
-    *content = ngx_alloc(file.data.len + 1, r->connection->log);
+    *content = ngx_alloc(file->data.len + 1, r->connection->log);
     if (*content == NULL) {
         *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         return NGX_DECLINED;
     }
 
-    ngx_memcpy(*content, file.data.data, file.data.len);
-    (*content)[file.data.len] = '\0';
+    ngx_memcpy(*content, file->data.data, file->data.len);
+    (*content)[file->data.len] = '\0';
 
-    if (file.filename.len == 0) {
-        ngx_str_set(&file.filename, "batch.jsonl");
+    if (file->filename.len == 0) {
+        ngx_str_set(&file->filename, "batch.jsonl");
     }
 
-    *filename = file.filename;
+    *filename = file->filename;
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "gpugate batch: upload \"%V\", %uz bytes accepted",
-                   filename, file.data.len);
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate batch: upload \"%V\", %uz bytes accepted, "
+                   "expires after %uis", filename, file->data.len,
+                   *expires);
 
     return NGX_OK;
 }
@@ -189,16 +231,16 @@ ngx_http_gpugate_batch_body(ngx_http_request_t *r, ngx_str_t *body)
 
 static ngx_int_t
 ngx_http_gpugate_batch_parts(ngx_str_t *body, ngx_str_t *boundary,
-    ngx_http_gpugate_batch_part_t *purpose,
-    ngx_http_gpugate_batch_part_t *file, const char **why)
+    ngx_http_gpugate_batch_part_t *form, const char **why)
 {
     u_char                         *p, *last, *e, *h, *next;
     u_char                          delim[4 + GPUGATE_MP_BOUNDARY_MAX];
     size_t                          dlen;
+    ngx_uint_t                      i;
     ngx_http_gpugate_batch_part_t   part;
 
-    ngx_memzero(purpose, sizeof(*purpose));
-    ngx_memzero(file, sizeof(*file));
+    ngx_memzero(form,
+                NGX_HTTP_GPUGATE_BATCH_NFIELDS * sizeof(*form));
 
     delim[0] = CR;
     delim[1] = LF;
@@ -273,24 +315,70 @@ ngx_http_gpugate_batch_parts(ngx_str_t *body, ngx_str_t *boundary,
         part.data.data = p;
         part.data.len = e - p;
 
-        if (part.name.len == 7
-            && ngx_strncmp(part.name.data, "purpose", 7) == 0)
-        {
-            *purpose = part;
-
-        } else if (part.name.len == 4
-                   && ngx_strncmp(part.name.data, "file", 4) == 0)
-        {
-            *file = part;
+        for (i = 0; i < NGX_HTTP_GPUGATE_BATCH_NFIELDS; i++) {
+            if (part.name.len == ngx_http_gpugate_batch_fields[i].len
+                && ngx_strncmp(part.name.data,
+                               ngx_http_gpugate_batch_fields[i].data,
+                               part.name.len) == 0)
+            {
+                form[i] = part;
+                break;
+            }
         }
 
         p = e + dlen;
     }
 
-    if (purpose->name.len == 0 || file->name.len == 0) {
+    if (form[NGX_HTTP_GPUGATE_BATCH_PURPOSE].name.len == 0
+        || form[NGX_HTTP_GPUGATE_BATCH_FILE].name.len == 0)
+    {
         *why = "the form needs a \"purpose\" and a \"file\" field";
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * OpenAI's expires_after: "anchor" must be "created_at" and "seconds"
+ * 3600 to 2592000, both given or neither; "expires" is 0 without them.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_batch_expiry(ngx_http_gpugate_batch_part_t *form,
+    ngx_uint_t *expires, const char **why)
+{
+    ngx_int_t                       n;
+    ngx_http_gpugate_batch_part_t  *anchor, *seconds;
+
+    anchor = &form[NGX_HTTP_GPUGATE_BATCH_ANCHOR];
+    seconds = &form[NGX_HTTP_GPUGATE_BATCH_SECONDS];
+    *expires = 0;
+
+    if (anchor->name.len == 0 && seconds->name.len == 0) {
+        return NGX_OK;
+    }
+
+    if (anchor->data.len != sizeof("created_at") - 1
+        || ngx_strncmp(anchor->data.data, "created_at",
+                       sizeof("created_at") - 1) != 0)
+    {
+        *why = "expires_after[anchor] must be \"created_at\"";
+        return NGX_ERROR;
+    }
+
+    n = (seconds->data.len > 0 && seconds->data.len <= 7)
+        ? ngx_atoi(seconds->data.data, seconds->data.len) : NGX_ERROR;
+
+    if (n < NGX_HTTP_GPUGATE_BATCH_EXPIRES_MIN
+        || n > NGX_HTTP_GPUGATE_BATCH_EXPIRES_MAX)
+    {
+        *why = "expires_after[seconds] must be 3600 to 2592000";
+        return NGX_ERROR;
+    }
+
+    *expires = n;
 
     return NGX_OK;
 }
@@ -480,12 +568,22 @@ static ngx_int_t
 ngx_http_gpugate_batch_bad(ngx_http_request_t *r, const char *msg,
     ngx_int_t *rc)
 {
+    return ngx_http_gpugate_batch_refuse(r, "invalid_file", "file", msg, rc);
+}
+
+
+/* a 400 answer naming the form field at fault */
+
+static ngx_int_t
+ngx_http_gpugate_batch_refuse(ngx_http_request_t *r, const char *code,
+    const char *param, const char *msg, ngx_int_t *rc)
+{
     ngx_http_gpugate_error_t  err;
 
     err.status = NGX_HTTP_BAD_REQUEST;
     err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
-    err.code = "invalid_file";
-    err.param = "file";
+    err.code = code;
+    err.param = param;
     err.message.data = (u_char *) msg;
     err.message.len = ngx_strlen(msg);
 

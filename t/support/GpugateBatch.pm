@@ -1,6 +1,6 @@
 package GpugateBatch;
 
-# What the batch tests (t/105-t/108) share: a gateway node with the batch
+# What the batch tests (t/105-t/109, t/114) share: a gateway node with the batch
 # API and its runner (gpugate_batch pointing at the node's own port), a
 # tunnel door and /v1/ through its agents, on the suite's PostgreSQL and
 # Redis; the multipart upload of a JSONL file; JSON API calls.
@@ -15,7 +15,7 @@ use JSON::PP ();
 use GpugateTest qw(start_nginx http_request free_port);
 use GpugateScale qw(ADMIN);
 
-our @EXPORT_OK = qw(batch_node upload api jsonl);
+our @EXPORT_OK = qw(batch_node upload api jsonl kill_node);
 
 my $json = JSON::PP->new->utf8->canonical;
 my $dir = tempdir('gpugate-batch-XXXXXX', TMPDIR => 1,
@@ -23,7 +23,8 @@ my $dir = tempdir('gpugate-batch-XXXXXX', TMPDIR => 1,
 my $n_zone = 0;
 
 # batch_node(name => N, port => P, runner => 'concurrency=4 ...',
-# max_body => '8m'): a node; without "runner" no gpugate_batch line.
+# max_body => '8m', admin => 1): a node; without "runner" no
+# gpugate_batch line; "admin" adds the admin API at /admin/v1/.
 sub batch_node {
     my (%o) = @_;
     my $pg = $ENV{TEST_NGINX_PG_PORT};
@@ -39,6 +40,8 @@ sub batch_node {
         ? "    gpugate_batch 127.0.0.1:$port $o{runner};\n" : '';
     my $max = $o{max_body} || '8m';
     my $admin = ADMIN;
+    my $admin_api = $o{admin}
+        ? "        location /admin/v1/ { gpugate_admin; }\n" : '';
     my $ng = start_nginx(workers => $o{workers} || 2, port => $port,
                          http => <<"HTTP",
     gpugate_auth_zone zone=$zone:1m ttl=60s negative_ttl=5s stale=300s;
@@ -74,9 +77,28 @@ HTTP
         }
         location \@err { gpugate_error; }
         location = /status { gpugate_status admin_key=$admin; }
+$admin_api
 SRV
     $ng->{name} = $o{name};
     return $ng;
+}
+
+# kill_node(NODE): kill -9 of its master and workers, as a crash; the
+# object then has no master to stop at the end
+sub kill_node {
+    my ($ng) = @_;
+    my $master = $ng->pid or return;
+    my @w;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S (\d+)/ or next;
+        push @w, $pid if $ppid == $master;
+    }
+    kill 'KILL', $master, @w;
+    GpugateTest::wait_until(10, sub { !grep { kill 0, $_ } $master, @w });
+    delete $GpugateTest::STARTED{$master};
+    delete $ng->{master};
 }
 
 # jsonl(LIST of hashes): the file's text, one object a line
@@ -84,8 +106,9 @@ sub jsonl {
     return join '', map { $json->encode($_) . "\n" } @_;
 }
 
-# upload(PORT, KEY, TEXT, purpose => 'batch', filename => 'in.jsonl'):
-# POST /v1/files as OpenAI's SDKs send it; returns (response, decoded)
+# upload(PORT, KEY, TEXT, purpose => 'batch', filename => 'in.jsonl',
+# fields => [NAME => VALUE, ...]): POST /v1/files as OpenAI's SDKs send
+# it, with more form fields when given; returns (response, decoded)
 sub upload {
     my ($port, $key, $text, %o) = @_;
     my $b = 'gpugate' . int(rand(1e9));
@@ -94,6 +117,11 @@ sub upload {
     my $body = '';
     $body .= "--$b\r\nContent-Disposition: form-data; name=\"purpose\""
            . "\r\n\r\n$purpose\r\n" if defined $purpose;
+    my @f = @{ $o{fields} || [] };
+    while (my ($name, $value) = splice @f, 0, 2) {
+        $body .= "--$b\r\nContent-Disposition: form-data; name=\"$name\""
+               . "\r\n\r\n$value\r\n";
+    }
     $body .= "--$b\r\nContent-Disposition: form-data; name=\"file\"; "
            . "filename=\"$fn\"\r\nContent-Type: application/jsonl\r\n\r\n"
            . "$text\r\n";
