@@ -81,6 +81,9 @@ typedef struct {
                                                 or a token: ..._secret_e */
     ngx_uint_t                    method;    /* NGX_HTTP_GET, ... */
     ngx_http_gpugate_pg_stmt_t    stmt;      /* the route's function */
+    unsigned                      text_id:1; /* the id is a batch's or a
+                                                job's ("batch_..."), not
+                                                a whole number */
 } ngx_http_gpugate_admin_route_t;
 
 
@@ -152,96 +155,108 @@ static ngx_http_gpugate_admin_route_t  ngx_http_gpugate_admin_routes[] = {
     { ngx_string("keys"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_list") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_list"), 0 },
 
     { ngx_string("keys"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_API_KEY,
       NGX_HTTP_POST,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_create") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_create"), 0 },
 
     { ngx_string("keys"), ngx_null_string, 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_get") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_get"), 0 },
 
     { ngx_string("keys"), ngx_null_string, 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_PATCH,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_patch") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_patch"), 0 },
 
     { ngx_string("keys"), ngx_null_string, 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_DELETE,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_delete") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_delete"), 0 },
 
     { ngx_string("tenants"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_list") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_list"), 0 },
 
     { ngx_string("tenants"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_POST,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_create") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_create"), 0 },
 
     { ngx_string("tenants"), ngx_null_string, 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_get") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_get"), 0 },
 
     { ngx_string("tenants"), ngx_null_string, 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_PATCH,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_patch") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_tenants_patch"), 0 },
 
     { ngx_string("agents"), ngx_null_string, 0, 1,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_list") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_list"), 0 },
 
     { ngx_string("agents"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_AGENT_TOKEN,
       NGX_HTTP_POST,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_create") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_create"), 0 },
 
     { ngx_string("agents"), ngx_null_string, 1, 1,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_get") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_get"), 0 },
 
     { ngx_string("agents"), ngx_null_string, 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_DELETE,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_delete") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_delete"), 0 },
 
     { ngx_string("usage"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_usage") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_usage"), 0 },
 
     { ngx_string("keys"), ngx_string("rotate"), 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_API_KEY,
       NGX_HTTP_POST,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_rotate") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_keys_rotate"), 0 },
 
     /* sql/006_drain.sql */
 
     { ngx_string("whoami"), ngx_null_string, 0, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_GET,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_whoami") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_whoami"), 0 },
 
     { ngx_string("agents"), ngx_string("drain"), 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_POST,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_drain") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_drain"), 0 },
 
     { ngx_string("agents"), ngx_string("drain"), 1, 0,
       NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
       NGX_HTTP_DELETE,
-      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_undrain") },
+      ngx_http_gpugate_admin_stmt("gpugate_admin_agents_undrain"), 0 },
 
-    { ngx_null_string, ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 } }
+    /* sql/010_batch_files.sql: every tenant's batches and jobs */
+
+    { ngx_string("batches"), ngx_null_string, 0, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_batches_list"), 0 },
+
+    { ngx_string("batches"), ngx_null_string, 1, 0,
+      NGX_HTTP_GPUGATE_ADMIN_NO_SECRET,
+      NGX_HTTP_GET,
+      ngx_http_gpugate_admin_stmt("gpugate_admin_batches_get"), 1 },
+
+    { ngx_null_string, ngx_null_string, 0, 0, 0, 0, { NULL, NULL, 0 }, 0 }
 };
 
 
@@ -300,7 +315,7 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
 {
     u_char                          *p, *last;
     ngx_str_t                        family, action;
-    ngx_uint_t                       allowed;
+    ngx_uint_t                       allowed, digits;
     ngx_http_core_loc_conf_t        *clcf;
     ngx_http_gpugate_admin_route_t  *rt, *found;
 
@@ -323,9 +338,16 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
     id->len = 0;
     ngx_str_null(&action);
 
+    digits = 1;
+
     if (p < last) {
         id->data = ++p;
-        while (p < last && *p >= '0' && *p <= '9') {
+
+        /* a batch's id is "batch_" and hex: routes that take none refuse */
+        while (p < last
+               && (isalnum(*p) || *p == '_' || *p == '-'))
+        {
+            digits &= (*p >= '0' && *p <= '9');
             p++;
         }
         id->len = p - id->data;
@@ -333,7 +355,8 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
         action.data = (p < last && *p == '/') ? p + 1 : last;
         action.len = last - action.data;
 
-        if ((p != last && action.len == 0) || id->len == 0 || id->len > 18)
+        if ((p != last && action.len == 0) || id->len == 0 || id->len > 64
+            || (digits && id->len > 18))
         {
             *rc = ngx_http_gpugate_admin_error(r, NGX_HTTP_NOT_FOUND,
                       NGX_HTTP_GPUGATE_ERR_NOT_FOUND, "not_found",
@@ -349,6 +372,7 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
         if (rt->family.len != family.len
             || ngx_strncmp(rt->family.data, family.data, family.len) != 0
             || rt->with_id != (id->data != NULL)
+            || (id->data && !digits && !rt->text_id)
             || rt->action.len != action.len
             || (action.len
                 && ngx_strncmp(rt->action.data, action.data, action.len)
@@ -367,7 +391,8 @@ ngx_http_gpugate_admin_find(ngx_http_request_t *r, ngx_str_t *id,
     if (allowed == 0) {
         *rc = ngx_http_gpugate_admin_error(r, NGX_HTTP_NOT_FOUND,
                   NGX_HTTP_GPUGATE_ERR_NOT_FOUND, "not_found",
-                  "no such admin route");
+                  digits ? "no such admin route"
+                         : "no such admin route (an id is a whole number)");
         return NULL;
     }
 
