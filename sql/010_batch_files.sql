@@ -17,6 +17,9 @@
 --                          not listed, not usable by a new batch) and
 --                          deleted by the next gpugate_batch_claim of any
 --                          node's runner, 32 at a time
+--   POST /v1/jobs          008's gpugate_job_create, priority 0-9 and a
+--                          region of 1-31 characters: what the balancer
+--                          takes as X-Gpugate-Priority / -Region
 --   GET /admin/v1/batches[/{id}]  gpugate_admin_batches_list / _get: every
 --                          tenant's batches and jobs for an admin
 --                          credential (read role suffices)
@@ -398,6 +401,90 @@ BEGIN
            encode(k2.digest, 'hex'), b.priority::integer, b.region
     FROM c JOIN batches b ON b.id = c.batch_id
            JOIN api_keys k2 ON k2.id = b.api_key_id;
+END
+$$;
+
+
+-- 008's, with the balancer's bounds: it reads a job's priority and
+-- region as X-Gpugate-Priority (one digit) and X-Gpugate-Region (1-31
+-- characters), and refused the line when 008 let more through
+CREATE OR REPLACE FUNCTION gpugate_job_create(kid text, tid text,
+    arg text, input text, OUT status integer, OUT body text,
+    OUT ctype text)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    q  jsonb;
+    b  batches;
+    l  batch_lines;
+BEGIN
+    ctype := 'application/json';
+    BEGIN
+        q := input::jsonb;
+    EXCEPTION WHEN others THEN
+        q := NULL;
+    END;
+    IF q IS NULL OR jsonb_typeof(q) <> 'object' THEN
+        status := 400;
+        body := gpugate_batch_error('the body must be a JSON object',
+                    'invalid_request_error', 'invalid_value');
+        RETURN;
+    END IF;
+    IF NOT gpugate_batch_endpoint_ok(coalesce(q ->> 'endpoint', '')) THEN
+        status := 400;
+        body := gpugate_batch_error('endpoint must be one of '
+                    || '/v1/chat/completions, /v1/completions, '
+                    || '/v1/embeddings, /v1/responses, /v1/messages, '
+                    || '/v1/rerank, /v1/score, /v1/moderations',
+                    'invalid_request_error', 'invalid_value', 'endpoint');
+        RETURN;
+    END IF;
+    IF jsonb_typeof(q -> 'body') IS DISTINCT FROM 'object'
+       OR (q -> 'body' -> 'stream') = 'true'::jsonb
+    THEN
+        status := 400;
+        body := gpugate_batch_error('body must be a JSON object (the '
+                    || 'request to run), without "stream": true',
+                    'invalid_request_error', 'invalid_value', 'body');
+        RETURN;
+    END IF;
+    IF q ? 'priority' AND (jsonb_typeof(q -> 'priority') <> 'number'
+                           OR (q ->> 'priority') !~ '^[0-9]$')
+    THEN
+        status := 400;
+        body := gpugate_batch_error('priority must be a whole number '
+                    || 'from 0 (lowest) to 9', 'invalid_request_error',
+                    'invalid_value', 'priority');
+        RETURN;
+    END IF;
+    IF q ? 'region' AND (jsonb_typeof(q -> 'region') <> 'string'
+                         OR (q ->> 'region') !~ '^[A-Za-z0-9._-]{1,31}$')
+    THEN
+        status := 400;
+        body := gpugate_batch_error('region must be a name of 1-31 '
+                    || 'letters, digits, ".", "_" or "-"',
+                    'invalid_request_error',
+                    'invalid_value', 'region');
+        RETURN;
+    END IF;
+
+    INSERT INTO batches (id, kind, api_key_id, tenant_id, endpoint, status,
+                         total, priority, region, in_progress_at,
+                         expires_at)
+    VALUES (gpugate_batch_new_id('job_'), 'job', kid::bigint, tid::bigint,
+            q ->> 'endpoint', 'in_progress', 1,
+            (q ->> 'priority')::smallint, q ->> 'region', now(),
+            now() + interval '24 hours')
+    RETURNING * INTO b;
+
+    INSERT INTO batch_lines (batch_id, line_no, bseq, priority, custom_id,
+                             url, body)
+    VALUES (b.id, 1, b.seq, coalesce(b.priority, 0), b.id, b.endpoint,
+            (q -> 'body')::text)
+    RETURNING * INTO l;
+
+    status := 200;
+    body := gpugate_batch_job_json(b, l)::text;
 END
 $$;
 

@@ -97,7 +97,7 @@ sub lines_of {
     return map { decode_json($_) } split /\n/, $r->{body} // '';
 }
 
-# --- 1. both nodes run one batch ---------------------------------------------
+# --- 1. both nodes run one batch --------------------------------------------
 
 my $mark = -s $mock_log;
 my $bid = batch($pa, 1 .. 100);
@@ -127,7 +127,7 @@ ok(($by{"$run-a"} // 0) > 0 && ($by{"$run-b"} // 0) > 0,
    "both nodes' runners took lines (a: " . ($by{"$run-a"} // 0)
    . ', b: ' . ($by{"$run-b"} // 0) . ')');
 
-# --- 2. one node killed mid-batch ----------------------------------------------
+# --- 2. one node killed mid-batch -------------------------------------------
 
 $mark = -s $mock_log;
 my $cid = batch($pa, 101 .. 200);

@@ -8,6 +8,8 @@
 # object, each bad form refused), an expired file hidden at once (404,
 # not listed, no new batch on it) and deleted by the runner's next claim
 # (a runner without any agent: housekeeping needs no capacity); GET
+# a job's priority and region bounded as X-Gpugate-Priority and -Region
+# (0-9; 1-31 characters), which the runner sends them as; GET
 # /admin/v1/batches (newest first, paged, by tenant name or id) and
 # /admin/v1/batches/{id} (a batch, a job) with their refusals; the
 # official openai npm SDK's files.list and files.delete when installed.
@@ -90,7 +92,7 @@ for my $bad ([ 3599, 'created_at' ], [ 2592001, 'created_at' ],
 is(psql("SELECT count(*) FROM batch_files WHERE api_key_id = $kid"), 3,
    'a refused upload stores nothing');
 
-# --- 2. GET /v1/files --------------------------------------------------------
+# --- 2. GET /v1/files -------------------------------------------------------
 
 sub ids { [ map { $_->{id} } @{ $_[0]{data} || [] } ] }
 
@@ -135,7 +137,7 @@ for my $q ('limit=0', 'limit=10001', 'limit=-1', 'limit=abc', 'limit=1.5',
        "?$q: 400 invalid_value, param $p") or diag("$r->{status} $r->{body}");
 }
 
-# --- 3. DELETE /v1/files/{id} --------------------------------------------------
+# --- 3. DELETE /v1/files/{id} -----------------------------------------------
 
 # an unfinished batch on f1: no agent, so its lines stay pending
 ($r, my $b) = api($port, $key, 'POST', '/v1/batches',
@@ -187,7 +189,7 @@ ok($r->{status} == 200 && $e->{deleted}, 'the owner deletes the error file');
 ($r) = api($port, $key, 'GET', "/v1/files/$ef/content");
 is($r->{status}, 404, 'its content: 404');
 
-# --- 4. expiry ---------------------------------------------------------------
+# --- 4. expiry --------------------------------------------------------------
 
 # f2 expires now (an hour is too long for a test: its expires_at moves)
 psql("UPDATE batch_files SET expires_at = now() - interval '1 second'"
@@ -213,7 +215,30 @@ ok(wait_until(20, sub {
 is(psql("SELECT count(*) FROM batch_files WHERE id = '$f3->{id}'"), 1,
    'a file not yet expired stays');
 
-# --- 5. the admin API's batches -----------------------------------------------
+# --- 5. a job's priority and region: what the balancer takes ---------------
+
+# (another key's: the admin listings below count this key's)
+for my $c ([ { priority => 10 }, 'priority' ],
+           [ { priority => -1 }, 'priority' ],
+           [ { priority => 1.5 }, 'priority' ],
+           [ { region => 'r' x 32 }, 'region' ])
+{
+    ($r, $e) = api($port, $other, 'POST', '/v1/jobs',
+        { endpoint => '/v1/chat/completions', %{ $c->[0] },
+          body => { model => 'mock-model', messages => [] } });
+    ok($r->{status} == 400 && ($e->{error}{param} // '') eq $c->[1],
+       "a job with $c->[1] " . (values %{ $c->[0] })[0] . ': 400')
+        or diag("$r->{status} $r->{body}");
+}
+for my $c ({ priority => 0 }, { priority => 9, region => 'r' x 31 }) {
+    ($r, $e) = api($port, $other, 'POST', '/v1/jobs',
+        { endpoint => '/v1/chat/completions', %$c,
+          body => { model => 'mock-model', messages => [] } });
+    is($r->{status}, 200, 'a job with priority ' . $c->{priority});
+    api($port, $other, 'DELETE', "/v1/jobs/$e->{id}");
+}
+
+# --- 6. the admin API's batches ---------------------------------------------
 
 my $cred = admin("root-$run", 'admin');
 my $ro = admin("ro-$run", 'read');
@@ -298,7 +323,7 @@ is(psql("SELECT count(*) FROM batch_lines l JOIN batches b"
         . " ON b.id = l.batch_id WHERE b.tenant_id = $tid"
         . " AND l.status = 'pending'"), 0, 'nothing left pending');
 
-# --- 6. the official SDK: files.list, files.delete -----------------------------
+# --- 7. the official SDK: files.list, files.delete --------------------------
 
 my $npm = $ENV{GPUGATE_NPM_DIR} || "$root/build/npm";
 SKIP: {
@@ -306,9 +331,9 @@ SKIP: {
         unless -e "$npm/node_modules/openai/package.json"
             && system('command -v node >/dev/null 2>&1') == 0;
     local $ENV{GG_NPM_DIR} = $npm;
-    my @out = map { decode_json($_) }
-        grep { /^\{/ } split /\n/,
-        `node $FindBin::Bin/support/files-sdk.mjs http://127.0.0.1:$port $key 2>&1`;
+    my $cmd = "node $FindBin::Bin/support/files-sdk.mjs"
+            . " http://127.0.0.1:$port $key 2>&1";
+    my @out = map { decode_json($_) } grep { /^\{/ } split /\n/, `$cmd`;
     my %got = map { $_->{name} => $_ } @out;
     ok($got{'files.list'}{ok}
        && grep({ $_ eq $f3->{id} } @{ $got{'files.list'}{detail}{ids} }),

@@ -635,7 +635,8 @@ ngx_http_gpugate_batch_pg_done(ngx_http_gpugate_pg_query_t *q,
     if (res == NULL || PQntuples(res) != 1 || PQnfields(res) != 3) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "gpugate batch: %s failed: %s (are sql/008_batch.sql "
-                      "and sql/010_batch_files.sql applied?)", op->route->stmt.name,
+                      "and sql/010_batch_files.sql applied?)",
+                      op->route->stmt.name,
                       error ? error : "unexpected result");
 
         ngx_http_finalize_request(r, ngx_http_gpugate_batch_error(r,
