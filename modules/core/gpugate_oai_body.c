@@ -561,6 +561,30 @@ gpugate_oai_fail_syntax(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
 
 
 /*
+ * A top-level "priority" in any case (name to value's end).  Not refused:
+ * the body is sent as is unless the pool forwards the gateway's priority;
+ * then every spelling a runtime could read is replaced, so a client cannot
+ * ask past its key's maximum.  A duplicate is cut with the separator
+ * before it (b->members_end: the previous value's end).
+ */
+
+static void
+gpugate_oai_note_priority(gpugate_oai_body_t *b, const unsigned char *name,
+    const unsigned char *end)
+{
+    if (b->prio_start == NULL) {
+        b->prio_start = name;
+        b->prio_end = end;
+
+    } else {
+        b->prio_cut += end - b->members_end;
+    }
+
+    b->prio_count++;
+}
+
+
+/*
  * Reads the top-level object member by member up to the end of the body:
  * notes where the members the router reads start, refuses duplicates of
  * them, names with escapes and case variants; everything else is only
@@ -573,7 +597,7 @@ gpugate_oai_body_members(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
 {
     int                   plain;
     size_t                raw_len;
-    const unsigned char  *raw, *v;
+    const unsigned char  *raw, *v, *name;
     const char           *variant;
 
     /* the top-level object, member by member */
@@ -592,6 +616,8 @@ gpugate_oai_body_members(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
             gpugate_oai_syntax(s, "expected a member name");
             goto syntax;
         }
+
+        name = s->p;
 
         if (gpugate_oai_string(s, &raw, &raw_len, &plain) != 0) {
             goto syntax;
@@ -657,6 +683,9 @@ gpugate_oai_body_members(gpugate_oai_body_t *b, gpugate_oai_scan_t *s,
             m->need = v;
             b->need_start = v;
             b->need_end = s->p;
+
+        } else if (gpugate_oai_name_folds(raw, raw_len, "priority")) {
+            gpugate_oai_note_priority(b, name, s->p);
 
         } else {
             variant = gpugate_oai_case_variant(raw, raw_len, need);
@@ -993,61 +1022,57 @@ gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data, size_t len,
 }
 
 
+/*
+ * The next "priority" member after "*at" (the end of a top-level value):
+ * 1, the bytes to cut (from the value before it to its end) and *at past
+ * it; 0: none.  Found again, not listed at parse: the parse allocates
+ * nothing, and duplicates are rare.
+ */
+
+int
+gpugate_oai_body_next_priority(gpugate_oai_body_t *b,
+    const unsigned char **at, size_t *off, size_t *cut)
+{
+    int                   plain;
+    size_t                raw_len;
+    gpugate_oai_scan_t    s;
+    const unsigned char  *raw, *prev;
+
+    s = (gpugate_oai_scan_t) { *at, b->body + b->body_len, NULL, 1 };
+
+    for ( ;; ) {
+        prev = s.p;
+        gpugate_oai_ws(&s);
+
+        if (s.p >= s.end || *s.p != ',') {
+            return 0;
+        }
+
+        s.p++;
+        gpugate_oai_ws(&s);
+
+        /* the body parsed: the syntax needs no checks here */
+
+        (void) gpugate_oai_string(&s, &raw, &raw_len, &plain);
+        gpugate_oai_ws(&s);
+        s.p++;                                  /* ':' */
+        gpugate_oai_ws(&s);
+        (void) gpugate_oai_value(&s);
+
+        if (gpugate_oai_name_folds(raw, raw_len, "priority")) {
+            *off = prev - b->body;
+            *cut = s.p - prev;
+            *at = s.p;
+            return 1;
+        }
+    }
+}
+
+
 void
 gpugate_oai_body_free(gpugate_oai_body_t *b)
 {
     b->model = NULL;
-}
-
-
-gpugate_oai_path_e
-gpugate_oai_path(const char *path, size_t len, const char **id,
-    size_t *id_len)
-{
-    size_t       i, n;
-    const char  *p;
-
-    static const struct {
-        const char          *tail;
-        gpugate_oai_path_e   path;
-    } ends[] = {
-        { "/v1/chat/completions", GPUGATE_OAI_PATH_CHAT },
-        { "/v1/completions", GPUGATE_OAI_PATH_COMPLETIONS },
-        { "/v1/embeddings", GPUGATE_OAI_PATH_EMBEDDINGS },
-        { "/v1/messages", GPUGATE_OAI_PATH_MESSAGES },
-        { "/v1/responses", GPUGATE_OAI_PATH_RESPONSES },
-        { "/v1/rerank", GPUGATE_OAI_PATH_RERANK },
-        { "/v1/score", GPUGATE_OAI_PATH_SCORE },
-        { "/v1/images/generations", GPUGATE_OAI_PATH_IMAGES },
-        { "/v1/audio/speech", GPUGATE_OAI_PATH_SPEECH },
-        { "/v1/audio/transcriptions", GPUGATE_OAI_PATH_TRANSCRIPTIONS },
-        { "/v1/audio/translations", GPUGATE_OAI_PATH_TRANSLATIONS },
-        { "/v1/images/edits", GPUGATE_OAI_PATH_IMAGE_EDITS },
-        { "/v1/models", GPUGATE_OAI_PATH_MODELS },
-        { "/v1/models/", GPUGATE_OAI_PATH_MODELS }
-    };
-
-    static const char  models[] = "/v1/models/";
-
-    for (i = 0; i < sizeof(ends) / sizeof(ends[0]); i++) {
-        n = strlen(ends[i].tail);
-
-        if (len >= n && memcmp(path + len - n, ends[i].tail, n) == 0) {
-            return ends[i].path;
-        }
-    }
-
-    n = sizeof(models) - 1;
-
-    for (p = path; (size_t) (path + len - p) > n; p++) {
-        if (memcmp(p, models, n) == 0) {
-            *id = p + n;
-            *id_len = path + len - *id;
-            return GPUGATE_OAI_PATH_MODEL;
-        }
-    }
-
-    return GPUGATE_OAI_PATH_OTHER;
 }
 
 
@@ -1086,46 +1111,4 @@ gpugate_oai_string_chars(const unsigned char *p, const unsigned char *end)
     }
 
     return n;
-}
-
-
-int
-gpugate_oai_path_kind(gpugate_oai_path_e path)
-{
-    if (path >= GPUGATE_OAI_PATH_CHAT && path <= GPUGATE_OAI_PATH_IMAGE_EDITS)
-    {
-        return (int) path - GPUGATE_OAI_PATH_CHAT;
-    }
-
-    return -1;
-}
-
-
-const char *
-gpugate_oai_kind_name(int kind)
-{
-    static const char  *names[] = {
-        "chat", "completions", "embeddings", "messages", "responses",
-        "rerank", "score", "images", "speech", "transcriptions",
-        "translations", "image_edits"
-    };
-
-    if (kind < 0 || (size_t) kind >= sizeof(names) / sizeof(names[0])) {
-        return "other";
-    }
-
-    return names[kind];
-}
-
-
-int
-gpugate_oai_model_allowed(const char *list, size_t list_len,
-    const char *model, size_t model_len)
-{
-    if (list_len == 1 && list[0] == '*') {
-        return 1;
-    }
-
-    return gpugate_models_list_has(list, list_len, model, model_len,
-                                   GPUGATE_MODELS_SEP_KEY);
 }

@@ -79,6 +79,15 @@ typedef struct {
     const unsigned char  *need_end;    /* just after that value */
     const unsigned char  *members_end; /* just after the value of the
                                           last top-level member */
+    const unsigned char  *prio_start;  /* the first top-level member named
+                                          "priority" in any case: its
+                                          name's opening quote; NULL:
+                                          none */
+    const unsigned char  *prio_end;    /* just after that member's value */
+    size_t        prio_count;    /* such members, duplicates included */
+    size_t        prio_cut;      /* bytes a rewrite takes out for the
+                                    duplicates, each with the separator
+                                    before it */
     char          model_buf[GPUGATE_OAI_MODEL_MAX + 1];
                                  /* the model name, NUL-terminated */
     const char   *model;         /* model_buf once set */
@@ -101,21 +110,48 @@ int gpugate_oai_body_parse(gpugate_oai_body_t *b, const char *data,
 
 /*
  * The body with the model's value replaced ("model" NULL: kept; else a
- * valid model name: printable ASCII, no quotes or backslashes) and, if
+ * valid model name: printable ASCII, no quotes or backslashes); if
  * "ask_usage", stream_options.include_usage made true: set in the
  * stream_options object (other members kept), replacing a false or null
- * value, or a new stream_options member after the last one.  Every other
- * byte is as it was.  The caller asks for the length first, then has the
- * body written into a buffer of that many bytes (no NUL is added), so it
+ * value, or a new stream_options member after the last one; and if
+ * "priority" is 0 or more, a top-level "priority" member of that value:
+ * the first member whose name is "priority" in any case becomes it, the
+ * other such members are taken out, or it is added after the last one
+ * (-1: priority members are left as they are).  Every other byte is as
+ * it was.  The caller asks for the length first, then has the body
+ * written into a buffer of that many bytes (no NUL is added), so it
  * lands in the caller's own memory.  Both return 0 for a model name that
- * is too long.
+ * is too long or a priority over GPUGATE_OAI_PRIO_MAX.
  */
 size_t gpugate_oai_body_rewrite_len(gpugate_oai_body_t *b,
-    const char *model, int ask_usage);
+    const char *model, int ask_usage, int priority);
 size_t gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
-    int ask_usage, char *out);
+    int ask_usage, int priority, char *out);
+
+
+/* how a runtime reads a request's "priority" member */
+
+typedef enum {
+    GPUGATE_OAI_PRIO_OFF = 0,       /* not sent: the body keeps its own */
+    GPUGATE_OAI_PRIO_VLLM,          /* lower is served earlier */
+    GPUGATE_OAI_PRIO_SGLANG         /* higher is served earlier */
+} gpugate_oai_prio_e;
+
+/* the largest value a rewrite writes; gateway priorities are 0..9 */
+#define GPUGATE_OAI_PRIO_MAX  9
+
+/*
+ * The value of "priority" that tells "runtime" the gateway's priority
+ * "prio" (0 lowest .. 9 highest): vLLM 9..0, SGLang 0..9; -1 for
+ * GPUGATE_OAI_PRIO_OFF or a priority out of range.
+ */
+int gpugate_oai_priority_for(gpugate_oai_prio_e runtime, int prio);
 
 void gpugate_oai_body_free(gpugate_oai_body_t *b);
+
+/* for the rewrite (gpugate_oai_rewrite.c): the duplicates of "priority" */
+int gpugate_oai_body_next_priority(gpugate_oai_body_t *b,
+    const unsigned char **at, size_t *off, size_t *cut);
 
 /*
  * The endpoint of a (decoded, normalised) request path: it ends in

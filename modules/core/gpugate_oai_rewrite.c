@@ -3,8 +3,9 @@
  * Copyright (C) gpugate authors
  *
  * The request body as the runtime gets it: the model's value replaced
- * (target=) and stream_options.include_usage made true (the gateway asks
- * for usage the client did not), every other byte as the client sent it.
+ * (target=), stream_options.include_usage made true (the gateway asks
+ * for usage the client did not) and "priority" set to the gateway's
+ * (priority= of the model line), every other byte as the client sent it.
  * Written into the caller's buffer: its length first, then the bytes.
  */
 
@@ -24,17 +25,31 @@ typedef struct {
 } gpugate_oai_edit_t;
 
 
+/* what the splices' new bytes are built in */
+
+typedef struct {
+    char          quoted[GPUGATE_OAI_MODEL_MAX + 3];  /* the new model
+                                                         value */
+    char          prio[sizeof(",\"priority\":9")];     /* the priority
+                                                         member */
+} gpugate_oai_adds_t;
+
+
 /*
- * The splices that make the rewritten body, in body order: the model's
- * value, and stream_options.include_usage made true.  Their number, or -1
- * when the model name is too long.  "quoted" holds the new model value.
+ * The splices that make the rewritten body, in body order, except the
+ * duplicate priority members (gpugate_oai_body_next_priority() finds
+ * them as the body is written): the model's value,
+ * stream_options.include_usage made true, and the priority member.
+ * Their number, or -1 when the model name is too long or the priority
+ * out of range.
  */
 
 static int
 gpugate_oai_body_edits(gpugate_oai_body_t *b, const char *model,
-    int ask_usage, char *quoted, gpugate_oai_edit_t *edit)
+    int ask_usage, int priority, gpugate_oai_adds_t *adds,
+    gpugate_oai_edit_t *edit)
 {
-    int                   n;
+    int                   i, j, n;
     size_t                size;
     gpugate_oai_edit_t    t;
     const unsigned char  *q, *end;
@@ -55,13 +70,13 @@ gpugate_oai_body_edits(gpugate_oai_body_t *b, const char *model,
         }
 
         /* model names need no escaping */
-        quoted[0] = '"';
-        memcpy(quoted + 1, model, size);
-        quoted[size + 1] = '"';
+        adds->quoted[0] = '"';
+        memcpy(adds->quoted + 1, model, size);
+        adds->quoted[size + 1] = '"';
 
         edit[n].off = b->model_start - b->body;
         edit[n].cut = b->model_end - b->model_start;
-        edit[n].add = quoted;
+        edit[n].add = adds->quoted;
         edit[n].add_len = size + 2;
         n++;
     }
@@ -115,12 +130,46 @@ gpugate_oai_body_edits(gpugate_oai_body_t *b, const char *model,
         n++;
     }
 
-    /* the two splices never overlap: model is not in stream_options */
+    if (priority > GPUGATE_OAI_PRIO_MAX) {
+        return -1;
+    }
 
-    if (n == 2 && edit[1].off < edit[0].off) {
-        t = edit[0];
-        edit[0] = edit[1];
-        edit[1] = t;
+    if (priority >= 0) {
+        /* one digit: the member is ",\"priority\":N" */
+        memcpy(adds->prio, ",\"priority\":", 12);
+        adds->prio[12] = (char) ('0' + priority);
+
+        if (b->prio_start) {
+            /* the client's first one, whatever its case, becomes ours */
+            edit[n].off = b->prio_start - b->body;
+            edit[n].cut = b->prio_end - b->prio_start;
+            edit[n].add = adds->prio + 1;
+            edit[n].add_len = 12;
+
+        } else {
+            edit[n].off = b->members_end - b->body;
+            edit[n].cut = 0;
+            edit[n].add = adds->prio;
+            edit[n].add_len = 13;
+        }
+
+        n++;
+    }
+
+    /*
+     * The splices never overlap (model, stream_options and priority are
+     * different members); two additions after the last member may share
+     * an offset, in either order.
+     */
+
+    for (i = 1; i < n; i++) {
+        t = edit[i];
+
+        for (j = i; j > 0 && edit[j - 1].off > t.off; j--) {
+            edit[j] = edit[j - 1];
+        }
+
+        edit[j] = t;
     }
 
     return n;
@@ -129,14 +178,14 @@ gpugate_oai_body_edits(gpugate_oai_body_t *b, const char *model,
 
 size_t
 gpugate_oai_body_rewrite_len(gpugate_oai_body_t *b, const char *model,
-    int ask_usage)
+    int ask_usage, int priority)
 {
     int                 i, n;
     size_t              size;
-    gpugate_oai_edit_t  edit[2];
-    char                quoted[GPUGATE_OAI_MODEL_MAX + 3];
+    gpugate_oai_edit_t  edit[3];
+    gpugate_oai_adds_t  adds;
 
-    n = gpugate_oai_body_edits(b, model, ask_usage, quoted, edit);
+    n = gpugate_oai_body_edits(b, model, ask_usage, priority, &adds, edit);
     if (n < 0) {
         return 0;
     }
@@ -148,38 +197,91 @@ gpugate_oai_body_rewrite_len(gpugate_oai_body_t *b, const char *model,
         size -= edit[i].cut;
     }
 
+    if (priority >= 0) {
+        size -= b->prio_cut;
+    }
+
     return size;
 }
 
 
 size_t
 gpugate_oai_body_rewrite(gpugate_oai_body_t *b, const char *model,
-    int ask_usage, char *out)
+    int ask_usage, int priority, char *out)
 {
-    int                 i, n;
-    char               *p;
-    size_t              pos;
-    gpugate_oai_edit_t  edit[2];
-    char                quoted[GPUGATE_OAI_MODEL_MAX + 3];
+    int                   i, n, dups;
+    char                 *p;
+    size_t                pos;
+    gpugate_oai_edit_t    edit[3], dup, e;
+    gpugate_oai_adds_t    adds;
+    const unsigned char  *at;
 
-    n = gpugate_oai_body_edits(b, model, ask_usage, quoted, edit);
+    n = gpugate_oai_body_edits(b, model, ask_usage, priority, &adds, edit);
     if (n < 0) {
         return 0;
     }
 
+    /* the duplicates come after the first priority member, in order */
+
+    dups = 0;
+    at = b->prio_end;
+    dup.add = NULL;
+    dup.add_len = 0;
+
+    if (priority >= 0 && b->prio_count > 1) {
+        dups = gpugate_oai_body_next_priority(b, &at, &dup.off, &dup.cut);
+    }
+
     p = out;
     pos = 0;
+    i = 0;
 
-    for (i = 0; i < n; i++) {
-        memcpy(p, b->body + pos, edit[i].off - pos);
-        p += edit[i].off - pos;
-        memcpy(p, edit[i].add, edit[i].add_len);
-        p += edit[i].add_len;
-        pos = edit[i].off + edit[i].cut;
+    for ( ;; ) {
+        if (i < n && (!dups || edit[i].off <= dup.off)) {
+            e = edit[i++];
+
+        } else if (dups) {
+            e = dup;
+            dups = gpugate_oai_body_next_priority(b, &at, &dup.off,
+                                                  &dup.cut);
+
+        } else {
+            break;
+        }
+
+        memcpy(p, b->body + pos, e.off - pos);
+        p += e.off - pos;
+
+        if (e.add_len) {
+            memcpy(p, e.add, e.add_len);
+            p += e.add_len;
+        }
+
+        pos = e.off + e.cut;
     }
 
     memcpy(p, b->body + pos, b->body_len - pos);
     p += b->body_len - pos;
 
     return p - out;
+}
+
+
+int
+gpugate_oai_priority_for(gpugate_oai_prio_e runtime, int prio)
+{
+    if (prio < 0 || prio > GPUGATE_OAI_PRIO_MAX) {
+        return -1;
+    }
+
+    switch (runtime) {
+    case GPUGATE_OAI_PRIO_VLLM:
+        /* vLLM serves the lowest value first; 0 is its default */
+        return GPUGATE_OAI_PRIO_MAX - prio;
+    case GPUGATE_OAI_PRIO_SGLANG:
+        /* SGLang serves the highest first (its default order) */
+        return prio;
+    default:
+        return -1;
+    }
 }

@@ -48,6 +48,10 @@ typedef struct {
     int64_t       price_in;        /* price=: micro-units per 1M prompt
                                       tokens, for the limits' budgets */
     int64_t       price_out;       /* and per 1M completion tokens */
+    gpugate_oai_prio_e  priority;  /* priority=: how the pool's runtime
+                                      reads the request's priority, put
+                                      in the body; OFF: the body keeps
+                                      the client's */
     unsigned      prefix:1;        /* "NAME*": every model starting so */
 } ngx_http_gpugate_model_t;
 

@@ -43,8 +43,12 @@ static ngx_int_t ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_openai_body(ngx_http_request_t *r,
     ngx_str_t *body);
+static ngx_int_t ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m,
+    int *priority);
 static ngx_int_t ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
-    gpugate_oai_body_t *body, const char *model, int ask_usage);
+    gpugate_oai_body_t *body, const char *model, int ask_usage,
+    int priority);
 static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_gpugate_openai_usage_variable(
@@ -653,6 +657,7 @@ static ngx_int_t
 ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx)
 {
+    int                                  priority;
     u_char                              *target;
     ngx_int_t                            rc;
     ngx_str_t                            body, model;
@@ -697,6 +702,11 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ctx->stream = b.stream;
 
     rc = ngx_http_gpugate_openai_check(r, ctx, &m);
+
+    if (rc == NGX_DECLINED) {
+        /* before the limits: a bad X-Gpugate-Priority spends nothing */
+        rc = ngx_http_gpugate_openai_priority(r, ctx, m, &priority);
+    }
 
     if (rc != NGX_DECLINED) {
         gpugate_oai_body_free(&b);
@@ -774,9 +784,9 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
                        ctx->prompt_tokens);
     }
 
-    if (target || ctx->ask_usage) {
+    if (target || ctx->ask_usage || priority >= 0) {
         rc = ngx_http_gpugate_openai_replace_body(r, &b, (char *) target,
-                                                  ctx->ask_usage);
+                                                  ctx->ask_usage, priority);
 
         if (rc != NGX_OK) {
             gpugate_oai_body_free(&b);
@@ -869,17 +879,71 @@ ngx_http_gpugate_openai_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * The "priority" the runtime gets (-1: none) for a model line with
+ * priority=, on the endpoints whose runtimes schedule by it: the wait
+ * queue's priority (the key's default, X-Gpugate-Priority up to the key's
+ * maximum) in the runtime's order.  NGX_DECLINED: go on; anything else:
+ * a 400 for a bad header was sent.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m,
+    int *priority)
+{
+    ngx_int_t                 prio;
+    ngx_str_t                 bad;
+    ngx_http_gpugate_error_t  err;
+
+    *priority = -1;
+
+    if (m == NULL || m->priority == GPUGATE_OAI_PRIO_OFF
+        || (ctx->kind != GPUGATE_OAI_CHAT
+            && ctx->kind != GPUGATE_OAI_COMPLETIONS
+            && ctx->kind != GPUGATE_OAI_RESPONSES))
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_str_null(&bad);
+
+    if (ngx_http_gpugate_tunnel_request_priority(r, &prio, &bad)
+        == NGX_DECLINED)
+    {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate openai: 400: %V", &bad);
+
+        ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
+        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
+        err.code = "invalid_priority";
+        err.message = bad;
+
+        return ngx_http_gpugate_send_error(r, &err);
+    }
+
+    *priority = gpugate_oai_priority_for(m->priority, (int) prio);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate openai: priority %i sent to the runtime as %d",
+                   prio, *priority);
+
+    return NGX_DECLINED;
+}
+
+
 /* the body rewritten (gpugate_oai_body_rewrite) straight into a pool buffer */
 
 static ngx_int_t
 ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
-    gpugate_oai_body_t *body, const char *model, int ask_usage)
+    gpugate_oai_body_t *body, const char *model, int ask_usage,
+    int priority)
 {
     size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    len = gpugate_oai_body_rewrite_len(body, model, ask_usage);
+    len = gpugate_oai_body_rewrite_len(body, model, ask_usage, priority);
     if (len == 0) {
         return NGX_ERROR;
     }
@@ -890,7 +954,7 @@ ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
     }
 
     b->last = b->pos + gpugate_oai_body_rewrite(body, model, ask_usage,
-                                                (char *) b->pos);
+                                                priority, (char *) b->pos);
     b->last_buf = 1;
 
     cl = ngx_alloc_chain_link(r->pool);

@@ -40,7 +40,7 @@ static ngx_str_t  ngx_http_gpugate_allowed_models_name =
 static ngx_command_t  ngx_http_gpugate_openai_commands[] = {
 
     { ngx_string("gpugate_model"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_gpugate_model,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -465,9 +465,36 @@ ngx_http_gpugate_model(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_http_gpugate_conf_param(&value[i], "priority", &name)) {
+
+            if (name.len == 4 && ngx_strncmp(name.data, "vllm", 4) == 0) {
+                m->priority = GPUGATE_OAI_PRIO_VLLM;
+
+            } else if (name.len == 6
+                       && ngx_strncmp(name.data, "sglang", 6) == 0)
+            {
+                m->priority = GPUGATE_OAI_PRIO_SGLANG;
+
+            } else if (name.len == 3
+                       && ngx_strncmp(name.data, "off", 3) == 0)
+            {
+                m->priority = GPUGATE_OAI_PRIO_OFF;
+
+            } else {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"%V\", expected "
+                                   "priority=vllm, priority=sglang or "
+                                   "priority=off (how the runtime reads "
+                                   "a request's priority)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\", expected pool=, "
-                           "target= or price=", &value[i]);
+                           "target=, price= or priority=", &value[i]);
         return NGX_CONF_ERROR;
     }
 

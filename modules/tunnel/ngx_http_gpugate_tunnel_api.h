@@ -75,5 +75,11 @@ ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
  */
 ngx_int_t ngx_http_gpugate_tunnel_free_slots(void);
 
+/* the request's priority, 0..9, as the wait queue orders it (the key's
+   default, X-Gpugate-Priority up to its maximum); NGX_DECLINED: the
+   header is bad, *bad says why */
+ngx_int_t ngx_http_gpugate_tunnel_request_priority(ngx_http_request_t *r,
+    ngx_int_t *priority, ngx_str_t *bad);
+
 
 #endif /* _NGX_HTTP_GPUGATE_TUNNEL_API_H_INCLUDED_ */

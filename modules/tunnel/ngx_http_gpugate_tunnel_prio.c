@@ -31,9 +31,9 @@
 #include "ngx_http_gpugate_auth_api.h"
 
 
-static ngx_int_t ngx_http_gpugate_tunnel_priority(
-    ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_limits_t *lim,
-    ngx_uint_t keyed, ngx_str_t *header);
+static ngx_int_t ngx_http_gpugate_tunnel_priority(ngx_http_request_t *r,
+    ngx_http_gpugate_limits_t *lim, ngx_uint_t keyed, ngx_str_t *header,
+    ngx_int_t *priority, ngx_str_t *bad);
 static ngx_int_t ngx_http_gpugate_tunnel_pin(
     ngx_http_gpugate_tunnel_ctx_t *ctx, ngx_http_gpugate_limits_t *lim,
     ngx_uint_t keyed, ngx_str_t *header);
@@ -82,7 +82,8 @@ ngx_http_gpugate_tunnel_classify(ngx_http_gpugate_tunnel_ctx_t *ctx)
 
     /* NGX_DECLINED: ctx->bad says why, the wait phase answers 400 */
 
-    rc = ngx_http_gpugate_tunnel_priority(ctx, &lim, keyed, &prio);
+    rc = ngx_http_gpugate_tunnel_priority(r, &lim, keyed, &prio,
+                                          &ctx->priority, &ctx->bad);
 
     if (rc == NGX_OK) {
         rc = ngx_http_gpugate_tunnel_pin(ctx, &lim, keyed, &pin);
@@ -127,11 +128,52 @@ done:
 }
 
 
-/* the request's priority; NGX_DECLINED and ctx->bad when the header is */
+/*
+ * The priority for the runtime's body (gpugate_model ... priority=),
+ * asked before the tunnel's wait phase, and for plain upstreams too: the
+ * same rules, the header only read (the wait phase takes it out, and
+ * comes to the same value).  NGX_DECLINED and *bad when the header is
+ * bad.
+ */
+
+ngx_int_t
+ngx_http_gpugate_tunnel_request_priority(ngx_http_request_t *r,
+    ngx_int_t *priority, ngx_str_t *bad)
+{
+    ngx_str_t                   prio;
+    ngx_uint_t                  i, keyed;
+    ngx_list_part_t            *part;
+    ngx_table_elt_t            *h;
+    ngx_http_gpugate_limits_t   lim;
+
+    ngx_str_null(&prio);
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == 18
+                && ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "x-gpugate-priority", 18) == 0)
+            {
+                prio = h[i].value;
+            }
+        }
+    }
+
+    keyed = (ngx_http_gpugate_auth_limits(r, &lim) == NGX_OK);
+
+    return ngx_http_gpugate_tunnel_priority(r, &lim, keyed, &prio, priority,
+                                            bad);
+}
+
+
+/* the request's priority; NGX_DECLINED and *bad when the header is */
 
 static ngx_int_t
-ngx_http_gpugate_tunnel_priority(ngx_http_gpugate_tunnel_ctx_t *ctx,
-    ngx_http_gpugate_limits_t *lim, ngx_uint_t keyed, ngx_str_t *header)
+ngx_http_gpugate_tunnel_priority(ngx_http_request_t *r,
+    ngx_http_gpugate_limits_t *lim, ngx_uint_t keyed, ngx_str_t *header,
+    ngx_int_t *priority, ngx_str_t *bad)
 {
     ngx_int_t  dflt, max, asked;
 
@@ -165,23 +207,23 @@ ngx_http_gpugate_tunnel_priority(ngx_http_gpugate_tunnel_ctx_t *ctx,
         dflt = max;
     }
 
-    ctx->priority = dflt;
+    *priority = dflt;
 
     if (header->data == NULL) {
         return NGX_OK;
     }
 
     if (header->len != 1 || header->data[0] < '0' || header->data[0] > '9') {
-        ngx_str_set(&ctx->bad, "X-Gpugate-Priority must be one digit, "
-                               "0 (lowest) to 9");
+        ngx_str_set(bad, "X-Gpugate-Priority must be one digit, "
+                         "0 (lowest) to 9");
         return NGX_DECLINED;
     }
 
     asked = header->data[0] - '0';
-    ctx->priority = ngx_min(asked, max);
+    *priority = ngx_min(asked, max);
 
     if (asked > max) {
-        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "gpugate tunnel: priority %i asked, the key's "
                        "maximum %i given", asked, max);
     }

@@ -4,7 +4,8 @@
  *
  * libFuzzer target: any bytes as a request body for every endpoint; a
  * successful parse must also survive a rewrite, and a body rewritten to
- * ask for usage must parse again, asking for it, with the new model.
+ * ask for usage and carry a priority must parse again, asking for it,
+ * with the new model and one priority member.
  * The same bytes as a request path: a model id lies inside it.
  */
 
@@ -30,26 +31,33 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (gpugate_oai_body_parse(&b, (const char *) data, size,
                                    (gpugate_oai_kind_e) kind) == 0)
         {
-            len = gpugate_oai_body_rewrite_len(&b, "fuzz-target", 0);
+            len = gpugate_oai_body_rewrite_len(&b, "fuzz-target", 0, -1);
             out = malloc(len);
 
             if (len == 0 || out == NULL
-                || gpugate_oai_body_rewrite(&b, "fuzz-target", 0, out) != len)
+                || gpugate_oai_body_rewrite(&b, "fuzz-target", 0, -1, out)
+                   != len)
             {
                 __builtin_trap();
             }
 
             free(out);
 
-            len = gpugate_oai_body_rewrite_len(&b, "fuzz-target", 1);
+            /* with a priority: exactly one member, of that value */
+
+            len = gpugate_oai_body_rewrite_len(&b, "fuzz-target", 1, 7);
             out = malloc(len);
 
             if (len == 0 || out == NULL
-                || gpugate_oai_body_rewrite(&b, "fuzz-target", 1, out) != len
+                || gpugate_oai_body_rewrite(&b, "fuzz-target", 1, 7, out)
+                   != len
                 || gpugate_oai_body_parse(&again, out, len,
                                           (gpugate_oai_kind_e) kind) != 0
                 || !again.include_usage || again.stream != b.stream
-                || strcmp(again.model, "fuzz-target") != 0)
+                || strcmp(again.model, "fuzz-target") != 0
+                || again.prio_count != 1
+                || again.prio_end[-1] != '7'
+                || memcmp(again.prio_start, "\"priority\":7", 12) != 0)
             {
                 __builtin_trap();
             }

@@ -24,12 +24,12 @@ parse(gpugate_oai_body_t *b, const char *s, gpugate_oai_kind_e kind)
 
 static char *
 rewrite(gpugate_oai_body_t *b, const char *model, int ask_usage,
-    size_t *len)
+    int priority, size_t *len)
 {
     char    *out;
     size_t   size;
 
-    size = gpugate_oai_body_rewrite_len(b, model, ask_usage);
+    size = gpugate_oai_body_rewrite_len(b, model, ask_usage, priority);
     if (size == 0) {
         return NULL;
     }
@@ -39,18 +39,21 @@ rewrite(gpugate_oai_body_t *b, const char *model, int ask_usage,
         return NULL;
     }
 
-    *len = gpugate_oai_body_rewrite(b, model, ask_usage, out);
+    *len = gpugate_oai_body_rewrite(b, model, ask_usage, priority, out);
     out[*len] = '\0';
 
     return out;
 }
 
 
-/* the body rewritten (model NULL: kept) is "want", and parses again */
+/*
+ * The body rewritten (model NULL: kept; priority -1: left) is "want", and
+ * parses again, with one priority member of the value asked for.
+ */
 
 static int
-rewrites_to(const char *s, const char *model, int ask_usage,
-    const char *want)
+rewrites_prio(const char *s, const char *model, int ask_usage,
+    int priority, const char *want)
 {
     int                 ok;
     char               *out;
@@ -62,7 +65,7 @@ rewrites_to(const char *s, const char *model, int ask_usage,
         return 0;
     }
 
-    out = rewrite(&b, model, ask_usage, &len);
+    out = rewrite(&b, model, ask_usage, priority, &len);
     gpugate_oai_body_free(&b);
 
     if (out == NULL) {
@@ -81,9 +84,26 @@ rewrites_to(const char *s, const char *model, int ask_usage,
         gpugate_oai_body_free(&again);
     }
 
+    if (ok && priority >= 0) {
+        ok = parse(&again, out, GPUGATE_OAI_CHAT) == 0
+             && again.prio_count == 1 && again.prio_cut == 0
+             && again.prio_end[-1] == '0' + priority
+             && strncmp((const char *) again.prio_start, "\"priority\":",
+                        11) == 0;
+        gpugate_oai_body_free(&again);
+    }
+
     free(out);
 
     return ok;
+}
+
+
+static int
+rewrites_to(const char *s, const char *model, int ask_usage,
+    const char *want)
+{
+    return rewrites_prio(s, model, ask_usage, -1, want);
 }
 
 
@@ -122,7 +142,7 @@ main(void)
     tap_ok(b.model_len == 2 && strcmp(b.model, "m1") == 0, "model read");
     tap_ok(b.stream == 1 && b.include_usage == 1, "stream flags read");
 
-    out = rewrite(&b, "runtime/m-1", 0, &len);
+    out = rewrite(&b, "runtime/m-1", 0, -1, &len);
     tap_ok(out != NULL && len == strlen(out), "rewrite produced a body");
     tap_ok(out && strncmp(out, "{\"model\":\"runtime/m-1\",\"stream\":true,",
                           37) == 0, "model replaced in place, order kept");
@@ -416,6 +436,75 @@ main(void)
     tap_ok(rewrites_to("{\"model\":\"a\",\"stream\":true," MSG "}", "b", 0,
                        "{\"model\":\"b\",\"stream\":true," MSG "}"),
            "alias only: stream_options untouched");
+
+    /* the gateway's priority for the runtime */
+
+    tap_ok(rewrites_prio("{\"model\":\"m\"," MSG "}", NULL, 0, 7,
+                         "{\"model\":\"m\"," MSG ",\"priority\":7}"),
+           "priority: a new last member");
+    tap_ok(rewrites_prio("{\"model\":\"m\"," MSG " \n}", NULL, 0, 0,
+                         "{\"model\":\"m\"," MSG ",\"priority\":0 \n}"),
+           "...after the last value, the layout kept");
+    tap_ok(rewrites_prio("{\"priority\": -100,\"model\":\"m\"," MSG "}",
+                         NULL, 0, 3,
+                         "{\"priority\":3,\"model\":\"m\"," MSG "}"),
+           "the client's priority, first member, is replaced");
+    tap_ok(rewrites_prio("{\"model\":\"m\",\"PRIORITY\":{\"a\":[1]},"
+                         MSG "}", NULL, 0, 9,
+                         "{\"model\":\"m\",\"priority\":9," MSG "}"),
+           "...in another case and of another type");
+    tap_ok(rewrites_prio("{\"priority\":1,\"model\":\"m\", \"Priority\""
+                         " : 2 ," MSG ",\"pRiOrItY\":\"x\",\"priority\":4}",
+                         NULL, 0, 5,
+                         "{\"priority\":5,\"model\":\"m\" ," MSG "}"),
+           "every duplicate and case variant is taken out");
+    tap_ok(rewrites_prio("{\"model\":\"m\",\"priority\":1,\"priority\":2,"
+                         "\"priority\":3," MSG "}", NULL, 0, 6,
+                         "{\"model\":\"m\",\"priority\":6," MSG "}"),
+           "adjacent duplicates");
+    tap_ok(rewrites_prio("{\"model\":\"a\",\"stream\":true," MSG
+                         ",\"Priority\":8,\"priority\":null}", "b", 1, 2,
+                         "{\"model\":\"b\",\"stream\":true," MSG
+                         ",\"priority\":2"
+                         ",\"stream_options\":{\"include_usage\":true}}"),
+           "with an alias and usage asked: three splices and a cut");
+    tap_ok(rewrites_prio("{\"model\":\"a\",\"stream\":true," MSG "}", "b",
+                         1, 1,
+                         "{\"model\":\"b\",\"stream\":true," MSG
+                         ",\"stream_options\":{\"include_usage\":true}"
+                         ",\"priority\":1}"),
+           "two members added after the last one");
+    tap_ok(rewrites_prio("{\"model\":\"m\",\"metadata\":{\"priority\":1},"
+                         MSG "}", NULL, 0, 4,
+                         "{\"model\":\"m\",\"metadata\":{\"priority\":1},"
+                         MSG ",\"priority\":4}"),
+           "a nested priority is not the request's: kept");
+    tap_ok(rewrites_prio("{\"model\":\"m\",\"priority\":1," MSG "}", NULL,
+                         0, -1, "{\"model\":\"m\",\"priority\":1," MSG "}"),
+           "priority -1: the client's is left as it is");
+    tap_ok(fails_with("{\"model\":\"m\",\"pr\\u0069ority\":1," MSG "}",
+                      GPUGATE_OAI_CHAT, NULL, "invalid_json"),
+           "an escaped spelling is refused as every escaped name is");
+
+    tap_ok(parse(&b, "{\"model\":\"m\"," MSG "}", GPUGATE_OAI_CHAT) == 0
+           && gpugate_oai_body_rewrite_len(&b, NULL, 0, 10) == 0,
+           "a priority over 9 is not written");
+    gpugate_oai_body_free(&b);
+
+    for (i = 0; i <= 9; i++) {
+        if (gpugate_oai_priority_for(GPUGATE_OAI_PRIO_VLLM, (int) i)
+            != 9 - (int) i
+            || gpugate_oai_priority_for(GPUGATE_OAI_PRIO_SGLANG, (int) i)
+               != (int) i
+            || gpugate_oai_priority_for(GPUGATE_OAI_PRIO_OFF, (int) i) != -1)
+        {
+            break;
+        }
+    }
+    tap_ok(i == 10, "vllm maps 0..9 to 9..0, sglang passes it, off: none");
+    tap_ok(gpugate_oai_priority_for(GPUGATE_OAI_PRIO_VLLM, 10) == -1
+           && gpugate_oai_priority_for(GPUGATE_OAI_PRIO_SGLANG, -1) == -1,
+           "out of range: none");
 
     /*
      * A member a case-insensitive runtime (Go's encoding/json: Ollama)
