@@ -19,6 +19,7 @@
 #include "mock_handler.h"
 #include "mock_infer.h"
 #include "mock_models.h"
+#include "mock_prio.h"
 #include "mock_state.h"
 
 
@@ -75,6 +76,10 @@ mock_method_is(mock_conn_t *c, const char *method, const char *allow)
 static void
 mock_dispatch(mock_conn_t *c)
 {
+    mock_prio_log(c->body.data ? gg_buf_pos(&c->body) : "",
+                  c->body.data ? gg_buf_len(&c->body) : 0, c->method,
+                  c->path);
+
     if (strcmp(c->path, "/v1/chat/completions") == 0) {
         if (mock_method_is(c, "POST", "POST")) {
             mock_infer(c, MOCK_CHAT);
