@@ -35,7 +35,9 @@
     series: { rps: {}, err: {}, ttft: {}, tps: {} },
     models: [],                  /* every model seen, for colours */
     usageKey: {},
-    usageTenant: {}
+    usageTenant: {},
+    editing: null                /* {kind: 'keys' or 'tenants', id} whose
+                                    priority and region the form edits */
   };
 
   function $(id) { return document.getElementById(id); }
@@ -430,6 +432,62 @@
     return parts.length ? parts.join(', ') : 'none';
   }
 
+  function given(v) { return v !== null && v !== undefined; }
+
+  /* priority, maximum and region pin of a key or tenant; unset: inherited */
+  function prioText(x) {
+    var parts = [];
+    if (given(x.priority)) { parts.push('priority ' + x.priority); }
+    if (given(x.max_priority)) { parts.push('max ' + x.max_priority); }
+    if (x.region) { parts.push('region ' + x.region); }
+    return parts.length ? parts.join(', ') : 'inherited';
+  }
+
+  /*
+   * A priority field as the API takes it: empty is null (inherit), a
+   * whole number a number; anything else goes as typed, so that the
+   * API's own message says what is wrong with it.
+   */
+  function prioField(s) {
+    s = s.trim();
+    if (s === '') { return null; }
+    return /^-?[0-9]+$/.test(s) ? parseInt(s, 10) : s;
+  }
+
+  function openEdit(kind, x, label) {
+    state.editing = { kind: kind, id: x.id };
+    $('prio-edit-title').textContent = 'Priority and region of ' + label;
+    $('prio-priority').value = given(x.priority) ? String(x.priority) : '';
+    $('prio-max').value = given(x.max_priority) ? String(x.max_priority) : '';
+    $('prio-region').value = x.region || '';
+    $('prio-error').textContent = '';
+    $('prio-edit').hidden = false;
+    $('prio-edit').scrollIntoView();
+    $('prio-priority').focus();
+  }
+
+  function closeEdit() {
+    state.editing = null;
+    $('prio-edit').hidden = true;
+    $('prio-error').textContent = '';
+  }
+
+  function saveEdit(ev) {
+    var e = state.editing, region = $('prio-region').value.trim();
+    ev.preventDefault();
+    if (!e) { return; }
+    api('PATCH', e.kind + '/' + e.id, {
+      priority: prioField($('prio-priority').value),
+      max_priority: prioField($('prio-max').value),
+      region: region === '' ? null : region
+    }).then(function () {
+      closeEdit();
+      return refresh();
+    }, function (err) {
+      if (err.message !== '401') { $('prio-error').textContent = err.message; }
+    });
+  }
+
   function usageText(u) {
     return u ? num(u.requests) + ' req, '
                + num(u.prompt_tokens + u.completion_tokens) + ' tokens'
@@ -449,32 +507,41 @@
             api('DELETE', 'keys/' + k.id).then(refresh, showError);
           }
         }));
+        act.appendChild(actionButton('Edit', 'edit', function () {
+          openEdit('keys', k, 'key ' + k.prefix + '\u2026');
+        }));
       }
       rows.push(el('tr', { 'data-key': String(k.id) },
         el('td', { text: k.id }), el('td', { text: k.prefix + '\u2026' }),
         el('td', { text: k.tenant || '' }), el('td', { text: k.name || '' }),
         el('td', { text: k.models ? k.models.join(', ') : 'all' }),
         el('td', { text: limits(k) }),
+        el('td', { class: 'prio', text: prioText(k) }),
         el('td', { text: usageText(state.usageKey[k.id]) }),
         el('td', null, el('span', {
           class: 'badge ' + (revoked || expired ? 'bad' : 'ok'),
           text: revoked ? 'revoked' : expired ? 'expired' : 'active' })),
         act));
     });
-    fill($('keys').tBodies[0], rows, 'No key yet.', 9);
+    fill($('keys').tBodies[0], rows, 'No key yet.', 10);
   }
 
   function onTenants(list) {
     var rows = [];
     (list.data || []).forEach(function (t) {
-      rows.push(el('tr', null, el('td', { text: t.id }),
+      rows.push(el('tr', { 'data-tenant': String(t.id) },
+        el('td', { text: t.id }),
         el('td', { text: t.name }), el('td', { text: limits(t) }),
+        el('td', { class: 'prio', text: prioText(t) }),
         el('td', { text: t.keys }),
         el('td', { text: usageText(state.usageTenant[t.id]) }),
         el('td', null, el('span', { class: 'badge ' + (t.disabled ? 'bad' : 'ok'),
-                                    text: t.disabled ? 'disabled' : 'active' }))));
+                                    text: t.disabled ? 'disabled' : 'active' })),
+        el('td', null, actionButton('Edit', 'edit', function () {
+          openEdit('tenants', t, 'tenant "' + t.name + '"');
+        }))));
     });
-    fill($('tenants').tBodies[0], rows, 'No tenant yet.', 6);
+    fill($('tenants').tBodies[0], rows, 'No tenant yet.', 8);
   }
 
   function onUsage(group, list) {
@@ -487,7 +554,10 @@
     var body = { tenant: $('key-tenant').value.trim() },
         name = $('key-name').value.trim(),
         models = $('key-models').value.trim(),
-        rpm = $('key-rpm').value.trim();
+        rpm = $('key-rpm').value.trim(),
+        prio = $('key-priority').value.trim(),
+        max = $('key-max-priority').value.trim(),
+        region = $('key-region').value.trim();
     ev.preventDefault();
     if (name) { body.name = name; }
     if (models) {
@@ -495,6 +565,10 @@
                           .filter(function (m) { return m; });
     }
     if (rpm) { body.rpm = parseInt(rpm, 10); }
+    /* empty: not sent, the tenant's apply */
+    if (prio) { body.priority = prioField(prio); }
+    if (max) { body.max_priority = prioField(max); }
+    if (region) { body.region = region; }
     api('POST', 'keys', body).then(function (k) {
       $('new-key-value').textContent = k.key;
       $('new-key').hidden = false;
@@ -553,6 +627,8 @@
     });
     $('logout').addEventListener('click', function () { logout(''); });
     $('key-form').addEventListener('submit', createKey);
+    $('prio-form').addEventListener('submit', saveEdit);
+    $('prio-cancel').addEventListener('click', closeEdit);
     $('new-key-close').addEventListener('click', function () {
       $('new-key-value').textContent = '';
       $('new-key').hidden = true;
