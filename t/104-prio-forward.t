@@ -2,7 +2,8 @@
 # priority=vllm|sglang): the value the mock runtime gets in the body's
 # "priority" per mapping (vLLM 9..0, SGLang 0..9), from the key's default
 # and from X-Gpugate-Priority up to the key's maximum; on a tunnel pool
-# and a plain upstream; chat, completions and responses; a client's own
+# and a plain upstream; chat, completions and responses; jobs' lines
+# sent by the batch runner (their priority as the header); a client's own
 # "priority" members (duplicates, other cases) replaced by one; a model
 # line without the option sends none and leaves the client's as it is;
 # bad priority= values refused by nginx -t.  The mock logs the priority
@@ -21,6 +22,7 @@ use Test::More;
 use GpugateTest qw(http_request wait_until env_or_skip make_agent make_key);
 use GpugateScale qw(scale_mock scale_agent slurp);
 use GpugatePrio qw(prio_node keys_tool status_agents);
+use GpugateBatch qw(batch_node api);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
                TEST_NGINX_REDIS_PORT));
@@ -223,6 +225,40 @@ for my $model ('fwd-vllm', 'plain-sglang') {
            "$model, X-Gpugate-Priority \"$bad\": 400 invalid_priority, "
            . 'nothing sent') or diag("$st $body [$got]");
     }
+}
+
+# --- 6. jobs: the runner's lines get it as a client's requests do --------
+
+my $bn = batch_node(name => "$run-b", workers => 1,
+                    runner => 'concurrency=1 interval=100ms lease=20s',
+                    model => 'mock-model pool=agents priority=vllm');
+my (undef, $blog) = scale_agent(name => "$run-b", token =>
+    make_agent("$run-b"), gateways => [$bn->port], runtime => $mock,
+    capacity => 2);
+
+# (job priority, what the runtime gets): the key's default 2 without one,
+# 9 capped at the key's maximum 7
+for my $c ([ 3, 6 ], [ undef, 7 ], [ 9, 2 ]) {
+    my ($prio, $want) = @$c;
+    my $mark = -s $mock_log;
+    my ($r, $j) = api($bn->port, $key, 'POST', '/v1/jobs',
+                      { endpoint => '/v1/chat/completions',
+                        defined $prio ? (priority => $prio) : (),
+                        body => { model => 'mock-model', max_tokens => 2,
+                                  priority => 0, messages => [
+                                      { role => 'user', content => 'hi' }
+                                  ] } });
+    my $done = wait_until(30, sub {
+        my (undef, $x) = api($bn->port, $key, 'GET', "/v1/jobs/$j->{id}");
+        ($x->{status} // '') =~ /^(completed|failed)$/ ? $x->{status} : 0;
+    });
+    my $text = substr(slurp($mock_log), $mark);
+    my @lines = $text =~ /^gpugate-mock-runtime: (priority .*)$/mg;
+    ok($done eq 'completed'
+       && "@lines" eq "priority POST /v1/chat/completions priority=$want",
+       'a job ' . (defined $prio ? "of priority $prio" : 'without one')
+       . ": the runtime gets $want, not the body's 0")
+        or diag("$r->{status} $done [@lines] " . slurp($blog));
 }
 
 done_testing();

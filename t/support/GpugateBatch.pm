@@ -23,8 +23,9 @@ my $dir = tempdir('gpugate-batch-XXXXXX', TMPDIR => 1,
 my $n_zone = 0;
 
 # batch_node(name => N, port => P, runner => 'concurrency=4 ...',
-# max_body => '8m', admin => 1): a node; without "runner" no
-# gpugate_batch line; "admin" adds the admin API at /admin/v1/.
+# max_body => '8m', model => 'mock-model pool=agents ...', admin => 1):
+# a node; without "runner" no gpugate_batch line; "admin" adds the admin
+# API at /admin/v1/.
 sub batch_node {
     my (%o) = @_;
     my $pg = $ENV{TEST_NGINX_PG_PORT};
@@ -39,6 +40,7 @@ sub batch_node {
     my $runner = defined $o{runner}
         ? "    gpugate_batch 127.0.0.1:$port $o{runner};\n" : '';
     my $max = $o{max_body} || '8m';
+    my $model = $o{model} || 'mock-model pool=agents';
     my $admin = ADMIN;
     my $admin_api = $o{admin}
         ? "        location /admin/v1/ { gpugate_admin; }\n" : '';
@@ -61,7 +63,7 @@ HTTP
             gpugate_auth on;
             gpugate_openai on;
             gpugate_accounting on;
-            gpugate_model mock-model pool=agents;
+            gpugate_model $model;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Authorization "";
