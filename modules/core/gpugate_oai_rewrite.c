@@ -28,10 +28,11 @@ typedef struct {
 /* what the splices' new bytes are built in */
 
 typedef struct {
-    char          quoted[GPUGATE_OAI_MODEL_MAX + 3];  /* the new model
-                                                         value */
-    char          prio[sizeof(",\"priority\":9")];     /* the priority
-                                                         member */
+    char          quoted[GPUGATE_OAI_MODEL_MAX + 3]; /* the new model
+                                                        value, quoted */
+    char          prio[sizeof(",\"priority\":9")];    /* the priority
+                                                        member, with a
+                                                        comma before */
 } gpugate_oai_adds_t;
 
 

@@ -39,20 +39,20 @@
 
 
 typedef struct {
-    ngx_str_t     name;            /* model id as clients send it, without
+    ngx_str_t           name;      /* model id as clients send it, without
                                       the "*" of a prefix entry */
-    ngx_str_t     pool;            /* upstream block serving it, empty:
+    ngx_str_t           pool;      /* upstream block serving it, empty:
                                       the location's own proxy_pass */
-    ngx_str_t     target;          /* model name the runtime knows it by,
+    ngx_str_t           target;    /* model name the runtime knows it by,
                                       empty: the same */
-    int64_t       price_in;        /* price=: micro-units per 1M prompt
+    int64_t             price_in;  /* price=: micro-units per 1M prompt
                                       tokens, for the limits' budgets */
-    int64_t       price_out;       /* and per 1M completion tokens */
+    int64_t             price_out; /* and per 1M completion tokens */
     gpugate_oai_prio_e  priority;  /* priority=: how the pool's runtime
                                       reads the request's priority, put
                                       in the body; OFF: the body keeps
                                       the client's */
-    unsigned      prefix:1;        /* "NAME*": every model starting so */
+    unsigned            prefix:1;  /* "NAME*": every model starting so */
 } ngx_http_gpugate_model_t;
 
 

@@ -13,8 +13,10 @@
  * A model the runtime knows under another name (target=) gets a rewritten
  * body, and so does a stream whose client did not ask for usage
  * ("gpugate_stream_usage": stream_options.include_usage is added, and the
- * response filter hides the usage from the client).  Errors are answered
- * here in OpenAI's JSON and never reach a runtime.
+ * response filter hides the usage from the client), and so does a request
+ * to a model line with priority= (the request's priority in the
+ * runtime's "priority" member).  Errors are answered here in OpenAI's
+ * JSON and never reach a runtime.
  */
 
 
@@ -792,18 +794,6 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
             gpugate_oai_body_free(&b);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        if (target) {
-            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "gpugate openai: model \"%V\" sent as \"%V\"",
-                           &model, &m->target);
-        }
-
-        if (ctx->ask_usage) {
-            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "gpugate openai: include_usage added for the "
-                           "runtime");
-        }
     }
 
     gpugate_oai_body_free(&b);
@@ -964,6 +954,17 @@ ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
 
     cl->buf = b;
     cl->next = NULL;
+
+    if (model) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: model sent as \"%s\"", model);
+    }
+
+    if (ask_usage) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: include_usage added for the "
+                       "runtime");
+    }
 
     /*
      * proxy_pass sends r->request_body->bufs and takes the upstream

@@ -30,9 +30,7 @@ mock_prio_mentioned(const char *p, size_t len)
     size_t  i;
 
     for (i = 0; i + 8 <= len; i++) {
-        if ((p[i] == 'p' || p[i] == 'P') && strncasecmp(p + i, "priority", 8)
-                                            == 0)
-        {
+        if ((p[i] | 0x20) == 'p' && strncasecmp(p + i, "priority", 8) == 0) {
             return 1;
         }
     }
