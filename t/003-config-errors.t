@@ -67,7 +67,7 @@ my @bad = (
       qr/cannot rename a model prefix/ ],
     [ 'unknown parameter',
       "gpugate_model m bogus=1;",
-      qr/invalid parameter "bogus=1", expected pool=, target= or price=/ ],
+      qr/invalid parameter "bogus=1", expected pool=, target=, price=/ ],
     [ 'price without a slash',
       "gpugate_model m price=3;",
       qr/invalid "price=3", expected price=IN\/OUT/ ],

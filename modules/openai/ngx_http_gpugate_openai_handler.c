@@ -49,8 +49,8 @@ static ngx_int_t ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m,
     int *priority);
 static ngx_int_t ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
-    gpugate_oai_body_t *body, const char *model, int ask_usage,
-    int priority);
+    ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_body_t *body,
+    const char *model, int priority);
 static ngx_int_t ngx_http_gpugate_openai_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_gpugate_openai_usage_variable(
@@ -787,8 +787,8 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     }
 
     if (target || ctx->ask_usage || priority >= 0) {
-        rc = ngx_http_gpugate_openai_replace_body(r, &b, (char *) target,
-                                                  ctx->ask_usage, priority);
+        rc = ngx_http_gpugate_openai_replace_body(r, ctx, &b,
+                                                  (char *) target, priority);
 
         if (rc != NGX_OK) {
             gpugate_oai_body_free(&b);
@@ -922,18 +922,23 @@ ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
 }
 
 
-/* the body rewritten (gpugate_oai_body_rewrite) straight into a pool buffer */
+/*
+ * The body rewritten (gpugate_oai_body_rewrite) straight into a pool
+ * buffer: "model" the alias target or NULL, ctx->ask_usage, "priority"
+ * the runtime's value or -1.
+ */
 
 static ngx_int_t
 ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
-    gpugate_oai_body_t *body, const char *model, int ask_usage,
-    int priority)
+    ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_body_t *body,
+    const char *model, int priority)
 {
     size_t        len;
     ngx_buf_t    *b;
     ngx_chain_t  *cl;
 
-    len = gpugate_oai_body_rewrite_len(body, model, ask_usage, priority);
+    len = gpugate_oai_body_rewrite_len(body, model, ctx->ask_usage,
+                                       priority);
     if (len == 0) {
         return NGX_ERROR;
     }
@@ -943,7 +948,7 @@ ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    b->last = b->pos + gpugate_oai_body_rewrite(body, model, ask_usage,
+    b->last = b->pos + gpugate_oai_body_rewrite(body, model, ctx->ask_usage,
                                                 priority, (char *) b->pos);
     b->last_buf = 1;
 
@@ -956,11 +961,12 @@ ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
     cl->next = NULL;
 
     if (model) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "gpugate openai: model sent as \"%s\"", model);
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate openai: model \"%V\" sent as \"%s\"",
+                       &ctx->model, model);
     }
 
-    if (ask_usage) {
+    if (ctx->ask_usage) {
         ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                        "gpugate openai: include_usage added for the "
                        "runtime");
