@@ -71,7 +71,8 @@ ngx_int_t ngx_http_gpugate_tunnel_status_json(ngx_pool_t *pool,
  * Requests the connected agents could take now, all workers: the sum of
  * each live agent's capacity left, less the requests waiting in the
  * workers' queues.  For the batch runner, which only sends a line when
- * interactive traffic leaves room.  -1 when no tunnel zone is configured.
+ * interactive traffic leaves room: 0 when requests wait beyond that.  -1
+ * when no tunnel zone is configured.
  */
 ngx_int_t ngx_http_gpugate_tunnel_free_slots(void);
 

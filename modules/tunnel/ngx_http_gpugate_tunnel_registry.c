@@ -315,7 +315,9 @@ ngx_http_gpugate_tunnel_free_slots(void)
         }
     }
 
-    return free;
+    /* more waiting than room is none free, not "no tunnel" (-1) */
+
+    return free < 0 ? 0 : free;
 }
 
 
