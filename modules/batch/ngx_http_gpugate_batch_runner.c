@@ -431,7 +431,7 @@ ngx_http_gpugate_batch_request(ngx_http_gpugate_batch_line_t *ln,
           + PQgetlength(res, row, 2) + host->len + NGX_SIZE_T_LEN
           + sizeof(hex) + PQgetlength(res, row, 4)
           + PQgetlength(res, row, 1) + PQgetlength(res, row, 5)
-          + PQgetlength(res, row, 6) + blen;
+          + PQgetlength(res, row, 6) + 1 + blen;
 
     b = ngx_create_temp_buf(ln->pool, len);
     if (b == NULL) {
@@ -447,11 +447,15 @@ ngx_http_gpugate_batch_request(ngx_http_gpugate_batch_line_t *ln,
     b->last = ngx_sprintf(b->last, " %s %s\r\n", PQgetvalue(res, row, 4),
                           PQgetvalue(res, row, 1));
 
-    /* a job's own: the balancer reads them as it reads a client's */
-    if (!PQgetisnull(res, row, 5)) {
-        b->last = ngx_sprintf(b->last, "X-Gpugate-Priority: %s\r\n",
-                              PQgetvalue(res, row, 5));
-    }
+    /*
+     * A job's own: the balancer reads them as it reads a client's.  A
+     * batch line has none and waits at the lowest, 0, behind interactive
+     * requests; without the header it would wait at its key's default,
+     * among them.
+     */
+    b->last = ngx_sprintf(b->last, "X-Gpugate-Priority: %s\r\n",
+                          PQgetisnull(res, row, 5)
+                          ? "0" : PQgetvalue(res, row, 5));
 
     if (!PQgetisnull(res, row, 6)) {
         b->last = ngx_sprintf(b->last, "X-Gpugate-Region: %s\r\n",
