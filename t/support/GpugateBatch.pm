@@ -23,9 +23,10 @@ my $dir = tempdir('gpugate-batch-XXXXXX', TMPDIR => 1,
 my $n_zone = 0;
 
 # batch_node(name => N, port => P, runner => 'concurrency=4 ...',
-# max_body => '8m', model => 'mock-model pool=agents ...', admin => 1):
-# a node; without "runner" no gpugate_batch line; "admin" adds the admin
-# API at /admin/v1/.
+# max_body => '8m', model => 'mock-model pool=agents ...', admin => 1,
+# queue => 64): a node; without "runner" no gpugate_batch line; "admin"
+# adds the admin API at /admin/v1/; "queue": the tunnel's wait queue per
+# worker.
 sub batch_node {
     my (%o) = @_;
     my $pg = $ENV{TEST_NGINX_PG_PORT};
@@ -44,6 +45,7 @@ sub batch_node {
     my $admin = ADMIN;
     my $admin_api = $o{admin}
         ? "        location /admin/v1/ { gpugate_admin; }\n" : '';
+    my $queue = $o{queue} || 64;
     my $ng = start_nginx(workers => $o{workers} || 2, port => $port,
                          http => <<"HTTP",
     gpugate_auth_zone zone=$zone:1m ttl=60s negative_ttl=5s stale=300s;
@@ -52,7 +54,7 @@ sub batch_node {
     gpugate_usage_ledger "$dsn" gateway=$o{name} batch=10 interval=200ms
                          spill=$spill exit_timeout=3s;
 $runner    upstream agents {
-        gpugate_tunnel queue=64 queue_timeout=5s;
+        gpugate_tunnel queue=$queue queue_timeout=5s;
     }
 HTTP
         server => <<"SRV");
