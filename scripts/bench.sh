@@ -27,7 +27,11 @@
 #                routing vs least-loaded vs random: 4 mock runtimes with
 #                a prefix cache model behind 4 agents, many tenants with
 #                shared system prompts and a workload with none: TTFT
-#                p50/p90, hit ratio), profile (not in the
+#                p50/p90, hit ratio), batch (interactive streams alone
+#                and beside a 2,000-line Batch API batch on the same
+#                agents, the runner at concurrency 4 and 1024:
+#                interactive TTFT p50/p90/p99, batch lines/s; see
+#                scripts/bench/batch.sh), profile (not in the
 #                default set: syscalls, instructions and allocations per
 #                request of the agent and the nginx worker through the
 #                tunnel, with strace and callgrind; see
@@ -52,7 +56,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full,cache
+only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full,cache,batch
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -60,7 +64,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -206,6 +210,10 @@ fi
 
 if want cache; then
     . "$GG_ROOT/scripts/bench/cache.sh"
+fi
+
+if want batch; then
+    . "$GG_ROOT/scripts/bench/batch.sh"
 fi
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
