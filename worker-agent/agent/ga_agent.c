@@ -5,6 +5,10 @@
  * gpugate-agent's shared state and its log: the bottom of the agent, on
  * which every other file stands.  Lower files tell higher ones what
  * happened through ga_agent.on (set by main()), never by calling them.
+ * What both the tunnels (handshake, ping answers) and the supply policy
+ * read of a gateway link, its share of the runtime's capacity and its
+ * load header, is computed here from that state, so that neither side
+ * calls the other for it.
  */
 
 
@@ -168,4 +172,144 @@ ga_resolve_addr(const ga_url_t *url, ga_addr_t *a, int n)
     }
 
     return k;
+}
+
+
+/*
+ * "X-Gpugate-Load: ...\r\n" into buf, for one gateway: the runtime's
+ * queue when fresh figures exist, the free memory of the emptiest GPU
+ * when there is one, and always the capacity this gateway may use now
+ * (ga_gateway_share()), so that a change of share reaches the gateway at
+ * its next ping.
+ */
+
+const char *
+ga_gateway_header(ga_gateway_t *gw, char *buf, size_t size)
+{
+    int            n;
+    size_t         len;
+    ga_runtime_t  *rt;
+
+    rt = gw->rt;
+
+    n = snprintf(buf, size, "X-Gpugate-Load: capacity=%d",
+                 ga_gateway_share(gw));
+
+    if (n < 0 || (size_t) n >= size) {
+        buf[0] = '\0';
+        return buf;
+    }
+
+    len = n;
+
+    if (rt->load_at != 0 && rt->load.has_waiting
+        && gg_time_us() - rt->load_at
+           <= 3ULL * ga_agent.conf.load_interval * 1000000ULL)
+    {
+        n = snprintf(buf + len, size - len, ", queue=%llu",
+                     (unsigned long long) rt->load.waiting);
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    /* the runtime's cache (where its dialect exports it): nginx passes
+       over a prefix holder whose KV cache is about to evict */
+
+    if (rt->load_at != 0 && rt->load.has_kv && len < size
+        && gg_time_us() - rt->load_at
+           <= 3ULL * ga_agent.conf.load_interval * 1000000ULL)
+    {
+        n = snprintf(buf + len, size - len, ", kv_pct=%d",
+                     (int) (rt->load.kv * 100 + 0.5));
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    if (rt->hit_pct && len < size) {
+        n = snprintf(buf + len, size - len, ", hit_pct=%d",
+                     rt->hit_pct - 1);
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    if (ga_agent.gpu_free_mb && len < size) {
+        n = snprintf(buf + len, size - len, ", gpu_free_mb=%llu",
+                     (unsigned long long) ga_agent.gpu_free_mb);
+        len += (n > 0) ? (size_t) n : 0;
+    }
+
+    if (len + 3 > size) {
+        buf[0] = '\0';
+        return buf;
+    }
+
+    memcpy(buf + len, "\r\n", 3);
+
+    return buf;
+}
+
+
+/* requests the runtime is serving for this gateway */
+
+int
+ga_gateway_inflight(ga_gateway_t *gw)
+{
+    return gw->inflight;
+}
+
+
+/*
+ * Whether the gateway holds a tunnel of this runtime past its 101: O(1),
+ * as it is asked at every ping answer and handshake.
+ */
+
+int
+ga_gateway_up(ga_gateway_t *gw)
+{
+    return gw->nconns - gw->dialing > 0;
+}
+
+
+/*
+ * The part of the runtime's capacity offered to one gateway.  Every
+ * gateway node counts in-flight requests only of its own, so each of the
+ * gateways that hold tunnels (and the one asking) gets an equal part (the
+ * remainder to the first in the configuration), never more than what the
+ * others leave unused: the sum stays within the capacity also while the
+ * parts move (a node came back while the other still holds more than its
+ * new part).  A node alone gets it all.  0 when the others use it all, or
+ * when there are more nodes than requests the runtime takes at once.
+ */
+
+int
+ga_gateway_share(ga_gateway_t *gw)
+{
+    int            g, live, rank, cap, fair, left;
+    ga_gateway_t  *l;
+    ga_runtime_t  *rt;
+
+    rt = gw->rt;
+    cap = rt->conf->capacity;
+    live = 0;
+    rank = 0;
+
+    for (g = 0; g < ga_agent.nnodes; g++) {
+        l = &rt->links[g];
+
+        if (l != gw && !ga_gateway_up(l)) {
+            continue;
+        }
+
+        if (l == gw) {
+            rank = live;
+        }
+
+        live++;
+    }
+
+    fair = cap / live + (rank < cap % live);
+    left = cap - (rt->inflight - ga_gateway_inflight(gw));
+
+    if (left < 0) {
+        left = 0;
+    }
+
+    return fair < left ? fair : left;
 }

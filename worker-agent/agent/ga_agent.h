@@ -316,6 +316,9 @@ typedef struct {
     void               (*runtime_models)(ga_runtime_t *rt,
                                          const char *models);
                                      /* its model list was read */
+    void               (*runtime_endpoints)(ga_runtime_t *rt,
+                                            const char *endpoints);
+                                     /* its route list was read */
 } ga_events_t;
 
 
@@ -363,16 +366,22 @@ typedef struct {
 extern ga_agent_t  ga_agent;
 
 
-/* ga_agent.c */
+/* ga_agent.c: the log, addresses, and what every layer reads of a
+   gateway link (its share of the capacity, whether it is up, its load
+   header), below the connection layer and the policy alike */
 void ga_resolve_all(void);
 int ga_resolve_addr(const ga_url_t *url, ga_addr_t *a, int n);
+void ga_dead_io(gg_io_t *io, uint32_t revents);
+void ga_log(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+const char *ga_gateway_header(ga_gateway_t *gw, char *buf, size_t size);
+int ga_gateway_inflight(ga_gateway_t *gw);
+int ga_gateway_up(ga_gateway_t *gw);
+int ga_gateway_share(ga_gateway_t *gw);
 
 /* ga_dns.c */
 int ga_dns_expand(void);
 void ga_dns_reload(void);
-void ga_dead_io(gg_io_t *io, uint32_t revents);
-void ga_log(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 #define GA_ERROR  0
 #define GA_WARN   1
@@ -380,7 +389,46 @@ void ga_log(int level, const char *fmt, ...)
 #define GA_DEBUG  3
 
 
+/*
+ * What the connection layer (ga_conn.c) asks of the layers above it,
+ * given once by main() (ga_conn_init()): the handshake (ga_handshake.c)
+ * and the relay (ga_relay.c).  The int handlers return 0 to go on, 1
+ * when they closed the connection, -1 to have it closed.
+ */
+typedef struct {
+    int                (*hello)(ga_conn_t *c);
+                                     /* TLS is up (or not wanted): the
+                                        handshake's first request into
+                                        c->out */
+    int                (*step1)(ga_conn_t *c);
+                                     /* bytes in c->in while at step 1:
+                                        the gateway's 401 */
+    int                (*step2)(ga_conn_t *c);
+                                     /* ...at step 2: the 101, and
+                                        GA_HANDSHAKE_UP once it is read */
+    int                (*request)(ga_conn_t *c);
+                                     /* bytes in c->in while idle: a
+                                        request, a ping */
+    int                (*skip)(ga_conn_t *c);
+                                     /* drops a refused request's body
+                                        from c->in: a GG_HTTP_ code */
+    int                (*body)(ga_conn_t *c);
+                                     /* bytes in c->in while relaying:
+                                        the request body */
+    int                (*body_full)(ga_conn_t *c);
+                                     /* whether the body may not grow:
+                                        the tunnel is not read */
+    void               (*update)(ga_conn_t *c);
+                                     /* the tunnel's events were set or
+                                        its output drained: the runtime
+                                        side follows */
+    void               (*end)(ga_conn_t *c, int clean);
+                                     /* the tunnel closes mid-relay */
+} ga_conn_ops_t;
+
+
 /* ga_conn.c */
+void ga_conn_init(const ga_conn_ops_t *ops);
 int ga_conn_dial(ga_gateway_t *gw);
 void ga_conn_close(ga_conn_t *c, const char *why);
 void ga_conn_drain(ga_conn_t *c);
@@ -421,10 +469,6 @@ void ga_relay_update(ga_conn_t *c);
 /* ga_probe.c */
 void ga_probe_now(ga_runtime_t *rt);
 void ga_probe_stop(ga_runtime_t *rt);
-const char *ga_probe_header(ga_gateway_t *gw, char *buf, size_t size);
-int ga_gateway_inflight(ga_gateway_t *gw);
-int ga_gateway_up(ga_gateway_t *gw);
-int ga_gateway_share(ga_gateway_t *gw);
 
 /* ga_super.c */
 int ga_super_init(void);

@@ -3,10 +3,12 @@
  * Copyright (C) gpugate authors
  *
  * One tunnel connection of gpugate-agent: dial, TLS, the two-step SCRAM
- * handshake (its messages built and read by ga_handshake.c), then reading
- * nginx's requests and writing the answers that ga_relay.c produces.  A
- * closed connection is freed only after the epoll batch, since later
- * events of the batch may still name it.
+ * handshake, then reading nginx's requests and writing the answers.  The
+ * layer of sockets, TLS and buffers: what the bytes mean (the handshake's
+ * messages, ga_handshake.c; requests and answers, ga_relay.c) is asked of
+ * the handler table main() gives ga_conn_init(), so this file calls
+ * nothing above it.  A closed connection is freed only after the epoll
+ * batch, since later events of the batch may still name it.
  */
 
 
@@ -53,6 +55,17 @@ static int ga_conn_step1(ga_conn_t *c);
 static int ga_conn_step2(ga_conn_t *c);
 static int ga_socket(ga_gateway_t *gw, int *fd, char *err, size_t size);
 static int ga_tls_new_session(SSL *ssl, SSL_SESSION *sess);
+
+
+/* the layers above, as main() wired them */
+static ga_conn_ops_t  ga_conn_ops;
+
+
+void
+ga_conn_init(const ga_conn_ops_t *ops)
+{
+    ga_conn_ops = *ops;
+}
 
 
 SSL_CTX *
@@ -240,7 +253,7 @@ ga_conn_close(ga_conn_t *c, const char *why)
 
     if (c->relay.rc != NULL) {
         /* the runtime sees its client go: generation stops */
-        ga_relay_end(c, 0);
+        ga_conn_ops.end(c, 0);
     }
 
     if (c->state < GA_IDLE) {
@@ -392,7 +405,7 @@ ga_conn_update(ga_conn_t *c)
     uint32_t  ev;
 
     /* an upload waits in the tunnel while the runtime is behind */
-    ev = ga_relay_body_full(c) ? 0 : EPOLLIN;
+    ev = ga_conn_ops.body_full(c) ? 0 : EPOLLIN;
 
     if (c->state == GA_CONNECTING || gg_buf_len(&c->out)
         || c->ssl_want_write)
@@ -414,7 +427,7 @@ ga_conn_update(ga_conn_t *c)
         }
     }
 
-    ga_relay_update(c);
+    ga_conn_ops.update(c);
 }
 
 
@@ -448,13 +461,13 @@ ga_conn_io(gg_io_t *io, uint32_t revents)
 
         if (rc == 0) {
             if (c->state == GA_STEP1) {
-                rc = ga_handshake_step1(c);
+                rc = ga_conn_ops.step1(c);
             } else if (c->state == GA_STEP2) {
                 rc = ga_conn_step2(c);
             } else if (c->state == GA_IDLE) {
-                rc = ga_serve(c);
+                rc = ga_conn_ops.request(c);
             } else if (c->state == GA_RELAY) {
-                rc = ga_relay_body(c);
+                rc = ga_conn_ops.body(c);
             }
         }
 
@@ -679,16 +692,17 @@ ga_conn_read(ga_conn_t *c)
 
     for ( ;; ) {
         if (c->relay.skipping && c->state == GA_IDLE
-            && ga_serve_skip(c) < GG_HTTP_OK)
+            && ga_conn_ops.skip(c) < GG_HTTP_OK)
         {
-            /* a refused chunked body turned out malformed: ga_serve says */
+            /* a refused chunked body turned out malformed: the request
+               handler says */
             return 0;
         }
 
         /* bytes TLS has decrypted already are taken (one record at
            most): epoll would not say they are there */
 
-        if (ga_relay_body_full(c)
+        if (ga_conn_ops.body_full(c)
             && (c->ssl == NULL || !SSL_has_pending(c->ssl)))
         {
             return 0;
@@ -762,7 +776,7 @@ ga_conn_flush(ga_conn_t *c)
 
     if (c->relay.rc != NULL) {
         /* room again: the runtime may be read */
-        ga_relay_update(c);
+        ga_conn_ops.update(c);
     }
 
     return 0;
@@ -774,7 +788,7 @@ ga_conn_flush(ga_conn_t *c)
 static int
 ga_conn_step1(ga_conn_t *c)
 {
-    if (ga_handshake_start(c) != 0) {
+    if (ga_conn_ops.hello(c) != 0) {
         return -1;
     }
 
@@ -789,7 +803,7 @@ ga_conn_step2(ga_conn_t *c)
 {
     int  rc;
 
-    rc = ga_handshake_step2(c);
+    rc = ga_conn_ops.step2(c);
 
     if (rc != GA_HANDSHAKE_UP) {
         return rc;
@@ -801,7 +815,7 @@ ga_conn_step2(ga_conn_t *c)
     }
 
     /* nginx may already have sent a request behind the 101 */
-    return gg_buf_len(&c->in) ? ga_serve(c) : 0;
+    return gg_buf_len(&c->in) ? ga_conn_ops.request(c) : 0;
 }
 
 

@@ -185,7 +185,7 @@ ga_handshake_step1(ga_conn_t *c)
     hs.models = c->gw->rt->models;
     hs.endpoints = c->gw->rt->conf->endpoints;
     hs.region = ga_agent.conf.region;
-    hs.load = ga_probe_header(c->gw, load, sizeof(load));
+    hs.load = ga_gateway_header(c->gw, load, sizeof(load));
     hs.telemetry = ga_agent.telemetry;
 
     if (ga_hs_send(c, &hs) != 0) {

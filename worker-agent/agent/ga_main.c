@@ -32,6 +32,19 @@
 /* NVML and /proc readings (ga_telemetry.c) */
 static ga_telemetry_t  ga_telemetry;
 
+/* what a tunnel's bytes mean, above the connection layer */
+static const ga_conn_ops_t  ga_main_conn_ops = {
+    ga_handshake_start,
+    ga_handshake_step1,
+    ga_handshake_step2,
+    ga_serve,
+    ga_serve_skip,
+    ga_relay_body,
+    ga_relay_body_full,
+    ga_relay_update,
+    ga_relay_end
+};
+
 
 static int ga_start(int argc, char **argv);
 static int ga_drain(void);
@@ -364,6 +377,9 @@ ga_start(int argc, char **argv)
     ga_agent.on.tunnel_dropped = ga_tunnel_dropped;
     ga_agent.on.runtime_down = ga_runtime_down;
     ga_agent.on.runtime_models = ga_runtime_models;
+    ga_agent.on.runtime_endpoints = ga_runtime_endpoints;
+
+    ga_conn_init(&ga_main_conn_ops);
 
     for (r = 0; r < ga_agent.conf.nruntimes; r++) {
         ga_runtime_init(&ga_agent.runtimes[r], &ga_agent.conf.runtimes[r],

@@ -223,7 +223,7 @@ ga_serve_pong(ga_conn_t *c)
 
     /* this gateway's requests and share: each node counts its own */
     inflight = (unsigned) ga_gateway_inflight(c->gw);
-    lh = ga_probe_header(c->gw, load, sizeof(load));
+    lh = ga_gateway_header(c->gw, load, sizeof(load));
 
     n = gpugate_tunnel_pong(NULL, 0, inflight, lh, ga_agent.telemetry);
 
