@@ -165,15 +165,19 @@ typedef struct ga_conn_s {
     ga_worker_t         *worker;     /* where it landed, after 101 */
     gg_buf_t             in;         /* from nginx */
     gg_buf_t             out;        /* to nginx */
-    gg_http_head_t       head;       /* message being parsed: the gateway's
+    gg_http_head_t      *head;       /* message being parsed: the gateway's
                                         answers in the handshake, then
                                         requests from "in" while idle and
                                         the runtime's answer (relay.in)
                                         while relaying; one parser, as
-                                        the three never overlap */
+                                        the three never overlap, and none
+                                        while parked with "in" empty
+                                        (ga_conn_head()) */
     gg_timer_t           timer;      /* handshake deadline, idle timeout,
                                         drain */
-    gpugate_scram_client_t scram;    /* the exchange of this connection */
+    gpugate_scram_client_t *scram;   /* the exchange of this connection,
+                                        from ga_handshake_start() to the
+                                        101; NULL after */
 
     ga_relay_t           relay;      /* the request being relayed */
     uint64_t             up;         /* when the 101 came, us */
@@ -433,6 +437,7 @@ int ga_conn_dial(ga_gateway_t *gw);
 void ga_conn_close(ga_conn_t *c, const char *why);
 void ga_conn_drain(ga_conn_t *c);
 void ga_conn_update(ga_conn_t *c);
+int ga_conn_head(ga_conn_t *c, int response, size_t max);
 int ga_conn_flush(ga_conn_t *c);
 SSL_CTX *ga_tls_ctx(const ga_conf_t *cf);
 /* SSL_CTX_free() and the session it kept to resume */

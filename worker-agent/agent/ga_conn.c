@@ -43,6 +43,9 @@
 /* a tunnel the gateway drops sooner than this, unused, is a failure */
 #define GA_FLAP_US            (1000000ULL)
 
+/* at most this many idle head parsers are kept for reuse (140 KiB) */
+#define GA_HEAD_SHELF         64
+
 
 static void ga_conn_io(gg_io_t *io, uint32_t revents);
 static void ga_conn_timer(gg_timer_t *t);
@@ -55,10 +58,19 @@ static int ga_conn_step1(ga_conn_t *c);
 static int ga_conn_step2(ga_conn_t *c);
 static int ga_socket(ga_gateway_t *gw, int *fd, char *err, size_t size);
 static int ga_tls_new_session(SSL *ssl, SSL_SESSION *sess);
+static void ga_conn_head_put(ga_conn_t *c);
 
 
 /* the layers above, as main() wired them */
 static ga_conn_ops_t  ga_conn_ops;
+
+/*
+ * Head parsers of tunnels that parse nothing now (2.2 KiB each): a parked
+ * tunnel holds none, and the next message of any tunnel takes one from
+ * here instead of calling malloc().
+ */
+static gg_http_head_t  *ga_conn_heads[GA_HEAD_SHELF];
+static int              ga_conn_nheads;
 
 
 void
@@ -269,7 +281,11 @@ ga_conn_close(ga_conn_t *c, const char *why)
         ga_agent.on.tunnel_dropped(gw);
     }
 
-    OPENSSL_cleanse(&c->scram, sizeof(c->scram));
+    if (c->scram) {
+        /* closed mid-handshake */
+        OPENSSL_cleanse(c->scram, sizeof(gpugate_scram_client_t));
+        free(c->scram);
+    }
 
     if (c->worker) {
         c->worker->conns--;
@@ -308,6 +324,7 @@ ga_conn_close(ga_conn_t *c, const char *why)
     gg_buf_free(&c->out);
     gg_buf_free(&c->relay.in);
     gg_buf_free(&c->relay.out);
+    ga_conn_head_put(c);
 
     /*
      * The rest of this epoll batch may still name c (its tunnel or
@@ -419,7 +436,9 @@ ga_conn_update(ga_conn_t *c)
         /* a parked tunnel holds no buffers: 1,000 of them are cheap */
 
         if (gg_buf_len(&c->in) == 0) {
+            /* no byte of a request yet: its parser has nothing to keep */
             gg_buf_free(&c->in);
+            ga_conn_head_put(c);
         }
 
         if (gg_buf_len(&c->out) == 0) {
@@ -780,6 +799,52 @@ ga_conn_flush(ga_conn_t *c)
     }
 
     return 0;
+}
+
+
+/*
+ * The tunnel's head parser, made ready for a message (a response or a
+ * request, at most "max" bytes of head): taken from the shelf when the
+ * tunnel holds none.  0, or -1 on ENOMEM.
+ */
+
+int
+ga_conn_head(ga_conn_t *c, int response, size_t max)
+{
+    if (c->head == NULL) {
+        c->head = ga_conn_nheads ? ga_conn_heads[--ga_conn_nheads]
+                                 : malloc(sizeof(gg_http_head_t));
+
+        if (c->head == NULL) {
+            ga_log(GA_ERROR, "gateway %s:%s: out of memory for a head "
+                   "parser", c->gw->url->host, c->gw->url->port);
+            return -1;
+        }
+    }
+
+    gg_http_head_init(c->head, response, max);
+
+    return 0;
+}
+
+
+/* the parser goes back to the shelf, or to free() past GA_HEAD_SHELF */
+
+static void
+ga_conn_head_put(ga_conn_t *c)
+{
+    if (c->head == NULL) {
+        return;
+    }
+
+    if (ga_conn_nheads < GA_HEAD_SHELF) {
+        ga_conn_heads[ga_conn_nheads++] = c->head;
+
+    } else {
+        free(c->head);
+    }
+
+    c->head = NULL;
 }
 
 

@@ -10,6 +10,7 @@
 
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -39,9 +40,16 @@ ga_handshake_start(ga_conn_t *c)
     size_t               len;
     gpugate_tunnel_hs_t  hs;
 
-    memset(&c->scram, 0, sizeof(c->scram));
+    /* held only for the exchange: a parked tunnel keeps none of it */
+    c->scram = calloc(1, sizeof(gpugate_scram_client_t));
 
-    if (gpugate_scram_client_first(&c->scram, ga_agent.conf.name, first,
+    if (c->scram == NULL) {
+        ga_log(GA_ERROR, "gateway %s:%s: out of memory for the handshake",
+               c->gw->url->host, c->gw->url->port);
+        return -1;
+    }
+
+    if (gpugate_scram_client_first(c->scram, ga_agent.conf.name, first,
                                    sizeof(first), &len)
         != GPUGATE_SCRAM_OK)
     {
@@ -60,8 +68,11 @@ ga_handshake_start(ga_conn_t *c)
         return -1;
     }
 
+    if (ga_conn_head(c, 1, GA_HEAD_MAX) != 0) {
+        return -1;
+    }
+
     c->state = GA_STEP1;
-    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
 
     ga_log(GA_DEBUG, "gateway %s:%s: step 1 sent", c->gw->url->host,
            c->gw->url->port);
@@ -78,7 +89,7 @@ ga_read_response(ga_conn_t *c, const char **body, size_t *body_len)
     int      rc;
     int64_t  cl;
 
-    rc = gg_http_parse_head(&c->head, gg_buf_pos(&c->in), gg_buf_len(&c->in));
+    rc = gg_http_parse_head(c->head, gg_buf_pos(&c->in), gg_buf_len(&c->in));
 
     if (rc == GG_HTTP_AGAIN) {
         return 1;
@@ -90,13 +101,13 @@ ga_read_response(ga_conn_t *c, const char **body, size_t *body_len)
         return -1;
     }
 
-    cl = c->head.content_length < 0 ? 0 : c->head.content_length;
+    cl = c->head->content_length < 0 ? 0 : c->head->content_length;
 
-    if ((int64_t) (gg_buf_len(&c->in) - c->head.head_len) < cl) {
+    if ((int64_t) (gg_buf_len(&c->in) - c->head->head_len) < cl) {
         return 1;
     }
 
-    *body = gg_buf_pos(&c->in) + c->head.head_len;
+    *body = gg_buf_pos(&c->in) + c->head->head_len;
     *body_len = (size_t) cl;
 
     return 0;
@@ -107,7 +118,7 @@ static int
 ga_refused(ga_conn_t *c, const char *body, size_t len)
 {
     ga_log(GA_ERROR, "gateway %s:%s refused the handshake: %d %.*s",
-           c->gw->url->host, c->gw->url->port, c->head.status,
+           c->gw->url->host, c->gw->url->port, c->head->status,
            (int) (len > 300 ? 300 : len), body);
     ga_agent.on.handshake_failed(c->gw);
 
@@ -138,9 +149,9 @@ ga_handshake_step1(ga_conn_t *c)
     }
 
     buf = gg_buf_pos(&c->in);
-    h = gg_http_find_header(&c->head, buf, "www-authenticate");
+    h = gg_http_find_header(c->head, buf, "www-authenticate");
 
-    if (c->head.status != 401 || h == NULL
+    if (c->head->status != 401 || h == NULL
         || gpugate_tunnel_parse_auth(buf + h->value, h->value_len, 1, &auth)
            != 0
         || auth.sid == NULL || auth.data == NULL
@@ -155,7 +166,7 @@ ga_handshake_step1(ga_conn_t *c)
     sid[GPUGATE_TUNNEL_SID_LEN] = '\0';
 
     /* PBKDF2 once per salt, not once per connection */
-    src = gpugate_scram_client_final_keys(&c->scram, first, flen,
+    src = gpugate_scram_client_final_keys(c->scram, first, flen,
                                           (unsigned char *) ga_agent.token,
                                           ga_agent.token_len,
                                           &ga_agent.scram_keys, final,
@@ -169,7 +180,7 @@ ga_handshake_step1(ga_conn_t *c)
         return -1;
     }
 
-    gg_buf_consume(&c->in, c->head.head_len + body_len);
+    gg_buf_consume(&c->in, c->head->head_len + body_len);
 
     b64[gpugate_base64_encode((unsigned char *) final, len, b64)] = '\0';
 
@@ -194,7 +205,7 @@ ga_handshake_step1(ga_conn_t *c)
 
     c->state = GA_STEP2;
     c->models_gen = c->gw->rt->models_gen;
-    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
+    gg_http_head_init(c->head, 1, GA_HEAD_MAX);
 
     ga_log(GA_DEBUG, "gateway %s:%s: step 2 sent", c->gw->url->host,
            c->gw->url->port);
@@ -223,12 +234,12 @@ ga_handshake_step2(ga_conn_t *c)
 
     buf = gg_buf_pos(&c->in);
 
-    if (c->head.status != 101) {
+    if (c->head->status != 101) {
         return ga_refused(c, body, body_len);
     }
 
-    ai = gg_http_find_header(&c->head, buf, "authentication-info");
-    wh = gg_http_find_header(&c->head, buf, "x-gpugate-worker");
+    ai = gg_http_find_header(c->head, buf, "authentication-info");
+    wh = gg_http_find_header(c->head, buf, "x-gpugate-worker");
 
     if (ai == NULL
         || gpugate_tunnel_parse_auth(buf + ai->value, ai->value_len, 0,
@@ -244,10 +255,12 @@ ga_handshake_step2(ga_conn_t *c)
 
     flen = ga_b64_decode(auth.data, auth.data_len, (unsigned char *) final,
                          sizeof(final));
-    src = gpugate_scram_client_verify(&c->scram, final, flen);
+    src = gpugate_scram_client_verify(c->scram, final, flen);
 
     /* the exchange is over: keep none of it */
-    OPENSSL_cleanse(&c->scram, sizeof(c->scram));
+    OPENSSL_cleanse(c->scram, sizeof(gpugate_scram_client_t));
+    free(c->scram);
+    c->scram = NULL;
 
     if (src != GPUGATE_SCRAM_OK) {
         /* whoever answered does not hold our verifier: not our gateway */
@@ -268,14 +281,14 @@ ga_handshake_step2(ga_conn_t *c)
         return -1;
     }
 
-    gg_buf_consume(&c->in, c->head.head_len);
+    gg_buf_consume(&c->in, c->head->head_len);
 
     c->gw->dialing--;
     c->state = GA_IDLE;
     c->up = gg_time_us();
     c->requests = 0;
     c->heartbeat_us = wk.heartbeat * 1000;
-    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+    gg_http_head_init(c->head, 0, GA_REQUEST_HEAD_MAX);
 
     ga_worker_seen(c, wk.pid, wk.slot, wk.workers, wk.generation);
     ga_agent.on.handshake_done(c->gw);

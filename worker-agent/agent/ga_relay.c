@@ -76,12 +76,9 @@ ga_serve(ga_conn_t *c)
         if (c->relay.skipping) {
             rc = ga_serve_skip(c);
 
-            if (rc == GG_HTTP_AGAIN) {
-                return 0;
-            }
-
             if (rc != GG_HTTP_OK) {
-                /* answered, and closing: see ga_serve_broken() */
+                /* more to drop (GG_HTTP_AGAIN), or answered and closing:
+                   see ga_serve_broken() */
                 return 0;
             }
         }
@@ -90,14 +87,22 @@ ga_serve(ga_conn_t *c)
             return 0;
         }
 
+        /* a parked tunnel holds no parser: a request's first byte takes one */
+
+        if (c->head == NULL
+            && ga_conn_head(c, 0, GA_REQUEST_HEAD_MAX) != 0)
+        {
+            return -1;
+        }
+
         buf = gg_buf_pos(&c->in);
 
         /* a head already whole waits only for its body: not parsed again */
 
         rc = GG_HTTP_OK;
 
-        if (c->head.head_len == 0) {
-            rc = gg_http_parse_head(&c->head, buf, gg_buf_len(&c->in));
+        if (c->head->head_len == 0) {
+            rc = gg_http_parse_head(c->head, buf, gg_buf_len(&c->in));
         }
 
         if (rc == GG_HTTP_AGAIN) {
@@ -105,7 +110,7 @@ ga_serve(ga_conn_t *c)
         }
 
         if (rc == GG_HTTP_INVALID) {
-            used = c->head.invalid_at - 1;
+            used = c->head->invalid_at - 1;
 
             ga_log(GA_WARN, "request refused (400): byte 0x%02x at offset "
                    "%zu of its head is not allowed in a header field",
@@ -126,7 +131,7 @@ ga_serve(ga_conn_t *c)
 
         body = 0;
 
-        if (c->head.chunked) {
+        if (c->head->chunked) {
             rc = ga_serve_chunked(c, buf, &body);
 
             if (rc == GG_HTTP_AGAIN) {
@@ -148,9 +153,9 @@ ga_serve(ga_conn_t *c)
                 return ga_serve_broken(c, rc, "malformed chunked body");
             }
 
-        } else if (c->head.content_length > GA_REQUEST_MAX) {
+        } else if (c->head->content_length > GA_REQUEST_MAX) {
             ga_log(GA_WARN, "request refused (413): Content-Length %lld "
-                   "over %d", (long long) c->head.content_length,
+                   "over %d", (long long) c->head->content_length,
                    GA_REQUEST_MAX);
 
             if (ga_serve_refuse(c, 413) != 0) {
@@ -159,10 +164,10 @@ ga_serve(ga_conn_t *c)
 
             continue;
 
-        } else if (c->head.content_length > 0) {
-            body = (size_t) c->head.content_length;
+        } else if (c->head->content_length > 0) {
+            body = (size_t) c->head->content_length;
 
-            if (gg_buf_len(&c->in) - c->head.head_len < body) {
+            if (gg_buf_len(&c->in) - c->head->head_len < body) {
 
                 if (body < GA_BODY_STREAM) {
                     return 0;
@@ -171,12 +176,12 @@ ga_serve(ga_conn_t *c)
                 /* an upload: what came so far goes now, the rest as it
                    comes (ga_relay_body) */
                 c->relay.body_left = body - (gg_buf_len(&c->in)
-                                             - c->head.head_len);
+                                             - c->head->head_len);
                 body -= c->relay.body_left;
             }
         }
 
-        total = c->head.head_len + body;
+        total = c->head->head_len + body;
 
         c->requests++;
         c->gw->flaps = 0;
@@ -184,9 +189,9 @@ ga_serve(ga_conn_t *c)
         (void) gg_timer_add(&ga_agent.loop, &c->timer,
                             ga_agent.conf.idle_timeout * 1000000ULL);
 
-        if (gpugate_tunnel_is_ping(&c->head, buf)) {
+        if (gpugate_tunnel_is_ping(c->head, buf)) {
             gg_buf_consume(&c->in, total);
-            gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+            gg_http_head_init(c->head, 0, GA_REQUEST_HEAD_MAX);
 
             if (ga_serve_pong(c) != 0) {
                 return -1;
@@ -197,7 +202,7 @@ ga_serve(ga_conn_t *c)
 
         if (rt->inflight >= rt->conf->capacity) {
             gg_buf_consume(&c->in, total);
-            gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+            gg_http_head_init(c->head, 0, GA_REQUEST_HEAD_MAX);
 
             if (ga_answer(c, 503, "agent_busy", "agent at capacity") != 0) {
                 return -1;
@@ -256,10 +261,10 @@ ga_serve_chunked(ga_conn_t *c, const char *buf, size_t *body)
     used = 0;
     rc = GG_HTTP_AGAIN;
 
-    while (c->head.head_len + used < gg_buf_len(&c->in)) {
-        n = gg_buf_len(&c->in) - c->head.head_len - used;
+    while (c->head->head_len + used < gg_buf_len(&c->in)) {
+        n = gg_buf_len(&c->in) - c->head->head_len - used;
         n = n > sizeof(scratch) ? sizeof(scratch) : n;
-        memcpy(scratch, buf + c->head.head_len + used, n);
+        memcpy(scratch, buf + c->head->head_len + used, n);
 
         rc = gg_http_parse_chunked(&ck, scratch, n, scratch, &k, &out_len);
         used += k;
@@ -289,16 +294,16 @@ ga_serve_refuse(ga_conn_t *c, int status)
 
     c->relay.refuse = status;
     c->relay.skipping = 1;
-    c->relay.skip_chunked = c->head.chunked;
-    c->relay.skip = c->head.content_length > 0
-                    ? (uint64_t) c->head.content_length : 0;
+    c->relay.skip_chunked = c->head->chunked;
+    c->relay.skip = c->head->content_length > 0
+                    ? (uint64_t) c->head->content_length : 0;
 
     if (c->relay.skip_chunked) {
         gg_http_chunked_init(&c->relay.skipck, UINT64_MAX);
     }
 
-    gg_buf_consume(&c->in, c->head.head_len);
-    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+    gg_buf_consume(&c->in, c->head->head_len);
+    gg_http_head_init(c->head, 0, GA_REQUEST_HEAD_MAX);
 
     ga_log(GA_DEBUG, "refused request: dropping its body, then %d", status);
 
@@ -442,7 +447,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     keepalive = ga_runtime_keepalive(c->gw->rt) != 0;
 
     /* room for the most it can take: the head is walked once, to fill */
-    n = gpugate_tunnel_relay_max(&c->head, strlen(host));
+    n = gpugate_tunnel_relay_max(c->head, strlen(host));
 
     for ( ;; ) {
         if (gg_buf_reserve(&c->relay.out, n + body) != 0) {
@@ -451,7 +456,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
 
         n = gpugate_tunnel_relay_request(gg_buf_last(&c->relay.out),
                                          gg_buf_room(&c->relay.out),
-                                         &c->head, buf, host, keepalive);
+                                         c->head, buf, host, keepalive);
 
         if (n <= gg_buf_room(&c->relay.out)) {
             break;
@@ -463,12 +468,12 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
     c->relay.out.end += n;
     ga_trace_start(c, buf);
 
-    if (gg_buf_append(&c->relay.out, buf + c->head.head_len, body) != 0) {
+    if (gg_buf_append(&c->relay.out, buf + c->head->head_len, body) != 0) {
         return -1;
     }
 
-    c->relay.head_req = (c->head.method_len == 4
-                         && memcmp(buf + c->head.method, "HEAD", 4) == 0);
+    c->relay.head_req = (c->head->method_len == 4
+                         && memcmp(buf + c->head->method, "HEAD", 4) == 0);
 
     gg_buf_consume(&c->in, total);
 
@@ -477,7 +482,7 @@ ga_relay_start(ga_conn_t *c, size_t body, size_t total)
      * runtime's answer now, and the next request only after it
      * (ga_relay_end()); two would cost 2.2 KiB per parked tunnel.
      */
-    gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
+    gg_http_head_init(c->head, 1, GA_HEAD_MAX);
 
     c->state = GA_RELAY;
     c->worker->idle--;
@@ -741,25 +746,25 @@ ga_relay_head(ga_conn_t *c, const char *buf)
 {
     size_t  n;
 
-    c->relay.frame = gpugate_tunnel_answer_frame(&c->head,
+    c->relay.frame = gpugate_tunnel_answer_frame(c->head,
                                                  c->relay.head_req);
 
     if (c->relay.frame == GPUGATE_TUNNEL_FRAME_CHUNKED) {
         gg_http_chunked_init(&c->relay.chunk, UINT64_MAX);
 
     } else if (c->relay.frame == GPUGATE_TUNNEL_FRAME_LENGTH) {
-        c->relay.left = c->head.content_length;
+        c->relay.left = c->head->content_length;
     }
 
-    if (!c->head.keep_alive
+    if (!c->head->keep_alive
         || c->relay.frame == GPUGATE_TUNNEL_FRAME_CLOSE
-        || c->head.status == 101)
+        || c->head->status == 101)
     {
         c->relay.keep = 0;
     }
 
     /* as in ga_relay_start(): room for the most, one walk to fill */
-    n = gpugate_tunnel_relay_max(&c->head, 0);
+    n = gpugate_tunnel_relay_max(c->head, 0);
 
     for ( ;; ) {
         if (gg_buf_reserve(&c->out, n) != 0) {
@@ -769,7 +774,7 @@ ga_relay_head(ga_conn_t *c, const char *buf)
 
         n = gpugate_tunnel_relay_answer(gg_buf_last(&c->out),
                                         gg_buf_room(&c->out),
-                                        &c->head, buf, c->relay.frame);
+                                        c->head, buf, c->relay.frame);
 
         if (n <= gg_buf_room(&c->out)) {
             break;
@@ -778,12 +783,12 @@ ga_relay_head(ga_conn_t *c, const char *buf)
 
     c->out.end += n;
 
-    gg_buf_consume(&c->relay.in, c->head.head_len);
+    gg_buf_consume(&c->relay.in, c->head->head_len);
     c->relay.head_done = 1;
     ga_trace_first_byte(c);
 
     ga_log(GA_DEBUG, "runtime \"%s\" answered %d, body %s",
-           c->gw->rt->conf->name, c->head.status,
+           c->gw->rt->conf->name, c->head->status,
            ga_relay_frames[c->relay.frame]);
 
     return 0;
@@ -806,7 +811,7 @@ ga_relay_response(ga_conn_t *c, int eof)
 
     while (!c->relay.head_done) {
         buf = gg_buf_pos(&c->relay.in);
-        rc = gg_http_parse_head(&c->head, buf, gg_buf_len(&c->relay.in));
+        rc = gg_http_parse_head(c->head, buf, gg_buf_len(&c->relay.in));
 
         if (rc == GG_HTTP_AGAIN) {
             if (eof) {
@@ -826,12 +831,12 @@ ga_relay_response(ga_conn_t *c, int eof)
             return 0;
         }
 
-        if (c->head.status >= 100 && c->head.status < 200
-            && c->head.status != 101)
+        if (c->head->status >= 100 && c->head->status < 200
+            && c->head->status != 101)
         {
             /* interim (103 Early Hints): the final head follows */
-            gg_buf_consume(&c->relay.in, c->head.head_len);
-            gg_http_head_init(&c->head, 1, GA_HEAD_MAX);
+            gg_buf_consume(&c->relay.in, c->head->head_len);
+            gg_http_head_init(c->head, 1, GA_HEAD_MAX);
             continue;
         }
 
@@ -966,7 +971,7 @@ ga_relay_end(ga_conn_t *c, int clean)
     }
 
     /* the parser goes back to requests: ga_serve() reads the next one */
-    gg_http_head_init(&c->head, 0, GA_REQUEST_HEAD_MAX);
+    gg_http_head_init(c->head, 0, GA_REQUEST_HEAD_MAX);
 
     /* a parked tunnel holds no buffers: 1,000 of them are cheap */
     gg_buf_free(&c->relay.in);

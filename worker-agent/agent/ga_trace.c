@@ -167,7 +167,7 @@ ga_trace_start(ga_conn_t *c, const char *buf)
     sp = &c->relay.trace;
     sp->active = 0;
 
-    hd = gg_http_find_header(&c->head, buf, "traceparent");
+    hd = gg_http_find_header(c->head, buf, "traceparent");
 
     if (hd == NULL || hd->value_len != GPUGATE_TRACEPARENT_LEN
         || gpugate_traceparent_parse(buf + hd->value, hd->value_len, &tc)
@@ -216,7 +216,7 @@ ga_trace_first_byte(ga_conn_t *c)
 {
     if (c->relay.trace.active && c->relay.trace.ttfb_us == 0) {
         c->relay.trace.ttfb_us = gg_time_us() - c->relay.trace.start_us;
-        c->relay.trace.status = c->head.status;
+        c->relay.trace.status = c->head->status;
         ga_log(GA_DEBUG, "runtime \"%s\": first byte after %llu us",
                c->gw->rt->conf->name,
                (unsigned long long) c->relay.trace.ttfb_us);
