@@ -303,7 +303,7 @@ $port = $ngx->port;
     # Redis does not answer: the tool says so (exit 3), the revocation
     # stands in PostgreSQL
     my $dead = free_port();
-    my $out = `'$tool' --dsn '$dsn' --redis 127.0.0.1:$dead --timeout 2 agent-revoke sec-rev2 2>&1`;
+    my $out = `'$tool' --dsn '$dsn' --redis 127.0.0.1:$dead --timeout 10 agent-revoke sec-rev2 2>&1`;
     is($? >> 8, 3, 'agent-revoke with Redis down: exit 3');
     like($out, qr/revoked in PostgreSQL, but the Redis publish failed.*recheck/s,
          '... saying the tunnels close within the recheck period');
