@@ -1,6 +1,6 @@
 # The operator console in a real browser (issue 20): Debian's chromium,
-# headless, driven over the DevTools protocol by the small WebSocket
-# client below, against a real stack (nginx, PostgreSQL, Redis, the mock
+# headless, driven over the DevTools protocol by t/support/GpugateCdp.pm's
+# WebSocket client, against a real stack (nginx, PostgreSQL, Redis, the mock
 # runtime, a gpugate-agent, and a second agent whose telemetry names a
 # GPU "<img src=x onerror=alert(1)>").  It logs in with an admin
 # credential, sees the agents and GPUs (the markup shown as text: no img
@@ -26,21 +26,17 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/support";
 
-use Digest::SHA ();
 use File::Copy qw(copy);
 use File::Temp qw(tempdir);
-use IO::Select;
-use IO::Socket::INET;
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64 decode_base64);
-use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
 use GpugateAdmin qw(admin);
-use GpugateTest qw(start_nginx http_request http_read http_send psql
-                   wait_until env_or_skip make_key make_agent
-                   tunnel_connect);
+use GpugateCdp qw(cdp_start cdp_stop cdp cdp_drain_events js js_until
+                  screenshot);
+use GpugateTest qw(start_nginx http_read http_send psql wait_until
+                   env_or_skip make_key make_agent tunnel_connect);
 use GpugateAgents qw(agent_bin start_mock start_agent agent_instances
                      adopt);
 
@@ -166,206 +162,27 @@ if ($traffic == 0) {
 }
 adopt($traffic, 'traffic');
 
-# --- a DevTools protocol client (RFC 6455 client frames, masked) -----------
-
-sub ws_connect {
-    my ($url) = @_;
-    my ($host, $path) = $url =~ m{^ws://([^/]+)(/.*)$} or die "bad $url\n";
-    my $s = IO::Socket::INET->new(PeerAddr => $host, Timeout => 5)
-        or die "connect $host: $!\n";
-    binmode $s;
-    my $key = encode_base64(join('', map { chr int rand 256 } 1 .. 16), '');
-    print $s "GET $path HTTP/1.1\r\nHost: $host\r\nUpgrade: websocket\r\n"
-           . "Connection: Upgrade\r\nSec-WebSocket-Key: $key\r\n"
-           . "Sec-WebSocket-Version: 13\r\n\r\n";
-    my $head = '';
-    while ($head !~ /\r\n\r\n/) {
-        sysread($s, $head, 1, length $head) or die "ws: closed\n";
-    }
-    my $want = encode_base64(Digest::SHA::sha1(
-        $key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), '');
-    $head =~ m{^HTTP/1\.1 101} && $head =~ /Sec-WebSocket-Accept: \Q$want\E/i
-        or die "ws: no upgrade: $head\n";
-    return { s => $s, id => 0, events => [], alerts => [], errors => [] };
-}
-
-sub ws_send {
-    my ($c, $text) = @_;
-    my $len = length $text;
-    my $hdr = chr(0x81);
-    $hdr .= $len < 126 ? chr(0x80 | $len)
-          : $len < 65536 ? chr(0x80 | 126) . pack('n', $len)
-          : chr(0x80 | 127) . pack('Q>', $len);
-    my $mask = join '', map { chr int rand 256 } 1 .. 4;
-    my $body = $text ^ (substr($mask x (int($len / 4) + 1), 0, $len));
-    my $out = $hdr . $mask . $body;
-    while (length $out) {
-        my $n = syswrite($c->{s}, $out) // die "ws write: $!\n";
-        substr($out, 0, $n) = '';
-    }
-}
-
-sub ws_read_n {
-    my ($c, $n, $deadline) = @_;
-    my $buf = '';
-    my $sel = IO::Select->new($c->{s});
-    while (length $buf < $n) {
-        my $left = $deadline - time;
-        die "ws: timeout\n" if $left <= 0 || !$sel->can_read($left);
-        sysread($c->{s}, $buf, $n - length $buf, length $buf)
-            or die "ws: closed\n";
-    }
-    return $buf;
-}
-
-# one whole message (continuations joined), or dies at the deadline
-sub ws_recv {
-    my ($c, $deadline) = @_;
-    my $msg = '';
-    while (1) {
-        my ($b0, $b1) = unpack 'CC', ws_read_n($c, 2, $deadline);
-        my $len = $b1 & 0x7f;
-        $len = unpack 'n', ws_read_n($c, 2, $deadline) if $len == 126;
-        $len = unpack 'Q>', ws_read_n($c, 8, $deadline) if $len == 127;
-        my $data = $len ? ws_read_n($c, $len, $deadline) : '';
-        my $op = $b0 & 0x0f;
-        next if $op == 0x9 || $op == 0xa;          # ping, pong
-        die "ws: closed by chromium\n" if $op == 0x8;
-        $msg .= $data;
-        return $msg if $b0 & 0x80;
-    }
-}
-
-# handles an event: dialogs (confirm accepted, any other one recorded
-# and dismissed), exceptions and console errors recorded
-sub cdp_event {
-    my ($c, $m) = @_;
-    my $p = $m->{params} || {};
-    if ($m->{method} eq 'Page.javascriptDialogOpening') {
-        push @{ $c->{alerts} }, "$p->{type}: $p->{message}"
-            unless $p->{type} eq 'confirm';
-        $c->{id}++;
-        ws_send($c, $json->encode({ id => $c->{id},
-            method => 'Page.handleJavaScriptDialog',
-            params => { accept => $p->{type} eq 'confirm'
-                                  ? JSON::PP::true : JSON::PP::false } }));
-    } elsif ($m->{method} eq 'Runtime.exceptionThrown') {
-        push @{ $c->{errors} },
-            $p->{exceptionDetails}{exception}{description}
-            // $p->{exceptionDetails}{text};
-    } elsif ($m->{method} eq 'Log.entryAdded'
-             && ($p->{entry}{level} // '') eq 'error') {
-        push @{ $c->{errors} }, $p->{entry}{text};
-    }
-}
-
-sub cdp {
-    my ($c, $method, $params) = @_;
-    my $id = ++$c->{id};
-    ws_send($c, $json->encode({ id => $id, method => $method,
-                                params => $params || {} }));
-    my $deadline = time + 15;
-    while (1) {
-        my $m = $json->decode(ws_recv($c, $deadline));
-        if (defined $m->{id}) {
-            next if $m->{id} != $id;
-            die "$method: $m->{error}{message}\n" if $m->{error};
-            return $m->{result};
-        }
-        cdp_event($c, $m);
-    }
-}
-
-# lets events in for a moment (nothing to wait for but them)
-sub cdp_drain_events {
-    my ($c) = @_;
-    my $sel = IO::Select->new($c->{s});
-    while ($sel->can_read(0.05)) {
-        cdp_event($c, $json->decode(ws_recv($c, time + 5)));
-    }
-}
-
-sub js {
-    my ($c, $expr) = @_;
-    my $r = cdp($c, 'Runtime.evaluate', { expression => $expr,
-                                          returnByValue => JSON::PP::true,
-                                          awaitPromise => JSON::PP::true });
-    die "js: $r->{exceptionDetails}{text}\n" if $r->{exceptionDetails};
-    return $r->{result}{value};
-}
-
-sub js_until {
-    my ($c, $secs, $expr) = @_;
-    return wait_until($secs, sub {
-        cdp_drain_events($c);
-        my $v = eval { js($c, $expr) };
-        diag "js: $@" if $@ && $ENV{TEST_VERBOSE};
-        $v;
-    });
-}
-
 my @shots;
 
-# screenshot(NAME, SELECTOR): the element (the page if none) as a PNG in
-# the temp dir and in GPUGATE_SCREENSHOTS
-sub screenshot {
+# shot(CLIENT, NAME, SELECTOR): the element as a PNG in the temp dir and
+# in GPUGATE_SCREENSHOTS; returns its size
+sub shot {
     my ($c, $name, $sel) = @_;
-    my $rect = js($c, "(function () { var e = document.querySelector("
-        . $json->encode($sel) . "); var r = e.getBoundingClientRect();"
-        . " return [r.left + scrollX, r.top + scrollY, r.width, r.height];"
-        . " })()");
-    my $r = cdp($c, 'Page.captureScreenshot', {
-        format => 'png', captureBeyondViewport => JSON::PP::true,
-        clip => { x => $rect->[0], y => $rect->[1], width => $rect->[2],
-                  height => $rect->[3], scale => 1 } });
     my $file = "$dir/console-$name.png";
-    open my $f, '>:raw', $file or die "$file: $!\n";
-    print $f decode_base64($r->{data});
-    close $f;
+    my $size = screenshot($c, $file, $sel);
     push @shots, $file;
     if (my $out = $ENV{GPUGATE_SCREENSHOTS}) {
         copy($file, "$out/console-$name.png") or die "copy: $!\n";
     }
-    return -s $file;
+    return $size;
 }
 
 # --- the browser ------------------------------------------------------------
 
 my $t_browser = time;
-my $profile = "$dir/chromium";
-mkdir $profile;
-my $browser = fork // die "fork: $!";
-if ($browser == 0) {
-    open STDOUT, '>', "$dir/chromium.log";
-    open STDERR, '>&', \*STDOUT;
-    POSIX::setsid();
-    { exec $chromium, '--headless=new', '--no-sandbox', '--disable-gpu',
-         '--no-first-run', '--no-default-browser-check',
-         '--disable-extensions', '--disable-dev-shm-usage',
-         '--remote-debugging-address=127.0.0.1',
-         '--remote-debugging-port=0', "--user-data-dir=$profile",
-         '--window-size=1280,900', 'about:blank' }
-    POSIX::_exit(127);
-}
-adopt($browser, 'chromium');
-
-my $devport;
-ok(wait_until(20, sub {
-       open my $f, '<', "$profile/DevToolsActivePort" or return;
-       my $line = <$f> // return;
-       ($devport) = $line =~ /^(\d+)/;
-       $devport;
-   }), 'chromium started headless') or diag `tail -5 $dir/chromium.log`;
-
-my $targets = $json->decode(http_request($devport, 'GET', '/json/list',
-                                         {}, '')->{body} || '[]');
-my ($page) = grep { $_->{type} eq 'page' } @$targets;
-# the address chromium puts in the URL follows the Host header sent
-(my $ws = $page->{webSocketDebuggerUrl}) =~ s{^ws://[^/]+}{ws://127.0.0.1:$devport};
-my $c = ws_connect($ws);
-cdp($c, $_) for qw(Page.enable Runtime.enable Log.enable);
-cdp($c, 'Emulation.setDeviceMetricsOverride', { width => 1200,
-    height => 900, deviceScaleFactor => 1, mobile => JSON::PP::false });
+my $c = cdp_start($chromium, $dir);
+ok($c, 'chromium started headless')
+    or die 'no DevTools: ' . `tail -5 $dir/chromium.log`;
 
 # --- log in -------------------------------------------------------------
 
@@ -419,7 +236,7 @@ ok(js_until($c, 10 + 2 * $polls,
                . " + document.body.getAttribute('data-polls') })");
 ok(js($c, "document.querySelector('#models tbody').textContent"
         . ".indexOf('mock-model') >= 0"), 'the traffic table names the model');
-ok(screenshot($c, 'overview', 'body') > 1000, 'screenshot: overview');
+ok(shot($c, 'overview', 'body') > 1000, 'screenshot: overview');
 
 # --- create a key, use it, revoke it ----------------------------------------
 
@@ -440,7 +257,7 @@ ok(js_until($c, 10, "!!document.querySelector('#keys tr[data-key=\"$kid\"]')"),
 is(js($c, "document.querySelector('#keys tr[data-key=\"$kid\"] td:nth-child(4)')"
         . ".textContent"), $evil, 'its markup name shown as text');
 is(js($c, "document.querySelectorAll('img').length"), 0, 'still no img');
-ok(screenshot($c, 'keys', '#sec-keys') > 1000, 'screenshot: keys');
+ok(shot($c, 'keys', '#sec-keys') > 1000, 'screenshot: keys');
 
 {
     my $r = http_read(chat($key), 10);
@@ -476,7 +293,7 @@ ok(wait_until(5, sub {
        my @i = agent_instances($port, $gpu_a);
        @i && $i[0]{drained};
    }), 'and the registry has it drained');
-ok(screenshot($c, 'agents', '#sec-agents') > 1000, 'screenshot: agents');
+ok(shot($c, 'agents', '#sec-agents') > 1000, 'screenshot: agents');
 
 cdp_drain_events($c);
 is_deeply($c->{alerts}, [], 'no alert or other dialog but the confirms');
@@ -495,8 +312,8 @@ for (@shots) {
 }
 
 kill 'TERM', $traffic;
-kill 'TERM', -$browser;
-waitpid $_, 0 for $traffic, $browser;
+waitpid $traffic, 0;
+cdp_stop($c);
 close $tun;
 $agent->stop;
 diag sprintf 'browser part: %.1f s', time - $t_browser;

@@ -2,16 +2,19 @@ package GpugateCdp;
 
 # Headless chromium driven over the DevTools protocol, for the console
 # tests: a small WebSocket client (RFC 6455 client frames, masked), the
-# protocol's calls, and JavaScript evaluated in the page.  The same
-# client as t/097-console-browser.t's, shared from here by t/099.
+# protocol's calls, and JavaScript evaluated in the page.  Used by
+# t/097-console-browser.t and t/099-console-priority.t.
 #
 #   my $c = cdp_start($chromium, $dir);    # the page's client
 #   cdp($c, 'Page.navigate', { url => ... });
 #   js($c, 'EXPR'); js_until($c, SECS, 'EXPR');
+#   screenshot($c, FILE, 'SELECTOR');
 #   cdp_stop($c);
 #
 # Dialogs: a confirm is accepted, any other is dismissed and recorded in
 # $c->{alerts}; script exceptions and console errors go to $c->{errors}.
+# A chromium still running when the test ends (it died before cdp_stop)
+# is ended then.
 
 use strict;
 use warnings;
@@ -21,16 +24,22 @@ use Exporter qw(import);
 use IO::Select;
 use IO::Socket::INET;
 use JSON::PP ();
-use MIME::Base64 qw(encode_base64);
+use MIME::Base64 qw(encode_base64 decode_base64);
 use POSIX ();
 use Test::More ();
 use Time::HiRes qw(time);
 
 use GpugateTest qw(http_request wait_until);
 
-our @EXPORT_OK = qw(cdp_start cdp_stop cdp cdp_drain_events js js_until);
+our @EXPORT_OK = qw(cdp_start cdp_stop cdp cdp_drain_events js js_until
+                    screenshot);
 
 my $json = JSON::PP->new->utf8->canonical;
+
+# the chromiums started and not yet stopped, for the END below; only the
+# process that loaded this module ends them (a forked child runs END too)
+my %browsers;
+my $owner = $$;
 
 
 sub ws_connect {
@@ -188,6 +197,7 @@ sub cdp_start {
              '--window-size=1280,900', 'about:blank' }
         POSIX::_exit(127);
     }
+    $browsers{$pid} = 1;
 
     my $devport;
     wait_until(20, sub {
@@ -195,7 +205,12 @@ sub cdp_start {
         my $line = <$f> // return;
         ($devport) = $line =~ /^(\d+)/;
         $devport;
-    }) or do { kill 'TERM', -$pid; waitpid $pid, 0; return undef };
+    }) or do {
+        kill 'TERM', -$pid;
+        waitpid $pid, 0;
+        delete $browsers{$pid};
+        return undef;
+    };
 
     my $targets = $json->decode(http_request($devport, 'GET', '/json/list',
                                              {}, '')->{body} || '[]');
@@ -218,7 +233,36 @@ sub cdp_stop {
     close $c->{s};
     kill 'TERM', -$c->{pid};
     waitpid $c->{pid}, 0;
+    delete $browsers{ $c->{pid} };
     delete $c->{pid};
+}
+
+# screenshot(CLIENT, FILE, SELECTOR): the element SELECTOR (its whole box,
+# beyond the viewport too) as a PNG in FILE; returns the file's size
+sub screenshot {
+    my ($c, $file, $sel) = @_;
+    my $rect = js($c, "(function () { var e = document.querySelector("
+        . $json->encode($sel) . "); var r = e.getBoundingClientRect();"
+        . " return [r.left + scrollX, r.top + scrollY, r.width, r.height];"
+        . " })()");
+    my $r = cdp($c, 'Page.captureScreenshot', {
+        format => 'png', captureBeyondViewport => JSON::PP::true,
+        clip => { x => $rect->[0], y => $rect->[1], width => $rect->[2],
+                  height => $rect->[3], scale => 1 } });
+    open my $f, '>:raw', $file or die "$file: $!\n";
+    print $f decode_base64($r->{data});
+    close $f;
+    return -s $file;
+}
+
+END {
+    return unless $$ == $owner;
+    local $?;
+    for my $pid (keys %browsers) {
+        kill 'TERM', -$pid;
+        wait_until(5, sub { waitpid($pid, POSIX::WNOHANG()) != 0 })
+            or do { kill 'KILL', -$pid; waitpid $pid, 0 };
+    }
 }
 
 1;
