@@ -29,6 +29,7 @@
   var state = {
     cred: null,
     role: null,
+    tenant: null,                /* whoami's tenant: a tenant admin */
     timer: null,
     polls: 0,
     prev: null,                  /* last metrics sample {t, m} */
@@ -125,7 +126,10 @@
     return api('GET', 'whoami').then(function (me) {
       sessionStorage.setItem(STORE, cred);
       state.role = me.role;
-      $('who-name').textContent = me.name + ' (' + me.role + ')';
+      /* a tenant admin (sql/011): its tenant's keys and usage only */
+      state.tenant = me.tenant || null;
+      $('who-name').textContent = me.name + ' (' + me.role
+        + (state.tenant ? ', tenant ' + state.tenant : '') + ')';
       $('login').hidden = true;
       $('dash').hidden = false;
       $('who').hidden = false;
@@ -582,7 +586,8 @@
   function refresh() {
     var since = new Date(Date.now() - 86400000).toISOString(), jobs;
     if (!state.cred) { return Promise.resolve(); }
-    jobs = [
+    /* agents, GPUs and pools are the operator's (403 to a tenant admin) */
+    jobs = state.tenant ? [] : [
       api('GET', 'agents?limit=500').then(onAgents),
       request('GET', STATUS).then(onStatus),
       request('GET', METRICS).then(onMetrics)
