@@ -276,7 +276,30 @@ is($s, 200, "the operator reads B's job");
 ($s, $d) = call($adm_b, 'GET', 'batches');
 is_deeply([ $s, batch_ids($d) ], [ 200, [ $job{b} ] ], 'B sees its job');
 
-# --- 6. audit, revocation ----------------------------------------------------------
+# --- 6. 011 applied again alone; what the gateway may call -------------------
+
+{
+    local $ENV{PGOPTIONS} = '-c client_min_messages=warning';
+    my $pg = $ENV{TEST_NGINX_PG_PORT};
+    is(system("psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $pg -U gpugate"
+              . " -d gpugate -f $FindBin::Bin/../sql/011_tenant_admins.sql"
+              . " >/dev/null"), 0, 'sql/011 applies again');
+}
+($s) = call($adm_a, 'GET', "keys/$kb_id");
+is($s, 404, "... and B's key is still 404 for A");
+($s) = call($op, 'GET', "keys/$kb_id");
+is($s, 200, '... and 200 for the operator');
+is(psql("SELECT string_agg(p.proname || ' '"
+        . " || has_function_privilege('gpugate_gateway', p.oid, 'EXECUTE'),"
+        . " ',' ORDER BY p.proname) FROM pg_proc p"
+        . " WHERE p.proname ~ '^gpugate_admin_.*_unscoped\$'"
+        . " AND has_function_privilege('gpugate_gateway', p.oid,"
+        . " 'EXECUTE')"), '',
+   'the gateway may call no unscoped function');
+is(psql("SELECT count(*) FROM pg_proc p WHERE p.proname ~"
+        . " '^gpugate_admin_.*_unscoped\$'"), 19, 'the 19 routes have one');
+
+# --- 7. audit, revocation ----------------------------------------------------------
 
 is(psql("SELECT string_agg(action || ' ' || target, ',' ORDER BY id)"
         . " FROM admin_audit WHERE admin_name = 'ta-$run'"),
