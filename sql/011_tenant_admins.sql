@@ -22,7 +22,9 @@
 --   agents     GPU hosts, drain included, are the operator's: 403.
 --   usage      and batches: forced to its tenant; "tenant" naming any
 --              other is 404 "no such tenant" whether it exists or not.
---   whoami     adds "tenant" (null for an operator).
+--   whoami     adds "tenant" (null for an operator); asked by nginx's
+--              auth_request (the console's /status and /metrics, which
+--              show every tenant's agents) it is 403 for a tenant admin.
 --
 -- How: each route's 004-010 function is renamed <name>_unscoped (the
 -- gateway may no longer call it) and a function of the route's name
@@ -497,7 +499,9 @@ END
 $do$;
 
 
--- GET whoami: 006's, plus "tenant" (null: an operator)
+-- GET whoami: 006's, plus "tenant" (null: an operator).  "arg" is "auth"
+-- when nginx's auth_request asks (the console's /status and /metrics,
+-- every tenant's agents): 403 for a tenant admin.
 CREATE OR REPLACE FUNCTION gpugate_admin_whoami(d bytea, client text,
     arg text, body text, OUT status integer, OUT body_out text,
     OUT inval text)
@@ -509,6 +513,14 @@ BEGIN
     who := gpugate_admin_who(d, false);
     IF who IS NULL THEN
         SELECT * INTO status, body_out, inval FROM gpugate_admin_refusal(d);
+        RETURN;
+    END IF;
+    IF arg = 'auth' AND who.tenant_id IS NOT NULL THEN
+        status := 403;
+        body_out := gpugate_admin_error('the console''s status and metrics '
+                        || 'show every tenant''s agents: for an operator',
+                        'permission_error', 'insufficient_permissions');
+        inval := '';
         RETURN;
     END IF;
     status := 200;

@@ -23,7 +23,8 @@ use JSON::PP ();
 use Test::More;
 
 use GpugateAdmin qw(tool admin);
-use GpugateTest qw(make_key psql env_or_skip);
+use GpugateTest qw(make_key psql env_or_skip start_nginx http_request
+                   free_port);
 use GpugateBatch qw(batch_node api);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
@@ -96,6 +97,39 @@ is_deeply([ $s, @$d{qw(name role tenant)} ], [ 200, "ta-$run", 'admin', $ta ],
 ($s, $d) = call($op, 'GET', 'whoami');
 ok($s == 200 && exists $d->{tenant} && !defined $d->{tenant},
    "whoami: an operator's tenant is null");
+
+# the console's /status and /metrics ask whoami through auth_request: they
+# show every tenant's agents, so an operator's only
+{
+    my $pg = $ENV{TEST_NGINX_PG_PORT};
+    my $cport = free_port();
+    my $cn = start_nginx(port => $cport, http => <<"HTTP", server => <<"SRV");
+    gpugate_auth_zone zone=t118_$$:1m ttl=60s;
+    gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate
+                           dbname=gpugate connect_timeout=5" timeout=10s;
+HTTP
+        location /admin/v1/ {
+            gpugate_admin;
+        }
+        location = /console/status {
+            auth_request /admin/v1/whoami;
+            proxy_pass http://127.0.0.1:$cport/ok;
+        }
+        location = /ok {
+            return 200 "ok\n";
+        }
+SRV
+    my %want = (operator => [ $op, 200 ], "A's admin" => [ $adm_a, 403 ],
+                "A's read admin" => [ $ro_a, 403 ], nobody => [ 'x', 401 ]);
+    for my $who (sort keys %want) {
+        my $r = http_request($cport, 'GET', '/console/status',
+                             { Authorization => "Bearer $want{$who}[0]" });
+        is($r->{status}, $want{$who}[1],
+           "the console's status for $who: $want{$who}[1]");
+    }
+    my ($r, $me) = api($cport, $adm_a, 'GET', '/admin/v1/whoami');
+    is($r->{status}, 200, "... while A's own whoami answers");
+}
 
 # --- 3. keys -----------------------------------------------------------------
 

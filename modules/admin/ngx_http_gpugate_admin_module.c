@@ -484,6 +484,21 @@ ngx_http_gpugate_admin_handler(ngx_http_request_t *r)
         ngx_memcpy(op->arg, id.data, id.len);
     }
 
+    /*
+     * whoami asked by auth_request guards the console's /status and
+     * /metrics, which show every tenant's agents: "auth" makes it refuse
+     * a tenant admin (sql/011_tenant_admins.sql)
+     */
+    if (r != r->main && found->family.len == sizeof("whoami") - 1
+        && ngx_strncmp(found->family.data, "whoami", found->family.len)
+           == 0)
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "gpugate admin: whoami for a subrequest: "
+                       "operators only");
+        (void) ngx_cpystrn(op->arg, (u_char *) "auth", sizeof(op->arg));
+    }
+
     if (r->method & (NGX_HTTP_POST|NGX_HTTP_PATCH)) {
         r->request_body_in_single_buf = 1;
 
