@@ -33,7 +33,8 @@
 -- do not change, and 403/404 come before anything is read or written
 -- (a refusal writes no audit row, as before; what passes is audited by
 -- the unscoped function under the tenant admin's name).  A later
--- migration that changes a route redefines its _unscoped function.
+-- migration that changes a route redefines its _unscoped function (one
+-- that replaced the route's function would drop the scope: t/118 fails).
 --
 -- Idempotent with the suite's "apply every file in order": the rename
 -- is done only when the route's function is not this file's wrapper
