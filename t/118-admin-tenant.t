@@ -33,7 +33,7 @@ env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
 my $run = sprintf 't118-%x', $$;
 my ($ta, $tb) = ("$run-a", "$run-b");
 
-# --- 1. credentials ---------------------------------------------------------
+# --- 1. credentials ----------------------------------------------------------
 
 my ($ka, $ka_id) = make_key($ta, name => 'a1');
 my ($ka2, $ka2_id) = make_key($ta, name => 'a2');
@@ -212,7 +212,7 @@ is_deeply([ $s, $d->{replaces} ], [ 201, $ka3_id ], "A rotates A's key");
 ($s, $d) = call($adm_a, 'DELETE', "keys/$ka4_id");
 ok($s == 200 && defined $d->{revoked_at}, "A revokes A's key");
 
-# --- 4. tenants, agents --------------------------------------------------------
+# --- 4. tenants, agents ------------------------------------------------------
 
 ($s, $d) = call($adm_a, 'GET', 'tenants');
 is_deeply([ $s, ids($d), $d->{has_more} ? 1 : 0 ], [ 200, [ $ida ], 0 ],
@@ -264,7 +264,7 @@ is(psql("SELECT count(*) FROM agents WHERE name LIKE '$run-%'"
         . " AND revoked_at IS NULL AND drained_at IS NULL"), 1,
    'agents untouched');
 
-# --- 5. usage, batches -----------------------------------------------------------
+# --- 5. usage, batches -------------------------------------------------------
 
 psql("INSERT INTO usage_events (request_id, gateway, api_key_id, tenant_id,"
      . " model, prompt_tokens, completion_tokens, status) VALUES"
@@ -333,7 +333,7 @@ is(psql("SELECT string_agg(p.proname || ' '"
 is(psql("SELECT count(*) FROM pg_proc p WHERE p.proname ~"
         . " '^gpugate_admin_.*_unscoped\$'"), 19, 'the 19 routes have one');
 
-# --- 7. audit, revocation ----------------------------------------------------------
+# --- 7. audit, revocation ----------------------------------------------------
 
 is(psql("SELECT string_agg(action || ' ' || target, ',' ORDER BY id)"
         . " FROM admin_audit WHERE admin_name = 'ta-$run'"),
