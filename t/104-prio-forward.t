@@ -236,9 +236,10 @@ my (undef, $blog) = scale_agent(name => "$run-b", token =>
     make_agent("$run-b"), gateways => [$bn->port], runtime => $mock,
     capacity => 2);
 
-# (job priority, what the runtime gets): the key's default 2 without one,
-# 9 capped at the key's maximum 7
-for my $c ([ 3, 6 ], [ undef, 7 ], [ 9, 2 ]) {
+# (job priority, what the runtime gets): the lowest, 0, without one (the
+# runner sends lines that ask none at 0, docs/batch.md), 9 capped at the
+# key's maximum 7
+for my $c ([ 3, 6 ], [ undef, 9 ], [ 9, 2 ]) {
     my ($prio, $want) = @$c;
     my $mark = -s $mock_log;
     my ($r, $j) = api($bn->port, $key, 'POST', '/v1/jobs',
