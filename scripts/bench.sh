@@ -40,7 +40,12 @@
 #                over OTLP/HTTP to a local collector), full (the gateway
 #                exactly as scripts/run.sh configures it, TLS tunnel and
 #                agent included, vs plain proxy_pass: CPU per request of
-#                nginx, the agent, PostgreSQL and Redis)
+#                nginx, the agent, PostgreSQL and Redis), peer (plain
+#                nginx, run.sh's gateway, auth + router, and the Portkey
+#                AI Gateway, which npm installs into build/peer; skipped
+#                without npm: the same mock, 64 connections and 64
+#                streams, CPU per request per process, RSS; see
+#                scripts/bench/peer.sh)
 #   --workers N  nginx worker_processes for every nginx (default 1, which
 #                leaves the second core of a 2-core machine to wrk and the
 #                mock runtime; the comparison is like for like either way)
@@ -56,7 +61,7 @@ GG_SCRIPT=bench
 quick=0
 deps=1
 workers=1
-only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full,cache,batch
+only=auth,overhead,accounting,streaming,tunnel,scale,agent,limits,trace,full,peer,cache,batch
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -64,7 +69,7 @@ while [ $# -gt 0 ]; do
         --no-deps) deps=0 ;;
         --workers) workers=${2:?--workers needs a value}; shift ;;
         --only) only=${2:?--only needs a value}; shift ;;
-        -h|--help) sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,51p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) gg_die "unknown option: $1 (see --help)" ;;
     esac
     shift
@@ -190,14 +195,19 @@ if want trace; then
     . "$GG_ROOT/scripts/bench/trace.sh"
 fi
 
-if want tunnel || want scale || want agent || want profile || want full
+if want tunnel || want scale || want agent || want profile || want full \
+    || want peer
 then
     . "$GG_ROOT/scripts/bench/tunnel.sh"
     . "$GG_ROOT/scripts/bench/profile.sh"
 fi
 
-if want full; then
+if want full || want peer; then
     . "$GG_ROOT/scripts/bench/full.sh"
+fi
+
+if want peer; then
+    . "$GG_ROOT/scripts/bench/peer.sh"
 fi
 
 if want scale; then

@@ -17,6 +17,9 @@
 # Each scenario also reports the CPU time (user + system) each process
 # spent per request: nginx (master and workers), the agent, PostgreSQL
 # (the postmaster and every backend of the bench's server) and Redis.
+#
+# The "peer" group (peer.sh) sources this file too, for the same gateway:
+# without "full" in --only, the gateway is started and the group not run.
 
 full_dir=$tmp/full
 mkdir -p "$full_dir/secrets" "$full_dir/logs" "$full_dir/nginx/conf" \
@@ -110,23 +113,28 @@ full_post() {
         postgres $((p1 - p0)) redis $((r1 - r0))
 }
 
-gg_log "full: run.sh's gateway vs plain proxy_pass, 64 connections," \
-    "$rounds x ${dur}s"
-scenario "plain nginx proxy_pass (limit)" 1 \
-    full_post "$full_plain_port" "$tmp/full-plain/nginx.pid"
-scenario "run.sh's gateway (all on, TLS tunnel)" 0 \
-    full_post "$full_port" "$full_dir/nginx/nginx.pid"
-run_group full
+if want full; then
+    gg_log "full: run.sh's gateway vs plain proxy_pass, 64 connections," \
+        "$rounds x ${dur}s"
+    scenario "plain nginx proxy_pass (limit)" 1 \
+        full_post "$full_plain_port" "$tmp/full-plain/nginx.pid"
+    scenario "run.sh's gateway (all on, TLS tunnel)" 0 \
+        full_post "$full_port" "$full_dir/nginx/nginx.pid"
+    run_group full
 
-# the CPU breakdown, one row: what each process spent per request
-full_row=$(grep '"group":"full","scenario":"run.sh' "$results" | tail -n 1)
-full_note=$(printf '%s' "$full_row" | perl -MJSON::PP -e '
-    my $c = decode_json(scalar <STDIN>)->{result}{cpu_us_per_request};
-    printf "CPU us per request: nginx %.1f, agent %.1f, PostgreSQL %.1f,"
-        . " Redis %.1f", map { $c->{$_} // 0 } qw(nginx agent postgres redis);
-')
-record full "run.sh's gateway: CPU per process" 0 \
-    "{\"note\":\"$full_note\"}"
-gg_log "full: $full_note"
+    # the CPU breakdown, one row: what each process spent per request
+    full_row=$(grep '"group":"full","scenario":"run.sh' "$results" \
+        | tail -n 1)
+    full_note=$(printf '%s' "$full_row" | perl -MJSON::PP -e '
+        my $c = decode_json(scalar <STDIN>)->{result}{cpu_us_per_request};
+        printf "CPU us per request: nginx %.1f, agent %.1f, PostgreSQL %.1f,"
+            . " Redis %.1f",
+            map { $c->{$_} // 0 } qw(nginx agent postgres redis);
+    ')
+    record full "run.sh's gateway: CPU per process" 0 \
+        "{\"note\":\"$full_note\"}"
+    gg_log "full: $full_note"
+fi
 
-kill "$full_agent" 2>/dev/null || true
+# peer.sh relays through this gateway
+want peer || kill "$full_agent" 2>/dev/null || true
