@@ -171,6 +171,48 @@ gpugate_oai_reason(const unsigned char *v, const unsigned char *end,
 
 
 /*
+ * The string q..p (its quotes included) of a chunk that ends at "end": if
+ * a ':' follows, it is a member name, and v[k] or c->reasons take its
+ * value when it is one of gpugate_oai_keys (see gpugate_oai_scan).
+ */
+
+static void
+gpugate_oai_match(const unsigned char *q, const unsigned char *p,
+    const unsigned char *end, const unsigned char **v,
+    gpugate_oai_chunk_t *c)
+{
+    size_t                k, n;
+    const unsigned char  *colon;
+
+    colon = gpugate_oai_ws(p, end);
+
+    if (colon >= end || *colon != ':') {
+        return;
+    }
+
+    n = (size_t) (p - q);
+
+    for (k = 0; k < GPUGATE_OAI_NKEYS; k++) {
+        if (gpugate_oai_keys[k].len != n
+            || memcmp(q, gpugate_oai_keys[k].name, n) != 0)
+        {
+            continue;
+        }
+
+        if (k == GPUGATE_OAI_K_FINISH || k == GPUGATE_OAI_K_STOP) {
+            gpugate_oai_reason(gpugate_oai_ws(colon + 1, end), end,
+                               &c->reasons);
+
+        } else if (v[k] == NULL || k == GPUGATE_OAI_K_USAGE) {
+            v[k] = gpugate_oai_ws(colon + 1, end);
+        }
+
+        return;
+    }
+}
+
+
+/*
  * Sets v[k] to the value of the first member named gpugate_oai_keys[k]
  * anywhere in p..end (the last one for "usage"), or NULL: what
  * gpugate_oai_member() finds for each.  Strings are read whole, so a
@@ -184,8 +226,8 @@ static void
 gpugate_oai_scan(const unsigned char *p, const unsigned char *end,
     const unsigned char **v, gpugate_oai_chunk_t *c)
 {
-    size_t                k, n;
-    const unsigned char  *q, *e, *colon;
+    size_t                k;
+    const unsigned char  *q, *e;
 
     for (k = 0; k < GPUGATE_OAI_NKEYS; k++) {
         v[k] = NULL;
@@ -211,31 +253,7 @@ gpugate_oai_scan(const unsigned char *p, const unsigned char *end,
         }
 
         p = e + 1;
-        colon = gpugate_oai_ws(p, end);
-
-        if (colon >= end || *colon != ':') {
-            continue;
-        }
-
-        n = (size_t) (p - q);
-
-        for (k = 0; k < GPUGATE_OAI_NKEYS; k++) {
-            if (gpugate_oai_keys[k].len != n
-                || memcmp(q, gpugate_oai_keys[k].name, n) != 0)
-            {
-                continue;
-            }
-
-            if (k == GPUGATE_OAI_K_FINISH || k == GPUGATE_OAI_K_STOP) {
-                gpugate_oai_reason(gpugate_oai_ws(colon + 1, end), end,
-                                   &c->reasons);
-
-            } else if (v[k] == NULL || k == GPUGATE_OAI_K_USAGE) {
-                v[k] = gpugate_oai_ws(colon + 1, end);
-            }
-
-            break;
-        }
+        gpugate_oai_match(q, p, end, v, c);
     }
 }
 
@@ -514,11 +532,16 @@ gpugate_oai_response_reason(const unsigned char *inc,
 }
 
 
-void
-gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
+/*
+ * Classification up to the scan: *c cleared, [DONE] and values that are
+ * not objects told; returns the object's '{' to scan, or NULL.
+ */
+
+static const unsigned char *
+gpugate_oai_classify_start(const unsigned char *data, size_t len,
     gpugate_oai_chunk_t *c)
 {
-    const unsigned char  *p, *end, *v, *m[GPUGATE_OAI_NKEYS];
+    const unsigned char  *p, *end;
 
     /* the reasons' strings are only read up to their count */
     memset(c, 0, offsetof(gpugate_oai_chunk_t, reasons));
@@ -533,16 +556,26 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
         && gpugate_oai_ws(p + 6, end) == end)
     {
         c->done = 1;
-        return;
+        return NULL;
     }
 
     if (p >= end || *p != '{') {
-        return;
+        return NULL;
     }
 
     c->parsed = 1;
 
-    gpugate_oai_scan(p, end, m, c);
+    return p;
+}
+
+
+/* classification from the members the scan found in p..end */
+
+static void
+gpugate_oai_classify_end(const unsigned char **m, const unsigned char *p,
+    const unsigned char *end, gpugate_oai_chunk_t *c)
+{
+    const unsigned char  *v;
 
     v = m[GPUGATE_OAI_K_ERROR];
     c->error = (v && v < end && *v == '{');
@@ -596,8 +629,23 @@ gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
 }
 
 
+void
+gpugate_oai_chunk_classify(const unsigned char *data, size_t len,
+    gpugate_oai_chunk_t *c)
+{
+    const unsigned char  *p, *m[GPUGATE_OAI_NKEYS];
+
+    p = gpugate_oai_classify_start(data, len, c);
+
+    if (p) {
+        gpugate_oai_scan(p, data + len, m, c);
+        gpugate_oai_classify_end(m, p, data + len, c);
+    }
+}
+
+
 static unsigned char *gpugate_oai_skip_value(unsigned char *p,
-    unsigned char *end);
+    unsigned char *end, const unsigned char **m, gpugate_oai_chunk_t *c);
 
 
 long long
@@ -624,7 +672,7 @@ gpugate_oai_images_count(const unsigned char *data, size_t len)
     }
 
     for (n = 0; p < end; n++) {
-        p = gpugate_oai_skip_value(p, end);
+        p = gpugate_oai_skip_value(p, end, NULL, NULL);
 
         if (p == NULL) {
             return -1;
@@ -744,10 +792,15 @@ gpugate_oai_skip_string(unsigned char *p, unsigned char *end)
 }
 
 
-/* any value at p: returns just past it, or NULL if it is not one */
+/*
+ * Any value at p: returns just past it, or NULL if it is not one.  With
+ * m, each string in it that is a member name goes to gpugate_oai_match(),
+ * as gpugate_oai_scan() would: the stripper's walk then classifies too.
+ */
 
 static unsigned char *
-gpugate_oai_skip_value(unsigned char *p, unsigned char *end)
+gpugate_oai_skip_value(unsigned char *p, unsigned char *end,
+    const unsigned char **m, gpugate_oai_chunk_t *c)
 {
     unsigned        depth;
     uint64_t        objects;
@@ -785,10 +838,16 @@ gpugate_oai_skip_value(unsigned char *p, unsigned char *end)
         switch (*p) {
 
         case '"':
+            start = p;
             p = gpugate_oai_skip_string(p, end);
             if (p == NULL) {
                 return NULL;
             }
+
+            if (m) {
+                gpugate_oai_match(start, p, end, m, c);
+            }
+
             continue;
 
         case '{':
@@ -825,11 +884,13 @@ gpugate_oai_skip_value(unsigned char *p, unsigned char *end)
 
 /*
  * Walks the object in [p, end): -1 unless it is one object with nothing
- * after it but whitespace.
+ * after it but whitespace.  With m, classifies on the way (see
+ * gpugate_oai_skip_value).
  */
 
 static int
-gpugate_oai_top(unsigned char *p, unsigned char *end, gpugate_oai_top_t *t)
+gpugate_oai_top(unsigned char *p, unsigned char *end, gpugate_oai_top_t *t,
+    const unsigned char **m, gpugate_oai_chunk_t *c)
 {
     size_t          n;
     unsigned char  *name, *v, *comma;
@@ -861,6 +922,10 @@ gpugate_oai_top(unsigned char *p, unsigned char *end, gpugate_oai_top_t *t)
             return -1;
         }
 
+        if (m) {
+            gpugate_oai_match(name, p, end, m, c);
+        }
+
         n = p - name;
         p = (unsigned char *) gpugate_oai_ws(p, end);
 
@@ -869,7 +934,7 @@ gpugate_oai_top(unsigned char *p, unsigned char *end, gpugate_oai_top_t *t)
         }
 
         v = (unsigned char *) gpugate_oai_ws(p + 1, end);
-        p = gpugate_oai_skip_value(v, end);
+        p = gpugate_oai_skip_value(v, end, m, c);
         if (p == NULL) {
             return -1;
         }
@@ -917,45 +982,59 @@ closed:
 }
 
 
-size_t
-gpugate_oai_event_strip(unsigned char *ev, size_t len)
-{
-    unsigned char      *end, *v, *e, *p, *from, *to;
-    gpugate_oai_top_t   t;
+/*
+ * The JSON of an event that is exactly one line, a "data" field, then the
+ * empty line: sets *v and *e to its bounds in ev; 0 for any other event.
+ */
 
-    /* exactly one line, a "data" field, then the empty line */
+static int
+gpugate_oai_event_line(unsigned char *ev, size_t len, unsigned char **v,
+    unsigned char **e)
+{
+    unsigned char  *end, *p;
 
     if (len < 5 || memcmp(ev, "data:", 5) != 0) {
-        return len;
+        return 0;
     }
 
     end = ev + len;
-    v = ev + 5;
+    *v = ev + 5;
 
-    if (v < end && *v == ' ') {
-        v++;
+    if (*v < end && **v == ' ') {
+        (*v)++;
     }
 
-    for (e = v; e < end && *e != '\r' && *e != '\n'; e++) {
+    for (*e = *v; *e < end && **e != '\r' && **e != '\n'; (*e)++) {
         /* void */
     }
 
-    for (p = e; p < end; p++) {
+    for (p = *e; p < end; p++) {
         if (*p != '\r' && *p != '\n') {
-            return len;
+            return 0;
         }
     }
 
-    if (gpugate_oai_top(v, e, &t) != 0 || t.usages != 1 || t.choices > 1) {
+    return 1;
+}
+
+
+/* the event's new length once t's walk of its JSON is applied */
+
+static size_t
+gpugate_oai_event_cut(unsigned char *ev, size_t len, gpugate_oai_top_t *t)
+{
+    unsigned char  *end, *from, *to;
+
+    if (t->usages != 1 || t->choices > 1) {
         return len;
     }
 
-    if (t.usage_object && t.choices == 1 && t.no_choices) {
+    if (t->usage_object && t->choices == 1 && t->no_choices) {
         /* the usage-only chunk that only the gateway asked for */
         return 0;
     }
 
-    if (!t.usage_null) {
+    if (!t->usage_null) {
         /* usage the runtime sends unasked, or not null: not ours */
         return len;
     }
@@ -966,147 +1045,108 @@ gpugate_oai_event_strip(unsigned char *ev, size_t len)
      * member (OpenAI puts it last), '"usage":null,' when it leads.
      */
 
-    if (t.before) {
-        from = t.before;
-        to = t.usage_end;
+    if (t->before) {
+        from = t->before;
+        to = t->usage_end;
 
-    } else if (t.after) {
-        from = t.usage;
-        to = t.after;
+    } else if (t->after) {
+        from = t->usage;
+        to = t->after;
 
     } else {
-        from = t.usage;
-        to = t.usage_end;
+        from = t->usage;
+        to = t->usage_end;
     }
 
+    end = ev + len;
     memmove(from, to, end - to);
 
     return len - (to - from);
 }
 
 
-void
-gpugate_oai_strip_init(gpugate_oai_strip_t *st, unsigned char *data,
-    size_t data_cap, unsigned char *hold, size_t hold_cap)
+size_t
+gpugate_oai_event_strip(unsigned char *ev, size_t len)
 {
-    *st = (gpugate_oai_strip_t) { 0 };
+    unsigned char      *v, *e;
+    gpugate_oai_top_t   t;
 
-    gpugate_sse_init(&st->sse, data, data_cap);
-    st->hold = hold;
-    st->hold_cap = hold_cap;
+    if (!gpugate_oai_event_line(ev, len, &v, &e)
+        || gpugate_oai_top(v, e, &t, NULL, NULL) != 0)
+    {
+        return len;
+    }
+
+    return gpugate_oai_event_cut(ev, len, &t);
 }
 
 
 size_t
-gpugate_oai_strip_feed(gpugate_oai_strip_t *st, const unsigned char *p,
-    size_t len, unsigned char *out, size_t *out_len, gpugate_oai_chunk_t *c,
-    int *what)
+gpugate_oai_event_classify_strip(unsigned char *ev, size_t len,
+    const unsigned char *data, size_t data_len, gpugate_oai_chunk_t *c)
 {
-    int     done;
-    size_t  i, n, m;
+    size_t                k;
+    unsigned char        *v, *e;
+    gpugate_oai_top_t     t;
+    const unsigned char  *p, *m[GPUGATE_OAI_NKEYS];
 
-    *what = GPUGATE_OAI_STRIP_MORE;
-    i = 0;
+    /*
+     * One data line: "data:", a space or not, data_len bytes, then only
+     * line ends.  Any other line would put bytes of its own ("data" at
+     * least) past data_len, so the line need not be searched for its end.
+     */
 
-    if (st->cr_end && len) {
-        st->cr_end = 0;
+    v = NULL;
 
-        if (p[0] == '\n') {
-            /*
-             * The LF of the CRLF whose CR ended the last event: it belongs
-             * to that event, so it goes (or is dropped) with it now rather
-             * than wait as the first byte of the next one.
-             */
+    if (len >= 5 && memcmp(ev, "data:", 5) == 0) {
+        v = ev + 5;
+        v += (v < ev + len && *v == ' ');
+    }
 
-            (void) gpugate_sse_feed(&st->sse, p, 1, &done);
+    if (v == NULL || data_len > (size_t) (ev + len - v)) {
+        goto two;
+    }
 
-            if (!st->cr_drop) {
-                out[(*out_len)++] = '\n';
-            }
-
-            i = 1;
+    for (e = v + data_len, p = e; p < ev + len; p++) {
+        if (*p != '\r' && *p != '\n') {
+            goto two;
         }
     }
 
-    while (i < len) {
-        m = len - i;
+    /* the line is the event's data: classified where it lies in ev */
 
-        if (!st->passing) {
-            if (st->held == st->hold_cap) {
-                *what = GPUGATE_OAI_STRIP_FULL;
-                return i;
-            }
+    p = gpugate_oai_classify_start(v, data_len, c);
 
-            if (m > st->hold_cap - st->held) {
-                m = st->hold_cap - st->held;
-            }
-        }
-
-        n = gpugate_sse_feed(&st->sse, p + i, m, &done);
-
-        if (st->passing) {
-            memcpy(out + *out_len, p + i, n);
-            *out_len += n;
-
-        } else {
-            memcpy(st->hold + st->held, p + i, n);
-            st->held += n;
-        }
-
-        i += n;
-
-        if (!done) {
-            continue;
-        }
-
-        if (st->sse.has_data && !st->sse.overflow) {
-            gpugate_oai_chunk_classify(st->sse.data, st->sse.data_len, c);
-
-        } else {
-            memset(c, 0, sizeof(gpugate_oai_chunk_t));
-        }
-
-        st->cr_drop = 0;
-
-        if (!st->passing) {
-            n = gpugate_oai_event_strip(st->hold, st->held);
-
-            memcpy(out + *out_len, st->hold, n);
-            *out_len += n;
-            st->cr_drop = (n == 0);
-        }
-
-        st->held = 0;
-        st->passing = 0;
-        st->cr_end = st->sse.skip_lf;
-        gpugate_sse_next(&st->sse);
-
-        *what = GPUGATE_OAI_STRIP_EVENT;
-        return i;
+    if (p == NULL) {
+        return len;
     }
 
-    return i;
-}
+    for (k = 0; k < GPUGATE_OAI_NKEYS; k++) {
+        m[k] = NULL;
+    }
 
+    if (gpugate_oai_top(v, e, &t, m, c) != 0) {
+        /*
+         * Not JSON as the stripper expects it (truncated, bad strings,
+         * brackets that do not match): the scan, which reads any bytes,
+         * classifies it from the start; the event is left as it is.
+         */
 
-void
-gpugate_oai_strip_grow(gpugate_oai_strip_t *st, unsigned char *hold,
-    size_t hold_cap)
-{
-    memcpy(hold, st->hold, st->held);
+        c->reasons.n = 0;
+        gpugate_oai_scan(p, e, m, c);
+        gpugate_oai_classify_end(m, p, e, c);
+        return len;
+    }
 
-    st->hold = hold;
-    st->hold_cap = hold_cap;
-}
+    gpugate_oai_classify_end(m, p, e, c);
 
+    return gpugate_oai_event_cut(ev, len, &t);
 
-void
-gpugate_oai_strip_pass(gpugate_oai_strip_t *st, unsigned char *out,
-    size_t *out_len)
-{
-    memcpy(out + *out_len, st->hold, st->held);
-    *out_len += st->held;
+two:
 
-    st->held = 0;
-    st->passing = 1;
+    /* not one data line: the stripper leaves it as it is */
+
+    gpugate_oai_chunk_classify(data, data_len, c);
+
+    return gpugate_oai_event_strip(ev, len);
 }

@@ -130,6 +130,16 @@ const char *gpugate_oai_image_size(const char *v, size_t len);
 size_t gpugate_oai_event_strip(unsigned char *ev, size_t len);
 
 /*
+ * What gpugate_oai_chunk_classify(data, data_len, c) and
+ * gpugate_oai_event_strip(ev, len) give, "data" being the event's data as
+ * the SSE framer assembled it, in one walk of the event's JSON when the
+ * event is one "data" line (the stripper's own walk classifies as it
+ * goes), in two for any other event.
+ */
+size_t gpugate_oai_event_classify_strip(unsigned char *ev, size_t len,
+    const unsigned char *data, size_t data_len, gpugate_oai_chunk_t *c);
+
+/*
  * Starts a stream: "data" receives each event's data for the classifier
  * (up to "data_cap" bytes), "hold" the bytes of an incomplete event.
  */

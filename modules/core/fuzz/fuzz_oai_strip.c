@@ -5,7 +5,9 @@
  * libFuzzer target for the stripper: any bytes as a stream give the same
  * output whole, split in two anywhere, or byte by byte; the output is
  * never longer than the input, and equal to it when no event mentions
- * "usage"; stripping one event twice changes nothing the second time.
+ * "usage"; stripping one event twice changes nothing the second time;
+ * the first event's one walk (gpugate_oai_event_classify_strip) gives the
+ * bytes and the chunk of the stripper and the classifier apart.
  */
 
 
@@ -71,6 +73,74 @@ strip(const uint8_t *data, size_t size, size_t step, unsigned char *out)
 }
 
 
+static int
+same_chunk(const gpugate_oai_chunk_t *a, const gpugate_oai_chunk_t *b)
+{
+    unsigned  i;
+
+    if (a->done != b->done || a->parsed != b->parsed
+        || a->content != b->content || a->usage_only != b->usage_only
+        || a->usage != b->usage || a->usage_out != b->usage_out
+        || a->final != b->final || a->error != b->error
+        || a->prompt_tokens != b->prompt_tokens
+        || a->completion_tokens != b->completion_tokens
+        || a->cache_read_tokens != b->cache_read_tokens
+        || a->cache_write_tokens != b->cache_write_tokens
+        || a->reasons.n != b->reasons.n)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < a->reasons.n; i++) {
+        if (a->reasons.len[i] != b->reasons.len[i]
+            || memcmp(a->reasons.s[i], b->reasons.s[i], a->reasons.len[i])
+               != 0)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/* the first event of data: one walk against the two */
+
+static void
+one_walk(const uint8_t *data, size_t size)
+{
+    int                   done;
+    size_t                n, ref, one;
+    unsigned char        *a, *b, buf[256];
+    gpugate_sse_t         sse;
+    gpugate_oai_chunk_t   ca, cb;
+
+    gpugate_sse_init(&sse, buf, sizeof(buf));
+    n = gpugate_sse_feed(&sse, data, size, &done);
+
+    if (!done || !sse.has_data || sse.overflow) {
+        return;
+    }
+
+    a = malloc(n);
+    b = malloc(n);
+    memcpy(a, data, n);
+    memcpy(b, data, n);
+
+    gpugate_oai_chunk_classify(sse.data, sse.data_len, &ca);
+    ref = gpugate_oai_event_strip(a, n);
+    one = gpugate_oai_event_classify_strip(b, n, sse.data, sse.data_len,
+                                           &cb);
+
+    if (one != ref || memcmp(a, b, ref) != 0 || !same_chunk(&ca, &cb)) {
+        __builtin_trap();
+    }
+
+    free(a);
+    free(b);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -101,6 +171,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     free(a);
+
+    one_walk(data, size);
 
     /* a stream */
 
