@@ -519,7 +519,9 @@ ngx_http_gpugate_admin_handler(ngx_http_request_t *r)
 
     if (found->method == NGX_HTTP_GET && (id.data == NULL || found->live)) {
         rc = ngx_http_gpugate_admin_query_args(r, op);
-        if (rc != NGX_OK) {
+
+        /* no input: the 400 was sent, and "rc" is how that went */
+        if (rc != NGX_OK || op->input == NULL) {
             return rc;
         }
     }
@@ -657,7 +659,8 @@ ngx_http_gpugate_admin_query_args(ngx_http_request_t *r,
     if (rc == NGX_DECLINED) {
         return ngx_http_gpugate_admin_error(r, NGX_HTTP_BAD_REQUEST,
                    NGX_HTTP_GPUGATE_ERR_INVALID, "invalid_value",
-                   "a query parameter is not valid UTF-8");
+                   "a query parameter is not valid UTF-8 "
+                   "or holds a NUL byte (%00)");
     }
 
     if (rc != NGX_OK) {

@@ -407,7 +407,9 @@ ngx_http_gpugate_batch_handler(ngx_http_request_t *r)
 
     if (found->list) {
         rc = ngx_http_gpugate_batch_list_args(r, op);
-        if (rc != NGX_OK) {
+
+        /* no input: the 400 was sent, and "rc" is how that went */
+        if (rc != NGX_OK || op->input == NULL) {
             return rc;
         }
     }
@@ -554,7 +556,8 @@ ngx_http_gpugate_batch_list_args(ngx_http_request_t *r,
     if (rc == NGX_DECLINED) {
         return ngx_http_gpugate_batch_error(r, NGX_HTTP_BAD_REQUEST,
                    NGX_HTTP_GPUGATE_ERR_INVALID, "invalid_value",
-                   "a query parameter is not valid UTF-8");
+                   "a query parameter is not valid UTF-8 "
+                   "or holds a NUL byte (%00)");
     }
 
     if (rc != NGX_OK) {

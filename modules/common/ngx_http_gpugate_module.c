@@ -718,7 +718,7 @@ ngx_http_gpugate_conf_sec(ngx_conf_t *cf, ngx_str_t *arg, ngx_str_t *val,
  * The named query arguments of a request, URI-unescaped, as a JSON object
  * of strings (jansson escapes them on output): the input of the admin
  * API's and the batch API's list functions.  NGX_DECLINED: a value is
- * not valid UTF-8; NGX_ERROR: out of memory.
+ * not valid UTF-8 or holds a NUL byte; NGX_ERROR: out of memory.
  */
 
 ngx_int_t
@@ -752,6 +752,15 @@ ngx_http_gpugate_query_json(ngx_http_request_t *r, const char *const *names,
         val.data = dst;
         ngx_unescape_uri(&dst, &src, val.len, NGX_UNESCAPE_URI);
         val.len = dst - val.data;
+
+        /*
+         * %00 would reach PostgreSQL as \u0000, which jsonb refuses: the
+         * function would fail, and the client get a 503 for its typo
+         */
+        if (ngx_strlchr(val.data, val.data + val.len, '\0') != NULL) {
+            json_decref(obj);
+            return NGX_DECLINED;
+        }
 
         s = json_stringn((const char *) val.data, val.len);
 
