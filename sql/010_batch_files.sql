@@ -551,7 +551,10 @@ BEGIN
 
     below := 9223372036854775807;
     IF q ? 'after' THEN
-        SELECT seq INTO below FROM batches WHERE id = q ->> 'after';
+        -- a cursor of the listed tenant only: a tenant admin (011 forces
+        -- "tenant") must not learn that another tenant's id exists
+        SELECT seq INTO below FROM batches
+        WHERE id = q ->> 'after' AND (tid IS NULL OR tenant_id = tid);
         IF NOT FOUND THEN
             RAISE invalid_parameter_value
                 USING MESSAGE = 'after must be the id of a batch or job';

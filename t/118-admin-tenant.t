@@ -303,6 +303,12 @@ for my $t ($tb, $idb) {
 ($s, $d) = call($adm_a, 'GET', "batches?tenant=$ida");
 is_deeply([ $s, batch_ids($d) ], [ 200, [ $job{a} ] ],
           'batches?tenant=(A id): 200');
+($s, $d) = call($adm_a, 'GET', "batches?after=$job{b}");
+is($s, 400, "batches?after=(B's job): 400 for A, as for an id that "
+            . 'does not exist');
+($s, $d) = call($adm_a, 'GET', "batches?after=$job{a}");
+is_deeply([ $s, batch_ids($d) ], [ 200, [] ],
+          "batches?after=(A's job): 200, nothing older");
 ($s, $d) = call($adm_a, 'GET', "batches/$job{b}");
 is_deeply([ $s, $d->{error}{message} ],
           [ 404, "no such batch or job: $job{b}" ], "B's job: 404 for A");
