@@ -18,7 +18,7 @@ use Test::More;
 use GpugateTest qw(start_nginx http_request http_send wait_until
                    env_or_skip);
 use GpugateAgents qw(agent_bin start_mock start_agent mock_served
-                     agent_instances wait_parked tunnel_status);
+                     agent_instances wait_parked tunnel_status read_until);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
 
@@ -189,6 +189,10 @@ is_deeply(\@ue, [ ($u[0]) x 2 ], '... on embeddings too') or diag "@ue";
     ok(wait_until(10, sub {
         my ($x) = agent_instances($port, "sess-$h");
         $x && $x->{inflight} == 2 }), 'the session\'s agent is at capacity');
+    # the mock counts a request when it sends the head: until both held
+    # turns have their first event, "where" could see one of them counted
+    # after its first look and name the wrong agent
+    read_until($_, qr/^data: /m, 10) for @slow;
 
     my @r = many(1, hdr => { 'X-Gpugate-Session' => 'conv-1' });
     is_deeply(\@r, [ $o ], 'the next turn goes to the other agent, no wait')
