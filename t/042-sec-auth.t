@@ -17,6 +17,7 @@ use lib "$FindBin::Bin/support";
 
 use Digest::SHA qw(sha256_hex hmac_sha256_hex);
 use File::Temp ();
+use IO::Select;
 use IO::Socket::INET;
 use POSIX ();
 use Test::More;
@@ -345,6 +346,91 @@ sub signed {
         is(src($r), 'stale', "$msg: ...served stale, after a new lookup");
         retire($ng);
     }
+}
+
+# --- a node without gpugate_auth_zone (the admin API or the tunnel alone,
+#     on the auth module's PostgreSQL and Redis) takes every invalidation
+#     message: no key cache to expire.  Its workers died on "key",
+#     "tenant" and "flush" (signal 11), and the admin API publishes them
+#     on each change: the console's requests in flight got no answer ------
+
+{
+    my $chan = "gg-nozone-$$";
+    my %node;
+    for my $kind ('admin', 'tunnel') {
+        $node{$kind} = start_nginx(workers => 2, http => <<"HTTP",
+    gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
+    gpugate_auth_redis 127.0.0.1:$rd timeout=1s channel=$chan;
+    upstream agents {
+        gpugate_tunnel;
+    }
+HTTP
+            server => ($kind eq 'admin'
+                       ? "        location /admin/v1/ { gpugate_admin; }\n"
+                       : "        location = /gpugate/tunnel {\n"
+                       . "            gpugate_tunnel_accept;\n"
+                       . "        }\n")
+                    . "        location = /health { return 200 \"ok\\n\"; }\n");
+    }
+    my @kinds = sort keys %node;
+
+    my $count_log = sub {
+        my ($ng, $re) = @_;
+        my @m = $ng->log =~ /$re/g;
+        return scalar @m;
+    };
+
+    for my $k (@kinds) {
+        ok(wait_until(10, sub {
+               $count_log->($node{$k}, qr/subscriber connection up/) >= 2 }),
+           "no zone, $k: both workers subscribed");
+    }
+
+    # a keep-alive connection to each node, opened before the messages
+    my %conn;
+    my $ask = sub {
+        my ($s) = @_;
+        print $s "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+        my ($buf, $sel) = ('', IO::Select->new($s));
+        while ($buf !~ /\r\n\r\nok\n/ && $sel->can_read(10)) {
+            sysread($s, $buf, 4096, length $buf) or last;
+        }
+        return $buf =~ m{^HTTP/1\.1 200 .*\r\n\r\nok\n}s;
+    };
+    for my $k (@kinds) {
+        $conn{$k} = IO::Socket::INET->new(PeerAddr => '127.0.0.1:'
+                                          . $node{$k}->port, Timeout => 5)
+            or die "connect: $!";
+        ok($ask->($conn{$k}), "no zone, $k: a keep-alive connection");
+    }
+
+    for my $msg ('key ' . sha256_hex(random_key()), 'tenant 7', 'flush') {
+        my $short = substr $msg, 0, 16;
+        my $ignored = qr/invalidation "\Q$short\E" ignored, no /;
+        $_->mark for values %node;
+        redis('PUBLISH', $chan, $msg);
+        for my $k (@kinds) {
+            my $ng = $node{$k};
+            wait_until(10, sub { $count_log->($ng, $ignored) >= 2
+                                 || $ng->log =~ /exited on signal/ });
+            unlike($ng->log, qr/exited on signal/,
+                   "no zone, $k: \"$short\" kills no worker");
+            is($count_log->($ng, $ignored), 2,
+               "no zone, $k: both workers ignore \"$short\"");
+        }
+    }
+    for my $k (@kinds) {
+        ok($ask->($conn{$k}), "no zone, $k: the keep-alive connection is "
+           . 'still answered');
+    }
+
+    # "agent <name>" still reaches the tunnel there
+    $node{tunnel}->mark;
+    redis('PUBLISH', $chan, 'agent nozone-nobody');
+    ok($node{tunnel}->wait_log(qr/"agent nozone-nobody" closed 0 tunnel/),
+       'no zone, tunnel: "agent <name>" still reaches the tunnel');
+
+    retire($_) for values %node;
 }
 
 # --- issue 15 item 13, issue 25 item 11: the revocation bound is the shm

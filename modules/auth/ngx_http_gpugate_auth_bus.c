@@ -43,6 +43,7 @@ void
 ngx_http_gpugate_auth_invalidate(ngx_shm_zone_t *zone, ngx_str_t *msg)
 {
     off_t       tenant;
+    u_char     *key;
     ngx_str_t   name;
     ngx_uint_t  n;
     u_char      digest[NGX_HTTP_GPUGATE_DIGEST_LEN];
@@ -93,20 +94,22 @@ ngx_http_gpugate_auth_invalidate(ngx_shm_zone_t *zone, ngx_str_t *msg)
         return;
     }
 
+    key = NULL;
+    tenant = 0;
+
     if (msg->len == 4 + 64 && ngx_strncmp(msg->data, "key ", 4) == 0
         && gpugate_hex_digest(msg->data + 4, 64, digest))
     {
-        n = ngx_http_gpugate_auth_cache_expire(zone, digest, 0);
+        key = digest;
 
     } else if (msg->len > 7 && msg->len <= 7 + 19
                && ngx_strncmp(msg->data, "tenant ", 7) == 0
                && (tenant = ngx_atoof(msg->data + 7, msg->len - 7)) > 0)
     {
-        n = ngx_http_gpugate_auth_cache_expire(zone, NULL,
-                                               (int64_t) tenant);
+        /* every key of the tenant */
 
     } else if (msg->len == 5 && ngx_strncmp(msg->data, "flush", 5) == 0) {
-        n = ngx_http_gpugate_auth_cache_expire(zone, NULL, 0);
+        /* every key: neither a key nor a tenant */
 
     } else {
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
@@ -114,6 +117,25 @@ ngx_http_gpugate_auth_invalidate(ngx_shm_zone_t *zone, ngx_str_t *msg)
                       msg);
         return;
     }
+
+    if (zone == NULL) {
+        /*
+         * No gpugate_auth_zone: the PostgreSQL pool and the subscription
+         * serve only the admin API, the tunnel or the batch runner, and
+         * there is no key cache to expire; yet this node's admin API and
+         * the other nodes on the channel publish these messages.
+         */
+
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "gpugate auth: invalidation \"%*s\" ignored, no "
+                      "gpugate_auth_zone here",
+                      ngx_min(msg->len,
+                              (size_t) (msg->data[0] == 'k' ? 16 : 26)),
+                      msg->data);
+        return;
+    }
+
+    n = ngx_http_gpugate_auth_cache_expire(zone, key, (int64_t) tenant);
 
     if (n) {
         (void) ngx_atomic_fetch_add(

@@ -129,7 +129,10 @@ sub cdp_event {
             // $p->{exceptionDetails}{text};
     } elsif ($m->{method} eq 'Log.entryAdded'
              && ($p->{entry}{level} // '') eq 'error') {
-        push @{ $c->{errors} }, $p->{entry}{text};
+        # the URL says which request failed (a resource's load error
+        # names none in its text)
+        push @{ $c->{errors} }, $p->{entry}{text}
+            . (defined $p->{entry}{url} ? " ($p->{entry}{url})" : '');
     }
 }
 
