@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "ga_agent.h"
+#include "ga_tls_session.h"
 
 
 #define GA_HANDSHAKE_TIMEOUT  (10 * 1000000ULL)
@@ -523,7 +524,6 @@ ga_conn_connected(ga_conn_t *c)
     int           err, on;
     socklen_t     len;
     const char   *name;
-    SSL_SESSION  *sess;
 
     len = sizeof(err);
 
@@ -567,11 +567,7 @@ ga_conn_connected(ga_conn_t *c)
      * Offered only: a gateway that does not know it (restarted, another
      * node behind the same name) makes a full, verified handshake.
      */
-    sess = SSL_CTX_get_app_data(c->gw->ssl_ctx);
-
-    if (sess != NULL && SSL_SESSION_is_resumable(sess)
-        && SSL_set_session(c->ssl, sess) != 1)
-    {
+    if (ga_tls_offer_session(c->ssl) != 0) {
         return -1;
     }
 
