@@ -153,26 +153,19 @@ RETURNS text LANGUAGE sql STABLE AS $$
 $$;
 
 
--- GET keys: its tenant's only
+-- GET keys: its tenant's only ("tenant" forced as for usage, below)
 CREATE OR REPLACE FUNCTION gpugate_admin_keys_list(d bytea, client text,
     arg text, body text, OUT status integer, OUT body_out text,
     OUT inval text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
 AS $$
-DECLARE
-    t  tenants := gpugate_admin_scope(d);
-    q  jsonb := gpugate_admin_object(body);
 BEGIN
-    IF t.id IS NOT NULL AND q IS NOT NULL THEN
-        IF q ? 'tenant' AND q ->> 'tenant' IS DISTINCT FROM t.name THEN
-            SELECT * INTO status, body_out, inval
-            FROM gpugate_admin_not_found('tenant', left(q ->> 'tenant', 64));
-            RETURN;
-        END IF;
-        body := (q || jsonb_build_object('tenant', t.name))::text;
-    END IF;
     SELECT * INTO status, body_out, inval
-    FROM gpugate_admin_keys_list_unscoped(d, client, arg, body);
+    FROM gpugate_admin_tenant_arg(d, body, false);
+    IF status IS NULL THEN
+        SELECT * INTO status, body_out, inval
+        FROM gpugate_admin_keys_list_unscoped(d, client, arg, body_out);
+    END IF;
 END
 $$;
 
