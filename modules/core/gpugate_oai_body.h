@@ -147,6 +147,15 @@ typedef enum {
  */
 int gpugate_oai_priority_for(gpugate_oai_prio_e runtime, int prio);
 
+/*
+ * 1 if "runtime" reads a top-level "priority" member in a request to
+ * endpoint "kind", so a rewrite may add one there; 0 for
+ * GPUGATE_OAI_PRIO_OFF and for endpoints whose requests have no such
+ * field in that runtime.
+ */
+int gpugate_oai_priority_takes(gpugate_oai_prio_e runtime,
+    gpugate_oai_kind_e kind);
+
 void gpugate_oai_body_free(gpugate_oai_body_t *b);
 
 /* for the rewrite (gpugate_oai_rewrite.c): the duplicates of "priority" */

@@ -286,3 +286,33 @@ gpugate_oai_priority_for(gpugate_oai_prio_e runtime, int prio)
         return -1;
     }
 }
+
+
+/*
+ * Where each runtime reads a top-level "priority" (their request
+ * classes, checked in their sources): vLLM on chat, completions and
+ * responses, and on embeddings, score and rerank (its pooling requests'
+ * common fields); SGLang on chat, completions, responses and embeddings
+ * (its score and rerank requests have no such field).  Neither reads one
+ * on Anthropic's messages, audio or images, and a runtime may refuse a
+ * member it does not know, so those get none.
+ */
+
+int
+gpugate_oai_priority_takes(gpugate_oai_prio_e runtime,
+    gpugate_oai_kind_e kind)
+{
+    switch (kind) {
+    case GPUGATE_OAI_CHAT:
+    case GPUGATE_OAI_COMPLETIONS:
+    case GPUGATE_OAI_RESPONSES:
+    case GPUGATE_OAI_EMBEDDINGS:
+        return runtime == GPUGATE_OAI_PRIO_VLLM
+               || runtime == GPUGATE_OAI_PRIO_SGLANG;
+    case GPUGATE_OAI_RERANK:
+    case GPUGATE_OAI_SCORE:
+        return runtime == GPUGATE_OAI_PRIO_VLLM;
+    default:
+        return 0;
+    }
+}

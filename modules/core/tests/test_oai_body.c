@@ -126,6 +126,100 @@ fails_with(const char *s, gpugate_oai_kind_e kind, const char *param,
 }
 
 
+/*
+ * The endpoints whose requests each runtime reads a "priority" of (its
+ * request classes): a rewrite adds it on those, with the same rules as
+ * chat (one member, the client's in any case replaced), and the router
+ * adds nothing on the others.
+ */
+
+static void
+test_priority_endpoints(void)
+{
+    size_t  i;
+    char   *out;
+    size_t  len;
+
+    static const struct {
+        gpugate_oai_kind_e   kind;
+        const char          *body;
+        int                  vllm;
+        int                  sglang;
+    } eps[] = {
+        { GPUGATE_OAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":"
+          "\"user\",\"content\":\"hi\"}]", 1, 1 },
+        { GPUGATE_OAI_COMPLETIONS, "{\"model\":\"m\",\"prompt\":\"hi\"",
+          1, 1 },
+        { GPUGATE_OAI_RESPONSES, "{\"model\":\"m\",\"input\":\"hi\"",
+          1, 1 },
+        { GPUGATE_OAI_EMBEDDINGS, "{\"model\":\"m\",\"input\":[\"a\"]",
+          1, 1 },
+        { GPUGATE_OAI_RERANK, "{\"model\":\"m\",\"query\":\"q\","
+          "\"documents\":[\"a\"]", 1, 0 },
+        { GPUGATE_OAI_SCORE, "{\"model\":\"m\",\"text_1\":\"a\","
+          "\"text_2\":\"b\"", 1, 0 },
+        { GPUGATE_OAI_MESSAGES, "{\"model\":\"m\",\"max_tokens\":2,"
+          "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]",
+          0, 0 },
+        { GPUGATE_OAI_IMAGES, "{\"model\":\"m\",\"prompt\":\"a cat\"",
+          0, 0 },
+        { GPUGATE_OAI_SPEECH, "{\"model\":\"m\",\"input\":\"hi\"", 0, 0 },
+        { GPUGATE_OAI_TRANSCRIPTIONS, NULL, 0, 0 },
+        { GPUGATE_OAI_TRANSLATIONS, NULL, 0, 0 },
+        { GPUGATE_OAI_IMAGE_EDITS, NULL, 0, 0 }
+    };
+
+    for (i = 0; i < sizeof(eps) / sizeof(eps[0]); i++) {
+        char                body[256], want[256];
+        gpugate_oai_body_t  b;
+
+        tap_ok(gpugate_oai_priority_takes(GPUGATE_OAI_PRIO_VLLM, eps[i].kind)
+               == eps[i].vllm
+               && gpugate_oai_priority_takes(GPUGATE_OAI_PRIO_SGLANG,
+                                             eps[i].kind)
+                  == eps[i].sglang
+               && !gpugate_oai_priority_takes(GPUGATE_OAI_PRIO_OFF,
+                                              eps[i].kind),
+               "%s: vllm %s, sglang %s, off none",
+               gpugate_oai_kind_name(eps[i].kind),
+               eps[i].vllm ? "takes it" : "none",
+               eps[i].sglang ? "takes it" : "none");
+
+        if (eps[i].body == NULL) {
+            continue;
+        }
+
+        /* the client's own, in two cases and twice, become one member */
+
+        snprintf(body, sizeof(body), "%s,\"Priority\":1,\"priority\":"
+                 "\"x\"}", eps[i].body);
+        snprintf(want, sizeof(want), "%s,\"priority\":6}", eps[i].body);
+
+        out = NULL;
+
+        if (parse(&b, body, eps[i].kind) == 0) {
+            out = rewrite(&b, NULL, 0, 6, &len);
+        }
+
+        tap_ok(out != NULL && strcmp(out, want) == 0,
+               "%s: the client's priority members replaced by one",
+               gpugate_oai_kind_name(eps[i].kind));
+
+        if (out == NULL || strcmp(out, want) != 0) {
+            printf("# got %s (%s)\n", out ? out : "nothing",
+                   b.error ? b.error : "");
+        }
+
+        free(out);
+        gpugate_oai_body_free(&b);
+    }
+
+    tap_ok(!gpugate_oai_priority_takes(GPUGATE_OAI_PRIO_VLLM,
+                                       (gpugate_oai_kind_e) 99),
+           "an unknown endpoint: none");
+}
+
+
 int
 main(void)
 {
@@ -649,6 +743,8 @@ main(void)
     tap_ok(!gpugate_oai_model_allowed("a,bb,c", 6, "bb,c", 4),
            "a comma-joined pair is not a model");
     tap_ok(!gpugate_oai_model_allowed("", 0, "a", 1), "empty list: nothing");
+
+    test_priority_endpoints();
 
     return tap_done();
 }
