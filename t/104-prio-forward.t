@@ -2,7 +2,8 @@
 # priority=vllm|sglang): the value the mock runtime gets in the body's
 # "priority" per mapping (vLLM 9..0, SGLang 0..9), from the key's default
 # and from X-Gpugate-Priority up to the key's maximum; on a tunnel pool
-# and a plain upstream; chat, completions and responses; jobs' lines
+# and a plain upstream; chat, completions, responses and embeddings (every
+# endpoint: t/124); jobs' lines
 # sent by the batch runner (their priority as the header); a client's own
 # "priority" members (duplicates, other cases) replaced by one; a model
 # line without the option sends none and leaves the client's as it is;
@@ -166,10 +167,11 @@ for my $path ('/v1/completions', '/v1/responses') {
 }
 
 {
+    # vLLM's and SGLang's embedding requests take one too (t/124: every
+    # endpoint)
     my ($st, $got) = send_req('/v1/embeddings', 'fwd-vllm', $key, 5);
-    ok($st == 200 && $got eq '',
-       'embeddings: none added (runtimes do not schedule them by it)')
-        or diag("$st [$got]");
+    ok($st == 200 && $got eq 'priority POST /v1/embeddings priority=4',
+       'embeddings: priority too') or diag("$st [$got]");
 }
 
 # --- 3. the client's own priority members --------------------------------

@@ -109,6 +109,13 @@ typedef struct {
     ngx_http_gpugate_tunnel_keys_t  affinity; /* the prompt's prefix
                                             and session keys, for a pool
                                             with prefix affinity */
+    ngx_int_t                  priority; /* the request's priority,
+                                            0..9, set once as it is
+                                            routed (any pool: the
+                                            tunnel's wait queue, the
+                                            runtime's body, the log and
+                                            the ledger read it); -1:
+                                            not routed yet */
     unsigned                   stream:1; /* "stream": true */
     unsigned                   routed:1; /* model, pool and stream set */
     unsigned                   ask_usage:1; /* the gateway added

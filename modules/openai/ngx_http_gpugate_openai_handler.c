@@ -27,6 +27,7 @@
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_openai.h"
 #include "ngx_http_gpugate_limits_api.h"
+#include "ngx_http_gpugate_ledger_api.h"
 #include "gpugate_oai_body.h"
 
 
@@ -45,9 +46,8 @@ static ngx_int_t ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx);
 static ngx_int_t ngx_http_gpugate_openai_body(ngx_http_request_t *r,
     ngx_str_t *body);
-static ngx_int_t ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m,
-    int *priority);
+static int ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m);
 static ngx_int_t ngx_http_gpugate_openai_replace_body(ngx_http_request_t *r,
     ngx_http_gpugate_openai_ctx_t *ctx, gpugate_oai_body_t *body,
     const char *model, int priority);
@@ -341,6 +341,7 @@ ngx_http_gpugate_openai_handler(ngx_http_request_t *r)
 
     ctx->status = NGX_DONE;
     ctx->kind = kind;
+    ctx->priority = -1;
     ngx_http_set_ctx(r, ctx, ngx_http_gpugate_openai_module);
 
     if (gpugate_oai_multipart(kind)) {
@@ -607,14 +608,22 @@ ngx_http_gpugate_openai_passthrough(ngx_http_gpugate_openai_loc_conf_t *olcf,
 static void
 ngx_http_gpugate_openai_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_http_gpugate_openai_ctx_t  *ctx;
+    ngx_int_t                         rc;
+    ngx_http_gpugate_openai_ctx_t    *ctx;
+    ngx_http_gpugate_ledger_extra_t  *x;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
 
     rc = ngx_http_gpugate_openai_route(r, ctx);
 
     if (rc == NGX_DECLINED) {
+        /* the ledger's priority on every pool, not only where the
+           tunnel's balancer serves it (which writes the same value) */
+        x = ngx_http_gpugate_ledger_extra(r);
+        if (x) {
+            x->priority = ctx->priority;
+        }
+
         /* routed: proxy_pass reads the (possibly rewritten) body kept */
         ctx->status = NGX_DECLINED;
         r->preserve_body = 1;
@@ -703,17 +712,15 @@ ngx_http_gpugate_openai_route(ngx_http_request_t *r,
     ctx->model = model;
     ctx->stream = b.stream;
 
+    /* a bad X-Gpugate-Priority is refused here, before the limits */
     rc = ngx_http_gpugate_openai_check(r, ctx, &m);
-
-    if (rc == NGX_DECLINED) {
-        /* before the limits: a bad X-Gpugate-Priority spends nothing */
-        rc = ngx_http_gpugate_openai_priority(r, ctx, m, &priority);
-    }
 
     if (rc != NGX_DECLINED) {
         gpugate_oai_body_free(&b);
         return rc;
     }
+
+    priority = ngx_http_gpugate_openai_priority(r, ctx, m);
 
     /*
      * The key's and tenant's limits, on every JSON endpoint: the estimate
@@ -871,54 +878,28 @@ ngx_http_gpugate_openai_body(ngx_http_request_t *r, ngx_str_t *body)
 
 /*
  * The "priority" the runtime gets (-1: none) for a model line with
- * priority=, on the endpoints whose runtimes schedule by it: the wait
- * queue's priority (the key's default, X-Gpugate-Priority up to the key's
- * maximum) in the runtime's order.  NGX_DECLINED: go on; anything else:
- * a 400 for a bad header was sent.
+ * priority=, on the endpoints whose requests that runtime reads a
+ * priority member of (gpugate_oai_priority_takes()): ctx->priority in
+ * the runtime's order.
  */
 
-static ngx_int_t
+static int
 ngx_http_gpugate_openai_priority(ngx_http_request_t *r,
-    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m,
-    int *priority)
+    ngx_http_gpugate_openai_ctx_t *ctx, ngx_http_gpugate_model_t *m)
 {
-    ngx_int_t                 prio;
-    ngx_str_t                 bad;
-    ngx_http_gpugate_error_t  err;
+    int  priority;
 
-    *priority = -1;
-
-    if (m == NULL || m->priority == GPUGATE_OAI_PRIO_OFF
-        || (ctx->kind != GPUGATE_OAI_CHAT
-            && ctx->kind != GPUGATE_OAI_COMPLETIONS
-            && ctx->kind != GPUGATE_OAI_RESPONSES))
-    {
-        return NGX_DECLINED;
+    if (m == NULL || !gpugate_oai_priority_takes(m->priority, ctx->kind)) {
+        return -1;
     }
 
-    ngx_str_null(&bad);
-
-    if (ngx_http_gpugate_tunnel_request_priority(r, &prio, &bad)
-        == NGX_DECLINED)
-    {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "gpugate openai: 400: %V", &bad);
-
-        ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
-        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
-        err.code = "invalid_priority";
-        err.message = bad;
-
-        return ngx_http_gpugate_send_error(r, &err);
-    }
-
-    *priority = gpugate_oai_priority_for(m->priority, (int) prio);
+    priority = gpugate_oai_priority_for(m->priority, (int) ctx->priority);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "gpugate openai: priority %i sent to the runtime as %d",
-                   prio, *priority);
+                   ctx->priority, priority);
 
-    return NGX_DECLINED;
+    return priority;
 }
 
 

@@ -24,6 +24,16 @@
 
 static ngx_str_t *ngx_http_gpugate_models_allowed(ngx_http_request_t *r,
     ngx_http_gpugate_openai_loc_conf_t *olcf, ngx_str_t *allowed);
+static ngx_int_t ngx_http_gpugate_openai_priority_check(
+    ngx_http_request_t *r, ngx_http_gpugate_openai_ctx_t *ctx);
+static ngx_int_t ngx_http_gpugate_openai_priority_header(
+    ngx_http_request_t *r);
+
+
+#define ngx_http_gpugate_openai_is_priority(h)                              \
+    ((h)->key.len == sizeof("X-Gpugate-Priority") - 1                       \
+     && ngx_strncasecmp((h)->key.data, (u_char *) "X-Gpugate-Priority",      \
+                        sizeof("X-Gpugate-Priority") - 1) == 0)
 
 
 /*
@@ -306,8 +316,10 @@ ngx_http_gpugate_openai_model_error(ngx_http_request_t *r, ngx_uint_t status,
  * The checks every endpoint makes of ctx->model, JSON or multipart: the
  * key may use it (403), the location knows it (404); then its pool and
  * the name the runtime knows it by are set, and *m is its entry (NULL:
- * the location's own proxy_pass).  NGX_DECLINED: go on; else what to
- * finalize with, the refusal sent.
+ * the location's own proxy_pass); then the request's priority
+ * (ctx->priority; a bad X-Gpugate-Priority is a 400 before the limits
+ * spend anything).  NGX_DECLINED: go on; else what to finalize with, the
+ * refusal sent.
  */
 
 ngx_int_t
@@ -359,6 +371,109 @@ ngx_http_gpugate_openai_check(ngx_http_request_t *r,
             ctx->target = (*m)->target;
         }
     }
+
+    return ngx_http_gpugate_openai_priority_check(r, ctx);
+}
+
+
+/*
+ * The request's priority, for every routed request whatever its pool:
+ * the one computation (ngx_http_gpugate_tunnel_request_priority(): the
+ * key's default, X-Gpugate-Priority up to the key's maximum) that the
+ * tunnel's wait queue, the runtime's body (priority=), $gpugate_priority
+ * and the ledger then read from ctx->priority, so a plain upstream and a
+ * tunnel pool log and validate it alike.  NGX_DECLINED: go on; else the
+ * 400 sent.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_priority_check(ngx_http_request_t *r,
+    ngx_http_gpugate_openai_ctx_t *ctx)
+{
+    ngx_str_t                 bad;
+    ngx_http_gpugate_error_t  err;
+
+    ngx_str_null(&bad);
+
+    if (ngx_http_gpugate_tunnel_request_priority(r, &ctx->priority, &bad)
+        == NGX_DECLINED)
+    {
+        ctx->priority = -1;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "gpugate openai: 400: %V", &bad);
+
+        ngx_http_gpugate_status_error(NGX_HTTP_BAD_REQUEST, &err);
+        err.type = NGX_HTTP_GPUGATE_ERR_INVALID;
+        err.code = "invalid_priority";
+        err.message = bad;
+
+        return ngx_http_gpugate_send_error(r, &err);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate openai: priority %i, pool \"%V\"",
+                   ctx->priority, &ctx->pool);
+
+    return ngx_http_gpugate_openai_priority_header(r);
+}
+
+
+/*
+ * X-Gpugate-Priority taken out of the request's headers once read, so
+ * that proxy_pass does not forward the gateway's header to a plain
+ * upstream (the tunnel, which takes ctx->priority, takes it out too).
+ * NGX_DECLINED: go on; NGX_HTTP_INTERNAL_SERVER_ERROR: out of memory.
+ */
+
+static ngx_int_t
+ngx_http_gpugate_openai_priority_header(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, found;
+    ngx_list_t        kept;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    found = 0;
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            found += ngx_http_gpugate_openai_is_priority(&h[i]);
+        }
+    }
+
+    if (found == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_list_init(&kept, r->pool, 8, sizeof(ngx_table_elt_t)) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_gpugate_openai_is_priority(&h[i])) {
+                continue;
+            }
+
+            nh = ngx_list_push(&kept);
+            if (nh == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            *nh = h[i];
+        }
+    }
+
+    r->headers_in.headers = kept;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "gpugate openai: %ui X-Gpugate-Priority taken out",
+                   found);
 
     return NGX_DECLINED;
 }

@@ -29,6 +29,7 @@
 #include "ngx_http_gpugate.h"
 #include "ngx_http_gpugate_tunnel.h"
 #include "ngx_http_gpugate_auth_api.h"
+#include "ngx_http_gpugate_openai.h"
 
 
 static ngx_int_t ngx_http_gpugate_tunnel_priority(ngx_http_request_t *r,
@@ -65,6 +66,7 @@ ngx_http_gpugate_tunnel_classify(ngx_http_gpugate_tunnel_ctx_t *ctx)
     ngx_uint_t                           keyed;
     ngx_http_request_t                  *r;
     ngx_http_gpugate_limits_t            lim;
+    ngx_http_gpugate_openai_ctx_t       *octx;
     ngx_http_gpugate_tunnel_loc_conf_t  *tlcf;
 
     if (ctx->classified) {
@@ -80,10 +82,19 @@ ngx_http_gpugate_tunnel_classify(ngx_http_gpugate_tunnel_ctx_t *ctx)
 
     keyed = (ngx_http_gpugate_auth_limits(r, &lim) == NGX_OK);
 
-    /* NGX_DECLINED: ctx->bad says why, the wait phase answers 400 */
+    octx = ngx_http_get_module_ctx(r, ngx_http_gpugate_openai_module);
 
-    rc = ngx_http_gpugate_tunnel_priority(r, &lim, keyed, &prio,
-                                          &ctx->priority, &ctx->bad);
+    if (octx && octx->routed && octx->priority >= 0) {
+        /* the router computed it (and refused a bad header) for every
+           pool: one computation per request */
+        ctx->priority = octx->priority;
+        rc = NGX_OK;
+
+    } else {
+        /* NGX_DECLINED: ctx->bad says why, the wait phase answers 400 */
+        rc = ngx_http_gpugate_tunnel_priority(r, &lim, keyed, &prio,
+                                              &ctx->priority, &ctx->bad);
+    }
 
     if (rc == NGX_OK) {
         rc = ngx_http_gpugate_tunnel_pin(ctx, &lim, keyed, &pin);
@@ -129,11 +140,10 @@ done:
 
 
 /*
- * The priority for the runtime's body (gpugate_model ... priority=),
- * asked before the tunnel's wait phase, and for plain upstreams too: the
- * same rules, the header only read (the wait phase takes it out, and
- * comes to the same value).  NGX_DECLINED and *bad when the header is
- * bad.
+ * The priority of a request the router routes (any pool), asked before
+ * the tunnel's wait phase: the same rules, the header only read (the
+ * wait phase takes it out, and takes the router's value).  NGX_DECLINED
+ * and *bad when the header is bad.
  */
 
 ngx_int_t
@@ -557,36 +567,55 @@ ngx_http_gpugate_tunnel_add_variables(ngx_conf_t *cf)
 }
 
 
-/* $gpugate_region: the served agent's region; $gpugate_priority */
+/*
+ * $gpugate_region: the served agent's region; $gpugate_priority: the
+ * request's priority, the router's for every routed request (plain
+ * upstreams too), else the tunnel's own for a balancer reached without
+ * the router
+ */
 
 static ngx_int_t
 ngx_http_gpugate_tunnel_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     u_char                         *p;
+    ngx_int_t                       prio;
     ngx_http_gpugate_tunnel_ctx_t  *ctx;
+    ngx_http_gpugate_openai_ctx_t  *octx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_gpugate_tunnel_module);
 
-    if (ctx == NULL || !ctx->classified
-        || (data == 0 && ctx->served.len == 0))
-    {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
     if (data == 0) {
+        if (ctx == NULL || !ctx->classified || ctx->served.len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
         v->data = ctx->served.data;
         v->len = ctx->served.len;
 
     } else {
+        octx = ngx_http_get_module_ctx(r->main,
+                                       ngx_http_gpugate_openai_module);
+
+        if (octx && octx->routed && octx->priority >= 0) {
+            prio = octx->priority;
+
+        } else if (ctx && ctx->classified) {
+            prio = ctx->priority;
+
+        } else {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
         if (p == NULL) {
             return NGX_ERROR;
         }
 
         v->data = p;
-        v->len = ngx_sprintf(p, "%i", ctx->priority) - p;
+        v->len = ngx_sprintf(p, "%i", prio) - p;
     }
 
     v->valid = 1;
