@@ -3,10 +3,12 @@
 # and read roles) and tenant B's admin on one gateway node.  A sees only
 # A's keys, tenants, usage and batches (a "tenant" argument naming B is
 # 404); B's key by id is 404 on get, patch, delete and rotate (B's key
-# unchanged); creating a tenant, every agents route and raising a cap
-# (tenant limits, budget, max_priority, disabled, region; a key's
-# priority above the tenant's ceiling, a pin other than the tenant's, a
-# key of another tenant) are 403; the operator sees both tenants; the
+# unchanged); A's agents (agents.tenant_id, sql/012) are listed, read and
+# drained by A, another's are 404; creating a tenant or an agent and
+# raising a cap (tenant limits, budget, max_priority, disabled, region; a
+# key's priority above the tenant's ceiling, a pin other than the
+# tenant's, a key of another tenant) are 403; the operator sees both
+# tenants; the
 # audit rows name the tenant admin, refusals write none; a revoked tenant
 # admin is refused by its next request.
 #
@@ -249,20 +251,40 @@ is(psql("SELECT row(t.*)::text FROM tenants t WHERE id = $ida"), $a_before,
 is_deeply([ $s, $d->{priority} ], [ 200, 2 ],
           "PATCH own tenant's priority within its ceiling: 200");
 
+# agents are scoped as keys are (sql/012): A's own by agents.tenant_id
 ($s, $d) = call($op, 'POST', 'agents', { name => "$run-gpu" });
-is($s, 201, 'the operator creates an agent');
+is($s, 201, 'the operator creates an agent of no tenant');
 my $ag = $d->{id};
-for my $rt (['GET', 'agents'], ['GET', "agents/$ag"],
-            ['POST', 'agents', { name => "$run-gpu2" }],
-            ['DELETE', "agents/$ag"], ['POST', "agents/$ag/drain"],
-            ['DELETE', "agents/$ag/drain"]) {
+($s, $d) = call($op, 'POST', 'agents', { name => "$run-gpu-a",
+                                         tenant => $ta });
+is($s, 201, 'and one of tenant A');
+my $ag_a = $d->{id};
+($s, $d) = call($adm_a, 'GET', 'agents');
+is_deeply([ $s, ids($d) ], [ 200, [ $ag_a ] ], 'agents: A lists its own');
+($s, $d) = call($adm_a, 'GET', "agents/$ag_a");
+is_deeply([ $s, $d->{tenant} ], [ 200, $ta ], 'A reads its own agent');
+($s, $d) = call($adm_b, 'GET', "agents/$ag_a");
+is_deeply([ $s, $d->{error}{message} ], [ 404, "no such agent: $ag_a" ],
+          "B: A's agent is 404");
+for my $rt (['GET', "agents/$ag"], ['DELETE', "agents/$ag"],
+            ['POST', "agents/$ag/drain"], ['DELETE', "agents/$ag/drain"]) {
     ($s, $d) = call($adm_a, @$rt);
-    is_deeply([ $s, $d->{error}{code} ], [ 403, 'insufficient_permissions' ],
-              "$rt->[0] $rt->[1]: 403 for A");
+    is_deeply([ $s, $d->{error}{message} ], [ 404, "no such agent: $ag" ],
+              "$rt->[0] $rt->[1] (no tenant's): 404 for A");
 }
+($s, $d) = call($adm_a, 'POST', 'agents', { name => "$run-gpu2",
+                                            tenant => $ta });
+is_deeply([ $s, $d->{error}{code} ], [ 403, 'insufficient_permissions' ],
+          'POST agents: 403 for A (an agent serves every tenant)');
+($s) = call($ro_a, 'POST', "agents/$ag_a/drain");
+is($s, 403, "A's read credential may not drain A's agent");
 is(psql("SELECT count(*) FROM agents WHERE name LIKE '$run-%'"
-        . " AND revoked_at IS NULL AND drained_at IS NULL"), 1,
+        . " AND revoked_at IS NULL AND drained_at IS NULL"), 2,
    'agents untouched');
+($s, $d) = call($adm_a, 'POST', "agents/$ag_a/drain");
+ok($s == 200 && $d->{drained_at}, "A drains its own agent");
+($s, $d) = call($adm_a, 'DELETE', "agents/$ag_a/drain");
+ok($s == 200 && !$d->{drained_at}, '... and undrains it');
 
 # --- 5. usage, batches -------------------------------------------------------
 
@@ -327,6 +349,13 @@ is_deeply([ $s, batch_ids($d) ], [ 200, [ $job{b} ] ], 'B sees its job');
     is(system("psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $pg -U gpugate"
               . " -d gpugate -f $FindBin::Bin/../sql/011_tenant_admins.sql"
               . " >/dev/null"), 0, 'sql/011 applies again');
+    # and the later files after it, as the suite applies them (012
+    # replaces 011's agents wrappers)
+    for my $f (grep { /\/01[2-9]_/ } glob "$FindBin::Bin/../sql/0*.sql") {
+        system("psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $pg"
+               . " -U gpugate -d gpugate -f $f >/dev/null") == 0
+            or die "$f failed\n";
+    }
 }
 ($s) = call($adm_a, 'GET', "keys/$kb_id");
 is($s, 404, "... and B's key is still 404 for A");
@@ -348,7 +377,8 @@ is(psql("SELECT string_agg(action || ' ' || target, ',' ORDER BY id)"
         . " FROM admin_audit WHERE admin_name = 'ta-$run'"),
    "key.update key $ka_id,key.create key $ka3_id,key.create key $ka4_id,"
    . "key.rotate key $ka3_id,key.revoke key $ka4_id,"
-   . "tenant.update tenant $ida",
+   . "tenant.update tenant $ida,agent.drain agent $ag_a,"
+   . "agent.undrain agent $ag_a",
    'audit rows name the tenant admin; refusals wrote none');
 is(psql("SELECT count(*) FROM admin_audit WHERE admin_name IN"
         . " ('ra-$run', 'tb-$run')"), 0, 'no audit row of the readers');

@@ -1,14 +1,15 @@
-# A batch's output and error files expire (sql/012_batch_output_expiry.sql):
-# POST /v1/batches takes OpenAI's output_expires_after {"anchor":
-# "created_at", "seconds": 3600..2592000}; every other shape, anchor or
-# value is a 400 invalid_value naming the parameter and makes no batch;
-# the output and error files of a batch that asked for it get expires_at
-# (their created_at plus the seconds, listed and read like any file);
-# past it they are 404 at once (get, content, delete, list) and deleted
-# by the runner's next claim; a batch without it makes files without
-# expiry; the migration applied twice changes nothing.  The npm "openai" SDK's batches.create passes the member
-# through when the SDK is installed (t/108 installs it; not installed
-# here).
+# A batch's output and error files expire
+# (sql/012_batch_expiry_agent_scope.sql): POST /v1/batches takes OpenAI's
+# output_expires_after {"anchor": "created_at", "seconds":
+# 3600..2592000}; every other shape, anchor or value is a 400
+# invalid_value naming the parameter and makes no batch; the output and
+# error files of a batch that asked for it get expires_at (their
+# created_at plus the seconds, listed and read like any file); past it
+# they are 404 at once (get, content, delete, list) and deleted by the
+# runner's next claim; a batch without it makes files without expiry;
+# the migration applied twice changes nothing.  The npm "openai" SDK's
+# batches.create passes the member through when the SDK is installed
+# (t/108 installs it; not installed here).
 #
 # Needs (scripts/test.sh exports them): TEST_NGINX_LOAD_MODULES,
 # TEST_NGINX_PG_PORT, TEST_NGINX_REDIS_PORT.
@@ -233,7 +234,7 @@ ok(wait_until(10, sub {
     local $ENV{PGOPTIONS} = '-c client_min_messages=warning';
     my $pg = $ENV{TEST_NGINX_PG_PORT};
     is(system("psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p $pg -U gpugate"
-              . " -d gpugate -f $root/sql/012_batch_output_expiry.sql"
+              . " -d gpugate -f $root/sql/012_batch_expiry_agent_scope.sql"
               . " >/dev/null"), 0, 'sql/012 applies again');
     my ($r, $j) = create([ output_expires_after => { %$ok, seconds => 1 } ]);
     is($r->{status}, 400, '... and still refuses seconds 1');

@@ -1,5 +1,5 @@
--- gpugate schema, migration 012: a batch's output and error files expire
--- (issue 19).
+-- gpugate schema, migration 012 (issue 19's left-outs): a batch's output
+-- and error files expire; a tenant admin's agent routes are scoped.
 --
 --   POST /v1/batches       gpugate_batch_create: 010's, with OpenAI's
 --                          "output_expires_after": {"anchor":
@@ -16,8 +16,24 @@
 --                          (404, not listed), deleted by the next
 --                          gpugate_batch_claim of any node's runner.
 --
--- Idempotent: ADD COLUMN IF NOT EXISTS, CREATE OR REPLACE of 008's and
--- 010's functions with the same signatures (their grants hold).
+--   agents                 a tenant admin's agent routes (all 403 in
+--                          011) scoped as its keys are: agents.tenant_id
+--                          (agent-create --tenant, POST agents "tenant")
+--                          says whose GPU host an agent is.  GET agents
+--                          lists its tenant's only; GET, DELETE and
+--                          drain / undrain of another tenant's agent, or
+--                          of one of no tenant, are 404, as one that does
+--                          not exist.  POST agents stays 403: the
+--                          balancer gives an agent every tenant's
+--                          requests (it does not read agents.tenant_id),
+--                          so a tenant admin that registered one would
+--                          receive other tenants' prompts.  011's
+--                          wrappers are replaced, the routes' _unscoped
+--                          functions stay.
+--
+-- Idempotent: ADD COLUMN IF NOT EXISTS, CREATE OR REPLACE of 008's,
+-- 010's and 011's functions with the same signatures (their grants
+-- hold).
 
 BEGIN;
 
@@ -232,7 +248,113 @@ END
 $$;
 
 
-INSERT INTO schema_migrations (version) VALUES ('012_batch_output_expiry')
+-- agents/{id} (GET, DELETE) and agents/{id}/drain: another tenant's
+-- agent, or one of no tenant, is 404 for a tenant admin
+CREATE OR REPLACE FUNCTION gpugate_admin_agent_scope(d bytea, arg text,
+    OUT status integer, OUT body_out text, OUT inval text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    t    tenants := gpugate_admin_scope(d);
+    aid  text := split_part(arg, ' ', 1);
+BEGIN
+    IF t.id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM agents a
+                       WHERE a.id = gpugate_admin_id(aid)
+                         AND a.tenant_id = t.id)
+    THEN
+        SELECT * INTO status, body_out, inval
+        FROM gpugate_admin_not_found('agent', aid);
+    END IF;
+END
+$$;
+
+
+DO $do$
+DECLARE
+    r  record;
+BEGIN
+    FOR r IN SELECT * FROM (VALUES
+        ('agents_get', 'STABLE'), ('agents_delete', 'VOLATILE'),
+        ('agents_drain', 'VOLATILE'), ('agents_undrain', 'VOLATILE'))
+        v(fn, vol)
+    LOOP
+        EXECUTE format($f$
+CREATE OR REPLACE FUNCTION gpugate_admin_%1$s(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql %2$s SECURITY DEFINER SET search_path = public, pg_temp
+AS $b$
+BEGIN
+    SELECT * INTO status, body_out, inval
+    FROM gpugate_admin_agent_scope(d, arg);
+    IF status IS NULL THEN
+        SELECT * INTO status, body_out, inval
+        FROM gpugate_admin_%1$s_unscoped(d, client, arg, body);
+    END IF;
+END
+$b$$f$, r.fn, r.vol);
+    END LOOP;
+END
+$do$;
+
+
+-- GET agents: an operator's call is 004's; a tenant admin's is the same
+-- page (limit, after, live) of its tenant's agents only
+CREATE OR REPLACE FUNCTION gpugate_admin_agents_list(d bytea, client text,
+    arg text, body text, OUT status integer, OUT body_out text,
+    OUT inval text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp
+AS $$
+DECLARE
+    t      tenants := gpugate_admin_scope(d);
+    q      jsonb;
+    n      integer;
+    after  bigint;
+    page   json;
+    more   boolean;
+BEGIN
+    IF t.id IS NULL THEN
+        SELECT * INTO status, body_out, inval
+        FROM gpugate_admin_agents_list_unscoped(d, client, arg, body);
+        RETURN;
+    END IF;
+    inval := '';
+    q := gpugate_admin_body(body, ARRAY['tenant', 'limit', 'after', 'live']);
+    IF coalesce(q ->> 'limit', '100') !~ '^[1-9][0-9]{0,2}$'
+       OR coalesce(q ->> 'after', '0') !~ '^[0-9]{1,18}$'
+       OR (coalesce(q ->> 'limit', '100'))::integer > 500
+    THEN
+        RAISE invalid_parameter_value
+            USING MESSAGE = 'limit must be 1-500, after an agent id';
+    END IF;
+    n := (coalesce(q ->> 'limit', '100'))::integer;
+    after := (coalesce(q ->> 'after', '0'))::bigint;
+
+    SELECT coalesce(json_agg(gpugate_admin_agent_json(p.ar,
+                                 gpugate_admin_live(q))
+                             ORDER BY (p.ar).id), '[]'::json)
+    INTO page
+    FROM (SELECT a AS ar FROM agents a
+          WHERE a.id > after AND a.tenant_id = t.id
+          ORDER BY a.id LIMIT n) p;
+    more := EXISTS (SELECT 1 FROM agents a
+                    WHERE a.id > after AND a.tenant_id = t.id
+                    ORDER BY a.id OFFSET n LIMIT 1);
+
+    status := 200;
+    body_out := json_build_object('object', 'list', 'data', page,
+        'has_more', more,
+        'last_id', (page -> (json_array_length(page) - 1)) -> 'id')::text;
+EXCEPTION WHEN invalid_parameter_value THEN
+    status := 400;
+    body_out := gpugate_admin_error(SQLERRM, 'invalid_request_error',
+                                    'invalid_value');
+    inval := '';
+END
+$$;
+
+
+INSERT INTO schema_migrations (version) VALUES ('012_batch_expiry_agent_scope')
     ON CONFLICT (version) DO NOTHING;
 
 COMMIT;
