@@ -23,7 +23,7 @@ use Test::More;
 use GpugateTest qw(http_request wait_until env_or_skip make_agent make_key);
 use GpugateScale qw(scale_mock scale_agent slurp);
 use GpugatePrio qw(prio_node keys_tool status_agents);
-use GpugateBatch qw(batch_node api);
+use GpugateBatch qw(batch_node api batch_mark batch_trail);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
                TEST_NGINX_REDIS_PORT));
@@ -244,6 +244,7 @@ my (undef, $blog) = scale_agent(name => "$run-b", token =>
 for my $c ([ 3, 6 ], [ undef, 9 ], [ 9, 2 ]) {
     my ($prio, $want) = @$c;
     my $mark = -s $mock_log;
+    batch_mark($bn);
     my ($r, $j) = api($bn->port, $key, 'POST', '/v1/jobs',
                       { endpoint => '/v1/chat/completions',
                         defined $prio ? (priority => $prio) : (),
@@ -261,7 +262,10 @@ for my $c ([ 3, 6 ], [ undef, 9 ], [ 9, 2 ]) {
        && "@lines" eq "priority POST /v1/chat/completions priority=$want",
        'a job ' . (defined $prio ? "of priority $prio" : 'without one')
        . ": the runtime gets $want, not the body's 0")
-        or diag("$r->{status} $done [@lines] " . slurp($blog));
+        or diag("$r->{status} $done [@lines] job " . ($j->{id} // "?") . "\n"
+                . "--- the mock's log since the job was posted:\n$text"
+                . batch_trail($bn, $key_id)
+                . "--- the agent's log:\n" . slurp($blog));
 }
 
 done_testing();

@@ -12,10 +12,11 @@ use Exporter qw(import);
 use File::Temp qw(tempdir);
 use JSON::PP ();
 
-use GpugateTest qw(start_nginx http_request free_port);
+use GpugateTest qw(start_nginx http_request free_port psql);
 use GpugateScale qw(ADMIN);
 
-our @EXPORT_OK = qw(batch_node upload api jsonl kill_node);
+our @EXPORT_OK = qw(batch_node upload api jsonl kill_node batch_mark
+                    batch_trail);
 
 my $json = JSON::PP->new->utf8->canonical;
 my $dir = tempdir('gpugate-batch-XXXXXX', TMPDIR => 1,
@@ -103,6 +104,68 @@ sub kill_node {
     GpugateTest::wait_until(10, sub { !grep { kill 0, $_ } $master, @w });
     delete $GpugateTest::STARTED{$master};
     delete $ng->{master};
+}
+
+# batch_mark(NODE): where its error and access logs end now, for
+# batch_trail() (the error log's through ->mark)
+sub batch_mark {
+    my ($ng) = @_;
+    $ng->mark;
+    $ng->{access_mark} = -s $ng->dir . '/logs/access.log' || 0;
+}
+
+# the runner's and the tunnel's steps in a node's debug log: each claim
+# that got lines, each line's attempt id as it is claimed, sent, answered
+# and stored; each request's line, the batch it carried upstream, the
+# agent connection it got or its wait, the answer's status, its close
+my $TRAIL = qr{
+    gpugate\ batch:\ (?:line\ |claimed\ [1-9]|runner|exiting)
+  | gpugate\ batch:\ (?:POST|GET|DELETE)
+  | http\ request\ line
+  | http\ proxy\ header:\ "X-Gpugate-Batch
+  | http\ proxy\ status
+  | gpugate\ tunnel:\ (?:busy|reserved|request\ waits|dequeued|503
+                       |agent\ slot\ \d+\ offered|the\ agent's\ answer
+                       |close|reserved\ connection\ lost|parked\ idle
+                       |ping,|pong,)
+  | http\ close\ request | upstream\ (?:timed|prematurely)
+  | \[(?:warn|error|crit|alert|emerg)\]
+}x;
+
+# batch_trail(NODE, KEY_ID): what tells how often a line ran, and why,
+# when a test finds a line run twice or not at all: the node's trail
+# since batch_mark() (above), its access log since then, and the key's
+# batches and lines as PostgreSQL has them (attempts, the last attempt's
+# id, the lease owner), with any other line still pending or running or
+# finished in the last minute (another file's, another runner's)
+sub batch_trail {
+    my ($ng, $kid) = @_;
+    my @trail = grep { /$TRAIL/ } split /\n/, $ng->log;
+    s/^\d{4}\/\d\d\/\d\d // for @trail;
+    my $access = '';
+    if (open my $fh, '<', $ng->dir . '/logs/access.log') {
+        seek $fh, $ng->{access_mark} || 0, 0;
+        local $/;
+        $access = <$fh> // '';
+    }
+    my $rows = eval { psql(
+        "SELECT b.id, b.kind, b.status, b.priority, l.line_no, l.status, "
+      . "l.attempts, l.request_id, l.lease_owner, l.status_code, "
+      . "to_char(b.created_at, 'HH24:MI:SS.MS') FROM batches b "
+      . "JOIN batch_lines l ON l.batch_id = b.id "
+      . "WHERE b.api_key_id = $kid ORDER BY b.seq, l.line_no") } // $@;
+    my $others = eval { psql(
+        "SELECT l.batch_id, l.line_no, l.status, l.attempts, "
+      . "l.lease_owner, to_char(l.finished_at, 'HH24:MI:SS.MS') "
+      . "FROM batch_lines l JOIN batches b ON b.id = l.batch_id "
+      . "WHERE b.api_key_id <> $kid AND (l.status IN ('pending', "
+      . "'running') OR l.finished_at > now() - interval '1 minute') "
+      . "LIMIT 20") } // $@;
+    return join "\n", '--- runner and tunnel trail of the node:', @trail,
+        '--- its access log:', $access,
+        "--- key ${kid}'s batches and lines in PostgreSQL:", $rows,
+        '--- other keys\' lines pending, running or just finished:',
+        $others, '';
 }
 
 # jsonl(LIST of hashes): the file's text, one object a line
