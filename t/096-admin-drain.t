@@ -17,13 +17,14 @@ use FindBin;
 use lib "$FindBin::Bin/support";
 
 use File::Temp qw(tempdir);
+use IO::Socket::INET;
 use JSON::PP ();
 use Test::More;
 use Time::HiRes qw(time);
 
 use GpugateAdmin qw(admin);
 use GpugateTest qw(start_nginx http_request http_send http_read psql
-                   wait_until env_or_skip);
+                   wait_until env_or_skip tunnel_step1 tunnel_step2);
 use GpugateAgents qw(agent_bin start_mock start_agent agent_instances
                      read_until read_rest);
 
@@ -47,6 +48,8 @@ sub node {
     return start_nginx(workers => 2, http => <<"HTTP", server => <<'SRV');
     gpugate_auth_postgres "host=127.0.0.1 port=$pg user=gpugate dbname=gpugate";
     gpugate_auth_redis 127.0.0.1:$rd timeout=1s;
+    # no periodic re-check within the test: the message alone must do
+    gpugate_tunnel_zone 1m recheck=600s;
     upstream agents {
         gpugate_tunnel queue=16 queue_timeout=2s;
     }
@@ -106,6 +109,13 @@ sub drained {
     my ($node, $name) = @_;
     my @i = agent_instances($node->port, $name);
     return @i && !grep { !$_->{drained} } @i;
+}
+
+# at least N instances of NAME, none drained
+sub undrained {
+    my ($node, $name, $n) = @_;
+    my @i = agent_instances($node->port, $name);
+    return @i >= ($n || 1) && !grep { $_->{drained} } @i;
 }
 
 sub chat {
@@ -254,6 +264,67 @@ diag sprintf 'node 2 drained C %.2f s after the call', $took;
 ok(wait_until(5, sub { agent_instances($n2->port, $nc)
                        && !drained($n2, $nc) }), 'undrained on node 2');
 is(http_read(chat($n2, 0), 10)->{status}, 200, 'and serves again');
+
+# --- a handshake that straddles an undrain ---------------------------------
+# A second instance of B reads "drained" at step 1; the undrain and the
+# re-check its message makes come before its step 2, which then applied
+# the older state to all of B's slots: B stayed drained until the
+# periodic re-check (30 s by default).  Now a drain message during a
+# handshake makes the worker ask again once the instance is attached.
+
+($st) = api($n1, 'POST', "agents/$id{$nb}/drain", $root_cred);
+is($st, 200, 'drain B');
+ok(wait_until(10, sub { drained($n1, $nb) }), 'B drained');
+
+my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $n1->port,
+                                 Timeout => 5) or die "connect: $!\n";
+my ($r1, $scram) = tunnel_step1($sock, $nb);
+ok($r1->{status} == 401
+   && ($r1->{headers}{'www-authenticate'} // '') =~ /sid=/,
+   'a second instance of B: step 1 (the drained state is read)');
+
+($st) = api($n1, 'DELETE', "agents/$id{$nb}/drain", $root_cred);
+is($st, 200, 'undrain B while that handshake is half done');
+ok(wait_until(10, sub { undrained($n1, $nb) }),
+   'the message\'s re-check undrained B');
+
+my $token = do {
+    open my $fh, '<', "$dir/$nb.token" or die "$dir/$nb.token: $!\n";
+    local $/;
+    my $t = <$fh>;
+    $t =~ s/\s+\z//;
+    $t;
+};
+my ($r2, $proof_ok) = tunnel_step2($sock, $r1, $scram, $token,
+    Upgrade => 'gpugate-tunnel/1', 'X-Gpugate-Models' => 'mock-model');
+ok($r2->{status} == 101 && $proof_ok, 'its step 2 after the undrain: 101')
+    or diag($r2->{status});
+ok(wait_until(10, sub { undrained($n1, $nb, 2) }),
+   'B and its new instance undrained: the handshake\'s older state was '
+   . 'asked about again') or diag(explain [ agent_instances($n1->port,
+                                                             $nb) ]);
+close $sock;
+
+# and the other way: step 1 reads "undrained", a drain comes before step 2
+$sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . $n1->port,
+                              Timeout => 5) or die "connect: $!\n";
+($r1, $scram) = tunnel_step1($sock, $nb);
+is($r1->{status}, 401, 'a third instance of B: step 1');
+($st) = api($n1, 'POST', "agents/$id{$nb}/drain", $root_cred);
+is($st, 200, 'drain B while that handshake is half done');
+ok(wait_until(10, sub { drained($n1, $nb) }),
+   'the message\'s re-check drained B');
+($r2, $proof_ok) = tunnel_step2($sock, $r1, $scram, $token,
+    Upgrade => 'gpugate-tunnel/1', 'X-Gpugate-Models' => 'mock-model',
+    'X-Gpugate-Instance' => 'fedcba9876543210');
+ok($r2->{status} == 101 && $proof_ok, 'its step 2 after the drain: 101');
+ok(wait_until(10, sub {
+       my @i = agent_instances($n1->port, $nb);
+       (grep { $_->{instance} eq 'fedcba9876543210' } @i)
+           && !grep { !$_->{drained} } @i;
+   }), 'B and its new instance drained: no new request goes to it')
+    or diag(explain [ agent_instances($n1->port, $nb) ]);
+close $sock;
 
 $_->stop for values %agent;
 

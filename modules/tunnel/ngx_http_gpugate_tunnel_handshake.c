@@ -134,6 +134,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     ngx_pool_cleanup_t                 *cln, *rcln;
     ngx_http_gpugate_pg_t              *pg;
     ngx_http_gpugate_tunnel_hs_t       *hs;
+    ngx_http_gpugate_tunnel_shm_t      *shm;
     ngx_http_gpugate_tunnel_step_t     *st;
     ngx_http_gpugate_tunnel_loc_conf_t *tlcf;
 
@@ -172,6 +173,10 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
     if (st == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* before the cache or PostgreSQL is asked whether it is drained */
+    shm = ngx_http_gpugate_tunnel_shm();
+    st->drain_msgs = shm ? shm->drain_msgs : 0;
 
     src = gpugate_scram_server_parse_first(&st->scram, (char *) msg.data,
                                            msg.len, st->user, &st->user_len);

@@ -568,8 +568,17 @@ ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
 ngx_uint_t
 ngx_http_gpugate_tunnel_drain_message(ngx_str_t *name)
 {
+    ngx_http_gpugate_tunnel_shm_t  *shm;
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "gpugate tunnel: \"drain %V\": re-checking now", name);
+
+    /* handshakes that read the state before this one ask again (step2.c) */
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    if (shm) {
+        (void) ngx_atomic_fetch_add(&shm->drain_msgs, 1);
+    }
 
     ngx_http_gpugate_tunnel_recheck_now();
 
