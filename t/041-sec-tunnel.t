@@ -28,7 +28,7 @@ use Time::HiRes qw(sleep time);
 use GpugateTest qw(start_nginx http_request http_send http_read psql
                    redis wait_until env_or_skip make_agent tunnel_connect
                    free_port
-                   tunnel_step1 read_head);
+                   tunnel_step1 tunnel_step2 read_head);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
                TEST_NGINX_REDIS_PORT));
@@ -259,6 +259,30 @@ $port = $ngx->port;
     ($v, $r) = tunnel_connect($port, 'sec-valid', $ok);
     is($r->{status}, 101, '... which connects again at once');
     close $v if $v;
+
+    # a handshake half done when the agent is revoked: its step 1 read the
+    # verifier, its step 2 comes after the message's re-check, which found
+    # nothing of the agent to close; the tunnel must not live on until the
+    # periodic re-check (60 s here)
+    my $tok3 = make_agent('sec-rev3');
+    my $s3 = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port",
+                                   Timeout => 5) or die "connect: $!\n";
+    my ($r1, $sc) = tunnel_step1($s3, 'sec-rev3');
+    is($r1->{status}, 401, 'revoke mid-handshake: step 1 answered');
+    $ngx->mark;
+    ($rc, $out) = keys_tool(1, 'agent-revoke', 'sec-rev3');
+    is($rc, 0, '... the agent revoked before its step 2') or diag $out;
+    ok($ngx->wait_log(qr/invalidation "agent sec-rev3" closed 0 tunnel/, 10),
+       '... and the message handled (nothing of it to close yet)');
+    my ($r2, $proof) = tunnel_step2($s3, $r1, $sc, $tok3,
+                                    Upgrade => 'gpugate-tunnel/1',
+                                    'X-Gpugate-Models' => 'sec-c');
+    ok($r2->{status} != 101 || closed_within($s3, 10),
+       "... its step 2 ($r2->{status}): refused, or the tunnel closed at "
+       . 'once by the re-check after it');
+    is(http_read(chat($ngx, 'sec-c'), 5)->{status}, 503,
+       '... and nothing serves its model');
+    close $s3;
 }
 
 # a revocation whose publish is lost: the re-check finds it

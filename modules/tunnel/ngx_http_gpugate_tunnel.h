@@ -214,12 +214,13 @@ typedef struct {
                                       client's region (no agent of it
                                       had room) */
     ngx_atomic_t      cooled;      /* agents cooled down, ever */
-    ngx_atomic_t      drain_msgs;  /* "drain <name>" messages the
-                                      workers got, ever: a handshake
-                                      that read the drained state
-                                      before one came may hold a state
-                                      older than the re-check the
-                                      message made, and asks again */
+    ngx_atomic_t      bus_msgs;    /* "agent <name>" and "drain
+                                      <name>" messages the workers got,
+                                      ever: a handshake that read the
+                                      verifier and drained state before
+                                      one came holds what may be older
+                                      than the re-check the message
+                                      made, and asks again */
     u_char            secret[32];  /* key of the fake salts for unknown
                                       agents; random once, kept across
                                       reloads so salts stay stable */
@@ -664,6 +665,13 @@ ngx_uint_t ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name);
 /* asks PostgreSQL about this worker's agents now (or after the query out) */
 void ngx_http_gpugate_tunnel_recheck_now(void);
 
+/*
+ * The same, when an "agent" or "drain" message came since the zone's
+ * bus_msgs was "msgs": a handshake read its agent's state at step 1, and
+ * the agent is attached in this worker now.
+ */
+void ngx_http_gpugate_tunnel_recheck_since(ngx_atomic_uint_t msgs);
+
 
 /* draining (ngx_http_gpugate_tunnel_drain.c, sql/006_drain.sql) */
 
@@ -672,13 +680,6 @@ void ngx_http_gpugate_tunnel_recheck_now(void);
  * cached verifier follow.
  */
 void ngx_http_gpugate_tunnel_drain_set(int64_t agent_id, ngx_uint_t drained);
-
-/*
- * The drained state a handshake read at step 1 ("msgs": the zone's
- * drain_msgs then) for its agent, now attached in this worker.
- */
-void ngx_http_gpugate_tunnel_drain_attached(int64_t agent_id,
-    ngx_uint_t drained, ngx_atomic_uint_t msgs);
 
 /*
  * "drain <name>" was published: this worker asks PostgreSQL about its

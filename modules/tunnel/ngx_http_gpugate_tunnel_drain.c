@@ -69,34 +69,3 @@ ngx_http_gpugate_tunnel_drain_set(int64_t agent_id, ngx_uint_t drained)
 
     ngx_shmtx_unlock(&shpool->mutex);
 }
-
-
-/*
- * The state was read at step 1.  A "drain" message since then means it
- * may have changed, and the re-check that message made may already have
- * been applied, and just overwritten with the older state: until the
- * next periodic re-check (recheck=, 30 s) a drained agent would take new
- * requests, or an undrained one none.  This worker holds the agent now,
- * so a re-check asks PostgreSQL about it after the message.
- */
-
-void
-ngx_http_gpugate_tunnel_drain_attached(int64_t agent_id, ngx_uint_t drained,
-    ngx_atomic_uint_t msgs)
-{
-    ngx_http_gpugate_tunnel_shm_t  *shm;
-
-    ngx_http_gpugate_tunnel_drain_set(agent_id, drained);
-
-    shm = ngx_http_gpugate_tunnel_shm();
-
-    if (shm == NULL || shm->drain_msgs == msgs) {
-        return;
-    }
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "gpugate tunnel: agent id %L: a drain message came "
-                   "during its handshake, re-checking", agent_id);
-
-    ngx_http_gpugate_tunnel_recheck_now();
-}

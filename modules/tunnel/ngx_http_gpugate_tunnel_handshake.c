@@ -174,9 +174,9 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* before the cache or PostgreSQL is asked whether it is drained */
+    /* before the cache or PostgreSQL is asked for the verifier */
     shm = ngx_http_gpugate_tunnel_shm();
-    st->drain_msgs = shm ? shm->drain_msgs : 0;
+    st->bus_msgs = shm ? shm->bus_msgs : 0;
 
     src = gpugate_scram_server_parse_first(&st->scram, (char *) msg.data,
                                            msg.len, st->user, &st->user_len);

@@ -44,8 +44,8 @@ typedef struct {
     unsigned                    any_model:1; /* allowed_models is NULL */
     unsigned                    drained:1; /* agents.drained_at is set */
     int64_t                     agent_id;  /* agents.id */
-    ngx_atomic_uint_t           drain_msgs; /* the zone's drain_msgs
-                                              before "drained" was read */
+    ngx_atomic_uint_t           bus_msgs;  /* the zone's bus_msgs before
+                                              the verifier was read */
     size_t                      user_len;  /* length of user */
     char                        user[GPUGATE_SCRAM_USER_SIZE];
                                            /* agent name, NUL-ended */

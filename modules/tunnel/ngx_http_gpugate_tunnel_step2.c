@@ -356,8 +356,8 @@ ngx_http_gpugate_tunnel_step2(ngx_http_request_t *r,
                                        &hello.region);
 
     /* before this worker's event loop can hand the connection out */
-    ngx_http_gpugate_tunnel_drain_attached(st->agent_id, st->drained,
-                                           st->drain_msgs);
+    ngx_http_gpugate_tunnel_drain_set(st->agent_id, st->drained);
+    ngx_http_gpugate_tunnel_recheck_since(st->bus_msgs);
 
     (void) gpugate_tunnel_endpoints_print(hello.endpoints, eps, sizeof(eps));
 

@@ -56,6 +56,7 @@ static int64_t ngx_http_gpugate_tunnel_cache_id(ngx_str_t *name);
 static void ngx_http_gpugate_tunnel_recheck(ngx_event_t *ev);
 static void ngx_http_gpugate_tunnel_recheck_done(
     ngx_http_gpugate_pg_query_t *q, PGresult *res, const char *error);
+static void ngx_http_gpugate_tunnel_bus_count(void);
 
 
 static ngx_http_gpugate_tunnel_verifiers_t  *ngx_http_gpugate_tunnel_vf;
@@ -512,6 +513,49 @@ ngx_http_gpugate_tunnel_recheck_now(void)
 
 
 /*
+ * A handshake reads its agent's verifier and drained state at step 1 and
+ * attaches it at step 2.  An "agent" or "drain" message between the two
+ * makes a re-check that finds nothing of the agent to close (it holds no
+ * tunnel yet), or whose drained state step 2 then overwrites with the
+ * older one: a revoked agent would keep that tunnel, a drained one take
+ * new requests (or an undrained one none) until the periodic re-check
+ * (recheck=, 30 s).  Each message is counted; step 2 asks again when one
+ * came since its step 1, now that this worker holds the agent.
+ */
+
+static void
+ngx_http_gpugate_tunnel_bus_count(void)
+{
+    ngx_http_gpugate_tunnel_shm_t  *shm;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    if (shm) {
+        (void) ngx_atomic_fetch_add(&shm->bus_msgs, 1);
+    }
+}
+
+
+void
+ngx_http_gpugate_tunnel_recheck_since(ngx_atomic_uint_t msgs)
+{
+    ngx_http_gpugate_tunnel_shm_t  *shm;
+
+    shm = ngx_http_gpugate_tunnel_shm();
+
+    if (shm == NULL || shm->bus_msgs == msgs) {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "gpugate tunnel: an agent or drain message came during "
+                   "a handshake: re-checking after it");
+
+    ngx_http_gpugate_tunnel_recheck_now();
+}
+
+
+/*
  * "agent <name>" on the invalidation channel (the auth module's).  Anyone
  * who can publish on Redis can send it, so it only makes the agent
  * handshake again and asks PostgreSQL about the agent at once: PostgreSQL
@@ -532,6 +576,8 @@ ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
     if (vf == NULL || ngx_http_gpugate_tunnel_shm() == NULL) {
         return 0;
     }
+
+    ngx_http_gpugate_tunnel_bus_count();
 
     id = ngx_http_gpugate_tunnel_cache_id(name);
 
@@ -568,17 +614,10 @@ ngx_http_gpugate_tunnel_invalidate(ngx_str_t *name)
 ngx_uint_t
 ngx_http_gpugate_tunnel_drain_message(ngx_str_t *name)
 {
-    ngx_http_gpugate_tunnel_shm_t  *shm;
-
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "gpugate tunnel: \"drain %V\": re-checking now", name);
 
-    /* handshakes that read the state before this one ask again (step2.c) */
-    shm = ngx_http_gpugate_tunnel_shm();
-
-    if (shm) {
-        (void) ngx_atomic_fetch_add(&shm->drain_msgs, 1);
-    }
+    ngx_http_gpugate_tunnel_bus_count();
 
     ngx_http_gpugate_tunnel_recheck_now();
 
