@@ -89,11 +89,15 @@ start_lane() {
     gg_start_mock "$d" mock2 --models second-model
     mock2_port=$GG_MOCK_PORT
 
-    # ports the files pick themselves: a slice of 20000-31999 per lane
-    span=$((12000 / lanes))
+    # ports the files pick themselves: a slice of 20000-29999 per lane
+    span=$((10000 / lanes))
     lo=$((20000 + (k - 1) * span))
 
-    gg_take_port nginx_port
+    # nginx's port is free between the lane's files, so it must not lie in
+    # any lane's slice: a file there could take it for a server of its own
+    # and the lane's next Test::Nginx file fail to bind (t/004 in a loaded
+    # run: "bind() to 0.0.0.0:22391 failed (98: Address already in use)")
+    GPUGATE_PORT_LO=30000 GPUGATE_PORT_HI=31999 gg_take_port nginx_port
 
     {
         printf 'TEST_NGINX_PORT=%q\n' "$nginx_port"
