@@ -215,6 +215,29 @@ ok(js_until($c, 10, "document.getElementById('dash-error').textContent"
 is(psql("SELECT count(*) FROM api_keys WHERE name = 'bad-$run'"), $before,
    'and no key was made');
 
+# a refusal stays shown after the polls in flight when it came end (one
+# ending a moment after it wiped it: t/099 under load).  The console's GETs
+# (its polls) are answered a second late and counted, so that one is in
+# flight when the create, a POST, is refused.
+js($c, "(function () { var f = window.fetch; window.ggGets = 0;"
+     . " window.fetch = function (u, o) { var p = f.call(window, u, o);"
+     . " if (o && o.method !== 'GET') { return p; }"
+     . " window.ggGets++;"
+     . " return p.then(function (r) { return new Promise(function (ok) {"
+     . " setTimeout(function () { window.ggGets--; ok(r); }, 1000); }); });"
+     . " }; return 1; })()");
+ok(js_until($c, 10, "window.ggGets > 0"), 'a poll is in flight');
+my $polls = js($c, "document.body.getAttribute('data-polls')");
+create("bad2-$run", '10', '', '');
+ok(js_until($c, 10, "document.getElementById('dash-error').textContent"
+                  . ".indexOf('priority must be a whole number') >= 0"),
+   'refused while a poll is in flight: the message is shown');
+ok(js_until($c, 20, "+document.body.getAttribute('data-polls') > $polls"),
+   'that poll ended');
+like(js($c, "document.getElementById('dash-error').textContent"),
+     qr/priority must be a whole number/,
+     '... and the message is still shown');
+
 cdp_drain_events($c);
 is_deeply($c->{alerts}, [], 'no alert or other dialog');
 is_deeply([ grep { !/status of 400/ } @{ $c->{errors} } ], [],

@@ -37,8 +37,10 @@
     models: [],                  /* every model seen, for colours */
     usageKey: {},
     usageTenant: {},
-    editing: null                /* {kind: 'keys' or 'tenants', id} whose
+    editing: null,               /* {kind: 'keys' or 'tenants', id} whose
                                     priority and region the form edits */
+    errorOf: null                /* who set dash-error: 'action' (kept
+                                    until the next action) or 'poll' */
   };
 
   function $(id) { return document.getElementById(id); }
@@ -115,8 +117,28 @@
 
   function api(method, path, body) { return request(method, API + path, body); }
 
+  /* an action's refusal stays until the next action: a poll in flight
+     when it came must not wipe it a moment later (t/099 under load) */
   function showError(e) {
-    if (e && e.message !== '401') { $('dash-error').textContent = e.message; }
+    if (e && e.message !== '401') {
+      $('dash-error').textContent = e.message;
+      state.errorOf = 'action';
+    }
+  }
+
+  function showPollError(e) {
+    if (e && e.message !== '401') {
+      $('dash-error').textContent = e.message;
+      state.errorOf = 'poll';
+    }
+  }
+
+  /* clears dash-error when "of" set it, or whoever did when none given */
+  function clearError(of) {
+    if (!of || state.errorOf === of) {
+      $('dash-error').textContent = '';
+      state.errorOf = null;
+    }
   }
 
   /* --- login ----------------------------------------------------------- */
@@ -142,6 +164,7 @@
     sessionStorage.removeItem(STORE);
     state.cred = null;
     if (state.timer) { clearTimeout(state.timer); state.timer = null; }
+    clearError();
     $('dash').hidden = true;
     $('who').hidden = true;
     $('login').hidden = false;
@@ -402,6 +425,7 @@
                               + 'its requests and gets no new one.')) {
       return;
     }
+    clearError();
     api(on ? 'POST' : 'DELETE', 'agents/' + a.id + '/drain')
       .then(refresh, showError);
   }
@@ -508,6 +532,7 @@
         act.appendChild(actionButton('Revoke', 'bad', function () {
           if (window.confirm('Revoke key ' + k.prefix + '\u2026 ("' + (k.name || '')
                              + '")? Every gateway refuses it at once.')) {
+            clearError();
             api('DELETE', 'keys/' + k.id).then(refresh, showError);
           }
         }));
@@ -573,6 +598,7 @@
     if (prio) { body.priority = prioField(prio); }
     if (max) { body.max_priority = prioField(max); }
     if (region) { body.region = region; }
+    clearError();
     api('POST', 'keys', body).then(function (k) {
       $('new-key-value').textContent = k.key;
       $('new-key').hidden = false;
@@ -607,7 +633,7 @@
       return Promise.all([api('GET', 'keys?limit=500').then(onKeys),
                           api('GET', 'tenants?limit=500').then(onTenants)]);
     }).then(function () {
-      $('dash-error').textContent = '';
+      clearError('poll');
       $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
       document.body.setAttribute('data-polls', String(state.polls));
     });
@@ -615,7 +641,7 @@
 
   function poll() {
     if (state.timer) { clearTimeout(state.timer); }
-    refresh().catch(showError).then(function () {
+    refresh().catch(showPollError).then(function () {
       if (state.cred) { state.timer = setTimeout(poll, POLL_MS); }
     });
   }
