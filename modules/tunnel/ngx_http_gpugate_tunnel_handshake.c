@@ -49,6 +49,8 @@ typedef struct {
 } ngx_http_gpugate_tunnel_hs_t;
 
 
+static void ngx_http_gpugate_tunnel_step_query(
+    ngx_http_gpugate_tunnel_step_t *st);
 static void ngx_http_gpugate_tunnel_pg_done(ngx_http_gpugate_pg_query_t *q,
     PGresult *res, const char *error);
 static ngx_int_t ngx_http_gpugate_tunnel_row(ngx_http_request_t *r,
@@ -120,6 +122,20 @@ ngx_uint_t
 ngx_http_gpugate_tunnel_hs_ready(void)
 {
     return ngx_http_gpugate_tunnel_hs != NULL;
+}
+
+
+/* step 1's query of the agent's row (its SCRAM verifier and state) */
+static void
+ngx_http_gpugate_tunnel_step_query(ngx_http_gpugate_tunnel_step_t *st)
+{
+    st->query.stmt = "gpugate_tunnel_agent";
+    st->query.nparams = 1;
+    st->query.values[0] = st->user;
+    st->query.lengths[0] = (int) st->user_len;
+    st->query.formats[0] = 0;
+    st->query.handler = ngx_http_gpugate_tunnel_pg_done;
+    st->query.data = st;
 }
 
 
@@ -223,13 +239,7 @@ ngx_http_gpugate_tunnel_step1(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    st->query.stmt = "gpugate_tunnel_agent";
-    st->query.nparams = 1;
-    st->query.values[0] = st->user;
-    st->query.lengths[0] = (int) st->user_len;
-    st->query.formats[0] = 0;
-    st->query.handler = ngx_http_gpugate_tunnel_pg_done;
-    st->query.data = st;
+    ngx_http_gpugate_tunnel_step_query(st);
 
     /* the exchange is the connection's and counts as pending from now */
 
