@@ -22,7 +22,7 @@ use IO::Socket::INET;
 use JSON::PP;
 use Test::More;
 
-use GpugateTest qw(start_nginx http_request make_key wait_until npm_install
+use GpugateTest qw(start_nginx http_request make_key wait_until sdk_install
                    env_or_skip free_port make_agent);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT));
@@ -37,11 +37,10 @@ for my $tool (qw(node npm)) {
         unless system("command -v $tool >/dev/null 2>&1") == 0;
 }
 
-my %pkg = ('openai' => '7.55.0', '@anthropic-ai/sdk' => '1.10.0');
-my $npm = $ENV{GPUGATE_NPM_DIR} || "$root/build/npm";
+my ($npm, $have_sdk) = sdk_install();
 
 plan skip_all => "npm could not install the SDKs (see $npm/npm-install.log)"
-    unless npm_install($npm, %pkg);
+    unless $have_sdk;
 
 my $pg = $ENV{TEST_NGINX_PG_PORT};
 my $dir = tempdir('gpugate-sdk-XXXXXX', TMPDIR => 1, CLEANUP => 1);

@@ -22,7 +22,7 @@ use JSON::PP qw(decode_json);
 use Test::More;
 
 use GpugateTest qw(make_key make_agent wait_until env_or_skip
-                   http_request);
+                   http_request sdk_install);
 use GpugateScale qw(scale_mock scale_agent slurp);
 use GpugateBatch qw(batch_node);
 
@@ -38,22 +38,10 @@ for my $tool (qw(node npm)) {
         unless system("command -v $tool >/dev/null 2>&1") == 0;
 }
 
-my $version = '7.55.0';
-my $npm = $ENV{GPUGATE_NPM_DIR} || "$root/build/npm";
+my ($npm, $have_sdk) = sdk_install();
 
-sub installed {
-    open my $f, '<', "$npm/node_modules/openai/package.json" or return 0;
-    local $/;
-    return ((decode_json(<$f>) || {})->{version} // '') eq $version;
-}
-
-unless (installed()) {
-    system('mkdir', '-p', $npm);
-    system("cd '$npm' && npm install --no-audit --no-fund --loglevel=error"
-           . " openai\@$version >npm-install.log 2>&1");
-    plan skip_all => "npm could not install the SDK (see $npm/"
-                   . "npm-install.log)" unless installed();
-}
+plan skip_all => "npm could not install the SDK (see $npm/npm-install.log)"
+    unless $have_sdk;
 
 my $run = "t108-$$";
 my ($key) = make_key("tenant-$run", name => 'batch-sdk');

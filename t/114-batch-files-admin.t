@@ -27,7 +27,8 @@ use JSON::PP qw(decode_json);
 use Test::More;
 
 use GpugateAdmin qw(admin);
-use GpugateTest qw(make_key psql wait_until env_or_skip free_port);
+use GpugateTest qw(make_key psql wait_until env_or_skip free_port
+                   sdk_install);
 use GpugateBatch qw(batch_node upload api jsonl);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_PG_PORT
@@ -325,11 +326,11 @@ is(psql("SELECT count(*) FROM batch_lines l JOIN batches b"
 
 # --- 7. the official SDK: files.list, files.delete --------------------------
 
-my $npm = $ENV{GPUGATE_NPM_DIR} || "$root/build/npm";
 SKIP: {
-    skip 'the openai npm SDK is not installed (t/108 installs it)', 3
-        unless -e "$npm/node_modules/openai/package.json"
-            && system('command -v node >/dev/null 2>&1') == 0;
+    my ($npm, $have_sdk) = system('command -v node >/dev/null 2>&1'
+                                  . ' && command -v npm >/dev/null 2>&1')
+                           == 0 ? sdk_install() : ('', 0);
+    skip 'npm could not install the openai SDK', 3 unless $have_sdk;
     local $ENV{GG_NPM_DIR} = $npm;
     my $cmd = "node $FindBin::Bin/support/files-sdk.mjs"
             . " http://127.0.0.1:$port $key 2>&1";

@@ -18,7 +18,7 @@ use lib "$FindBin::Bin/support";
 use JSON::PP;
 use Test::More;
 
-use GpugateTest qw(start_nginx env_or_skip npm_install);
+use GpugateTest qw(start_nginx env_or_skip sdk_install);
 
 env_or_skip(qw(TEST_NGINX_LOAD_MODULES TEST_NGINX_MOCK_PORT));
 
@@ -27,10 +27,10 @@ for my $tool (qw(node npm)) {
         unless system("command -v $tool >/dev/null 2>&1") == 0;
 }
 
-my $npm = $ENV{GPUGATE_NPM_DIR} || "$FindBin::Bin/../build/npm";
+my ($npm, $have_sdk) = sdk_install();
 
 plan skip_all => "npm could not install the SDK (see $npm/npm-install.log)"
-    unless npm_install($npm, 'openai' => '7.55.0');
+    unless $have_sdk;
 
 my $mock = $ENV{TEST_NGINX_MOCK_PORT};
 

@@ -24,7 +24,8 @@ use File::Temp qw(tempfile);
 use JSON::PP qw(decode_json);
 use Test::More;
 
-use GpugateTest qw(make_key make_agent psql wait_until env_or_skip);
+use GpugateTest qw(make_key make_agent psql wait_until env_or_skip
+                   sdk_install);
 use GpugateScale qw(scale_mock scale_agent slurp);
 use GpugateBatch qw(batch_node upload api jsonl);
 
@@ -247,10 +248,10 @@ ok(wait_until(10, sub {
 # --- 5. the npm SDK, when installed --------------------------------------
 
 SKIP: {
-    my $npm = $ENV{GPUGATE_NPM_DIR} || "$root/build/npm";
-    skip 'the npm openai SDK is not installed (t/108 installs it)', 1
-        unless -f "$npm/node_modules/openai/package.json"
-               && system('command -v node >/dev/null 2>&1') == 0;
+    my ($npm, $have_sdk) = system('command -v node >/dev/null 2>&1'
+                                  . ' && command -v npm >/dev/null 2>&1')
+                           == 0 ? sdk_install() : ('', 0);
+    skip 'npm could not install the openai SDK', 1 unless $have_sdk;
     my ($fh, $js) = tempfile(SUFFIX => '.mjs', UNLINK => 1);
     print $fh <<'JS';
 import { createRequire } from 'node:module';

@@ -30,7 +30,7 @@ our %STARTED;
 our @EXPORT_OK = qw(
     free_port start_nginx http_request http_send http_read psql redis
     make_key wait_until env_or_skip make_agent tunnel_connect
-    tunnel_step1 tunnel_step2 read_head npm_install
+    tunnel_step1 tunnel_step2 read_head npm_install sdk_install
 );
 
 # Dies (skipping the whole file) unless every named variable is set.
@@ -90,6 +90,20 @@ sub npm_install {
     my $ok = $have->();
     close $lock;
     return $ok;
+}
+
+# The client SDKs the tests run (t/082, t/108, t/114, t/117, t/125),
+# one set for all: a file that installed fewer made the next one run npm
+# again in the folder while another file's node was reading it (npm
+# replaced node_modules/openai under it: "Cannot find module", ENOTEMPTY).
+our %SDK = ('openai' => '7.55.0', '@anthropic-ai/sdk' => '1.10.0');
+
+# sdk_install(): (DIR, true when the whole set is in DIR/node_modules),
+# installed under npm_install's lock when missing; DIR is
+# GPUGATE_NPM_DIR or build/npm
+sub sdk_install {
+    my $dir = $ENV{GPUGATE_NPM_DIR} || "$FindBin::Bin/../build/npm";
+    return ($dir, npm_install($dir, %SDK));
 }
 
 # wait_until(SECONDS, CODE): polls CODE every 20 ms; returns its true value
